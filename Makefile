@@ -1,0 +1,90 @@
+# ngx_do: build the module against Debian's nginx, run it, test it.
+#
+#   make run        install what is missing, build, start the quickstart
+#   make test       install what is missing, build, run every test
+#   make test-asan  the same suite against an ASan/UBSan build of the module
+#   make static NGINX_SRC=/path/to/nginx   build nginx with the module inside
+
+SHELL      := /bin/bash
+NGINX      ?= /usr/sbin/nginx
+NGX_DEV    := /usr/share/nginx/src
+BUILD      := build
+MODULE     := $(BUILD)/ngx_http_do_module.so
+ASAN_BUILD := build-asan
+ASAN_MOD   := $(ASAN_BUILD)/ngx_http_do_module.so
+CC_OPT     := -g -O2 -fPIC -Wall -Wextra -Werror -Wno-unused-parameter
+ASAN_OPT   := -g -O1 -fPIC -fno-omit-frame-pointer -fsanitize=address,undefined \
+              -fno-sanitize-recover=undefined -Wall -Wextra -Werror \
+              -Wno-unused-parameter
+SRCS       := config ngx_http_do_module.c $(wildcard src/*.c src/*.h src/classes/*.c)
+PROVE_J    ?= 2
+
+DEB_PKGS   := nginx nginx-dev libhiredis-dev libjansson-dev libssl-dev \
+              libpcre2-dev zlib1g-dev redis-server wrk perl gcc make \
+              libclang-rt-14-dev
+
+.PHONY: all deps build run test test-asan static clean
+
+all: build
+
+# Debian packages only; apt-get update once, then install what is missing.
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" \
+	        || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@# the nginx package starts a default server on port 80: it is not ours
+	@if [ -n "$$CI" ] && systemctl is-active --quiet nginx 2>/dev/null; then \
+	    systemctl stop nginx; fi; true
+
+build: $(MODULE)
+
+# $(1): build directory, $(2): compiler options
+define configure_module
+	rm -rf $(1)/nginx && mkdir -p $(1) && cp -r $(NGX_DEV) $(1)/nginx
+	cd $(1)/nginx && source ./conf_flags && \
+	    ./configure "$${NGX_CONF_FLAGS[@]}" --with-cc-opt="$(2)" \
+	        --add-dynamic-module=$(CURDIR) > ../configure.log 2>&1 \
+	    || { cat ../configure.log; exit 1; }
+endef
+
+$(BUILD)/nginx/objs/Makefile: config
+	@test -d $(NGX_DEV) || { echo "nginx-dev is missing: run 'make deps'"; exit 1; }
+	$(call configure_module,$(BUILD),$(CC_OPT))
+
+$(MODULE): $(SRCS) $(BUILD)/nginx/objs/Makefile
+	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules
+	cp $(BUILD)/nginx/objs/ngx_http_do_module.so $@
+
+$(ASAN_BUILD)/nginx/objs/Makefile: config
+	$(call configure_module,$(ASAN_BUILD),$(ASAN_OPT))
+
+$(ASAN_MOD): $(SRCS) $(ASAN_BUILD)/nginx/objs/Makefile
+	$(MAKE) -C $(ASAN_BUILD)/nginx -f objs/Makefile modules
+	cp $(ASAN_BUILD)/nginx/objs/ngx_http_do_module.so $@
+
+run: deps build
+	@bin/quickstart $(NGINX) $(CURDIR)/$(MODULE)
+
+test: deps build
+	DO_MODULE=$(CURDIR)/$(MODULE) NGINX=$(NGINX) prove -j$(PROVE_J) -r t/
+
+# Debian's nginx with the ASan runtime preloaded and the module built with
+# -fsanitize=address,undefined; any report fails the run (t/lib/DoTest.pm
+# checks the sanitizer logs after each test).
+test-asan: deps $(ASAN_MOD)
+	DO_MODULE=$(CURDIR)/$(ASAN_MOD) NGINX=$(NGINX) DO_ASAN=1 \
+	    prove -j1 -r t/
+
+static:
+	@test -n "$(NGINX_SRC)" || { echo "usage: make static NGINX_SRC=/path/to/nginx"; exit 1; }
+	cd $(NGINX_SRC) && ./configure --with-http_ssl_module \
+	    --with-cc-opt="$(CC_OPT)" --add-module=$(CURDIR) && $(MAKE)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

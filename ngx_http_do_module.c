@@ -1,0 +1,1438 @@
+
+/*
+ * ngx_http_do_module: durable objects in nginx.
+ *
+ * This file is the nginx-facing shell: directives, configuration, the
+ * do_pass content handler, variables and process hooks.  It turns a request
+ * into a call for one object, hands the call to the owner worker (itself,
+ * or another worker over the channels), parks the request, and writes the
+ * reply when it comes back.  How objects run and store their state is the
+ * runtime's business (src/).
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <openssl/evp.h>
+
+#include "ngx_do.h"
+
+
+#define NGX_HTTP_DO_NAME          1
+#define NGX_HTTP_DO_ID            2
+#define NGX_HTTP_DO_UNIQUE        3
+
+#define NGX_HTTP_DO_MAX_NAME      1024
+#define NGX_HTTP_DO_DEFAULT_SIZE  (64 * 1024 * 1024)
+
+
+typedef struct {
+    ngx_array_t                namespaces;    /* ngx_do_namespace_t * */
+    ngx_array_t                classes;       /* ngx_do_class_t * */
+    ngx_array_t                passes;        /* ngx_http_do_loc_conf_t * */
+    ngx_shm_zone_t            *zone;
+    size_t                     size;
+    ngx_msec_t                 idle_timeout;
+    ngx_msec_t                 call_timeout;
+    u_char                     secret[32];
+    ngx_flag_t                 secret_set;
+} ngx_http_do_main_conf_t;
+
+
+typedef struct {
+    ngx_str_t                  ns_name;
+    ngx_do_namespace_t        *ns;
+    ngx_uint_t                 strategy;
+    ngx_http_complex_value_t  *expr;
+    u_char                    *file;
+    ngx_uint_t                 line;
+} ngx_http_do_loc_conf_t;
+
+
+typedef struct {
+    ngx_rbtree_node_t          node;          /* key: the call id */
+    ngx_http_request_t        *request;
+    ngx_event_t                timer;
+    ngx_uint_t                 owner;
+    u_char                     id[NGX_DO_ID_LEN];
+    unsigned                   has_id:1;
+    unsigned                   pending:1;
+} ngx_http_do_ctx_t;
+
+
+static ngx_int_t ngx_http_do_handler(ngx_http_request_t *r);
+static void ngx_http_do_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_do_read_body(ngx_http_request_t *r,
+    ngx_str_t *body);
+static u_char *ngx_http_do_build_call(ngx_http_request_t *r,
+    ngx_http_do_ctx_t *ctx, ngx_str_t *body, size_t *len);
+static void ngx_http_do_deliver(uint64_t call_id, u_char *buf, size_t len);
+static void ngx_http_do_timeout(ngx_event_t *ev);
+static void ngx_http_do_cleanup(void *data);
+static ngx_int_t ngx_http_do_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *content_type, ngx_str_t *body, uint64_t etag,
+    uint64_t activation);
+static ngx_int_t ngx_http_do_send_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *msg);
+static ngx_int_t ngx_http_do_add_header(ngx_http_request_t *r,
+    const char *name, u_char *value, size_t len);
+static void ngx_http_do_ipc_handler(ngx_uint_t type, ngx_uint_t src,
+    uint64_t call_id, u_char *buf, size_t len);
+
+static ngx_int_t ngx_http_do_variable_id(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_do_variable_owner(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_do_variable_worker(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+static ngx_int_t ngx_http_do_preconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_do_postconfiguration(ngx_conf_t *cf);
+static void *ngx_http_do_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_do_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_do_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_do_storage(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_do_secret(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_do_namespace(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_do_pass(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_do_init_module(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_do_init_process(ngx_cycle_t *cycle);
+static void ngx_http_do_exit_process(ngx_cycle_t *cycle);
+
+
+extern ngx_do_class_t  ngx_do_store_class;
+
+
+static ngx_command_t  ngx_http_do_commands[] = {
+
+    { ngx_string("do_storage"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_do_storage,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("do_secret"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_do_secret,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("do_namespace"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_do_namespace,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("do_idle_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_do_main_conf_t, idle_timeout),
+      NULL },
+
+    { ngx_string("do_call_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_do_main_conf_t, call_timeout),
+      NULL },
+
+    { ngx_string("do_pass"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_do_pass,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_do_module_ctx = {
+    ngx_http_do_preconfiguration,          /* preconfiguration */
+    ngx_http_do_postconfiguration,         /* postconfiguration */
+
+    ngx_http_do_create_main_conf,          /* create main configuration */
+    ngx_http_do_init_main_conf,            /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_do_create_loc_conf,           /* create location configuration */
+    NULL                                   /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_do_module = {
+    NGX_MODULE_V1,
+    &ngx_http_do_module_ctx,               /* module context */
+    ngx_http_do_commands,                  /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    ngx_http_do_init_module,               /* init module */
+    ngx_http_do_init_process,              /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_do_exit_process,              /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_http_variable_t  ngx_http_do_vars[] = {
+
+    { ngx_string("do_object_id"), NULL, ngx_http_do_variable_id, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("do_owner"), NULL, ngx_http_do_variable_owner, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("do_worker"), NULL, ngx_http_do_variable_worker, 0,
+      0, 0 },
+
+      ngx_http_null_variable
+};
+
+
+ngx_do_runtime_t              ngx_do_runtime;
+
+static ngx_uint_t             ngx_http_do_generation;
+static ngx_rbtree_t           ngx_http_do_pending;
+static ngx_rbtree_node_t      ngx_http_do_pending_sentinel;
+static uint32_t               ngx_http_do_calls;
+static ngx_uint_t             ngx_http_do_enabled;
+
+
+static ngx_int_t
+ngx_http_do_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                 rc;
+    ngx_str_t                 value;
+    ngx_http_do_ctx_t        *ctx;
+    ngx_http_do_loc_conf_t   *dlcf;
+
+    dlcf = ngx_http_get_module_loc_conf(r, ngx_http_do_module);
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_do_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->request = r;
+    ngx_http_set_ctx(r, ctx, ngx_http_do_module);
+
+    switch (dlcf->strategy) {
+
+    case NGX_HTTP_DO_UNIQUE:
+        if (ngx_do_id_unique(dlcf->ns, ctx->id) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        break;
+
+    default:
+        if (ngx_http_complex_value(r, dlcf->expr, &value) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (dlcf->strategy == NGX_HTTP_DO_NAME) {
+            if (value.len == 0 || value.len > NGX_HTTP_DO_MAX_NAME) {
+                ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                              "do: object name of %uz bytes rejected",
+                              value.len);
+                return ngx_http_do_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                              "invalid object name");
+            }
+
+            ngx_do_id_from_name(dlcf->ns, &value, ctx->id);
+            break;
+        }
+
+        if (ngx_do_id_from_string(dlcf->ns, &value, ctx->id) != NGX_OK) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "do: invalid object id \"%*s\" for namespace "
+                          "\"%V\"", ngx_min(value.len, 80), value.data,
+                          &dlcf->ns->name);
+            return ngx_http_do_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                          "invalid object id");
+        }
+    }
+
+    ctx->has_id = 1;
+    ctx->owner = ngx_do_id_owner(ctx->id);
+
+    r->request_body_in_single_buf = 1;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_do_body_handler);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+/*
+ * The body is complete: build the call and hand it to the owner.  From
+ * here the request waits for ngx_http_do_deliver() or the call timeout.
+ */
+static void
+ngx_http_do_body_handler(ngx_http_request_t *r)
+{
+    u_char                   *buf;
+    size_t                    len;
+    uint64_t                  call_id;
+    ngx_int_t                 rc;
+    ngx_str_t                 body;
+    ngx_uint_t                local;
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_do_ctx_t        *ctx;
+    ngx_http_do_main_conf_t  *dmcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_do_module);
+    dmcf = ngx_http_get_module_main_conf(r, ngx_http_do_module);
+
+    if (ngx_http_do_read_body(r, &body) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    buf = ngx_http_do_build_call(r, ctx, &body, &len);
+    if (buf == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        ngx_free(buf);
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    cln->handler = ngx_http_do_cleanup;
+    cln->data = ctx;
+
+    call_id = ((uint64_t) ngx_pid << 32) | ++ngx_http_do_calls;
+
+    ctx->node.key = (ngx_rbtree_key_t) call_id;
+    ngx_rbtree_insert(&ngx_http_do_pending, &ctx->node);
+    ctx->pending = 1;
+
+    ctx->timer.handler = ngx_http_do_timeout;
+    ctx->timer.data = ctx;
+    ctx->timer.log = r->connection->log;
+    ngx_add_timer(&ctx->timer, dmcf->call_timeout);
+
+    /*
+     * A worker that is being replaced (ngx_exiting) runs calls itself: its
+     * peers of the old generation may be gone, and conditional commits keep
+     * such a turn safe beside the new owner.
+     */
+    local = (ctx->owner == ngx_worker || ngx_do_runtime.workers == 1
+             || ngx_exiting);
+
+    if (!local) {
+        rc = ngx_do_ipc_send(ctx->owner, NGX_DO_IPC_CALL, call_id, buf, len);
+
+        if (rc == NGX_OK) {
+            return;
+        }
+
+        if (rc == NGX_BUSY) {
+            ngx_free(buf);
+            ctx->pending = 0;
+            ngx_rbtree_delete(&ngx_http_do_pending, &ctx->node);
+            ngx_del_timer(&ctx->timer);
+            ngx_http_finalize_request(r,
+                              ngx_http_do_send_error(r,
+                                              NGX_HTTP_SERVICE_UNAVAILABLE,
+                                              "owner worker is overloaded"));
+            return;
+        }
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "do: owner worker %ui is unreachable, "
+                      "running the call here", ctx->owner);
+    }
+
+    ngx_do_call_receive(ngx_worker, call_id, buf, len,
+                        ctx->owner != ngx_worker);
+}
+
+
+/* the request body in one piece: in memory, or read back from its file */
+static ngx_int_t
+ngx_http_do_read_body(ngx_http_request_t *r, ngx_str_t *body)
+{
+    u_char       *p;
+    size_t        len;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    body->len = 0;
+    body->data = NULL;
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return NGX_OK;
+    }
+
+    cl = r->request_body->bufs;
+
+    if (cl->next == NULL && !cl->buf->in_file) {
+        body->data = cl->buf->pos;
+        body->len = cl->buf->last - cl->buf->pos;
+        return NGX_OK;
+    }
+
+    len = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+        len += b->in_file ? (size_t) (b->file_last - b->file_pos)
+                          : (size_t) (b->last - b->pos);
+    }
+
+    p = ngx_pnalloc(r->pool, len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    body->data = p;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (!b->in_file) {
+            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+            continue;
+        }
+
+        n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
+                          b->file_pos);
+
+        if (n != b->file_last - b->file_pos) {
+            return NGX_ERROR;
+        }
+
+        p += n;
+    }
+
+    body->len = p - body->data;
+
+    return NGX_OK;
+}
+
+
+static u_char *
+ngx_http_do_build_call(ngx_http_request_t *r, ngx_http_do_ctx_t *ctx,
+    ngx_str_t *body, size_t *len)
+{
+    u_char                  *buf, *p;
+    ngx_str_t                im, inm;
+    ngx_do_call_wire_t      *w;
+    ngx_http_do_loc_conf_t  *dlcf;
+
+    dlcf = ngx_http_get_module_loc_conf(r, ngx_http_do_module);
+
+    ngx_str_null(&im);
+    ngx_str_null(&inm);
+
+    if (r->headers_in.if_match) {
+        im = r->headers_in.if_match->value;
+    }
+
+    if (r->headers_in.if_none_match) {
+        inm = r->headers_in.if_none_match->value;
+    }
+
+    *len = sizeof(ngx_do_call_wire_t) + r->args.len + im.len + inm.len
+           + body->len;
+
+    buf = ngx_alloc(*len, r->connection->log);
+    if (buf == NULL) {
+        return NULL;
+    }
+
+    w = (ngx_do_call_wire_t *) buf;
+    w->ns = (uint32_t) dlcf->ns->index;
+    w->method = (uint32_t) r->method;
+    w->args_len = (uint32_t) r->args.len;
+    w->if_match_len = (uint32_t) im.len;
+    w->if_none_match_len = (uint32_t) inm.len;
+    w->body_len = (uint32_t) body->len;
+    ngx_memcpy(w->id, ctx->id, NGX_DO_ID_LEN);
+
+    p = buf + sizeof(ngx_do_call_wire_t);
+    p = ngx_cpymem(p, r->args.data, r->args.len);
+    p = ngx_cpymem(p, im.data, im.len);
+    p = ngx_cpymem(p, inm.data, inm.len);
+    ngx_memcpy(p, body->data, body->len);
+
+    return buf;
+}
+
+
+/* a reply came back for a call this worker sent; takes ownership of buf */
+static void
+ngx_http_do_deliver(uint64_t call_id, u_char *buf, size_t len)
+{
+    ngx_int_t             rc;
+    ngx_str_t             content_type, body;
+    ngx_rbtree_key_t      key;
+    ngx_connection_t     *c;
+    ngx_rbtree_node_t    *node;
+    ngx_http_request_t   *r;
+    ngx_http_do_ctx_t    *ctx;
+    ngx_pool_cleanup_t   *cln;
+    ngx_do_reply_wire_t  *w;
+
+    key = (ngx_rbtree_key_t) call_id;
+    node = ngx_http_do_pending.root;
+
+    while (node != ngx_http_do_pending.sentinel && node->key != key) {
+        node = (key < node->key) ? node->left : node->right;
+    }
+
+    if (node == ngx_http_do_pending.sentinel) {
+        /* the request timed out or went away meanwhile */
+        ngx_free(buf);
+        return;
+    }
+
+    ctx = (ngx_http_do_ctx_t *) node;
+    r = ctx->request;
+    c = r->connection;
+
+    ngx_rbtree_delete(&ngx_http_do_pending, &ctx->node);
+    ctx->pending = 0;
+
+    if (ctx->timer.timer_set) {
+        ngx_del_timer(&ctx->timer);
+    }
+
+    if (ngx_do_reply_parse(buf, len, &w, &content_type, &body) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                      "do: malformed reply of %uz bytes dropped", len);
+        ngx_free(buf);
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    /* the body is sent from buf itself, freed with the request */
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        ngx_free(buf);
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    cln->handler = ngx_free;
+    cln->data = buf;
+
+    ctx->owner = w->owner;
+
+    rc = ngx_http_do_send(r, w->status, &content_type, &body, w->etag,
+                          w->activation);
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_do_timeout(ngx_event_t *ev)
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+    ngx_http_do_ctx_t   *ctx;
+
+    ctx = ev->data;
+    r = ctx->request;
+    c = r->connection;
+
+    ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                  "do: call to owner worker %ui timed out", ctx->owner);
+
+    ngx_rbtree_delete(&ngx_http_do_pending, &ctx->node);
+    ctx->pending = 0;
+
+    ngx_http_finalize_request(r,
+                              ngx_http_do_send_error(r,
+                                          NGX_HTTP_GATEWAY_TIME_OUT,
+                                          "owner did not answer in time"));
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_do_cleanup(void *data)
+{
+    ngx_http_do_ctx_t  *ctx = data;
+
+    if (ctx->pending) {
+        ngx_rbtree_delete(&ngx_http_do_pending, &ctx->node);
+        ctx->pending = 0;
+    }
+
+    if (ctx->timer.timer_set) {
+        ngx_del_timer(&ctx->timer);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_do_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *content_type, ngx_str_t *body, uint64_t etag,
+    uint64_t activation)
+{
+    u_char             *p;
+    ngx_int_t           rc;
+    ngx_buf_t          *b;
+    ngx_chain_t         out;
+    ngx_http_do_ctx_t  *ctx;
+    u_char              hex[NGX_DO_ID_HEX_LEN];
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_do_module);
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = body->len;
+    r->headers_out.content_type = *content_type;
+    r->headers_out.content_type_len = content_type->len;
+
+    if (ctx && ctx->has_id) {
+        ngx_hex_dump(hex, ctx->id, NGX_DO_ID_LEN);
+
+        if (ngx_http_do_add_header(r, "DO-Object-Id", hex, sizeof(hex))
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (activation) {
+        p = ngx_pnalloc(r->pool, NGX_INT64_LEN * 2 + 1);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (ngx_http_do_add_header(r, "DO-Activation", p,
+                                   ngx_sprintf(p, "%uD.%uD",
+                                               (uint32_t) (activation >> 32),
+                                               (uint32_t) activation)
+                                   - p)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (etag) {
+        p = ngx_pnalloc(r->pool, NGX_INT64_LEN + 2);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (ngx_http_do_add_header(r, "ETag", p,
+                                   ngx_sprintf(p, "\"%uL\"", etag) - p)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (body->len == 0 || r->method == NGX_HTTP_HEAD) {
+        r->header_only = 1;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = body->data;
+    b->last = body->data + body->len;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static ngx_int_t
+ngx_http_do_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *msg)
+{
+    ngx_str_t  ct, body;
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+
+    body.data = ngx_pnalloc(r->pool, ngx_strlen(msg) + 16);
+    if (body.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    body.len = ngx_sprintf(body.data, "{\"error\":\"%s\"}\n", msg)
+               - body.data;
+
+    ngx_str_set(&ct, "application/json");
+
+    return ngx_http_do_send(r, status, &ct, &body, 0, 0);
+}
+
+
+static ngx_int_t
+ngx_http_do_add_header(ngx_http_request_t *r, const char *name, u_char *value,
+    size_t len)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+
+    h->value.data = ngx_pnalloc(r->pool, len);
+    if (h->value.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(h->value.data, value, len);
+    h->value.len = len;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_do_ipc_handler(ngx_uint_t type, ngx_uint_t src, uint64_t call_id,
+    u_char *buf, size_t len)
+{
+    if (type == NGX_DO_IPC_REPLY) {
+        ngx_http_do_deliver(call_id, buf, len);
+        return;
+    }
+
+    ngx_do_call_receive(src, call_id, buf, len, 0);
+}
+
+
+static ngx_int_t
+ngx_http_do_variable_id(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+    uintptr_t data)
+{
+    ngx_http_do_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_do_module);
+
+    if (ctx == NULL || !ctx->has_id) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = ngx_pnalloc(r->pool, NGX_DO_ID_HEX_LEN);
+    if (v->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_hex_dump(v->data, ctx->id, NGX_DO_ID_LEN);
+    v->len = NGX_DO_ID_HEX_LEN;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_do_variable_owner(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_do_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_do_module);
+
+    if (ctx == NULL || !ctx->has_id) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (v->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->len = ngx_sprintf(v->data, "%ui", ctx->owner) - v->data;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_do_variable_worker(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    v->data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (v->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->len = ngx_sprintf(v->data, "%ui", ngx_worker) - v->data;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_do_register_class(ngx_conf_t *cf, ngx_do_class_t *class)
+{
+    ngx_uint_t                i;
+    ngx_do_class_t          **c;
+    ngx_http_do_main_conf_t  *dmcf;
+
+    dmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_do_module);
+
+    c = dmcf->classes.elts;
+
+    for (i = 0; i < dmcf->classes.nelts; i++) {
+        if (c[i]->name.len == class->name.len
+            && ngx_strncmp(c[i]->name.data, class->name.data,
+                           class->name.len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "do class \"%V\" is registered twice",
+                               &class->name);
+            return NGX_ERROR;
+        }
+    }
+
+    c = ngx_array_push(&dmcf->classes);
+    if (c == NULL) {
+        return NGX_ERROR;
+    }
+
+    *c = class;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_do_preconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_do_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return ngx_do_register_class(cf, &ngx_do_store_class);
+}
+
+
+/* do_pass may name a namespace declared later in the file: resolve here */
+static ngx_int_t
+ngx_http_do_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_uint_t                 i, j;
+    ngx_do_namespace_t       **ns;
+    ngx_http_do_loc_conf_t   **p;
+    ngx_http_do_main_conf_t   *dmcf;
+
+    dmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_do_module);
+
+    p = dmcf->passes.elts;
+    ns = dmcf->namespaces.elts;
+
+    for (i = 0; i < dmcf->passes.nelts; i++) {
+        for (j = 0; j < dmcf->namespaces.nelts; j++) {
+            if (ns[j]->name.len == p[i]->ns_name.len
+                && ngx_strncmp(ns[j]->name.data, p[i]->ns_name.data,
+                               ns[j]->name.len) == 0)
+            {
+                p[i]->ns = ns[j];
+                break;
+            }
+        }
+
+        if (p[i]->ns == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "unknown do namespace \"%V\" in %s:%ui",
+                          &p[i]->ns_name, p[i]->file, p[i]->line);
+            return NGX_ERROR;
+        }
+    }
+
+    if (dmcf->namespaces.nelts == 0) {
+        return NGX_OK;
+    }
+
+    if (dmcf->zone == NULL) {
+        ngx_str_t  name = ngx_string("do_storage");
+
+        dmcf->zone = ngx_shared_memory_add(cf, &name, dmcf->size,
+                                           &ngx_http_do_module);
+        if (dmcf->zone == NULL) {
+            return NGX_ERROR;
+        }
+
+        dmcf->zone->init = ngx_do_memory_init_zone;
+    }
+
+    if (!dmcf->secret_set) {
+        ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                      "do: no do_secret is set, object IDs from name= "
+                      "and unique IDs change when the storage zone is "
+                      "recreated (a full restart)");
+    }
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_do_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_do_main_conf_t  *dmcf;
+
+    dmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_do_main_conf_t));
+    if (dmcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&dmcf->namespaces, cf->pool, 4,
+                       sizeof(ngx_do_namespace_t *))
+        != NGX_OK
+        || ngx_array_init(&dmcf->classes, cf->pool, 4,
+                          sizeof(ngx_do_class_t *))
+           != NGX_OK
+        || ngx_array_init(&dmcf->passes, cf->pool, 4,
+                          sizeof(ngx_http_do_loc_conf_t *))
+           != NGX_OK)
+    {
+        return NULL;
+    }
+
+    dmcf->size = NGX_CONF_UNSET_SIZE;
+    dmcf->idle_timeout = NGX_CONF_UNSET_MSEC;
+    dmcf->call_timeout = NGX_CONF_UNSET_MSEC;
+
+    return dmcf;
+}
+
+
+static char *
+ngx_http_do_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_do_main_conf_t  *dmcf = conf;
+
+    ngx_conf_init_size_value(dmcf->size, NGX_HTTP_DO_DEFAULT_SIZE);
+    ngx_conf_init_msec_value(dmcf->idle_timeout, 60000);
+    ngx_conf_init_msec_value(dmcf->call_timeout, 10000);
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_do_create_loc_conf(ngx_conf_t *cf)
+{
+    return ngx_pcalloc(cf->pool, sizeof(ngx_http_do_loc_conf_t));
+}
+
+
+/* do_storage memory [size=64m] */
+static char *
+ngx_http_do_storage(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_do_main_conf_t  *dmcf = conf;
+
+    ssize_t     size;
+    ngx_str_t  *value, s, name;
+    ngx_uint_t  i;
+
+    if (dmcf->zone) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "memory") != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unsupported do storage \"%V\", "
+                           "only \"memory\" is available", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    size = NGX_HTTP_DO_DEFAULT_SIZE;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "size=", 5) == 0) {
+            s.data = value[i].data + 5;
+            s.len = value[i].len - 5;
+
+            size = ngx_parse_size(&s);
+
+            if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid do storage size \"%V\", "
+                                   "at least %uzk is needed", &value[i],
+                                   (8 * ngx_pagesize) >> 10);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    dmcf->size = size;
+
+    ngx_str_set(&name, "do_storage");
+
+    dmcf->zone = ngx_shared_memory_add(cf, &name, size, &ngx_http_do_module);
+    if (dmcf->zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    dmcf->zone->init = ngx_do_memory_init_zone;
+
+    return NGX_CONF_OK;
+}
+
+
+/* do_secret FILE: the key of object IDs is SHA-256 of the file's content */
+static char *
+ngx_http_do_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_do_main_conf_t  *dmcf = conf;
+
+    u_char           *p, *last, buf[4096];
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_str_t        *value, file;
+    unsigned int      len;
+
+    if (dmcf->secret_set) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    file = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &file, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    fd = ngx_open_file(file.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%V\" failed", &file);
+        return NGX_CONF_ERROR;
+    }
+
+    n = ngx_read_fd(fd, buf, sizeof(buf));
+
+    (void) ngx_close_file(fd);
+
+    if (n == -1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_read_fd_n " \"%V\" failed", &file);
+        return NGX_CONF_ERROR;
+    }
+
+    p = buf;
+    last = buf + n;
+
+    while (p < last && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+    {
+        p++;
+    }
+
+    while (last > p && (last[-1] == ' ' || last[-1] == '\t'
+                        || last[-1] == '\r' || last[-1] == '\n'))
+    {
+        last--;
+    }
+
+    if (last - p < 16) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "do secret file \"%V\" must hold at least "
+                           "16 bytes", &file);
+        return NGX_CONF_ERROR;
+    }
+
+    len = 0;
+
+    if (EVP_Digest(p, last - p, dmcf->secret, &len, EVP_sha256(), NULL) != 1
+        || len != sizeof(dmcf->secret))
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_explicit_memzero(buf, sizeof(buf));
+    dmcf->secret_set = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+/* do_namespace NAME CLASS [max_key=SIZE] [max_value=SIZE] [class params] */
+static char *
+ngx_http_do_namespace(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_do_main_conf_t  *dmcf = conf;
+
+    char                 *rv;
+    u_char                c;
+    ssize_t               size;
+    ngx_str_t            *value, s;
+    ngx_uint_t            i;
+    ngx_do_class_t      **classes, *class;
+    ngx_do_namespace_t  **nss, *ns, **slot;
+
+    value = cf->args->elts;
+
+    for (i = 0; i < value[1].len; i++) {
+        c = value[1].data[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid do namespace name \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    nss = dmcf->namespaces.elts;
+
+    for (i = 0; i < dmcf->namespaces.nelts; i++) {
+        if (nss[i]->name.len == value[1].len
+            && ngx_strncmp(nss[i]->name.data, value[1].data, value[1].len)
+               == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate do namespace \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    class = NULL;
+    classes = dmcf->classes.elts;
+
+    for (i = 0; i < dmcf->classes.nelts; i++) {
+        if (classes[i]->name.len == value[2].len
+            && ngx_strncmp(classes[i]->name.data, value[2].data,
+                           value[2].len) == 0)
+        {
+            class = classes[i];
+            break;
+        }
+    }
+
+    if (class == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unknown do class \"%V\"", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    ns = ngx_pcalloc(cf->pool, sizeof(ngx_do_namespace_t));
+    if (ns == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ns->name = value[1];
+    ns->index = dmcf->namespaces.nelts;
+    ns->class = class;
+    ns->max_key = 2048;
+    ns->max_value = 128 * 1024;
+
+    if (class->create_conf) {
+        ns->conf = class->create_conf(cf);
+        if (ns->conf == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    for (i = 3; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "max_key=", 8) == 0
+            || ngx_strncmp(value[i].data, "max_value=", 10) == 0)
+        {
+            s.data = (u_char *) ngx_strchr(value[i].data, '=') + 1;
+            s.len = value[i].data + value[i].len - s.data;
+
+            size = ngx_parse_size(&s);
+
+            if (size <= 0 || size > 64 * 1024 * 1024) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid size in \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            if (value[i].data[4] == 'k') {
+                ns->max_key = size;
+
+            } else {
+                ns->max_value = size;
+            }
+
+            continue;
+        }
+
+        if (class->parse_param == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\" for do class "
+                               "\"%V\"", &value[i], &class->name);
+            return NGX_CONF_ERROR;
+        }
+
+        rv = class->parse_param(cf, ns->conf, &value[i]);
+
+        if (rv == NGX_CONF_ERROR) {
+            return rv;
+        }
+
+        if (rv != NGX_CONF_OK) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s \"%V\"",
+                               rv, &value[i]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    slot = ngx_array_push(&dmcf->namespaces);
+    if (slot == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *slot = ns;
+
+    return NGX_CONF_OK;
+}
+
+
+/* do_pass NS name=EXPR | id=EXPR | unique */
+static char *
+ngx_http_do_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_do_loc_conf_t  *dlcf = conf;
+
+    ngx_str_t                          *value, expr;
+    ngx_http_do_loc_conf_t            **slot;
+    ngx_http_core_loc_conf_t           *clcf;
+    ngx_http_do_main_conf_t            *dmcf;
+    ngx_http_compile_complex_value_t    ccv;
+
+    if (dlcf->ns_name.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts < 3) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "do_pass \"%V\" needs an ID strategy: "
+                           "name=, id= or unique", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_strcmp(value[2].data, "unique") == 0) {
+        dlcf->strategy = NGX_HTTP_DO_UNIQUE;
+
+    } else if (ngx_strncmp(value[2].data, "name=", 5) == 0) {
+        dlcf->strategy = NGX_HTTP_DO_NAME;
+
+    } else if (ngx_strncmp(value[2].data, "id=", 3) == 0) {
+        dlcf->strategy = NGX_HTTP_DO_ID;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid ID strategy \"%V\", "
+                           "expected name=, id= or unique", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (dlcf->strategy != NGX_HTTP_DO_UNIQUE) {
+        expr.data = (u_char *) ngx_strchr(value[2].data, '=') + 1;
+        expr.len = value[2].data + value[2].len - expr.data;
+
+        if (expr.len == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "empty expression in \"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        dlcf->expr = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+        if (dlcf->expr == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+        ccv.cf = cf;
+        ccv.value = &expr;
+        ccv.complex_value = dlcf->expr;
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    dlcf->ns_name = value[1];
+    dlcf->file = cf->conf_file->file.name.data;
+    dlcf->line = cf->conf_file->line;
+
+    dmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_do_module);
+
+    slot = ngx_array_push(&dmcf->passes);
+    if (slot == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *slot = dlcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_do_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/* in the master, at each configuration load: a new channel generation */
+static ngx_int_t
+ngx_http_do_init_module(ngx_cycle_t *cycle)
+{
+    ngx_core_conf_t          *ccf;
+    ngx_http_do_main_conf_t  *dmcf;
+
+    if (ngx_test_config) {
+        return NGX_OK;
+    }
+
+    dmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_do_module);
+
+    if (dmcf == NULL || dmcf->namespaces.nelts == 0) {
+        return NGX_OK;
+    }
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    ngx_http_do_generation++;
+
+    /* one worker, or no master: every call is local, no channels */
+    return ngx_do_ipc_init_master(cycle,
+                                  (ccf->master && ccf->worker_processes > 1)
+                                  ? ccf->worker_processes : 0);
+}
+
+
+static ngx_int_t
+ngx_http_do_init_process(ngx_cycle_t *cycle)
+{
+    ngx_core_conf_t          *ccf;
+    ngx_http_do_main_conf_t  *dmcf;
+
+    dmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_do_module);
+
+    if (dmcf == NULL || dmcf->namespaces.nelts == 0) {
+        return NGX_OK;
+    }
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        /* cache manager and loader: no part in objects */
+        return ngx_do_ipc_init_worker(cycle, NULL);
+    }
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    ngx_do_runtime.namespaces = &dmcf->namespaces;
+    ngx_do_runtime.workers = (ngx_process == NGX_PROCESS_WORKER)
+                             ? ccf->worker_processes : 1;
+    ngx_do_runtime.idle_timeout = dmcf->idle_timeout;
+    ngx_do_runtime.generation = ngx_http_do_generation;
+
+    if (dmcf->secret_set) {
+        ngx_memcpy(ngx_do_runtime.secret, dmcf->secret, 32);
+
+    } else if (ngx_do_memory_secret(ngx_do_runtime.secret) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_rbtree_init(&ngx_http_do_pending, &ngx_http_do_pending_sentinel,
+                    ngx_rbtree_insert_value);
+
+    if (ngx_do_objects_init(cycle, &ngx_do_memory_backend,
+                            ngx_http_do_deliver)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_http_do_enabled = 1;
+
+    return ngx_do_ipc_init_worker(cycle, ngx_http_do_ipc_handler);
+}
+
+
+static void
+ngx_http_do_exit_process(ngx_cycle_t *cycle)
+{
+    if (!ngx_http_do_enabled) {
+        return;
+    }
+
+    ngx_do_objects_exit();
+    ngx_do_ipc_exit_worker();
+}

@@ -1,0 +1,722 @@
+
+/*
+ * The "store" class: HTTP over one object's key/value storage.
+ *
+ *   GET    ?key=K                      the value (404 when absent), ETag
+ *   GET    [?prefix=&start=&end=&reverse=1&limit=N]   JSON list in key order
+ *   PUT    ?key=K  body=value          If-Match: "V" | *, If-None-Match: *
+ *   DELETE ?key=K | ?all=1
+ *   POST   ?key=K&op=incr[&by=N]       atomic add, returns the new value
+ *   POST   {"get":[..],"put":{..},"delete":[..]}   one atomic batch
+ *
+ * It uses nothing but the public class API (ngx_http_do.h).
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <jansson.h>
+
+#include "ngx_http_do.h"
+
+
+#define NGX_DO_STORE_LIST_DEFAULT  1000
+#define NGX_DO_STORE_LIST_MAX      10000
+
+
+static ngx_int_t ngx_do_store_fetch(ngx_do_turn_t *t);
+static ngx_int_t ngx_do_store_get(ngx_do_turn_t *t, ngx_str_t *key);
+static ngx_int_t ngx_do_store_list(ngx_do_turn_t *t);
+static ngx_int_t ngx_do_store_put(ngx_do_turn_t *t, ngx_str_t *key);
+static ngx_int_t ngx_do_store_delete(ngx_do_turn_t *t, ngx_str_t *key);
+static ngx_int_t ngx_do_store_incr(ngx_do_turn_t *t, ngx_str_t *key);
+static ngx_int_t ngx_do_store_batch(ngx_do_turn_t *t);
+static ngx_int_t ngx_do_store_batch_keys(ngx_do_turn_t *t, json_t *array,
+    ngx_array_t *keys);
+static ngx_int_t ngx_do_store_parse_int(ngx_str_t *s, int64_t *n);
+static ngx_int_t ngx_do_store_parse_etag(ngx_str_t *s, uint64_t *version);
+static json_t *ngx_do_store_json_bytes(ngx_str_t *s);
+static ngx_int_t ngx_do_store_reply_json(ngx_do_turn_t *t,
+    ngx_uint_t status, json_t *root, uint64_t etag);
+
+
+ngx_do_class_t  ngx_do_store_class = {
+    ngx_string("store"),
+    NULL,
+    NULL,
+    NULL,
+    ngx_do_store_fetch
+};
+
+
+static ngx_int_t
+ngx_do_store_fetch(ngx_do_turn_t *t)
+{
+    ngx_str_t          key, op, all;
+    ngx_uint_t         has_key;
+    ngx_do_request_t  *req;
+
+    req = ngx_do_turn_request(t);
+
+    has_key = (ngx_do_arg(t, "key", &key) == NGX_OK);
+
+    if (has_key && key.len == 0) {
+        return ngx_do_reply_error(t, NGX_HTTP_BAD_REQUEST, "empty key");
+    }
+
+    switch (req->method) {
+
+    case NGX_HTTP_GET:
+    case NGX_HTTP_HEAD:
+        return has_key ? ngx_do_store_get(t, &key) : ngx_do_store_list(t);
+
+    case NGX_HTTP_PUT:
+        if (!has_key) {
+            return ngx_do_reply_error(t, NGX_HTTP_BAD_REQUEST,
+                                      "key= is required");
+        }
+
+        return ngx_do_store_put(t, &key);
+
+    case NGX_HTTP_DELETE:
+        if (has_key) {
+            return ngx_do_store_delete(t, &key);
+        }
+
+        if (ngx_do_arg(t, "all", &all) == NGX_OK
+            && all.len == 1 && all.data[0] == '1')
+        {
+            ngx_do_delete_all(t);
+            return ngx_do_reply(t, NGX_HTTP_OK, "application/json",
+                                &(ngx_str_t) ngx_string("{\"deleted\":\"all\"}\n"),
+                                NGX_DO_ETAG_COMMIT);
+        }
+
+        return ngx_do_reply_error(t, NGX_HTTP_BAD_REQUEST,
+                                  "key= or all=1 is required");
+
+    case NGX_HTTP_POST:
+        if (ngx_do_arg(t, "op", &op) != NGX_OK) {
+            return ngx_do_store_batch(t);
+        }
+
+        if (op.len == 4 && ngx_strncmp(op.data, "incr", 4) == 0) {
+            if (!has_key) {
+                return ngx_do_reply_error(t, NGX_HTTP_BAD_REQUEST,
+                                          "key= is required");
+            }
+
+            return ngx_do_store_incr(t, &key);
+        }
+
+        return ngx_do_reply_error(t, NGX_HTTP_BAD_REQUEST, "unknown op");
+
+    default:
+        return ngx_do_reply_error(t, NGX_HTTP_NOT_ALLOWED,
+                                  "method not allowed");
+    }
+}
+
+
+static ngx_int_t
+ngx_do_store_get(ngx_do_turn_t *t, ngx_str_t *key)
+{
+    uint64_t   version;
+    ngx_int_t  rc;
+    ngx_str_t  value;
+
+    rc = ngx_do_get(t, key, &value, &version);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_do_reply_error(t, NGX_HTTP_NOT_FOUND, "no such key");
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_do_reply(t, NGX_HTTP_OK, "application/octet-stream", &value,
+                        version);
+}
+
+
+static ngx_int_t
+ngx_do_store_list(ngx_do_turn_t *t)
+{
+    int64_t              limit;
+    json_t              *root, *items, *item;
+    ngx_str_t            s;
+    ngx_uint_t           i, truncated;
+    ngx_do_kv_t         *kv;
+    ngx_array_t         *out;
+    ngx_do_list_opts_t   opts;
+
+    ngx_memzero(&opts, sizeof(ngx_do_list_opts_t));
+
+    (void) ngx_do_arg(t, "prefix", &opts.prefix);
+    (void) ngx_do_arg(t, "start", &opts.start);
+    (void) ngx_do_arg(t, "end", &opts.end);
+
+    if (ngx_do_arg(t, "reverse", &s) == NGX_OK
+        && !(s.len == 1 && s.data[0] == '0'))
+    {
+        opts.reverse = 1;
+    }
+
+    limit = NGX_DO_STORE_LIST_DEFAULT;
+
+    if (ngx_do_arg(t, "limit", &s) == NGX_OK
+        && (ngx_do_store_parse_int(&s, &limit) != NGX_OK
+            || limit < 1 || limit > NGX_DO_STORE_LIST_MAX))
+    {
+        return ngx_do_reply_error(t, NGX_HTTP_BAD_REQUEST,
+                                  "limit must be 1..10000");
+    }
+
+    /* one more than asked tells whether the list was cut */
+    opts.limit = (ngx_uint_t) limit + 1;
+
+    if (ngx_do_list(t, &opts, &out) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    truncated = (out->nelts > (ngx_uint_t) limit);
+
+    root = json_object();
+    items = json_array();
+
+    if (root == NULL || items == NULL) {
+        json_decref(root);
+        json_decref(items);
+        return NGX_ERROR;
+    }
+
+    json_object_set_new(root, "items", items);
+
+    kv = out->elts;
+
+    for (i = 0; i < out->nelts && i < (ngx_uint_t) limit; i++) {
+        item = json_object();
+        if (item == NULL) {
+            json_decref(root);
+            return NGX_ERROR;
+        }
+
+        json_object_set_new(item, "key", ngx_do_store_json_bytes(&kv[i].key));
+        json_object_set_new(item, "value",
+                            ngx_do_store_json_bytes(&kv[i].value));
+        json_object_set_new(item, "version",
+                            json_integer((json_int_t) kv[i].version));
+        json_array_append_new(items, item);
+    }
+
+    json_object_set_new(root, "truncated", json_boolean(truncated));
+
+    return ngx_do_store_reply_json(t, NGX_HTTP_OK, root, 0);
+}
+
+
+/* PUT with the HTTP preconditions: If-Match: "V" or *, If-None-Match: * */
+static ngx_int_t
+ngx_do_store_put(ngx_do_turn_t *t, ngx_str_t *key)
+{
+    json_t            *root;
+    uint64_t           version, want;
+    ngx_int_t          rc, exists;
+    ngx_str_t          value;
+    ngx_do_request_t  *req;
+
+    req = ngx_do_turn_request(t);
+
+    if (req->if_match.len || req->if_none_match.len) {
+        rc = ngx_do_get(t, key, &value, &version);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        exists = (rc == NGX_OK);
+
+        if (req->if_match.len) {
+            if (req->if_match.len == 1 && req->if_match.data[0] == '*') {
+                if (!exists) {
+                    return ngx_do_reply_error(t,
+                                              NGX_HTTP_PRECONDITION_FAILED,
+                                              "key does not exist");
+                }
+
+            } else if (ngx_do_store_parse_etag(&req->if_match, &want)
+                       != NGX_OK)
+            {
+                return ngx_do_reply_error(t, NGX_HTTP_BAD_REQUEST,
+                                          "invalid If-Match");
+
+            } else if (!exists || version != want) {
+                return ngx_do_reply_error(t, NGX_HTTP_PRECONDITION_FAILED,
+                                          "version mismatch");
+            }
+        }
+
+        if (req->if_none_match.len) {
+            if (!(req->if_none_match.len == 1
+                  && req->if_none_match.data[0] == '*'))
+            {
+                return ngx_do_reply_error(t, NGX_HTTP_BAD_REQUEST,
+                                          "only If-None-Match: * is "
+                                          "supported");
+            }
+
+            if (exists) {
+                return ngx_do_reply_error(t, NGX_HTTP_PRECONDITION_FAILED,
+                                          "key exists");
+            }
+        }
+    }
+
+    rc = ngx_do_put(t, key, &req->body);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_do_reply_error(t, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                  "key or value too large");
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    root = json_object();
+    if (root == NULL) {
+        return NGX_ERROR;
+    }
+
+    json_object_set_new(root, "key", ngx_do_store_json_bytes(key));
+    json_object_set_new(root, "size", json_integer(req->body.len));
+
+    return ngx_do_store_reply_json(t, NGX_HTTP_OK, root, NGX_DO_ETAG_COMMIT);
+}
+
+
+static ngx_int_t
+ngx_do_store_delete(ngx_do_turn_t *t, ngx_str_t *key)
+{
+    json_t     *root;
+    ngx_int_t   rc;
+
+    rc = ngx_do_delete(t, key);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    root = json_object();
+    if (root == NULL) {
+        return NGX_ERROR;
+    }
+
+    json_object_set_new(root, "key", ngx_do_store_json_bytes(key));
+    json_object_set_new(root, "deleted", json_boolean(rc == NGX_OK));
+
+    return ngx_do_store_reply_json(t, NGX_HTTP_OK, root, 0);
+}
+
+
+static ngx_int_t
+ngx_do_store_incr(ngx_do_turn_t *t, ngx_str_t *key)
+{
+    json_t     *root;
+    int64_t     by, current;
+    uint64_t    version;
+    ngx_int_t   rc;
+    ngx_str_t   s, value;
+
+    by = 1;
+
+    if (ngx_do_arg(t, "by", &s) == NGX_OK
+        && ngx_do_store_parse_int(&s, &by) != NGX_OK)
+    {
+        return ngx_do_reply_error(t, NGX_HTTP_BAD_REQUEST,
+                                  "by= must be an integer");
+    }
+
+    rc = ngx_do_get(t, key, &value, &version);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    current = 0;
+
+    if (rc == NGX_OK && ngx_do_store_parse_int(&value, &current) != NGX_OK) {
+        return ngx_do_reply_error(t, NGX_HTTP_CONFLICT,
+                                  "value is not an integer");
+    }
+
+    if ((by > 0 && current > INT64_MAX - by)
+        || (by < 0 && current < INT64_MIN - by))
+    {
+        return ngx_do_reply_error(t, NGX_HTTP_CONFLICT, "integer overflow");
+    }
+
+    current += by;
+
+    value.data = ngx_pnalloc(ngx_do_turn_pool(t), NGX_INT64_LEN);
+    if (value.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    value.len = ngx_sprintf(value.data, "%L", current) - value.data;
+
+    rc = ngx_do_put(t, key, &value);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_do_reply_error(t, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                  "key too large");
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    root = json_object();
+    if (root == NULL) {
+        return NGX_ERROR;
+    }
+
+    json_object_set_new(root, "key", ngx_do_store_json_bytes(key));
+    json_object_set_new(root, "value", json_integer((json_int_t) current));
+
+    return ngx_do_store_reply_json(t, NGX_HTTP_OK, root, NGX_DO_ETAG_COMMIT);
+}
+
+
+/*
+ * {"get":[k,..], "delete":[k,..], "put":{k:v,..}}: reads see the state
+ * before the batch; deletes apply before puts; all of it commits at once.
+ */
+static ngx_int_t
+ngx_do_store_batch(ngx_do_turn_t *t)
+{
+    const char        *name;
+    json_t            *in, *member, *v, *out, *got;
+    uint64_t           version;
+    ngx_int_t          rc;
+    ngx_str_t         *k, key, value;
+    ngx_uint_t         i, deleted;
+    ngx_array_t        gets, dels;
+    json_error_t       err;
+    ngx_do_request_t  *req;
+
+    req = ngx_do_turn_request(t);
+
+    in = json_loadb((const char *) req->body.data, req->body.len, 0, &err);
+
+    if (in == NULL || !json_is_object(in)) {
+        json_decref(in);
+        return ngx_do_reply_error(t, NGX_HTTP_BAD_REQUEST,
+                                  "body must be a JSON object");
+    }
+
+    if (ngx_array_init(&gets, ngx_do_turn_pool(t), 4, sizeof(ngx_str_t))
+        != NGX_OK
+        || ngx_array_init(&dels, ngx_do_turn_pool(t), 4, sizeof(ngx_str_t))
+           != NGX_OK)
+    {
+        json_decref(in);
+        return NGX_ERROR;
+    }
+
+    json_object_foreach(in, name, member) {
+        if (ngx_strcmp(name, "get") != 0 && ngx_strcmp(name, "put") != 0
+            && ngx_strcmp(name, "delete") != 0)
+        {
+            json_decref(in);
+            return ngx_do_reply_error(t, NGX_HTTP_BAD_REQUEST,
+                                      "unknown batch member");
+        }
+    }
+
+    rc = ngx_do_store_batch_keys(t, json_object_get(in, "get"), &gets);
+
+    if (rc == NGX_OK) {
+        rc = ngx_do_store_batch_keys(t, json_object_get(in, "delete"),
+                                     &dels);
+    }
+
+    member = json_object_get(in, "put");
+
+    if (rc == NGX_OK && member
+        && (!json_is_object(member)
+            || json_object_size(member) > NGX_DO_MAX_BATCH))
+    {
+        rc = NGX_DECLINED;
+    }
+
+    if (rc != NGX_OK) {
+        json_decref(in);
+        return (rc == NGX_DECLINED)
+               ? ngx_do_reply_error(t, NGX_HTTP_BAD_REQUEST,
+                                    "get and delete take arrays of at most "
+                                    "128 strings, put an object of at most "
+                                    "128 strings")
+               : NGX_ERROR;
+    }
+
+    out = json_object();
+    got = json_object();
+
+    if (out == NULL || got == NULL) {
+        json_decref(out);
+        json_decref(got);
+        json_decref(in);
+        return NGX_ERROR;
+    }
+
+    json_object_set_new(out, "get", got);
+
+    k = gets.elts;
+
+    for (i = 0; i < gets.nelts; i++) {
+        rc = ngx_do_get(t, &k[i], &value, &version);
+
+        if (rc == NGX_ERROR) {
+            goto failed;
+        }
+
+        json_object_setn_new(got, (const char *) k[i].data, k[i].len,
+                             rc == NGX_OK ? ngx_do_store_json_bytes(&value)
+                                          : json_null());
+    }
+
+    deleted = 0;
+    k = dels.elts;
+
+    for (i = 0; i < dels.nelts; i++) {
+        rc = ngx_do_delete(t, &k[i]);
+
+        if (rc == NGX_ERROR) {
+            goto failed;
+        }
+
+        deleted += (rc == NGX_OK);
+    }
+
+    if (member) {
+        json_object_foreach(member, name, v) {
+            if (!json_is_string(v)) {
+                json_decref(out);
+                json_decref(in);
+                return ngx_do_reply_error(t, NGX_HTTP_BAD_REQUEST,
+                                          "put values must be strings");
+            }
+
+            key.len = ngx_strlen(name);
+            key.data = ngx_pnalloc(ngx_do_turn_pool(t), key.len + 1);
+            value.len = json_string_length(v);
+            value.data = ngx_pnalloc(ngx_do_turn_pool(t), value.len + 1);
+
+            if (key.data == NULL || value.data == NULL) {
+                goto failed;
+            }
+
+            ngx_memcpy(key.data, name, key.len);
+            ngx_memcpy(value.data, json_string_value(v), value.len);
+
+            rc = ngx_do_put(t, &key, &value);
+
+            if (rc == NGX_DECLINED) {
+                json_decref(out);
+                json_decref(in);
+                return ngx_do_reply_error(t,
+                                          NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                          "key or value too large");
+            }
+
+            if (rc != NGX_OK) {
+                goto failed;
+            }
+        }
+
+        json_object_set_new(out, "put", json_integer(json_object_size(member)));
+    }
+
+    json_object_set_new(out, "deleted", json_integer(deleted));
+    json_decref(in);
+
+    return ngx_do_store_reply_json(t, NGX_HTTP_OK, out, NGX_DO_ETAG_COMMIT);
+
+failed:
+
+    json_decref(out);
+    json_decref(in);
+
+    return NGX_ERROR;
+}
+
+
+/* an array of at most 128 non-empty strings, copied into the turn pool */
+static ngx_int_t
+ngx_do_store_batch_keys(ngx_do_turn_t *t, json_t *array, ngx_array_t *keys)
+{
+    size_t      i;
+    json_t     *v;
+    ngx_str_t  *k;
+
+    if (array == NULL) {
+        return NGX_OK;
+    }
+
+    if (!json_is_array(array) || json_array_size(array) > NGX_DO_MAX_BATCH) {
+        return NGX_DECLINED;
+    }
+
+    json_array_foreach(array, i, v) {
+        if (!json_is_string(v) || json_string_length(v) == 0) {
+            return NGX_DECLINED;
+        }
+
+        k = ngx_array_push(keys);
+        if (k == NULL) {
+            return NGX_ERROR;
+        }
+
+        k->len = json_string_length(v);
+        k->data = ngx_pnalloc(ngx_do_turn_pool(t), k->len + 1);
+        if (k->data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(k->data, json_string_value(v), k->len);
+    }
+
+    return NGX_OK;
+}
+
+
+/* a decimal int64, optionally negative, nothing else */
+static ngx_int_t
+ngx_do_store_parse_int(ngx_str_t *s, int64_t *n)
+{
+    u_char    *p, *last;
+    uint64_t   v, max;
+    ngx_int_t  neg;
+
+    p = s->data;
+    last = p + s->len;
+    neg = 0;
+
+    if (p < last && *p == '-') {
+        neg = 1;
+        p++;
+    }
+
+    if (p == last) {
+        return NGX_ERROR;
+    }
+
+    max = neg ? (uint64_t) INT64_MAX + 1 : (uint64_t) INT64_MAX;
+    v = 0;
+
+    for ( /* void */ ; p < last; p++) {
+        if (*p < '0' || *p > '9') {
+            return NGX_ERROR;
+        }
+
+        if (v > (max - (*p - '0')) / 10) {
+            return NGX_ERROR;
+        }
+
+        v = v * 10 + (*p - '0');
+    }
+
+    *n = neg ? (int64_t) (0 - v) : (int64_t) v;
+
+    return NGX_OK;
+}
+
+
+/* "123" or 123 */
+static ngx_int_t
+ngx_do_store_parse_etag(ngx_str_t *s, uint64_t *version)
+{
+    int64_t    n;
+    ngx_str_t  v;
+
+    v = *s;
+
+    if (v.len >= 2 && v.data[0] == '"' && v.data[v.len - 1] == '"') {
+        v.data++;
+        v.len -= 2;
+    }
+
+    if (ngx_do_store_parse_int(&v, &n) != NGX_OK || n <= 0) {
+        return NGX_ERROR;
+    }
+
+    *version = (uint64_t) n;
+
+    return NGX_OK;
+}
+
+
+/* a JSON string, or {"base64": "..."} for bytes that are not UTF-8 */
+static json_t *
+ngx_do_store_json_bytes(ngx_str_t *s)
+{
+    json_t     *v, *o;
+    ngx_str_t   enc;
+    u_char      stack[1024];
+
+    v = json_stringn((const char *) s->data, s->len);
+    if (v) {
+        return v;
+    }
+
+    enc.len = ngx_base64_encoded_length(s->len);
+    enc.data = enc.len <= sizeof(stack) ? stack : ngx_alloc(enc.len,
+                                                            ngx_cycle->log);
+    if (enc.data == NULL) {
+        return json_null();
+    }
+
+    ngx_encode_base64(&enc, s);
+
+    o = json_object();
+    if (o) {
+        json_object_set_new(o, "base64",
+                            json_stringn((const char *) enc.data, enc.len));
+    }
+
+    if (enc.data != stack) {
+        ngx_free(enc.data);
+    }
+
+    return o ? o : json_null();
+}
+
+
+static ngx_int_t
+ngx_do_store_reply_json(ngx_do_turn_t *t, ngx_uint_t status, json_t *root,
+    uint64_t etag)
+{
+    char       *text;
+    ngx_int_t   rc;
+    ngx_str_t   body;
+
+    text = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+
+    if (text == NULL) {
+        return NGX_ERROR;
+    }
+
+    body.data = (u_char *) text;
+    body.len = ngx_strlen(text);
+
+    rc = ngx_do_reply(t, status, "application/json", &body, etag);
+
+    free(text);
+
+    return rc;
+}

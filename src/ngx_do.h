@@ -1,0 +1,152 @@
+
+/*
+ * ngx_do runtime: what the nginx-facing shell and the runtime files share.
+ * Classes never include this file; they see only ngx_http_do.h.
+ */
+
+
+#ifndef _NGX_DO_H_INCLUDED_
+#define _NGX_DO_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_do.h"
+
+
+#define NGX_DO_SHARDS             1024
+#define NGX_DO_TAG_LEN            16
+#define NGX_DO_BODY_LEN           16
+
+#define NGX_DO_IPC_CALL           1
+#define NGX_DO_IPC_REPLY          2
+
+
+/*
+ * Runtime-wide settings, copied from the http main configuration when a
+ * worker starts (the runtime must not reach into the shell's structures).
+ */
+typedef struct {
+    ngx_array_t               *namespaces;    /* ngx_do_namespace_t * */
+    ngx_uint_t                 workers;
+    ngx_msec_t                 idle_timeout;
+    ngx_uint_t                 generation;
+    u_char                     secret[32];
+} ngx_do_runtime_t;
+
+extern ngx_do_runtime_t        ngx_do_runtime;
+
+
+/*
+ * The wire form of a call: this header, then args, if_match,
+ * if_none_match and body, back to back.  The same bytes serve a local call
+ * and an IPC message, so a call is built once.
+ */
+typedef struct {
+    uint32_t                   ns;
+    uint32_t                   method;
+    uint32_t                   args_len;
+    uint32_t                   if_match_len;
+    uint32_t                   if_none_match_len;
+    uint32_t                   body_len;
+    u_char                     id[NGX_DO_ID_LEN];
+} ngx_do_call_wire_t;
+
+
+/* The wire form of a reply: this header, then content type and body. */
+typedef struct {
+    uint32_t                   status;
+    uint32_t                   owner;
+    uint64_t                   activation;
+    uint64_t                   etag;
+    uint32_t                   content_type_len;
+    uint32_t                   body_len;
+} ngx_do_reply_wire_t;
+
+
+/* a batch of writes committed atomically at the end of a turn */
+typedef struct {
+    ngx_str_t                  key;
+    ngx_str_t                  value;
+    unsigned                   delete:1;
+} ngx_do_write_t;
+
+
+typedef struct {
+    ngx_array_t                writes;        /* ngx_do_write_t */
+    unsigned                   clear:1;
+} ngx_do_batch_t;
+
+
+/*
+ * A storage backend.  Every object has a version: the commit counter's value
+ * at its last commit (0: never written).  A commit carries the version the
+ * turn saw and fails with NGX_BUSY when storage moved on, which is how two
+ * owners that overlap during a reload never lose each other's writes.
+ */
+typedef struct {
+    ngx_str_t                  name;
+    ngx_int_t                (*version)(u_char *id, uint64_t *version);
+    ngx_int_t                (*get)(u_char *id, ngx_str_t *key,
+                                    ngx_str_t *value, uint64_t *version);
+    ngx_int_t                (*list)(u_char *id, ngx_do_list_opts_t *opts,
+                                     ngx_pool_t *pool, ngx_array_t *out);
+    ngx_int_t                (*commit)(u_char *id, uint64_t expected,
+                                       ngx_do_batch_t *batch,
+                                       uint64_t *version);
+} ngx_do_backend_t;
+
+extern ngx_do_backend_t        ngx_do_memory_backend;
+
+
+/* ngx_do_id.c */
+
+/* the head of anything kept in a tree by object ID (hash, then bytes) */
+typedef struct {
+    ngx_rbtree_node_t          node;
+    u_char                     id[NGX_DO_ID_LEN];
+} ngx_do_id_node_t;
+
+void ngx_do_id_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+ngx_do_id_node_t *ngx_do_id_rbtree_lookup(ngx_rbtree_t *tree, u_char *id);
+void ngx_do_id_from_name(ngx_do_namespace_t *ns, ngx_str_t *name, u_char *id);
+ngx_int_t ngx_do_id_unique(ngx_do_namespace_t *ns, u_char *id);
+ngx_int_t ngx_do_id_from_string(ngx_do_namespace_t *ns, ngx_str_t *hex,
+    u_char *id);
+ngx_uint_t ngx_do_id_owner(u_char *id);
+
+
+/* ngx_do_ipc.c */
+typedef void (*ngx_do_ipc_handler_pt)(ngx_uint_t type, ngx_uint_t src,
+    uint64_t call_id, u_char *buf, size_t len);
+
+ngx_int_t ngx_do_ipc_init_master(ngx_cycle_t *cycle, ngx_uint_t n);
+ngx_int_t ngx_do_ipc_init_worker(ngx_cycle_t *cycle,
+    ngx_do_ipc_handler_pt handler);
+void ngx_do_ipc_exit_worker(void);
+ngx_int_t ngx_do_ipc_send(ngx_uint_t dst, ngx_uint_t type, uint64_t call_id,
+    u_char *buf, size_t len);
+
+
+/* ngx_do_object.c */
+typedef void (*ngx_do_deliver_pt)(uint64_t call_id, u_char *buf, size_t len);
+
+ngx_int_t ngx_do_objects_init(ngx_cycle_t *cycle, ngx_do_backend_t *backend,
+    ngx_do_deliver_pt deliver);
+void ngx_do_objects_exit(void);
+void ngx_do_call_receive(ngx_uint_t src, uint64_t call_id, u_char *buf,
+    size_t len, ngx_uint_t transient);
+ngx_int_t ngx_do_reply_parse(u_char *buf, size_t len,
+    ngx_do_reply_wire_t **hdr, ngx_str_t *content_type, ngx_str_t *body);
+ngx_uint_t ngx_do_objects_active(void);
+
+
+/* ngx_do_storage_memory.c */
+ngx_int_t ngx_do_memory_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+ngx_int_t ngx_do_memory_secret(u_char *secret);
+
+
+#endif /* _NGX_DO_H_INCLUDED_ */

@@ -1,0 +1,1126 @@
+
+/*
+ * Objects, mailboxes and turns on the owner worker.
+ *
+ * A worker keeps a table of its active objects.  Every call for an object
+ * goes into the object's mailbox; the object runs one call at a time (a
+ * turn), so no two turns of one object overlap in this worker.  A turn
+ * reads through the object's cache, buffers its writes, and at its end the
+ * writes are committed as one batch; the reply is released only after the
+ * commit succeeded (the output gate).  A failed commit discards the reply
+ * and drops the cache, so the next turn reads storage again.
+ *
+ * Storage, not this table, is the truth.  Each turn first checks that the
+ * object's version in storage is the one its cache was filled at, and each
+ * commit is conditional on that version: when two workers act for one
+ * object (old and new workers overlap during a reload), the loser's turn is
+ * run again on fresh state, so no acknowledged write is ever lost.  Idle
+ * objects are evicted after do_idle_timeout.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+
+#include "ngx_do.h"
+
+
+#define NGX_DO_TURN_TRIES         8
+#define NGX_DO_CACHE_MAX_VALUE    (64 * 1024)
+#define NGX_DO_CACHE_MAX_SIZE     (1024 * 1024)
+
+
+typedef struct {
+    ngx_rbtree_node_t          node;
+    ngx_str_t                  key;
+    ngx_str_t                  value;         /* data NULL: known absent */
+    uint64_t                   version;
+} ngx_do_cache_t;
+
+
+typedef struct {
+    ngx_do_id_node_t           node;
+    ngx_do_namespace_t        *ns;
+    ngx_queue_t                mailbox;
+    ngx_rbtree_t               cache;
+    ngx_rbtree_node_t          sentinel;
+    size_t                     cache_size;
+    uint64_t                   version;
+    uint64_t                   activation;
+    ngx_event_t                idle;
+    unsigned                   busy:1;
+    unsigned                   active:1;
+    unsigned                   transient:1;
+} ngx_do_object_t;
+
+
+typedef struct {
+    ngx_queue_t                queue;
+    ngx_uint_t                 src;
+    uint64_t                   call_id;
+    u_char                    *buf;
+    ngx_do_request_t           req;
+} ngx_do_call_t;
+
+
+struct ngx_do_turn_s {
+    ngx_do_object_t           *obj;
+    ngx_do_call_t             *call;
+    ngx_pool_t                *pool;
+    ngx_do_batch_t             batch;
+    ngx_uint_t                 status;
+    ngx_str_t                  content_type;
+    ngx_str_t                  body;
+    uint64_t                   etag;
+    unsigned                   replied:1;
+    unsigned                   failed:1;
+};
+
+
+static ngx_do_object_t *ngx_do_object_get(u_char *id, ngx_do_namespace_t *ns,
+    ngx_uint_t transient);
+static void ngx_do_object_run(ngx_do_object_t *obj);
+static ngx_int_t ngx_do_object_turn(ngx_do_object_t *obj,
+    ngx_do_call_t *call);
+static void ngx_do_object_idle(ngx_event_t *ev);
+static void ngx_do_object_free(ngx_do_object_t *obj);
+static void ngx_do_reply_send(ngx_do_object_t *obj, ngx_do_call_t *call,
+    ngx_do_turn_t *t, uint64_t version);
+static void ngx_do_reply_simple(ngx_uint_t src, uint64_t call_id,
+    ngx_uint_t status, const char *msg);
+static ngx_do_cache_t *ngx_do_cache_find(ngx_do_object_t *obj,
+    ngx_str_t *key, uint32_t hash);
+static void ngx_do_cache_set(ngx_do_object_t *obj, ngx_str_t *key,
+    ngx_str_t *value, uint64_t version, ngx_uint_t copy);
+static void ngx_do_cache_remove(ngx_do_object_t *obj, ngx_do_cache_t *e);
+static void ngx_do_cache_drop(ngx_do_object_t *obj);
+static void ngx_do_cache_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_do_write_t *ngx_do_batch_find(ngx_do_turn_t *t, ngx_str_t *key);
+
+
+static ngx_rbtree_t            ngx_do_objects;
+static ngx_rbtree_node_t       ngx_do_objects_sentinel;
+static ngx_uint_t              ngx_do_nobjects;
+static uint64_t                ngx_do_activations;
+static ngx_do_backend_t       *ngx_do_backend;
+static ngx_do_deliver_pt       ngx_do_deliver;
+
+
+ngx_int_t
+ngx_do_objects_init(ngx_cycle_t *cycle, ngx_do_backend_t *backend,
+    ngx_do_deliver_pt deliver)
+{
+    ngx_rbtree_init(&ngx_do_objects, &ngx_do_objects_sentinel,
+                    ngx_do_id_rbtree_insert);
+
+    ngx_do_backend = backend;
+    ngx_do_deliver = deliver;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_do_objects_exit(void)
+{
+    ngx_rbtree_node_t  *node;
+
+    if (ngx_do_objects.root == NULL) {
+        return;
+    }
+
+    while (ngx_do_objects.root != ngx_do_objects.sentinel) {
+        node = ngx_rbtree_min(ngx_do_objects.root, ngx_do_objects.sentinel);
+        ngx_do_object_free((ngx_do_object_t *) node);
+    }
+}
+
+
+ngx_uint_t
+ngx_do_objects_active(void)
+{
+    return ngx_do_nobjects;
+}
+
+
+/*
+ * A call arrived for an object this worker runs (its own or, with
+ * transient set, one it runs once while its workers are being replaced).
+ * Takes ownership of buf.
+ */
+void
+ngx_do_call_receive(ngx_uint_t src, uint64_t call_id, u_char *buf,
+    size_t len, ngx_uint_t transient)
+{
+    u_char               *p;
+    size_t                need;
+    ngx_do_call_t        *call;
+    ngx_do_object_t      *obj;
+    ngx_do_namespace_t  **nss;
+    ngx_do_call_wire_t   *w;
+
+    w = (ngx_do_call_wire_t *) buf;
+
+    if (len < sizeof(ngx_do_call_wire_t)) {
+        goto invalid;
+    }
+
+    need = sizeof(ngx_do_call_wire_t) + (size_t) w->args_len
+           + w->if_match_len + w->if_none_match_len + w->body_len;
+
+    if (need != len || w->ns >= ngx_do_runtime.namespaces->nelts) {
+        goto invalid;
+    }
+
+    call = ngx_alloc(sizeof(ngx_do_call_t), ngx_cycle->log);
+    if (call == NULL) {
+        ngx_free(buf);
+        ngx_do_reply_simple(src, call_id, NGX_HTTP_SERVICE_UNAVAILABLE,
+                            "out of memory");
+        return;
+    }
+
+    call->src = src;
+    call->call_id = call_id;
+    call->buf = buf;
+    call->req.method = w->method;
+
+    p = buf + sizeof(ngx_do_call_wire_t);
+    call->req.args.data = p;
+    call->req.args.len = w->args_len;
+    p += w->args_len;
+    call->req.if_match.data = p;
+    call->req.if_match.len = w->if_match_len;
+    p += w->if_match_len;
+    call->req.if_none_match.data = p;
+    call->req.if_none_match.len = w->if_none_match_len;
+    p += w->if_none_match_len;
+    call->req.body.data = p;
+    call->req.body.len = w->body_len;
+
+    nss = ngx_do_runtime.namespaces->elts;
+
+    obj = ngx_do_object_get(w->id, nss[w->ns], transient);
+    if (obj == NULL) {
+        ngx_free(buf);
+        ngx_free(call);
+        ngx_do_reply_simple(src, call_id, NGX_HTTP_SERVICE_UNAVAILABLE,
+                            "out of memory");
+        return;
+    }
+
+    ngx_queue_insert_tail(&obj->mailbox, &call->queue);
+
+    ngx_do_object_run(obj);
+
+    return;
+
+invalid:
+
+    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                  "do: malformed call of %uz bytes from worker %ui",
+                  len, src);
+    ngx_free(buf);
+    ngx_do_reply_simple(src, call_id, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                        "malformed call");
+}
+
+
+static ngx_do_object_t *
+ngx_do_object_get(u_char *id, ngx_do_namespace_t *ns, ngx_uint_t transient)
+{
+    ngx_do_object_t  *obj;
+
+    obj = (ngx_do_object_t *) ngx_do_id_rbtree_lookup(&ngx_do_objects, id);
+
+    if (obj) {
+        if (obj->idle.timer_set) {
+            ngx_del_timer(&obj->idle);
+        }
+
+        return obj;
+    }
+
+    obj = ngx_calloc(sizeof(ngx_do_object_t), ngx_cycle->log);
+    if (obj == NULL) {
+        return NULL;
+    }
+
+    obj->node.node.key = ngx_crc32_short(id, NGX_DO_ID_LEN);
+    ngx_memcpy(obj->node.id, id, NGX_DO_ID_LEN);
+    obj->ns = ns;
+    ngx_queue_init(&obj->mailbox);
+    ngx_rbtree_init(&obj->cache, &obj->sentinel, ngx_do_cache_insert);
+    obj->activation = ((uint64_t) ngx_pid << 32) | ++ngx_do_activations;
+    obj->transient = transient ? 1 : 0;
+
+    obj->idle.handler = ngx_do_object_idle;
+    obj->idle.data = obj;
+    obj->idle.log = ngx_cycle->log;
+    obj->idle.cancelable = 1;
+
+    ngx_rbtree_insert(&ngx_do_objects, &obj->node.node);
+    ngx_do_nobjects++;
+
+    return obj;
+}
+
+
+/*
+ * Runs the mailbox until it is empty.  Activation (the class's init) runs
+ * first and alone, like blockConcurrencyWhile: calls that arrive meanwhile
+ * wait in the mailbox.
+ */
+static void
+ngx_do_object_run(ngx_do_object_t *obj)
+{
+    ngx_queue_t    *q;
+    ngx_do_call_t  *call;
+
+    if (obj->busy) {
+        return;
+    }
+
+    obj->busy = 1;
+
+    if (!obj->active) {
+        if (obj->ns->class->init
+            && ngx_do_object_turn(obj, NULL) != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "do: activation of an object of namespace \"%V\" "
+                          "failed", &obj->ns->name);
+
+            while (!ngx_queue_empty(&obj->mailbox)) {
+                q = ngx_queue_head(&obj->mailbox);
+                ngx_queue_remove(q);
+                call = ngx_queue_data(q, ngx_do_call_t, queue);
+                ngx_do_reply_simple(call->src, call->call_id,
+                                    NGX_HTTP_SERVICE_UNAVAILABLE,
+                                    "object activation failed");
+                ngx_free(call->buf);
+                ngx_free(call);
+            }
+
+            ngx_do_object_free(obj);
+            return;
+        }
+
+        obj->active = 1;
+    }
+
+    while (!ngx_queue_empty(&obj->mailbox)) {
+        q = ngx_queue_head(&obj->mailbox);
+        ngx_queue_remove(q);
+        call = ngx_queue_data(q, ngx_do_call_t, queue);
+
+        (void) ngx_do_object_turn(obj, call);
+
+        ngx_free(call->buf);
+        ngx_free(call);
+    }
+
+    obj->busy = 0;
+
+    if (obj->transient || ngx_exiting) {
+        ngx_do_object_free(obj);
+        return;
+    }
+
+    ngx_add_timer(&obj->idle, ngx_do_runtime.idle_timeout);
+}
+
+
+/*
+ * One turn: validate the cache against storage, run the handler, commit,
+ * release the reply.  A commit that lost a race with another writer runs
+ * the turn again on fresh state; nothing was released, so this is safe.
+ */
+static ngx_int_t
+ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call)
+{
+    uint64_t         version;
+    ngx_int_t        rc;
+    ngx_uint_t       i, tries;
+    ngx_do_turn_t   *t;
+    ngx_do_write_t  *w;
+
+    for (tries = 0; tries < NGX_DO_TURN_TRIES; tries++) {
+
+        if (ngx_do_backend->version(obj->node.id, &version) != NGX_OK) {
+            goto failed;
+        }
+
+        if (version != obj->version) {
+            ngx_do_cache_drop(obj);
+            obj->version = version;
+        }
+
+        t = NULL;
+        rc = NGX_ERROR;
+
+        {
+            ngx_pool_t  *pool;
+
+            pool = ngx_create_pool(4096, ngx_cycle->log);
+            if (pool == NULL) {
+                goto failed;
+            }
+
+            t = ngx_pcalloc(pool, sizeof(ngx_do_turn_t));
+            if (t == NULL
+                || ngx_array_init(&t->batch.writes, pool, 4,
+                                  sizeof(ngx_do_write_t))
+                   != NGX_OK)
+            {
+                ngx_destroy_pool(pool);
+                goto failed;
+            }
+
+            t->pool = pool;
+            t->obj = obj;
+            t->call = call;
+        }
+
+        rc = call ? obj->ns->class->fetch(t) : obj->ns->class->init(t);
+
+        if (rc != NGX_OK || t->failed || (call && !t->replied)) {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "do: %s handler of namespace \"%V\" failed",
+                          call ? "fetch" : "init", &obj->ns->name);
+            ngx_do_cache_drop(obj);
+            ngx_destroy_pool(t->pool);
+
+            if (call) {
+                ngx_do_reply_simple(call->src, call->call_id,
+                                    NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                    "object handler failed");
+            }
+
+            return NGX_ERROR;
+        }
+
+        version = obj->version;
+
+        if (t->batch.writes.nelts || t->batch.clear) {
+            rc = ngx_do_backend->commit(obj->node.id, obj->version, &t->batch,
+                                        &version);
+
+            if (rc == NGX_BUSY) {
+                ngx_do_cache_drop(obj);
+                ngx_destroy_pool(t->pool);
+                continue;
+            }
+
+            if (rc != NGX_OK) {
+                ngx_do_cache_drop(obj);
+                ngx_destroy_pool(t->pool);
+
+                if (rc == NGX_DECLINED) {
+                    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                                  "do: storage is full, a turn of "
+                                  "namespace \"%V\" was not committed",
+                                  &obj->ns->name);
+                }
+
+                if (call) {
+                    ngx_do_reply_simple(call->src, call->call_id,
+                                        rc == NGX_DECLINED
+                                        ? 507 : NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                        rc == NGX_DECLINED
+                                        ? "storage is full"
+                                        : "storage commit failed");
+                }
+
+                return NGX_ERROR;
+            }
+
+            if (t->batch.clear) {
+                ngx_do_cache_drop(obj);
+            }
+
+            obj->version = version;
+            w = t->batch.writes.elts;
+
+            for (i = 0; i < t->batch.writes.nelts; i++) {
+                ngx_do_cache_set(obj, &w[i].key,
+                                 w[i].delete ? NULL : &w[i].value,
+                                 version, 1);
+            }
+        }
+
+        if (call) {
+            ngx_do_reply_send(obj, call, t, version);
+        }
+
+        ngx_destroy_pool(t->pool);
+
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                  "do: a turn of namespace \"%V\" lost %ui commit races",
+                  &obj->ns->name, tries);
+
+failed:
+
+    ngx_do_cache_drop(obj);
+
+    if (call) {
+        ngx_do_reply_simple(call->src, call->call_id,
+                            NGX_HTTP_SERVICE_UNAVAILABLE,
+                            "object is busy, try again");
+    }
+
+    return NGX_ERROR;
+}
+
+
+static void
+ngx_do_object_idle(ngx_event_t *ev)
+{
+    ngx_do_object_t  *obj;
+
+    obj = ev->data;
+
+    if (obj->busy || !ngx_queue_empty(&obj->mailbox)) {
+        return;
+    }
+
+    ngx_do_object_free(obj);
+}
+
+
+static void
+ngx_do_object_free(ngx_do_object_t *obj)
+{
+    ngx_queue_t    *q;
+    ngx_do_call_t  *call;
+
+    if (obj->idle.timer_set) {
+        ngx_del_timer(&obj->idle);
+    }
+
+    while (!ngx_queue_empty(&obj->mailbox)) {
+        q = ngx_queue_head(&obj->mailbox);
+        ngx_queue_remove(q);
+        call = ngx_queue_data(q, ngx_do_call_t, queue);
+        ngx_free(call->buf);
+        ngx_free(call);
+    }
+
+    ngx_do_cache_drop(obj);
+    ngx_rbtree_delete(&ngx_do_objects, &obj->node.node);
+    ngx_do_nobjects--;
+    ngx_free(obj);
+}
+
+
+static void
+ngx_do_reply_send(ngx_do_object_t *obj, ngx_do_call_t *call, ngx_do_turn_t *t,
+    uint64_t version)
+{
+    u_char               *buf, *p;
+    size_t                len;
+    ngx_int_t             rc;
+    ngx_do_reply_wire_t  *w;
+
+    len = sizeof(ngx_do_reply_wire_t) + t->content_type.len + t->body.len;
+
+    buf = ngx_alloc(len, ngx_cycle->log);
+    if (buf == NULL) {
+        return;
+    }
+
+    w = (ngx_do_reply_wire_t *) buf;
+    w->status = (uint32_t) t->status;
+    w->owner = (uint32_t) ngx_worker;
+    w->activation = obj->activation;
+    w->etag = (t->etag == NGX_DO_ETAG_COMMIT) ? version : t->etag;
+    w->content_type_len = (uint32_t) t->content_type.len;
+    w->body_len = (uint32_t) t->body.len;
+
+    p = buf + sizeof(ngx_do_reply_wire_t);
+    p = ngx_cpymem(p, t->content_type.data, t->content_type.len);
+    ngx_memcpy(p, t->body.data, t->body.len);
+
+    if (call->src == ngx_worker) {
+        ngx_do_deliver(call->call_id, buf, len);
+        return;
+    }
+
+    rc = ngx_do_ipc_send(call->src, NGX_DO_IPC_REPLY, call->call_id, buf, len);
+
+    if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "do: reply to worker %ui could not be sent", call->src);
+        ngx_free(buf);
+    }
+}
+
+
+/* a runtime error reply, for calls that no class handler answered */
+static void
+ngx_do_reply_simple(ngx_uint_t src, uint64_t call_id, ngx_uint_t status,
+    const char *msg)
+{
+    u_char               *buf, *p;
+    size_t                len;
+    ngx_do_reply_wire_t  *w;
+
+    len = sizeof(ngx_do_reply_wire_t) + sizeof("application/json") - 1
+          + sizeof("{\"error\":\"\"}\n") - 1 + ngx_strlen(msg);
+
+    buf = ngx_alloc(len, ngx_cycle->log);
+    if (buf == NULL) {
+        return;
+    }
+
+    w = (ngx_do_reply_wire_t *) buf;
+    w->status = (uint32_t) status;
+    w->owner = (uint32_t) ngx_worker;
+    w->activation = 0;
+    w->etag = 0;
+    w->content_type_len = sizeof("application/json") - 1;
+    w->body_len = (uint32_t) (len - sizeof(ngx_do_reply_wire_t)
+                              - w->content_type_len);
+
+    p = buf + sizeof(ngx_do_reply_wire_t);
+    p = ngx_cpymem(p, "application/json", sizeof("application/json") - 1);
+    (void) ngx_sprintf(p, "{\"error\":\"%s\"}\n", msg);
+
+    if (src == ngx_worker) {
+        ngx_do_deliver(call_id, buf, len);
+        return;
+    }
+
+    if (ngx_do_ipc_send(src, NGX_DO_IPC_REPLY, call_id, buf, len) != NGX_OK) {
+        ngx_free(buf);
+    }
+}
+
+
+ngx_int_t
+ngx_do_reply_parse(u_char *buf, size_t len, ngx_do_reply_wire_t **hdr,
+    ngx_str_t *content_type, ngx_str_t *body)
+{
+    ngx_do_reply_wire_t  *w;
+
+    if (len < sizeof(ngx_do_reply_wire_t)) {
+        return NGX_ERROR;
+    }
+
+    w = (ngx_do_reply_wire_t *) buf;
+
+    if (sizeof(ngx_do_reply_wire_t) + (size_t) w->content_type_len
+        + w->body_len != len
+        || w->status < 100 || w->status > 599)
+    {
+        return NGX_ERROR;
+    }
+
+    *hdr = w;
+    content_type->data = buf + sizeof(ngx_do_reply_wire_t);
+    content_type->len = w->content_type_len;
+    body->data = content_type->data + content_type->len;
+    body->len = w->body_len;
+
+    return NGX_OK;
+}
+
+
+/* the class API */
+
+
+ngx_do_request_t *
+ngx_do_turn_request(ngx_do_turn_t *t)
+{
+    return &t->call->req;
+}
+
+
+ngx_do_namespace_t *
+ngx_do_turn_namespace(ngx_do_turn_t *t)
+{
+    return t->obj->ns;
+}
+
+
+ngx_pool_t *
+ngx_do_turn_pool(ngx_do_turn_t *t)
+{
+    return t->pool;
+}
+
+
+ngx_log_t *
+ngx_do_turn_log(ngx_do_turn_t *t)
+{
+    return ngx_cycle->log;
+}
+
+
+ngx_int_t
+ngx_do_arg(ngx_do_turn_t *t, const char *name, ngx_str_t *value)
+{
+    u_char     *p, *last, *amp, *dst, *src;
+    size_t      len;
+
+    if (t->call == NULL) {
+        return NGX_DECLINED;
+    }
+
+    len = ngx_strlen(name);
+    p = t->call->req.args.data;
+    last = p + t->call->req.args.len;
+
+    while (p < last) {
+        amp = ngx_strlchr(p, last, '&');
+        if (amp == NULL) {
+            amp = last;
+        }
+
+        if ((size_t) (amp - p) > len && p[len] == '='
+            && ngx_strncmp(p, name, len) == 0)
+        {
+            p += len + 1;
+
+            dst = ngx_pnalloc(t->pool, (amp - p) + 1);
+            if (dst == NULL) {
+                return NGX_ERROR;
+            }
+
+            value->data = dst;
+            src = p;
+            ngx_unescape_uri(&dst, &src, amp - p, 0);
+            value->len = dst - value->data;
+
+            return NGX_OK;
+        }
+
+        if ((size_t) (amp - p) == len && ngx_strncmp(p, name, len) == 0) {
+            value->data = (u_char *) "";
+            value->len = 0;
+            return NGX_OK;
+        }
+
+        p = amp + 1;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+ngx_int_t
+ngx_do_get(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value,
+    uint64_t *version)
+{
+    uint32_t         hash;
+    ngx_int_t        rc;
+    ngx_str_t        v;
+    ngx_do_cache_t  *e;
+    ngx_do_write_t  *w;
+
+    w = ngx_do_batch_find(t, key);
+
+    if (w) {
+        if (w->delete) {
+            return NGX_DECLINED;
+        }
+
+        *value = w->value;
+        *version = 0;
+        return NGX_OK;
+    }
+
+    if (t->batch.clear) {
+        return NGX_DECLINED;
+    }
+
+    hash = ngx_crc32_short(key->data, key->len);
+    e = ngx_do_cache_find(t->obj, key, hash);
+
+    if (e == NULL) {
+        rc = ngx_do_backend->get(t->obj->node.id, key, &v, version);
+
+        if (rc == NGX_ERROR) {
+            t->failed = 1;
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_DECLINED) {
+            ngx_do_cache_set(t->obj, key, NULL, 0, 1);
+            return NGX_DECLINED;
+        }
+
+        value->data = ngx_pnalloc(t->pool, v.len + 1);
+        if (value->data == NULL) {
+            ngx_free(v.data);
+            t->failed = 1;
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(value->data, v.data, v.len);
+        value->len = v.len;
+
+        ngx_do_cache_set(t->obj, key, &v, *version, 0);
+
+        return NGX_OK;
+    }
+
+    if (e->value.data == NULL) {
+        return NGX_DECLINED;
+    }
+
+    /* a copy: the cache may change before the turn ends */
+    value->data = ngx_pnalloc(t->pool, e->value.len + 1);
+    if (value->data == NULL) {
+        t->failed = 1;
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(value->data, e->value.data, e->value.len);
+    value->len = e->value.len;
+    *version = e->version;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_do_put(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value)
+{
+    ngx_do_write_t  *w;
+
+    if (key->len == 0 || key->len > t->obj->ns->max_key
+        || value->len > t->obj->ns->max_value)
+    {
+        return NGX_DECLINED;
+    }
+
+    w = ngx_do_batch_find(t, key);
+
+    if (w == NULL) {
+        w = ngx_array_push(&t->batch.writes);
+        if (w == NULL) {
+            t->failed = 1;
+            return NGX_ERROR;
+        }
+
+        w->key = *key;
+    }
+
+    w->value = *value;
+    w->delete = 0;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_do_delete(ngx_do_turn_t *t, ngx_str_t *key)
+{
+    uint64_t         version;
+    ngx_int_t        rc;
+    ngx_str_t        value;
+    ngx_do_write_t  *w;
+
+    if (key->len == 0 || key->len > t->obj->ns->max_key) {
+        return NGX_DECLINED;
+    }
+
+    rc = ngx_do_get(t, key, &value, &version);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    w = ngx_do_batch_find(t, key);
+
+    if (w == NULL) {
+        w = ngx_array_push(&t->batch.writes);
+        if (w == NULL) {
+            t->failed = 1;
+            return NGX_ERROR;
+        }
+
+        w->key = *key;
+    }
+
+    w->value.len = 0;
+    w->value.data = NULL;
+    w->delete = 1;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_do_delete_all(ngx_do_turn_t *t)
+{
+    t->batch.writes.nelts = 0;
+    t->batch.clear = 1;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_do_list(ngx_do_turn_t *t, ngx_do_list_opts_t *opts, ngx_array_t **items)
+{
+    ngx_array_t  *out;
+
+    out = ngx_array_create(t->pool, 16, sizeof(ngx_do_kv_t));
+    if (out == NULL) {
+        t->failed = 1;
+        return NGX_ERROR;
+    }
+
+    if (ngx_do_backend->list(t->obj->node.id, opts, t->pool, out) != NGX_OK) {
+        t->failed = 1;
+        return NGX_ERROR;
+    }
+
+    *items = out;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_do_reply(ngx_do_turn_t *t, ngx_uint_t status, const char *content_type,
+    ngx_str_t *body, uint64_t etag)
+{
+    t->status = status;
+    t->content_type.data = (u_char *) content_type;
+    t->content_type.len = ngx_strlen(content_type);
+    t->etag = etag;
+    t->body.len = 0;
+
+    if (body && body->len) {
+        t->body.data = ngx_pnalloc(t->pool, body->len);
+        if (t->body.data == NULL) {
+            t->failed = 1;
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(t->body.data, body->data, body->len);
+        t->body.len = body->len;
+    }
+
+    t->replied = 1;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_do_reply_error(ngx_do_turn_t *t, ngx_uint_t status, const char *msg)
+{
+    ngx_str_t  body;
+
+    body.data = ngx_pnalloc(t->pool, ngx_strlen(msg) + 16);
+    if (body.data == NULL) {
+        t->failed = 1;
+        return NGX_ERROR;
+    }
+
+    body.len = ngx_sprintf(body.data, "{\"error\":\"%s\"}\n", msg)
+               - body.data;
+
+    return ngx_do_reply(t, status, "application/json", &body, 0);
+}
+
+
+static ngx_do_write_t *
+ngx_do_batch_find(ngx_do_turn_t *t, ngx_str_t *key)
+{
+    ngx_uint_t       i;
+    ngx_do_write_t  *w;
+
+    w = t->batch.writes.elts;
+
+    for (i = 0; i < t->batch.writes.nelts; i++) {
+        if (w[i].key.len == key->len
+            && ngx_memcmp(w[i].key.data, key->data, key->len) == 0)
+        {
+            return &w[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/* the object cache: what this owner read or wrote, valid at obj->version */
+
+
+static ngx_do_cache_t *
+ngx_do_cache_find(ngx_do_object_t *obj, ngx_str_t *key, uint32_t hash)
+{
+    ngx_int_t           rc;
+    ngx_do_cache_t     *e;
+    ngx_rbtree_node_t  *node;
+
+    node = obj->cache.root;
+
+    while (node != obj->cache.sentinel) {
+
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        e = (ngx_do_cache_t *) node;
+        rc = ngx_memn2cmp(key->data, e->key.data, key->len, e->key.len);
+
+        if (rc == 0) {
+            return e;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+/*
+ * Caches a value (NULL: known absent).  With copy unset the cache takes
+ * the ngx_alloc()ed value->data or frees it.  Large values are not cached.
+ */
+static void
+ngx_do_cache_set(ngx_do_object_t *obj, ngx_str_t *key, ngx_str_t *value,
+    uint64_t version, ngx_uint_t copy)
+{
+    u_char          *data;
+    uint32_t         hash;
+    ngx_do_cache_t  *e;
+
+    hash = ngx_crc32_short(key->data, key->len);
+
+    e = ngx_do_cache_find(obj, key, hash);
+    if (e) {
+        ngx_do_cache_remove(obj, e);
+    }
+
+    data = NULL;
+
+    if (value) {
+        if (value->len > NGX_DO_CACHE_MAX_VALUE) {
+            goto nocache;
+        }
+
+        if (copy) {
+            data = ngx_alloc(value->len + 1, ngx_cycle->log);
+            if (data == NULL) {
+                return;
+            }
+
+            ngx_memcpy(data, value->data, value->len);
+
+        } else {
+            data = value->data;
+        }
+    }
+
+    if (obj->cache_size + key->len + (value ? value->len : 0)
+        > NGX_DO_CACHE_MAX_SIZE)
+    {
+        ngx_do_cache_drop(obj);
+    }
+
+    e = ngx_alloc(sizeof(ngx_do_cache_t) + key->len, ngx_cycle->log);
+    if (e == NULL) {
+        if (data) {
+            ngx_free(data);
+        }
+
+        return;
+    }
+
+    e->node.key = hash;
+    e->key.data = (u_char *) (e + 1);
+    e->key.len = key->len;
+    ngx_memcpy(e->key.data, key->data, key->len);
+    e->value.data = data;
+    e->value.len = value ? value->len : 0;
+    e->version = version;
+
+    ngx_rbtree_insert(&obj->cache, &e->node);
+    obj->cache_size += key->len + e->value.len;
+
+    return;
+
+nocache:
+
+    if (!copy) {
+        ngx_free(value->data);
+    }
+}
+
+
+static void
+ngx_do_cache_remove(ngx_do_object_t *obj, ngx_do_cache_t *e)
+{
+    ngx_rbtree_delete(&obj->cache, &e->node);
+    obj->cache_size -= e->key.len + e->value.len;
+
+    if (e->value.data) {
+        ngx_free(e->value.data);
+    }
+
+    ngx_free(e);
+}
+
+
+static void
+ngx_do_cache_drop(ngx_do_object_t *obj)
+{
+    ngx_rbtree_node_t  *node;
+
+    while (obj->cache.root != obj->cache.sentinel) {
+        node = ngx_rbtree_min(obj->cache.root, obj->cache.sentinel);
+        ngx_do_cache_remove(obj, (ngx_do_cache_t *) node);
+    }
+
+    obj->cache_size = 0;
+}
+
+
+static void
+ngx_do_cache_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
+    ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t  **p;
+    ngx_do_cache_t      *n, *t;
+
+    for ( ;; ) {
+
+        if (node->key != temp->key) {
+            p = (node->key < temp->key) ? &temp->left : &temp->right;
+
+        } else {
+            n = (ngx_do_cache_t *) node;
+            t = (ngx_do_cache_t *) temp;
+
+            p = (ngx_memn2cmp(n->key.data, t->key.data, n->key.len,
+                              t->key.len) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}

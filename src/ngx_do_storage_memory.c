@@ -1,0 +1,638 @@
+
+/*
+ * The memory storage backend: objects' keys and values in an nginx shared
+ * memory zone, so that they survive a reload and the death of any worker,
+ * but not a full stop.  All access holds the slab pool's mutex; nginx
+ * releases it for a worker that died holding it.
+ *
+ * Layout: one red-black tree of objects keyed by a hash of the object ID,
+ * and in every object one tree of keys ordered by their bytes (the order of
+ * list()).  Values are separate slab allocations.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include <openssl/rand.h>
+
+#include "ngx_do.h"
+
+
+typedef struct {
+    ngx_rbtree_t               objects;
+    ngx_rbtree_node_t          sentinel;
+    uint64_t                   commits;
+    u_char                     secret[32];
+} ngx_do_memory_sh_t;
+
+
+typedef struct {
+    ngx_do_id_node_t           node;
+    uint64_t                   version;
+    ngx_rbtree_t               keys;
+    ngx_rbtree_node_t          sentinel;
+    ngx_uint_t                 nkeys;
+} ngx_do_memory_object_t;
+
+
+typedef struct {
+    ngx_rbtree_node_t          node;
+    uint64_t                   version;
+    u_char                    *value;
+    size_t                     value_len;
+    size_t                     key_len;
+    u_char                     key[1];
+} ngx_do_memory_kv_t;
+
+
+static ngx_int_t ngx_do_memory_version(u_char *id, uint64_t *version);
+static ngx_int_t ngx_do_memory_get(u_char *id, ngx_str_t *key,
+    ngx_str_t *value, uint64_t *version);
+static ngx_int_t ngx_do_memory_list(u_char *id, ngx_do_list_opts_t *opts,
+    ngx_pool_t *pool, ngx_array_t *out);
+static ngx_int_t ngx_do_memory_commit(u_char *id, uint64_t expected,
+    ngx_do_batch_t *batch, uint64_t *version);
+
+static ngx_do_memory_object_t *ngx_do_memory_object(u_char *id);
+static ngx_int_t ngx_do_memory_cmp(u_char *k1, size_t l1, u_char *k2,
+    size_t l2);
+static void ngx_do_memory_kv_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_do_memory_kv_t *ngx_do_memory_kv_find(ngx_do_memory_object_t *obj,
+    ngx_str_t *key);
+static ngx_rbtree_node_t *ngx_do_memory_lower_bound(
+    ngx_do_memory_object_t *obj, ngx_str_t *key);
+static ngx_rbtree_node_t *ngx_do_memory_prev(ngx_rbtree_t *tree,
+    ngx_rbtree_node_t *node);
+static void ngx_do_memory_kv_free(ngx_do_memory_object_t *obj,
+    ngx_do_memory_kv_t *kv);
+
+
+ngx_do_backend_t  ngx_do_memory_backend = {
+    ngx_string("memory"),
+    ngx_do_memory_version,
+    ngx_do_memory_get,
+    ngx_do_memory_list,
+    ngx_do_memory_commit
+};
+
+
+static ngx_slab_pool_t     *ngx_do_memory_shpool;
+static ngx_do_memory_sh_t  *ngx_do_memory_sh;
+
+
+ngx_int_t
+ngx_do_memory_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_slab_pool_t     *shpool;
+    ngx_do_memory_sh_t  *sh;
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (data) {
+        /* a reload: keep what the previous cycle stored */
+        shm_zone->data = data;
+        ngx_do_memory_shpool = shpool;
+        ngx_do_memory_sh = data;
+        return NGX_OK;
+    }
+
+    sh = ngx_slab_alloc(shpool, sizeof(ngx_do_memory_sh_t));
+    if (sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_rbtree_init(&sh->objects, &sh->sentinel,
+                    ngx_do_id_rbtree_insert);
+    sh->commits = 0;
+
+    if (RAND_bytes(sh->secret, sizeof(sh->secret)) != 1) {
+        return NGX_ERROR;
+    }
+
+    shpool->data = sh;
+    shpool->log_nomem = 0;
+
+    shm_zone->data = sh;
+    ngx_do_memory_shpool = shpool;
+    ngx_do_memory_sh = sh;
+
+    return NGX_OK;
+}
+
+
+/* the random secret the zone was created with, for when do_secret is unset */
+ngx_int_t
+ngx_do_memory_secret(u_char *secret)
+{
+    if (ngx_do_memory_sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(secret, ngx_do_memory_sh->secret, 32);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_do_memory_version(u_char *id, uint64_t *version)
+{
+    ngx_do_memory_object_t  *obj;
+
+    ngx_shmtx_lock(&ngx_do_memory_shpool->mutex);
+
+    obj = ngx_do_memory_object(id);
+    *version = obj ? obj->version : 0;
+
+    ngx_shmtx_unlock(&ngx_do_memory_shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+/* the value is copied into a buffer from ngx_alloc() that the caller owns */
+static ngx_int_t
+ngx_do_memory_get(u_char *id, ngx_str_t *key, ngx_str_t *value,
+    uint64_t *version)
+{
+    u_char                  *p;
+    ngx_int_t                rc;
+    ngx_do_memory_kv_t      *kv;
+    ngx_do_memory_object_t  *obj;
+
+    rc = NGX_DECLINED;
+
+    ngx_shmtx_lock(&ngx_do_memory_shpool->mutex);
+
+    obj = ngx_do_memory_object(id);
+    kv = obj ? ngx_do_memory_kv_find(obj, key) : NULL;
+
+    if (kv) {
+        p = ngx_alloc(kv->value_len + 1, ngx_cycle->log);
+
+        if (p == NULL) {
+            rc = NGX_ERROR;
+
+        } else {
+            ngx_memcpy(p, kv->value, kv->value_len);
+            value->data = p;
+            value->len = kv->value_len;
+            *version = kv->version;
+            rc = NGX_OK;
+        }
+    }
+
+    ngx_shmtx_unlock(&ngx_do_memory_shpool->mutex);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_do_memory_list(u_char *id, ngx_do_list_opts_t *opts, ngx_pool_t *pool,
+    ngx_array_t *out)
+{
+    ngx_int_t                rc;
+    ngx_str_t               *from;
+    ngx_do_kv_t             *item;
+    ngx_rbtree_t            *tree;
+    ngx_rbtree_node_t       *node;
+    ngx_do_memory_kv_t      *kv;
+    ngx_do_memory_object_t  *obj;
+
+    rc = NGX_OK;
+
+    ngx_shmtx_lock(&ngx_do_memory_shpool->mutex);
+
+    obj = ngx_do_memory_object(id);
+    if (obj == NULL) {
+        goto done;
+    }
+
+    tree = &obj->keys;
+
+    if (!opts->reverse) {
+        from = &opts->start;
+
+        if (opts->prefix.len
+            && ngx_do_memory_cmp(opts->prefix.data, opts->prefix.len,
+                                 from->data, from->len) > 0)
+        {
+            from = &opts->prefix;
+        }
+
+        node = ngx_do_memory_lower_bound(obj, from);
+
+    } else {
+        /* the last key below end, then back over keys past the prefix */
+        node = opts->end.len ? ngx_do_memory_lower_bound(obj, &opts->end)
+                             : NULL;
+
+        if (node == NULL) {
+            node = tree->root;
+
+            if (node == tree->sentinel) {
+                node = NULL;
+
+            } else {
+                while (node->right != tree->sentinel) {
+                    node = node->right;
+                }
+            }
+
+        } else {
+            node = ngx_do_memory_prev(tree, node);
+        }
+
+        while (node && opts->prefix.len) {
+            kv = (ngx_do_memory_kv_t *) node;
+
+            if (ngx_do_memory_cmp(kv->key, kv->key_len, opts->prefix.data,
+                                  opts->prefix.len) <= 0
+                || (kv->key_len >= opts->prefix.len
+                    && ngx_memcmp(kv->key, opts->prefix.data,
+                                  opts->prefix.len) == 0))
+            {
+                break;
+            }
+
+            node = ngx_do_memory_prev(tree, node);
+        }
+    }
+
+    while (node && out->nelts < opts->limit) {
+        kv = (ngx_do_memory_kv_t *) node;
+
+        if (opts->prefix.len
+            && (kv->key_len < opts->prefix.len
+                || ngx_memcmp(kv->key, opts->prefix.data, opts->prefix.len)
+                   != 0))
+        {
+            break;
+        }
+
+        if (opts->reverse) {
+            if (opts->start.len
+                && ngx_do_memory_cmp(kv->key, kv->key_len, opts->start.data,
+                                     opts->start.len) < 0)
+            {
+                break;
+            }
+
+        } else if (opts->end.len
+                   && ngx_do_memory_cmp(kv->key, kv->key_len, opts->end.data,
+                                        opts->end.len) >= 0)
+        {
+            break;
+        }
+
+        item = ngx_array_push(out);
+        if (item == NULL) {
+            rc = NGX_ERROR;
+            goto done;
+        }
+
+        item->key.data = ngx_pnalloc(pool, kv->key_len + kv->value_len + 1);
+        if (item->key.data == NULL) {
+            rc = NGX_ERROR;
+            goto done;
+        }
+
+        item->key.len = kv->key_len;
+        ngx_memcpy(item->key.data, kv->key, kv->key_len);
+        item->value.data = item->key.data + kv->key_len;
+        item->value.len = kv->value_len;
+        ngx_memcpy(item->value.data, kv->value, kv->value_len);
+        item->version = kv->version;
+
+        node = opts->reverse ? ngx_do_memory_prev(tree, node)
+                             : ngx_rbtree_next(tree, node);
+    }
+
+done:
+
+    ngx_shmtx_unlock(&ngx_do_memory_shpool->mutex);
+
+    return rc;
+}
+
+
+/*
+ * Applies a batch atomically: everything the batch needs is allocated
+ * first, so a full zone fails the whole batch (NGX_DECLINED) and changes
+ * nothing; NGX_BUSY when the object's version is not the expected one.
+ */
+static ngx_int_t
+ngx_do_memory_commit(u_char *id, uint64_t expected, ngx_do_batch_t *batch,
+    uint64_t *version)
+{
+    u_char                  **values;
+    uint64_t                  current, next;
+    ngx_int_t                 rc;
+    ngx_uint_t                i, n, created;
+    ngx_do_write_t           *w;
+    ngx_rbtree_node_t        *node;
+    ngx_do_memory_kv_t       *kv, **nodes;
+    ngx_do_memory_object_t   *obj;
+
+    w = batch->writes.elts;
+    n = batch->writes.nelts;
+
+    values = ngx_alloc(2 * (n + 1) * sizeof(void *), ngx_cycle->log);
+    if (values == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(values, 2 * (n + 1) * sizeof(void *));
+    nodes = (ngx_do_memory_kv_t **) (values + n + 1);
+
+    created = 0;
+    rc = NGX_OK;
+
+    ngx_shmtx_lock(&ngx_do_memory_shpool->mutex);
+
+    obj = ngx_do_memory_object(id);
+    current = obj ? obj->version : 0;
+
+    if (current != expected) {
+        rc = NGX_BUSY;
+        goto done;
+    }
+
+    /* allocate */
+
+    if (obj == NULL) {
+        obj = ngx_slab_alloc_locked(ngx_do_memory_shpool,
+                                    sizeof(ngx_do_memory_object_t));
+        if (obj == NULL) {
+            rc = NGX_DECLINED;
+            goto done;
+        }
+
+        ngx_memcpy(obj->node.id, id, NGX_DO_ID_LEN);
+        obj->node.node.key = ngx_crc32_short(id, NGX_DO_ID_LEN);
+        obj->version = 0;
+        obj->nkeys = 0;
+        ngx_rbtree_init(&obj->keys, &obj->sentinel, ngx_do_memory_kv_insert);
+        ngx_rbtree_insert(&ngx_do_memory_sh->objects, &obj->node.node);
+        created = 1;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (w[i].delete) {
+            continue;
+        }
+
+        values[i] = ngx_slab_alloc_locked(ngx_do_memory_shpool,
+                                          w[i].value.len + 1);
+        if (values[i] == NULL) {
+            rc = NGX_DECLINED;
+            goto done;
+        }
+
+        if (!batch->clear && ngx_do_memory_kv_find(obj, &w[i].key)) {
+            continue;
+        }
+
+        nodes[i] = ngx_slab_alloc_locked(ngx_do_memory_shpool,
+                                    offsetof(ngx_do_memory_kv_t, key)
+                                    + w[i].key.len);
+        if (nodes[i] == NULL) {
+            rc = NGX_DECLINED;
+            goto done;
+        }
+    }
+
+    /* apply: nothing below can fail */
+
+    next = ++ngx_do_memory_sh->commits;
+
+    if (batch->clear) {
+        while (obj->keys.root != obj->keys.sentinel) {
+            node = ngx_rbtree_min(obj->keys.root, obj->keys.sentinel);
+            ngx_do_memory_kv_free(obj, (ngx_do_memory_kv_t *) node);
+        }
+    }
+
+    for (i = 0; i < n; i++) {
+        if (w[i].delete) {
+            kv = ngx_do_memory_kv_find(obj, &w[i].key);
+            if (kv) {
+                ngx_do_memory_kv_free(obj, kv);
+            }
+
+            continue;
+        }
+
+        kv = nodes[i];
+
+        if (kv == NULL) {
+            kv = ngx_do_memory_kv_find(obj, &w[i].key);
+            ngx_slab_free_locked(ngx_do_memory_shpool, kv->value);
+
+        } else {
+            kv->key_len = w[i].key.len;
+            ngx_memcpy(kv->key, w[i].key.data, w[i].key.len);
+            kv->node.key = 0;
+            ngx_rbtree_insert(&obj->keys, &kv->node);
+            obj->nkeys++;
+            nodes[i] = NULL;
+        }
+
+        ngx_memcpy(values[i], w[i].value.data, w[i].value.len);
+        kv->value = values[i];
+        kv->value_len = w[i].value.len;
+        kv->version = next;
+        values[i] = NULL;
+    }
+
+    if (obj->nkeys == 0) {
+        ngx_rbtree_delete(&ngx_do_memory_sh->objects, &obj->node.node);
+        ngx_slab_free_locked(ngx_do_memory_shpool, obj);
+        next = 0;
+
+    } else {
+        obj->version = next;
+    }
+
+    created = 0;
+    *version = next;
+
+done:
+
+    for (i = 0; i < n; i++) {
+        if (values[i]) {
+            ngx_slab_free_locked(ngx_do_memory_shpool, values[i]);
+        }
+
+        if (nodes[i]) {
+            ngx_slab_free_locked(ngx_do_memory_shpool, nodes[i]);
+        }
+    }
+
+    if (created) {
+        ngx_rbtree_delete(&ngx_do_memory_sh->objects, &obj->node.node);
+        ngx_slab_free_locked(ngx_do_memory_shpool, obj);
+    }
+
+    ngx_shmtx_unlock(&ngx_do_memory_shpool->mutex);
+
+    ngx_free(values);
+
+    return rc;
+}
+
+
+static ngx_do_memory_object_t *
+ngx_do_memory_object(u_char *id)
+{
+    return (ngx_do_memory_object_t *)
+               ngx_do_id_rbtree_lookup(&ngx_do_memory_sh->objects, id);
+}
+
+
+/* byte order, a prefix sorting first: the order of list() */
+static ngx_int_t
+ngx_do_memory_cmp(u_char *k1, size_t l1, u_char *k2, size_t l2)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_memcmp(k1, k2, ngx_min(l1, l2));
+
+    if (rc != 0) {
+        return rc;
+    }
+
+    return (l1 < l2) ? -1 : (l1 > l2);
+}
+
+
+static void
+ngx_do_memory_kv_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
+    ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t   **p;
+    ngx_do_memory_kv_t   *n, *t;
+
+    n = (ngx_do_memory_kv_t *) node;
+
+    for ( ;; ) {
+        t = (ngx_do_memory_kv_t *) temp;
+
+        p = ngx_do_memory_cmp(n->key, n->key_len, t->key, t->key_len) < 0
+            ? &temp->left : &temp->right;
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+static ngx_do_memory_kv_t *
+ngx_do_memory_kv_find(ngx_do_memory_object_t *obj, ngx_str_t *key)
+{
+    ngx_int_t            rc;
+    ngx_rbtree_node_t   *node;
+    ngx_do_memory_kv_t  *kv;
+
+    node = obj->keys.root;
+
+    while (node != obj->keys.sentinel) {
+        kv = (ngx_do_memory_kv_t *) node;
+
+        rc = ngx_do_memory_cmp(key->data, key->len, kv->key, kv->key_len);
+
+        if (rc == 0) {
+            return kv;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+/* the first key not below the given one, or NULL */
+static ngx_rbtree_node_t *
+ngx_do_memory_lower_bound(ngx_do_memory_object_t *obj, ngx_str_t *key)
+{
+    ngx_rbtree_node_t   *node, *found;
+    ngx_do_memory_kv_t  *kv;
+
+    found = NULL;
+    node = obj->keys.root;
+
+    while (node != obj->keys.sentinel) {
+        kv = (ngx_do_memory_kv_t *) node;
+
+        if (ngx_do_memory_cmp(kv->key, kv->key_len, key->data, key->len)
+            >= 0)
+        {
+            found = node;
+            node = node->left;
+
+        } else {
+            node = node->right;
+        }
+    }
+
+    return found;
+}
+
+
+/* the mirror of ngx_rbtree_next() */
+static ngx_rbtree_node_t *
+ngx_do_memory_prev(ngx_rbtree_t *tree, ngx_rbtree_node_t *node)
+{
+    ngx_rbtree_node_t  *root, *sentinel, *parent;
+
+    sentinel = tree->sentinel;
+
+    if (node->left != sentinel) {
+        node = node->left;
+
+        while (node->right != sentinel) {
+            node = node->right;
+        }
+
+        return node;
+    }
+
+    root = tree->root;
+
+    for ( ;; ) {
+        parent = node->parent;
+
+        if (node == root) {
+            return NULL;
+        }
+
+        if (node == parent->right) {
+            return parent;
+        }
+
+        node = parent;
+    }
+}
+
+
+static void
+ngx_do_memory_kv_free(ngx_do_memory_object_t *obj, ngx_do_memory_kv_t *kv)
+{
+    ngx_rbtree_delete(&obj->keys, &kv->node);
+    ngx_slab_free_locked(ngx_do_memory_shpool, kv->value);
+    ngx_slab_free_locked(ngx_do_memory_shpool, kv);
+    obj->nkeys--;
+}

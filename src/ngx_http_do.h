@@ -1,0 +1,139 @@
+
+/*
+ * ngx_do public class API.
+ *
+ * A class is a table of callbacks that the runtime calls on the owner worker
+ * of an object, one turn at a time.  A turn reads the object's storage
+ * through ngx_do_get()/ngx_do_list() (which see the turn's own buffered
+ * writes first), buffers writes with ngx_do_put()/ngx_do_delete(), and sets
+ * its reply with ngx_do_reply().  The runtime commits the writes as one
+ * atomic batch after the handler returns and releases the reply only when the
+ * commit succeeded (the output gate).  A handler never blocks and never keeps
+ * pointers into a turn after it returned: memory from ngx_do_turn_pool() dies
+ * with the turn.
+ *
+ * A class in another nginx module registers itself from its preconfiguration
+ * handler with ngx_do_register_class().
+ */
+
+
+#ifndef _NGX_HTTP_DO_H_INCLUDED_
+#define _NGX_HTTP_DO_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+
+#define NGX_DO_ID_LEN             32
+#define NGX_DO_ID_HEX_LEN         64
+#define NGX_DO_MAX_BATCH          128
+#define NGX_DO_ETAG_COMMIT        ((uint64_t) -1)
+
+
+typedef struct ngx_do_turn_s       ngx_do_turn_t;
+typedef struct ngx_do_namespace_s  ngx_do_namespace_t;
+typedef struct ngx_do_class_s      ngx_do_class_t;
+
+
+/* one HTTP call as the class sees it; all strings live as long as the turn */
+typedef struct {
+    ngx_uint_t                 method;        /* NGX_HTTP_GET, ... */
+    ngx_str_t                  args;          /* raw query string */
+    ngx_str_t                  if_match;
+    ngx_str_t                  if_none_match;
+    ngx_str_t                  body;
+} ngx_do_request_t;
+
+
+typedef struct {
+    ngx_str_t                  key;
+    ngx_str_t                  value;
+    uint64_t                   version;
+} ngx_do_kv_t;
+
+
+/* ngx_do_list() options; empty strings mean "not set" */
+typedef struct {
+    ngx_str_t                  prefix;
+    ngx_str_t                  start;         /* inclusive */
+    ngx_str_t                  end;           /* exclusive */
+    ngx_uint_t                 limit;
+    unsigned                   reverse:1;
+} ngx_do_list_opts_t;
+
+
+struct ngx_do_class_s {
+    ngx_str_t                  name;
+
+    /* allocates the class part of a namespace's configuration */
+    void                    *(*create_conf)(ngx_conf_t *cf);
+
+    /*
+     * parses one "name=value" parameter of do_namespace; returns
+     * NGX_CONF_OK, NGX_CONF_ERROR (already logged) or a message
+     */
+    char                    *(*parse_param)(ngx_conf_t *cf, void *conf,
+                                             ngx_str_t *param);
+
+    /* runs once at activation, before any call (may read and write) */
+    ngx_int_t                (*init)(ngx_do_turn_t *t);
+
+    /* handles one HTTP call; NGX_OK with a reply set, or NGX_ERROR (500) */
+    ngx_int_t                (*fetch)(ngx_do_turn_t *t);
+};
+
+
+struct ngx_do_namespace_s {
+    ngx_str_t                  name;
+    ngx_uint_t                 index;
+    ngx_do_class_t            *class;
+    void                      *conf;
+    size_t                     max_key;
+    size_t                     max_value;
+};
+
+
+ngx_int_t ngx_do_register_class(ngx_conf_t *cf, ngx_do_class_t *class);
+
+ngx_do_request_t *ngx_do_turn_request(ngx_do_turn_t *t);
+ngx_do_namespace_t *ngx_do_turn_namespace(ngx_do_turn_t *t);
+ngx_pool_t *ngx_do_turn_pool(ngx_do_turn_t *t);
+ngx_log_t *ngx_do_turn_log(ngx_do_turn_t *t);
+
+/* a query argument, URI-unescaped into the turn pool; NGX_DECLINED: absent */
+ngx_int_t ngx_do_arg(ngx_do_turn_t *t, const char *name, ngx_str_t *value);
+
+/* NGX_OK, NGX_DECLINED (no such key), NGX_ERROR (storage failed) */
+ngx_int_t ngx_do_get(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value,
+    uint64_t *version);
+
+/* NGX_OK, NGX_DECLINED (key or value over the namespace limits) */
+ngx_int_t ngx_do_put(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value);
+
+/* NGX_OK (the key existed), NGX_DECLINED (it did not), NGX_ERROR */
+ngx_int_t ngx_do_delete(ngx_do_turn_t *t, ngx_str_t *key);
+
+ngx_int_t ngx_do_delete_all(ngx_do_turn_t *t);
+
+/*
+ * committed keys in byte order (reverse: descending); fills an array of
+ * ngx_do_kv_t allocated in the turn pool; NGX_OK or NGX_ERROR
+ */
+ngx_int_t ngx_do_list(ngx_do_turn_t *t, ngx_do_list_opts_t *opts,
+    ngx_array_t **items);
+
+/*
+ * sets the reply (the body is copied); a non-zero etag adds ETag: "<etag>",
+ * and NGX_DO_ETAG_COMMIT the version that the turn's own commit produced
+ */
+ngx_int_t ngx_do_reply(ngx_do_turn_t *t, ngx_uint_t status,
+    const char *content_type, ngx_str_t *body, uint64_t etag);
+
+/* a JSON error reply: {"error": msg} */
+ngx_int_t ngx_do_reply_error(ngx_do_turn_t *t, ngx_uint_t status,
+    const char *msg);
+
+
+#endif /* _NGX_HTTP_DO_H_INCLUDED_ */
