@@ -608,6 +608,9 @@ ngx_http_do_send(ngx_http_request_t *r, ngx_uint_t status,
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_do_module);
 
+    /* preconditions are the object's business, not the static-file kind */
+    r->disable_not_modified = 1;
+
     r->headers_out.status = status;
     r->headers_out.content_length_n = body->len;
     r->headers_out.content_type = *content_type;

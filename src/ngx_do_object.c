@@ -867,6 +867,14 @@ ngx_do_delete_all(ngx_do_turn_t *t)
 }
 
 
+void
+ngx_do_rollback(ngx_do_turn_t *t)
+{
+    t->batch.writes.nelts = 0;
+    t->batch.clear = 0;
+}
+
+
 ngx_int_t
 ngx_do_list(ngx_do_turn_t *t, ngx_do_list_opts_t *opts, ngx_array_t **items)
 {

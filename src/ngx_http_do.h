@@ -117,6 +117,9 @@ ngx_int_t ngx_do_delete(ngx_do_turn_t *t, ngx_str_t *key);
 
 ngx_int_t ngx_do_delete_all(ngx_do_turn_t *t);
 
+/* forgets every write the turn buffered so far: nothing will be committed */
+void ngx_do_rollback(ngx_do_turn_t *t);
+
 /*
  * committed keys in byte order (reverse: descending); fills an array of
  * ngx_do_kv_t allocated in the turn pool; NGX_OK or NGX_ERROR

@@ -505,6 +505,7 @@ ngx_do_store_batch(ngx_do_turn_t *t)
     if (member) {
         json_object_foreach(member, name, v) {
             if (!json_is_string(v)) {
+                ngx_do_rollback(t);
                 json_decref(out);
                 json_decref(in);
                 return ngx_do_reply_error(t, NGX_HTTP_BAD_REQUEST,
@@ -526,6 +527,7 @@ ngx_do_store_batch(ngx_do_turn_t *t)
             rc = ngx_do_put(t, &key, &value);
 
             if (rc == NGX_DECLINED) {
+                ngx_do_rollback(t);
                 json_decref(out);
                 json_decref(in);
                 return ngx_do_reply_error(t,

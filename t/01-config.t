@@ -1,0 +1,120 @@
+# Configuration mistakes fail `nginx -t` naming the file and line; every
+# file in conf-examples/ passes it; the quickstart answers.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use DoTest qw(nginx_t http);
+
+my $ok_ns = "do_namespace state store;\n";
+
+sub fails_like {
+    my ($http, $re, $line, $name) = @_;
+    my ($rc, $out, $file) = nginx_t($http);
+    isnt($rc, 0, "$name: nginx -t fails");
+    like($out, $re, "$name: the message says why");
+    like($out, qr/\Q$file\E:$line\b/, "$name: the message names file and line")
+        if defined $line;
+}
+
+# the http text starts at line 19 of the generated file (see DoTest)
+my $base = 19;
+
+fails_like("do_namespace state nosuchclass;\n",
+           qr/unknown do class "nosuchclass"/, $base, 'unknown class');
+
+fails_like("${ok_ns}server { listen 127.0.0.1:%%PORT%%;\n"
+           . "location / { do_pass nosuchns name=\$uri; } }\n",
+           qr/unknown do namespace "nosuchns"/, $base + 2,
+           'unknown namespace');
+
+fails_like("${ok_ns}server { listen 127.0.0.1:%%PORT%%;\n"
+           . "location / { do_pass state; } }\n",
+           qr/needs an ID strategy/, $base + 2, 'do_pass without strategy');
+
+fails_like("${ok_ns}server { listen 127.0.0.1:%%PORT%%;\n"
+           . "location / { do_pass state color=\$uri; } }\n",
+           qr/invalid ID strategy "color=\$uri"/, $base + 2,
+           'do_pass with an unknown strategy');
+
+fails_like("${ok_ns}do_namespace state store;\n",
+           qr/duplicate do namespace "state"/, $base + 1,
+           'duplicate namespace');
+
+fails_like("do_namespace state store bogus=1;\n",
+           qr/invalid parameter "bogus=1"/, $base, 'unknown class parameter');
+
+fails_like("do_namespace state store max_value=lots;\n",
+           qr/invalid size in "max_value=lots"/, $base, 'bad size parameter');
+
+fails_like("do_namespace st.ate store;\n",
+           qr/invalid do namespace name "st\.ate"/, $base,
+           'bad namespace name');
+
+fails_like("do_storage memory size=1k;\n$ok_ns",
+           qr/invalid do storage size "size=1k"/, $base, 'tiny storage zone');
+
+fails_like("do_storage floppy;\n$ok_ns",
+           qr/unsupported do storage "floppy"/, $base, 'unknown storage');
+
+fails_like("do_secret /nonexistent/secret;\n$ok_ns",
+           qr/open\(\) "\/nonexistent\/secret" failed/, $base,
+           'missing secret file');
+
+{
+    my $t = DoTest->new(http => '');
+    my $f = $t->prefix . '/short.secret';
+    open my $fh, '>', $f or die;
+    print $fh "short\n";
+    close $fh;
+    fails_like("do_secret $f;\n$ok_ns", qr/must hold at least 16 bytes/,
+               $base, 'short secret');
+}
+
+{
+    my ($rc, $out) = nginx_t("${ok_ns}server { listen 127.0.0.1:%%PORT%%;\n"
+                              . "location / { do_pass state name=\$uri; } }\n");
+    is($rc, 0, 'a correct configuration passes nginx -t') or diag $out;
+    like($out, qr/no do_secret is set/, 'a missing do_secret is warned about');
+}
+
+# every example passes nginx -t
+my @examples = glob(DoTest::root() . '/conf-examples/*.conf');
+ok(@examples >= 1, 'conf-examples/ has examples');
+for my $f (@examples) {
+    open my $fh, '<', $f or die;
+    local $/;
+    my $raw = <$fh>;
+    my $t = DoTest->new(raw => $raw);
+    my $out = `@{[ DoTest::nginx_bin() ]} -p @{[ $t->prefix ]} -c @{[ $t->prefix ]}/conf/nginx.conf -t 2>&1`;
+    is($? >> 8, 0, "conf-examples/" . ($f =~ s{.*/}{}r) . " passes nginx -t")
+        or diag $out;
+}
+
+# the quickstart answers
+{
+    open my $fh, '<', DoTest::root() . '/conf-examples/quickstart.conf' or die;
+    local $/;
+    my $t = DoTest->new(raw => <$fh>, workers => 2)->start;
+    my $p = $t->port;
+
+    my $r = http($p, 'PUT', '/objects/demo?key=greeting', body => 'hello');
+    is($r->{status}, 200, 'quickstart: PUT stores a value');
+    $r = http($p, 'GET', '/objects/demo?key=greeting');
+    is($r->{body}, 'hello', 'quickstart: GET reads it back');
+    $r = http($p, 'POST', '/objects/demo?key=hits&op=incr');
+    like($r->{body}, qr/"value":1/, 'quickstart: incr counts');
+    $r = http($p, 'PUT', '/sessions?key=user', body => 'ann');
+    like($r->{headers}{'do-object-id'} // '', qr/^[0-9a-f]{64}$/,
+         'quickstart: /sessions mints an ID');
+    my $id = $r->{headers}{'do-object-id'};
+    $r = http($p, 'GET', "/by-id?id=$id&key=user");
+    is($r->{body}, 'ann', 'quickstart: the minted ID reaches its object');
+
+    ok($t->stop, 'quickstart stops on QUIT');
+    $t->check_logs('quickstart');
+}
+
+done_testing();

@@ -1,0 +1,337 @@
+package DoTest;
+
+# Test harness: a real nginx with the module, on a free loopback port, in a
+# temporary prefix; started, reloaded and stopped by its master's PID.
+
+use strict;
+use warnings;
+
+use Cwd qw(abs_path);
+use Exporter qw(import);
+use File::Temp qw(tempdir);
+use IO::Socket::INET;
+use POSIX qw(:sys_wait_h);
+use Test::More;
+use Time::HiRes qw(sleep time);
+
+our @EXPORT_OK = qw(free_port http parallel wait_for nginx_t);
+
+my $ROOT = abs_path(__FILE__) =~ s{/t/lib/DoTest\.pm$}{}r;
+
+sub nginx_bin { $ENV{NGINX} || '/usr/sbin/nginx' }
+
+sub module_path { $ENV{DO_MODULE} || "$ROOT/build/ngx_http_do_module.so" }
+
+sub root { $ROOT }
+
+sub free_port {
+    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                  Listen => 1, ReuseAddr => 1)
+        or die "no free port: $!";
+    my $port = $s->sockport;
+    close $s;
+    return $port;
+}
+
+# new(http => '...', workers => 4, main => '...'): in the http text,
+# %%PORT%% is the listen port and %%PREFIX%% the temporary prefix.
+sub new {
+    my ($class, %args) = @_;
+    my $self = bless {
+        workers => 1,
+        main    => '',
+        events  => '',
+        %args,
+    }, $class;
+
+    $self->{prefix} = tempdir('ngx_do_t_XXXXXX', TMPDIR => 1,
+                              CLEANUP => !$ENV{DO_KEEP});
+    chmod 0755, $self->{prefix};
+    mkdir "$self->{prefix}/logs";
+    mkdir "$self->{prefix}/conf";
+    $self->{port} = $args{port} || free_port();
+    $self->write_conf;
+    return $self;
+}
+
+sub prefix { $_[0]{prefix} }
+sub port   { $_[0]{port} }
+sub pid    { $_[0]{pid} }
+
+sub conf_text {
+    my ($self) = @_;
+    my $p = $self->{prefix};
+    my $module = module_path();
+
+    if (defined $self->{raw}) {
+        # a whole nginx.conf, as in conf-examples/: our module, our port
+        my $raw = $self->{raw};
+        $raw =~ s{load_module\s+modules/ngx_http_do_module\.so}{load_module $module}g;
+        $raw =~ s{127\.0\.0\.1:8080}{127.0.0.1:$self->{port}}g;
+        $raw =~ s/%%PREFIX%%/$p/g;
+        return $raw;
+    }
+
+    my $http = $self->{http};
+    $http =~ s/%%PORT%%/$self->{port}/g;
+    $http =~ s/%%PREFIX%%/$p/g;
+    my $main = $self->{main};
+    $main =~ s/%%PREFIX%%/$p/g;
+
+    return <<"EOF";
+load_module $module;
+worker_processes $self->{workers};
+error_log $p/logs/error.log info;
+pid $p/logs/nginx.pid;
+$main
+events {
+    worker_connections 4096;
+    $self->{events}
+}
+
+http {
+    access_log off;
+    client_body_temp_path $p/body;
+    proxy_temp_path $p/proxy;
+    fastcgi_temp_path $p/fastcgi;
+    uwsgi_temp_path $p/uwsgi;
+    scgi_temp_path $p/scgi;
+
+$http
+}
+EOF
+}
+
+sub write_conf {
+    my ($self, %change) = @_;
+    @$self{keys %change} = values %change;
+    open my $fh, '>', "$self->{prefix}/conf/nginx.conf" or die $!;
+    print $fh $self->conf_text;
+    close $fh;
+}
+
+sub env_for_nginx {
+    my @env;
+    if ($ENV{DO_ASAN}) {
+        my $lib = `gcc -print-file-name=libasan.so`;
+        chomp $lib;
+        push @env, LD_PRELOAD => $lib;
+    }
+    return @env;
+}
+
+sub start {
+    my ($self) = @_;
+    my $conf = "$self->{prefix}/conf/nginx.conf";
+    my %env = env_for_nginx();
+
+    if ($ENV{DO_ASAN}) {
+        $env{ASAN_OPTIONS} = "log_path=$self->{prefix}/logs/asan"
+            . ':detect_leaks=1:abort_on_error=0:handle_segv=1';
+        $env{UBSAN_OPTIONS} = "log_path=$self->{prefix}/logs/ubsan"
+            . ':print_stacktrace=1';
+        $env{LSAN_OPTIONS} = 'suppressions=' . root() . '/t/lsan.supp';
+    }
+
+    my $pid = fork() // die "fork: $!";
+    if ($pid == 0) {
+        @ENV{keys %env} = values %env;
+        open STDOUT, '>>', "$self->{prefix}/logs/stdout.log";
+        open STDERR, '>>', "$self->{prefix}/logs/stderr.log";
+        exec nginx_bin(), '-p', $self->{prefix}, '-c', $conf,
+             '-g', 'daemon off;';
+        die "exec: $!";
+    }
+    $self->{pid} = $pid;
+
+    wait_for(sub {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $self->{port});
+        return 1 if $s;
+        die "nginx exited: " . $self->stderr if waitpid($pid, WNOHANG) == $pid;
+        return 0;
+    }, 10) or die "nginx did not start listening:\n" . $self->stderr;
+
+    # every worker is up (and has its channels) before traffic starts
+    wait_for(sub { my @w = $self->workers; @w >= $self->{workers} }, 10);
+    return $self;
+}
+
+sub stderr {
+    my ($self) = @_;
+    open my $fh, '<', "$self->{prefix}/logs/stderr.log" or return '';
+    local $/;
+    return <$fh>;
+}
+
+sub error_log {
+    my ($self) = @_;
+    open my $fh, '<', "$self->{prefix}/logs/error.log" or return '';
+    local $/;
+    return <$fh>;
+}
+
+# worker PIDs: the master's children that are not cache processes
+sub workers {
+    my ($self) = @_;
+    my @pids;
+    opendir my $d, '/proc' or return;
+    for my $p (grep { /^\d+$/ } readdir $d) {
+        open my $fh, '<', "/proc/$p/stat" or next;
+        my $stat = <$fh>;
+        next unless $stat && $stat =~ /^\d+ \(.*?\) \S+ (\d+)/;
+        push @pids, $p if $1 == $self->{pid};
+    }
+    return sort { $a <=> $b } @pids;
+}
+
+sub fd_count {
+    my ($self) = @_;
+    opendir my $d, "/proc/$self->{pid}/fd" or return -1;
+    return scalar grep { /^\d+$/ } readdir $d;
+}
+
+# HUP, then wait until a full set of new workers runs
+sub reload {
+    my ($self) = @_;
+    my %old = map { $_ => 1 } $self->workers;
+    kill 'HUP', $self->{pid};
+    wait_for(sub {
+        my @new = grep { !$old{$_} } $self->workers;
+        return @new >= $self->{workers};
+    }, 10) or die "reload did not start new workers";
+}
+
+sub stop {
+    my ($self) = @_;
+    return unless $self->{pid};
+    kill 'QUIT', $self->{pid};
+    my $done = wait_for(sub { waitpid($self->{pid}, WNOHANG) != 0 }, 15);
+    unless ($done) {
+        kill 'KILL', $self->{pid};
+        waitpid($self->{pid}, 0);
+    }
+    delete $self->{pid};
+    return $done;
+}
+
+# the log has no crash and no sanitizer report
+sub check_logs {
+    my ($self, $name) = @_;
+    my $log = $self->error_log;
+    my @bad = grep { /\[(alert|emerg|crit)\]|signal \d+|AddressSanitizer/ }
+              split /\n/, $log;
+    @bad = grep { !/signal 1 \(SIGHUP\)|signal 3 \(SIGQUIT\)|signal 17 \(SIGCHLD\)|signal 29/ } @bad;
+    @bad = grep { !/exited on signal 9/ } @bad if $self->{allow_kill};
+    my @reports = glob("$self->{prefix}/logs/asan* $self->{prefix}/logs/ubsan*");
+    for my $r (@reports) {
+        open my $fh, '<', $r or next;
+        local $/;
+        push @bad, "sanitizer report $r:\n" . <$fh>;
+    }
+    ok(!@bad, ($name || 'error log') . ' has no crash, alert or sanitizer report')
+        or diag(join "\n", @bad[0 .. ($#bad > 20 ? 20 : $#bad)]);
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    if ($self->{pid}) {
+        kill 'KILL', $self->{pid};
+        waitpid($self->{pid}, 0);
+    }
+}
+
+# nginx -t on a config text (http part), returns (exit code, output)
+sub nginx_t {
+    my ($http, %args) = @_;
+    my $t = DoTest->new(http => $http, %args);
+    my $out = `@{[ nginx_bin() ]} -p $t->{prefix} -c $t->{prefix}/conf/nginx.conf -t 2>&1`;
+    return ($? >> 8, $out, "$t->{prefix}/conf/nginx.conf");
+}
+
+sub wait_for {
+    my ($cond, $timeout) = @_;
+    my $end = time + ($timeout // 10);
+    while (time < $end) {
+        return 1 if $cond->();
+        sleep 0.02;
+    }
+    return $cond->();
+}
+
+# http($port, $method, $uri, body => ..., headers => {...}, keep => $sock)
+# One request on a new connection (or on the given keep-alive socket);
+# returns {status, headers => {lowercased}, body}, or {status => 0, error}.
+sub http {
+    my ($port, $method, $uri, %a) = @_;
+    my $body = $a{body} // '';
+    my $s = $a{sock} || IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                             PeerPort => $port,
+                                             Timeout => 30);
+    return { status => 0, error => "connect: $!" } unless $s;
+    my $req = "$method $uri HTTP/1.1\r\nHost: localhost\r\n";
+    $req .= "Connection: " . ($a{sock} ? 'keep-alive' : 'close') . "\r\n";
+    for my $h (sort keys %{ $a{headers} || {} }) {
+        $req .= "$h: $a{headers}{$h}\r\n";
+    }
+    $req .= "Content-Length: " . length($body) . "\r\n"
+        if length $body || $method =~ /^(PUT|POST)$/;
+    $req .= "\r\n";
+    binmode $s;
+    my $ok = print {$s} $req . $body;
+    return { status => 0, error => "write: $!" } unless $ok;
+
+    my $buf = '';
+    my ($status, %h, $head_len);
+    while (1) {
+        my $n = sysread($s, $buf, 65536, length $buf);
+        return { status => 0, error => "read: " . ($n // $!) } unless $n;
+        if (!defined $head_len && (my $i = index($buf, "\r\n\r\n")) >= 0) {
+            my $head = substr($buf, 0, $i);
+            $head_len = $i + 4;
+            my @lines = split /\r\n/, $head;
+            ($status) = $lines[0] =~ m{^HTTP/1\.\d (\d+)};
+            for (@lines[1 .. $#lines]) {
+                my ($k, $v) = /^([^:]+):\s*(.*)$/ or next;
+                $h{lc $k} = $v;
+            }
+        }
+        next unless defined $head_len;
+        my $len = $h{'content-length'} // 0;
+        $len = 0 if $method eq 'HEAD';
+        last if length($buf) - $head_len >= $len;
+    }
+    close $s unless $a{sock};
+    return { status => $status, headers => \%h,
+             body => substr($buf, $head_len) };
+}
+
+# Runs $n children of $code->($i); each returns a list of lines; returns
+# all lines of all children.
+sub parallel {
+    my ($n, $code) = @_;
+    my $dir = tempdir('ngx_do_par_XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    my @pids;
+    for my $i (0 .. $n - 1) {
+        my $pid = fork() // die "fork: $!";
+        if ($pid == 0) {
+            my @out = eval { $code->($i) };
+            push @out, "ERROR $@" if $@;
+            open my $fh, '>', "$dir/$i" or POSIX::_exit(1);
+            print $fh map { "$_\n" } @out;
+            close $fh;
+            POSIX::_exit(0);
+        }
+        push @pids, $pid;
+    }
+    waitpid($_, 0) for @pids;
+    my @lines;
+    for my $i (0 .. $n - 1) {
+        open my $fh, '<', "$dir/$i" or next;
+        chomp(my @l = <$fh>);
+        push @lines, @l;
+    }
+    return @lines;
+}
+
+1;
