@@ -33,6 +33,7 @@ typedef struct {
     ngx_array_t                classes;       /* ngx_do_class_t * */
     ngx_array_t                passes;        /* ngx_http_do_loc_conf_t * */
     ngx_shm_zone_t            *zone;
+    ngx_shm_zone_t            *status_zone;
     size_t                     size;
     ngx_msec_t                 idle_timeout;
     ngx_msec_t                 call_timeout;
@@ -101,6 +102,9 @@ static char *ngx_http_do_namespace(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_do_pass(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_do_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_do_status_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_do_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_do_init_process(ngx_cycle_t *cycle);
 static void ngx_http_do_exit_process(ngx_cycle_t *cycle);
@@ -150,6 +154,13 @@ static ngx_command_t  ngx_http_do_commands[] = {
       NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_http_do_pass,
       NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("do_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_do_status,
+      0,
       0,
       NULL },
 
@@ -346,6 +357,7 @@ ngx_http_do_body_handler(ngx_http_request_t *r)
         rc = ngx_do_ipc_send(ctx->owner, NGX_DO_IPC_CALL, call_id, buf, len);
 
         if (rc == NGX_OK) {
+            ngx_do_stats->forwarded++;
             return;
         }
 
@@ -566,6 +578,8 @@ ngx_http_do_timeout(ngx_event_t *ev)
 
     ngx_log_error(NGX_LOG_ERR, c->log, 0,
                   "do: call to owner worker %ui timed out", ctx->owner);
+
+    ngx_do_stats->timeouts++;
 
     ngx_rbtree_delete(&ngx_http_do_pending, &ctx->node);
     ctx->pending = 0;
@@ -925,6 +939,19 @@ ngx_http_do_postconfiguration(ngx_conf_t *cf)
         }
 
         dmcf->zone->init = ngx_do_memory_init_zone;
+    }
+
+    if (dmcf->status_zone == NULL) {
+        ngx_str_t  name = ngx_string("do_status");
+
+        dmcf->status_zone = ngx_shared_memory_add(cf, &name,
+                                                  ngx_do_status_zone_size(),
+                                                  &ngx_http_do_module);
+        if (dmcf->status_zone == NULL) {
+            return NGX_ERROR;
+        }
+
+        dmcf->status_zone->init = ngx_do_status_init_zone;
     }
 
     if (!dmcf->secret_set) {
@@ -1351,6 +1378,57 @@ ngx_http_do_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+static char *
+ngx_http_do_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_do_status_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/* GET: JSON; ?format=prometheus: Prometheus text exposition */
+static ngx_int_t
+ngx_http_do_status_handler(ngx_http_request_t *r)
+{
+    size_t      size, free;
+    ngx_str_t   out, ct, fmt;
+    ngx_uint_t  prometheus;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    prometheus = (ngx_http_arg(r, (u_char *) "format", 6, &fmt) == NGX_OK
+                  && fmt.len == 10
+                  && ngx_strncmp(fmt.data, "prometheus", 10) == 0);
+
+    ngx_do_memory_usage(&size, &free);
+
+    if (ngx_do_status_render(r->pool, prometheus, size, free, &out)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (prometheus) {
+        ngx_str_set(&ct, "text/plain; version=0.0.4");
+
+    } else {
+        ngx_str_set(&ct, "application/json");
+    }
+
+    return ngx_http_do_send(r, NGX_HTTP_OK, &ct, &out, 0, 0);
+}
+
+
 /* in the master, at each configuration load: a new channel generation */
 static ngx_int_t
 ngx_http_do_init_module(ngx_cycle_t *cycle)
@@ -1422,6 +1500,8 @@ ngx_http_do_init_process(ngx_cycle_t *cycle)
     {
         return NGX_ERROR;
     }
+
+    ngx_do_status_init_worker(ngx_do_runtime.workers);
 
     ngx_http_do_enabled = 1;
 

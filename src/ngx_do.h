@@ -144,7 +144,30 @@ ngx_int_t ngx_do_reply_parse(u_char *buf, size_t len,
 ngx_uint_t ngx_do_objects_active(void);
 
 
+/* ngx_do_status.c: per-worker counters, each written by its worker only */
+typedef struct {
+    ngx_atomic_uint_t          pid;
+    ngx_atomic_uint_t          objects;
+    ngx_atomic_uint_t          activations;
+    ngx_atomic_uint_t          evictions;
+    ngx_atomic_uint_t          turns;
+    ngx_atomic_uint_t          forwarded;
+    ngx_atomic_uint_t          timeouts;
+    ngx_atomic_uint_t          conflicts;
+    ngx_atomic_uint_t          storage_full;
+} ngx_do_stats_t;
+
+extern ngx_do_stats_t         *ngx_do_stats;
+
+size_t ngx_do_status_zone_size(void);
+ngx_int_t ngx_do_status_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+void ngx_do_status_init_worker(ngx_uint_t workers);
+ngx_int_t ngx_do_status_render(ngx_pool_t *pool, ngx_uint_t prometheus,
+    size_t storage_size, size_t storage_free, ngx_str_t *out);
+
+
 /* ngx_do_storage_memory.c */
+void ngx_do_memory_usage(size_t *size, size_t *free);
 ngx_int_t ngx_do_memory_init_zone(ngx_shm_zone_t *shm_zone, void *data);
 ngx_int_t ngx_do_memory_secret(u_char *secret);
 

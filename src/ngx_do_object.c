@@ -263,6 +263,8 @@ ngx_do_object_get(u_char *id, ngx_do_namespace_t *ns, ngx_uint_t transient)
 
     ngx_rbtree_insert(&ngx_do_objects, &obj->node.node);
     ngx_do_nobjects++;
+    ngx_do_stats->objects = ngx_do_nobjects;
+    ngx_do_stats->activations++;
 
     return obj;
 }
@@ -349,6 +351,8 @@ ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call)
 
     for (tries = 0; tries < NGX_DO_TURN_TRIES; tries++) {
 
+        ngx_do_stats->turns++;
+
         if (ngx_do_backend->version(obj->node.id, &version) != NGX_OK) {
             goto failed;
         }
@@ -409,6 +413,7 @@ ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call)
                                         &version);
 
             if (rc == NGX_BUSY) {
+                ngx_do_stats->conflicts++;
                 ngx_do_cache_drop(obj);
                 ngx_destroy_pool(t->pool);
                 continue;
@@ -419,6 +424,7 @@ ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call)
                 ngx_destroy_pool(t->pool);
 
                 if (rc == NGX_DECLINED) {
+                    ngx_do_stats->storage_full++;
                     ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                                   "do: storage is full, a turn of "
                                   "namespace \"%V\" was not committed",
@@ -489,6 +495,7 @@ ngx_do_object_idle(ngx_event_t *ev)
         return;
     }
 
+    ngx_do_stats->evictions++;
     ngx_do_object_free(obj);
 }
 
@@ -514,6 +521,7 @@ ngx_do_object_free(ngx_do_object_t *obj)
     ngx_do_cache_drop(obj);
     ngx_rbtree_delete(&ngx_do_objects, &obj->node.node);
     ngx_do_nobjects--;
+    ngx_do_stats->objects = ngx_do_nobjects;
     ngx_free(obj);
 }
 

@@ -136,6 +136,20 @@ ngx_do_memory_secret(u_char *secret)
 }
 
 
+void
+ngx_do_memory_usage(size_t *size, size_t *free)
+{
+    if (ngx_do_memory_shpool == NULL) {
+        *size = 0;
+        *free = 0;
+        return;
+    }
+
+    *size = ngx_do_memory_shpool->end - (u_char *) ngx_do_memory_shpool;
+    *free = ngx_do_memory_shpool->pfree * ngx_pagesize;
+}
+
+
 static ngx_int_t
 ngx_do_memory_version(u_char *id, uint64_t *version)
 {
