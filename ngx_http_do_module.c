@@ -487,10 +487,10 @@ ngx_http_do_build_call(ngx_http_request_t *r, ngx_http_do_ctx_t *ctx,
     ngx_memcpy(w->id, ctx->id, NGX_DO_ID_LEN);
 
     p = buf + sizeof(ngx_do_call_wire_t);
-    p = ngx_cpymem(p, r->args.data, r->args.len);
-    p = ngx_cpymem(p, im.data, im.len);
-    p = ngx_cpymem(p, inm.data, inm.len);
-    ngx_memcpy(p, body->data, body->len);
+    p = ngx_do_cpymem(p, r->args.data, r->args.len);
+    p = ngx_do_cpymem(p, im.data, im.len);
+    p = ngx_do_cpymem(p, inm.data, inm.len);
+    (void) ngx_do_cpymem(p, body->data, body->len);
 
     return buf;
 }

@@ -20,6 +20,10 @@
 #define NGX_DO_TAG_LEN            16
 #define NGX_DO_BODY_LEN           16
 
+/* ngx_cpymem() that accepts a NULL source of length 0 (no UB) */
+#define ngx_do_cpymem(dst, src, n)                                           \
+    (((n) == 0) ? (u_char *) (dst) : ngx_cpymem(dst, src, n))
+
 #define NGX_DO_IPC_CALL           1
 #define NGX_DO_IPC_REPLY          2
 

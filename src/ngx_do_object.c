@@ -551,8 +551,8 @@ ngx_do_reply_send(ngx_do_object_t *obj, ngx_do_call_t *call, ngx_do_turn_t *t,
     w->body_len = (uint32_t) t->body.len;
 
     p = buf + sizeof(ngx_do_reply_wire_t);
-    p = ngx_cpymem(p, t->content_type.data, t->content_type.len);
-    ngx_memcpy(p, t->body.data, t->body.len);
+    p = ngx_do_cpymem(p, t->content_type.data, t->content_type.len);
+    (void) ngx_do_cpymem(p, t->body.data, t->body.len);
 
     if (call->src == ngx_worker) {
         ngx_do_deliver(call->call_id, buf, len);

@@ -190,7 +190,7 @@ ngx_do_memory_get(u_char *id, ngx_str_t *key, ngx_str_t *value,
             rc = NGX_ERROR;
 
         } else {
-            ngx_memcpy(p, kv->value, kv->value_len);
+            (void) ngx_do_cpymem(p, kv->value, kv->value_len);
             value->data = p;
             value->len = kv->value_len;
             *version = kv->version;
@@ -318,7 +318,7 @@ ngx_do_memory_list(u_char *id, ngx_do_list_opts_t *opts, ngx_pool_t *pool,
         ngx_memcpy(item->key.data, kv->key, kv->key_len);
         item->value.data = item->key.data + kv->key_len;
         item->value.len = kv->value_len;
-        ngx_memcpy(item->value.data, kv->value, kv->value_len);
+        (void) ngx_do_cpymem(item->value.data, kv->value, kv->value_len);
         item->version = kv->version;
 
         node = opts->reverse ? ngx_do_memory_prev(tree, node)
@@ -455,7 +455,7 @@ ngx_do_memory_commit(u_char *id, uint64_t expected, ngx_do_batch_t *batch,
             nodes[i] = NULL;
         }
 
-        ngx_memcpy(values[i], w[i].value.data, w[i].value.len);
+        (void) ngx_do_cpymem(values[i], w[i].value.data, w[i].value.len);
         kv->value = values[i];
         kv->value_len = w[i].value.len;
         kv->version = next;
@@ -511,9 +511,11 @@ ngx_do_memory_object(u_char *id)
 static ngx_int_t
 ngx_do_memory_cmp(u_char *k1, size_t l1, u_char *k2, size_t l2)
 {
+    size_t     n;
     ngx_int_t  rc;
 
-    rc = ngx_memcmp(k1, k2, ngx_min(l1, l2));
+    n = ngx_min(l1, l2);
+    rc = n ? ngx_memcmp(k1, k2, n) : 0;
 
     if (rc != 0) {
         return rc;

@@ -88,7 +88,7 @@ for my $f (@examples) {
     local $/;
     my $raw = <$fh>;
     my $t = DoTest->new(raw => $raw);
-    my $out = `@{[ DoTest::nginx_bin() ]} -p @{[ $t->prefix ]} -c @{[ $t->prefix ]}/conf/nginx.conf -t 2>&1`;
+    my $out = `@{[ DoTest::nginx_cmd() ]} -p @{[ $t->prefix ]} -c @{[ $t->prefix ]}/conf/nginx.conf -t 2>&1`;
     is($? >> 8, 0, "conf-examples/" . ($f =~ s{.*/}{}r) . " passes nginx -t")
         or diag $out;
 }
