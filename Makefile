@@ -72,19 +72,21 @@ run: deps build
 	@bin/quickstart $(NGINX) $(CURDIR)/$(MODULE)
 
 test: deps build
-	DO_MODULE=$(CURDIR)/$(MODULE) NGINX=$(NGINX) prove -j$(PROVE_J) -r t/
+	DO_MODULE=$(CURDIR)/$(MODULE) NGINX_BIN=$(NGINX) prove -j$(PROVE_J) -r t/
 
 # Debian's nginx with the ASan runtime preloaded and the module built with
 # -fsanitize=address,undefined; any report fails the run (t/lib/DoTest.pm
 # checks the sanitizer logs after each test).
 test-asan: deps $(ASAN_MOD)
-	DO_MODULE=$(CURDIR)/$(ASAN_MOD) NGINX=$(NGINX) DO_ASAN=1 \
+	DO_MODULE=$(CURDIR)/$(ASAN_MOD) NGINX_BIN=$(NGINX) DO_ASAN=1 \
 	    prove -j1 -r t/
 
 static:
 	@test -n "$(NGINX_SRC)" || { echo "usage: make static NGINX_SRC=/path/to/nginx"; exit 1; }
-	cd $(NGINX_SRC) && ./configure --with-http_ssl_module \
-	    --with-cc-opt="$(CC_OPT)" --add-module=$(CURDIR) && $(MAKE)
+	cd $(NGINX_SRC) && if [ -x configure ]; then conf=./configure; \
+	    else conf=auto/configure; fi && \
+	    $$conf --with-http_ssl_module --with-cc-opt="$(CC_OPT)" \
+	        --add-module=$(CURDIR) && $(MAKE)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

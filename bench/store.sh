@@ -11,7 +11,7 @@ set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-5}
 conns=${2:-32}
-nginx=${NGINX:-/usr/sbin/nginx}
+nginx=${NGINX_BIN:-/usr/sbin/nginx}
 module=${DO_MODULE:-$top/build/ngx_http_do_module.so}
 command -v wrk >/dev/null || { echo "wrk is missing: make deps"; exit 1; }
 [ -f "$module" ] || { echo "build the module first: make build"; exit 1; }

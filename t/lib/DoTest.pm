@@ -18,7 +18,7 @@ our @EXPORT_OK = qw(free_port http parallel wait_for nginx_t);
 
 my $ROOT = abs_path(__FILE__) =~ s{/t/lib/DoTest\.pm$}{}r;
 
-sub nginx_bin { $ENV{NGINX} || '/usr/sbin/nginx' }
+sub nginx_bin { $ENV{NGINX_BIN} || '/usr/sbin/nginx' }
 
 # a shell command prefix for one-off runs such as nginx -t
 sub nginx_cmd {
@@ -29,6 +29,9 @@ sub nginx_cmd {
 }
 
 sub module_path { $ENV{DO_MODULE} || "$ROOT/build/ngx_http_do_module.so" }
+
+# DO_STATIC=1: NGINX has the module built in, nothing to load
+sub load_line { $ENV{DO_STATIC} ? '' : 'load_module ' . module_path() . ';' }
 
 sub root { $ROOT }
 
@@ -76,7 +79,7 @@ sub conf_text {
     if (defined $self->{raw}) {
         # a whole nginx.conf, as in conf-examples/: our module, our port
         my $raw = $self->{raw};
-        $raw =~ s{load_module\s+modules/ngx_http_do_module\.so}{load_module $module}g;
+        $raw =~ s{load_module\s+modules/ngx_http_do_module\.so;}{load_line()}ge;
         $raw =~ s{127\.0\.0\.1:8080}{127.0.0.1:$self->{port}}g;
         $raw =~ s/%%PREFIX%%/$p/g;
         return $raw;
@@ -88,8 +91,10 @@ sub conf_text {
     my $main = $self->{main};
     $main =~ s/%%PREFIX%%/$p/g;
 
+    my $load = load_line();
+
     return <<"EOF";
-load_module $module;
+$load
 worker_processes $self->{workers};
 error_log $p/logs/error.log info;
 pid $p/logs/nginx.pid;
