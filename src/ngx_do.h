@@ -24,6 +24,8 @@
 #define ngx_do_cpymem(dst, src, n)                                           \
     (((n) == 0) ? (u_char *) (dst) : ngx_cpymem(dst, src, n))
 
+#define NGX_DO_VERSION_ANY        ((uint64_t) -1)
+
 #define NGX_DO_IPC_CALL           1
 #define NGX_DO_IPC_REPLY          2
 

@@ -27,6 +27,7 @@
 
 
 #define NGX_DO_TURN_TRIES         8
+#define NGX_DO_FLUSH_INTERVAL     100
 #define NGX_DO_CACHE_MAX_VALUE    (64 * 1024)
 #define NGX_DO_CACHE_MAX_SIZE     (1024 * 1024)
 
@@ -39,9 +40,24 @@ typedef struct {
 } ngx_do_cache_t;
 
 
+/* a write of a deferred-durability class, waiting for the next flush */
+typedef struct ngx_do_dirty_s  ngx_do_dirty_t;
+
+struct ngx_do_dirty_s {
+    ngx_do_dirty_t            *next;
+    ngx_str_t                  key;
+    ngx_str_t                  value;
+    unsigned                   delete:1;
+};
+
+
 typedef struct {
     ngx_do_id_node_t           node;
     ngx_do_namespace_t        *ns;
+    void                      *state;         /* class->object_size bytes */
+    ngx_do_dirty_t            *dirty;
+    ngx_event_t                flush;
+    ngx_msec_t                 idle_timeout;  /* 0: do_idle_timeout */
     ngx_queue_t                mailbox;
     ngx_rbtree_t               cache;
     ngx_rbtree_node_t          sentinel;
@@ -84,6 +100,11 @@ static void ngx_do_object_run(ngx_do_object_t *obj);
 static ngx_int_t ngx_do_object_turn(ngx_do_object_t *obj,
     ngx_do_call_t *call);
 static void ngx_do_object_idle(ngx_event_t *ev);
+static ngx_int_t ngx_do_object_defer(ngx_do_object_t *obj,
+    ngx_do_batch_t *batch);
+static ngx_int_t ngx_do_object_flush(ngx_do_object_t *obj);
+static void ngx_do_object_flush_handler(ngx_event_t *ev);
+static void ngx_do_dirty_free(ngx_do_object_t *obj);
 static void ngx_do_object_free(ngx_do_object_t *obj);
 static void ngx_do_reply_send(ngx_do_object_t *obj, ngx_do_call_t *call,
     ngx_do_turn_t *t, uint64_t version);
@@ -133,6 +154,7 @@ ngx_do_objects_exit(void)
 
     while (ngx_do_objects.root != ngx_do_objects.sentinel) {
         node = ngx_rbtree_min(ngx_do_objects.root, ngx_do_objects.sentinel);
+        (void) ngx_do_object_flush((ngx_do_object_t *) node);
         ngx_do_object_free((ngx_do_object_t *) node);
     }
 }
@@ -243,10 +265,18 @@ ngx_do_object_get(u_char *id, ngx_do_namespace_t *ns, ngx_uint_t transient)
         return obj;
     }
 
-    obj = ngx_calloc(sizeof(ngx_do_object_t), ngx_cycle->log);
+    obj = ngx_calloc(sizeof(ngx_do_object_t) + ns->class->object_size,
+                     ngx_cycle->log);
     if (obj == NULL) {
         return NULL;
     }
+
+    obj->state = ns->class->object_size ? (void *) (obj + 1) : NULL;
+
+    obj->flush.handler = ngx_do_object_flush_handler;
+    obj->flush.data = obj;
+    obj->flush.log = ngx_cycle->log;
+    obj->flush.cancelable = 1;
 
     obj->node.node.key = ngx_crc32_short(id, NGX_DO_ID_LEN);
     ngx_memcpy(obj->node.id, id, NGX_DO_ID_LEN);
@@ -327,11 +357,13 @@ ngx_do_object_run(ngx_do_object_t *obj)
     obj->busy = 0;
 
     if (obj->transient || ngx_exiting) {
+        (void) ngx_do_object_flush(obj);
         ngx_do_object_free(obj);
         return;
     }
 
-    ngx_add_timer(&obj->idle, ngx_do_runtime.idle_timeout);
+    ngx_add_timer(&obj->idle, obj->idle_timeout ? obj->idle_timeout
+                                                : ngx_do_runtime.idle_timeout);
 }
 
 
@@ -353,13 +385,19 @@ ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call)
 
         ngx_do_stats->turns++;
 
-        if (ngx_do_backend->version(obj->node.id, &version) != NGX_OK) {
-            goto failed;
-        }
+        /*
+         * A deferred-durability object trusts its memory: its writes reach
+         * storage later, so storage cannot tell it anything newer.
+         */
+        if (!obj->ns->class->deferred) {
+            if (ngx_do_backend->version(obj->node.id, &version) != NGX_OK) {
+                goto failed;
+            }
 
-        if (version != obj->version) {
-            ngx_do_cache_drop(obj);
-            obj->version = version;
+            if (version != obj->version) {
+                ngx_do_cache_drop(obj);
+                obj->version = version;
+            }
         }
 
         t = NULL;
@@ -408,7 +446,13 @@ ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call)
 
         version = obj->version;
 
-        if (t->batch.writes.nelts || t->batch.clear) {
+        if (obj->ns->class->deferred && !t->batch.clear) {
+            if (ngx_do_object_defer(obj, &t->batch) != NGX_OK) {
+                ngx_destroy_pool(t->pool);
+                goto failed;
+            }
+
+        } else if (t->batch.writes.nelts || t->batch.clear) {
             rc = ngx_do_backend->commit(obj->node.id, obj->version, &t->batch,
                                         &version);
 
@@ -495,6 +539,12 @@ ngx_do_object_idle(ngx_event_t *ev)
         return;
     }
 
+    if (ngx_do_object_flush(obj) != NGX_OK) {
+        /* keep the unsaved state in memory and try again later */
+        ngx_add_timer(&obj->idle, ngx_do_runtime.idle_timeout);
+        return;
+    }
+
     ngx_do_stats->evictions++;
     ngx_do_object_free(obj);
 }
@@ -510,6 +560,12 @@ ngx_do_object_free(ngx_do_object_t *obj)
         ngx_del_timer(&obj->idle);
     }
 
+    if (obj->flush.timer_set) {
+        ngx_del_timer(&obj->flush);
+    }
+
+    ngx_do_dirty_free(obj);
+
     while (!ngx_queue_empty(&obj->mailbox)) {
         q = ngx_queue_head(&obj->mailbox);
         ngx_queue_remove(q);
@@ -523,6 +579,160 @@ ngx_do_object_free(ngx_do_object_t *obj)
     ngx_do_nobjects--;
     ngx_do_stats->objects = ngx_do_nobjects;
     ngx_free(obj);
+}
+
+
+/*
+ * Deferred durability: the turn's writes go into the object's dirty list
+ * (the last write of a key wins) and into its cache; the reply is released
+ * at once, and a flush within NGX_DO_FLUSH_INTERVAL stores them.
+ */
+static ngx_int_t
+ngx_do_object_defer(ngx_do_object_t *obj, ngx_do_batch_t *batch)
+{
+    u_char          *p;
+    ngx_uint_t       i;
+    ngx_do_dirty_t  *d, **dp;
+    ngx_do_write_t  *w;
+
+    w = batch->writes.elts;
+
+    for (i = 0; i < batch->writes.nelts; i++) {
+
+        for (dp = &obj->dirty; *dp; dp = &(*dp)->next) {
+            if ((*dp)->key.len == w[i].key.len
+                && ngx_memcmp((*dp)->key.data, w[i].key.data, w[i].key.len)
+                   == 0)
+            {
+                d = *dp;
+                *dp = d->next;
+                ngx_free(d);
+                break;
+            }
+        }
+
+        d = ngx_alloc(sizeof(ngx_do_dirty_t) + w[i].key.len + w[i].value.len,
+                      ngx_cycle->log);
+        if (d == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = (u_char *) (d + 1);
+        d->key.data = p;
+        d->key.len = w[i].key.len;
+        p = ngx_cpymem(p, w[i].key.data, w[i].key.len);
+        d->value.data = p;
+        d->value.len = w[i].value.len;
+        (void) ngx_do_cpymem(p, w[i].value.data, w[i].value.len);
+        d->delete = w[i].delete;
+
+        d->next = obj->dirty;
+        obj->dirty = d;
+
+        ngx_do_cache_set(obj, &w[i].key, w[i].delete ? NULL : &w[i].value,
+                         0, 1);
+    }
+
+    if (obj->dirty && !obj->flush.timer_set) {
+        ngx_add_timer(&obj->flush, NGX_DO_FLUSH_INTERVAL);
+    }
+
+    return NGX_OK;
+}
+
+
+/* stores the dirty list unconditionally: deferred state is last-writer-wins */
+static ngx_int_t
+ngx_do_object_flush(ngx_do_object_t *obj)
+{
+    uint64_t         version;
+    ngx_int_t        rc;
+    ngx_pool_t      *pool;
+    ngx_do_batch_t   batch;
+    ngx_do_dirty_t  *d;
+    ngx_do_write_t  *w;
+
+    static time_t    logged;
+
+    if (obj->dirty == NULL) {
+        return NGX_OK;
+    }
+
+    pool = ngx_create_pool(1024, ngx_cycle->log);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    batch.clear = 0;
+
+    if (ngx_array_init(&batch.writes, pool, 4, sizeof(ngx_do_write_t))
+        != NGX_OK)
+    {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    for (d = obj->dirty; d; d = d->next) {
+        w = ngx_array_push(&batch.writes);
+        if (w == NULL) {
+            ngx_destroy_pool(pool);
+            return NGX_ERROR;
+        }
+
+        w->key = d->key;
+        w->value = d->value;
+        w->delete = d->delete;
+    }
+
+    rc = ngx_do_backend->commit(obj->node.id, NGX_DO_VERSION_ANY, &batch,
+                                &version);
+
+    ngx_destroy_pool(pool);
+
+    if (rc != NGX_OK) {
+        if (rc == NGX_DECLINED) {
+            ngx_do_stats->storage_full++;
+        }
+
+        if (logged != ngx_time()) {
+            logged = ngx_time();
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "do: deferred writes of namespace \"%V\" could "
+                          "not be stored%s, will retry", &obj->ns->name,
+                          rc == NGX_DECLINED ? " (storage is full)" : "");
+        }
+
+        if (!obj->flush.timer_set) {
+            ngx_add_timer(&obj->flush, NGX_DO_FLUSH_INTERVAL);
+        }
+
+        return NGX_ERROR;
+    }
+
+    obj->version = version;
+    ngx_do_dirty_free(obj);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_do_object_flush_handler(ngx_event_t *ev)
+{
+    (void) ngx_do_object_flush(ev->data);
+}
+
+
+static void
+ngx_do_dirty_free(ngx_do_object_t *obj)
+{
+    ngx_do_dirty_t  *d;
+
+    while (obj->dirty) {
+        d = obj->dirty;
+        obj->dirty = d->next;
+        ngx_free(d);
+    }
 }
 
 
@@ -646,6 +856,20 @@ ngx_do_request_t *
 ngx_do_turn_request(ngx_do_turn_t *t)
 {
     return &t->call->req;
+}
+
+
+void *
+ngx_do_turn_state(ngx_do_turn_t *t)
+{
+    return t->obj->state;
+}
+
+
+void
+ngx_do_set_idle_timeout(ngx_do_turn_t *t, ngx_msec_t timeout)
+{
+    t->obj->idle_timeout = timeout;
 }
 
 

@@ -370,7 +370,7 @@ ngx_do_memory_commit(u_char *id, uint64_t expected, ngx_do_batch_t *batch,
     obj = ngx_do_memory_object(id);
     current = obj ? obj->version : 0;
 
-    if (current != expected) {
+    if (expected != NGX_DO_VERSION_ANY && current != expected) {
         rc = NGX_BUSY;
         goto done;
     }

@@ -67,6 +67,15 @@ typedef struct {
 struct ngx_do_class_s {
     ngx_str_t                  name;
 
+    /* bytes of zeroed per-object memory, see ngx_do_turn_state() */
+    size_t                     object_size;
+
+    /*
+     * deferred durability: writes are stored within 100 ms after the turn
+     * instead of before its reply (for hot, loss-tolerant state)
+     */
+    unsigned                   deferred:1;
+
     /* allocates the class part of a namespace's configuration */
     void                    *(*create_conf)(ngx_conf_t *cf);
 
@@ -98,6 +107,12 @@ struct ngx_do_namespace_s {
 ngx_int_t ngx_do_register_class(ngx_conf_t *cf, ngx_do_class_t *class);
 
 ngx_do_request_t *ngx_do_turn_request(ngx_do_turn_t *t);
+
+/* the object's class->object_size bytes, kept until it is evicted */
+void *ngx_do_turn_state(ngx_do_turn_t *t);
+
+/* how long the object may idle before eviction (0: do_idle_timeout) */
+void ngx_do_set_idle_timeout(ngx_do_turn_t *t, ngx_msec_t timeout);
 ngx_do_namespace_t *ngx_do_turn_namespace(ngx_do_turn_t *t);
 ngx_pool_t *ngx_do_turn_pool(ngx_do_turn_t *t);
 ngx_log_t *ngx_do_turn_log(ngx_do_turn_t *t);

@@ -44,6 +44,8 @@ static ngx_int_t ngx_do_store_reply_json(ngx_do_turn_t *t,
 
 ngx_do_class_t  ngx_do_store_class = {
     ngx_string("store"),
+    0,
+    0,
     NULL,
     NULL,
     NULL,
