@@ -52,24 +52,37 @@ typedef struct {
 } ngx_http_do_loc_conf_t;
 
 
+/* a call waiting for its reply, in the worker's pending tree */
 typedef struct {
     ngx_rbtree_node_t          node;          /* key: the call id */
     ngx_http_request_t        *request;
     ngx_event_t                timer;
+    ngx_http_do_reply_pt       handler;
+    void                      *data;
+    ngx_uint_t                 owner;
+    unsigned                   pending:1;
+} ngx_http_do_call_t;
+
+
+typedef struct {
     ngx_uint_t                 owner;
     u_char                     id[NGX_DO_ID_LEN];
     unsigned                   has_id:1;
-    unsigned                   pending:1;
 } ngx_http_do_ctx_t;
 
 
 static ngx_int_t ngx_http_do_handler(ngx_http_request_t *r);
 static void ngx_http_do_body_handler(ngx_http_request_t *r);
+static void ngx_http_do_pass_reply(ngx_http_request_t *r, void *data,
+    ngx_http_do_reply_t *reply);
+static ngx_int_t ngx_http_do_dispatch(ngx_http_request_t *r,
+    ngx_do_namespace_t *ns, u_char *id, ngx_uint_t method, ngx_str_t *args,
+    ngx_str_t *if_match, ngx_str_t *if_none_match, ngx_str_t *body,
+    ngx_http_do_reply_pt handler, void *data);
 static ngx_int_t ngx_http_do_read_body(ngx_http_request_t *r,
     ngx_str_t *body);
-static u_char *ngx_http_do_build_call(ngx_http_request_t *r,
-    ngx_http_do_ctx_t *ctx, ngx_str_t *body, size_t *len);
 static void ngx_http_do_deliver(uint64_t call_id, u_char *buf, size_t len);
+static void ngx_http_do_fail(ngx_http_do_call_t *call, ngx_uint_t status);
 static void ngx_http_do_timeout(ngx_event_t *ev);
 static void ngx_http_do_cleanup(void *data);
 static ngx_int_t ngx_http_do_send(ngx_http_request_t *r, ngx_uint_t status,
@@ -238,7 +251,6 @@ ngx_http_do_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ctx->request = r;
     ngx_http_set_ctx(r, ctx, ngx_http_do_module);
 
     switch (dlcf->strategy) {
@@ -293,93 +305,187 @@ ngx_http_do_handler(ngx_http_request_t *r)
 }
 
 
-/*
- * The body is complete: build the call and hand it to the owner.  From
- * here the request waits for ngx_http_do_deliver() or the call timeout.
- */
+/* the body is complete: the call goes to the object's owner */
 static void
 ngx_http_do_body_handler(ngx_http_request_t *r)
 {
-    u_char                   *buf;
-    size_t                    len;
-    uint64_t                  call_id;
-    ngx_int_t                 rc;
-    ngx_str_t                 body;
-    ngx_uint_t                local;
-    ngx_pool_cleanup_t       *cln;
+    ngx_str_t                 body, im, inm;
     ngx_http_do_ctx_t        *ctx;
-    ngx_http_do_main_conf_t  *dmcf;
+    ngx_http_do_loc_conf_t   *dlcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_do_module);
-    dmcf = ngx_http_get_module_main_conf(r, ngx_http_do_module);
+    dlcf = ngx_http_get_module_loc_conf(r, ngx_http_do_module);
 
     if (ngx_http_do_read_body(r, &body) != NGX_OK) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
-    buf = ngx_http_do_build_call(r, ctx, &body, &len);
-    if (buf == NULL) {
+    ngx_str_null(&im);
+    ngx_str_null(&inm);
+
+    if (r->headers_in.if_match) {
+        im = r->headers_in.if_match->value;
+    }
+
+    if (r->headers_in.if_none_match) {
+        inm = r->headers_in.if_none_match->value;
+    }
+
+    if (ngx_http_do_dispatch(r, dlcf->ns, ctx->id, r->method, &r->args, &im,
+                             &inm, &body, ngx_http_do_pass_reply, ctx)
+        != NGX_OK)
+    {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
+    }
+}
+
+
+/* the reply of a do_pass call becomes the response */
+static void
+ngx_http_do_pass_reply(ngx_http_request_t *r, void *data,
+    ngx_http_do_reply_t *reply)
+{
+    ngx_int_t           rc;
+    ngx_http_do_ctx_t  *ctx = data;
+
+    ctx->owner = reply->owner;
+
+    if (reply->failed) {
+        rc = ngx_http_do_send_error(r, reply->status,
+                                    reply->status == NGX_HTTP_GATEWAY_TIME_OUT
+                                    ? "owner did not answer in time"
+                                    : "owner worker is overloaded");
+
+    } else {
+        rc = ngx_http_do_send(r, reply->status, &reply->content_type,
+                              &reply->body, reply->etag, reply->activation);
+    }
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+ngx_int_t
+ngx_http_do_call(ngx_http_request_t *r, ngx_do_namespace_t *ns, u_char *id,
+    ngx_uint_t method, ngx_str_t *args, ngx_http_do_reply_pt handler,
+    void *data)
+{
+    ngx_str_t  empty;
+
+    ngx_str_null(&empty);
+
+    return ngx_http_do_dispatch(r, ns, id, method, args, &empty, &empty,
+                                &empty, handler, data);
+}
+
+
+/*
+ * Builds the call, parks it in the pending tree with its timeout, and hands
+ * it to the owner: this worker's mailbox or a channel.  The handler runs
+ * once, maybe before this returns (a local owner answers at once).
+ */
+static ngx_int_t
+ngx_http_do_dispatch(ngx_http_request_t *r, ngx_do_namespace_t *ns,
+    u_char *id, ngx_uint_t method, ngx_str_t *args, ngx_str_t *if_match,
+    ngx_str_t *if_none_match, ngx_str_t *body, ngx_http_do_reply_pt handler,
+    void *data)
+{
+    u_char                   *buf, *p;
+    size_t                    len;
+    uint64_t                  call_id;
+    ngx_int_t                 rc;
+    ngx_uint_t                local;
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_do_call_t       *call;
+    ngx_do_call_wire_t       *w;
+    ngx_http_do_main_conf_t  *dmcf;
+
+    dmcf = ngx_http_get_module_main_conf(r, ngx_http_do_module);
+
+    call = ngx_pcalloc(r->pool, sizeof(ngx_http_do_call_t));
+    if (call == NULL) {
+        return NGX_ERROR;
     }
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
-        ngx_free(buf);
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
+        return NGX_ERROR;
     }
 
-    cln->handler = ngx_http_do_cleanup;
-    cln->data = ctx;
+    len = sizeof(ngx_do_call_wire_t) + args->len + if_match->len
+          + if_none_match->len + body->len;
+
+    buf = ngx_alloc(len, r->connection->log);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    w = (ngx_do_call_wire_t *) buf;
+    w->ns = (uint32_t) ns->index;
+    w->method = (uint32_t) method;
+    w->args_len = (uint32_t) args->len;
+    w->if_match_len = (uint32_t) if_match->len;
+    w->if_none_match_len = (uint32_t) if_none_match->len;
+    w->body_len = (uint32_t) body->len;
+    ngx_memcpy(w->id, id, NGX_DO_ID_LEN);
+
+    p = buf + sizeof(ngx_do_call_wire_t);
+    p = ngx_do_cpymem(p, args->data, args->len);
+    p = ngx_do_cpymem(p, if_match->data, if_match->len);
+    p = ngx_do_cpymem(p, if_none_match->data, if_none_match->len);
+    (void) ngx_do_cpymem(p, body->data, body->len);
 
     call_id = ((uint64_t) ngx_pid << 32) | ++ngx_http_do_calls;
 
-    ctx->node.key = (ngx_rbtree_key_t) call_id;
-    ngx_rbtree_insert(&ngx_http_do_pending, &ctx->node);
-    ctx->pending = 1;
+    call->request = r;
+    call->handler = handler;
+    call->data = data;
+    call->owner = ngx_do_id_owner(id);
 
-    ctx->timer.handler = ngx_http_do_timeout;
-    ctx->timer.data = ctx;
-    ctx->timer.log = r->connection->log;
-    ngx_add_timer(&ctx->timer, dmcf->call_timeout);
+    cln->handler = ngx_http_do_cleanup;
+    cln->data = call;
+
+    call->node.key = (ngx_rbtree_key_t) call_id;
+    ngx_rbtree_insert(&ngx_http_do_pending, &call->node);
+    call->pending = 1;
+
+    call->timer.handler = ngx_http_do_timeout;
+    call->timer.data = call;
+    call->timer.log = r->connection->log;
+    ngx_add_timer(&call->timer, dmcf->call_timeout);
 
     /*
      * A worker that is being replaced (ngx_exiting) runs calls itself: its
      * peers of the old generation may be gone, and conditional commits keep
      * such a turn safe beside the new owner.
      */
-    local = (ctx->owner == ngx_worker || ngx_do_runtime.workers == 1
+    local = (call->owner == ngx_worker || ngx_do_runtime.workers == 1
              || ngx_exiting);
 
     if (!local) {
-        rc = ngx_do_ipc_send(ctx->owner, NGX_DO_IPC_CALL, call_id, buf, len);
+        rc = ngx_do_ipc_send(call->owner, NGX_DO_IPC_CALL, call_id, buf, len);
 
         if (rc == NGX_OK) {
             ngx_do_stats->forwarded++;
-            return;
+            return NGX_OK;
         }
 
         if (rc == NGX_BUSY) {
             ngx_free(buf);
-            ctx->pending = 0;
-            ngx_rbtree_delete(&ngx_http_do_pending, &ctx->node);
-            ngx_del_timer(&ctx->timer);
-            ngx_http_finalize_request(r,
-                              ngx_http_do_send_error(r,
-                                              NGX_HTTP_SERVICE_UNAVAILABLE,
-                                              "owner worker is overloaded"));
-            return;
+            ngx_http_do_fail(call, NGX_HTTP_SERVICE_UNAVAILABLE);
+            return NGX_OK;
         }
 
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "do: owner worker %ui is unreachable, "
-                      "running the call here", ctx->owner);
+                      "running the call here", call->owner);
     }
 
     ngx_do_call_receive(ngx_worker, call_id, buf, len,
-                        ctx->owner != ngx_worker);
+                        call->owner != ngx_worker);
+
+    return NGX_OK;
 }
 
 
@@ -447,68 +553,18 @@ ngx_http_do_read_body(ngx_http_request_t *r, ngx_str_t *body)
 }
 
 
-static u_char *
-ngx_http_do_build_call(ngx_http_request_t *r, ngx_http_do_ctx_t *ctx,
-    ngx_str_t *body, size_t *len)
-{
-    u_char                  *buf, *p;
-    ngx_str_t                im, inm;
-    ngx_do_call_wire_t      *w;
-    ngx_http_do_loc_conf_t  *dlcf;
-
-    dlcf = ngx_http_get_module_loc_conf(r, ngx_http_do_module);
-
-    ngx_str_null(&im);
-    ngx_str_null(&inm);
-
-    if (r->headers_in.if_match) {
-        im = r->headers_in.if_match->value;
-    }
-
-    if (r->headers_in.if_none_match) {
-        inm = r->headers_in.if_none_match->value;
-    }
-
-    *len = sizeof(ngx_do_call_wire_t) + r->args.len + im.len + inm.len
-           + body->len;
-
-    buf = ngx_alloc(*len, r->connection->log);
-    if (buf == NULL) {
-        return NULL;
-    }
-
-    w = (ngx_do_call_wire_t *) buf;
-    w->ns = (uint32_t) dlcf->ns->index;
-    w->method = (uint32_t) r->method;
-    w->args_len = (uint32_t) r->args.len;
-    w->if_match_len = (uint32_t) im.len;
-    w->if_none_match_len = (uint32_t) inm.len;
-    w->body_len = (uint32_t) body->len;
-    ngx_memcpy(w->id, ctx->id, NGX_DO_ID_LEN);
-
-    p = buf + sizeof(ngx_do_call_wire_t);
-    p = ngx_do_cpymem(p, r->args.data, r->args.len);
-    p = ngx_do_cpymem(p, im.data, im.len);
-    p = ngx_do_cpymem(p, inm.data, inm.len);
-    (void) ngx_do_cpymem(p, body->data, body->len);
-
-    return buf;
-}
-
-
 /* a reply came back for a call this worker sent; takes ownership of buf */
 static void
 ngx_http_do_deliver(uint64_t call_id, u_char *buf, size_t len)
 {
-    ngx_int_t             rc;
-    ngx_str_t             content_type, body;
     ngx_rbtree_key_t      key;
     ngx_connection_t     *c;
     ngx_rbtree_node_t    *node;
     ngx_http_request_t   *r;
-    ngx_http_do_ctx_t    *ctx;
     ngx_pool_cleanup_t   *cln;
+    ngx_http_do_call_t   *call;
     ngx_do_reply_wire_t  *w;
+    ngx_http_do_reply_t   reply;
 
     key = (ngx_rbtree_key_t) call_id;
     node = ngx_http_do_pending.root;
@@ -523,44 +579,76 @@ ngx_http_do_deliver(uint64_t call_id, u_char *buf, size_t len)
         return;
     }
 
-    ctx = (ngx_http_do_ctx_t *) node;
-    r = ctx->request;
+    call = (ngx_http_do_call_t *) node;
+    r = call->request;
     c = r->connection;
 
-    ngx_rbtree_delete(&ngx_http_do_pending, &ctx->node);
-    ctx->pending = 0;
+    ngx_rbtree_delete(&ngx_http_do_pending, &call->node);
+    call->pending = 0;
 
-    if (ctx->timer.timer_set) {
-        ngx_del_timer(&ctx->timer);
+    if (call->timer.timer_set) {
+        ngx_del_timer(&call->timer);
     }
 
-    if (ngx_do_reply_parse(buf, len, &w, &content_type, &body) != NGX_OK) {
+    ngx_memzero(&reply, sizeof(ngx_http_do_reply_t));
+
+    if (ngx_do_reply_parse(buf, len, &w, &reply.content_type, &reply.body)
+        != NGX_OK)
+    {
         ngx_log_error(NGX_LOG_ERR, c->log, 0,
                       "do: malformed reply of %uz bytes dropped", len);
         ngx_free(buf);
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        ngx_http_run_posted_requests(c);
+        ngx_http_do_fail(call, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
-    /* the body is sent from buf itself, freed with the request */
+    /* the reply lives as long as the request: no copy of the body */
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
         ngx_free(buf);
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        ngx_http_run_posted_requests(c);
+        ngx_http_do_fail(call, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
     cln->handler = ngx_free;
     cln->data = buf;
 
-    ctx->owner = w->owner;
+    reply.status = w->status;
+    reply.owner = w->owner;
+    reply.etag = w->etag;
+    reply.activation = w->activation;
 
-    rc = ngx_http_do_send(r, w->status, &content_type, &body, w->etag,
-                          w->activation);
+    call->handler(r, call->data, &reply);
+    ngx_http_run_posted_requests(c);
+}
 
-    ngx_http_finalize_request(r, rc);
+
+/* answers a call that got no reply: handler sees reply->failed */
+static void
+ngx_http_do_fail(ngx_http_do_call_t *call, ngx_uint_t status)
+{
+    ngx_connection_t     *c;
+    ngx_http_request_t   *r;
+    ngx_http_do_reply_t   reply;
+
+    r = call->request;
+    c = r->connection;
+
+    if (call->pending) {
+        ngx_rbtree_delete(&ngx_http_do_pending, &call->node);
+        call->pending = 0;
+    }
+
+    if (call->timer.timer_set) {
+        ngx_del_timer(&call->timer);
+    }
+
+    ngx_memzero(&reply, sizeof(ngx_http_do_reply_t));
+    reply.status = status;
+    reply.owner = call->owner;
+    reply.failed = 1;
+
+    call->handler(r, call->data, &reply);
     ngx_http_run_posted_requests(c);
 }
 
@@ -568,42 +656,31 @@ ngx_http_do_deliver(uint64_t call_id, u_char *buf, size_t len)
 static void
 ngx_http_do_timeout(ngx_event_t *ev)
 {
-    ngx_connection_t    *c;
-    ngx_http_request_t  *r;
-    ngx_http_do_ctx_t   *ctx;
+    ngx_http_do_call_t  *call;
 
-    ctx = ev->data;
-    r = ctx->request;
-    c = r->connection;
+    call = ev->data;
 
-    ngx_log_error(NGX_LOG_ERR, c->log, 0,
-                  "do: call to owner worker %ui timed out", ctx->owner);
+    ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                  "do: call to owner worker %ui timed out", call->owner);
 
     ngx_do_stats->timeouts++;
 
-    ngx_rbtree_delete(&ngx_http_do_pending, &ctx->node);
-    ctx->pending = 0;
-
-    ngx_http_finalize_request(r,
-                              ngx_http_do_send_error(r,
-                                          NGX_HTTP_GATEWAY_TIME_OUT,
-                                          "owner did not answer in time"));
-    ngx_http_run_posted_requests(c);
+    ngx_http_do_fail(call, NGX_HTTP_GATEWAY_TIME_OUT);
 }
 
 
 static void
 ngx_http_do_cleanup(void *data)
 {
-    ngx_http_do_ctx_t  *ctx = data;
+    ngx_http_do_call_t  *call = data;
 
-    if (ctx->pending) {
-        ngx_rbtree_delete(&ngx_http_do_pending, &ctx->node);
-        ctx->pending = 0;
+    if (call->pending) {
+        ngx_rbtree_delete(&ngx_http_do_pending, &call->node);
+        call->pending = 0;
     }
 
-    if (ctx->timer.timer_set) {
-        ngx_del_timer(&ctx->timer);
+    if (call->timer.timer_set) {
+        ngx_del_timer(&call->timer);
     }
 }
 
@@ -892,30 +969,43 @@ ngx_http_do_preconfiguration(ngx_conf_t *cf)
 }
 
 
+ngx_do_namespace_t *
+ngx_http_do_find_namespace(ngx_conf_t *cf, ngx_str_t *name)
+{
+    ngx_uint_t                 i;
+    ngx_do_namespace_t       **ns;
+    ngx_http_do_main_conf_t   *dmcf;
+
+    dmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_do_module);
+
+    ns = dmcf->namespaces.elts;
+
+    for (i = 0; i < dmcf->namespaces.nelts; i++) {
+        if (ns[i]->name.len == name->len
+            && ngx_strncmp(ns[i]->name.data, name->data, name->len) == 0)
+        {
+            return ns[i];
+        }
+    }
+
+    return NULL;
+}
+
+
 /* do_pass may name a namespace declared later in the file: resolve here */
 static ngx_int_t
 ngx_http_do_postconfiguration(ngx_conf_t *cf)
 {
-    ngx_uint_t                 i, j;
-    ngx_do_namespace_t       **ns;
+    ngx_uint_t                 i;
     ngx_http_do_loc_conf_t   **p;
     ngx_http_do_main_conf_t   *dmcf;
 
     dmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_do_module);
 
     p = dmcf->passes.elts;
-    ns = dmcf->namespaces.elts;
 
     for (i = 0; i < dmcf->passes.nelts; i++) {
-        for (j = 0; j < dmcf->namespaces.nelts; j++) {
-            if (ns[j]->name.len == p[i]->ns_name.len
-                && ngx_strncmp(ns[j]->name.data, p[i]->ns_name.data,
-                               ns[j]->name.len) == 0)
-            {
-                p[i]->ns = ns[j];
-                break;
-            }
-        }
+        p[i]->ns = ngx_http_do_find_namespace(cf, &p[i]->ns_name);
 
         if (p[i]->ns == NULL) {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,

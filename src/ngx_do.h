@@ -118,7 +118,6 @@ typedef struct {
 void ngx_do_id_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 ngx_do_id_node_t *ngx_do_id_rbtree_lookup(ngx_rbtree_t *tree, u_char *id);
-void ngx_do_id_from_name(ngx_do_namespace_t *ns, ngx_str_t *name, u_char *id);
 ngx_int_t ngx_do_id_unique(ngx_do_namespace_t *ns, u_char *id);
 ngx_int_t ngx_do_id_from_string(ngx_do_namespace_t *ns, ngx_str_t *hex,
     u_char *id);

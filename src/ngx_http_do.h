@@ -106,6 +106,42 @@ struct ngx_do_namespace_s {
 
 ngx_int_t ngx_do_register_class(ngx_conf_t *cf, ngx_do_class_t *class);
 
+
+/*
+ * For nginx modules that call objects from a request (gates such as
+ * do_limit): the reply of a call, or failed set with status 504 (the owner
+ * did not answer within do_call_timeout) or 503 (its channel is full).
+ * The strings live as long as the request.
+ */
+typedef struct {
+    ngx_uint_t                 status;
+    ngx_str_t                  content_type;
+    ngx_str_t                  body;
+    uint64_t                   etag;
+    uint64_t                   activation;
+    ngx_uint_t                 owner;
+    unsigned                   failed:1;
+} ngx_http_do_reply_t;
+
+typedef void (*ngx_http_do_reply_pt)(ngx_http_request_t *r, void *data,
+    ngx_http_do_reply_t *reply);
+
+/*
+ * Sends a call (method and query args, no body) to the object with this ID;
+ * the handler runs exactly once, possibly before this returns.  NGX_ERROR:
+ * the call could not be made (the handler will not run).
+ */
+ngx_int_t ngx_http_do_call(ngx_http_request_t *r, ngx_do_namespace_t *ns,
+    u_char *id, ngx_uint_t method, ngx_str_t *args,
+    ngx_http_do_reply_pt handler, void *data);
+
+/* the namespace of that name, once the http block is parsed; or NULL */
+ngx_do_namespace_t *ngx_http_do_find_namespace(ngx_conf_t *cf,
+    ngx_str_t *name);
+
+/* the ID of a name in a namespace (Cloudflare's idFromName) */
+void ngx_do_id_from_name(ngx_do_namespace_t *ns, ngx_str_t *name, u_char *id);
+
 ngx_do_request_t *ngx_do_turn_request(ngx_do_turn_t *t);
 
 /* the object's class->object_size bytes, kept until it is evicted */
