@@ -16,7 +16,7 @@ CC_OPT     := -g -O2 -fPIC -Wall -Wextra -Werror -Wno-unused-parameter
 ASAN_OPT   := -g -O1 -fPIC -fno-omit-frame-pointer -fsanitize=address,undefined \
               -fno-sanitize-recover=undefined -Wall -Wextra -Werror \
               -Wno-unused-parameter
-SRCS       := config ngx_http_do_module.c $(wildcard src/*.c src/*.h src/classes/*.c)
+SRCS       := config $(wildcard *.c src/*.c src/*.h src/classes/*.c src/classes/*.h)
 PROVE_J    ?= 2
 
 DEB_PKGS   := nginx nginx-dev libhiredis-dev libjansson-dev libssl-dev \

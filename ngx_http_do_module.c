@@ -1370,6 +1370,20 @@ ngx_http_do_namespace(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
     }
 
+    if (class->init_conf) {
+        rv = class->init_conf(cf, ns->conf);
+
+        if (rv == NGX_CONF_ERROR) {
+            return rv;
+        }
+
+        if (rv != NGX_CONF_OK) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "%s in do_namespace \"%V\"", rv, &ns->name);
+            return NGX_CONF_ERROR;
+        }
+    }
+
     slot = ngx_array_push(&dmcf->namespaces);
     if (slot == NULL) {
         return NGX_CONF_ERROR;

@@ -98,7 +98,8 @@ static ngx_do_object_t *ngx_do_object_get(u_char *id, ngx_do_namespace_t *ns,
     ngx_uint_t transient);
 static void ngx_do_object_run(ngx_do_object_t *obj);
 static ngx_int_t ngx_do_object_turn(ngx_do_object_t *obj,
-    ngx_do_call_t *call);
+    ngx_do_call_t *call, ngx_int_t (*handler)(ngx_do_turn_t *t),
+    const char *what);
 static void ngx_do_object_idle(ngx_event_t *ev);
 static ngx_int_t ngx_do_object_defer(ngx_do_object_t *obj,
     ngx_do_batch_t *batch);
@@ -319,7 +320,8 @@ ngx_do_object_run(ngx_do_object_t *obj)
 
     if (!obj->active) {
         if (obj->ns->class->init
-            && ngx_do_object_turn(obj, NULL) != NGX_OK)
+            && ngx_do_object_turn(obj, NULL, obj->ns->class->init, "init")
+               != NGX_OK)
         {
             ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                           "do: activation of an object of namespace \"%V\" "
@@ -348,7 +350,8 @@ ngx_do_object_run(ngx_do_object_t *obj)
         ngx_queue_remove(q);
         call = ngx_queue_data(q, ngx_do_call_t, queue);
 
-        (void) ngx_do_object_turn(obj, call);
+        (void) ngx_do_object_turn(obj, call, obj->ns->class->fetch,
+                                  "fetch");
 
         ngx_free(call->buf);
         ngx_free(call);
@@ -373,7 +376,8 @@ ngx_do_object_run(ngx_do_object_t *obj)
  * the turn again on fresh state; nothing was released, so this is safe.
  */
 static ngx_int_t
-ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call)
+ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call,
+    ngx_int_t (*handler)(ngx_do_turn_t *t), const char *what)
 {
     uint64_t         version;
     ngx_int_t        rc;
@@ -426,12 +430,17 @@ ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call)
             t->call = call;
         }
 
-        rc = call ? obj->ns->class->fetch(t) : obj->ns->class->init(t);
+        rc = handler(t);
+
+        if (rc == NGX_DECLINED && call == NULL) {
+            ngx_destroy_pool(t->pool);
+            return NGX_DECLINED;
+        }
 
         if (rc != NGX_OK || t->failed || (call && !t->replied)) {
             ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                           "do: %s handler of namespace \"%V\" failed",
-                          call ? "fetch" : "init", &obj->ns->name);
+                          what, &obj->ns->name);
             ngx_do_cache_drop(obj);
             ngx_destroy_pool(t->pool);
 
@@ -539,9 +548,14 @@ ngx_do_object_idle(ngx_event_t *ev)
         return;
     }
 
-    if (ngx_do_object_flush(obj) != NGX_OK) {
-        /* keep the unsaved state in memory and try again later */
-        ngx_add_timer(&obj->idle, ngx_do_runtime.idle_timeout);
+    if ((obj->ns->class->evict
+         && ngx_do_object_turn(obj, NULL, obj->ns->class->evict, "evict")
+            != NGX_OK)
+        || ngx_do_object_flush(obj) != NGX_OK)
+    {
+        /* the class wants to stay, or its state is not stored yet */
+        ngx_add_timer(&obj->idle, obj->idle_timeout ? obj->idle_timeout
+                                                    : ngx_do_runtime.idle_timeout);
         return;
     }
 

@@ -31,6 +31,9 @@
 #define NGX_DO_MAX_BATCH          128
 #define NGX_DO_ETAG_COMMIT        ((uint64_t) -1)
 
+/* the method of a call made by a gate module, not by an HTTP client */
+#define NGX_DO_METHOD_GATE        0x40000000
+
 
 typedef struct ngx_do_turn_s       ngx_do_turn_t;
 typedef struct ngx_do_namespace_s  ngx_do_namespace_t;
@@ -86,11 +89,20 @@ struct ngx_do_class_s {
     char                    *(*parse_param)(ngx_conf_t *cf, void *conf,
                                              ngx_str_t *param);
 
+    /* checks the parameters as a whole; same returns as parse_param */
+    char                    *(*init_conf)(ngx_conf_t *cf, void *conf);
+
     /* runs once at activation, before any call (may read and write) */
     ngx_int_t                (*init)(ngx_do_turn_t *t);
 
-    /* handles one HTTP call; NGX_OK with a reply set, or NGX_ERROR (500) */
+    /* handles one call; NGX_OK with a reply set, or NGX_ERROR (500) */
     ngx_int_t                (*fetch)(ngx_do_turn_t *t);
+
+    /*
+     * runs when the object is about to be evicted for idleness; its writes
+     * are stored before the object goes.  NGX_DECLINED keeps the object.
+     */
+    ngx_int_t                (*evict)(ngx_do_turn_t *t);
 };
 
 

@@ -63,6 +63,35 @@ fails_like("do_secret /nonexistent/secret;\n$ok_ns",
            qr/open\(\) "\/nonexistent\/secret" failed/, $base,
            'missing secret file');
 
+# the rate limiter and its gate
+fails_like("do_namespace api rate_limiter rate=0r/s;\n",
+           qr/rate must be positive "rate=0r\/s"/, $base, 'rate=0');
+fails_like("do_namespace api rate_limiter rate=10r/s burst=-1;\n",
+           qr/invalid number "burst=-1"/, $base, 'burst=-1');
+fails_like("do_namespace api rate_limiter rate=10r/h;\n",
+           qr/invalid rate \(expected r\/s or r\/m\) "rate=10r\/h"/, $base,
+           'a rate per hour');
+fails_like("do_namespace api rate_limiter burst=5;\n",
+           qr/rate= is required in do_namespace "api"/, $base, 'no rate');
+fails_like("do_namespace api rate_limiter rate=1r/s burst=2 delay=3;\n",
+           qr/delay= must not exceed burst=/, $base, 'delay over burst');
+fails_like("${ok_ns}server { listen 127.0.0.1:%%PORT%%;\n"
+           . "location / { do_limit nosuch key=\$uri; } }\n",
+           qr/unknown do namespace "nosuch"/, $base + 2,
+           'do_limit with an unknown namespace');
+fails_like("${ok_ns}server { listen 127.0.0.1:%%PORT%%;\n"
+           . "location / { do_limit state key=\$uri; } }\n",
+           qr/do namespace "state" is of class "store", do_limit needs a rate_limiter/,
+           $base + 2, 'do_limit on a namespace that is not a rate_limiter');
+fails_like("do_namespace api rate_limiter rate=1r/s;\n"
+           . "server { listen 127.0.0.1:%%PORT%%;\n"
+           . "location / { do_limit api; } }\n",
+           qr/do_limit "api" needs key=/, $base + 2, 'do_limit without key=');
+fails_like("do_namespace api rate_limiter rate=1r/s;\n"
+           . "server { listen 127.0.0.1:%%PORT%%;\n"
+           . "location / { do_limit api key=\$uri status=200; } }\n",
+           qr/invalid status "status=200"/, $base + 2, 'do_limit status=200');
+
 {
     my $t = DoTest->new(http => '');
     my $f = $t->prefix . '/short.secret';

@@ -44,12 +44,14 @@ static ngx_int_t ngx_do_store_reply_json(ngx_do_turn_t *t,
 
 ngx_do_class_t  ngx_do_store_class = {
     ngx_string("store"),
-    0,
-    0,
-    NULL,
-    NULL,
-    NULL,
-    ngx_do_store_fetch
+    0,                                     /* object_size */
+    0,                                     /* deferred */
+    NULL,                                  /* create_conf */
+    NULL,                                  /* parse_param */
+    NULL,                                  /* init_conf */
+    NULL,                                  /* init */
+    ngx_do_store_fetch,                    /* fetch */
+    NULL                                   /* evict */
 };
 
 

@@ -63,12 +63,15 @@ sub new {
     chmod 01777, "$self->{prefix}/logs" if $ENV{DO_ASAN};
     mkdir "$self->{prefix}/conf";
     $self->{port} = $args{port} || free_port();
+    # %%PORT2%%, %%PORT3%%, ...: more ports, e.g. for an origin server
+    $self->{extra_ports} = { map { $_ => free_port() } 2 .. 4 };
     $self->write_conf;
     return $self;
 }
 
 sub prefix { $_[0]{prefix} }
 sub port   { $_[0]{port} }
+sub port_n { $_[0]{extra_ports}{ $_[1] } }
 sub pid    { $_[0]{pid} }
 
 sub conf_text {
@@ -86,6 +89,7 @@ sub conf_text {
     }
 
     my $http = $self->{http};
+    $http =~ s/%%PORT(\d)%%/$self->{extra_ports}{$1}/g;
     $http =~ s/%%PORT%%/$self->{port}/g;
     $http =~ s/%%PREFIX%%/$p/g;
     my $main = $self->{main};

@@ -1,0 +1,867 @@
+
+/*
+ * ngx_http_do_limit_module: the do_limit gate.
+ *
+ * In the access phase, every do_limit of the location sends one call to
+ * the rate_limiter object of its key (idFromName of the key in the
+ * namespace); the calls go out together, so a request waits one round trip
+ * at most.  When all have answered: any rejection answers the request with
+ * the limit's status, Retry-After and RateLimit headers, and gives back the
+ * tokens the other limits took; otherwise the request goes on (after a
+ * delay, with delay=).  A limiter that cannot answer fails open or closed
+ * as its namespace says.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_do.h"
+#include "ngx_do_rate_limiter.h"
+
+
+#define NGX_HTTP_DO_LIMIT_PASSED            1
+#define NGX_HTTP_DO_LIMIT_DELAYED           2
+#define NGX_HTTP_DO_LIMIT_REJECTED          3
+#define NGX_HTTP_DO_LIMIT_REJECTED_DRY_RUN  4
+
+
+typedef struct {
+    ngx_str_t                  ns_name;
+    ngx_do_namespace_t        *ns;
+    ngx_http_complex_value_t   key;
+    ngx_uint_t                 status;
+    ngx_flag_t                 headers;
+    u_char                    *file;
+    ngx_uint_t                 line;
+} ngx_http_do_limit_t;
+
+
+typedef struct {
+    ngx_array_t               *limits;        /* ngx_http_do_limit_t * */
+} ngx_http_do_limit_loc_conf_t;
+
+
+typedef struct {
+    ngx_array_t                all;           /* ngx_http_do_limit_t * */
+} ngx_http_do_limit_main_conf_t;
+
+
+/* the answer of one limit */
+typedef struct {
+    ngx_http_do_limit_t       *limit;
+    ngx_http_request_t        *request;
+    u_char                     id[NGX_DO_ID_LEN];
+    ngx_uint_t                 status;        /* 0: skipped (empty key) */
+    int64_t                    remaining;
+    int64_t                    reset;         /* ms */
+    int64_t                    retry;         /* ms */
+    int64_t                    delay;         /* ms */
+    unsigned                   failed:1;
+} ngx_http_do_limit_result_t;
+
+
+typedef struct {
+    ngx_http_do_limit_result_t  *results;
+    ngx_uint_t                   n;
+    ngx_uint_t                   outstanding;
+    ngx_uint_t                   status;      /* $do_limit_status */
+    int64_t                      remaining;   /* $do_limit_remaining */
+    unsigned                     waiting:1;
+    unsigned                     in_handler:1;
+    unsigned                     done:1;
+} ngx_http_do_limit_ctx_t;
+
+
+static ngx_int_t ngx_http_do_limit_handler(ngx_http_request_t *r);
+static void ngx_http_do_limit_reply(ngx_http_request_t *r, void *data,
+    ngx_http_do_reply_t *reply);
+static ngx_int_t ngx_http_do_limit_decide(ngx_http_request_t *r,
+    ngx_http_do_limit_ctx_t *ctx);
+static ngx_int_t ngx_http_do_limit_headers(ngx_http_request_t *r,
+    ngx_http_do_limit_result_t *res, ngx_uint_t rejected);
+static void ngx_http_do_limit_refund_reply(ngx_http_request_t *r,
+    void *data, ngx_http_do_reply_t *reply);
+static void ngx_http_do_limit_delay(ngx_http_request_t *r);
+static ngx_int_t ngx_http_do_limit_status_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_do_limit_remaining_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_do_limit_add_header(ngx_http_request_t *r,
+    const char *name, u_char *value, size_t len);
+
+static ngx_int_t ngx_http_do_limit_preconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_do_limit_init(ngx_conf_t *cf);
+static void *ngx_http_do_limit_create_main_conf(ngx_conf_t *cf);
+static void *ngx_http_do_limit_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_do_limit_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_do_limit(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+
+static ngx_command_t  ngx_http_do_limit_commands[] = {
+
+    { ngx_string("do_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_do_limit,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_do_limit_module_ctx = {
+    ngx_http_do_limit_preconfiguration,    /* preconfiguration */
+    ngx_http_do_limit_init,                /* postconfiguration */
+
+    ngx_http_do_limit_create_main_conf,    /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_do_limit_create_loc_conf,     /* create location configuration */
+    ngx_http_do_limit_merge_loc_conf       /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_do_limit_module = {
+    NGX_MODULE_V1,
+    &ngx_http_do_limit_module_ctx,         /* module context */
+    ngx_http_do_limit_commands,            /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_http_variable_t  ngx_http_do_limit_vars[] = {
+
+    { ngx_string("do_limit_status"), NULL,
+      ngx_http_do_limit_status_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("do_limit_remaining"), NULL,
+      ngx_http_do_limit_remaining_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_str_t  ngx_http_do_limit_status_names[] = {
+    ngx_null_string,
+    ngx_string("PASSED"),
+    ngx_string("DELAYED"),
+    ngx_string("REJECTED"),
+    ngx_string("REJECTED_DRY_RUN")
+};
+
+
+static ngx_str_t  ngx_http_do_limit_take = ngx_string("op=take");
+static ngx_str_t  ngx_http_do_limit_give = ngx_string("op=refund");
+
+
+static ngx_int_t
+ngx_http_do_limit_handler(ngx_http_request_t *r)
+{
+    ngx_str_t                      key;
+    ngx_uint_t                     i;
+    ngx_http_do_limit_t          **limit;
+    ngx_http_do_limit_ctx_t       *ctx;
+    ngx_http_do_limit_result_t    *res;
+    ngx_http_do_limit_loc_conf_t  *llcf;
+
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    llcf = ngx_http_get_module_loc_conf(r, ngx_http_do_limit_module);
+
+    if (llcf->limits == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_do_limit_module);
+
+    if (ctx) {
+        if (ctx->done) {
+            return NGX_DECLINED;
+        }
+
+        if (ctx->waiting) {
+            return ctx->outstanding ? NGX_AGAIN
+                                    : ngx_http_do_limit_decide(r, ctx);
+        }
+
+        return NGX_AGAIN;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_do_limit_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->n = llcf->limits->nelts;
+    ctx->remaining = -1;
+    ctx->results = ngx_pcalloc(r->pool,
+                               ctx->n * sizeof(ngx_http_do_limit_result_t));
+    if (ctx->results == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_set_ctx(r, ctx, ngx_http_do_limit_module);
+
+    limit = llcf->limits->elts;
+
+    /* all limits are asked at once; a local owner may answer right away */
+    ctx->in_handler = 1;
+    ctx->waiting = 1;
+
+    for (i = 0; i < ctx->n; i++) {
+        res = &ctx->results[i];
+        res->limit = limit[i];
+        res->request = r;
+
+        if (ngx_http_complex_value(r, &limit[i]->key, &key) != NGX_OK) {
+            ctx->in_handler = 0;
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (key.len == 0) {
+            continue;
+        }
+
+        ngx_do_id_from_name(limit[i]->ns, &key, res->id);
+
+        ctx->outstanding++;
+
+        if (ngx_http_do_call(r, limit[i]->ns, res->id, NGX_DO_METHOD_GATE,
+                             &ngx_http_do_limit_take,
+                             ngx_http_do_limit_reply, res)
+            != NGX_OK)
+        {
+            ctx->outstanding--;
+            res->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            res->failed = 1;
+        }
+    }
+
+    ctx->in_handler = 0;
+
+    if (ctx->outstanding) {
+        return NGX_AGAIN;
+    }
+
+    return ngx_http_do_limit_decide(r, ctx);
+}
+
+
+static void
+ngx_http_do_limit_reply(ngx_http_request_t *r, void *data,
+    ngx_http_do_reply_t *reply)
+{
+    ngx_http_do_limit_result_t  *res = data;
+
+    u_char                   *p, *last;
+    int64_t                   v[4];
+    ngx_uint_t                i;
+    ngx_http_do_limit_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_do_limit_module);
+
+    res->status = reply->status;
+    res->failed = reply->failed;
+
+    if (!reply->failed
+        && (reply->status == NGX_HTTP_OK
+            || reply->status == NGX_HTTP_TOO_MANY_REQUESTS))
+    {
+        /* "<remaining> <reset ms> <retry ms> <delay ms>" */
+        p = reply->body.data;
+        last = p + reply->body.len;
+
+        for (i = 0; i < 4; i++) {
+            v[i] = 0;
+
+            while (p < last && *p >= '0' && *p <= '9') {
+                v[i] = v[i] * 10 + (*p++ - '0');
+            }
+
+            if (p < last && *p == ' ') {
+                p++;
+            }
+        }
+
+        res->remaining = v[0];
+        res->reset = v[1];
+        res->retry = v[2];
+        res->delay = v[3];
+
+    } else {
+        res->failed = 1;
+    }
+
+    ctx->outstanding--;
+
+    if (ctx->outstanding || ctx->in_handler) {
+        return;
+    }
+
+    /* the last answer: let the access phase go on */
+    ngx_http_core_run_phases(r);
+}
+
+
+static ngx_int_t
+ngx_http_do_limit_decide(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx)
+{
+    int64_t                      delay;
+    ngx_uint_t                   i, dry, applied;
+    ngx_do_rl_conf_t            *conf;
+    ngx_http_do_limit_result_t  *res, *rejected;
+
+    static time_t                logged;
+
+    ctx->waiting = 0;
+    rejected = NULL;
+    delay = 0;
+    dry = 0;
+    applied = 0;
+
+    for (i = 0; i < ctx->n; i++) {
+        res = &ctx->results[i];
+
+        if (res->status == 0) {
+            continue;
+        }
+
+        applied = 1;
+
+        conf = res->limit->ns->conf;
+
+        if (res->failed) {
+            if (logged != ngx_time()) {
+                logged = ngx_time();
+                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                              "do: rate limiter \"%V\" did not answer "
+                              "(%ui), failing %s", &res->limit->ns->name,
+                              res->status,
+                              conf->fail_closed ? "closed" : "open");
+            }
+
+            if (conf->fail_closed && rejected == NULL) {
+                rejected = res;
+            }
+
+            continue;
+        }
+
+        if (ctx->remaining < 0 || res->remaining < ctx->remaining) {
+            ctx->remaining = res->remaining;
+        }
+
+        if (res->status == NGX_HTTP_TOO_MANY_REQUESTS) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "do: limiting requests%s by \"%V\", "
+                          "retry in %L ms",
+                          conf->dry_run ? ", dry run," : "",
+                          &res->limit->ns->name, res->retry);
+
+            if (conf->dry_run) {
+                dry = 1;
+                continue;
+            }
+
+            if (rejected == NULL || rejected->failed) {
+                rejected = res;
+            }
+
+            continue;
+        }
+
+        delay = ngx_max(delay, res->delay);
+    }
+
+    if (rejected) {
+        ctx->status = NGX_HTTP_DO_LIMIT_REJECTED;
+        ctx->remaining = 0;
+        ctx->done = 1;
+
+        /* give back what the other limits took for this request */
+        for (i = 0; i < ctx->n; i++) {
+            res = &ctx->results[i];
+
+            if (res->status == NGX_HTTP_OK && !res->failed) {
+                (void) ngx_http_do_call(r, res->limit->ns, res->id,
+                                        NGX_DO_METHOD_GATE,
+                                        &ngx_http_do_limit_give,
+                                        ngx_http_do_limit_refund_reply, NULL);
+            }
+        }
+
+        if (rejected->failed) {
+            return NGX_HTTP_SERVICE_UNAVAILABLE;
+        }
+
+        if (ngx_http_do_limit_headers(r, rejected, 1) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return rejected->limit->status;
+    }
+
+    for (i = 0; i < ctx->n; i++) {
+        res = &ctx->results[i];
+
+        if (res->status != 0 && !res->failed && res->limit->headers
+            && ngx_http_do_limit_headers(r, res, 0) != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (delay > 0) {
+        ctx->status = NGX_HTTP_DO_LIMIT_DELAYED;
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "do_limit delaying request for %L ms", delay);
+
+        if (ngx_handle_read_event(r->connection->read, 0) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        r->read_event_handler = ngx_http_test_reading;
+        r->write_event_handler = ngx_http_do_limit_delay;
+
+        r->connection->write->delayed = 1;
+        ngx_add_timer(r->connection->write, (ngx_msec_t) delay);
+
+        return NGX_AGAIN;
+    }
+
+    if (applied) {
+        ctx->status = dry ? NGX_HTTP_DO_LIMIT_REJECTED_DRY_RUN
+                          : NGX_HTTP_DO_LIMIT_PASSED;
+    }
+
+    ctx->done = 1;
+
+    return NGX_DECLINED;
+}
+
+
+static void
+ngx_http_do_limit_refund_reply(ngx_http_request_t *r, void *data,
+    ngx_http_do_reply_t *reply)
+{
+    /* nothing to do: a lost refund only keeps a token taken */
+}
+
+
+static void
+ngx_http_do_limit_delay(ngx_http_request_t *r)
+{
+    ngx_event_t              *wev;
+    ngx_http_do_limit_ctx_t  *ctx;
+
+    wev = r->connection->write;
+
+    if (wev->delayed) {
+        if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        }
+
+        return;
+    }
+
+    if (ngx_handle_read_event(r->connection->read, 0) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_do_limit_module);
+    ctx->done = 1;
+
+    r->read_event_handler = ngx_http_block_reading;
+    r->write_event_handler = ngx_http_core_run_phases;
+
+    ngx_http_core_run_phases(r);
+}
+
+
+/*
+ * draft-ietf-httpapi-ratelimit-headers-11:
+ *   RateLimit-Policy: "ns";q=<quota>;w=<window seconds>
+ *   RateLimit: "ns";r=<remaining>;t=<seconds until full>
+ * and Retry-After on a rejection.
+ */
+static ngx_int_t
+ngx_http_do_limit_headers(ngx_http_request_t *r,
+    ngx_http_do_limit_result_t *res, ngx_uint_t rejected)
+{
+    u_char            *p;
+    uint64_t           q, w, a, b;
+    ngx_str_t         *name;
+    ngx_do_rl_conf_t  *conf;
+
+    conf = res->limit->ns->conf;
+    name = &res->limit->ns->name;
+
+    /* the rate as a quota per window, in lowest terms */
+    q = conf->rate_milli;
+    w = (uint64_t) conf->period * 1000;
+
+    for (a = q, b = w; b; ) {
+        uint64_t  tmp = a % b;
+        a = b;
+        b = tmp;
+    }
+
+    q /= a;
+    w /= a;
+
+    p = ngx_pnalloc(r->pool, name->len + 2 * NGX_INT64_LEN + 16);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_do_limit_add_header(r, "RateLimit-Policy", p,
+                                     ngx_sprintf(p, "\"%V\";q=%uL;w=%uL",
+                                                 name, q, w) - p)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    p = ngx_pnalloc(r->pool, name->len + 2 * NGX_INT64_LEN + 16);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_do_limit_add_header(r, "RateLimit", p,
+                                     ngx_sprintf(p, "\"%V\";r=%L;t=%L",
+                                                 name, res->remaining,
+                                                 (res->reset + 999) / 1000)
+                                     - p)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (!rejected) {
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_do_limit_add_header(r, "Retry-After", p,
+                                        ngx_sprintf(p, "%L",
+                                                    ngx_max((res->retry + 999)
+                                                            / 1000, 1))
+                                        - p);
+}
+
+
+static ngx_int_t
+ngx_http_do_limit_add_header(ngx_http_request_t *r, const char *name,
+    u_char *value, size_t len)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value.data = value;
+    h->value.len = len;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_do_limit_status_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_do_limit_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_do_limit_module);
+
+    if (ctx == NULL || ctx->status == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = ngx_http_do_limit_status_names[ctx->status].data;
+    v->len = ngx_http_do_limit_status_names[ctx->status].len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_do_limit_remaining_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_do_limit_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_do_limit_module);
+
+    if (ctx == NULL || ctx->remaining < 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    if (v->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->len = ngx_sprintf(v->data, "%L", ctx->remaining) - v->data;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_do_limit_preconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_do_limit_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return ngx_do_register_class(cf, &ngx_do_rate_limiter_class);
+}
+
+
+/* resolves the namespaces (they may come later in the file), adds the gate */
+static ngx_int_t
+ngx_http_do_limit_init(ngx_conf_t *cf)
+{
+    ngx_uint_t                      i;
+    ngx_http_handler_pt            *h;
+    ngx_http_do_limit_t           **all;
+    ngx_http_core_main_conf_t      *cmcf;
+    ngx_http_do_limit_main_conf_t  *lmcf;
+
+    lmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_do_limit_module);
+
+    all = lmcf->all.elts;
+
+    for (i = 0; i < lmcf->all.nelts; i++) {
+        all[i]->ns = ngx_http_do_find_namespace(cf, &all[i]->ns_name);
+
+        if (all[i]->ns == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "unknown do namespace \"%V\" in %s:%ui",
+                          &all[i]->ns_name, all[i]->file, all[i]->line);
+            return NGX_ERROR;
+        }
+
+        if (all[i]->ns->class != &ngx_do_rate_limiter_class) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "do namespace \"%V\" is of class \"%V\", "
+                          "do_limit needs a rate_limiter in %s:%ui",
+                          &all[i]->ns_name, &all[i]->ns->class->name,
+                          all[i]->file, all[i]->line);
+            return NGX_ERROR;
+        }
+    }
+
+    if (lmcf->all.nelts == 0) {
+        return NGX_OK;
+    }
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_do_limit_handler;
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_do_limit_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_do_limit_main_conf_t  *lmcf;
+
+    lmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_do_limit_main_conf_t));
+    if (lmcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&lmcf->all, cf->pool, 4, sizeof(ngx_http_do_limit_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return lmcf;
+}
+
+
+static void *
+ngx_http_do_limit_create_loc_conf(ngx_conf_t *cf)
+{
+    return ngx_pcalloc(cf->pool, sizeof(ngx_http_do_limit_loc_conf_t));
+}
+
+
+static char *
+ngx_http_do_limit_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_do_limit_loc_conf_t  *prev = parent;
+    ngx_http_do_limit_loc_conf_t  *conf = child;
+
+    if (conf->limits == NULL) {
+        conf->limits = prev->limits;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* do_limit NS key=EXPR [status=429] [headers=on|off] */
+static char *
+ngx_http_do_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_do_limit_loc_conf_t  *llcf = conf;
+
+    ngx_int_t                           status;
+    ngx_str_t                          *value, expr;
+    ngx_uint_t                          i;
+    ngx_http_do_limit_t                *limit, **ref;
+    ngx_http_do_limit_main_conf_t      *lmcf;
+    ngx_http_compile_complex_value_t    ccv;
+
+    value = cf->args->elts;
+
+    if (llcf->limits == NULL) {
+        llcf->limits = ngx_array_create(cf->pool, 2,
+                                        sizeof(ngx_http_do_limit_t *));
+        if (llcf->limits == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    limit = ngx_pcalloc(cf->pool, sizeof(ngx_http_do_limit_t));
+    if (limit == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ref = ngx_array_push(llcf->limits);
+    if (ref == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *ref = limit;
+
+    limit->ns_name = value[1];
+    limit->status = NGX_HTTP_TOO_MANY_REQUESTS;
+    limit->file = cf->conf_file->file.name.data;
+    limit->line = cf->conf_file->line;
+
+    ngx_str_null(&expr);
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "key=", 4) == 0) {
+            expr.data = value[i].data + 4;
+            expr.len = value[i].len - 4;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "status=", 7) == 0) {
+            status = ngx_atoi(value[i].data + 7, value[i].len - 7);
+
+            if (status < 400 || status > 599) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid status \"%V\", "
+                                   "expected 400..599", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            limit->status = status;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "headers=on") == 0) {
+            limit->headers = 1;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "headers=off") == 0) {
+            limit->headers = 0;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (expr.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "do_limit \"%V\" needs key=", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &expr;
+    ccv.complex_value = &limit->key;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    lmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_do_limit_module);
+
+    ref = ngx_array_push(&lmcf->all);
+    if (ref == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *ref = limit;
+
+    return NGX_CONF_OK;
+}
