@@ -146,4 +146,27 @@ for my $f (@examples) {
     $t->check_logs('quickstart');
 }
 
+# the rate limiting example limits and proxies
+{
+    open my $fh, '<', DoTest::root() . '/conf-examples/rate-limit-origin.conf'
+        or die;
+    local $/;
+    my $t = DoTest->new(raw => <$fh>, workers => 1)->start;
+    my $p = $t->port;
+
+    my @st = map { http($p, 'GET', '/login?user=bob')->{status} } 1 .. 8;
+    is("@st", '200 200 200 200 200 200 429 429',
+       'rate-limit-origin: /login lets burst+1 through per user');
+    my $r = http($p, 'GET', '/');
+    is($r->{body}, "hello from the origin\n", 'rate-limit-origin: / reaches the origin');
+    like($r->{headers}{ratelimit} // '', qr/^"per_ip";r=\d+;t=\d+$/,
+         'rate-limit-origin: with RateLimit headers');
+    ok($t->stop, 'rate-limit-origin stops');
+    open my $log, '<', $t->prefix . '/logs/access.log' or die;
+    my @lines = split /\n/, scalar <$log>;
+    is(scalar(grep { /limit=REJECTED / } @lines), 2,
+       'rate-limit-origin: the access log shows $do_limit_status');
+    $t->check_logs('rate-limit-origin');
+}
+
 done_testing();

@@ -84,6 +84,7 @@ sub conf_text {
         my $raw = $self->{raw};
         $raw =~ s{load_module\s+modules/ngx_http_do_module\.so;}{load_line()}ge;
         $raw =~ s{127\.0\.0\.1:8080}{127.0.0.1:$self->{port}}g;
+        $raw =~ s{127\.0\.0\.1:8081}{127.0.0.1:$self->{extra_ports}{2}}g;
         $raw =~ s/%%PREFIX%%/$p/g;
         return $raw;
     }

@@ -1,0 +1,85 @@
+# When a limiter's owner cannot answer (here: its worker is stopped), the
+# gate does not hang: after do_call_timeout it fails open or closed as the
+# namespace says, with an error log line, and recovers when the owner does.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use JSON::PP;
+use IO::Socket::INET;
+use Digest::SHA qw(sha256 hmac_sha256);
+use DoTest qw(http wait_for);
+
+my $secret = "a test secret of some length\n";
+
+my $t = DoTest->new(workers => 2, http => <<'EOF');
+    do_secret %%PREFIX%%/do.secret;
+    do_call_timeout 1s;
+    do_namespace open   rate_limiter rate=1r/m burst=100;
+    do_namespace closed rate_limiter rate=1r/m burst=100 fail=closed;
+
+    server {
+        listen 127.0.0.1:%%PORT2%%;
+        location / { return 200 "origin\n"; }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        keepalive_timeout 60s;
+        location /open   { do_limit open key=$arg_k;
+                           proxy_pass http://127.0.0.1:%%PORT2%%; }
+        location /closed { do_limit closed key=$arg_k;
+                           proxy_pass http://127.0.0.1:%%PORT2%%; }
+        location = /w      { return 200 $do_worker; }
+        location = /status { do_status; }
+    }
+EOF
+open my $fh, '>', $t->prefix . '/do.secret' or die;
+print $fh $secret;
+close $fh;
+$t->start;
+my $p = $t->port;
+
+# the owner worker of a name, computed as the module does
+my $key = sha256($secret =~ s/\s+$//r);
+sub owner_of {
+    my ($ns, $name) = @_;
+    my $body = substr(hmac_sha256('name' . pack('N', length $ns) . $ns . $name,
+                                  $key), 0, 16);
+    return (unpack('N', $body) % 1024) % 2;
+}
+
+# a keep-alive connection stays on the worker that accepted it
+my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $p) or die;
+my $mine = http($p, 'GET', '/w', sock => $s)->{body};
+my $other = 1 - $mine;
+my ($k_open) = grep { owner_of('open', $_) == $other } map { "k$_" } 1 .. 100;
+my ($k_closed) = grep { owner_of('closed', $_) == $other } map { "k$_" } 1 .. 100;
+
+my $status = JSON::PP->new->decode(http($p, 'GET', '/status', sock => $s)->{body});
+my $pid = $status->{workers}[$other]{pid};
+
+is(http($p, 'GET', "/open?k=$k_open", sock => $s)->{status}, 200,
+   "the limiter on worker $other answers");
+
+kill 'STOP', $pid;
+my $r = http($p, 'GET', "/open?k=$k_open", sock => $s);
+is($r->{status}, 200, 'owner stopped: fail=open lets the request through');
+$r = http($p, 'GET', "/closed?k=$k_closed", sock => $s);
+is($r->{status}, 503, 'owner stopped: fail=closed answers 503');
+kill 'CONT', $pid;
+
+like($t->error_log, qr/do: call to owner worker $other timed out/,
+     'the timeout is logged');
+like($t->error_log, qr/do: rate limiter "open" did not answer \(504\), failing open/,
+     'the fail-open decision is logged');
+ok(wait_for(sub {
+       http($p, 'GET', "/closed?k=$k_closed", sock => $s)->{status} == 200
+   }, 10), 'once the owner runs again, the limiter answers again');
+
+$t->stop;
+$t->check_logs;
+
+done_testing();
