@@ -453,7 +453,6 @@ ngx_http_do_dispatch(ngx_http_request_t *r, ngx_do_namespace_t *ns,
     call->timer.handler = ngx_http_do_timeout;
     call->timer.data = call;
     call->timer.log = r->connection->log;
-    ngx_add_timer(&call->timer, dmcf->call_timeout);
 
     /*
      * A worker that is being replaced (ngx_exiting) runs calls itself: its
@@ -468,6 +467,7 @@ ngx_http_do_dispatch(ngx_http_request_t *r, ngx_do_namespace_t *ns,
 
         if (rc == NGX_OK) {
             ngx_do_stats->forwarded++;
+            ngx_add_timer(&call->timer, dmcf->call_timeout);
             return NGX_OK;
         }
 
@@ -484,6 +484,11 @@ ngx_http_do_dispatch(ngx_http_request_t *r, ngx_do_namespace_t *ns,
 
     ngx_do_call_receive(ngx_worker, call_id, buf, len,
                         call->owner != ngx_worker);
+
+    /* most local calls are answered at once; only the others need a timer */
+    if (call->pending) {
+        ngx_add_timer(&call->timer, dmcf->call_timeout);
+    }
 
     return NGX_OK;
 }
@@ -1594,6 +1599,8 @@ ngx_http_do_init_process(ngx_cycle_t *cycle)
     } else if (ngx_do_memory_secret(ngx_do_runtime.secret) != NGX_OK) {
         return NGX_ERROR;
     }
+
+    ngx_do_id_init(ngx_do_runtime.secret);
 
     ngx_rbtree_init(&ngx_http_do_pending, &ngx_http_do_pending_sentinel,
                     ngx_rbtree_insert_value);

@@ -115,6 +115,7 @@ typedef struct {
     u_char                     id[NGX_DO_ID_LEN];
 } ngx_do_id_node_t;
 
+void ngx_do_id_init(u_char *secret);
 void ngx_do_id_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 ngx_do_id_node_t *ngx_do_id_rbtree_lookup(ngx_rbtree_t *tree, u_char *id);

@@ -12,14 +12,56 @@
 #include <ngx_core.h>
 
 #include <openssl/crypto.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 
 #include "ngx_do.h"
 
 
 static void ngx_do_id_mac(const char *label, ngx_do_namespace_t *ns,
     u_char *data, size_t len, u_char *out);
+
+
+/*
+ * HMAC-SHA256 with the key's inner and outer blocks absorbed once per
+ * worker: a MAC is then two SHA-256 finals, with no allocation and no
+ * provider lookup (OpenSSL 3's HMAC() does both on every call, a large
+ * share of a rate limiter's request).  The SHA256_* functions are
+ * deprecated in OpenSSL 3 but plain structs are what makes this cheap.
+ */
+
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+
+static SHA256_CTX  ngx_do_id_inner;
+static SHA256_CTX  ngx_do_id_outer;
+
+
+void
+ngx_do_id_init(u_char *secret)
+{
+    u_char      ipad[SHA256_CBLOCK], opad[SHA256_CBLOCK];
+    ngx_uint_t  i;
+
+    ngx_memzero(ipad, sizeof(ipad));
+    ngx_memcpy(ipad, secret, 32);
+    ngx_memcpy(opad, ipad, sizeof(ipad));
+
+    for (i = 0; i < SHA256_CBLOCK; i++) {
+        ipad[i] ^= 0x36;
+        opad[i] ^= 0x5c;
+    }
+
+    SHA256_Init(&ngx_do_id_inner);
+    SHA256_Update(&ngx_do_id_inner, ipad, sizeof(ipad));
+    SHA256_Init(&ngx_do_id_outer);
+    SHA256_Update(&ngx_do_id_outer, opad, sizeof(opad));
+
+    ngx_explicit_memzero(ipad, sizeof(ipad));
+    ngx_explicit_memzero(opad, sizeof(opad));
+}
 
 
 /*
@@ -30,38 +72,31 @@ static void
 ngx_do_id_mac(const char *label, ngx_do_namespace_t *ns, u_char *data,
     size_t len, u_char *out)
 {
-    u_char        *p, stack[512], *msg;
-    size_t         size;
-    unsigned int   mlen;
-    u_char         md[EVP_MAX_MD_SIZE];
+    u_char      nslen[4], md[SHA256_DIGEST_LENGTH];
+    SHA256_CTX  c;
 
-    size = 4 + 4 + ns->name.len + len;
-    msg = size <= sizeof(stack) ? stack : ngx_alloc(size, ngx_cycle->log);
+    nslen[0] = (u_char) (ns->name.len >> 24);
+    nslen[1] = (u_char) (ns->name.len >> 16);
+    nslen[2] = (u_char) (ns->name.len >> 8);
+    nslen[3] = (u_char) ns->name.len;
 
-    if (msg == NULL) {
-        /* cannot happen with IDs and names bounded by the shell */
-        ngx_memzero(out, NGX_DO_BODY_LEN);
-        return;
-    }
+    c = ngx_do_id_inner;
+    SHA256_Update(&c, label, 4);
+    SHA256_Update(&c, nslen, 4);
+    SHA256_Update(&c, ns->name.data, ns->name.len);
+    SHA256_Update(&c, data, len);
+    SHA256_Final(md, &c);
 
-    p = ngx_cpymem(msg, label, 4);
-    *p++ = (u_char) (ns->name.len >> 24);
-    *p++ = (u_char) (ns->name.len >> 16);
-    *p++ = (u_char) (ns->name.len >> 8);
-    *p++ = (u_char) ns->name.len;
-    p = ngx_cpymem(p, ns->name.data, ns->name.len);
-    ngx_memcpy(p, data, len);
-
-    mlen = 0;
-    HMAC(EVP_sha256(), ngx_do_runtime.secret, sizeof(ngx_do_runtime.secret),
-         msg, size, md, &mlen);
+    c = ngx_do_id_outer;
+    SHA256_Update(&c, md, sizeof(md));
+    SHA256_Final(md, &c);
 
     ngx_memcpy(out, md, NGX_DO_BODY_LEN);
-
-    if (msg != stack) {
-        ngx_free(msg);
-    }
 }
+
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
 
 
 void

@@ -120,6 +120,8 @@ static void ngx_do_cache_drop(ngx_do_object_t *obj);
 static void ngx_do_cache_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_do_write_t *ngx_do_batch_find(ngx_do_turn_t *t, ngx_str_t *key);
+static ngx_pool_t *ngx_do_pool_get(void);
+static void ngx_do_pool_put(ngx_pool_t *pool);
 
 
 static ngx_rbtree_t            ngx_do_objects;
@@ -128,6 +130,13 @@ static ngx_uint_t              ngx_do_nobjects;
 static uint64_t                ngx_do_activations;
 static ngx_do_backend_t       *ngx_do_backend;
 static ngx_do_deliver_pt       ngx_do_deliver;
+
+/*
+ * Turn pools are reset and reused, not created per turn; a list (not one
+ * pool) because a turn's reply can start another object's turn at once.
+ */
+static ngx_pool_t             *ngx_do_pools[8];
+static ngx_uint_t              ngx_do_npools;
 
 
 ngx_int_t
@@ -158,6 +167,34 @@ ngx_do_objects_exit(void)
         (void) ngx_do_object_flush((ngx_do_object_t *) node);
         ngx_do_object_free((ngx_do_object_t *) node);
     }
+
+    while (ngx_do_npools) {
+        ngx_destroy_pool(ngx_do_pools[--ngx_do_npools]);
+    }
+}
+
+
+static ngx_pool_t *
+ngx_do_pool_get(void)
+{
+    if (ngx_do_npools) {
+        return ngx_do_pools[--ngx_do_npools];
+    }
+
+    return ngx_create_pool(4096, ngx_cycle->log);
+}
+
+
+static void
+ngx_do_pool_put(ngx_pool_t *pool)
+{
+    if (ngx_do_npools == sizeof(ngx_do_pools) / sizeof(ngx_do_pools[0])) {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    ngx_reset_pool(pool);
+    ngx_do_pools[ngx_do_npools++] = pool;
 }
 
 
@@ -410,7 +447,7 @@ ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call,
         {
             ngx_pool_t  *pool;
 
-            pool = ngx_create_pool(4096, ngx_cycle->log);
+            pool = ngx_do_pool_get();
             if (pool == NULL) {
                 goto failed;
             }
@@ -421,7 +458,7 @@ ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call,
                                   sizeof(ngx_do_write_t))
                    != NGX_OK)
             {
-                ngx_destroy_pool(pool);
+                ngx_do_pool_put(pool);
                 goto failed;
             }
 
@@ -433,7 +470,7 @@ ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call,
         rc = handler(t);
 
         if (rc == NGX_DECLINED && call == NULL) {
-            ngx_destroy_pool(t->pool);
+            ngx_do_pool_put(t->pool);
             return NGX_DECLINED;
         }
 
@@ -442,7 +479,7 @@ ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call,
                           "do: %s handler of namespace \"%V\" failed",
                           what, &obj->ns->name);
             ngx_do_cache_drop(obj);
-            ngx_destroy_pool(t->pool);
+            ngx_do_pool_put(t->pool);
 
             if (call) {
                 ngx_do_reply_simple(call->src, call->call_id,
@@ -457,7 +494,7 @@ ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call,
 
         if (obj->ns->class->deferred && !t->batch.clear) {
             if (ngx_do_object_defer(obj, &t->batch) != NGX_OK) {
-                ngx_destroy_pool(t->pool);
+                ngx_do_pool_put(t->pool);
                 goto failed;
             }
 
@@ -468,13 +505,13 @@ ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call,
             if (rc == NGX_BUSY) {
                 ngx_do_stats->conflicts++;
                 ngx_do_cache_drop(obj);
-                ngx_destroy_pool(t->pool);
+                ngx_do_pool_put(t->pool);
                 continue;
             }
 
             if (rc != NGX_OK) {
                 ngx_do_cache_drop(obj);
-                ngx_destroy_pool(t->pool);
+                ngx_do_pool_put(t->pool);
 
                 if (rc == NGX_DECLINED) {
                     ngx_do_stats->storage_full++;
@@ -514,7 +551,7 @@ ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call,
             ngx_do_reply_send(obj, call, t, version);
         }
 
-        ngx_destroy_pool(t->pool);
+        ngx_do_pool_put(t->pool);
 
         return NGX_OK;
     }
@@ -618,11 +655,22 @@ ngx_do_object_defer(ngx_do_object_t *obj, ngx_do_batch_t *batch)
                 && ngx_memcmp((*dp)->key.data, w[i].key.data, w[i].key.len)
                    == 0)
             {
-                d = *dp;
-                *dp = d->next;
-                ngx_free(d);
                 break;
             }
+        }
+
+        d = *dp;
+
+        if (d && d->value.len == w[i].value.len) {
+            (void) ngx_do_cpymem(d->value.data, w[i].value.data,
+                                 w[i].value.len);
+            d->delete = w[i].delete;
+            goto cache;
+        }
+
+        if (d) {
+            *dp = d->next;
+            ngx_free(d);
         }
 
         d = ngx_alloc(sizeof(ngx_do_dirty_t) + w[i].key.len + w[i].value.len,
@@ -642,6 +690,8 @@ ngx_do_object_defer(ngx_do_object_t *obj, ngx_do_batch_t *batch)
 
         d->next = obj->dirty;
         obj->dirty = d;
+
+    cache:
 
         ngx_do_cache_set(obj, &w[i].key, w[i].delete ? NULL : &w[i].value,
                          0, 1);
@@ -672,7 +722,7 @@ ngx_do_object_flush(ngx_do_object_t *obj)
         return NGX_OK;
     }
 
-    pool = ngx_create_pool(1024, ngx_cycle->log);
+    pool = ngx_do_pool_get();
     if (pool == NULL) {
         return NGX_ERROR;
     }
@@ -682,14 +732,14 @@ ngx_do_object_flush(ngx_do_object_t *obj)
     if (ngx_array_init(&batch.writes, pool, 4, sizeof(ngx_do_write_t))
         != NGX_OK)
     {
-        ngx_destroy_pool(pool);
+        ngx_do_pool_put(pool);
         return NGX_ERROR;
     }
 
     for (d = obj->dirty; d; d = d->next) {
         w = ngx_array_push(&batch.writes);
         if (w == NULL) {
-            ngx_destroy_pool(pool);
+            ngx_do_pool_put(pool);
             return NGX_ERROR;
         }
 
@@ -701,7 +751,7 @@ ngx_do_object_flush(ngx_do_object_t *obj)
     rc = ngx_do_backend->commit(obj->node.id, NGX_DO_VERSION_ANY, &batch,
                                 &version);
 
-    ngx_destroy_pool(pool);
+    ngx_do_pool_put(pool);
 
     if (rc != NGX_OK) {
         if (rc == NGX_DECLINED) {
@@ -1256,6 +1306,14 @@ ngx_do_cache_set(ngx_do_object_t *obj, ngx_str_t *key, ngx_str_t *value,
     hash = ngx_crc32_short(key->data, key->len);
 
     e = ngx_do_cache_find(obj, key, hash);
+
+    if (e && copy && value && e->value.data && e->value.len == value->len) {
+        /* the common case of a counter or a timestamp: no allocation */
+        ngx_memcpy(e->value.data, value->data, value->len);
+        e->version = version;
+        return;
+    }
+
     if (e) {
         ngx_do_cache_remove(obj, e);
     }
