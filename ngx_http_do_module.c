@@ -1339,7 +1339,8 @@ ngx_http_do_namespace(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
             size = ngx_parse_size(&s);
 
-            if (size <= 0 || size > 64 * 1024 * 1024) {
+            /* a value must fit in one channel message with its headers */
+            if (size <= 0 || size > 32 * 1024 * 1024) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "invalid size in \"%V\"", &value[i]);
                 return NGX_CONF_ERROR;
@@ -1593,6 +1594,8 @@ ngx_http_do_init_process(ngx_cycle_t *cycle)
     ngx_do_runtime.idle_timeout = dmcf->idle_timeout;
     ngx_do_runtime.generation = ngx_http_do_generation;
 
+    ngx_do_memory_attach(dmcf->zone);
+
     if (dmcf->secret_set) {
         ngx_memcpy(ngx_do_runtime.secret, dmcf->secret, 32);
 
@@ -1612,7 +1615,7 @@ ngx_http_do_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    ngx_do_status_init_worker(ngx_do_runtime.workers);
+    ngx_do_status_init_worker(dmcf->status_zone, ngx_do_runtime.workers);
 
     ngx_http_do_enabled = 1;
 

@@ -167,13 +167,14 @@ extern ngx_do_stats_t         *ngx_do_stats;
 
 size_t ngx_do_status_zone_size(void);
 ngx_int_t ngx_do_status_init_zone(ngx_shm_zone_t *shm_zone, void *data);
-void ngx_do_status_init_worker(ngx_uint_t workers);
+void ngx_do_status_init_worker(ngx_shm_zone_t *shm_zone, ngx_uint_t workers);
 ngx_int_t ngx_do_status_render(ngx_pool_t *pool, ngx_uint_t prometheus,
     size_t storage_size, size_t storage_free, ngx_str_t *out);
 
 
 /* ngx_do_storage_memory.c */
 void ngx_do_memory_usage(size_t *size, size_t *free);
+void ngx_do_memory_attach(ngx_shm_zone_t *shm_zone);
 ngx_int_t ngx_do_memory_init_zone(ngx_shm_zone_t *shm_zone, void *data);
 ngx_int_t ngx_do_memory_secret(u_char *secret);
 

@@ -84,6 +84,7 @@ static void ngx_do_ipc_read_handler(ngx_event_t *rev);
 static void ngx_do_ipc_receive(ngx_do_ipc_hdr_t *hdr, u_char *data,
     size_t size);
 static void ngx_do_ipc_write_handler(ngx_event_t *wev);
+static void ngx_do_ipc_empty_handler(ngx_event_t *ev);
 static void ngx_do_ipc_retry_handler(ngx_event_t *ev);
 static ngx_int_t ngx_do_ipc_flush(ngx_do_ipc_peer_t *peer);
 static void ngx_do_ipc_peer_close(ngx_do_ipc_peer_t *peer);
@@ -137,20 +138,16 @@ ngx_do_ipc_init_master(ngx_cycle_t *cycle, ngx_uint_t n)
 
     for (i = 0; i < n; i++) {
         if (socketpair(AF_UNIX, SOCK_DGRAM, 0, chans[i].fd) == -1) {
-            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_socket_errno,
-                          "do: socketpair() failed");
             chans[i].fd[0] = (ngx_socket_t) -1;
             chans[i].fd[1] = (ngx_socket_t) -1;
-            return NGX_ERROR;
+            goto failed;
         }
 
         for (j = 0; j < 2; j++) {
             if (ngx_nonblocking(chans[i].fd[j]) == -1
                 || fcntl(chans[i].fd[j], F_SETFD, FD_CLOEXEC) == -1)
             {
-                ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_socket_errno,
-                              "do: channel fcntl() failed");
-                return NGX_ERROR;
+                goto failed;
             }
         }
 
@@ -166,6 +163,21 @@ ngx_do_ipc_init_master(ngx_cycle_t *cycle, ngx_uint_t n)
                               &size, sizeof(int));
         }
     }
+
+    return NGX_OK;
+
+failed:
+
+    /*
+     * Not fatal (a failed init_module would stop the master): without
+     * channels every worker runs the calls it accepts, and conditional
+     * commits keep that correct, if slower.
+     */
+    ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_socket_errno,
+                  "do: worker channels could not be created, "
+                  "every worker will run its own calls");
+
+    ngx_do_ipc_cleanup(set);
 
     return NGX_OK;
 }
@@ -247,8 +259,11 @@ ngx_do_ipc_init_worker(ngx_cycle_t *cycle, ngx_do_ipc_handler_pt handler)
 
             ngx_do_ipc_chans[i].fd[0] = (ngx_socket_t) -1;
             c->read->handler = ngx_do_ipc_read_handler;
+            c->write->handler = ngx_do_ipc_empty_handler;
             c->read->log = cycle->log;
             c->write->log = cycle->log;
+            c->read->channel = 1;
+            c->write->channel = 1;
             ngx_do_ipc_conn = c;
 
             if (ngx_add_event(c->read, NGX_READ_EVENT, 0) != NGX_OK) {
@@ -269,8 +284,13 @@ ngx_do_ipc_init_worker(ngx_cycle_t *cycle, ngx_do_ipc_handler_pt handler)
         ngx_do_ipc_chans[i].fd[1] = (ngx_socket_t) -1;
         c->data = peer;
         c->write->handler = ngx_do_ipc_write_handler;
+        c->read->handler = ngx_do_ipc_empty_handler;
         c->write->log = cycle->log;
         c->read->log = cycle->log;
+
+        /* like nginx's channels: not closed by worker_shutdown_timeout */
+        c->read->channel = 1;
+        c->write->channel = 1;
         peer->c = c;
 
         peer->retry.handler = ngx_do_ipc_retry_handler;
@@ -359,8 +379,10 @@ ngx_do_ipc_send(ngx_uint_t dst, ngx_uint_t type, uint64_t call_id,
 
     peer = &ngx_do_ipc_peers[dst];
 
+    /* a full queue refuses new calls; replies to calls it took still go */
     if (len > NGX_DO_IPC_MAX_MESSAGE
-        || peer->queued + len > NGX_DO_IPC_MAX_QUEUE)
+        || (type == NGX_DO_IPC_CALL
+            && peer->queued + len > NGX_DO_IPC_MAX_QUEUE))
     {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                       "do: channel to worker %ui is full "
@@ -448,11 +470,23 @@ ngx_do_ipc_flush(ngx_do_ipc_peer_t *peer)
                     return NGX_AGAIN;
                 }
 
+                if (err == NGX_ECONNREFUSED || err == NGX_EPIPE
+                    || err == NGX_ENOTCONN)
+                {
+                    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, err,
+                                  "do: worker channel closed");
+                    return NGX_DECLINED;
+                }
+
+                /* anything else (ENOBUFS, ...) may pass: retry later */
                 ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, err,
                               "do: sendmsg() to a worker channel failed");
 
-                return (err == NGX_ECONNREFUSED || err == NGX_EPIPE)
-                       ? NGX_DECLINED : NGX_ERROR;
+                if (!peer->retry.timer_set) {
+                    ngx_add_timer(&peer->retry, NGX_DO_IPC_RETRY);
+                }
+
+                return NGX_AGAIN;
             }
 
             out->sent += size;
@@ -492,6 +526,12 @@ ngx_do_ipc_write_handler(ngx_event_t *wev)
     default:
         break;
     }
+}
+
+
+static void
+ngx_do_ipc_empty_handler(ngx_event_t *ev)
+{
 }
 
 

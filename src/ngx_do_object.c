@@ -499,6 +499,13 @@ ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call,
             }
 
         } else if (t->batch.writes.nelts || t->batch.clear) {
+
+            if (obj->ns->class->deferred) {
+                /* a clear replaces whatever was waiting to be stored */
+                ngx_do_dirty_free(obj);
+                obj->version = NGX_DO_VERSION_ANY;
+            }
+
             rc = ngx_do_backend->commit(obj->node.id, obj->version, &t->batch,
                                         &version);
 
@@ -837,8 +844,14 @@ ngx_do_reply_send(ngx_do_object_t *obj, ngx_do_call_t *call, ngx_do_turn_t *t,
 
     if (rc != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "do: reply to worker %ui could not be sent", call->src);
+                      "do: reply of %uz bytes to worker %ui could not be "
+                      "sent", len, call->src);
         ngx_free(buf);
+
+        /* a short answer may still pass, and the client is not left hanging */
+        ngx_do_reply_simple(call->src, call->call_id,
+                            NGX_HTTP_INTERNAL_SERVER_ERROR,
+                            "reply could not be sent");
     }
 }
 
@@ -1016,6 +1029,7 @@ ngx_do_get(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value,
     uint32_t         hash;
     ngx_int_t        rc;
     ngx_str_t        v;
+    ngx_do_dirty_t  *d;
     ngx_do_cache_t  *e;
     ngx_do_write_t  *w;
 
@@ -1033,6 +1047,29 @@ ngx_do_get(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value,
 
     if (t->batch.clear) {
         return NGX_DECLINED;
+    }
+
+    /* deferred writes not stored yet are the truth, whatever the cache kept */
+    for (d = t->obj->dirty; d; d = d->next) {
+        if (d->key.len == key->len
+            && ngx_memcmp(d->key.data, key->data, key->len) == 0)
+        {
+            if (d->delete) {
+                return NGX_DECLINED;
+            }
+
+            value->data = ngx_pnalloc(t->pool, d->value.len + 1);
+            if (value->data == NULL) {
+                t->failed = 1;
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(value->data, d->value.data, d->value.len);
+            value->len = d->value.len;
+            *version = 0;
+
+            return NGX_OK;
+        }
     }
 
     hash = ngx_crc32_short(key->data, key->len);
@@ -1060,6 +1097,15 @@ ngx_do_get(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value,
 
         ngx_memcpy(value->data, v.data, v.len);
         value->len = v.len;
+
+        if (*version > t->obj->version && !t->obj->ns->class->deferred) {
+            /*
+             * written after this turn checked the object's version: another
+             * worker acts for it (a reload overlap); the commit will tell
+             */
+            ngx_free(v.data);
+            return NGX_OK;
+        }
 
         ngx_do_cache_set(t->obj, key, &v, *version, 0);
 
@@ -1180,6 +1226,10 @@ ngx_do_list(ngx_do_turn_t *t, ngx_do_list_opts_t *opts, ngx_array_t **items)
     if (out == NULL) {
         t->failed = 1;
         return NGX_ERROR;
+    }
+
+    if (opts->max_bytes == 0) {
+        opts->max_bytes = 8 * 1024 * 1024;
     }
 
     if (ngx_do_backend->list(t->obj->node.id, opts, t->pool, out) != NGX_OK) {

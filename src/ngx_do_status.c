@@ -63,8 +63,10 @@ ngx_do_status_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
 /* in a worker: point the counters at the worker's own record */
 void
-ngx_do_status_init_worker(ngx_uint_t workers)
+ngx_do_status_init_worker(ngx_shm_zone_t *shm_zone, ngx_uint_t workers)
 {
+    ngx_do_status_sh = shm_zone->data;
+
     if (ngx_do_status_sh == NULL || ngx_worker >= NGX_DO_STATUS_SLOTS) {
         return;
     }

@@ -122,6 +122,19 @@ ngx_do_memory_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 }
 
 
+/*
+ * In a worker: the zone of the worker's own cycle.  init_zone() may have
+ * run for a configuration that was then not applied, so its pointers are
+ * not trusted after fork.
+ */
+void
+ngx_do_memory_attach(ngx_shm_zone_t *shm_zone)
+{
+    ngx_do_memory_shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    ngx_do_memory_sh = shm_zone->data;
+}
+
+
 /* the random secret the zone was created with, for when do_secret is unset */
 ngx_int_t
 ngx_do_memory_secret(u_char *secret)
@@ -208,8 +221,9 @@ static ngx_int_t
 ngx_do_memory_list(u_char *id, ngx_do_list_opts_t *opts, ngx_pool_t *pool,
     ngx_array_t *out)
 {
+    size_t                   bytes;
     ngx_int_t                rc;
-    ngx_str_t               *from;
+    ngx_str_t               *from, hi, succ;
     ngx_do_kv_t             *item;
     ngx_rbtree_t            *tree;
     ngx_rbtree_node_t       *node;
@@ -240,9 +254,36 @@ ngx_do_memory_list(u_char *id, ngx_do_list_opts_t *opts, ngx_pool_t *pool,
         node = ngx_do_memory_lower_bound(obj, from);
 
     } else {
-        /* the last key below end, then back over keys past the prefix */
-        node = opts->end.len ? ngx_do_memory_lower_bound(obj, &opts->end)
-                             : NULL;
+        /* the last key below both end and everything the prefix starts */
+        hi = opts->end;
+
+        if (opts->prefix.len) {
+            succ.data = ngx_pnalloc(pool, opts->prefix.len);
+            if (succ.data == NULL) {
+                rc = NGX_ERROR;
+                goto done;
+            }
+
+            ngx_memcpy(succ.data, opts->prefix.data, opts->prefix.len);
+            succ.len = opts->prefix.len;
+
+            while (succ.len && succ.data[succ.len - 1] == 0xff) {
+                succ.len--;
+            }
+
+            if (succ.len) {
+                succ.data[succ.len - 1]++;
+
+                if (hi.len == 0
+                    || ngx_do_memory_cmp(succ.data, succ.len, hi.data, hi.len)
+                       < 0)
+                {
+                    hi = succ;
+                }
+            }
+        }
+
+        node = hi.len ? ngx_do_memory_lower_bound(obj, &hi) : NULL;
 
         if (node == NULL) {
             node = tree->root;
@@ -259,25 +300,20 @@ ngx_do_memory_list(u_char *id, ngx_do_list_opts_t *opts, ngx_pool_t *pool,
         } else {
             node = ngx_do_memory_prev(tree, node);
         }
-
-        while (node && opts->prefix.len) {
-            kv = (ngx_do_memory_kv_t *) node;
-
-            if (ngx_do_memory_cmp(kv->key, kv->key_len, opts->prefix.data,
-                                  opts->prefix.len) <= 0
-                || (kv->key_len >= opts->prefix.len
-                    && ngx_memcmp(kv->key, opts->prefix.data,
-                                  opts->prefix.len) == 0))
-            {
-                break;
-            }
-
-            node = ngx_do_memory_prev(tree, node);
-        }
     }
+
+    bytes = 0;
 
     while (node && out->nelts < opts->limit) {
         kv = (ngx_do_memory_kv_t *) node;
+
+        /* a list never holds the zone for more than so many bytes */
+        bytes += kv->key_len + kv->value_len;
+
+        if (opts->max_bytes && bytes > opts->max_bytes && out->nelts) {
+            opts->truncated = 1;
+            break;
+        }
 
         if (opts->prefix.len
             && (kv->key_len < opts->prefix.len

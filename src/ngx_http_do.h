@@ -63,7 +63,9 @@ typedef struct {
     ngx_str_t                  start;         /* inclusive */
     ngx_str_t                  end;           /* exclusive */
     ngx_uint_t                 limit;
+    size_t                     max_bytes;     /* 0: 8 MiB */
     unsigned                   reverse:1;
+    unsigned                   truncated:1;   /* set: max_bytes was hit */
 } ngx_do_list_opts_t;
 
 

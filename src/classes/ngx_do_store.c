@@ -186,7 +186,7 @@ ngx_do_store_list(ngx_do_turn_t *t)
         return NGX_ERROR;
     }
 
-    truncated = (out->nelts > (ngx_uint_t) limit);
+    truncated = (out->nelts > (ngx_uint_t) limit) || opts.truncated;
 
     root = json_object();
     items = json_array();
