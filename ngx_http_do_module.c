@@ -37,6 +37,7 @@ typedef struct {
     size_t                     size;
     ngx_msec_t                 idle_timeout;
     ngx_msec_t                 call_timeout;
+    ngx_msec_t                 flush_interval;
     u_char                     secret[32];
     ngx_flag_t                 secret_set;
 } ngx_http_do_main_conf_t;
@@ -154,6 +155,13 @@ static ngx_command_t  ngx_http_do_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_do_main_conf_t, idle_timeout),
+      NULL },
+
+    { ngx_string("do_flush_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_do_main_conf_t, flush_interval),
       NULL },
 
     { ngx_string("do_call_timeout"),
@@ -1086,6 +1094,7 @@ ngx_http_do_create_main_conf(ngx_conf_t *cf)
     dmcf->size = NGX_CONF_UNSET_SIZE;
     dmcf->idle_timeout = NGX_CONF_UNSET_MSEC;
     dmcf->call_timeout = NGX_CONF_UNSET_MSEC;
+    dmcf->flush_interval = NGX_CONF_UNSET_MSEC;
 
     return dmcf;
 }
@@ -1099,6 +1108,11 @@ ngx_http_do_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_size_value(dmcf->size, NGX_HTTP_DO_DEFAULT_SIZE);
     ngx_conf_init_msec_value(dmcf->idle_timeout, 60000);
     ngx_conf_init_msec_value(dmcf->call_timeout, 10000);
+    ngx_conf_init_msec_value(dmcf->flush_interval, 1000);
+
+    if (dmcf->flush_interval == 0) {
+        dmcf->flush_interval = 1;
+    }
 
     return NGX_CONF_OK;
 }
@@ -1592,6 +1606,7 @@ ngx_http_do_init_process(ngx_cycle_t *cycle)
     ngx_do_runtime.workers = (ngx_process == NGX_PROCESS_WORKER)
                              ? ccf->worker_processes : 1;
     ngx_do_runtime.idle_timeout = dmcf->idle_timeout;
+    ngx_do_runtime.flush_interval = dmcf->flush_interval;
     ngx_do_runtime.generation = ngx_http_do_generation;
 
     ngx_do_memory_attach(dmcf->zone);

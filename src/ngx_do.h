@@ -38,6 +38,7 @@ typedef struct {
     ngx_array_t               *namespaces;    /* ngx_do_namespace_t * */
     ngx_uint_t                 workers;
     ngx_msec_t                 idle_timeout;
+    ngx_msec_t                 flush_interval;
     ngx_uint_t                 generation;
     u_char                     secret[32];
 } ngx_do_runtime_t;

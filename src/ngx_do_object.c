@@ -27,7 +27,6 @@
 
 
 #define NGX_DO_TURN_TRIES         8
-#define NGX_DO_FLUSH_INTERVAL     100
 #define NGX_DO_CACHE_MAX_VALUE    (64 * 1024)
 #define NGX_DO_CACHE_MAX_SIZE     (1024 * 1024)
 
@@ -643,7 +642,7 @@ ngx_do_object_free(ngx_do_object_t *obj)
 /*
  * Deferred durability: the turn's writes go into the object's dirty list
  * (the last write of a key wins) and into its cache; the reply is released
- * at once, and a flush within NGX_DO_FLUSH_INTERVAL stores them.
+ * at once, and a flush within do_flush_interval stores them.
  */
 static ngx_int_t
 ngx_do_object_defer(ngx_do_object_t *obj, ngx_do_batch_t *batch)
@@ -705,7 +704,7 @@ ngx_do_object_defer(ngx_do_object_t *obj, ngx_do_batch_t *batch)
     }
 
     if (obj->dirty && !obj->flush.timer_set) {
-        ngx_add_timer(&obj->flush, NGX_DO_FLUSH_INTERVAL);
+        ngx_add_timer(&obj->flush, ngx_do_runtime.flush_interval);
     }
 
     return NGX_OK;
@@ -774,7 +773,7 @@ ngx_do_object_flush(ngx_do_object_t *obj)
         }
 
         if (!obj->flush.timer_set) {
-            ngx_add_timer(&obj->flush, NGX_DO_FLUSH_INTERVAL);
+            ngx_add_timer(&obj->flush, ngx_do_runtime.flush_interval);
         }
 
         return NGX_ERROR;

@@ -435,6 +435,13 @@ ngx_do_memory_commit(u_char *id, uint64_t expected, ngx_do_batch_t *batch,
             continue;
         }
 
+        kv = batch->clear ? NULL : ngx_do_memory_kv_find(obj, &w[i].key);
+
+        if (kv && kv->value_len == w[i].value.len) {
+            /* same size: overwritten in place below, nothing to allocate */
+            continue;
+        }
+
         values[i] = ngx_slab_alloc_locked(ngx_do_memory_shpool,
                                           w[i].value.len + 1);
         if (values[i] == NULL) {
@@ -442,7 +449,7 @@ ngx_do_memory_commit(u_char *id, uint64_t expected, ngx_do_batch_t *batch,
             goto done;
         }
 
-        if (!batch->clear && ngx_do_memory_kv_find(obj, &w[i].key)) {
+        if (kv) {
             continue;
         }
 
@@ -480,6 +487,14 @@ ngx_do_memory_commit(u_char *id, uint64_t expected, ngx_do_batch_t *batch,
 
         if (kv == NULL) {
             kv = ngx_do_memory_kv_find(obj, &w[i].key);
+
+            if (values[i] == NULL) {
+                (void) ngx_do_cpymem(kv->value, w[i].value.data,
+                                     w[i].value.len);
+                kv->version = next;
+                continue;
+            }
+
             ngx_slab_free_locked(ngx_do_memory_shpool, kv->value);
 
         } else {

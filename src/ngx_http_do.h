@@ -76,8 +76,9 @@ struct ngx_do_class_s {
     size_t                     object_size;
 
     /*
-     * deferred durability: writes are stored within 100 ms after the turn
-     * instead of before its reply (for hot, loss-tolerant state)
+     * deferred durability: writes are stored within do_flush_interval
+     * after the turn instead of before its reply (for hot, loss-tolerant
+     * state)
      */
     unsigned                   deferred:1;
 

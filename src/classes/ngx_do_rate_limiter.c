@@ -11,9 +11,9 @@
  * only; a rate is read as thousandths, like limit_req's milli-requests.
  *
  * The state is hot and loss-tolerant: the class uses deferred durability
- * (replies go out at once, the TAT is stored within 100 ms), and once the
- * bucket is full again the object forgets itself: it is evicted and its key
- * deleted, so idle keys cost nothing.
+ * (replies go out at once, the TAT is stored within do_flush_interval), and
+ * once the bucket is full again the object forgets itself: it is evicted
+ * and its key deleted, so idle keys cost nothing.
  *
  * Calls: NGX_DO_METHOD_GATE with args "op=take" or "op=refund" (do_limit),
  * and GET (inspect the bucket without taking).  A gate reply is 200 (pass)
