@@ -95,6 +95,8 @@ static ngx_int_t ngx_http_do_add_header(ngx_http_request_t *r,
     const char *name, u_char *value, size_t len);
 static void ngx_http_do_ipc_handler(ngx_uint_t type, ngx_uint_t src,
     uint64_t call_id, u_char *buf, size_t len);
+static void ngx_http_do_ipc_bounce(ngx_uint_t type, ngx_uint_t src,
+    uint64_t call_id, u_char *buf, size_t len);
 
 static ngx_int_t ngx_http_do_variable_id(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -856,6 +858,24 @@ ngx_http_do_ipc_handler(ngx_uint_t type, ngx_uint_t src, uint64_t call_id,
 }
 
 
+/*
+ * A message that could not leave: the owner's channel is gone.  A call of
+ * ours then runs here (its commit is conditional); a reply is lost, and
+ * its requester gets 504 when its timer fires.
+ */
+static void
+ngx_http_do_ipc_bounce(ngx_uint_t type, ngx_uint_t src, uint64_t call_id,
+    u_char *buf, size_t len)
+{
+    if (type == NGX_DO_IPC_CALL) {
+        ngx_do_call_receive(ngx_worker, call_id, buf, len, 1);
+        return;
+    }
+
+    ngx_free(buf);
+}
+
+
 static ngx_int_t
 ngx_http_do_variable_id(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     uintptr_t data)
@@ -1597,7 +1617,7 @@ ngx_http_do_init_process(ngx_cycle_t *cycle)
         && ngx_process != NGX_PROCESS_SINGLE)
     {
         /* cache manager and loader: no part in objects */
-        return ngx_do_ipc_init_worker(cycle, NULL);
+        return ngx_do_ipc_init_worker(cycle, NULL, NULL);
     }
 
     ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
@@ -1634,7 +1654,8 @@ ngx_http_do_init_process(ngx_cycle_t *cycle)
 
     ngx_http_do_enabled = 1;
 
-    return ngx_do_ipc_init_worker(cycle, ngx_http_do_ipc_handler);
+    return ngx_do_ipc_init_worker(cycle, ngx_http_do_ipc_handler,
+                                  ngx_http_do_ipc_bounce);
 }
 
 

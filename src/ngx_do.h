@@ -132,7 +132,7 @@ typedef void (*ngx_do_ipc_handler_pt)(ngx_uint_t type, ngx_uint_t src,
 
 ngx_int_t ngx_do_ipc_init_master(ngx_cycle_t *cycle, ngx_uint_t n);
 ngx_int_t ngx_do_ipc_init_worker(ngx_cycle_t *cycle,
-    ngx_do_ipc_handler_pt handler);
+    ngx_do_ipc_handler_pt handler, ngx_do_ipc_handler_pt bouncer);
 void ngx_do_ipc_exit_worker(void);
 ngx_int_t ngx_do_ipc_send(ngx_uint_t dst, ngx_uint_t type, uint64_t call_id,
     u_char *buf, size_t len);

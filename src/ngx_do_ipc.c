@@ -27,6 +27,7 @@
 #define NGX_DO_IPC_MAX_QUEUE      (64 * 1024 * 1024)
 #define NGX_DO_IPC_SNDBUF         (4 * 1024 * 1024)
 #define NGX_DO_IPC_RETRY          50
+#define NGX_DO_IPC_IOVS           64
 
 
 typedef struct {
@@ -36,7 +37,7 @@ typedef struct {
     uint16_t                   src;
     uint32_t                   len;
     uint32_t                   offset;
-    uint32_t                   reserved;
+    uint32_t                   size;          /* of this chunk */
     uint64_t                   call_id;
 } ngx_do_ipc_hdr_t;
 
@@ -66,6 +67,7 @@ typedef struct {
     ngx_queue_t                out;
     size_t                     queued;
     ngx_event_t                retry;
+    ngx_event_t                post;          /* flush at the loop's end */
 } ngx_do_ipc_peer_t;
 
 
@@ -86,6 +88,8 @@ static void ngx_do_ipc_receive(ngx_do_ipc_hdr_t *hdr, u_char *data,
 static void ngx_do_ipc_write_handler(ngx_event_t *wev);
 static void ngx_do_ipc_empty_handler(ngx_event_t *ev);
 static void ngx_do_ipc_retry_handler(ngx_event_t *ev);
+static void ngx_do_ipc_post_handler(ngx_event_t *ev);
+static void ngx_do_ipc_peer_gone(ngx_do_ipc_peer_t *peer);
 static ngx_int_t ngx_do_ipc_flush(ngx_do_ipc_peer_t *peer);
 static void ngx_do_ipc_peer_close(ngx_do_ipc_peer_t *peer);
 
@@ -98,6 +102,7 @@ static ngx_connection_t       *ngx_do_ipc_conn;
 static ngx_do_ipc_peer_t      *ngx_do_ipc_peers;
 static ngx_do_ipc_in_t        *ngx_do_ipc_in;
 static ngx_do_ipc_handler_pt   ngx_do_ipc_handler;
+static ngx_do_ipc_handler_pt   ngx_do_ipc_bouncer;
 
 
 /* in the master, for each configuration cycle */
@@ -217,7 +222,8 @@ ngx_do_ipc_cleanup(void *data)
  * handler and keeps nothing.
  */
 ngx_int_t
-ngx_do_ipc_init_worker(ngx_cycle_t *cycle, ngx_do_ipc_handler_pt handler)
+ngx_do_ipc_init_worker(ngx_cycle_t *cycle, ngx_do_ipc_handler_pt handler,
+    ngx_do_ipc_handler_pt bouncer)
 {
     ngx_uint_t          i, n, self;
     ngx_connection_t   *c;
@@ -236,6 +242,7 @@ ngx_do_ipc_init_worker(ngx_cycle_t *cycle, ngx_do_ipc_handler_pt handler)
     }
 
     ngx_do_ipc_handler = handler;
+    ngx_do_ipc_bouncer = bouncer;
 
     ngx_do_ipc_peers = ngx_pcalloc(cycle->pool, n * sizeof(ngx_do_ipc_peer_t));
     ngx_do_ipc_in = ngx_pcalloc(cycle->pool, n * sizeof(ngx_do_ipc_in_t));
@@ -297,6 +304,10 @@ ngx_do_ipc_init_worker(ngx_cycle_t *cycle, ngx_do_ipc_handler_pt handler)
         peer->retry.data = peer;
         peer->retry.log = cycle->log;
         peer->retry.cancelable = 1;
+
+        peer->post.handler = ngx_do_ipc_post_handler;
+        peer->post.data = peer;
+        peer->post.log = cycle->log;
     }
 
     return NGX_OK;
@@ -350,6 +361,10 @@ ngx_do_ipc_peer_close(ngx_do_ipc_peer_t *peer)
         ngx_del_timer(&peer->retry);
     }
 
+    if (peer->post.posted) {
+        ngx_delete_posted_event(&peer->post);
+    }
+
     if (peer->c) {
         ngx_close_connection(peer->c);
         peer->c = NULL;
@@ -367,7 +382,6 @@ ngx_int_t
 ngx_do_ipc_send(ngx_uint_t dst, ngx_uint_t type, uint64_t call_id,
     u_char *buf, size_t len)
 {
-    ngx_int_t           rc;
     ngx_do_ipc_out_t   *out;
     ngx_do_ipc_peer_t  *peer;
 
@@ -402,7 +416,7 @@ ngx_do_ipc_send(ngx_uint_t dst, ngx_uint_t type, uint64_t call_id,
     out->hdr.src = (uint16_t) ngx_worker;
     out->hdr.len = (uint32_t) len;
     out->hdr.offset = 0;
-    out->hdr.reserved = 0;
+    out->hdr.size = 0;
     out->hdr.call_id = call_id;
     out->buf = buf;
     out->sent = 0;
@@ -410,77 +424,118 @@ ngx_do_ipc_send(ngx_uint_t dst, ngx_uint_t type, uint64_t call_id,
     ngx_queue_insert_tail(&peer->out, &out->queue);
     peer->queued += len;
 
-    rc = ngx_do_ipc_flush(peer);
-
-    if (rc == NGX_DECLINED || rc == NGX_ERROR) {
-        /* the failed message is still queued: give buf back, drop the rest */
-        ngx_queue_remove(&out->queue);
-        ngx_free(out);
-        ngx_do_ipc_peer_close(peer);
-        return rc;
+    if (!peer->post.posted) {
+        ngx_post_event(&peer->post, &ngx_posted_events);
     }
 
     return NGX_OK;
 }
 
 
-/* NGX_OK: queue empty; NGX_AGAIN: socket full; NGX_DECLINED: peer gone */
-static ngx_int_t
-ngx_do_ipc_flush(ngx_do_ipc_peer_t *peer)
+static void
+ngx_do_ipc_post_handler(ngx_event_t *ev)
 {
-    size_t             size;
-    ssize_t            n;
-    ngx_err_t          err;
+    ngx_do_ipc_peer_t  *peer;
+
+    peer = ev->data;
+
+    if (peer->c) {
+        ngx_do_ipc_write_handler(peer->c->write);
+    }
+}
+
+
+/* the peer's channel is closed: its queued messages go to the bouncer */
+static void
+ngx_do_ipc_peer_gone(ngx_do_ipc_peer_t *peer)
+{
     ngx_queue_t       *q;
-    struct iovec       iov[2];
-    struct msghdr      msg;
     ngx_do_ipc_out_t  *out;
 
     while (!ngx_queue_empty(&peer->out)) {
         q = ngx_queue_head(&peer->out);
+        ngx_queue_remove(q);
         out = ngx_queue_data(q, ngx_do_ipc_out_t, queue);
+        peer->queued -= out->hdr.len;
 
-        do {
-            size = ngx_min(out->hdr.len - out->sent, NGX_DO_IPC_CHUNK);
+        if (out->sent == 0 && ngx_do_ipc_bouncer) {
+            ngx_do_ipc_bouncer(out->hdr.type, out->hdr.src, out->hdr.call_id,
+                               out->buf, out->hdr.len);
+
+        } else {
+            ngx_free(out->buf);
+        }
+
+        ngx_free(out);
+    }
+
+    ngx_do_ipc_peer_close(peer);
+}
+
+
+/*
+ * Writes the queue as datagrams of up to NGX_DO_IPC_CHUNK payload bytes,
+ * each holding the next chunk of as many messages as fit.  NGX_OK: queue
+ * empty; NGX_AGAIN: socket full; NGX_DECLINED: peer gone.
+ */
+static ngx_int_t
+ngx_do_ipc_flush(ngx_do_ipc_peer_t *peer)
+{
+    size_t             room, size;
+    ssize_t            n;
+    ngx_err_t          err;
+    ngx_uint_t         i, k;
+    ngx_queue_t       *q;
+    struct iovec       iov[NGX_DO_IPC_IOVS];
+    struct msghdr      msg;
+    ngx_do_ipc_out_t  *out, *outs[NGX_DO_IPC_IOVS / 2];
+
+    while (!ngx_queue_empty(&peer->out)) {
+
+        room = NGX_DO_IPC_CHUNK;
+        k = 0;
+
+        for (q = ngx_queue_head(&peer->out);
+             q != ngx_queue_sentinel(&peer->out) && k < NGX_DO_IPC_IOVS / 2;
+             q = ngx_queue_next(q))
+        {
+            out = ngx_queue_data(q, ngx_do_ipc_out_t, queue);
+            size = ngx_min(out->hdr.len - out->sent, room);
+
+            if (size == 0 && out->hdr.len > out->sent) {
+                break;
+            }
+
             out->hdr.offset = (uint32_t) out->sent;
+            out->hdr.size = (uint32_t) size;
 
-            iov[0].iov_base = &out->hdr;
-            iov[0].iov_len = sizeof(ngx_do_ipc_hdr_t);
-            iov[1].iov_base = out->buf + out->sent;
-            iov[1].iov_len = size;
+            iov[2 * k].iov_base = &out->hdr;
+            iov[2 * k].iov_len = sizeof(ngx_do_ipc_hdr_t);
+            iov[2 * k + 1].iov_base = out->buf + out->sent;
+            iov[2 * k + 1].iov_len = size;
+            outs[k++] = out;
 
-            ngx_memzero(&msg, sizeof(struct msghdr));
-            msg.msg_iov = iov;
-            msg.msg_iovlen = 2;
+            room -= size;
 
-            n = sendmsg(peer->c->fd, &msg, 0);
+            if (out->sent + size < out->hdr.len) {
+                /* a big message fills the datagram */
+                break;
+            }
+        }
 
-            if (n == -1) {
-                err = ngx_socket_errno;
+        ngx_memzero(&msg, sizeof(struct msghdr));
+        msg.msg_iov = iov;
+        msg.msg_iovlen = 2 * k;
 
-                if (err == NGX_EAGAIN || err == NGX_EINTR) {
-                    if (ngx_handle_write_event(peer->c->write, 0) != NGX_OK) {
-                        return NGX_ERROR;
-                    }
+        n = sendmsg(peer->c->fd, &msg, 0);
 
-                    if (!peer->retry.timer_set) {
-                        ngx_add_timer(&peer->retry, NGX_DO_IPC_RETRY);
-                    }
+        if (n == -1) {
+            err = ngx_socket_errno;
 
-                    return NGX_AGAIN;
+            if (err == NGX_EAGAIN || err == NGX_EINTR) {
+                if (ngx_handle_write_event(peer->c->write, 0) != NGX_OK) {
+                    return NGX_ERROR;
                 }
-
-                if (err == NGX_ECONNREFUSED || err == NGX_EPIPE
-                    || err == NGX_ENOTCONN)
-                {
-                    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, err,
-                                  "do: worker channel closed");
-                    return NGX_DECLINED;
-                }
-
-                /* anything else (ENOBUFS, ...) may pass: retry later */
-                ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, err,
-                              "do: sendmsg() to a worker channel failed");
 
                 if (!peer->retry.timer_set) {
                     ngx_add_timer(&peer->retry, NGX_DO_IPC_RETRY);
@@ -489,14 +544,38 @@ ngx_do_ipc_flush(ngx_do_ipc_peer_t *peer)
                 return NGX_AGAIN;
             }
 
-            out->sent += size;
+            if (err == NGX_ECONNREFUSED || err == NGX_EPIPE
+                || err == NGX_ENOTCONN)
+            {
+                ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, err,
+                              "do: worker channel closed");
+                return NGX_DECLINED;
+            }
 
-        } while (out->sent < out->hdr.len);
+            /* anything else (ENOBUFS, ...) may pass: retry later */
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, err,
+                          "do: sendmsg() to a worker channel failed");
 
-        ngx_queue_remove(q);
-        peer->queued -= out->hdr.len;
-        ngx_free(out->buf);
-        ngx_free(out);
+            if (!peer->retry.timer_set) {
+                ngx_add_timer(&peer->retry, NGX_DO_IPC_RETRY);
+            }
+
+            return NGX_AGAIN;
+        }
+
+        for (i = 0; i < k; i++) {
+            out = outs[i];
+            out->sent += out->hdr.size;
+
+            if (out->sent < out->hdr.len) {
+                continue;
+            }
+
+            ngx_queue_remove(&out->queue);
+            peer->queued -= out->hdr.len;
+            ngx_free(out->buf);
+            ngx_free(out);
+        }
     }
 
     if (peer->retry.timer_set) {
@@ -520,7 +599,7 @@ ngx_do_ipc_write_handler(ngx_event_t *wev)
 
     case NGX_DECLINED:
     case NGX_ERROR:
-        ngx_do_ipc_peer_close(peer);
+        ngx_do_ipc_peer_gone(peer);
         break;
 
     default:
@@ -552,10 +631,13 @@ ngx_do_ipc_retry_handler(ngx_event_t *ev)
 static void
 ngx_do_ipc_read_handler(ngx_event_t *rev)
 {
+    u_char            *p, *last;
     ssize_t            n;
     ngx_err_t          err;
     ngx_connection_t  *c;
-    u_char             buf[sizeof(ngx_do_ipc_hdr_t) + NGX_DO_IPC_CHUNK];
+    ngx_do_ipc_hdr_t   hdr;
+    u_char             buf[NGX_DO_IPC_IOVS / 2 * sizeof(ngx_do_ipc_hdr_t)
+                           + NGX_DO_IPC_CHUNK];
 
     c = rev->data;
 
@@ -577,19 +659,27 @@ ngx_do_ipc_read_handler(ngx_event_t *rev)
             return;
         }
 
-        if ((size_t) n < sizeof(ngx_do_ipc_hdr_t)) {
-            ngx_log_error(NGX_LOG_WARN, rev->log, 0,
-                          "do: short datagram of %z bytes dropped", n);
-            continue;
-        }
+        /* chunks back to back; a header may be unaligned: copy it */
+        p = buf;
+        last = buf + n;
 
-        ngx_do_ipc_receive((ngx_do_ipc_hdr_t *) buf,
-                           buf + sizeof(ngx_do_ipc_hdr_t),
-                           n - sizeof(ngx_do_ipc_hdr_t));
+        while (last - p >= (ssize_t) sizeof(ngx_do_ipc_hdr_t)) {
+            ngx_memcpy(&hdr, p, sizeof(ngx_do_ipc_hdr_t));
+            p += sizeof(ngx_do_ipc_hdr_t);
 
-        if (ngx_do_ipc_conn == NULL) {
-            /* the worker is exiting */
-            return;
+            if (hdr.size > (size_t) (last - p)) {
+                ngx_log_error(NGX_LOG_WARN, rev->log, 0,
+                              "do: malformed datagram of %z bytes dropped", n);
+                break;
+            }
+
+            ngx_do_ipc_receive(&hdr, p, hdr.size);
+            p += hdr.size;
+
+            if (ngx_do_ipc_conn == NULL) {
+                /* the worker is exiting */
+                return;
+            }
         }
     }
 }
