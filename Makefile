@@ -20,8 +20,7 @@ SRCS       := config $(wildcard *.c src/*.c src/*.h src/classes/*.c src/classes/
 PROVE_J    ?= 2
 
 DEB_PKGS   := nginx nginx-dev libhiredis-dev libjansson-dev libssl-dev \
-              libpcre2-dev zlib1g-dev redis-server wrk perl gcc make \
-              libclang-rt-14-dev
+              libpcre2-dev zlib1g-dev redis-server wrk perl gcc make curl
 
 .PHONY: all deps build run test test-asan static clean
 
@@ -38,9 +37,6 @@ deps:
 	    export DEBIAN_FRONTEND=noninteractive; \
 	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
-	@# the nginx package starts a default server on port 80: it is not ours
-	@if [ -n "$$CI" ] && systemctl is-active --quiet nginx 2>/dev/null; then \
-	    systemctl stop nginx; fi; true
 
 build: $(MODULE)
 

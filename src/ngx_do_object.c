@@ -100,6 +100,7 @@ static ngx_int_t ngx_do_object_turn(ngx_do_object_t *obj,
     ngx_do_call_t *call, ngx_int_t (*handler)(ngx_do_turn_t *t),
     const char *what);
 static void ngx_do_object_idle(ngx_event_t *ev);
+static ngx_msec_t ngx_do_object_idle_time(ngx_do_object_t *obj);
 static ngx_int_t ngx_do_object_defer(ngx_do_object_t *obj,
     ngx_do_batch_t *batch);
 static ngx_int_t ngx_do_object_flush(ngx_do_object_t *obj);
@@ -401,8 +402,7 @@ ngx_do_object_run(ngx_do_object_t *obj)
         return;
     }
 
-    ngx_add_timer(&obj->idle, obj->idle_timeout ? obj->idle_timeout
-                                                : ngx_do_runtime.idle_timeout);
+    ngx_add_timer(&obj->idle, ngx_do_object_idle_time(obj));
 }
 
 
@@ -580,6 +580,15 @@ failed:
 }
 
 
+/* the class's choice for this object, or do_idle_timeout */
+static ngx_msec_t
+ngx_do_object_idle_time(ngx_do_object_t *obj)
+{
+    return obj->idle_timeout ? obj->idle_timeout
+                             : ngx_do_runtime.idle_timeout;
+}
+
+
 static void
 ngx_do_object_idle(ngx_event_t *ev)
 {
@@ -597,8 +606,7 @@ ngx_do_object_idle(ngx_event_t *ev)
         || ngx_do_object_flush(obj) != NGX_OK)
     {
         /* the class wants to stay, or its state is not stored yet */
-        ngx_add_timer(&obj->idle, obj->idle_timeout ? obj->idle_timeout
-                                                    : ngx_do_runtime.idle_timeout);
+        ngx_add_timer(&obj->idle, ngx_do_object_idle_time(obj));
         return;
     }
 

@@ -42,6 +42,10 @@ static ngx_int_t ngx_do_store_reply_json(ngx_do_turn_t *t,
     ngx_uint_t status, json_t *root, uint64_t etag);
 
 
+static ngx_str_t  ngx_do_store_deleted_all =
+    ngx_string("{\"deleted\":\"all\"}\n");
+
+
 ngx_do_class_t  ngx_do_store_class = {
     ngx_string("store"),
     0,                                     /* object_size */
@@ -94,8 +98,7 @@ ngx_do_store_fetch(ngx_do_turn_t *t)
         {
             ngx_do_delete_all(t);
             return ngx_do_reply(t, NGX_HTTP_OK, "application/json",
-                                &(ngx_str_t) ngx_string("{\"deleted\":\"all\"}\n"),
-                                NGX_DO_ETAG_COMMIT);
+                                &ngx_do_store_deleted_all, NGX_DO_ETAG_COMMIT);
         }
 
         return ngx_do_reply_error(t, NGX_HTTP_BAD_REQUEST,
