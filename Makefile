@@ -4,6 +4,7 @@
 #   make test       install what is missing, build, run every test
 #   make test-asan  the same suite against an ASan/UBSan build of the module
 #   make static NGINX_SRC=/path/to/nginx   build nginx with the module inside
+#   make lint       cppcheck
 
 SHELL      := /bin/bash
 NGINX      ?= /usr/sbin/nginx
@@ -22,7 +23,7 @@ PROVE_J    ?= 2
 DEB_PKGS   := nginx nginx-dev libhiredis-dev libjansson-dev libssl-dev \
               libpcre2-dev zlib1g-dev redis-server wrk perl gcc make curl
 
-.PHONY: all deps build run test test-asan static clean
+.PHONY: all deps build run test test-asan static lint clean
 
 all: build
 
@@ -83,6 +84,13 @@ static:
 	    else conf=auto/configure; fi && \
 	    $$conf --with-http_ssl_module --with-cc-opt="$(CC_OPT)" \
 	        --add-module=$(CURDIR) && $(MAKE)
+
+# cppcheck over the module's sources, with nginx's headers
+lint: build
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
+	    -I src -I src/classes -I $(BUILD)/nginx/objs \
+	    $(addprefix -I $(NGX_DEV)/src/,core event os/unix http) \
+	    *.c src/*.c src/classes/*.c
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -657,40 +657,41 @@ ngx_do_object_defer(ngx_do_object_t *obj, ngx_do_batch_t *batch)
 {
     u_char          *p;
     ngx_uint_t       i;
-    ngx_do_dirty_t  *d, **dp;
+    ngx_do_dirty_t  *d, *old, **dp;
     ngx_do_write_t  *w;
 
     w = batch->writes.elts;
 
     for (i = 0; i < batch->writes.nelts; i++) {
 
-        for (dp = &obj->dirty; *dp; dp = &(*dp)->next) {
-            if ((*dp)->key.len == w[i].key.len
-                && ngx_memcmp((*dp)->key.data, w[i].key.data, w[i].key.len)
+        for (dp = &obj->dirty, old = obj->dirty; old; old = old->next) {
+            if (old->key.len == w[i].key.len
+                && ngx_memcmp(old->key.data, w[i].key.data, w[i].key.len)
                    == 0)
             {
                 break;
             }
+
+            dp = &old->next;
         }
 
-        d = *dp;
-
-        if (d && d->value.len == w[i].value.len) {
-            (void) ngx_do_cpymem(d->value.data, w[i].value.data,
+        if (old && old->value.len == w[i].value.len) {
+            (void) ngx_do_cpymem(old->value.data, w[i].value.data,
                                  w[i].value.len);
-            d->delete = w[i].delete;
+            old->delete = w[i].delete;
             goto cache;
         }
 
-        if (d) {
-            *dp = d->next;
-            ngx_free(d);
-        }
-
+        /* the new entry first: out of memory leaves the old one intact */
         d = ngx_alloc(sizeof(ngx_do_dirty_t) + w[i].key.len + w[i].value.len,
                       ngx_cycle->log);
         if (d == NULL) {
             return NGX_ERROR;
+        }
+
+        if (old) {
+            *dp = old->next;
+            ngx_free(old);
         }
 
         p = (u_char *) (d + 1);
