@@ -50,8 +50,11 @@ struct ngx_do_dirty_s {
 };
 
 
-typedef struct {
-    ngx_do_id_node_t           node;
+typedef struct ngx_do_object_s  ngx_do_object_t;
+
+struct ngx_do_object_s {
+    ngx_do_object_t           *next;          /* in its hash bucket */
+    u_char                     id[NGX_DO_ID_LEN];
     ngx_do_namespace_t        *ns;
     void                      *state;         /* class->object_size bytes */
     ngx_do_dirty_t            *dirty;
@@ -67,7 +70,7 @@ typedef struct {
     unsigned                   busy:1;
     unsigned                   active:1;
     unsigned                   transient:1;
-} ngx_do_object_t;
+};
 
 
 typedef struct {
@@ -121,11 +124,18 @@ static void ngx_do_cache_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_do_write_t *ngx_do_batch_find(ngx_do_turn_t *t, ngx_str_t *key);
 static ngx_pool_t *ngx_do_pool_get(void);
+static ngx_uint_t ngx_do_object_hash(u_char *id);
+static void ngx_do_objects_grow(void);
 static void ngx_do_pool_put(ngx_pool_t *pool);
 
 
-static ngx_rbtree_t            ngx_do_objects;
-static ngx_rbtree_node_t       ngx_do_objects_sentinel;
+/*
+ * The worker's objects: a chained hash table on the first 8 bytes of the
+ * ID (random or HMAC output, so already uniform), doubled when it holds
+ * more objects than buckets.
+ */
+static ngx_do_object_t       **ngx_do_objects;
+static ngx_uint_t              ngx_do_objects_mask;
 static ngx_uint_t              ngx_do_nobjects;
 static uint64_t                ngx_do_activations;
 static ngx_do_backend_t       *ngx_do_backend;
@@ -143,8 +153,12 @@ ngx_int_t
 ngx_do_objects_init(ngx_cycle_t *cycle, ngx_do_backend_t *backend,
     ngx_do_deliver_pt deliver)
 {
-    ngx_rbtree_init(&ngx_do_objects, &ngx_do_objects_sentinel,
-                    ngx_do_id_rbtree_insert);
+    ngx_do_objects_mask = 1023;
+    ngx_do_objects = ngx_calloc((ngx_do_objects_mask + 1)
+                                * sizeof(ngx_do_object_t *), cycle->log);
+    if (ngx_do_objects == NULL) {
+        return NGX_ERROR;
+    }
 
     ngx_do_backend = backend;
     ngx_do_deliver = deliver;
@@ -156,21 +170,67 @@ ngx_do_objects_init(ngx_cycle_t *cycle, ngx_do_backend_t *backend,
 void
 ngx_do_objects_exit(void)
 {
-    ngx_rbtree_node_t  *node;
+    ngx_uint_t        i;
+    ngx_do_object_t  *obj;
 
-    if (ngx_do_objects.root == NULL) {
+    if (ngx_do_objects == NULL) {
         return;
     }
 
-    while (ngx_do_objects.root != ngx_do_objects.sentinel) {
-        node = ngx_rbtree_min(ngx_do_objects.root, ngx_do_objects.sentinel);
-        (void) ngx_do_object_flush((ngx_do_object_t *) node);
-        ngx_do_object_free((ngx_do_object_t *) node);
+    for (i = 0; i <= ngx_do_objects_mask; i++) {
+        while (ngx_do_objects[i]) {
+            obj = ngx_do_objects[i];
+            (void) ngx_do_object_flush(obj);
+            ngx_do_object_free(obj);
+        }
     }
+
+    ngx_free(ngx_do_objects);
+    ngx_do_objects = NULL;
 
     while (ngx_do_npools) {
         ngx_destroy_pool(ngx_do_pools[--ngx_do_npools]);
     }
+}
+
+
+static ngx_uint_t
+ngx_do_object_hash(u_char *id)
+{
+    uint64_t  h;
+
+    ngx_memcpy(&h, id + 4, sizeof(uint64_t));
+
+    return (ngx_uint_t) h;
+}
+
+
+/* doubles the table; keeps the old one when memory is short */
+static void
+ngx_do_objects_grow(void)
+{
+    ngx_uint_t         i, mask;
+    ngx_do_object_t  **table, *obj, *next;
+
+    mask = ngx_do_objects_mask * 2 + 1;
+
+    table = ngx_calloc((mask + 1) * sizeof(ngx_do_object_t *),
+                       ngx_cycle->log);
+    if (table == NULL) {
+        return;
+    }
+
+    for (i = 0; i <= ngx_do_objects_mask; i++) {
+        for (obj = ngx_do_objects[i]; obj; obj = next) {
+            next = obj->next;
+            obj->next = table[ngx_do_object_hash(obj->id) & mask];
+            table[ngx_do_object_hash(obj->id) & mask] = obj;
+        }
+    }
+
+    ngx_free(ngx_do_objects);
+    ngx_do_objects = table;
+    ngx_do_objects_mask = mask;
 }
 
 
@@ -291,16 +351,15 @@ invalid:
 static ngx_do_object_t *
 ngx_do_object_get(u_char *id, ngx_do_namespace_t *ns, ngx_uint_t transient)
 {
-    ngx_do_object_t  *obj;
+    ngx_do_object_t  *obj, **bucket;
 
-    obj = (ngx_do_object_t *) ngx_do_id_rbtree_lookup(&ngx_do_objects, id);
+    bucket = &ngx_do_objects[ngx_do_object_hash(id) & ngx_do_objects_mask];
 
-    if (obj) {
-        if (obj->idle.timer_set) {
-            ngx_del_timer(&obj->idle);
+    for (obj = *bucket; obj; obj = obj->next) {
+        if (ngx_memcmp(obj->id, id, NGX_DO_ID_LEN) == 0) {
+            /* its idle timer stays: re-armed lazily after the turn */
+            return obj;
         }
-
-        return obj;
     }
 
     obj = ngx_calloc(sizeof(ngx_do_object_t) + ns->class->object_size,
@@ -316,8 +375,7 @@ ngx_do_object_get(u_char *id, ngx_do_namespace_t *ns, ngx_uint_t transient)
     obj->flush.log = ngx_cycle->log;
     obj->flush.cancelable = 1;
 
-    obj->node.node.key = ngx_crc32_short(id, NGX_DO_ID_LEN);
-    ngx_memcpy(obj->node.id, id, NGX_DO_ID_LEN);
+    ngx_memcpy(obj->id, id, NGX_DO_ID_LEN);
     obj->ns = ns;
     ngx_queue_init(&obj->mailbox);
     ngx_rbtree_init(&obj->cache, &obj->sentinel, ngx_do_cache_insert);
@@ -329,8 +387,13 @@ ngx_do_object_get(u_char *id, ngx_do_namespace_t *ns, ngx_uint_t transient)
     obj->idle.log = ngx_cycle->log;
     obj->idle.cancelable = 1;
 
-    ngx_rbtree_insert(&ngx_do_objects, &obj->node.node);
+    obj->next = *bucket;
+    *bucket = obj;
     ngx_do_nobjects++;
+
+    if (ngx_do_nobjects > ngx_do_objects_mask) {
+        ngx_do_objects_grow();
+    }
     ngx_do_stats->objects = ngx_do_nobjects;
     ngx_do_stats->activations++;
 
@@ -430,7 +493,7 @@ ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call,
          * storage later, so storage cannot tell it anything newer.
          */
         if (!obj->ns->class->deferred) {
-            if (ngx_do_backend->version(obj->node.id, &version) != NGX_OK) {
+            if (ngx_do_backend->version(obj->id, &version) != NGX_OK) {
                 goto failed;
             }
 
@@ -505,7 +568,7 @@ ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call,
                 obj->version = NGX_DO_VERSION_ANY;
             }
 
-            rc = ngx_do_backend->commit(obj->node.id, obj->version, &t->batch,
+            rc = ngx_do_backend->commit(obj->id, obj->version, &t->batch,
                                         &version);
 
             if (rc == NGX_BUSY) {
@@ -597,6 +660,7 @@ ngx_do_object_idle(ngx_event_t *ev)
     obj = ev->data;
 
     if (obj->busy || !ngx_queue_empty(&obj->mailbox)) {
+        ngx_add_timer(&obj->idle, ngx_do_object_idle_time(obj));
         return;
     }
 
@@ -618,8 +682,9 @@ ngx_do_object_idle(ngx_event_t *ev)
 static void
 ngx_do_object_free(ngx_do_object_t *obj)
 {
-    ngx_queue_t    *q;
-    ngx_do_call_t  *call;
+    ngx_queue_t       *q;
+    ngx_do_call_t     *call;
+    ngx_do_object_t  **op;
 
     if (obj->idle.timer_set) {
         ngx_del_timer(&obj->idle);
@@ -640,7 +705,15 @@ ngx_do_object_free(ngx_do_object_t *obj)
     }
 
     ngx_do_cache_drop(obj);
-    ngx_rbtree_delete(&ngx_do_objects, &obj->node.node);
+    for (op = &ngx_do_objects[ngx_do_object_hash(obj->id)
+                              & ngx_do_objects_mask];
+         *op != obj;
+         op = &(*op)->next)
+    {
+        /* void */
+    }
+
+    *op = obj->next;
     ngx_do_nobjects--;
     ngx_do_stats->objects = ngx_do_nobjects;
     ngx_free(obj);
@@ -763,7 +836,7 @@ ngx_do_object_flush(ngx_do_object_t *obj)
         w->delete = d->delete;
     }
 
-    rc = ngx_do_backend->commit(obj->node.id, NGX_DO_VERSION_ANY, &batch,
+    rc = ngx_do_backend->commit(obj->id, NGX_DO_VERSION_ANY, &batch,
                                 &version);
 
     ngx_do_pool_put(pool);
@@ -1084,7 +1157,7 @@ ngx_do_get(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value,
     e = ngx_do_cache_find(t->obj, key, hash);
 
     if (e == NULL) {
-        rc = ngx_do_backend->get(t->obj->node.id, key, &v, version);
+        rc = ngx_do_backend->get(t->obj->id, key, &v, version);
 
         if (rc == NGX_ERROR) {
             t->failed = 1;
@@ -1240,7 +1313,7 @@ ngx_do_list(ngx_do_turn_t *t, ngx_do_list_opts_t *opts, ngx_array_t **items)
         opts->max_bytes = 8 * 1024 * 1024;
     }
 
-    if (ngx_do_backend->list(t->obj->node.id, opts, t->pool, out) != NGX_OK) {
+    if (ngx_do_backend->list(t->obj->id, opts, t->pool, out) != NGX_OK) {
         t->failed = 1;
         return NGX_ERROR;
     }
