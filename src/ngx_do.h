@@ -88,21 +88,52 @@ typedef struct {
 
 
 /*
- * A storage backend.  Every object has a version: the commit counter's value
- * at its last commit (0: never written).  A commit carries the version the
- * turn saw and fails with NGX_BUSY when storage moved on, which is how two
- * owners that overlap during a reload never lose each other's writes.
+ * One storage operation of an object, for backends that answer later: the
+ * handler runs once with rc (and version, and for a load the object's keys
+ * in kvs, allocated in pool, which the handler destroys).  When its object
+ * goes away first, data is set to NULL and the handler only frees the req.
+ */
+typedef struct ngx_do_storage_req_s  ngx_do_storage_req_t;
+
+typedef void (*ngx_do_storage_handler_pt)(ngx_do_storage_req_t *req);
+
+struct ngx_do_storage_req_s {
+    ngx_do_storage_handler_pt  handler;
+    void                      *data;
+    ngx_int_t                  rc;
+    uint64_t                   version;
+    ngx_array_t               *kvs;           /* ngx_do_kv_t */
+    ngx_pool_t                *pool;
+};
+
+
+/*
+ * A storage backend.  Every object has a version (0: never written, or
+ * empty).  A commit carries the version the turn saw and fails with
+ * NGX_BUSY when storage moved on, which is how two owners that overlap
+ * during a reload never lose each other's writes; NGX_DO_VERSION_ANY
+ * commits unconditionally (deferred state).  NGX_DECLINED: storage full.
+ *
+ * A synchronous backend (memory) answers everything at once; reads go
+ * through version/get/list.  An asynchronous one (redis) loads a whole
+ * object at activation (load), after which the object's cache is complete
+ * and reads never leave the worker, and answers commits later (NGX_AGAIN,
+ * then req->handler).
  */
 typedef struct {
     ngx_str_t                  name;
+    ngx_uint_t                 async;
     ngx_int_t                (*version)(u_char *id, uint64_t *version);
     ngx_int_t                (*get)(u_char *id, ngx_str_t *key,
                                     ngx_str_t *value, uint64_t *version);
     ngx_int_t                (*list)(u_char *id, ngx_do_list_opts_t *opts,
                                      ngx_pool_t *pool, ngx_array_t *out);
-    ngx_int_t                (*commit)(u_char *id, uint64_t expected,
+    ngx_int_t                (*load)(ngx_do_namespace_t *ns, u_char *id,
+                                     ngx_do_storage_req_t *req);
+    ngx_int_t                (*commit)(ngx_do_namespace_t *ns, u_char *id,
+                                       uint64_t expected,
                                        ngx_do_batch_t *batch,
-                                       uint64_t *version);
+                                       ngx_do_storage_req_t *req);
 } ngx_do_backend_t;
 
 extern ngx_do_backend_t        ngx_do_memory_backend;

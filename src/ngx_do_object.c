@@ -52,12 +52,21 @@ struct ngx_do_dirty_s {
 
 typedef struct ngx_do_object_s  ngx_do_object_t;
 
+/*
+ * An object in its owner.  busy: its mailbox is being run (maybe waiting
+ * for storage: req is the load or commit in flight, turn the turn whose
+ * commit it is).  Deferred writes wait in dirty; a flush moves them to
+ * flushing until storage answered (flush_req).  loaded: an asynchronous
+ * backend's complete state is in the cache.  closing: evicted as soon as
+ * its last flush is stored.
+ */
 struct ngx_do_object_s {
     ngx_do_object_t           *next;          /* in its hash bucket */
     u_char                     id[NGX_DO_ID_LEN];
     ngx_do_namespace_t        *ns;
     void                      *state;         /* class->object_size bytes */
     ngx_do_dirty_t            *dirty;
+    ngx_do_dirty_t            *flushing;
     ngx_event_t                flush;
     ngx_msec_t                 idle_timeout;  /* 0: do_idle_timeout */
     ngx_queue_t                mailbox;
@@ -67,9 +76,15 @@ struct ngx_do_object_s {
     uint64_t                   version;
     uint64_t                   activation;
     ngx_event_t                idle;
+    ngx_do_storage_req_t      *req;
+    ngx_do_storage_req_t      *flush_req;
+    ngx_do_turn_t             *turn;
+    ngx_uint_t                 tries;
     unsigned                   busy:1;
     unsigned                   active:1;
+    unsigned                   loaded:1;
     unsigned                   transient:1;
+    unsigned                   closing:1;
 };
 
 
@@ -85,6 +100,7 @@ typedef struct {
 struct ngx_do_turn_s {
     ngx_do_object_t           *obj;
     ngx_do_call_t             *call;
+    ngx_int_t                (*handler)(ngx_do_turn_t *t);
     ngx_pool_t                *pool;
     ngx_do_batch_t             batch;
     ngx_uint_t                 status;
@@ -99,9 +115,25 @@ struct ngx_do_turn_s {
 static ngx_do_object_t *ngx_do_object_get(u_char *id, ngx_do_namespace_t *ns,
     ngx_uint_t transient);
 static void ngx_do_object_run(ngx_do_object_t *obj);
+static void ngx_do_object_continue(ngx_do_object_t *obj);
+static void ngx_do_object_loaded(ngx_do_storage_req_t *req);
+static void ngx_do_object_fail_all(ngx_do_object_t *obj, const char *msg);
 static ngx_int_t ngx_do_object_turn(ngx_do_object_t *obj,
-    ngx_do_call_t *call, ngx_int_t (*handler)(ngx_do_turn_t *t),
-    const char *what);
+    ngx_do_call_t *call, ngx_int_t (*handler)(ngx_do_turn_t *t));
+static ngx_int_t ngx_do_object_committed(ngx_do_object_t *obj,
+    ngx_do_turn_t *t, ngx_int_t rc, uint64_t version);
+static void ngx_do_object_commit_done(ngx_do_storage_req_t *req);
+static void ngx_do_object_close(ngx_do_object_t *obj);
+static void ngx_do_object_flushed(ngx_do_storage_req_t *req);
+static ngx_int_t ngx_do_object_flush_done(ngx_do_object_t *obj,
+    ngx_int_t rc);
+static ngx_do_storage_req_t *ngx_do_req_create(ngx_do_object_t *obj,
+    ngx_do_storage_handler_pt handler);
+static void ngx_do_dirty_list_free(ngx_do_dirty_t *d);
+static ngx_do_dirty_t *ngx_do_dirty_find(ngx_do_dirty_t *d, ngx_str_t *key);
+static ngx_int_t ngx_do_list_cache(ngx_do_turn_t *t,
+    ngx_do_list_opts_t *opts, ngx_array_t *out);
+static int ngx_libc_cdecl ngx_do_kv_cmp(const void *one, const void *two);
 static void ngx_do_object_idle(ngx_event_t *ev);
 static ngx_msec_t ngx_do_object_idle_time(ngx_do_object_t *obj);
 static ngx_int_t ngx_do_object_defer(ngx_do_object_t *obj,
@@ -180,6 +212,8 @@ ngx_do_objects_exit(void)
     for (i = 0; i <= ngx_do_objects_mask; i++) {
         while (ngx_do_objects[i]) {
             obj = ngx_do_objects[i];
+
+            /* a flush to an asynchronous backend is sent, not awaited */
             (void) ngx_do_object_flush(obj);
             ngx_do_object_free(obj);
         }
@@ -402,57 +436,108 @@ ngx_do_object_get(u_char *id, ngx_do_namespace_t *ns, ngx_uint_t transient)
 
 
 /*
- * Runs the mailbox until it is empty.  Activation (the class's init) runs
- * first and alone, like blockConcurrencyWhile: calls that arrive meanwhile
- * wait in the mailbox.
+ * Runs the mailbox until it is empty.  Activation (an asynchronous
+ * backend's load, then the class's init) runs first and alone, like
+ * blockConcurrencyWhile: calls that arrive meanwhile wait in the mailbox.
+ * Whenever storage must answer first, this returns with the object busy,
+ * and the storage handler continues here.
  */
 static void
 ngx_do_object_run(ngx_do_object_t *obj)
 {
-    ngx_queue_t    *q;
-    ngx_do_call_t  *call;
-
     if (obj->busy) {
         return;
     }
 
     obj->busy = 1;
+    obj->closing = 0;
 
-    if (!obj->active) {
-        if (obj->ns->class->init
-            && ngx_do_object_turn(obj, NULL, obj->ns->class->init, "init")
-               != NGX_OK)
-        {
-            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                          "do: activation of an object of namespace \"%V\" "
-                          "failed", &obj->ns->name);
+    ngx_do_object_continue(obj);
+}
 
-            while (!ngx_queue_empty(&obj->mailbox)) {
-                q = ngx_queue_head(&obj->mailbox);
-                ngx_queue_remove(q);
-                call = ngx_queue_data(q, ngx_do_call_t, queue);
-                ngx_do_reply_simple(call->src, call->call_id,
-                                    NGX_HTTP_SERVICE_UNAVAILABLE,
-                                    "object activation failed");
-                ngx_free(call->buf);
-                ngx_free(call);
+
+static void
+ngx_do_object_continue(ngx_do_object_t *obj)
+{
+    ngx_int_t       rc;
+    ngx_queue_t    *q;
+    ngx_do_call_t  *call;
+
+    for ( ;; ) {
+
+        if (ngx_do_backend->async && !obj->loaded) {
+            obj->req = ngx_do_req_create(obj, ngx_do_object_loaded);
+
+            rc = (obj->req == NULL)
+                 ? NGX_ERROR
+                 : ngx_do_backend->load(obj->ns, obj->id, obj->req);
+
+            if (rc == NGX_AGAIN) {
+                return;
             }
 
-            ngx_do_object_free(obj);
+            if (obj->req) {
+                ngx_free(obj->req);
+                obj->req = NULL;
+            }
+
+            ngx_do_object_fail_all(obj, "storage is unavailable");
             return;
         }
 
-        obj->active = 1;
-    }
+        if (!obj->active) {
+            if (obj->ns->class->init) {
+                rc = ngx_do_object_turn(obj, NULL, obj->ns->class->init);
 
-    while (!ngx_queue_empty(&obj->mailbox)) {
+                if (rc == NGX_AGAIN) {
+                    return;
+                }
+
+                if (rc == NGX_BUSY && ++obj->tries < NGX_DO_TURN_TRIES) {
+                    continue;
+                }
+
+                if (rc != NGX_OK) {
+                    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                                  "do: activation of an object of namespace "
+                                  "\"%V\" failed", &obj->ns->name);
+                    ngx_do_object_fail_all(obj, "object activation failed");
+                    return;
+                }
+            }
+
+            obj->active = 1;
+            obj->tries = 0;
+        }
+
+        if (ngx_queue_empty(&obj->mailbox)) {
+            break;
+        }
+
         q = ngx_queue_head(&obj->mailbox);
-        ngx_queue_remove(q);
         call = ngx_queue_data(q, ngx_do_call_t, queue);
 
-        (void) ngx_do_object_turn(obj, call, obj->ns->class->fetch,
-                                  "fetch");
+        rc = ngx_do_object_turn(obj, call, obj->ns->class->fetch);
 
+        if (rc == NGX_AGAIN) {
+            return;
+        }
+
+        if (rc == NGX_BUSY) {
+            if (++obj->tries < NGX_DO_TURN_TRIES) {
+                continue;
+            }
+
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "do: a turn of namespace \"%V\" lost %ui commit "
+                          "races", &obj->ns->name, obj->tries);
+            ngx_do_reply_simple(call->src, call->call_id,
+                                NGX_HTTP_SERVICE_UNAVAILABLE,
+                                "object is busy, try again");
+        }
+
+        obj->tries = 0;
+        ngx_queue_remove(q);
         ngx_free(call->buf);
         ngx_free(call);
     }
@@ -460,8 +545,7 @@ ngx_do_object_run(ngx_do_object_t *obj)
     obj->busy = 0;
 
     if (obj->transient || ngx_exiting) {
-        (void) ngx_do_object_flush(obj);
-        ngx_do_object_free(obj);
+        ngx_do_object_close(obj);
         return;
     }
 
@@ -469,165 +553,196 @@ ngx_do_object_run(ngx_do_object_t *obj)
 }
 
 
+/* an asynchronous backend loaded the whole object: fill the cache */
+static void
+ngx_do_object_loaded(ngx_do_storage_req_t *req)
+{
+    ngx_uint_t        i;
+    ngx_do_kv_t      *kv;
+    ngx_do_object_t  *obj;
+
+    obj = req->data;
+
+    if (obj == NULL) {
+        goto done;
+    }
+
+    obj->req = NULL;
+
+    if (req->rc != NGX_OK) {
+        ngx_do_object_fail_all(obj, "storage is unavailable");
+        goto done;
+    }
+
+    ngx_do_cache_drop(obj);
+
+    if (req->kvs) {
+        kv = req->kvs->elts;
+
+        for (i = 0; i < req->kvs->nelts; i++) {
+            ngx_do_cache_set(obj, &kv[i].key, &kv[i].value, kv[i].version,
+                             1);
+        }
+    }
+
+    obj->version = req->version;
+    obj->loaded = 1;
+
+    ngx_do_object_continue(obj);
+
+done:
+
+    if (req->pool) {
+        ngx_destroy_pool(req->pool);
+    }
+
+    ngx_free(req);
+}
+
+
+/* storage failed before the object could run: every waiting call hears it */
+static void
+ngx_do_object_fail_all(ngx_do_object_t *obj, const char *msg)
+{
+    ngx_queue_t    *q;
+    ngx_do_call_t  *call;
+
+    while (!ngx_queue_empty(&obj->mailbox)) {
+        q = ngx_queue_head(&obj->mailbox);
+        ngx_queue_remove(q);
+        call = ngx_queue_data(q, ngx_do_call_t, queue);
+        ngx_do_reply_simple(call->src, call->call_id,
+                            NGX_HTTP_SERVICE_UNAVAILABLE, msg);
+        ngx_free(call->buf);
+        ngx_free(call);
+    }
+
+    ngx_do_object_free(obj);
+}
+
+
 /*
- * One turn: validate the cache against storage, run the handler, commit,
- * release the reply.  A commit that lost a race with another writer runs
- * the turn again on fresh state; nothing was released, so this is safe.
+ * One turn: validate the cache against storage (synchronous backends),
+ * run the handler, commit, release the reply.  NGX_OK or NGX_ERROR: done
+ * (a reply went out); NGX_BUSY: the commit lost a race with another writer
+ * and the turn must run again on fresh state (nothing was released, so
+ * this is safe); NGX_AGAIN: the commit is in flight.
  */
 static ngx_int_t
 ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call,
-    ngx_int_t (*handler)(ngx_do_turn_t *t), const char *what)
+    ngx_int_t (*handler)(ngx_do_turn_t *t))
 {
-    uint64_t         version;
-    ngx_int_t        rc;
-    ngx_uint_t       i, tries;
-    ngx_do_turn_t   *t;
-    ngx_do_write_t  *w;
+    uint64_t               version;
+    ngx_int_t              rc;
+    ngx_pool_t            *pool;
+    ngx_do_turn_t         *t;
+    ngx_do_storage_req_t   sreq, *req;
 
-    for (tries = 0; tries < NGX_DO_TURN_TRIES; tries++) {
+    ngx_do_stats->turns++;
 
-        ngx_do_stats->turns++;
-
-        /*
-         * A deferred-durability object trusts its memory: its writes reach
-         * storage later, so storage cannot tell it anything newer.
-         */
-        if (!obj->ns->class->deferred) {
-            if (ngx_do_backend->version(obj->id, &version) != NGX_OK) {
-                goto failed;
-            }
-
-            if (version != obj->version) {
-                ngx_do_cache_drop(obj);
-                obj->version = version;
-            }
+    /*
+     * A deferred-durability object trusts its memory: its writes reach
+     * storage later, so storage cannot tell it anything newer.  An
+     * asynchronous backend's objects trust their loaded state and find out
+     * at commit time.
+     */
+    if (!obj->ns->class->deferred && !ngx_do_backend->async) {
+        if (ngx_do_backend->version(obj->id, &version) != NGX_OK) {
+            goto failed;
         }
 
-        t = NULL;
-        rc = NGX_ERROR;
-
-        {
-            ngx_pool_t  *pool;
-
-            pool = ngx_do_pool_get();
-            if (pool == NULL) {
-                goto failed;
-            }
-
-            t = ngx_pcalloc(pool, sizeof(ngx_do_turn_t));
-            if (t == NULL
-                || ngx_array_init(&t->batch.writes, pool, 4,
-                                  sizeof(ngx_do_write_t))
-                   != NGX_OK)
-            {
-                ngx_do_pool_put(pool);
-                goto failed;
-            }
-
-            t->pool = pool;
-            t->obj = obj;
-            t->call = call;
-        }
-
-        rc = handler(t);
-
-        if (rc == NGX_DECLINED && call == NULL) {
-            ngx_do_pool_put(t->pool);
-            return NGX_DECLINED;
-        }
-
-        if (rc != NGX_OK || t->failed || (call && !t->replied)) {
-            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                          "do: %s handler of namespace \"%V\" failed",
-                          what, &obj->ns->name);
+        if (version != obj->version) {
             ngx_do_cache_drop(obj);
-            ngx_do_pool_put(t->pool);
-
-            if (call) {
-                ngx_do_reply_simple(call->src, call->call_id,
-                                    NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                    "object handler failed");
-            }
-
-            return NGX_ERROR;
-        }
-
-        version = obj->version;
-
-        if (obj->ns->class->deferred && !t->batch.clear) {
-            if (ngx_do_object_defer(obj, &t->batch) != NGX_OK) {
-                ngx_do_pool_put(t->pool);
-                goto failed;
-            }
-
-        } else if (t->batch.writes.nelts || t->batch.clear) {
-
-            if (obj->ns->class->deferred) {
-                /* a clear replaces whatever was waiting to be stored */
-                ngx_do_dirty_free(obj);
-                obj->version = NGX_DO_VERSION_ANY;
-            }
-
-            rc = ngx_do_backend->commit(obj->id, obj->version, &t->batch,
-                                        &version);
-
-            if (rc == NGX_BUSY) {
-                ngx_do_stats->conflicts++;
-                ngx_do_cache_drop(obj);
-                ngx_do_pool_put(t->pool);
-                continue;
-            }
-
-            if (rc != NGX_OK) {
-                ngx_do_cache_drop(obj);
-                ngx_do_pool_put(t->pool);
-
-                if (rc == NGX_DECLINED) {
-                    ngx_do_stats->storage_full++;
-                    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                                  "do: storage is full, a turn of "
-                                  "namespace \"%V\" was not committed",
-                                  &obj->ns->name);
-                }
-
-                if (call) {
-                    ngx_do_reply_simple(call->src, call->call_id,
-                                        rc == NGX_DECLINED
-                                        ? 507 : NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                        rc == NGX_DECLINED
-                                        ? "storage is full"
-                                        : "storage commit failed");
-                }
-
-                return NGX_ERROR;
-            }
-
-            if (t->batch.clear) {
-                ngx_do_cache_drop(obj);
-            }
-
             obj->version = version;
-            w = t->batch.writes.elts;
-
-            for (i = 0; i < t->batch.writes.nelts; i++) {
-                ngx_do_cache_set(obj, &w[i].key,
-                                 w[i].delete ? NULL : &w[i].value,
-                                 version, 1);
-            }
         }
-
-        if (call) {
-            ngx_do_reply_send(obj, call, t, version);
-        }
-
-        ngx_do_pool_put(t->pool);
-
-        return NGX_OK;
     }
 
-    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                  "do: a turn of namespace \"%V\" lost %ui commit races",
-                  &obj->ns->name, tries);
+    pool = ngx_do_pool_get();
+    if (pool == NULL) {
+        goto failed;
+    }
+
+    t = ngx_pcalloc(pool, sizeof(ngx_do_turn_t));
+    if (t == NULL
+        || ngx_array_init(&t->batch.writes, pool, 4, sizeof(ngx_do_write_t))
+           != NGX_OK)
+    {
+        ngx_do_pool_put(pool);
+        goto failed;
+    }
+
+    t->pool = pool;
+    t->obj = obj;
+    t->call = call;
+    t->handler = handler;
+
+    rc = handler(t);
+
+    if (rc == NGX_DECLINED && call == NULL) {
+        ngx_do_pool_put(t->pool);
+        return NGX_DECLINED;
+    }
+
+    if (rc != NGX_OK || t->failed || (call && !t->replied)) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "do: a handler of namespace \"%V\" failed",
+                      &obj->ns->name);
+        ngx_do_cache_drop(obj);
+        ngx_do_pool_put(t->pool);
+
+        if (call) {
+            ngx_do_reply_simple(call->src, call->call_id,
+                                NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                "object handler failed");
+        }
+
+        return NGX_ERROR;
+    }
+
+    if (obj->ns->class->deferred && !t->batch.clear) {
+        if (ngx_do_object_defer(obj, &t->batch) != NGX_OK) {
+            ngx_do_pool_put(t->pool);
+            goto failed;
+        }
+
+        return ngx_do_object_committed(obj, t, NGX_OK, obj->version);
+    }
+
+    if (t->batch.writes.nelts == 0 && !t->batch.clear) {
+        return ngx_do_object_committed(obj, t, NGX_OK, obj->version);
+    }
+
+    if (obj->ns->class->deferred) {
+        /* a clear replaces whatever was waiting to be stored */
+        ngx_do_dirty_free(obj);
+        obj->version = NGX_DO_VERSION_ANY;
+    }
+
+    if (!ngx_do_backend->async) {
+        rc = ngx_do_backend->commit(obj->ns, obj->id, obj->version,
+                                    &t->batch, &sreq);
+
+        return ngx_do_object_committed(obj, t, rc, sreq.version);
+    }
+
+    req = ngx_do_req_create(obj, ngx_do_object_commit_done);
+    if (req == NULL) {
+        ngx_do_pool_put(t->pool);
+        goto failed;
+    }
+
+    rc = ngx_do_backend->commit(obj->ns, obj->id, obj->version, &t->batch,
+                                req);
+
+    if (rc == NGX_AGAIN) {
+        obj->req = req;
+        obj->turn = t;
+        return NGX_AGAIN;
+    }
+
+    ngx_free(req);
+
+    return ngx_do_object_committed(obj, t, rc, 0);
 
 failed:
 
@@ -640,6 +755,150 @@ failed:
     }
 
     return NGX_ERROR;
+}
+
+
+/* the end of a turn, once its writes are stored (or not) */
+static ngx_int_t
+ngx_do_object_committed(ngx_do_object_t *obj, ngx_do_turn_t *t, ngx_int_t rc,
+    uint64_t version)
+{
+    ngx_uint_t       i;
+    ngx_do_call_t   *call;
+    ngx_do_write_t  *w;
+
+    call = t->call;
+
+    if (rc == NGX_BUSY) {
+        ngx_do_stats->conflicts++;
+        ngx_do_cache_drop(obj);
+        ngx_do_pool_put(t->pool);
+        return NGX_BUSY;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_do_cache_drop(obj);
+        ngx_do_pool_put(t->pool);
+
+        if (rc == NGX_DECLINED) {
+            ngx_do_stats->storage_full++;
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "do: storage is full, a turn of namespace \"%V\" "
+                          "was not committed", &obj->ns->name);
+        }
+
+        if (call) {
+            ngx_do_reply_simple(call->src, call->call_id,
+                                rc == NGX_DECLINED
+                                ? 507 : NGX_HTTP_SERVICE_UNAVAILABLE,
+                                rc == NGX_DECLINED
+                                ? "storage is full"
+                                : "storage is unavailable");
+        }
+
+        return NGX_ERROR;
+    }
+
+    if (t->batch.writes.nelts || t->batch.clear) {
+        if (!obj->ns->class->deferred || t->batch.clear) {
+            if (t->batch.clear) {
+                ngx_do_cache_drop(obj);
+                obj->loaded = ngx_do_backend->async ? 1 : 0;
+            }
+
+            obj->version = version;
+            w = t->batch.writes.elts;
+
+            for (i = 0; i < t->batch.writes.nelts; i++) {
+                ngx_do_cache_set(obj, &w[i].key,
+                                 w[i].delete ? NULL : &w[i].value,
+                                 version, 1);
+            }
+        }
+    }
+
+    if (call) {
+        ngx_do_reply_send(obj, call, t, version);
+    }
+
+    ngx_do_pool_put(t->pool);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_do_object_commit_done(ngx_do_storage_req_t *req)
+{
+    ngx_int_t         rc;
+    ngx_queue_t      *q;
+    ngx_do_call_t    *call;
+    ngx_do_turn_t    *t;
+    ngx_do_object_t  *obj;
+
+    obj = req->data;
+
+    if (obj == NULL) {
+        ngx_free(req);
+        return;
+    }
+
+    t = obj->turn;
+    obj->turn = NULL;
+    obj->req = NULL;
+
+    rc = ngx_do_object_committed(obj, t, req->rc, req->version);
+
+    ngx_free(req);
+
+    if (rc == NGX_BUSY && ++obj->tries < NGX_DO_TURN_TRIES) {
+        ngx_do_object_continue(obj);
+        return;
+    }
+
+    if (!obj->active) {
+        if (rc != NGX_OK) {
+            ngx_do_object_fail_all(obj, "object activation failed");
+            return;
+        }
+
+        obj->active = 1;
+
+    } else if (!ngx_queue_empty(&obj->mailbox)) {
+        q = ngx_queue_head(&obj->mailbox);
+        call = ngx_queue_data(q, ngx_do_call_t, queue);
+
+        if (rc == NGX_BUSY) {
+            ngx_do_reply_simple(call->src, call->call_id,
+                                NGX_HTTP_SERVICE_UNAVAILABLE,
+                                "object is busy, try again");
+        }
+
+        ngx_queue_remove(q);
+        ngx_free(call->buf);
+        ngx_free(call);
+    }
+
+    obj->tries = 0;
+
+    ngx_do_object_continue(obj);
+}
+
+
+static ngx_do_storage_req_t *
+ngx_do_req_create(ngx_do_object_t *obj, ngx_do_storage_handler_pt handler)
+{
+    ngx_do_storage_req_t  *req;
+
+    req = ngx_calloc(sizeof(ngx_do_storage_req_t), ngx_cycle->log);
+    if (req == NULL) {
+        return NULL;
+    }
+
+    req->handler = handler;
+    req->data = obj;
+
+    return req;
 }
 
 
@@ -659,22 +918,48 @@ ngx_do_object_idle(ngx_event_t *ev)
 
     obj = ev->data;
 
-    if (obj->busy || !ngx_queue_empty(&obj->mailbox)) {
+    if (obj->busy || !ngx_queue_empty(&obj->mailbox) || obj->closing) {
         ngx_add_timer(&obj->idle, ngx_do_object_idle_time(obj));
         return;
     }
 
-    if ((obj->ns->class->evict
-         && ngx_do_object_turn(obj, NULL, obj->ns->class->evict, "evict")
-            != NGX_OK)
-        || ngx_do_object_flush(obj) != NGX_OK)
+    if (obj->ns->class->evict
+        && ngx_do_object_turn(obj, NULL, obj->ns->class->evict) != NGX_OK)
     {
-        /* the class wants to stay, or its state is not stored yet */
+        /* the class wants to stay */
         ngx_add_timer(&obj->idle, ngx_do_object_idle_time(obj));
         return;
     }
 
     ngx_do_stats->evictions++;
+    ngx_do_object_close(obj);
+}
+
+
+/*
+ * Drops the object once its deferred writes are stored; an asynchronous
+ * flush finishes the job from its handler.  A flush that fails keeps the
+ * object (and its unsaved state) for another try.
+ */
+static void
+ngx_do_object_close(ngx_do_object_t *obj)
+{
+    ngx_int_t  rc;
+
+    obj->closing = 1;
+
+    rc = ngx_do_object_flush(obj);
+
+    if (rc == NGX_AGAIN) {
+        return;
+    }
+
+    if (rc != NGX_OK && !ngx_exiting) {
+        obj->closing = 0;
+        ngx_add_timer(&obj->idle, ngx_do_object_idle_time(obj));
+        return;
+    }
+
     ngx_do_object_free(obj);
 }
 
@@ -694,7 +979,22 @@ ngx_do_object_free(ngx_do_object_t *obj)
         ngx_del_timer(&obj->flush);
     }
 
+    /* storage answers for a gone object are dropped by their handlers */
+    if (obj->req) {
+        obj->req->data = NULL;
+    }
+
+    if (obj->flush_req) {
+        obj->flush_req->data = NULL;
+    }
+
+    if (obj->turn) {
+        ngx_do_pool_put(obj->turn->pool);
+    }
+
     ngx_do_dirty_free(obj);
+    ngx_do_dirty_list_free(obj->flushing);
+    obj->flushing = NULL;
 
     while (!ngx_queue_empty(&obj->mailbox)) {
         q = ngx_queue_head(&obj->mailbox);
@@ -793,18 +1093,25 @@ ngx_do_object_defer(ngx_do_object_t *obj, ngx_do_batch_t *batch)
 }
 
 
-/* stores the dirty list unconditionally: deferred state is last-writer-wins */
+/*
+ * Stores the dirty list unconditionally (deferred state is last-writer-
+ * wins).  The list moves to flushing while storage works, so that turns go
+ * on writing to a fresh one.  NGX_OK, NGX_AGAIN (in flight) or NGX_ERROR
+ * (the writes stay for another try).
+ */
 static ngx_int_t
 ngx_do_object_flush(ngx_do_object_t *obj)
 {
-    uint64_t         version;
-    ngx_int_t        rc;
-    ngx_pool_t      *pool;
-    ngx_do_batch_t   batch;
-    ngx_do_dirty_t  *d;
-    ngx_do_write_t  *w;
+    ngx_int_t              rc;
+    ngx_pool_t            *pool;
+    ngx_do_batch_t         batch;
+    ngx_do_dirty_t        *d;
+    ngx_do_write_t        *w;
+    ngx_do_storage_req_t   sreq, *req;
 
-    static time_t    logged;
+    if (obj->flushing) {
+        return NGX_AGAIN;
+    }
 
     if (obj->dirty == NULL) {
         return NGX_OK;
@@ -836,35 +1143,141 @@ ngx_do_object_flush(ngx_do_object_t *obj)
         w->delete = d->delete;
     }
 
-    rc = ngx_do_backend->commit(obj->id, NGX_DO_VERSION_ANY, &batch,
-                                &version);
+    obj->flushing = obj->dirty;
+    obj->dirty = NULL;
 
-    ngx_do_pool_put(pool);
+    if (!ngx_do_backend->async) {
+        rc = ngx_do_backend->commit(obj->ns, obj->id, NGX_DO_VERSION_ANY,
+                                    &batch, &sreq);
+        ngx_do_pool_put(pool);
 
-    if (rc != NGX_OK) {
-        if (rc == NGX_DECLINED) {
-            ngx_do_stats->storage_full++;
+        if (rc == NGX_OK) {
+            obj->version = sreq.version;
         }
 
-        if (logged != ngx_time()) {
-            logged = ngx_time();
-            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                          "do: deferred writes of namespace \"%V\" could "
-                          "not be stored%s, will retry", &obj->ns->name,
-                          rc == NGX_DECLINED ? " (storage is full)" : "");
-        }
-
-        if (!obj->flush.timer_set) {
-            ngx_add_timer(&obj->flush, ngx_do_runtime.flush_interval);
-        }
-
-        return NGX_ERROR;
+        return ngx_do_object_flush_done(obj, rc);
     }
 
-    obj->version = version;
-    ngx_do_dirty_free(obj);
+    req = ngx_do_req_create(obj, ngx_do_object_flushed);
 
-    return NGX_OK;
+    rc = (req == NULL) ? NGX_ERROR
+                       : ngx_do_backend->commit(obj->ns, obj->id,
+                                                NGX_DO_VERSION_ANY, &batch,
+                                                req);
+    ngx_do_pool_put(pool);
+
+    if (rc == NGX_AGAIN) {
+        obj->flush_req = req;
+        return NGX_AGAIN;
+    }
+
+    if (req) {
+        ngx_free(req);
+    }
+
+    return ngx_do_object_flush_done(obj, rc);
+}
+
+
+/* what a finished flush leaves: writes made meanwhile win over its own */
+static ngx_int_t
+ngx_do_object_flush_done(ngx_do_object_t *obj, ngx_int_t rc)
+{
+    ngx_do_dirty_t  *d, *n, *newer;
+
+    static time_t    logged;
+
+    if (rc == NGX_OK) {
+        ngx_do_dirty_list_free(obj->flushing);
+        obj->flushing = NULL;
+        return NGX_OK;
+    }
+
+    /* put back what no later write replaced */
+    for (d = obj->flushing; d; d = n) {
+        n = d->next;
+
+        for (newer = obj->dirty; newer; newer = newer->next) {
+            if (newer->key.len == d->key.len
+                && ngx_memcmp(newer->key.data, d->key.data, d->key.len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (newer) {
+            ngx_free(d);
+            continue;
+        }
+
+        d->next = obj->dirty;
+        obj->dirty = d;
+    }
+
+    obj->flushing = NULL;
+
+    if (rc == NGX_DECLINED) {
+        ngx_do_stats->storage_full++;
+    }
+
+    if (logged != ngx_time()) {
+        logged = ngx_time();
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "do: deferred writes of namespace \"%V\" could not "
+                      "be stored%s, will retry", &obj->ns->name,
+                      rc == NGX_DECLINED ? " (storage is full)" : "");
+    }
+
+    if (!obj->flush.timer_set) {
+        ngx_add_timer(&obj->flush, ngx_do_runtime.flush_interval);
+    }
+
+    return NGX_ERROR;
+}
+
+
+static void
+ngx_do_object_flushed(ngx_do_storage_req_t *req)
+{
+    ngx_int_t         rc;
+    ngx_do_object_t  *obj;
+
+    obj = req->data;
+
+    if (obj == NULL) {
+        ngx_free(req);
+        return;
+    }
+
+    obj->flush_req = NULL;
+
+    if (req->rc == NGX_OK) {
+        obj->version = req->version;
+    }
+
+    rc = ngx_do_object_flush_done(obj, req->rc);
+
+    ngx_free(req);
+
+    if (obj->closing) {
+        if (obj->busy || !ngx_queue_empty(&obj->mailbox)) {
+            /* a call came meanwhile: stay */
+            obj->closing = 0;
+            return;
+        }
+
+        if (rc == NGX_OK && obj->dirty == NULL) {
+            ngx_do_object_free(obj);
+            return;
+        }
+
+        ngx_do_object_close(obj);
+        return;
+    }
+
+    if (obj->dirty && !obj->flush.timer_set) {
+        ngx_add_timer(&obj->flush, ngx_do_runtime.flush_interval);
+    }
 }
 
 
@@ -878,11 +1291,33 @@ ngx_do_object_flush_handler(ngx_event_t *ev)
 static void
 ngx_do_dirty_free(ngx_do_object_t *obj)
 {
-    ngx_do_dirty_t  *d;
+    ngx_do_dirty_list_free(obj->dirty);
+    obj->dirty = NULL;
+}
 
-    while (obj->dirty) {
-        d = obj->dirty;
-        obj->dirty = d->next;
+
+static ngx_do_dirty_t *
+ngx_do_dirty_find(ngx_do_dirty_t *d, ngx_str_t *key)
+{
+    for ( /* void */ ; d; d = d->next) {
+        if (d->key.len == key->len
+            && ngx_memcmp(d->key.data, key->data, key->len) == 0)
+        {
+            return d;
+        }
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_do_dirty_list_free(ngx_do_dirty_t *d)
+{
+    ngx_do_dirty_t  *n;
+
+    for ( /* void */ ; d; d = n) {
+        n = d->next;
         ngx_free(d);
     }
 }
@@ -1131,30 +1566,37 @@ ngx_do_get(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value,
     }
 
     /* deferred writes not stored yet are the truth, whatever the cache kept */
-    for (d = t->obj->dirty; d; d = d->next) {
-        if (d->key.len == key->len
-            && ngx_memcmp(d->key.data, key->data, key->len) == 0)
-        {
-            if (d->delete) {
-                return NGX_DECLINED;
-            }
+    d = ngx_do_dirty_find(t->obj->dirty, key);
 
-            value->data = ngx_pnalloc(t->pool, d->value.len + 1);
-            if (value->data == NULL) {
-                t->failed = 1;
-                return NGX_ERROR;
-            }
+    if (d == NULL) {
+        d = ngx_do_dirty_find(t->obj->flushing, key);
+    }
 
-            ngx_memcpy(value->data, d->value.data, d->value.len);
-            value->len = d->value.len;
-            *version = 0;
-
-            return NGX_OK;
+    if (d) {
+        if (d->delete) {
+            return NGX_DECLINED;
         }
+
+        value->data = ngx_pnalloc(t->pool, d->value.len + 1);
+        if (value->data == NULL) {
+            t->failed = 1;
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(value->data, d->value.data, d->value.len);
+        value->len = d->value.len;
+        *version = 0;
+
+        return NGX_OK;
     }
 
     hash = ngx_crc32_short(key->data, key->len);
     e = ngx_do_cache_find(t->obj, key, hash);
+
+    if (e == NULL && ngx_do_backend->async) {
+        /* the loaded state is complete: not in it, not in storage */
+        return NGX_DECLINED;
+    }
 
     if (e == NULL) {
         rc = ngx_do_backend->get(t->obj->id, key, &v, version);
@@ -1313,6 +1755,16 @@ ngx_do_list(ngx_do_turn_t *t, ngx_do_list_opts_t *opts, ngx_array_t **items)
         opts->max_bytes = 8 * 1024 * 1024;
     }
 
+    if (ngx_do_backend->async) {
+        if (ngx_do_list_cache(t, opts, out) != NGX_OK) {
+            t->failed = 1;
+            return NGX_ERROR;
+        }
+
+        *items = out;
+        return NGX_OK;
+    }
+
     if (ngx_do_backend->list(t->obj->id, opts, t->pool, out) != NGX_OK) {
         t->failed = 1;
         return NGX_ERROR;
@@ -1366,6 +1818,109 @@ ngx_do_reply_error(ngx_do_turn_t *t, ngx_uint_t status, const char *msg)
                - body.data;
 
     return ngx_do_reply(t, status, "application/json", &body, 0);
+}
+
+
+/* list() over a complete cache: the same order and bounds as storage */
+static ngx_int_t
+ngx_do_list_cache(ngx_do_turn_t *t, ngx_do_list_opts_t *opts,
+    ngx_array_t *out)
+{
+    size_t              bytes;
+    ngx_uint_t          i, n;
+    ngx_array_t         all;
+    ngx_do_kv_t        *kv, *item, *copy;
+    ngx_do_cache_t     *e;
+    ngx_rbtree_node_t  *node;
+    ngx_do_object_t    *obj;
+
+    obj = t->obj;
+
+    if (ngx_array_init(&all, t->pool, 16, sizeof(ngx_do_kv_t)) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (obj->cache.root != obj->cache.sentinel) {
+        for (node = ngx_rbtree_min(obj->cache.root, obj->cache.sentinel);
+             node;
+             node = ngx_rbtree_next(&obj->cache, node))
+        {
+            e = (ngx_do_cache_t *) node;
+
+            if (e->value.data == NULL
+                || (opts->prefix.len
+                    && (e->key.len < opts->prefix.len
+                        || ngx_memcmp(e->key.data, opts->prefix.data,
+                                      opts->prefix.len) != 0))
+                || (opts->start.len
+                    && ngx_memn2cmp(e->key.data, opts->start.data,
+                                    e->key.len, opts->start.len) < 0)
+                || (opts->end.len
+                    && ngx_memn2cmp(e->key.data, opts->end.data,
+                                    e->key.len, opts->end.len) >= 0))
+            {
+                continue;
+            }
+
+            kv = ngx_array_push(&all);
+            if (kv == NULL) {
+                return NGX_ERROR;
+            }
+
+            kv->key = e->key;
+            kv->value = e->value;
+            kv->version = e->version;
+        }
+    }
+
+    ngx_qsort(all.elts, all.nelts, sizeof(ngx_do_kv_t), ngx_do_kv_cmp);
+
+    kv = all.elts;
+    n = all.nelts;
+    bytes = 0;
+
+    for (i = 0; i < n && out->nelts < opts->limit; i++) {
+        item = &kv[opts->reverse ? n - 1 - i : i];
+
+        bytes += item->key.len + item->value.len;
+
+        if (opts->max_bytes && bytes > opts->max_bytes && out->nelts) {
+            opts->truncated = 1;
+            break;
+        }
+
+        copy = ngx_array_push(out);
+        if (copy == NULL) {
+            return NGX_ERROR;
+        }
+
+        /* copies: the cache may change before the turn ends */
+        copy->key.data = ngx_pnalloc(t->pool,
+                                     item->key.len + item->value.len + 1);
+        if (copy->key.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        copy->key.len = item->key.len;
+        ngx_memcpy(copy->key.data, item->key.data, item->key.len);
+        copy->value.data = copy->key.data + item->key.len;
+        copy->value.len = item->value.len;
+        (void) ngx_do_cpymem(copy->value.data, item->value.data,
+                             item->value.len);
+        copy->version = item->version;
+    }
+
+    return NGX_OK;
+}
+
+
+static int ngx_libc_cdecl
+ngx_do_kv_cmp(const void *one, const void *two)
+{
+    const ngx_do_kv_t  *a = one, *b = two;
+
+    return (int) ngx_memn2cmp(a->key.data, b->key.data, a->key.len,
+                              b->key.len);
 }
 
 
@@ -1452,7 +2007,7 @@ ngx_do_cache_set(ngx_do_object_t *obj, ngx_str_t *key, ngx_str_t *value,
     data = NULL;
 
     if (value) {
-        if (value->len > NGX_DO_CACHE_MAX_VALUE) {
+        if (value->len > NGX_DO_CACHE_MAX_VALUE && !ngx_do_backend->async) {
             goto nocache;
         }
 
@@ -1469,8 +2024,10 @@ ngx_do_cache_set(ngx_do_object_t *obj, ngx_str_t *key, ngx_str_t *value,
         }
     }
 
+    /* a complete cache (asynchronous backends) is never trimmed */
     if (obj->cache_size + key->len + (value ? value->len : 0)
-        > NGX_DO_CACHE_MAX_SIZE)
+        > NGX_DO_CACHE_MAX_SIZE
+        && !ngx_do_backend->async)
     {
         ngx_do_cache_drop(obj);
     }
@@ -1530,6 +2087,7 @@ ngx_do_cache_drop(ngx_do_object_t *obj)
     }
 
     obj->cache_size = 0;
+    obj->loaded = 0;
 }
 
 

@@ -51,8 +51,8 @@ static ngx_int_t ngx_do_memory_get(u_char *id, ngx_str_t *key,
     ngx_str_t *value, uint64_t *version);
 static ngx_int_t ngx_do_memory_list(u_char *id, ngx_do_list_opts_t *opts,
     ngx_pool_t *pool, ngx_array_t *out);
-static ngx_int_t ngx_do_memory_commit(u_char *id, uint64_t expected,
-    ngx_do_batch_t *batch, uint64_t *version);
+static ngx_int_t ngx_do_memory_commit(ngx_do_namespace_t *ns, u_char *id,
+    uint64_t expected, ngx_do_batch_t *batch, ngx_do_storage_req_t *req);
 
 static ngx_do_memory_object_t *ngx_do_memory_object(u_char *id);
 static ngx_int_t ngx_do_memory_cmp(u_char *k1, size_t l1, u_char *k2,
@@ -71,9 +71,11 @@ static void ngx_do_memory_kv_free(ngx_do_memory_object_t *obj,
 
 ngx_do_backend_t  ngx_do_memory_backend = {
     ngx_string("memory"),
+    0,                                     /* async */
     ngx_do_memory_version,
     ngx_do_memory_get,
     ngx_do_memory_list,
+    NULL,                                  /* load */
     ngx_do_memory_commit
 };
 
@@ -375,8 +377,8 @@ done:
  * nothing; NGX_BUSY when the object's version is not the expected one.
  */
 static ngx_int_t
-ngx_do_memory_commit(u_char *id, uint64_t expected, ngx_do_batch_t *batch,
-    uint64_t *version)
+ngx_do_memory_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
+    ngx_do_batch_t *batch, ngx_do_storage_req_t *req)
 {
     u_char                  **values;
     uint64_t                  current, next;
@@ -523,7 +525,7 @@ ngx_do_memory_commit(u_char *id, uint64_t expected, ngx_do_batch_t *batch,
     }
 
     created = 0;
-    *version = next;
+    req->version = next;
 
 done:
 
