@@ -18,6 +18,7 @@
 #include <openssl/evp.h>
 
 #include "ngx_do.h"
+#include "ngx_do_redis.h"
 
 
 #define NGX_HTTP_DO_NAME          1
@@ -25,6 +26,7 @@
 #define NGX_HTTP_DO_UNIQUE        3
 
 #define NGX_HTTP_DO_MAX_NAME      1024
+#define NGX_HTTP_DO_ZONE_NAME     "do_storage"
 #define NGX_HTTP_DO_DEFAULT_SIZE  (64 * 1024 * 1024)
 
 
@@ -34,6 +36,8 @@ typedef struct {
     ngx_array_t                passes;        /* ngx_http_do_loc_conf_t * */
     ngx_shm_zone_t            *zone;
     ngx_shm_zone_t            *status_zone;
+    ngx_do_redis_conf_t       *redis;
+    ngx_flag_t                 storage_set;
     size_t                     size;
     ngx_msec_t                 idle_timeout;
     ngx_msec_t                 call_timeout;
@@ -112,6 +116,8 @@ static char *ngx_http_do_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_do_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_do_storage(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_do_redis_conf_t *ngx_http_do_redis_url(ngx_conf_t *cf,
+    ngx_str_t *url);
 static char *ngx_http_do_secret(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_do_namespace(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -1053,7 +1059,7 @@ ngx_http_do_postconfiguration(ngx_conf_t *cf)
     }
 
     if (dmcf->zone == NULL) {
-        ngx_str_t  name = ngx_string("do_storage");
+        ngx_str_t  name = ngx_string(NGX_HTTP_DO_ZONE_NAME);
 
         dmcf->zone = ngx_shared_memory_add(cf, &name, dmcf->size,
                                            &ngx_http_do_module);
@@ -1081,7 +1087,9 @@ ngx_http_do_postconfiguration(ngx_conf_t *cf)
         ngx_log_error(NGX_LOG_WARN, cf->log, 0,
                       "do: no do_secret is set, object IDs from name= "
                       "and unique IDs change when the storage zone is "
-                      "recreated (a full restart)");
+                      "recreated (a full restart)%s",
+                      dmcf->redis ? ", and redis storage then loses sight "
+                                    "of its objects" : "");
     }
 
     return NGX_OK;
@@ -1145,26 +1153,49 @@ ngx_http_do_create_loc_conf(ngx_conf_t *cf)
 }
 
 
-/* do_storage memory [size=64m] */
+/*
+ * do_storage memory [size=64m]
+ * do_storage redis://[user:password@]host[:port][/db] [timeout=] [pool=]
+ *            [prefix=]
+ * do_storage redis+unix:///path[?db=N] [...]
+ */
 static char *
 ngx_http_do_storage(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_do_main_conf_t  *dmcf = conf;
 
-    ssize_t     size;
-    ngx_str_t  *value, s, name;
-    ngx_uint_t  i;
+    ssize_t               size;
+    ngx_int_t             n;
+    ngx_str_t            *value, s;
+    ngx_uint_t            i, redis;
+    ngx_do_redis_conf_t  *rc;
 
-    if (dmcf->zone) {
+    if (dmcf->storage_set) {
         return "is duplicate";
     }
 
+    dmcf->storage_set = 1;
     value = cf->args->elts;
 
-    if (ngx_strcmp(value[1].data, "memory") != 0) {
+    redis = 0;
+    rc = NULL;
+
+    if (ngx_strncmp(value[1].data, "redis://", 8) == 0
+        || ngx_strncmp(value[1].data, "redis+unix://", 13) == 0)
+    {
+        rc = ngx_http_do_redis_url(cf, &value[1]);
+        if (rc == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        redis = 1;
+        dmcf->redis = rc;
+
+    } else if (ngx_strcmp(value[1].data, "memory") != 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "unsupported do storage \"%V\", "
-                           "only \"memory\" is available", &value[1]);
+                           "unsupported do storage \"%V\", expected "
+                           "\"memory\", \"redis://...\" or "
+                           "\"redis+unix://...\"", &value[1]);
         return NGX_CONF_ERROR;
     }
 
@@ -1172,7 +1203,7 @@ ngx_http_do_storage(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     for (i = 2; i < cf->args->nelts; i++) {
 
-        if (ngx_strncmp(value[i].data, "size=", 5) == 0) {
+        if (!redis && ngx_strncmp(value[i].data, "size=", 5) == 0) {
             s.data = value[i].data + 5;
             s.len = value[i].len - 5;
 
@@ -1189,23 +1220,207 @@ ngx_http_do_storage(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (redis && ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+
+            rc->timeout = ngx_parse_time(&s, 0);
+
+            if (rc->timeout == (ngx_msec_t) NGX_ERROR || rc->timeout == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid timeout \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (redis && ngx_strncmp(value[i].data, "pool=", 5) == 0) {
+            n = ngx_atoi(value[i].data + 5, value[i].len - 5);
+
+            if (n < 1 || n > 64) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid pool \"%V\", expected 1..64",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            rc->pool = n;
+            continue;
+        }
+
+        if (redis && ngx_strncmp(value[i].data, "prefix=", 7) == 0) {
+            rc->prefix.data = value[i].data + 7;
+            rc->prefix.len = value[i].len - 7;
+
+            if (rc->prefix.len > 128
+                || ngx_strlchr(rc->prefix.data,
+                               rc->prefix.data + rc->prefix.len, '{'))
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid prefix \"%V\": at most 128 "
+                                   "bytes, no \"{\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid parameter \"%V\"", &value[i]);
         return NGX_CONF_ERROR;
     }
 
-    dmcf->size = size;
-
-    ngx_str_set(&name, "do_storage");
-
-    dmcf->zone = ngx_shared_memory_add(cf, &name, size, &ngx_http_do_module);
-    if (dmcf->zone == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    dmcf->zone->init = ngx_do_memory_init_zone;
+    /* with redis the zone only holds the random secret and is tiny */
+    dmcf->size = redis ? 8 * ngx_pagesize : (size_t) size;
 
     return NGX_CONF_OK;
+}
+
+
+/* the parts of a redis URL; the password is kept out of log lines */
+static ngx_do_redis_conf_t *
+ngx_http_do_redis_url(ngx_conf_t *cf, ngx_str_t *url)
+{
+    u_char               *p, *last, *at, *colon, *slash, *q;
+    ngx_int_t             n;
+    ngx_do_redis_conf_t  *rc;
+
+    rc = ngx_pcalloc(cf->pool, sizeof(ngx_do_redis_conf_t));
+    if (rc == NULL) {
+        return NULL;
+    }
+
+    rc->timeout = 2000;
+    rc->pool = 1;
+    ngx_str_set(&rc->prefix, "do:");
+
+    last = url->data + url->len;
+
+    if (url->data[5] == '+') {
+        /* redis+unix:///path[?db=N] */
+        p = url->data + 13;
+        q = ngx_strlchr(p, last, '?');
+
+        if (q) {
+            if (last - q < 5 || ngx_strncmp(q, "?db=", 4) != 0) {
+                goto invalid;
+            }
+
+            n = ngx_atoi(q + 4, last - q - 4);
+            if (n == NGX_ERROR) {
+                goto invalid;
+            }
+
+            rc->db = n;
+            last = q;
+        }
+
+        if (p == last || *p != '/') {
+            goto invalid;
+        }
+
+        rc->unix_path.len = last - p;
+        rc->unix_path.data = ngx_pnalloc(cf->pool, rc->unix_path.len + 1);
+        if (rc->unix_path.data == NULL) {
+            return NULL;
+        }
+
+        (void) ngx_cpystrn(rc->unix_path.data, p, rc->unix_path.len + 1);
+
+        rc->url.len = sizeof("redis+unix://") - 1 + rc->unix_path.len;
+        rc->url.data = ngx_pnalloc(cf->pool, rc->url.len);
+        if (rc->url.data == NULL) {
+            return NULL;
+        }
+
+        ngx_sprintf(rc->url.data, "redis+unix://%V", &rc->unix_path);
+
+        return rc;
+    }
+
+    /* redis://[user:password@]host[:port][/db] */
+    p = url->data + 8;
+
+    at = NULL;
+
+    for (q = p; q < last; q++) {
+        if (*q == '@') {
+            at = q;
+        }
+    }
+
+    if (at) {
+        colon = ngx_strlchr(p, at, ':');
+
+        if (colon == NULL) {
+            /* redis://password@host */
+            rc->password.data = p;
+            rc->password.len = at - p;
+
+        } else {
+            rc->user.data = p;
+            rc->user.len = colon - p;
+            rc->password.data = colon + 1;
+            rc->password.len = at - colon - 1;
+        }
+
+        p = at + 1;
+    }
+
+    slash = ngx_strlchr(p, last, '/');
+
+    if (slash) {
+        n = ngx_atoi(slash + 1, last - slash - 1);
+        if (n == NGX_ERROR) {
+            goto invalid;
+        }
+
+        rc->db = n;
+        last = slash;
+    }
+
+    colon = ngx_strlchr(p, last, ':');
+    rc->port = 6379;
+
+    if (colon) {
+        n = ngx_atoi(colon + 1, last - colon - 1);
+        if (n < 1 || n > 65535) {
+            goto invalid;
+        }
+
+        rc->port = (in_port_t) n;
+        last = colon;
+    }
+
+    if (p == last) {
+        goto invalid;
+    }
+
+    rc->host.len = last - p;
+    rc->host.data = ngx_pnalloc(cf->pool, rc->host.len + 1);
+    if (rc->host.data == NULL) {
+        return NULL;
+    }
+
+    (void) ngx_cpystrn(rc->host.data, p, rc->host.len + 1);
+
+    rc->url.data = ngx_pnalloc(cf->pool, rc->host.len + 64);
+    if (rc->url.data == NULL) {
+        return NULL;
+    }
+
+    rc->url.len = ngx_sprintf(rc->url.data, "redis://%V:%d/%ui", &rc->host,
+                              (int) rc->port, rc->db)
+                  - rc->url.data;
+
+    return rc;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid redis URL \"%V\"",
+                       url);
+    return NULL;
 }
 
 
@@ -1538,9 +1753,10 @@ ngx_http_do_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_do_status_handler(ngx_http_request_t *r)
 {
-    size_t      size, free;
-    ngx_str_t   out, ct, fmt;
-    ngx_uint_t  prometheus;
+    size_t                    size, free;
+    ngx_str_t                 out, ct, fmt;
+    ngx_uint_t                prometheus;
+    ngx_http_do_main_conf_t  *dmcf;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
@@ -1554,9 +1770,19 @@ ngx_http_do_status_handler(ngx_http_request_t *r)
                   && fmt.len == 10
                   && ngx_strncmp(fmt.data, "prometheus", 10) == 0);
 
-    ngx_do_memory_usage(&size, &free);
+    dmcf = ngx_http_get_module_main_conf(r, ngx_http_do_module);
 
-    if (ngx_do_status_render(r->pool, prometheus, size, free, &out)
+    if (dmcf->redis) {
+        size = 0;
+        free = 0;
+
+    } else {
+        ngx_do_memory_usage(&size, &free);
+    }
+
+    if (ngx_do_status_render(r->pool, prometheus,
+                             dmcf->redis ? "redis" : "memory",
+                             ngx_do_redis_ready(), size, free, &out)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1643,7 +1869,16 @@ ngx_http_do_init_process(ngx_cycle_t *cycle)
     ngx_rbtree_init(&ngx_http_do_pending, &ngx_http_do_pending_sentinel,
                     ngx_rbtree_insert_value);
 
-    if (ngx_do_objects_init(cycle, &ngx_do_memory_backend,
+    if (dmcf->redis) {
+        ngx_do_redis_backend_init(dmcf->redis);
+
+        if (ngx_do_redis_init(cycle, dmcf->redis) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_do_objects_init(cycle, dmcf->redis ? &ngx_do_redis_backend
+                                               : &ngx_do_memory_backend,
                             ngx_http_do_deliver)
         != NGX_OK)
     {
@@ -1667,5 +1902,6 @@ ngx_http_do_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_do_objects_exit();
+    ngx_do_redis_exit();
     ngx_do_ipc_exit_worker();
 }

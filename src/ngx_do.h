@@ -137,6 +137,7 @@ typedef struct {
 } ngx_do_backend_t;
 
 extern ngx_do_backend_t        ngx_do_memory_backend;
+extern ngx_do_backend_t        ngx_do_redis_backend;
 
 
 /* ngx_do_id.c */
@@ -201,7 +202,8 @@ size_t ngx_do_status_zone_size(void);
 ngx_int_t ngx_do_status_init_zone(ngx_shm_zone_t *shm_zone, void *data);
 void ngx_do_status_init_worker(ngx_shm_zone_t *shm_zone, ngx_uint_t workers);
 ngx_int_t ngx_do_status_render(ngx_pool_t *pool, ngx_uint_t prometheus,
-    size_t storage_size, size_t storage_free, ngx_str_t *out);
+    const char *backend, ngx_uint_t connected, size_t storage_size,
+    size_t storage_free, ngx_str_t *out);
 
 
 /* ngx_do_storage_memory.c */

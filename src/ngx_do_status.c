@@ -92,7 +92,8 @@ ngx_do_status_init_worker(ngx_shm_zone_t *shm_zone, ngx_uint_t workers)
 /* the metrics as JSON or Prometheus text, in the given pool */
 ngx_int_t
 ngx_do_status_render(ngx_pool_t *pool, ngx_uint_t prometheus,
-    size_t storage_size, size_t storage_free, ngx_str_t *out)
+    const char *backend, ngx_uint_t connected, size_t storage_size,
+    size_t storage_free, ngx_str_t *out)
 {
     u_char          *p;
     size_t           len;
@@ -132,13 +133,18 @@ ngx_do_status_render(ngx_pool_t *pool, ngx_uint_t prometheus,
                         "# HELP ngx_do_storage_free_bytes free pages in the "
                         "memory storage zone\n"
                         "# TYPE ngx_do_storage_free_bytes gauge\n"
-                        "ngx_do_storage_free_bytes %uz\n",
-                        storage_size, storage_free);
+                        "ngx_do_storage_free_bytes %uz\n"
+                        "# HELP ngx_do_redis_connections redis connections "
+                        "ready in the worker that answered\n"
+                        "# TYPE ngx_do_redis_connections gauge\n"
+                        "ngx_do_redis_connections %ui\n",
+                        storage_size, storage_free, connected);
 
     } else {
-        p = ngx_sprintf(p, "{\"storage\":{\"backend\":\"memory\","
-                        "\"size\":%uz,\"free\":%uz},\"workers\":[",
-                        storage_size, storage_free);
+        p = ngx_sprintf(p, "{\"storage\":{\"backend\":\"%s\","
+                        "\"size\":%uz,\"free\":%uz,\"connected\":%ui},"
+                        "\"workers\":[",
+                        backend, storage_size, storage_free, connected);
 
         for (i = 0; i < n; i++) {
             s = &ngx_do_status_sh->slot[i];

@@ -1,0 +1,628 @@
+
+/*
+ * hiredis on nginx's event loop, and the worker's Redis connections.
+ *
+ * The adapter wraps the hiredis socket in an ngx_connection_t and maps
+ * hiredis's add/del read/write hooks onto nginx events.  hiredis reads at
+ * most 16 KiB per call and an edge-triggered event does not fire again for
+ * data already in the socket, so the read handler keeps reading while the
+ * socket has bytes (FIONREAD).
+ *
+ * Each worker opens pool= connections after fork and never shares them.  A
+ * connection is CONNECTING (commands queue in hiredis), READY, or DOWN
+ * (waiting to reconnect, with a backoff from 100 ms to 5 s): commands to a
+ * DOWN connection fail at once, so callers answer 503 fast.  A connection
+ * whose oldest command goes unanswered for timeout= is dropped, which
+ * answers every command on it with an error.  Errors are logged at most
+ * once a second.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+
+#include <sys/ioctl.h>
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
+#include "ngx_do.h"
+#include "ngx_do_redis.h"
+
+
+#define NGX_DO_REDIS_DOWN         0
+#define NGX_DO_REDIS_CONNECTING   1
+#define NGX_DO_REDIS_READY        2
+
+#define NGX_DO_REDIS_BACKOFF_MIN  100
+#define NGX_DO_REDIS_BACKOFF_MAX  5000
+
+
+typedef struct {
+    redisAsyncContext         *ac;
+    ngx_connection_t          *c;
+    ngx_uint_t                 state;
+    ngx_uint_t                 pending;
+    ngx_msec_t                 backoff;
+    ngx_event_t                timeout;
+    ngx_event_t                reconnect;
+} ngx_do_redis_conn_t;
+
+
+static void ngx_do_redis_connect(ngx_do_redis_conn_t *conn);
+static void ngx_do_redis_connected(const redisAsyncContext *ac, int status);
+static void ngx_do_redis_disconnected(const redisAsyncContext *ac,
+    int status);
+static void ngx_do_redis_down(ngx_do_redis_conn_t *conn);
+static void ngx_do_redis_reconnect_handler(ngx_event_t *ev);
+static void ngx_do_redis_timeout_handler(ngx_event_t *ev);
+static void ngx_do_redis_setup_reply(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_do_redis_reply(redisAsyncContext *ac, void *r,
+    void *privdata);
+
+static ngx_int_t ngx_do_redis_attach(ngx_do_redis_conn_t *conn);
+static void ngx_do_redis_add_read(void *data);
+static void ngx_do_redis_del_read(void *data);
+static void ngx_do_redis_add_write(void *data);
+static void ngx_do_redis_del_write(void *data);
+static void ngx_do_redis_cleanup(void *data);
+static void ngx_do_redis_read_handler(ngx_event_t *rev);
+static void ngx_do_redis_write_handler(ngx_event_t *wev);
+
+
+/* a command in flight: the caller's callback, and its connection */
+typedef struct {
+    ngx_do_redis_conn_t       *conn;
+    ngx_do_redis_reply_pt      handler;
+    void                      *data;
+} ngx_do_redis_cmd_t;
+
+
+static ngx_do_redis_conf_t    *ngx_do_redis_conf;
+static ngx_do_redis_conn_t    *ngx_do_redis_conns;
+static ngx_uint_t              ngx_do_redis_next;
+static ngx_log_t              *ngx_do_redis_log;
+
+
+/* rate-limited error log: one line a second per worker */
+static void
+ngx_do_redis_error(const char *what, const char *detail)
+{
+    static time_t  logged;
+
+    if (logged == ngx_time()) {
+        return;
+    }
+
+    logged = ngx_time();
+
+    ngx_log_error(NGX_LOG_ERR, ngx_do_redis_log, 0,
+                  "do: redis %V: %s%s%s", &ngx_do_redis_conf->url, what,
+                  detail ? ": " : "", detail ? detail : "");
+}
+
+
+ngx_int_t
+ngx_do_redis_init(ngx_cycle_t *cycle, ngx_do_redis_conf_t *conf)
+{
+    ngx_uint_t            i;
+    ngx_do_redis_conn_t  *conn;
+
+    ngx_do_redis_conf = conf;
+    ngx_do_redis_log = cycle->log;
+
+    ngx_do_redis_conns = ngx_pcalloc(cycle->pool,
+                                     conf->pool * sizeof(ngx_do_redis_conn_t));
+    if (ngx_do_redis_conns == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < conf->pool; i++) {
+        conn = &ngx_do_redis_conns[i];
+        conn->backoff = NGX_DO_REDIS_BACKOFF_MIN;
+
+        conn->timeout.handler = ngx_do_redis_timeout_handler;
+        conn->timeout.data = conn;
+        conn->timeout.log = cycle->log;
+        conn->timeout.cancelable = 1;
+
+        conn->reconnect.handler = ngx_do_redis_reconnect_handler;
+        conn->reconnect.data = conn;
+        conn->reconnect.log = cycle->log;
+        conn->reconnect.cancelable = 1;
+
+        ngx_do_redis_connect(conn);
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_do_redis_exit(void)
+{
+    ngx_uint_t            i;
+    ngx_do_redis_conn_t  *conn;
+
+    if (ngx_do_redis_conns == NULL) {
+        return;
+    }
+
+    for (i = 0; i < ngx_do_redis_conf->pool; i++) {
+        conn = &ngx_do_redis_conns[i];
+
+        if (conn->timeout.timer_set) {
+            ngx_del_timer(&conn->timeout);
+        }
+
+        if (conn->reconnect.timer_set) {
+            ngx_del_timer(&conn->reconnect);
+        }
+
+        if (conn->ac) {
+            /* answers what is in flight with errors, then closes */
+            conn->ac->onDisconnect = NULL;
+            redisAsyncFree(conn->ac);
+            conn->ac = NULL;
+        }
+
+        conn->state = NGX_DO_REDIS_DOWN;
+    }
+
+    ngx_do_redis_conns = NULL;
+}
+
+
+ngx_uint_t
+ngx_do_redis_ready(void)
+{
+    ngx_uint_t  i, n;
+
+    n = 0;
+
+    for (i = 0; ngx_do_redis_conns && i < ngx_do_redis_conf->pool; i++) {
+        n += (ngx_do_redis_conns[i].state == NGX_DO_REDIS_READY);
+    }
+
+    return n;
+}
+
+
+/*
+ * Sends one command on the next usable connection.  NGX_OK: the handler
+ * will run with the reply, or with NULL if the connection fails first.
+ * NGX_ERROR: no connection can take it now (the handler will not run).
+ */
+ngx_int_t
+ngx_do_redis_command(ngx_do_redis_reply_pt handler, void *data, int argc,
+    const char **argv, const size_t *argvlen)
+{
+    ngx_uint_t            i;
+    ngx_do_redis_cmd_t   *cmd;
+    ngx_do_redis_conn_t  *conn;
+
+    if (ngx_do_redis_conns == NULL) {
+        return NGX_ERROR;
+    }
+
+    conn = NULL;
+
+    for (i = 0; i < ngx_do_redis_conf->pool; i++) {
+        conn = &ngx_do_redis_conns[ngx_do_redis_next++
+                                   % ngx_do_redis_conf->pool];
+
+        if (conn->ac && conn->state != NGX_DO_REDIS_DOWN) {
+            break;
+        }
+
+        conn = NULL;
+    }
+
+    if (conn == NULL) {
+        ngx_do_redis_error("is unavailable", NULL);
+        return NGX_ERROR;
+    }
+
+    cmd = ngx_alloc(sizeof(ngx_do_redis_cmd_t), ngx_do_redis_log);
+    if (cmd == NULL) {
+        return NGX_ERROR;
+    }
+
+    cmd->conn = conn;
+    cmd->handler = handler;
+    cmd->data = data;
+
+    if (redisAsyncCommandArgv(conn->ac, ngx_do_redis_reply, cmd, argc, argv,
+                              argvlen)
+        != REDIS_OK)
+    {
+        ngx_free(cmd);
+        ngx_do_redis_error("command not sent", conn->ac->errstr);
+        return NGX_ERROR;
+    }
+
+    if (conn->pending++ == 0) {
+        ngx_add_timer(&conn->timeout, ngx_do_redis_conf->timeout);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_do_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    ngx_do_redis_cmd_t   *cmd = privdata;
+    ngx_do_redis_conn_t  *conn;
+
+    conn = cmd->conn;
+
+    if (conn->pending && --conn->pending == 0) {
+        if (conn->timeout.timer_set) {
+            ngx_del_timer(&conn->timeout);
+        }
+
+    } else if (r != NULL) {
+        /* the next command has its own full timeout from here */
+        ngx_add_timer(&conn->timeout, ngx_do_redis_conf->timeout);
+    }
+
+    if (r != NULL && conn->state == NGX_DO_REDIS_READY) {
+        conn->backoff = NGX_DO_REDIS_BACKOFF_MIN;
+    }
+
+    cmd->handler(cmd->data, r);
+
+    ngx_free(cmd);
+}
+
+
+static void
+ngx_do_redis_connect(ngx_do_redis_conn_t *conn)
+{
+    const char          *argv[3];
+    size_t               argvlen[3];
+    redisAsyncContext   *ac;
+    ngx_do_redis_conf_t *conf;
+    u_char               db[NGX_INT_T_LEN];
+
+    conf = ngx_do_redis_conf;
+
+    if (conf->unix_path.len) {
+        ac = redisAsyncConnectUnix((const char *) conf->unix_path.data);
+
+    } else {
+        ac = redisAsyncConnect((const char *) conf->host.data,
+                               (int) conf->port);
+    }
+
+    if (ac == NULL) {
+        ngx_do_redis_error("cannot allocate a connection", NULL);
+        ngx_do_redis_down(conn);
+        return;
+    }
+
+    if (ac->err) {
+        ngx_do_redis_error("connect failed", ac->errstr);
+        redisAsyncFree(ac);
+        ngx_do_redis_down(conn);
+        return;
+    }
+
+    ac->data = conn;
+    conn->ac = ac;
+
+    if (ngx_do_redis_attach(conn) != NGX_OK) {
+        conn->ac = NULL;
+        redisAsyncFree(ac);
+        ngx_do_redis_down(conn);
+        return;
+    }
+
+    redisAsyncSetConnectCallback(ac, ngx_do_redis_connected);
+    redisAsyncSetDisconnectCallback(ac, ngx_do_redis_disconnected);
+
+    conn->state = NGX_DO_REDIS_CONNECTING;
+
+    /* AUTH and SELECT go first; hiredis keeps the order */
+    if (conf->password.len) {
+        argv[0] = "AUTH";
+        argvlen[0] = 4;
+
+        if (conf->user.len) {
+            argv[1] = (const char *) conf->user.data;
+            argvlen[1] = conf->user.len;
+            argv[2] = (const char *) conf->password.data;
+            argvlen[2] = conf->password.len;
+            (void) redisAsyncCommandArgv(ac, ngx_do_redis_setup_reply,
+                                         (void *) "AUTH", 3, argv, argvlen);
+
+        } else {
+            argv[1] = (const char *) conf->password.data;
+            argvlen[1] = conf->password.len;
+            (void) redisAsyncCommandArgv(ac, ngx_do_redis_setup_reply,
+                                         (void *) "AUTH", 2, argv, argvlen);
+        }
+    }
+
+    if (conf->db) {
+        argv[0] = "SELECT";
+        argvlen[0] = 6;
+        argv[1] = (const char *) db;
+        argvlen[1] = ngx_sprintf(db, "%ui", conf->db) - db;
+        (void) redisAsyncCommandArgv(ac, ngx_do_redis_setup_reply,
+                                     (void *) "SELECT", 2, argv, argvlen);
+    }
+}
+
+
+static void
+ngx_do_redis_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply  *reply = r;
+
+    if (reply == NULL) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        /* a wrong password or db: nothing on this connection can work */
+        ngx_log_error(NGX_LOG_ERR, ngx_do_redis_log, 0,
+                      "do: redis %V: %s failed: %*s",
+                      &ngx_do_redis_conf->url, (char *) privdata,
+                      (size_t) reply->len, reply->str);
+        redisAsyncDisconnect(ac);
+    }
+}
+
+
+static void
+ngx_do_redis_connected(const redisAsyncContext *ac, int status)
+{
+    ngx_do_redis_conn_t  *conn = ac->data;
+
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this callback */
+        ngx_do_redis_error("connect failed", ac->errstr);
+        conn->ac = NULL;
+        ngx_do_redis_down(conn);
+        return;
+    }
+
+    conn->state = NGX_DO_REDIS_READY;
+
+    ngx_log_error(NGX_LOG_INFO, ngx_do_redis_log, 0,
+                  "do: redis %V: connected", &ngx_do_redis_conf->url);
+}
+
+
+static void
+ngx_do_redis_disconnected(const redisAsyncContext *ac, int status)
+{
+    ngx_do_redis_conn_t  *conn = ac->data;
+
+    if (status != REDIS_OK) {
+        ngx_do_redis_error("connection lost", ac->errstr);
+    }
+
+    conn->ac = NULL;
+    ngx_do_redis_down(conn);
+}
+
+
+static void
+ngx_do_redis_down(ngx_do_redis_conn_t *conn)
+{
+    conn->state = NGX_DO_REDIS_DOWN;
+    conn->pending = 0;
+
+    if (conn->timeout.timer_set) {
+        ngx_del_timer(&conn->timeout);
+    }
+
+    if (ngx_exiting || ngx_terminate || ngx_quit) {
+        return;
+    }
+
+    if (!conn->reconnect.timer_set) {
+        ngx_add_timer(&conn->reconnect, conn->backoff);
+        conn->backoff = ngx_min(conn->backoff * 2, NGX_DO_REDIS_BACKOFF_MAX);
+    }
+}
+
+
+static void
+ngx_do_redis_reconnect_handler(ngx_event_t *ev)
+{
+    ngx_do_redis_conn_t  *conn = ev->data;
+
+    if (conn->ac == NULL) {
+        ngx_do_redis_connect(conn);
+    }
+}
+
+
+/* the oldest command waited too long: drop the connection and its queue */
+static void
+ngx_do_redis_timeout_handler(ngx_event_t *ev)
+{
+    ngx_do_redis_conn_t  *conn = ev->data;
+    redisAsyncContext    *ac;
+
+    ngx_do_redis_error("did not answer in time, reconnecting", NULL);
+
+    ac = conn->ac;
+
+    if (ac == NULL) {
+        return;
+    }
+
+    /* answers every command on it with NULL; may call the disconnect hook */
+    redisAsyncFree(ac);
+
+    if (conn->ac == ac) {
+        /* it was still connecting: hiredis called no disconnect hook */
+        conn->ac = NULL;
+        ngx_do_redis_down(conn);
+    }
+}
+
+
+/* the adapter */
+
+
+static ngx_int_t
+ngx_do_redis_attach(ngx_do_redis_conn_t *conn)
+{
+    ngx_connection_t  *c;
+
+    c = ngx_get_connection(conn->ac->c.fd, ngx_do_redis_log);
+    if (c == NULL) {
+        return NGX_ERROR;
+    }
+
+    c->data = conn;
+    c->read->handler = ngx_do_redis_read_handler;
+    c->write->handler = ngx_do_redis_write_handler;
+    c->read->log = ngx_do_redis_log;
+    c->write->log = ngx_do_redis_log;
+
+    conn->c = c;
+
+    conn->ac->ev.data = conn;
+    conn->ac->ev.addRead = ngx_do_redis_add_read;
+    conn->ac->ev.delRead = ngx_do_redis_del_read;
+    conn->ac->ev.addWrite = ngx_do_redis_add_write;
+    conn->ac->ev.delWrite = ngx_do_redis_del_write;
+    conn->ac->ev.cleanup = ngx_do_redis_cleanup;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_do_redis_add_read(void *data)
+{
+    ngx_do_redis_conn_t  *conn = data;
+
+    if (conn->c && !conn->c->read->active) {
+        (void) ngx_add_event(conn->c->read, NGX_READ_EVENT,
+                             (ngx_event_flags & NGX_USE_CLEAR_EVENT)
+                             ? NGX_CLEAR_EVENT : NGX_LEVEL_EVENT);
+    }
+}
+
+
+static void
+ngx_do_redis_del_read(void *data)
+{
+    ngx_do_redis_conn_t  *conn = data;
+
+    if (conn->c && conn->c->read->active) {
+        (void) ngx_del_event(conn->c->read, NGX_READ_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_do_redis_add_write(void *data)
+{
+    ngx_do_redis_conn_t  *conn = data;
+
+    if (conn->c && !conn->c->write->active) {
+        (void) ngx_add_event(conn->c->write, NGX_WRITE_EVENT,
+                             (ngx_event_flags & NGX_USE_CLEAR_EVENT)
+                             ? NGX_CLEAR_EVENT : NGX_LEVEL_EVENT);
+    }
+}
+
+
+static void
+ngx_do_redis_del_write(void *data)
+{
+    ngx_do_redis_conn_t  *conn = data;
+
+    if (conn->c && conn->c->write->active) {
+        (void) ngx_del_event(conn->c->write, NGX_WRITE_EVENT, 0);
+    }
+}
+
+
+/* hiredis is about to close its socket: forget the nginx connection */
+static void
+ngx_do_redis_cleanup(void *data)
+{
+    ngx_do_redis_conn_t  *conn = data;
+    ngx_connection_t     *c;
+
+    c = conn->c;
+
+    if (c == NULL) {
+        return;
+    }
+
+    conn->c = NULL;
+
+    if (c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+    }
+
+    if (c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    }
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    c->fd = (ngx_socket_t) -1;
+    ngx_free_connection(c);
+}
+
+
+static void
+ngx_do_redis_read_handler(ngx_event_t *rev)
+{
+    int                   n;
+    ngx_socket_t          fd;
+    ngx_connection_t     *c;
+    ngx_do_redis_conn_t  *conn;
+
+    c = rev->data;
+    conn = c->data;
+    fd = c->fd;
+
+    for ( ;; ) {
+        redisAsyncHandleRead(conn->ac);
+
+        /* the connection may be gone after any callback */
+        if (conn->ac == NULL || conn->c == NULL) {
+            return;
+        }
+
+        if (ioctl(fd, FIONREAD, &n) == -1 || n <= 0) {
+            return;
+        }
+    }
+}
+
+
+static void
+ngx_do_redis_write_handler(ngx_event_t *wev)
+{
+    ngx_connection_t     *c;
+    ngx_do_redis_conn_t  *conn;
+
+    c = wev->data;
+    conn = c->data;
+
+    if (conn->ac) {
+        redisAsyncHandleWrite(conn->ac);
+    }
+}

@@ -1,0 +1,42 @@
+
+/*
+ * The worker's Redis connections (ngx_do_redis.c), for the redis storage
+ * backend.
+ */
+
+
+#ifndef _NGX_DO_REDIS_H_INCLUDED_
+#define _NGX_DO_REDIS_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+
+typedef struct {
+    ngx_str_t                  url;           /* for log lines, no password */
+    ngx_str_t                  host;          /* NUL-terminated */
+    in_port_t                  port;
+    ngx_str_t                  unix_path;     /* NUL-terminated */
+    ngx_str_t                  user;
+    ngx_str_t                  password;
+    ngx_uint_t                 db;
+    ngx_msec_t                 timeout;
+    ngx_uint_t                 pool;
+    ngx_str_t                  prefix;
+} ngx_do_redis_conf_t;
+
+
+/* the reply (a redisReply *), or NULL when the connection failed first */
+typedef void (*ngx_do_redis_reply_pt)(void *data, void *reply);
+
+
+void ngx_do_redis_backend_init(ngx_do_redis_conf_t *conf);
+ngx_int_t ngx_do_redis_init(ngx_cycle_t *cycle, ngx_do_redis_conf_t *conf);
+void ngx_do_redis_exit(void);
+ngx_uint_t ngx_do_redis_ready(void);
+ngx_int_t ngx_do_redis_command(ngx_do_redis_reply_pt handler, void *data,
+    int argc, const char **argv, const size_t *argvlen);
+
+
+#endif /* _NGX_DO_REDIS_H_INCLUDED_ */

@@ -1,0 +1,376 @@
+
+/*
+ * The redis storage backend: objects' state in Redis, so that it survives
+ * a full stop of nginx and can be shared by several nginx nodes.
+ *
+ * Layout, with the default prefix "do:" (one hash tag per object, so that
+ * both keys of an object land on one Redis Cluster slot):
+ *
+ *   do:{<namespace>:<64 hex ID>}:kv   hash: key -> "<version>:<value>"
+ *   do:{<namespace>:<64 hex ID>}:v    string: the object's version
+ *
+ * An object is loaded whole when it activates (one script: the version and
+ * HGETALL); from then on its reads never leave the worker.  A turn's batch
+ * is one script that checks the version the turn saw, applies every write
+ * and bumps the version, atomically like MULTI/EXEC but with the
+ * precondition inside the same round trip; a version of "-1" skips the
+ * check (deferred state).  An object whose hash becomes empty loses its
+ * version key too: nothing of a forgotten object stays in Redis.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include <hiredis/hiredis.h>
+
+#include "ngx_do.h"
+#include "ngx_do_redis.h"
+
+
+/* prefix and namespace name together; checked, and bounded in the config */
+#define NGX_DO_REDIS_MAX_NAMES    512
+#define NGX_DO_REDIS_KEY_LEN      (NGX_DO_ID_HEX_LEN + 16                     \
+                                   + NGX_DO_REDIS_MAX_NAMES)
+
+
+static ngx_int_t ngx_do_redis_load(ngx_do_namespace_t *ns, u_char *id,
+    ngx_do_storage_req_t *req);
+static void ngx_do_redis_loaded(void *data, void *reply);
+static ngx_int_t ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id,
+    uint64_t expected, ngx_do_batch_t *batch, ngx_do_storage_req_t *req);
+static void ngx_do_redis_committed(void *data, void *reply);
+static u_char *ngx_do_redis_key(u_char *p, ngx_do_namespace_t *ns,
+    u_char *id, const char *suffix);
+
+
+ngx_do_backend_t  ngx_do_redis_backend = {
+    ngx_string("redis"),
+    1,                                     /* async */
+    NULL,                                  /* version */
+    NULL,                                  /* get */
+    NULL,                                  /* list */
+    ngx_do_redis_load,
+    ngx_do_redis_commit
+};
+
+
+static ngx_do_redis_conf_t  *ngx_do_redis_backend_conf;
+
+
+static const char  ngx_do_redis_load_script[] =
+    "return {redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[1])}";
+
+static const char  ngx_do_redis_commit_script[] =
+    "local v = tonumber(redis.call('GET', KEYS[2]) or '0') "
+    "if ARGV[1] ~= '-1' and tonumber(ARGV[1]) ~= v then return -1 end "
+    "local n = v + 1 "
+    "if ARGV[2] == '1' then redis.call('DEL', KEYS[1]) end "
+    "local i = 3 "
+    "while i <= #ARGV do "
+    "  if ARGV[i] == 'p' then "
+    "    redis.call('HSET', KEYS[1], ARGV[i + 1], n .. ':' .. ARGV[i + 2]) "
+    "    i = i + 3 "
+    "  else "
+    "    redis.call('HDEL', KEYS[1], ARGV[i + 1]) "
+    "    i = i + 2 "
+    "  end "
+    "end "
+    "if redis.call('EXISTS', KEYS[1]) == 0 then "
+    "  redis.call('DEL', KEYS[2]) "
+    "  return 0 "
+    "end "
+    "redis.call('SET', KEYS[2], n) "
+    "return n";
+
+
+void
+ngx_do_redis_backend_init(ngx_do_redis_conf_t *conf)
+{
+    ngx_do_redis_backend_conf = conf;
+}
+
+
+static u_char *
+ngx_do_redis_key(u_char *p, ngx_do_namespace_t *ns, u_char *id,
+    const char *suffix)
+{
+    p = ngx_cpymem(p, ngx_do_redis_backend_conf->prefix.data,
+                   ngx_do_redis_backend_conf->prefix.len);
+    *p++ = '{';
+    p = ngx_cpymem(p, ns->name.data, ns->name.len);
+    *p++ = ':';
+    p = ngx_hex_dump(p, id, NGX_DO_ID_LEN);
+    *p++ = '}';
+
+    return ngx_cpymem(p, suffix, ngx_strlen(suffix));
+}
+
+
+static ngx_int_t
+ngx_do_redis_load(ngx_do_namespace_t *ns, u_char *id,
+    ngx_do_storage_req_t *req)
+{
+    u_char      *kv, *v;
+    size_t       argvlen[5];
+    const char  *argv[5];
+    u_char       buf[2 * NGX_DO_REDIS_KEY_LEN];
+
+    if (ngx_do_redis_backend_conf->prefix.len + ns->name.len
+        > NGX_DO_REDIS_MAX_NAMES)
+    {
+        return NGX_ERROR;
+    }
+
+    kv = buf;
+    v = ngx_do_redis_key(kv, ns, id, ":kv");
+
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = ngx_do_redis_load_script;
+    argvlen[1] = sizeof(ngx_do_redis_load_script) - 1;
+    argv[2] = "2";
+    argvlen[2] = 1;
+    argv[3] = (const char *) kv;
+    argvlen[3] = v - kv;
+    argv[4] = (const char *) v;
+    argvlen[4] = ngx_do_redis_key(v, ns, id, ":v") - v;
+
+    if (ngx_do_redis_command(ngx_do_redis_loaded, req, 5, argv, argvlen)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_AGAIN;
+}
+
+
+/* [version or nil, [key, "<version>:<value>", ...]] */
+static void
+ngx_do_redis_loaded(void *data, void *r)
+{
+    ngx_do_storage_req_t  *req = data;
+    redisReply            *reply = r;
+
+    u_char       *p, *last;
+    size_t        i;
+    ngx_int_t     n;
+    redisReply   *fields, *f, *val;
+    ngx_do_kv_t  *kv;
+
+    req->rc = NGX_ERROR;
+    req->version = 0;
+
+    if (reply == NULL) {
+        goto done;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2
+        || reply->element[1]->type != REDIS_REPLY_ARRAY
+        || reply->element[1]->elements % 2)
+    {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "do: redis: unexpected reply to a load (type %d%s%*s)",
+                      reply->type,
+                      reply->type == REDIS_REPLY_ERROR ? ": " : "",
+                      reply->type == REDIS_REPLY_ERROR ? (size_t) reply->len
+                                                       : (size_t) 0,
+                      reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+        goto done;
+    }
+
+    if (reply->element[0]->type == REDIS_REPLY_STRING) {
+        n = ngx_atoi((u_char *) reply->element[0]->str,
+                     reply->element[0]->len);
+        if (n == NGX_ERROR) {
+            goto done;
+        }
+
+        req->version = (uint64_t) n;
+    }
+
+    fields = reply->element[1];
+
+    req->pool = ngx_create_pool(4096, ngx_cycle->log);
+    if (req->pool == NULL) {
+        goto done;
+    }
+
+    req->kvs = ngx_array_create(req->pool, fields->elements / 2 + 1,
+                                sizeof(ngx_do_kv_t));
+    if (req->kvs == NULL) {
+        goto done;
+    }
+
+    for (i = 0; i < fields->elements; i += 2) {
+        f = fields->element[i];
+        val = fields->element[i + 1];
+
+        if (f->type != REDIS_REPLY_STRING || val->type != REDIS_REPLY_STRING) {
+            goto done;
+        }
+
+        p = (u_char *) val->str;
+        last = p + val->len;
+
+        while (p < last && *p != ':') {
+            p++;
+        }
+
+        if (p == last) {
+            goto done;
+        }
+
+        kv = ngx_array_push(req->kvs);
+        if (kv == NULL) {
+            goto done;
+        }
+
+        n = ngx_atoi((u_char *) val->str, p - (u_char *) val->str);
+        kv->version = (n == NGX_ERROR) ? 0 : (uint64_t) n;
+
+        kv->key.len = f->len;
+        kv->key.data = ngx_pnalloc(req->pool, f->len + (last - p));
+        if (kv->key.data == NULL) {
+            goto done;
+        }
+
+        ngx_memcpy(kv->key.data, f->str, f->len);
+        kv->value.data = kv->key.data + f->len;
+        kv->value.len = last - p - 1;
+        (void) ngx_do_cpymem(kv->value.data, p + 1, kv->value.len);
+    }
+
+    req->rc = NGX_OK;
+
+done:
+
+    req->handler(req);
+}
+
+
+static ngx_int_t
+ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
+    ngx_do_batch_t *batch, ngx_do_storage_req_t *req)
+{
+    u_char           *kv, *v, *e;
+    size_t           *argvlen;
+    ngx_int_t         rc;
+    ngx_uint_t        i, argc;
+    const char      **argv;
+    ngx_do_write_t   *w;
+    u_char            buf[2 * NGX_DO_REDIS_KEY_LEN + NGX_INT64_LEN];
+
+    if (ngx_do_redis_backend_conf->prefix.len + ns->name.len
+        > NGX_DO_REDIS_MAX_NAMES)
+    {
+        return NGX_ERROR;
+    }
+
+    argc = 7 + 3 * batch->writes.nelts;
+
+    argv = ngx_alloc(argc * (sizeof(char *) + sizeof(size_t)), ngx_cycle->log);
+    if (argv == NULL) {
+        return NGX_ERROR;
+    }
+
+    argvlen = (size_t *) (argv + argc);
+
+    kv = buf;
+    v = ngx_do_redis_key(kv, ns, id, ":kv");
+    e = ngx_do_redis_key(v, ns, id, ":v");
+
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = ngx_do_redis_commit_script;
+    argvlen[1] = sizeof(ngx_do_redis_commit_script) - 1;
+    argv[2] = "2";
+    argvlen[2] = 1;
+    argv[3] = (const char *) kv;
+    argvlen[3] = v - kv;
+    argv[4] = (const char *) v;
+    argvlen[4] = e - v;
+
+    if (expected == NGX_DO_VERSION_ANY) {
+        argv[5] = "-1";
+        argvlen[5] = 2;
+
+    } else {
+        argv[5] = (const char *) e;
+        argvlen[5] = ngx_sprintf(e, "%uL", expected) - e;
+    }
+
+    argv[6] = batch->clear ? "1" : "0";
+    argvlen[6] = 1;
+
+    argc = 7;
+    w = batch->writes.elts;
+
+    for (i = 0; i < batch->writes.nelts; i++) {
+        argv[argc] = w[i].delete ? "d" : "p";
+        argvlen[argc++] = 1;
+        argv[argc] = (const char *) w[i].key.data;
+        argvlen[argc++] = w[i].key.len;
+
+        if (!w[i].delete) {
+            argv[argc] = w[i].value.len ? (const char *) w[i].value.data : "";
+            argvlen[argc++] = w[i].value.len;
+        }
+    }
+
+    /* hiredis copies the command: nothing here must outlive the call */
+    rc = ngx_do_redis_command(ngx_do_redis_committed, req, (int) argc, argv,
+                              argvlen);
+
+    ngx_free(argv);
+
+    return (rc == NGX_OK) ? NGX_AGAIN : NGX_ERROR;
+}
+
+
+/* the new version, -1 (the version moved on), or an error */
+static void
+ngx_do_redis_committed(void *data, void *r)
+{
+    ngx_do_storage_req_t  *req = data;
+    redisReply            *reply = r;
+
+    req->rc = NGX_ERROR;
+
+    if (reply == NULL) {
+        goto done;
+    }
+
+    if (reply->type == REDIS_REPLY_INTEGER) {
+        if (reply->integer == -1) {
+            req->rc = NGX_BUSY;
+
+        } else if (reply->integer >= 0) {
+            req->version = (uint64_t) reply->integer;
+            req->rc = NGX_OK;
+        }
+
+        goto done;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "do: redis: commit failed: %*s",
+                      (size_t) reply->len, reply->str);
+
+        if (reply->len >= 3 && ngx_strncmp(reply->str, "OOM", 3) == 0) {
+            req->rc = NGX_DECLINED;
+        }
+
+        goto done;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                  "do: redis: unexpected reply type %d to a commit",
+                  reply->type);
+
+done:
+
+    req->handler(req);
+}
