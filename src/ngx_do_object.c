@@ -26,7 +26,7 @@
 #include "ngx_do.h"
 
 
-#define NGX_DO_TURN_TRIES         8
+#define NGX_DO_TURN_TRIES         16
 #define NGX_DO_CACHE_MAX_VALUE    (64 * 1024)
 #define NGX_DO_CACHE_MAX_SIZE     (1024 * 1024)
 
@@ -156,6 +156,7 @@ static void ngx_do_cache_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_do_write_t *ngx_do_batch_find(ngx_do_turn_t *t, ngx_str_t *key);
 static ngx_pool_t *ngx_do_pool_get(void);
+static void ngx_do_stats_objects(void);
 static ngx_uint_t ngx_do_object_hash(u_char *id);
 static void ngx_do_objects_grow(void);
 static void ngx_do_pool_put(ngx_pool_t *pool);
@@ -224,6 +225,19 @@ ngx_do_objects_exit(void)
 
     while (ngx_do_npools) {
         ngx_destroy_pool(ngx_do_pools[--ngx_do_npools]);
+    }
+}
+
+
+/*
+ * The objects gauge of this worker's status slot, unless a newer worker
+ * took the slot over (an old worker finishing after a reload).
+ */
+static void
+ngx_do_stats_objects(void)
+{
+    if (ngx_do_stats->pid == (ngx_atomic_uint_t) ngx_pid) {
+        ngx_do_stats->objects = ngx_do_nobjects;
     }
 }
 
@@ -428,7 +442,7 @@ ngx_do_object_get(u_char *id, ngx_do_namespace_t *ns, ngx_uint_t transient)
     if (ngx_do_nobjects > ngx_do_objects_mask) {
         ngx_do_objects_grow();
     }
-    ngx_do_stats->objects = ngx_do_nobjects;
+    ngx_do_stats_objects();
     ngx_do_stats->activations++;
 
     return obj;
@@ -1015,7 +1029,7 @@ ngx_do_object_free(ngx_do_object_t *obj)
 
     *op = obj->next;
     ngx_do_nobjects--;
-    ngx_do_stats->objects = ngx_do_nobjects;
+    ngx_do_stats_objects();
     ngx_free(obj);
 }
 

@@ -22,6 +22,7 @@
 #include <ngx_core.h>
 #include <ngx_event.h>
 
+#include <poll.h>
 #include <sys/ioctl.h>
 
 #include <hiredis/hiredis.h>
@@ -123,10 +124,13 @@ ngx_do_redis_init(ngx_cycle_t *cycle, ngx_do_redis_conf_t *conf)
         conn = &ngx_do_redis_conns[i];
         conn->backoff = NGX_DO_REDIS_BACKOFF_MIN;
 
+        /*
+         * Not cancelable: a worker that is shutting down waits for the
+         * answers to its commands (at most timeout=) before it exits.
+         */
         conn->timeout.handler = ngx_do_redis_timeout_handler;
         conn->timeout.data = conn;
         conn->timeout.log = cycle->log;
-        conn->timeout.cancelable = 1;
 
         conn->reconnect.handler = ngx_do_redis_reconnect_handler;
         conn->reconnect.data = conn;
@@ -140,6 +144,59 @@ ngx_do_redis_init(ngx_cycle_t *cycle, ngx_do_redis_conf_t *conf)
 }
 
 
+/*
+ * At exit: the last flushes were only queued in hiredis.  Write them and
+ * wait for their answers, for at most timeout=, before the worker goes.
+ */
+static void
+ngx_do_redis_drain(void)
+{
+    int                   n;
+    ngx_uint_t            i, busy;
+    ngx_msec_t            deadline;
+    struct pollfd         pfd;
+    ngx_do_redis_conn_t  *conn;
+
+    deadline = ngx_current_msec + ngx_do_redis_conf->timeout;
+
+    for ( ;; ) {
+        busy = 0;
+
+        for (i = 0; i < ngx_do_redis_conf->pool; i++) {
+            conn = &ngx_do_redis_conns[i];
+
+            if (conn->ac == NULL || conn->pending == 0) {
+                continue;
+            }
+
+            busy = 1;
+
+            redisAsyncHandleWrite(conn->ac);
+
+            if (conn->ac == NULL) {
+                continue;
+            }
+
+            pfd.fd = conn->ac->c.fd;
+            pfd.events = POLLIN;
+            pfd.revents = 0;
+
+            n = poll(&pfd, 1, 10);
+
+            if (n > 0 && conn->ac) {
+                redisAsyncHandleRead(conn->ac);
+            }
+        }
+
+        ngx_time_update();
+
+        if (!busy || (ngx_msec_int_t) (ngx_current_msec - deadline) >= 0) {
+            return;
+        }
+    }
+}
+
+
 void
 ngx_do_redis_exit(void)
 {
@@ -149,6 +206,8 @@ ngx_do_redis_exit(void)
     if (ngx_do_redis_conns == NULL) {
         return;
     }
+
+    ngx_do_redis_drain();
 
     for (i = 0; i < ngx_do_redis_conf->pool; i++) {
         conn = &ngx_do_redis_conns[i];

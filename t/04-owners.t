@@ -12,6 +12,7 @@ use DoTest qw(http parallel);
 # reuseport gives each worker its own listening socket, so connections
 # spread over all four workers
 my $t = DoTest->new(workers => 4, http => <<'EOF')->start;
+    %%STORAGE%%
     client_max_body_size 4m;
     client_body_buffer_size 64k;
     do_namespace state store max_value=2m;

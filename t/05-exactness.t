@@ -9,6 +9,7 @@ use IO::Socket::INET;
 use DoTest qw(http parallel);
 
 my $t = DoTest->new(workers => 4, http => <<'EOF')->start;
+    %%STORAGE%%
     do_namespace counters store;
     keepalive_requests 100000;
     server {

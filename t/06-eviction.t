@@ -10,6 +10,7 @@ use JSON::PP;
 use DoTest qw(http wait_for);
 
 my $t = DoTest->new(workers => 2, http => <<'EOF')->start;
+    %%STORAGE%%
     do_namespace state store;
     do_idle_timeout 1s;
     server {

@@ -12,6 +12,7 @@ use POSIX qw(:sys_wait_h);
 use DoTest qw(http parallel wait_for);
 
 my $t = DoTest->new(workers => 4, allow_kill => 1, http => <<'EOF')->start;
+    %%STORAGE%%
     do_namespace state store;
     server {
         listen 127.0.0.1:%%PORT%%;

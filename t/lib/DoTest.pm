@@ -69,6 +69,22 @@ sub new {
     return $self;
 }
 
+# DO_BACKEND=redis runs a test against a redis-server of its own
+sub redis_backend { ($ENV{DO_BACKEND} // '') eq 'redis' }
+
+# %%STORAGE%%: the storage of this run (new(storage => 'memory size=2m'))
+sub storage_line {
+    my ($self) = @_;
+    if (redis_backend()) {
+        $self->{redis} ||= DoTest::Redis->new->start;
+        return "do_storage redis://127.0.0.1:" . $self->{redis}->port
+            . "/0 timeout=2s;";
+    }
+    return 'do_storage ' . ($self->{storage} // 'memory') . ';';
+}
+
+sub redis { $_[0]{redis} }
+
 sub prefix { $_[0]{prefix} }
 sub port   { $_[0]{port} }
 sub port_n { $_[0]{extra_ports}{ $_[1] } }
@@ -90,6 +106,7 @@ sub conf_text {
     }
 
     my $http = $self->{http};
+    $http =~ s/%%STORAGE%%/$self->storage_line/ge;
     $http =~ s/%%PORT(\d)%%/$self->{extra_ports}{$1}/g;
     $http =~ s/%%PORT%%/$self->{port}/g;
     $http =~ s/%%PREFIX%%/$p/g;
@@ -369,6 +386,75 @@ sub parallel {
         push @lines, @l;
     }
     return @lines;
+}
+
+
+
+# A redis-server of a test's own, on a free port (and a unix socket), in a
+# temporary directory; stopped by its PID.
+package DoTest::Redis;
+
+use File::Temp qw(tempdir);
+use IO::Socket::INET;
+use POSIX qw(:sys_wait_h);
+
+sub new {
+    my ($class, %args) = @_;
+    my $self = bless { args => [ @{ $args{args} || [] } ] }, $class;
+    $self->{dir} = tempdir('ngx_do_redis_XXXXXX', TMPDIR => 1,
+                           CLEANUP => !$ENV{DO_KEEP});
+    $self->{port} = DoTest::free_port();
+    $self->{socket} = "$self->{dir}/redis.sock";
+    return $self;
+}
+
+sub port   { $_[0]{port} }
+sub socket { $_[0]{socket} }
+sub dir    { $_[0]{dir} }
+
+sub start {
+    my ($self) = @_;
+    my $pid = fork() // die "fork: $!";
+    if ($pid == 0) {
+        open STDOUT, '>>', "$self->{dir}/redis.log";
+        open STDERR, '>&', \*STDOUT;
+        exec 'redis-server', '--port', $self->{port}, '--bind', '127.0.0.1',
+             '--unixsocket', $self->{socket}, '--unixsocketperm', '777',
+             '--save', '', '--appendonly', 'no', '--dir', $self->{dir},
+             '--daemonize', 'no', @{ $self->{args} };
+        die "exec redis-server: $!";
+    }
+    $self->{pid} = $pid;
+    DoTest::wait_for(sub {
+        IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                              PeerPort => $self->{port})
+    }, 10) or die "redis-server did not start";
+    return $self;
+}
+
+sub stop {
+    my ($self, $sig) = @_;
+    return unless $self->{pid};
+    kill $sig || 'TERM', $self->{pid};
+    waitpid($self->{pid}, 0);
+    delete $self->{pid};
+}
+
+# redis-cli against this server; returns its output
+sub cli {
+    my ($self, @cmd) = @_;
+    my @auth = @{ $self->{cli_auth} || [] };
+    open my $fh, '-|', 'redis-cli', '-p', $self->{port}, @auth, @cmd
+        or die "redis-cli: $!";
+    local $/;
+    my $out = <$fh> // '';
+    close $fh;
+    return $out;
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    $self->stop('KILL') if $self->{pid};
 }
 
 1;
