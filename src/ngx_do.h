@@ -83,6 +83,7 @@ typedef struct {
 
 typedef struct {
     ngx_array_t                writes;        /* ngx_do_write_t */
+    ngx_msec_t                 expire;        /* 0: the state stays */
     unsigned                   clear:1;
 } ngx_do_batch_t;
 
@@ -134,6 +135,7 @@ typedef struct {
                                        uint64_t expected,
                                        ngx_do_batch_t *batch,
                                        ngx_do_storage_req_t *req);
+    void                     (*sweep)(void);  /* every second, worker 0 */
 } ngx_do_backend_t;
 
 extern ngx_do_backend_t        ngx_do_memory_backend;

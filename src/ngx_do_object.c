@@ -80,6 +80,7 @@ struct ngx_do_object_s {
     ngx_do_storage_req_t      *flush_req;
     ngx_do_turn_t             *turn;
     ngx_uint_t                 tries;
+    ngx_msec_t                 expire;
     unsigned                   busy:1;
     unsigned                   active:1;
     unsigned                   loaded:1;
@@ -156,6 +157,7 @@ static void ngx_do_cache_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_do_write_t *ngx_do_batch_find(ngx_do_turn_t *t, ngx_str_t *key);
 static ngx_pool_t *ngx_do_pool_get(void);
+static void ngx_do_sweep_handler(ngx_event_t *ev);
 static void ngx_do_stats_objects(void);
 static ngx_uint_t ngx_do_object_hash(u_char *id);
 static void ngx_do_objects_grow(void);
@@ -178,6 +180,7 @@ static ngx_do_deliver_pt       ngx_do_deliver;
  * Turn pools are reset and reused, not created per turn; a list (not one
  * pool) because a turn's reply can start another object's turn at once.
  */
+static ngx_event_t             ngx_do_sweep_event;
 static ngx_pool_t             *ngx_do_pools[8];
 static ngx_uint_t              ngx_do_npools;
 
@@ -195,6 +198,13 @@ ngx_do_objects_init(ngx_cycle_t *cycle, ngx_do_backend_t *backend,
 
     ngx_do_backend = backend;
     ngx_do_deliver = deliver;
+
+    if (backend->sweep && ngx_worker == 0) {
+        ngx_do_sweep_event.handler = ngx_do_sweep_handler;
+        ngx_do_sweep_event.log = cycle->log;
+        ngx_do_sweep_event.cancelable = 1;
+        ngx_add_timer(&ngx_do_sweep_event, 1000);
+    }
 
     return NGX_OK;
 }
@@ -223,8 +233,23 @@ ngx_do_objects_exit(void)
     ngx_free(ngx_do_objects);
     ngx_do_objects = NULL;
 
+    if (ngx_do_sweep_event.timer_set) {
+        ngx_del_timer(&ngx_do_sweep_event);
+    }
+
     while (ngx_do_npools) {
         ngx_destroy_pool(ngx_do_pools[--ngx_do_npools]);
+    }
+}
+
+
+static void
+ngx_do_sweep_handler(ngx_event_t *ev)
+{
+    ngx_do_backend->sweep();
+
+    if (!ngx_exiting) {
+        ngx_add_timer(ev, 1000);
     }
 }
 
@@ -1137,6 +1162,7 @@ ngx_do_object_flush(ngx_do_object_t *obj)
     }
 
     batch.clear = 0;
+    batch.expire = obj->expire;
 
     if (ngx_array_init(&batch.writes, pool, 4, sizeof(ngx_do_write_t))
         != NGX_OK)
@@ -1477,6 +1503,14 @@ void
 ngx_do_set_idle_timeout(ngx_do_turn_t *t, ngx_msec_t timeout)
 {
     t->obj->idle_timeout = timeout;
+}
+
+
+void
+ngx_do_set_expire(ngx_do_turn_t *t, ngx_msec_t ttl)
+{
+    t->obj->expire = ttl;
+    t->batch.expire = ttl;
 }
 
 

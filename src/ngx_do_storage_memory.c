@@ -23,6 +23,7 @@ typedef struct {
     ngx_rbtree_t               objects;
     ngx_rbtree_node_t          sentinel;
     uint64_t                   commits;
+    ngx_rbtree_key_t           sweep;         /* where the last sweep ended */
     u_char                     secret[32];
 } ngx_do_memory_sh_t;
 
@@ -30,6 +31,7 @@ typedef struct {
 typedef struct {
     ngx_do_id_node_t           node;
     uint64_t                   version;
+    uint64_t                   expires;       /* ms of wall clock, 0: never */
     ngx_rbtree_t               keys;
     ngx_rbtree_node_t          sentinel;
     ngx_uint_t                 nkeys;
@@ -55,6 +57,9 @@ static ngx_int_t ngx_do_memory_commit(ngx_do_namespace_t *ns, u_char *id,
     uint64_t expected, ngx_do_batch_t *batch, ngx_do_storage_req_t *req);
 
 static ngx_do_memory_object_t *ngx_do_memory_object(u_char *id);
+static void ngx_do_memory_object_free(ngx_do_memory_object_t *obj);
+static void ngx_do_memory_sweep(void);
+static uint64_t ngx_do_memory_now(void);
 static ngx_int_t ngx_do_memory_cmp(u_char *k1, size_t l1, u_char *k2,
     size_t l2);
 static void ngx_do_memory_kv_insert(ngx_rbtree_node_t *temp,
@@ -76,7 +81,8 @@ ngx_do_backend_t  ngx_do_memory_backend = {
     ngx_do_memory_get,
     ngx_do_memory_list,
     NULL,                                  /* load */
-    ngx_do_memory_commit
+    ngx_do_memory_commit,
+    ngx_do_memory_sweep
 };
 
 
@@ -426,6 +432,7 @@ ngx_do_memory_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
         ngx_memcpy(obj->node.id, id, NGX_DO_ID_LEN);
         obj->node.node.key = ngx_crc32_short(id, NGX_DO_ID_LEN);
         obj->version = 0;
+        obj->expires = 0;
         obj->nkeys = 0;
         ngx_rbtree_init(&obj->keys, &obj->sentinel, ngx_do_memory_kv_insert);
         ngx_rbtree_insert(&ngx_do_memory_sh->objects, &obj->node.node);
@@ -522,6 +529,8 @@ ngx_do_memory_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
 
     } else {
         obj->version = next;
+        obj->expires = batch->expire ? ngx_do_memory_now() + batch->expire
+                                     : 0;
     }
 
     created = 0;
@@ -552,11 +561,96 @@ done:
 }
 
 
+/* an object, unless its state expired: then it is dropped here */
 static ngx_do_memory_object_t *
 ngx_do_memory_object(u_char *id)
 {
-    return (ngx_do_memory_object_t *)
-               ngx_do_id_rbtree_lookup(&ngx_do_memory_sh->objects, id);
+    ngx_do_memory_object_t  *obj;
+
+    obj = (ngx_do_memory_object_t *)
+              ngx_do_id_rbtree_lookup(&ngx_do_memory_sh->objects, id);
+
+    if (obj && obj->expires && obj->expires <= ngx_do_memory_now()) {
+        ngx_do_memory_object_free(obj);
+        return NULL;
+    }
+
+    return obj;
+}
+
+
+static void
+ngx_do_memory_object_free(ngx_do_memory_object_t *obj)
+{
+    ngx_rbtree_node_t  *node;
+
+    while (obj->keys.root != obj->keys.sentinel) {
+        node = ngx_rbtree_min(obj->keys.root, obj->keys.sentinel);
+        ngx_do_memory_kv_free(obj, (ngx_do_memory_kv_t *) node);
+    }
+
+    ngx_rbtree_delete(&ngx_do_memory_sh->objects, &obj->node.node);
+    ngx_slab_free_locked(ngx_do_memory_shpool, obj);
+}
+
+
+/*
+ * Drops expired objects that nobody asks for any more: up to 256 objects
+ * a call, resuming where the last call ended (a worker calls it every
+ * second), so the zone's lock is held briefly.
+ */
+static void
+ngx_do_memory_sweep(void)
+{
+    uint64_t                 now;
+    ngx_uint_t               n;
+    ngx_rbtree_node_t       *node, *next, *root, *sentinel;
+    ngx_do_memory_object_t  *obj;
+
+    now = ngx_do_memory_now();
+
+    ngx_shmtx_lock(&ngx_do_memory_shpool->mutex);
+
+    root = ngx_do_memory_sh->objects.root;
+    sentinel = ngx_do_memory_sh->objects.sentinel;
+
+    /* the first object at or after the cursor */
+    next = NULL;
+
+    for (node = root; node != sentinel; ) {
+        if (node->key >= ngx_do_memory_sh->sweep) {
+            next = node;
+            node = node->left;
+
+        } else {
+            node = node->right;
+        }
+    }
+
+    for (n = 0; next && n < 256; n++) {
+        node = next;
+        next = ngx_rbtree_next(&ngx_do_memory_sh->objects, node);
+        obj = (ngx_do_memory_object_t *) node;
+
+        if (obj->expires && obj->expires <= now) {
+            ngx_do_memory_object_free(obj);
+        }
+    }
+
+    ngx_do_memory_sh->sweep = next ? next->key : 0;
+
+    ngx_shmtx_unlock(&ngx_do_memory_shpool->mutex);
+}
+
+
+static uint64_t
+ngx_do_memory_now(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (uint64_t) tp->sec * 1000 + tp->msec;
 }
 
 

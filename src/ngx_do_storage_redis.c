@@ -15,7 +15,8 @@
  * and bumps the version, atomically like MULTI/EXEC but with the
  * precondition inside the same round trip; a version of "-1" skips the
  * check (deferred state).  An object whose hash becomes empty loses its
- * version key too: nothing of a forgotten object stays in Redis.
+ * version key too: nothing of a forgotten object stays in Redis; state
+ * with an expiry (ngx_do_set_expire) gets PEXPIRE on both keys.
  */
 
 
@@ -51,7 +52,8 @@ ngx_do_backend_t  ngx_do_redis_backend = {
     NULL,                                  /* get */
     NULL,                                  /* list */
     ngx_do_redis_load,
-    ngx_do_redis_commit
+    ngx_do_redis_commit,
+    NULL                                   /* sweep: Redis expires keys */
 };
 
 
@@ -66,7 +68,7 @@ static const char  ngx_do_redis_commit_script[] =
     "if ARGV[1] ~= '-1' and tonumber(ARGV[1]) ~= v then return -1 end "
     "local n = v + 1 "
     "if ARGV[2] == '1' then redis.call('DEL', KEYS[1]) end "
-    "local i = 3 "
+    "local i = 4 "
     "while i <= #ARGV do "
     "  if ARGV[i] == 'p' then "
     "    redis.call('HSET', KEYS[1], ARGV[i + 1], n .. ':' .. ARGV[i + 2]) "
@@ -81,6 +83,10 @@ static const char  ngx_do_redis_commit_script[] =
     "  return 0 "
     "end "
     "redis.call('SET', KEYS[2], n) "
+    "if ARGV[3] ~= '0' then "
+    "  redis.call('PEXPIRE', KEYS[1], ARGV[3]) "
+    "  redis.call('PEXPIRE', KEYS[2], ARGV[3]) "
+    "end "
     "return n";
 
 
@@ -260,7 +266,7 @@ ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
     ngx_uint_t        i, argc;
     const char      **argv;
     ngx_do_write_t   *w;
-    u_char            buf[2 * NGX_DO_REDIS_KEY_LEN + NGX_INT64_LEN];
+    u_char            buf[2 * NGX_DO_REDIS_KEY_LEN + 2 * NGX_INT64_LEN];
 
     if (ngx_do_redis_backend_conf->prefix.len + ns->name.len
         > NGX_DO_REDIS_MAX_NAMES)
@@ -268,7 +274,7 @@ ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
         return NGX_ERROR;
     }
 
-    argc = 7 + 3 * batch->writes.nelts;
+    argc = 8 + 3 * batch->writes.nelts;
 
     argv = ngx_alloc(argc * (sizeof(char *) + sizeof(size_t)), ngx_cycle->log);
     if (argv == NULL) {
@@ -304,7 +310,11 @@ ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
     argv[6] = batch->clear ? "1" : "0";
     argvlen[6] = 1;
 
-    argc = 7;
+    e += argvlen[5];
+    argv[7] = (const char *) e;
+    argvlen[7] = ngx_sprintf(e, "%M", batch->expire) - e;
+
+    argc = 8;
     w = batch->writes.elts;
 
     for (i = 0; i < batch->writes.nelts; i++) {

@@ -164,6 +164,13 @@ void *ngx_do_turn_state(ngx_do_turn_t *t);
 
 /* how long the object may idle before eviction (0: do_idle_timeout) */
 void ngx_do_set_idle_timeout(ngx_do_turn_t *t, ngx_msec_t timeout);
+
+/*
+ * storage may drop the object's whole state this long after its last
+ * write (0: never): for state that is worth nothing once old, such as a
+ * full rate limiter bucket left behind by a restart
+ */
+void ngx_do_set_expire(ngx_do_turn_t *t, ngx_msec_t ttl);
 ngx_do_namespace_t *ngx_do_turn_namespace(ngx_do_turn_t *t);
 ngx_pool_t *ngx_do_turn_pool(ngx_do_turn_t *t);
 ngx_log_t *ngx_do_turn_log(ngx_do_turn_t *t);

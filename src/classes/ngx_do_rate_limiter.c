@@ -374,8 +374,12 @@ ngx_do_rl_store(ngx_do_turn_t *t, ngx_do_rl_state_t *st, int64_t now)
         return NGX_ERROR;
     }
 
-    /* full again at TAT: stay a second longer, then go */
+    /*
+     * full again at TAT: stay a second longer, then go; and the stored
+     * TAT is worth nothing after that either, whoever holds it
+     */
     ngx_do_set_idle_timeout(t, (ngx_msec_t) ((st->tat - now) / 1000) + 1000);
+    ngx_do_set_expire(t, (ngx_msec_t) ((st->tat - now) / 1000) + 1000);
 
     return NGX_OK;
 }

@@ -289,6 +289,7 @@ sub sanitizer_reports {
 
 sub DESTROY {
     my ($self) = @_;
+    local $?;    # waitpid here must not become the test's exit status
     if ($self->{pid}) {
         kill 'KILL', $self->{pid};
         waitpid($self->{pid}, 0);
@@ -454,6 +455,7 @@ sub cli {
 
 sub DESTROY {
     my ($self) = @_;
+    local $?;    # waitpid here must not become the test's exit status
     $self->stop('KILL') if $self->{pid};
 }
 
