@@ -404,6 +404,7 @@ sub new {
     my $self = bless { args => [ @{ $args{args} || [] } ] }, $class;
     $self->{dir} = tempdir('ngx_do_redis_XXXXXX', TMPDIR => 1,
                            CLEANUP => !$ENV{DO_KEEP});
+    chmod 0755, $self->{dir};    # nginx workers reach the unix socket
     $self->{port} = DoTest::free_port();
     $self->{socket} = "$self->{dir}/redis.sock";
     return $self;
@@ -412,6 +413,13 @@ sub new {
 sub port   { $_[0]{port} }
 sub socket { $_[0]{socket} }
 sub dir    { $_[0]{dir} }
+
+# a new server on a port that an earlier one (now stopped) used
+sub start_on {
+    my ($self, $port) = @_;
+    $self->{port} = $port;
+    return $self->start;
+}
 
 sub start {
     my ($self) = @_;

@@ -1,0 +1,145 @@
+# The redis storage backend: state survives a full stop of nginx, an
+# acknowledged write is in Redis, a Redis outage fails calls fast and heals
+# by itself, and AUTH, ACL users, db numbers and unix sockets work.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use JSON::PP;
+use DoTest qw(http parallel wait_for);
+
+my $J = JSON::PP->new;
+
+sub nginx_with {
+    my ($storage, %args) = @_;
+    return DoTest->new(workers => 2, %args, http => <<"EOF");
+    do_secret %%PREFIX%%/do.secret;
+    do_storage $storage;
+    do_call_timeout 30s;
+    do_namespace state store;
+    do_namespace api rate_limiter rate=1r/m burst=2;
+    do_namespace open rate_limiter rate=1r/m burst=1000;
+
+    server {
+        listen 127.0.0.1:%%PORT2%%;
+        location / { return 200 "origin\\n"; }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location ~ ^/s/(?<o>[\\w-]+)\$ { do_pass state name=\$o; }
+        location /api  { do_limit api key=\$arg_k;
+                         proxy_pass http://127.0.0.1:%%PORT2%%; }
+        location /open { do_limit open key=\$arg_k;
+                         proxy_pass http://127.0.0.1:%%PORT2%%; }
+        location = /status { do_status; }
+    }
+EOF
+}
+
+sub secret {
+    my ($t) = @_;
+    open my $fh, '>', $t->prefix . '/do.secret' or die;
+    print $fh "the secret of this test, long enough\n";
+    close $fh;
+    return $t;
+}
+
+# 1. a full stop, and the data is still there
+my $redis = DoTest::Redis->new->start;
+my $rport = $redis->port;
+my $t = secret(nginx_with("redis://127.0.0.1:$rport/0 timeout=1s"))->start;
+my $p = $t->port;
+
+my $r = http($p, 'PUT', '/s/keep?key=k', body => 'durable');
+is($r->{status}, 200, 'a value is stored');
+my $id = $r->{headers}{'do-object-id'};
+my ($ver) = $r->{headers}{etag} =~ /(\d+)/;
+is($redis->cli('HGET', "do:{state:$id}:kv", 'k'), "$ver:durable\n",
+   'the acknowledged write is in Redis, under the documented key');
+is($redis->cli('GET', "do:{state:$id}:v"), "$ver\n",
+   '... with the object version beside it');
+
+is(join(' ', map { http($p, 'GET', '/api?k=u')->{status} } 1 .. 4),
+   '200 200 200 429', 'a rate limiter key takes burst+1');
+
+$t->stop;
+$t->start;
+is(http($p, 'GET', '/s/keep?key=k')->{body}, 'durable',
+   'after a full stop of nginx the store object has its data');
+is(http($p, 'GET', '/api?k=u')->{status}, 429,
+   '... and the rate limiter its state');
+
+# 2. Redis killed under load: fast 503s (not 504s after do_call_timeout),
+#    a fail-open gate lets traffic through, and it heals by itself
+my @workers = $t->workers;
+$redis->stop('KILL');
+
+my @during = map { http($p, 'POST', "/s/fresh$_?key=n&op=incr")->{status} } 1 .. 10;
+is("@during", join(' ', ('503') x 10),
+   'with Redis gone, calls that need it get 503 at once');
+is(http($p, 'GET', '/open?k=new')->{status}, 200,
+   'a fail-open limiter lets requests through');
+like($t->error_log, qr/do: redis redis:\/\/127\.0\.0\.1:$rport\/0: (connection lost|connect failed|is unavailable)/,
+     'the outage is in the error log');
+is(http($p, 'GET', '/s/keep?key=k')->{body}, 'durable',
+   'an object already in memory still answers reads');
+
+$redis = DoTest::Redis->new->start_on($rport);
+ok(wait_for(sub {
+       http($p, 'POST', '/s/after?key=n&op=incr')->{status} == 200
+   }, 15), 'once Redis is back, calls succeed without touching nginx');
+is_deeply([ sort { $a <=> $b } $t->workers ], [ sort { $a <=> $b } @workers ],
+          'no worker died');
+$t->stop;
+$t->check_logs;
+
+# 3. AUTH with a password, a db number
+my $auth = DoTest::Redis->new(args => [
+    '--requirepass', 'sesame',
+    '--user', 'alice', 'on', '>wonderland', '~*', '&*', '+@all',
+])->start;
+$auth->{cli_auth} = ['-a', 'sesame', '--no-auth-warning'];
+my $ap = $auth->port;
+
+$t = secret(nginx_with("redis://:sesame\@127.0.0.1:$ap/2"))->start;
+$r = http($t->port, 'PUT', '/s/db2?key=k', body => 'in two');
+is($r->{status}, 200, 'AUTH with a password: stored');
+$id = $r->{headers}{'do-object-id'};
+like($auth->cli('-n', 2, 'HGET', "do:{state:$id}:kv", 'k'), qr/^\d+:in two$/,
+     '... in db 2');
+is($auth->cli('-n', 0, 'EXISTS', "do:{state:$id}:kv"), "0\n", '... not in db 0');
+$t->stop;
+$t->check_logs('password');
+
+# an ACL user
+$t = secret(nginx_with("redis://alice:wonderland\@127.0.0.1:$ap"))->start;
+is(http($t->port, 'PUT', '/s/acl?key=k', body => 'alice')->{status}, 200,
+   'AUTH with an ACL user and password works');
+$t->stop;
+$t->check_logs('ACL user');
+
+# a wrong password: a clear log line, 503s, no crash
+$t = secret(nginx_with("redis://:wrong\@127.0.0.1:$ap"))->start;
+is(http($t->port, 'PUT', '/s/no?key=k', body => 'x')->{status}, 503,
+   'a wrong password: calls get 503');
+ok(wait_for(sub { $t->error_log =~ /do: redis redis:\/\/127\.0\.0\.1:$ap\/0: AUTH failed: WRONGPASS/ }, 5),
+   '... and the error log says AUTH failed');
+unlike($t->error_log, qr/wrong/, '... without the password itself');
+$t->stop;
+$t->check_logs('wrong password');
+
+# 4. a unix socket, with a db
+my $sock = DoTest::Redis->new->start;
+$t = secret(nginx_with('redis+unix://' . $sock->socket . '?db=3'))->start;
+$r = http($t->port, 'PUT', '/s/unix?key=k', body => 'via socket');
+is($r->{status}, 200, 'a unix socket: stored');
+$id = $r->{headers}{'do-object-id'};
+like($sock->cli('-n', 3, 'HGET', "do:{state:$id}:kv", 'k'), qr/:via socket$/,
+     '... in db 3');
+$t->stop;
+$t->check_logs('unix socket');
+
+done_testing();
