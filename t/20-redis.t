@@ -50,8 +50,13 @@ sub secret {
 # 1. a full stop, and the data is still there
 my $redis = DoTest::Redis->new->start;
 my $rport = $redis->port;
-my $t = secret(nginx_with("redis://127.0.0.1:$rport/0 timeout=1s"))->start;
+my $t = secret(nginx_with("redis://127.0.0.1:$rport/0 timeout=1s pool=3"))->start;
 my $p = $t->port;
+
+ok(wait_for(sub {
+       my @c = grep { /cmd=/ } split /\n/, $redis->cli('CLIENT', 'LIST');
+       @c >= 7;
+   }, 5), 'pool=3: each of the 2 workers holds 3 connections');
 
 my $r = http($p, 'PUT', '/s/keep?key=k', body => 'durable');
 is($r->{status}, 200, 'a value is stored');
@@ -72,9 +77,29 @@ is(http($p, 'GET', '/s/keep?key=k')->{body}, 'durable',
 is(http($p, 'GET', '/api?k=u')->{status}, 429,
    '... and the rate limiter its state');
 
+# a corrupted object in Redis is an error for its calls, not a crash
+$r = http($p, 'PUT', '/s/broken?key=k', body => 'x');
+my $bid = $r->{headers}{'do-object-id'};
+$t->stop;
+$redis->cli('DEL', "do:{state:$bid}:kv");
+$redis->cli('SET', "do:{state:$bid}:kv", 'not a hash');
+$t->start;
+is(http($p, 'GET', '/s/broken?key=k')->{status}, 503,
+   'a key of the wrong type in Redis: 503');
+like($t->error_log, qr/do: redis: unexpected reply to a load \(type 6: WRONGTYPE/,
+     '... and a log line naming the reply');
+$redis->cli('DEL', "do:{state:$bid}:kv");
+$redis->cli('HSET', "do:{state:$bid}:kv", 'k', 'no version prefix');
+is(http($p, 'GET', '/s/broken?key=k')->{status}, 503,
+   'a value without its version prefix: 503');
+$redis->cli('DEL', "do:{state:$bid}:kv", "do:{state:$bid}:v");
+is(http($p, 'GET', '/s/broken?key=k')->{status}, 404,
+   'once the key is cleaned up, the object is simply empty');
+
 # 2. Redis killed under load: fast 503s (not 504s after do_call_timeout),
 #    a fail-open gate lets traffic through, and it heals by itself
 my @workers = $t->workers;
+is(http($p, 'GET', '/s/keep?key=k')->{body}, 'durable', 'an object is loaded');
 $redis->stop('KILL');
 
 my @during = map { http($p, 'POST', "/s/fresh$_?key=n&op=incr")->{status} } 1 .. 10;
@@ -114,10 +139,14 @@ is($auth->cli('-n', 0, 'EXISTS', "do:{state:$id}:kv"), "0\n", '... not in db 0')
 $t->stop;
 $t->check_logs('password');
 
-# an ACL user
-$t = secret(nginx_with("redis://alice:wonderland\@127.0.0.1:$ap"))->start;
-is(http($t->port, 'PUT', '/s/acl?key=k', body => 'alice')->{status}, 200,
-   'AUTH with an ACL user and password works');
+# an ACL user, and a key prefix
+$t = secret(nginx_with("redis://alice:wonderland\@127.0.0.1:$ap prefix=app1:"))
+     ->start;
+$r = http($t->port, 'PUT', '/s/acl?key=k', body => 'alice');
+is($r->{status}, 200, 'AUTH with an ACL user and password works');
+$id = $r->{headers}{'do-object-id'};
+like($auth->cli('HGET', "app1:{state:$id}:kv", 'k'), qr/:alice$/,
+     'prefix= puts the keys under the prefix');
 $t->stop;
 $t->check_logs('ACL user');
 
