@@ -121,6 +121,9 @@ static void ngx_do_object_loaded(ngx_do_storage_req_t *req);
 static void ngx_do_object_fail_all(ngx_do_object_t *obj, const char *msg);
 static ngx_int_t ngx_do_object_turn(ngx_do_object_t *obj,
     ngx_do_call_t *call, ngx_int_t (*handler)(ngx_do_turn_t *t));
+static ngx_int_t ngx_do_object_turn_run(ngx_do_object_t *obj,
+    ngx_do_call_t *call, ngx_int_t (*handler)(ngx_do_turn_t *t),
+    ngx_do_turn_t **tp);
 static ngx_int_t ngx_do_object_committed(ngx_do_object_t *obj,
     ngx_do_turn_t *t, ngx_int_t rc, uint64_t version);
 static void ngx_do_object_commit_done(ngx_do_storage_req_t *req);
@@ -671,11 +674,88 @@ static ngx_int_t
 ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call,
     ngx_int_t (*handler)(ngx_do_turn_t *t))
 {
+    ngx_int_t              rc;
+    ngx_do_turn_t         *t;
+    ngx_do_storage_req_t   sreq, *req;
+
+    rc = ngx_do_object_turn_run(obj, call, handler, &t);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (obj->ns->class->deferred && !t->batch.clear) {
+        if (ngx_do_object_defer(obj, &t->batch) != NGX_OK) {
+            ngx_do_pool_put(t->pool);
+            goto failed;
+        }
+
+        return ngx_do_object_committed(obj, t, NGX_OK, obj->version);
+    }
+
+    if (t->batch.writes.nelts == 0 && !t->batch.clear) {
+        return ngx_do_object_committed(obj, t, NGX_OK, obj->version);
+    }
+
+    if (obj->ns->class->deferred) {
+        /* a clear replaces whatever was waiting to be stored */
+        ngx_do_dirty_free(obj);
+        obj->version = NGX_DO_VERSION_ANY;
+    }
+
+    if (!ngx_do_backend->async) {
+        rc = ngx_do_backend->commit(obj->ns, obj->id, obj->version,
+                                    &t->batch, &sreq);
+
+        return ngx_do_object_committed(obj, t, rc, sreq.version);
+    }
+
+    req = ngx_do_req_create(obj, ngx_do_object_commit_done);
+    if (req == NULL) {
+        ngx_do_pool_put(t->pool);
+        goto failed;
+    }
+
+    rc = ngx_do_backend->commit(obj->ns, obj->id, obj->version, &t->batch,
+                                req);
+
+    if (rc == NGX_AGAIN) {
+        obj->req = req;
+        obj->turn = t;
+        return NGX_AGAIN;
+    }
+
+    ngx_free(req);
+
+    return ngx_do_object_committed(obj, t, rc, 0);
+
+failed:
+
+    ngx_do_cache_drop(obj);
+
+    if (call) {
+        ngx_do_reply_simple(call->src, call->call_id,
+                            NGX_HTTP_SERVICE_UNAVAILABLE,
+                            "object is busy, try again");
+    }
+
+    return NGX_ERROR;
+}
+
+
+/*
+ * The first half of a turn: the handler, with its reply held.  NGX_OK
+ * with *tp (writes in (*tp)->batch), NGX_DECLINED (an evict that keeps
+ * the object), or NGX_ERROR (the call got its error reply).
+ */
+static ngx_int_t
+ngx_do_object_turn_run(ngx_do_object_t *obj, ngx_do_call_t *call,
+    ngx_int_t (*handler)(ngx_do_turn_t *t), ngx_do_turn_t **tp)
+{
     uint64_t               version;
     ngx_int_t              rc;
     ngx_pool_t            *pool;
     ngx_do_turn_t         *t;
-    ngx_do_storage_req_t   sreq, *req;
 
     ngx_do_stats->turns++;
 
@@ -738,50 +818,9 @@ ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call,
         return NGX_ERROR;
     }
 
-    if (obj->ns->class->deferred && !t->batch.clear) {
-        if (ngx_do_object_defer(obj, &t->batch) != NGX_OK) {
-            ngx_do_pool_put(t->pool);
-            goto failed;
-        }
+    *tp = t;
 
-        return ngx_do_object_committed(obj, t, NGX_OK, obj->version);
-    }
-
-    if (t->batch.writes.nelts == 0 && !t->batch.clear) {
-        return ngx_do_object_committed(obj, t, NGX_OK, obj->version);
-    }
-
-    if (obj->ns->class->deferred) {
-        /* a clear replaces whatever was waiting to be stored */
-        ngx_do_dirty_free(obj);
-        obj->version = NGX_DO_VERSION_ANY;
-    }
-
-    if (!ngx_do_backend->async) {
-        rc = ngx_do_backend->commit(obj->ns, obj->id, obj->version,
-                                    &t->batch, &sreq);
-
-        return ngx_do_object_committed(obj, t, rc, sreq.version);
-    }
-
-    req = ngx_do_req_create(obj, ngx_do_object_commit_done);
-    if (req == NULL) {
-        ngx_do_pool_put(t->pool);
-        goto failed;
-    }
-
-    rc = ngx_do_backend->commit(obj->ns, obj->id, obj->version, &t->batch,
-                                req);
-
-    if (rc == NGX_AGAIN) {
-        obj->req = req;
-        obj->turn = t;
-        return NGX_AGAIN;
-    }
-
-    ngx_free(req);
-
-    return ngx_do_object_committed(obj, t, rc, 0);
+    return NGX_OK;
 
 failed:
 
