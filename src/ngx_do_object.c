@@ -27,6 +27,7 @@
 
 
 #define NGX_DO_TURN_TRIES         16
+#define NGX_DO_GROUP_MAX          64
 #define NGX_DO_CACHE_MAX_VALUE    (64 * 1024)
 #define NGX_DO_CACHE_MAX_SIZE     (1024 * 1024)
 
@@ -79,6 +80,8 @@ struct ngx_do_object_s {
     ngx_do_storage_req_t      *req;
     ngx_do_storage_req_t      *flush_req;
     ngx_do_turn_t             *turn;
+    ngx_do_turn_t             *group[NGX_DO_GROUP_MAX];
+    ngx_uint_t                 ngroup;
     ngx_uint_t                 tries;
     ngx_msec_t                 expire;
     unsigned                   busy:1;
@@ -121,6 +124,10 @@ static void ngx_do_object_loaded(ngx_do_storage_req_t *req);
 static void ngx_do_object_fail_all(ngx_do_object_t *obj, const char *msg);
 static ngx_int_t ngx_do_object_turn(ngx_do_object_t *obj,
     ngx_do_call_t *call, ngx_int_t (*handler)(ngx_do_turn_t *t));
+static ngx_int_t ngx_do_object_group(ngx_do_object_t *obj);
+static void ngx_do_object_group_done(ngx_do_storage_req_t *req);
+static void ngx_do_object_group_end(ngx_do_object_t *obj, ngx_int_t rc,
+    uint64_t version);
 static ngx_int_t ngx_do_object_turn_run(ngx_do_object_t *obj,
     ngx_do_call_t *call, ngx_int_t (*handler)(ngx_do_turn_t *t),
     ngx_do_turn_t **tp);
@@ -155,6 +162,8 @@ static ngx_do_cache_t *ngx_do_cache_find(ngx_do_object_t *obj,
 static void ngx_do_cache_set(ngx_do_object_t *obj, ngx_str_t *key,
     ngx_str_t *value, uint64_t version, ngx_uint_t copy);
 static void ngx_do_cache_remove(ngx_do_object_t *obj, ngx_do_cache_t *e);
+static void ngx_do_cache_version(ngx_do_object_t *obj, ngx_str_t *key,
+    uint64_t version);
 static void ngx_do_cache_drop(ngx_do_object_t *obj);
 static void ngx_do_cache_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
@@ -556,6 +565,14 @@ ngx_do_object_continue(ngx_do_object_t *obj)
             break;
         }
 
+        if (ngx_do_backend->async && !obj->ns->class->deferred) {
+            if (ngx_do_object_group(obj) == NGX_AGAIN) {
+                return;
+            }
+
+            continue;
+        }
+
         q = ngx_queue_head(&obj->mailbox);
         call = ngx_queue_data(q, ngx_do_call_t, queue);
 
@@ -836,6 +853,268 @@ failed:
 }
 
 
+/*
+ * Group commit, for asynchronous backends: the calls waiting in the
+ * mailbox run one after the other, each seeing the writes of those before
+ * it (applied to the cache at once), and all their writes go to storage as
+ * one commit.  Their replies, which may rest on those writes, are held
+ * until it is stored (the output gate), then released in order.  A hot
+ * object thus pays one round trip per batch of calls, not per call.  A
+ * lost race puts the calls back and runs them again on fresh state.
+ */
+static ngx_int_t
+ngx_do_object_group(ngx_do_object_t *obj)
+{
+    ngx_int_t              rc;
+    ngx_uint_t             i, j, n;
+    ngx_pool_t            *pool;
+    ngx_queue_t           *q;
+    ngx_do_turn_t         *t;
+    ngx_do_call_t         *call;
+    ngx_do_batch_t         batch;
+    ngx_do_write_t        *w, *m;
+    ngx_do_storage_req_t  *req;
+
+    while (!ngx_queue_empty(&obj->mailbox)
+           && obj->ngroup < NGX_DO_GROUP_MAX
+           && obj->loaded)
+    {
+        q = ngx_queue_head(&obj->mailbox);
+        call = ngx_queue_data(q, ngx_do_call_t, queue);
+        ngx_queue_remove(q);
+
+        rc = ngx_do_object_turn_run(obj, call, obj->ns->class->fetch, &t);
+
+        if (rc != NGX_OK) {
+            /* answered already */
+            ngx_free(call->buf);
+            ngx_free(call);
+            continue;
+        }
+
+        if (obj->ngroup == 0 && t->batch.writes.nelts == 0
+            && !t->batch.clear)
+        {
+            /* nothing uncommitted was seen, nothing to store: answer now */
+            ngx_do_reply_send(obj, call, t, obj->version);
+            ngx_do_pool_put(t->pool);
+            ngx_free(call->buf);
+            ngx_free(call);
+            continue;
+        }
+
+        /* the next calls see these writes */
+        if (t->batch.clear) {
+            ngx_do_cache_drop(obj);
+            obj->loaded = 1;
+        }
+
+        w = t->batch.writes.elts;
+
+        for (i = 0; i < t->batch.writes.nelts; i++) {
+            ngx_do_cache_set(obj, &w[i].key, w[i].delete ? NULL : &w[i].value,
+                             0, 1);
+        }
+
+        obj->group[obj->ngroup++] = t;
+    }
+
+    if (obj->ngroup == 0) {
+        return NGX_OK;
+    }
+
+    /* one batch: the last write of a key wins; a clear drops what was before */
+    pool = ngx_do_pool_get();
+    if (pool == NULL) {
+        ngx_do_object_group_end(obj, NGX_ERROR, 0);
+        return NGX_OK;
+    }
+
+    batch.clear = 0;
+    batch.expire = obj->expire;
+
+    if (ngx_array_init(&batch.writes, pool, 8, sizeof(ngx_do_write_t))
+        != NGX_OK)
+    {
+        ngx_do_pool_put(pool);
+        ngx_do_object_group_end(obj, NGX_ERROR, 0);
+        return NGX_OK;
+    }
+
+    for (n = 0; n < obj->ngroup; n++) {
+        t = obj->group[n];
+
+        if (t->batch.clear) {
+            batch.clear = 1;
+            batch.writes.nelts = 0;
+        }
+
+        w = t->batch.writes.elts;
+
+        for (i = 0; i < t->batch.writes.nelts; i++) {
+            m = batch.writes.elts;
+
+            for (j = 0; j < batch.writes.nelts; j++) {
+                if (m[j].key.len == w[i].key.len
+                    && ngx_memcmp(m[j].key.data, w[i].key.data,
+                                  w[i].key.len) == 0)
+                {
+                    break;
+                }
+            }
+
+            if (j == batch.writes.nelts) {
+                m = ngx_array_push(&batch.writes);
+                if (m == NULL) {
+                    ngx_do_pool_put(pool);
+                    ngx_do_object_group_end(obj, NGX_ERROR, 0);
+                    return NGX_OK;
+                }
+
+            } else {
+                m = &m[j];
+            }
+
+            *m = w[i];
+        }
+    }
+
+    if (batch.writes.nelts == 0 && !batch.clear) {
+        /* only reads that waited behind nothing after all */
+        ngx_do_pool_put(pool);
+        ngx_do_object_group_end(obj, NGX_OK, obj->version);
+        return NGX_OK;
+    }
+
+    req = ngx_do_req_create(obj, ngx_do_object_group_done);
+
+    rc = (req == NULL)
+         ? NGX_ERROR
+         : ngx_do_backend->commit(obj->ns, obj->id, obj->version, &batch,
+                                  req);
+
+    ngx_do_pool_put(pool);
+
+    if (rc == NGX_AGAIN) {
+        obj->req = req;
+        return NGX_AGAIN;
+    }
+
+    if (req) {
+        ngx_free(req);
+    }
+
+    ngx_do_object_group_end(obj, rc, 0);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_do_object_group_done(ngx_do_storage_req_t *req)
+{
+    ngx_do_object_t  *obj;
+
+    obj = req->data;
+
+    if (obj == NULL) {
+        ngx_free(req);
+        return;
+    }
+
+    obj->req = NULL;
+
+    ngx_do_object_group_end(obj, req->rc, req->version);
+
+    ngx_free(req);
+
+    ngx_do_object_continue(obj);
+}
+
+
+/* the group's commit is decided: release, retry or fail its calls */
+static void
+ngx_do_object_group_end(ngx_do_object_t *obj, ngx_int_t rc, uint64_t version)
+{
+    ngx_uint_t       i, n;
+    ngx_do_turn_t   *t;
+    ngx_do_call_t   *call;
+    ngx_do_write_t  *w;
+
+    n = obj->ngroup;
+    obj->ngroup = 0;
+
+    if (rc == NGX_OK) {
+        obj->version = version;
+
+        for (i = 0; i < n; i++) {
+            t = obj->group[i];
+
+            /* the cache held these under no version: now they have one */
+            for (w = t->batch.writes.elts;
+                 w < (ngx_do_write_t *) t->batch.writes.elts
+                     + t->batch.writes.nelts;
+                 w++)
+            {
+                ngx_do_cache_version(obj, &w->key, version);
+            }
+        }
+
+        for (i = 0; i < n; i++) {
+            t = obj->group[i];
+            call = t->call;
+            ngx_do_reply_send(obj, call, t, version);
+            ngx_do_pool_put(t->pool);
+            ngx_free(call->buf);
+            ngx_free(call);
+        }
+
+        obj->tries = 0;
+        return;
+    }
+
+    /* the optimistic cache is wrong now: load again */
+    ngx_do_cache_drop(obj);
+
+    if (rc == NGX_BUSY && ++obj->tries < NGX_DO_TURN_TRIES) {
+        ngx_do_stats->conflicts++;
+
+        /* back to the front of the mailbox, in their order */
+        for (i = n; i > 0; i--) {
+            t = obj->group[i - 1];
+            ngx_queue_insert_head(&obj->mailbox, &t->call->queue);
+            ngx_do_pool_put(t->pool);
+        }
+
+        return;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_do_stats->storage_full++;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                  "do: a commit of %ui calls of namespace \"%V\" failed%s",
+                  n, &obj->ns->name,
+                  rc == NGX_BUSY ? " (lost every race)" : "");
+
+    for (i = 0; i < n; i++) {
+        t = obj->group[i];
+        call = t->call;
+        ngx_do_reply_simple(call->src, call->call_id,
+                            rc == NGX_DECLINED ? 507
+                                               : NGX_HTTP_SERVICE_UNAVAILABLE,
+                            rc == NGX_DECLINED ? "storage is full"
+                                               : "storage is unavailable");
+        ngx_do_pool_put(t->pool);
+        ngx_free(call->buf);
+        ngx_free(call);
+    }
+
+    obj->tries = 0;
+}
+
+
 /* the end of a turn, once its writes are stored (or not) */
 static ngx_int_t
 ngx_do_object_committed(ngx_do_object_t *obj, ngx_do_turn_t *t, ngx_int_t rc,
@@ -1046,6 +1325,7 @@ static void
 ngx_do_object_free(ngx_do_object_t *obj)
 {
     ngx_queue_t       *q;
+    ngx_do_turn_t     *t;
     ngx_do_call_t     *call;
     ngx_do_object_t  **op;
 
@@ -1068,6 +1348,13 @@ ngx_do_object_free(ngx_do_object_t *obj)
 
     if (obj->turn) {
         ngx_do_pool_put(obj->turn->pool);
+    }
+
+    while (obj->ngroup) {
+        t = obj->group[--obj->ngroup];
+        ngx_free(t->call->buf);
+        ngx_free(t->call);
+        ngx_do_pool_put(t->pool);
     }
 
     ngx_do_dirty_free(obj);
@@ -2145,6 +2432,19 @@ nocache:
 
     if (!copy) {
         ngx_free(value->data);
+    }
+}
+
+
+static void
+ngx_do_cache_version(ngx_do_object_t *obj, ngx_str_t *key, uint64_t version)
+{
+    ngx_do_cache_t  *e;
+
+    e = ngx_do_cache_find(obj, key, ngx_crc32_short(key->data, key->len));
+
+    if (e) {
+        e->version = version;
     }
 }
 
