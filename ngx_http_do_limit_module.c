@@ -88,8 +88,6 @@ static ngx_int_t ngx_http_do_limit_status_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_do_limit_remaining_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_do_limit_add_header(ngx_http_request_t *r,
-    const char *name, u_char *value, size_t len);
 
 static ngx_int_t ngx_http_do_limit_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_do_limit_init(ngx_conf_t *cf);
@@ -534,7 +532,7 @@ ngx_http_do_limit_headers(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if (ngx_http_do_limit_add_header(r, "RateLimit-Policy", p,
+    if (ngx_http_do_add_header(r, "RateLimit-Policy", p,
                                      ngx_sprintf(p, "\"%V\";q=%uL;w=%uL",
                                                  name, q, w) - p)
         != NGX_OK)
@@ -547,7 +545,7 @@ ngx_http_do_limit_headers(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if (ngx_http_do_limit_add_header(r, "RateLimit", p,
+    if (ngx_http_do_add_header(r, "RateLimit", p,
                                      ngx_sprintf(p, "\"%V\";r=%L;t=%L",
                                                  name, res->remaining,
                                                  (res->reset + 999) / 1000)
@@ -566,35 +564,11 @@ ngx_http_do_limit_headers(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    return ngx_http_do_limit_add_header(r, "Retry-After", p,
+    return ngx_http_do_add_header(r, "Retry-After", p,
                                         ngx_sprintf(p, "%L",
                                                     ngx_max((res->retry + 999)
                                                             / 1000, 1))
                                         - p);
-}
-
-
-static ngx_int_t
-ngx_http_do_limit_add_header(ngx_http_request_t *r, const char *name,
-    u_char *value, size_t len)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-    h->key.data = (u_char *) name;
-    h->key.len = ngx_strlen(name);
-    h->value.data = value;
-    h->value.len = len;
-
-    return NGX_OK;
 }
 
 

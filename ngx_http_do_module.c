@@ -95,8 +95,6 @@ static ngx_int_t ngx_http_do_send(ngx_http_request_t *r, ngx_uint_t status,
     uint64_t activation);
 static ngx_int_t ngx_http_do_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *msg);
-static ngx_int_t ngx_http_do_add_header(ngx_http_request_t *r,
-    const char *name, u_char *value, size_t len);
 static void ngx_http_do_ipc_handler(ngx_uint_t type, ngx_uint_t src,
     uint64_t call_id, u_char *buf, size_t len);
 static void ngx_http_do_ipc_bounce(ngx_uint_t type, ngx_uint_t src,
@@ -821,7 +819,7 @@ ngx_http_do_send_error(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_do_add_header(ngx_http_request_t *r, const char *name, u_char *value,
     size_t len)
 {

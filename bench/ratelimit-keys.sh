@@ -3,33 +3,13 @@
 # (about 1e6 of them by default) through do_limit with 2 workers; every
 # second it prints the objects held in memory, the workers' RSS and the
 # storage zone's free bytes, then keeps watching after the load stops until
-# the idle keys are forgotten.  Load goes to 127.0.0.1 only and stops by
-# itself.
+# the idle keys are forgotten.
 #
 #   bench/ratelimit-keys.sh [seconds of load, default 15]
 
-set -eu
-
-top=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-15}
-nginx=${NGINX_BIN:-/usr/sbin/nginx}
-module=${DO_MODULE:-$top/build/ngx_http_do_module.so}
-command -v wrk >/dev/null || { echo "wrk is missing: make deps"; exit 1; }
-[ -f "$module" ] || { echo "build the module first: make build"; exit 1; }
-
-dir=$(mktemp -d /tmp/ngx_do_bench_XXXXXX)
-chmod 755 "$dir"
-mkdir -p "$dir/logs" "$dir/html"
-echo ok > "$dir/html/ok.txt"
-pid=
-cleanup() {
-    [ -n "$pid" ] && kill -QUIT "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-
-port=$(perl -MIO::Socket::INET -e \
-    'print IO::Socket::INET->new(LocalAddr=>"127.0.0.1",LocalPort=>0,Listen=>1)->sockport')
+conns=64
+. "$(dirname "$0")/lib.sh"
 
 cat > "$dir/unique.lua" <<'LUA'
 local n = 0
@@ -39,8 +19,9 @@ request = function()
 end
 LUA
 
-cat > "$dir/nginx.conf" <<CONF
-load_module $module;
+echo "a secret for the benchmark run" > "$dir/secret"
+
+start_nginx "load_module $module;
 worker_processes 2;
 error_log $dir/logs/error.log error;
 pid $dir/logs/nginx.pid;
@@ -48,6 +29,7 @@ events { worker_connections 4096; }
 http {
     access_log off;
     keepalive_requests 1000000;
+    do_secret $dir/secret;
     do_storage memory size=64m;
     do_namespace dl rate_limiter rate=100r/s;
     server {
@@ -56,15 +38,7 @@ http {
         location / { do_limit dl key=\$arg_k; }
         location = /status { do_status; }
     }
-}
-CONF
-
-"$nginx" -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;' 2>>"$dir/logs/stderr.log" &
-pid=$!
-for _ in $(seq 100); do
-    curl -s -o /dev/null "http://127.0.0.1:$port/ok.txt" && break
-    sleep 0.05
-done
+}" 0-1
 
 sample() {
     local st objects free rss
@@ -75,12 +49,13 @@ sample() {
     for w in $(pgrep -P "$pid"); do
         rss=$((rss + $(awk '/VmRSS/ { print $2 }' "/proc/$w/status")))
     done
-    printf "%6s %12s %14s %12s\n" "$1" "$objects" "$((rss / 1024)) MiB" "$((free / 1024)) KiB"
+    printf "%6s %12s %14s %12s\n" "$1" "$objects" "$((rss / 1024)) MiB" \
+        "$((free / 1024)) KiB"
 }
 
 printf "%6s %12s %14s %12s\n" second objects "workers RSS" "zone free"
 sample 0
-wrk -t1 -c64 -d"${secs}s" -s "$dir/unique.lua" "http://127.0.0.1:$port/" \
+wrk -t1 -c"$conns" -d"${secs}s" -s "$dir/unique.lua" "http://127.0.0.1:$port/" \
     > "$dir/wrk.out" &
 wrk_pid=$!
 for s in $(seq 1 "$secs"); do

@@ -12,40 +12,15 @@
 #
 #   bench/redis.sh [seconds per run, default 5] [connections, default 64]
 
-set -eu
-
-top=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-5}
 conns=${2:-64}
-nginx=${NGINX_BIN:-/usr/sbin/nginx}
-module=${DO_MODULE:-$top/build/ngx_http_do_module.so}
-command -v wrk >/dev/null || { echo "wrk is missing: make deps"; exit 1; }
-[ -f "$module" ] || { echo "build the module first: make build"; exit 1; }
+. "$(dirname "$0")/lib.sh"
 
 if [ ! -f /usr/lib/nginx/modules/ngx_http_lua_module.so ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
         libnginx-mod-http-lua >/dev/null
 fi
 
-dir=$(mktemp -d /tmp/ngx_do_bench_XXXXXX)
-chmod 755 "$dir"
-mkdir -p "$dir/logs" "$dir/html"
-echo ok > "$dir/html/ok.txt"
-pid=
-rpid=
-cleanup() {
-    [ -n "$pid" ] && kill -QUIT "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-    [ -n "$rpid" ] && kill "$rpid" 2>/dev/null && wait "$rpid" 2>/dev/null
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-
-free_port() {
-    perl -MIO::Socket::INET -e \
-        'print IO::Socket::INET->new(LocalAddr=>"127.0.0.1",LocalPort=>0,Listen=>1)->sockport'
-}
-
-port=$(free_port)
 rport=$(free_port)
 
 redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no \
@@ -56,19 +31,11 @@ for _ in $(seq 100); do
     sleep 0.05
 done
 
-cat > "$dir/keys.lua" <<'LUA'
-request = function()
-    return wrk.format(nil, "/ok.txt?k=" .. math.random(10000))
-end
-LUA
-cat > "$dir/incr.lua" <<'LUA'
-wrk.method = "POST"
-LUA
+echo "a secret for the benchmark run" > "$dir/secret"
 
-start() {
-    local storage=$1 location=$2 modules=$3
-    cat > "$dir/nginx.conf" <<CONF
-$modules
+conf() {
+    cat <<CONF
+$3
 load_module $module;
 worker_processes 2;
 error_log $dir/logs/error.log error;
@@ -78,30 +45,18 @@ http {
     access_log off;
     client_body_temp_path $dir/body;
     keepalive_requests 1000000;
-    do_storage $storage;
+    do_secret $dir/secret;
+    do_storage $1;
     do_namespace st store;
     do_namespace dl rate_limiter rate=100r/s burst=50;
     server {
         listen 127.0.0.1:$port;
         root $dir/html;
         location ~ ^/s/(?<o>\w+)\$ { do_pass st name=\$o; }
-        location / { $location }
+        location / { $2 }
     }
 }
 CONF
-    taskset -c 0 "$nginx" -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;' \
-        2>>"$dir/logs/stderr.log" &
-    pid=$!
-    for _ in $(seq 100); do
-        curl -s -o /dev/null "http://127.0.0.1:$port/ok.txt?k=1" && break
-        sleep 0.05
-    done
-}
-
-stop() {
-    kill -QUIT "$pid"
-    wait "$pid" || true
-    pid=
 }
 
 # commands sent by clients (EVAL, INCR, ...): a script's own calls not counted
@@ -109,16 +64,6 @@ commands() {
     redis-cli -p "$rport" INFO commandstats \
         | awk -F'[=,:]' '/^cmdstat_(eval|evalsha|incr|expire)[^_]/ { n += $3 }
                         END { print n + 0 }'
-}
-
-# prints "req/s p99 requests"
-measure() {
-    local out rps p99 n
-    out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${secs}s" --latency "$@")
-    rps=$(echo "$out" | awk '/Requests\/sec/ { print $2 }')
-    p99=$(echo "$out" | awk '$1 == "99%" { print $2 }')
-    n=$(echo "$out" | awk '/requests in/ { print $1 }')
-    echo "$rps $p99 $n"
 }
 
 # "the OpenResty way": a fixed-window counter in Redis per key and second
@@ -151,18 +96,21 @@ redis="redis://127.0.0.1:$rport/0"
 printf "%-34s %12s %10s %14s\n" "case (2 workers)" "req/s" p99 "redis cmd/req"
 echo "(commands sent to Redis per request; a script counts as one)"
 
+declare -A rps=()
+
 run() {
     local name=$1 storage=$2 location=$3 modules=$4; shift 4
     local before after r p n
-    start "$storage" "$location" "$modules"
+    start_nginx "$(conf "$storage" "$location" "$modules")"
     before=$(commands)
-    read -r r p n < <(measure "$@")
+    read -r r p _ n < <(measure "$@")
     sleep 1.2   # the last deferred flushes
     after=$(commands)
-    stop
+    stop_nginx
     printf "%-34s %12s %10s %14s\n" "$name" "$r" "$p" \
-        "$(awk -v a="$before" -v b="$after" -v n="$n" 'BEGIN { printf "%.3f", (b - a) / n }')"
-    eval "rps_${name//[^a-z0-9]/_}=$r"
+        "$(awk -v a="$before" -v b="$after" -v n="$n" \
+               'BEGIN { printf "%.3f", (b - a) / n }')"
+    rps[$name]=$r
 }
 
 run "store incr, memory"  "memory" "" "" -s "$dir/incr.lua" "http://127.0.0.1:$port/s/hot?key=n&op=incr"
@@ -172,9 +120,6 @@ run "do_limit 10k, redis"  "$redis" "do_limit dl key=\$arg_k;" "" -s "$dir/keys.
 run "lua+redis 10k, fixed window" "memory" "$lua_gate" "$lua_modules" -s "$dir/keys.lua" "http://127.0.0.1:$port/"
 
 echo
-awk -v a="$rps_store_incr__redis" -v b="$rps_store_incr__memory" \
-    'BEGIN { printf "store incr redis/memory:        %.2f\n", a / b }'
-awk -v a="$rps_do_limit_10k__redis" -v b="$rps_do_limit_10k__memory" \
-    'BEGIN { printf "do_limit redis/memory:          %.2f\n", a / b }'
-awk -v a="$rps_do_limit_10k__redis" -v b="$rps_lua_redis_10k__fixed_window" \
-    'BEGIN { printf "do_limit redis / lua+redis:     %.2f\n", a / b }'
+echo "store incr redis/memory:    $(ratio "${rps[store incr, redis]}" "${rps[store incr, memory]}")"
+echo "do_limit redis/memory:      $(ratio "${rps[do_limit 10k, redis]}" "${rps[do_limit 10k, memory]}")"
+echo "do_limit redis / lua+redis: $(ratio "${rps[do_limit 10k, redis]}" "${rps[lua+redis 10k, fixed window]}")"

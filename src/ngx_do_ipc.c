@@ -87,8 +87,7 @@ static void ngx_do_ipc_receive(ngx_do_ipc_hdr_t *hdr, u_char *data,
     size_t size);
 static void ngx_do_ipc_write_handler(ngx_event_t *wev);
 static void ngx_do_ipc_empty_handler(ngx_event_t *ev);
-static void ngx_do_ipc_retry_handler(ngx_event_t *ev);
-static void ngx_do_ipc_post_handler(ngx_event_t *ev);
+static void ngx_do_ipc_kick(ngx_event_t *ev);
 static void ngx_do_ipc_peer_gone(ngx_do_ipc_peer_t *peer);
 static ngx_int_t ngx_do_ipc_flush(ngx_do_ipc_peer_t *peer);
 static void ngx_do_ipc_peer_close(ngx_do_ipc_peer_t *peer);
@@ -300,12 +299,12 @@ ngx_do_ipc_init_worker(ngx_cycle_t *cycle, ngx_do_ipc_handler_pt handler,
         c->write->channel = 1;
         peer->c = c;
 
-        peer->retry.handler = ngx_do_ipc_retry_handler;
+        peer->retry.handler = ngx_do_ipc_kick;
         peer->retry.data = peer;
         peer->retry.log = cycle->log;
         peer->retry.cancelable = 1;
 
-        peer->post.handler = ngx_do_ipc_post_handler;
+        peer->post.handler = ngx_do_ipc_kick;
         peer->post.data = peer;
         peer->post.log = cycle->log;
     }
@@ -429,19 +428,6 @@ ngx_do_ipc_send(ngx_uint_t dst, ngx_uint_t type, uint64_t call_id,
     }
 
     return NGX_OK;
-}
-
-
-static void
-ngx_do_ipc_post_handler(ngx_event_t *ev)
-{
-    ngx_do_ipc_peer_t  *peer;
-
-    peer = ev->data;
-
-    if (peer->c) {
-        ngx_do_ipc_write_handler(peer->c->write);
-    }
 }
 
 
@@ -614,9 +600,12 @@ ngx_do_ipc_empty_handler(ngx_event_t *ev)
 }
 
 
-/* a safety net in case a write event is missed on the shared socket */
+/*
+ * The end of a loop iteration (posted) and the safety net in case a write
+ * event is missed on the shared socket (a timer): both flush the queue.
+ */
 static void
-ngx_do_ipc_retry_handler(ngx_event_t *ev)
+ngx_do_ipc_kick(ngx_event_t *ev)
 {
     ngx_do_ipc_peer_t  *peer;
 

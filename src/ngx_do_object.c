@@ -128,6 +128,8 @@ static ngx_int_t ngx_do_object_group(ngx_do_object_t *obj);
 static void ngx_do_object_group_done(ngx_do_storage_req_t *req);
 static void ngx_do_object_group_end(ngx_do_object_t *obj, ngx_int_t rc,
     uint64_t version);
+static ngx_int_t ngx_do_object_turn_fail(ngx_do_object_t *obj,
+    ngx_do_call_t *call);
 static ngx_int_t ngx_do_object_turn_run(ngx_do_object_t *obj,
     ngx_do_call_t *call, ngx_int_t (*handler)(ngx_do_turn_t *t),
     ngx_do_turn_t **tp);
@@ -748,6 +750,14 @@ ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call,
 
 failed:
 
+    return ngx_do_object_turn_fail(obj, call);
+}
+
+
+/* a turn that could not run: the cache may be stale, the caller hears 503 */
+static ngx_int_t
+ngx_do_object_turn_fail(ngx_do_object_t *obj, ngx_do_call_t *call)
+{
     ngx_do_cache_drop(obj);
 
     if (call) {
@@ -841,15 +851,7 @@ ngx_do_object_turn_run(ngx_do_object_t *obj, ngx_do_call_t *call,
 
 failed:
 
-    ngx_do_cache_drop(obj);
-
-    if (call) {
-        ngx_do_reply_simple(call->src, call->call_id,
-                            NGX_HTTP_SERVICE_UNAVAILABLE,
-                            "object is busy, try again");
-    }
-
-    return NGX_ERROR;
+    return ngx_do_object_turn_fail(obj, call);
 }
 
 

@@ -150,6 +150,10 @@ ngx_int_t ngx_http_do_call(ngx_http_request_t *r, ngx_do_namespace_t *ns,
     u_char *id, ngx_uint_t method, ngx_str_t *args,
     ngx_http_do_reply_pt handler, void *data);
 
+/* adds a response header; the value is copied into the request pool */
+ngx_int_t ngx_http_do_add_header(ngx_http_request_t *r, const char *name,
+    u_char *value, size_t len);
+
 /* the namespace of that name, once the http block is parsed; or NULL */
 ngx_do_namespace_t *ngx_http_do_find_namespace(ngx_conf_t *cf,
     ngx_str_t *name);

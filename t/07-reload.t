@@ -41,7 +41,9 @@ for (1 .. 200) {
         last;
     }
 }
-ok($owner_pid, "found the owner worker of o1 (pid $owner_pid)");
+ok($owner_pid && $owner_pid > 1 && grep({ $_ == $owner_pid } $t->workers),
+   "found the owner worker of o1 (pid " . ($owner_pid // '?') . ")")
+    or BAIL_OUT('no owner pid: not killing anything');
 kill 'KILL', $owner_pid;
 wait_for(sub { my @w = $t->workers; @w == 4 && !grep { $_ == $owner_pid } @w }, 10);
 is(http($p, 'GET', '/s/o1?key=v')->{body}, 'value 1',

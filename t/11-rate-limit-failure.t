@@ -58,8 +58,15 @@ my $other = 1 - $mine;
 my ($k_open) = grep { owner_of('open', $_) == $other } map { "k$_" } 1 .. 100;
 my ($k_closed) = grep { owner_of('closed', $_) == $other } map { "k$_" } 1 .. 100;
 
-my $status = JSON::PP->new->decode(http($p, 'GET', '/status', sock => $s)->{body});
-my $pid = $status->{workers}[$other]{pid};
+# the other worker's pid, once it has registered in the status zone
+my $pid = 0;
+wait_for(sub {
+    my $st = JSON::PP->new->decode(http($p, 'GET', '/status', sock => $s)->{body});
+    $pid = $st->{workers}[$other]{pid} // 0;
+    $pid > 1;
+}, 10);
+ok($pid > 1 && grep({ $_ == $pid } $t->workers), "worker $other is pid $pid")
+    or BAIL_OUT('no pid for the other worker: not stopping anything');
 
 is(http($p, 'GET', "/open?k=$k_open", sock => $s)->{status}, 200,
    "the limiter on worker $other answers");

@@ -241,12 +241,11 @@ sub reload {
 
 sub stop {
     my ($self) = @_;
-    return unless $self->{pid};
+    return unless $self->{pid} && $self->{pid} > 1;
     kill 'QUIT', $self->{pid};
     my $done = wait_for(sub { waitpid($self->{pid}, WNOHANG) != 0 }, 15);
-    unless ($done) {
-        kill 'KILL', $self->{pid};
-        waitpid($self->{pid}, 0);
+    if (!$done) {
+        $self->DESTROY;
     }
     delete $self->{pid};
     return $done;
@@ -287,13 +286,17 @@ sub sanitizer_reports {
     return @found;
 }
 
+# a test that ends early still leaves no nginx behind: the workers first
+# (they would outlive a killed master), then the master
 sub DESTROY {
     my ($self) = @_;
     local $?;    # waitpid here must not become the test's exit status
-    if ($self->{pid}) {
-        kill 'KILL', $self->{pid};
-        waitpid($self->{pid}, 0);
-    }
+    return unless $self->{pid} && $self->{pid} > 1;
+    my @workers = grep { $_ > 1 } $self->workers;
+    kill 'CONT', @workers, $self->{pid};
+    kill 'KILL', @workers;
+    kill 'KILL', $self->{pid};
+    waitpid($self->{pid}, 0);
 }
 
 # nginx -t on a config text (http part), returns (exit code, output)
