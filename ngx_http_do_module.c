@@ -469,12 +469,12 @@ ngx_http_do_dispatch(ngx_http_request_t *r, ngx_do_namespace_t *ns,
     call->timer.log = r->connection->log;
 
     /*
-     * A worker that is being replaced still sends calls to the owner of
-     * its generation, which has the object warm; if that one is gone
-     * already, the call comes back and runs here (conditional commits keep
-     * such a turn safe beside the new owner).
+     * A worker that is being replaced runs calls itself: the owner of its
+     * generation may exit with the call unread, and conditional commits
+     * keep such a turn safe beside the new owner.
      */
-    local = (call->owner == ngx_worker || ngx_do_runtime.workers == 1);
+    local = (call->owner == ngx_worker || ngx_do_runtime.workers == 1
+             || ngx_exiting);
 
     if (!local) {
         rc = ngx_do_ipc_send(call->owner, NGX_DO_IPC_CALL, call_id, buf, len);

@@ -127,7 +127,7 @@ static ngx_int_t ngx_do_object_turn(ngx_do_object_t *obj,
 static ngx_int_t ngx_do_object_group(ngx_do_object_t *obj);
 static void ngx_do_object_group_done(ngx_do_storage_req_t *req);
 static void ngx_do_object_group_end(ngx_do_object_t *obj, ngx_int_t rc,
-    uint64_t version);
+    uint64_t version, ngx_do_storage_req_t *fresh);
 static ngx_int_t ngx_do_object_turn_fail(ngx_do_object_t *obj,
     ngx_do_call_t *call);
 static ngx_int_t ngx_do_object_turn_run(ngx_do_object_t *obj,
@@ -142,6 +142,7 @@ static ngx_int_t ngx_do_object_flush_done(ngx_do_object_t *obj,
     ngx_int_t rc);
 static ngx_do_storage_req_t *ngx_do_req_create(ngx_do_object_t *obj,
     ngx_do_storage_handler_pt handler);
+static void ngx_do_req_free(ngx_do_storage_req_t *req);
 static void ngx_do_dirty_list_free(ngx_do_dirty_t *d);
 static ngx_do_dirty_t *ngx_do_dirty_find(ngx_do_dirty_t *d, ngx_str_t *key);
 static ngx_int_t ngx_do_list_cache(ngx_do_turn_t *t,
@@ -653,11 +654,7 @@ ngx_do_object_loaded(ngx_do_storage_req_t *req)
 
 done:
 
-    if (req->pool) {
-        ngx_destroy_pool(req->pool);
-    }
-
-    ngx_free(req);
+    ngx_do_req_free(req);
 }
 
 
@@ -744,7 +741,7 @@ ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call,
         return NGX_AGAIN;
     }
 
-    ngx_free(req);
+    ngx_do_req_free(req);
 
     return ngx_do_object_committed(obj, t, rc, 0);
 
@@ -928,7 +925,7 @@ ngx_do_object_group(ngx_do_object_t *obj)
     /* one batch: the last write of a key wins; a clear drops what was before */
     pool = ngx_do_pool_get();
     if (pool == NULL) {
-        ngx_do_object_group_end(obj, NGX_ERROR, 0);
+        ngx_do_object_group_end(obj, NGX_ERROR, 0, NULL);
         return NGX_OK;
     }
 
@@ -939,7 +936,7 @@ ngx_do_object_group(ngx_do_object_t *obj)
         != NGX_OK)
     {
         ngx_do_pool_put(pool);
-        ngx_do_object_group_end(obj, NGX_ERROR, 0);
+        ngx_do_object_group_end(obj, NGX_ERROR, 0, NULL);
         return NGX_OK;
     }
 
@@ -969,7 +966,7 @@ ngx_do_object_group(ngx_do_object_t *obj)
                 m = ngx_array_push(&batch.writes);
                 if (m == NULL) {
                     ngx_do_pool_put(pool);
-                    ngx_do_object_group_end(obj, NGX_ERROR, 0);
+                    ngx_do_object_group_end(obj, NGX_ERROR, 0, NULL);
                     return NGX_OK;
                 }
 
@@ -984,7 +981,7 @@ ngx_do_object_group(ngx_do_object_t *obj)
     if (batch.writes.nelts == 0 && !batch.clear) {
         /* only reads that waited behind nothing after all */
         ngx_do_pool_put(pool);
-        ngx_do_object_group_end(obj, NGX_OK, obj->version);
+        ngx_do_object_group_end(obj, NGX_OK, obj->version, NULL);
         return NGX_OK;
     }
 
@@ -1003,10 +1000,10 @@ ngx_do_object_group(ngx_do_object_t *obj)
     }
 
     if (req) {
-        ngx_free(req);
+        ngx_do_req_free(req);
     }
 
-    ngx_do_object_group_end(obj, rc, 0);
+    ngx_do_object_group_end(obj, rc, 0, NULL);
 
     return NGX_OK;
 }
@@ -1020,15 +1017,15 @@ ngx_do_object_group_done(ngx_do_storage_req_t *req)
     obj = req->data;
 
     if (obj == NULL) {
-        ngx_free(req);
+        ngx_do_req_free(req);
         return;
     }
 
     obj->req = NULL;
 
-    ngx_do_object_group_end(obj, req->rc, req->version);
+    ngx_do_object_group_end(obj, req->rc, req->version, req);
 
-    ngx_free(req);
+    ngx_do_req_free(req);
 
     ngx_do_object_continue(obj);
 }
@@ -1036,9 +1033,11 @@ ngx_do_object_group_done(ngx_do_storage_req_t *req)
 
 /* the group's commit is decided: release, retry or fail its calls */
 static void
-ngx_do_object_group_end(ngx_do_object_t *obj, ngx_int_t rc, uint64_t version)
+ngx_do_object_group_end(ngx_do_object_t *obj, ngx_int_t rc, uint64_t version,
+    ngx_do_storage_req_t *fresh)
 {
     ngx_uint_t       i, n;
+    ngx_do_kv_t     *kv;
     ngx_do_turn_t   *t;
     ngx_do_call_t   *call;
     ngx_do_write_t  *w;
@@ -1080,6 +1079,19 @@ ngx_do_object_group_end(ngx_do_object_t *obj, ngx_int_t rc, uint64_t version)
 
     if (rc == NGX_BUSY && ++obj->tries < NGX_DO_TURN_TRIES) {
         ngx_do_stats->conflicts++;
+
+        if (fresh && fresh->kvs) {
+            /* the commit brought the state that won: no load needed */
+            kv = fresh->kvs->elts;
+
+            for (i = 0; i < fresh->kvs->nelts; i++) {
+                ngx_do_cache_set(obj, &kv[i].key, &kv[i].value,
+                                 kv[i].version, 1);
+            }
+
+            obj->version = fresh->version;
+            obj->loaded = 1;
+        }
 
         /* back to the front of the mailbox, in their order */
         for (i = n; i > 0; i--) {
@@ -1198,7 +1210,7 @@ ngx_do_object_commit_done(ngx_do_storage_req_t *req)
     obj = req->data;
 
     if (obj == NULL) {
-        ngx_free(req);
+        ngx_do_req_free(req);
         return;
     }
 
@@ -1208,7 +1220,7 @@ ngx_do_object_commit_done(ngx_do_storage_req_t *req)
 
     rc = ngx_do_object_committed(obj, t, req->rc, req->version);
 
-    ngx_free(req);
+    ngx_do_req_free(req);
 
     if (rc == NGX_BUSY && ++obj->tries < NGX_DO_TURN_TRIES) {
         ngx_do_object_continue(obj);
@@ -1241,6 +1253,17 @@ ngx_do_object_commit_done(ngx_do_storage_req_t *req)
     obj->tries = 0;
 
     ngx_do_object_continue(obj);
+}
+
+
+static void
+ngx_do_req_free(ngx_do_storage_req_t *req)
+{
+    if (req->pool) {
+        ngx_destroy_pool(req->pool);
+    }
+
+    ngx_free(req);
 }
 
 
@@ -1540,7 +1563,7 @@ ngx_do_object_flush(ngx_do_object_t *obj)
     }
 
     if (req) {
-        ngx_free(req);
+        ngx_do_req_free(req);
     }
 
     return ngx_do_object_flush_done(obj, rc);
@@ -1613,7 +1636,7 @@ ngx_do_object_flushed(ngx_do_storage_req_t *req)
     obj = req->data;
 
     if (obj == NULL) {
-        ngx_free(req);
+        ngx_do_req_free(req);
         return;
     }
 
@@ -1625,7 +1648,7 @@ ngx_do_object_flushed(ngx_do_storage_req_t *req)
 
     rc = ngx_do_object_flush_done(obj, req->rc);
 
-    ngx_free(req);
+    ngx_do_req_free(req);
 
     if (obj->closing) {
         if (obj->busy || !ngx_queue_empty(&obj->mailbox)) {

@@ -14,7 +14,9 @@
  * is one script that checks the version the turn saw, applies every write
  * and bumps the version, atomically like MULTI/EXEC but with the
  * precondition inside the same round trip; a version of "-1" skips the
- * check (deferred state).  An object whose hash becomes empty loses its
+ * check (deferred state).  A commit that finds another version answers
+ * with the object's current state, so that the turns can run again at once
+ * without another round trip to load it.  An object whose hash becomes empty loses its
  * version key too: nothing of a forgotten object stays in Redis; state
  * with an expiry (ngx_do_set_expire) gets PEXPIRE on both keys.
  */
@@ -38,6 +40,8 @@
 static ngx_int_t ngx_do_redis_load(ngx_do_namespace_t *ns, u_char *id,
     ngx_do_storage_req_t *req);
 static void ngx_do_redis_loaded(void *data, void *reply);
+static ngx_int_t ngx_do_redis_state(ngx_do_storage_req_t *req,
+    redisReply *version, redisReply *fields);
 static ngx_int_t ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id,
     uint64_t expected, ngx_do_batch_t *batch, ngx_do_storage_req_t *req);
 static void ngx_do_redis_committed(void *data, void *reply);
@@ -65,7 +69,10 @@ static const char  ngx_do_redis_load_script[] =
 
 static const char  ngx_do_redis_commit_script[] =
     "local v = tonumber(redis.call('GET', KEYS[2]) or '0') "
-    "if ARGV[1] ~= '-1' and tonumber(ARGV[1]) ~= v then return -1 end "
+    "if ARGV[1] ~= '-1' and tonumber(ARGV[1]) ~= v then "
+    "  return {-1, redis.call('GET', KEYS[2]), "
+    "          redis.call('HGETALL', KEYS[1])} "
+    "end "
     "local n = v + 1 "
     "if ARGV[2] == '1' then redis.call('DEL', KEYS[1]) end "
     "local i = 4 "
@@ -159,12 +166,6 @@ ngx_do_redis_loaded(void *data, void *r)
     ngx_do_storage_req_t  *req = data;
     redisReply            *reply = r;
 
-    u_char       *p, *last;
-    size_t        i;
-    ngx_int_t     n;
-    redisReply   *fields, *f, *val;
-    ngx_do_kv_t  *kv;
-
     req->rc = NGX_ERROR;
     req->version = 0;
 
@@ -186,27 +187,47 @@ ngx_do_redis_loaded(void *data, void *r)
         goto done;
     }
 
-    if (reply->element[0]->type == REDIS_REPLY_STRING) {
-        n = ngx_atoi((u_char *) reply->element[0]->str,
-                     reply->element[0]->len);
+    req->rc = ngx_do_redis_state(req, reply->element[0], reply->element[1]);
+
+done:
+
+    req->handler(req);
+}
+
+
+/* an object's state from its version and HGETALL replies, into req */
+static ngx_int_t
+ngx_do_redis_state(ngx_do_storage_req_t *req, redisReply *version,
+    redisReply *fields)
+{
+    u_char       *p, *last;
+    size_t        i;
+    ngx_int_t     n;
+    redisReply   *f, *val;
+    ngx_do_kv_t  *kv;
+
+    if (fields->type != REDIS_REPLY_ARRAY || fields->elements % 2) {
+        return NGX_ERROR;
+    }
+
+    if (version->type == REDIS_REPLY_STRING) {
+        n = ngx_atoi((u_char *) version->str, version->len);
         if (n == NGX_ERROR) {
-            goto done;
+            return NGX_ERROR;
         }
 
         req->version = (uint64_t) n;
     }
 
-    fields = reply->element[1];
-
     req->pool = ngx_create_pool(4096, ngx_cycle->log);
     if (req->pool == NULL) {
-        goto done;
+        return NGX_ERROR;
     }
 
     req->kvs = ngx_array_create(req->pool, fields->elements / 2 + 1,
                                 sizeof(ngx_do_kv_t));
     if (req->kvs == NULL) {
-        goto done;
+        return NGX_ERROR;
     }
 
     for (i = 0; i < fields->elements; i += 2) {
@@ -214,7 +235,7 @@ ngx_do_redis_loaded(void *data, void *r)
         val = fields->element[i + 1];
 
         if (f->type != REDIS_REPLY_STRING || val->type != REDIS_REPLY_STRING) {
-            goto done;
+            return NGX_ERROR;
         }
 
         p = (u_char *) val->str;
@@ -225,12 +246,12 @@ ngx_do_redis_loaded(void *data, void *r)
         }
 
         if (p == last) {
-            goto done;
+            return NGX_ERROR;
         }
 
         kv = ngx_array_push(req->kvs);
         if (kv == NULL) {
-            goto done;
+            return NGX_ERROR;
         }
 
         n = ngx_atoi((u_char *) val->str, p - (u_char *) val->str);
@@ -239,7 +260,7 @@ ngx_do_redis_loaded(void *data, void *r)
         kv->key.len = f->len;
         kv->key.data = ngx_pnalloc(req->pool, f->len + (last - p));
         if (kv->key.data == NULL) {
-            goto done;
+            return NGX_ERROR;
         }
 
         ngx_memcpy(kv->key.data, f->str, f->len);
@@ -248,11 +269,7 @@ ngx_do_redis_loaded(void *data, void *r)
         (void) ngx_do_cpymem(kv->value.data, p + 1, kv->value.len);
     }
 
-    req->rc = NGX_OK;
-
-done:
-
-    req->handler(req);
+    return NGX_OK;
 }
 
 
@@ -349,6 +366,21 @@ ngx_do_redis_committed(void *data, void *r)
     req->rc = NGX_ERROR;
 
     if (reply == NULL) {
+        goto done;
+    }
+
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3
+        && reply->element[0]->type == REDIS_REPLY_INTEGER
+        && reply->element[0]->integer == -1)
+    {
+        /* lost the race: here is the state that won */
+        if (ngx_do_redis_state(req, reply->element[1], reply->element[2])
+            != NGX_OK)
+        {
+            req->kvs = NULL;
+        }
+
+        req->rc = NGX_BUSY;
         goto done;
     }
 

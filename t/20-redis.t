@@ -8,6 +8,8 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use JSON::PP;
+use File::Temp;
+use POSIX ();
 use DoTest qw(http parallel wait_for);
 
 my $J = JSON::PP->new;
@@ -100,6 +102,28 @@ is(http($p, 'GET', '/s/broken?key=k')->{status}, 404,
 #    a fail-open gate lets traffic through, and it heals by itself
 my @workers = $t->workers;
 is(http($p, 'GET', '/s/keep?key=k')->{body}, 'durable', 'an object is loaded');
+
+# clients keep writing while Redis dies and comes back
+my $dir = File::Temp::tempdir(CLEANUP => 1);
+my @clients;
+for my $c (1 .. 4) {
+    my $pid = fork() // die;
+    if ($pid == 0) {
+        my %seen;
+        my $i = 0;
+        until (-e "$dir/stop") {
+            my $st = http($p, 'POST', "/s/load$c-" . ($i++ % 50) . '?key=n&op=incr');
+            $seen{ $st->{status} || "error" }++;
+        }
+        open my $fh, '>', "$dir/$c" or POSIX::_exit(1);
+        print $fh join(' ', map { "$_=$seen{$_}" } sort keys %seen), "\n";
+        close $fh;
+        POSIX::_exit(0);
+    }
+    push @clients, $pid;
+}
+
+wait_for(sub { 0 }, 0.3);
 $redis->stop('KILL');
 
 my @during = map { http($p, 'POST', "/s/fresh$_?key=n&op=incr")->{status} } 1 .. 10;
@@ -116,6 +140,22 @@ $redis = DoTest::Redis->new->start_on($rport);
 ok(wait_for(sub {
        http($p, 'POST', '/s/after?key=n&op=incr')->{status} == 200
    }, 15), 'once Redis is back, calls succeed without touching nginx');
+
+open my $stop, '>', "$dir/stop" or die;
+close $stop;
+waitpid($_, 0) for @clients;
+my %all;
+for my $c (1 .. 4) {
+    open my $fh, '<', "$dir/$c" or die "client $c left no result";
+    for (split ' ', scalar <$fh>) {
+        my ($k, $v) = split /=/;
+        $all{$k} += $v;
+    }
+}
+ok($all{503}, "clients during the outage got 503s ($all{503})");
+ok($all{200}, "... and 200s before and after it ($all{200})");
+is(join(' ', grep { $_ ne '200' && $_ ne '503' } sort keys %all), '',
+   '... and nothing else: no 504, no dropped connection');
 is_deeply([ sort { $a <=> $b } $t->workers ], [ sort { $a <=> $b } @workers ],
           'no worker died');
 $t->stop;
