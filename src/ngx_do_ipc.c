@@ -28,6 +28,8 @@
 #define NGX_DO_IPC_SNDBUF         (4 * 1024 * 1024)
 #define NGX_DO_IPC_RETRY          50
 #define NGX_DO_IPC_IOVS           64
+#define NGX_DO_IPC_HEARTBEAT      250
+#define NGX_DO_IPC_LINGER         500
 
 
 typedef struct {
@@ -88,6 +90,7 @@ static void ngx_do_ipc_receive(ngx_do_ipc_hdr_t *hdr, u_char *data,
 static void ngx_do_ipc_write_handler(ngx_event_t *wev);
 static void ngx_do_ipc_empty_handler(ngx_event_t *ev);
 static void ngx_do_ipc_kick(ngx_event_t *ev);
+static void ngx_do_ipc_linger_handler(ngx_event_t *ev);
 static void ngx_do_ipc_peer_gone(ngx_do_ipc_peer_t *peer);
 static ngx_int_t ngx_do_ipc_flush(ngx_do_ipc_peer_t *peer);
 static void ngx_do_ipc_peer_close(ngx_do_ipc_peer_t *peer);
@@ -102,6 +105,7 @@ static ngx_do_ipc_peer_t      *ngx_do_ipc_peers;
 static ngx_do_ipc_in_t        *ngx_do_ipc_in;
 static ngx_do_ipc_handler_pt   ngx_do_ipc_handler;
 static ngx_do_ipc_handler_pt   ngx_do_ipc_bouncer;
+static ngx_event_t             ngx_do_ipc_linger;
 
 
 /* in the master, for each configuration cycle */
@@ -243,6 +247,11 @@ ngx_do_ipc_init_worker(ngx_cycle_t *cycle, ngx_do_ipc_handler_pt handler,
     ngx_do_ipc_handler = handler;
     ngx_do_ipc_bouncer = bouncer;
 
+    /* not cancelable: see ngx_do_ipc_linger_handler() */
+    ngx_do_ipc_linger.handler = ngx_do_ipc_linger_handler;
+    ngx_do_ipc_linger.log = cycle->log;
+    ngx_add_timer(&ngx_do_ipc_linger, NGX_DO_IPC_HEARTBEAT);
+
     ngx_do_ipc_peers = ngx_pcalloc(cycle->pool, n * sizeof(ngx_do_ipc_peer_t));
     ngx_do_ipc_in = ngx_pcalloc(cycle->pool, n * sizeof(ngx_do_ipc_in_t));
 
@@ -334,6 +343,10 @@ ngx_do_ipc_exit_worker(void)
     if (ngx_do_ipc_conn) {
         ngx_close_connection(ngx_do_ipc_conn);
         ngx_do_ipc_conn = NULL;
+    }
+
+    if (ngx_do_ipc_linger.timer_set) {
+        ngx_del_timer(&ngx_do_ipc_linger);
     }
 
     ngx_do_ipc_cleanup(ngx_do_ipc_set);
@@ -597,6 +610,28 @@ ngx_do_ipc_write_handler(ngx_event_t *wev)
 static void
 ngx_do_ipc_empty_handler(ngx_event_t *ev)
 {
+}
+
+
+/*
+ * When the workers of a generation are told to quit, one of them may have
+ * sent a call to another just before it learned so.  A timer that is not
+ * cancelable keeps a worker from exiting while it is pending: it beats
+ * while the worker runs, and once the worker is exiting it holds it
+ * NGX_DO_IPC_LINGER more, reading its channel, then lets it go.
+ */
+static void
+ngx_do_ipc_linger_handler(ngx_event_t *ev)
+{
+    if (!ngx_exiting && !ngx_quit && !ngx_terminate) {
+        ngx_add_timer(ev, NGX_DO_IPC_HEARTBEAT);
+        return;
+    }
+
+    if (ev->data == NULL) {
+        ev->data = ev;
+        ngx_add_timer(ev, NGX_DO_IPC_LINGER);
+    }
 }
 
 
