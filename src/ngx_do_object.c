@@ -89,6 +89,7 @@ struct ngx_do_object_s {
     unsigned                   loaded:1;
     unsigned                   transient:1;
     unsigned                   closing:1;
+    unsigned                   evicting:1;
 };
 
 
@@ -719,6 +720,10 @@ ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call,
         obj->version = NGX_DO_VERSION_ANY;
     }
 
+    if (t->batch.expire == 0) {
+        t->batch.expire = obj->expire;
+    }
+
     if (!ngx_do_backend->async) {
         rc = ngx_do_backend->commit(obj->ns, obj->id, obj->version,
                                     &t->batch, &sreq);
@@ -1222,6 +1227,24 @@ ngx_do_object_commit_done(ngx_do_storage_req_t *req)
 
     ngx_do_req_free(req);
 
+    if (obj->evicting) {
+        obj->evicting = 0;
+        obj->busy = 0;
+
+        if (!ngx_queue_empty(&obj->mailbox)) {
+            ngx_do_object_run(obj);
+
+        } else if (rc == NGX_OK) {
+            ngx_do_stats->evictions++;
+            ngx_do_object_close(obj);
+
+        } else {
+            ngx_add_timer(&obj->idle, ngx_do_object_idle_time(obj));
+        }
+
+        return;
+    }
+
     if (rc == NGX_BUSY && ++obj->tries < NGX_DO_TURN_TRIES) {
         ngx_do_object_continue(obj);
         return;
@@ -1296,6 +1319,7 @@ ngx_do_object_idle_time(ngx_do_object_t *obj)
 static void
 ngx_do_object_idle(ngx_event_t *ev)
 {
+    ngx_int_t         rc;
     ngx_do_object_t  *obj;
 
     obj = ev->data;
@@ -1305,12 +1329,26 @@ ngx_do_object_idle(ngx_event_t *ev)
         return;
     }
 
-    if (obj->ns->class->evict
-        && ngx_do_object_turn(obj, NULL, obj->ns->class->evict) != NGX_OK)
-    {
-        /* the class wants to stay */
-        ngx_add_timer(&obj->idle, ngx_do_object_idle_time(obj));
-        return;
+    if (obj->ns->class->evict) {
+        /* a turn like any other: nothing else runs meanwhile */
+        obj->busy = 1;
+        obj->evicting = 1;
+
+        rc = ngx_do_object_turn(obj, NULL, obj->ns->class->evict);
+
+        if (rc == NGX_AGAIN) {
+            /* its commit is in flight: ngx_do_object_commit_done() ends it */
+            return;
+        }
+
+        obj->busy = 0;
+        obj->evicting = 0;
+
+        if (rc != NGX_OK) {
+            /* the class wants to stay */
+            ngx_add_timer(&obj->idle, ngx_do_object_idle_time(obj));
+            return;
+        }
     }
 
     ngx_do_stats->evictions++;

@@ -83,7 +83,6 @@ typedef struct {
 
 static ngx_do_redis_conf_t    *ngx_do_redis_conf;
 static ngx_do_redis_conn_t    *ngx_do_redis_conns;
-static ngx_uint_t              ngx_do_redis_next;
 static ngx_log_t              *ngx_do_redis_log;
 
 
@@ -250,13 +249,15 @@ ngx_do_redis_ready(void)
 
 
 /*
- * Sends one command on the next usable connection.  NGX_OK: the handler
- * will run with the reply, or with NULL if the connection fails first.
- * NGX_ERROR: no connection can take it now (the handler will not run).
+ * Sends one command on the connection the hint picks (so that one
+ * object's commands stay in order), or on the next usable one.  NGX_OK:
+ * the handler will run with the reply, or with NULL if the connection
+ * fails first.  NGX_ERROR: no connection can take it now (the handler will
+ * not run).
  */
 ngx_int_t
-ngx_do_redis_command(ngx_do_redis_reply_pt handler, void *data, int argc,
-    const char **argv, const size_t *argvlen)
+ngx_do_redis_command(ngx_uint_t hint, ngx_do_redis_reply_pt handler,
+    void *data, int argc, const char **argv, const size_t *argvlen)
 {
     ngx_uint_t            i;
     ngx_do_redis_cmd_t   *cmd;
@@ -266,41 +267,42 @@ ngx_do_redis_command(ngx_do_redis_reply_pt handler, void *data, int argc,
         return NGX_ERROR;
     }
 
-    conn = NULL;
-
-    for (i = 0; i < ngx_do_redis_conf->pool; i++) {
-        conn = &ngx_do_redis_conns[ngx_do_redis_next++
-                                   % ngx_do_redis_conf->pool];
-
-        if (conn->ac && conn->state != NGX_DO_REDIS_DOWN) {
-            break;
-        }
-
-        conn = NULL;
-    }
-
-    if (conn == NULL) {
-        ngx_do_redis_error("is unavailable", NULL);
-        return NGX_ERROR;
-    }
-
     cmd = ngx_alloc(sizeof(ngx_do_redis_cmd_t), ngx_do_redis_log);
     if (cmd == NULL) {
         return NGX_ERROR;
     }
 
-    cmd->conn = conn;
     cmd->handler = handler;
     cmd->data = data;
 
-    if (redisAsyncCommandArgv(conn->ac, ngx_do_redis_reply, cmd, argc, argv,
-                              argvlen)
-        != REDIS_OK)
-    {
-        ngx_free(cmd);
+    for (i = 0; i < ngx_do_redis_conf->pool; i++) {
+        conn = &ngx_do_redis_conns[(hint + i) % ngx_do_redis_conf->pool];
+
+        if (conn->ac == NULL || conn->state == NGX_DO_REDIS_DOWN) {
+            continue;
+        }
+
+        cmd->conn = conn;
+
+        if (redisAsyncCommandArgv(conn->ac, ngx_do_redis_reply, cmd, argc,
+                                  argv, argvlen)
+            == REDIS_OK)
+        {
+            goto sent;
+        }
+
+        /* a connection on its way down: try the next one */
         ngx_do_redis_error("command not sent", conn->ac->errstr);
-        return NGX_ERROR;
     }
+
+    ngx_free(cmd);
+    ngx_do_redis_error("is unavailable", NULL);
+
+    return NGX_ERROR;
+
+sent:
+
+    conn = cmd->conn;
 
     if (conn->pending++ == 0) {
         ngx_add_timer(&conn->timeout, ngx_do_redis_conf->timeout);
@@ -432,6 +434,7 @@ ngx_do_redis_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
                       "do: redis %V: %s failed: %*s",
                       &ngx_do_redis_conf->url, (char *) privdata,
                       (size_t) reply->len, reply->str);
+        ((ngx_do_redis_conn_t *) ac->data)->state = NGX_DO_REDIS_DOWN;
         redisAsyncDisconnect(ac);
     }
 }
@@ -519,6 +522,7 @@ ngx_do_redis_timeout_handler(ngx_event_t *ev)
     }
 
     /* answers every command on it with NULL; may call the disconnect hook */
+    conn->state = NGX_DO_REDIS_DOWN;
     redisAsyncFree(ac);
 
     if (conn->ac == ac) {
@@ -640,8 +644,9 @@ ngx_do_redis_cleanup(void *data)
         ngx_delete_posted_event(c->write);
     }
 
-    c->fd = (ngx_socket_t) -1;
+    /* hiredis closes the socket itself */
     ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
 }
 
 

@@ -35,8 +35,9 @@ void ngx_do_redis_backend_init(ngx_do_redis_conf_t *conf);
 ngx_int_t ngx_do_redis_init(ngx_cycle_t *cycle, ngx_do_redis_conf_t *conf);
 void ngx_do_redis_exit(void);
 ngx_uint_t ngx_do_redis_ready(void);
-ngx_int_t ngx_do_redis_command(ngx_do_redis_reply_pt handler, void *data,
-    int argc, const char **argv, const size_t *argvlen);
+ngx_int_t ngx_do_redis_command(ngx_uint_t hint,
+    ngx_do_redis_reply_pt handler, void *data, int argc, const char **argv,
+    const size_t *argvlen);
 
 
 #endif /* _NGX_DO_REDIS_H_INCLUDED_ */

@@ -16,9 +16,10 @@
  * precondition inside the same round trip; a version of "-1" skips the
  * check (deferred state).  A commit that finds another version answers
  * with the object's current state, so that the turns can run again at once
- * without another round trip to load it.  An object whose hash becomes empty loses its
- * version key too: nothing of a forgotten object stays in Redis; state
- * with an expiry (ngx_do_set_expire) gets PEXPIRE on both keys.
+ * without another round trip to load it.  The version key stays when the
+ * hash empties, so that versions (and ETags) never repeat; state with an
+ * expiry (ngx_do_set_expire) gets PEXPIRE on both keys, so that nothing of
+ * a forgotten rate limiter stays in Redis.
  */
 
 
@@ -47,6 +48,7 @@ static ngx_int_t ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id,
 static void ngx_do_redis_committed(void *data, void *reply);
 static u_char *ngx_do_redis_key(u_char *p, ngx_do_namespace_t *ns,
     u_char *id, const char *suffix);
+static ngx_uint_t ngx_do_redis_hint(u_char *id);
 
 
 ngx_do_backend_t  ngx_do_redis_backend = {
@@ -85,14 +87,12 @@ static const char  ngx_do_redis_commit_script[] =
     "    i = i + 2 "
     "  end "
     "end "
-    "if redis.call('EXISTS', KEYS[1]) == 0 then "
-    "  redis.call('DEL', KEYS[2]) "
-    "  return 0 "
-    "end "
     "redis.call('SET', KEYS[2], n) "
     "if ARGV[3] ~= '0' then "
     "  redis.call('PEXPIRE', KEYS[1], ARGV[3]) "
     "  redis.call('PEXPIRE', KEYS[2], ARGV[3]) "
+    "else "
+    "  redis.call('PERSIST', KEYS[1]) "
     "end "
     "return n";
 
@@ -101,6 +101,14 @@ void
 ngx_do_redis_backend_init(ngx_do_redis_conf_t *conf)
 {
     ngx_do_redis_backend_conf = conf;
+}
+
+
+/* one object's commands go over one connection, in order */
+static ngx_uint_t
+ngx_do_redis_hint(u_char *id)
+{
+    return ((ngx_uint_t) id[4] << 8) | id[5];
 }
 
 
@@ -149,7 +157,8 @@ ngx_do_redis_load(ngx_do_namespace_t *ns, u_char *id,
     argv[4] = (const char *) v;
     argvlen[4] = ngx_do_redis_key(v, ns, id, ":v") - v;
 
-    if (ngx_do_redis_command(ngx_do_redis_loaded, req, 5, argv, argvlen)
+    if (ngx_do_redis_command(ngx_do_redis_hint(id), ngx_do_redis_loaded, req,
+                             5, argv, argvlen)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -347,8 +356,8 @@ ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
     }
 
     /* hiredis copies the command: nothing here must outlive the call */
-    rc = ngx_do_redis_command(ngx_do_redis_committed, req, (int) argc, argv,
-                              argvlen);
+    rc = ngx_do_redis_command(ngx_do_redis_hint(id), ngx_do_redis_committed,
+                              req, (int) argc, argv, argvlen);
 
     ngx_free(argv);
 
