@@ -26,7 +26,7 @@
 #include "ngx_do.h"
 
 
-#define NGX_DO_TURN_TRIES         16
+#define NGX_DO_TURN_TRIES         32
 #define NGX_DO_GROUP_MAX          64
 #define NGX_DO_CACHE_MAX_VALUE    (64 * 1024)
 #define NGX_DO_CACHE_MAX_SIZE     (1024 * 1024)

@@ -16,7 +16,10 @@
  * precondition inside the same round trip; a version of "-1" skips the
  * check (deferred state).  A commit that finds another version answers
  * with the object's current state, so that the turns can run again at once
- * without another round trip to load it.  The version key stays when the
+ * without another round trip to load it.  The loser also claims the next
+ * commit (a short-lived :c key): the others are refused until it is in,
+ * so that a writer that keeps winning cannot starve another (an old and a
+ * new owner during a reload).  The version key stays when the
  * hash empties, so that versions (and ETags) never repeat; state with an
  * expiry (ngx_do_set_expire) gets PEXPIRE on both keys, so that nothing of
  * a forgotten rate limiter stays in Redis.
@@ -71,13 +74,19 @@ static const char  ngx_do_redis_load_script[] =
 
 static const char  ngx_do_redis_commit_script[] =
     "local v = tonumber(redis.call('GET', KEYS[2]) or '0') "
-    "if ARGV[1] ~= '-1' and tonumber(ARGV[1]) ~= v then "
-    "  return {-1, redis.call('GET', KEYS[2]), "
-    "          redis.call('HGETALL', KEYS[1])} "
+    "local c = false "
+    "if ARGV[1] ~= '-1' then "
+    "  c = redis.call('GET', KEYS[3]) "
+    "  if tonumber(ARGV[1]) ~= v or (c and c ~= ARGV[4]) then "
+    "    if not c then redis.call('SET', KEYS[3], ARGV[4], 'PX', 50) end "
+    "    return {-1, redis.call('GET', KEYS[2]), "
+    "            redis.call('HGETALL', KEYS[1])} "
+    "  end "
     "end "
+    "if c then redis.call('DEL', KEYS[3]) end "
     "local n = v + 1 "
     "if ARGV[2] == '1' then redis.call('DEL', KEYS[1]) end "
-    "local i = 4 "
+    "local i = 5 "
     "while i <= #ARGV do "
     "  if ARGV[i] == 'p' then "
     "    redis.call('HSET', KEYS[1], ARGV[i + 1], n .. ':' .. ARGV[i + 2]) "
@@ -286,13 +295,13 @@ static ngx_int_t
 ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
     ngx_do_batch_t *batch, ngx_do_storage_req_t *req)
 {
-    u_char           *kv, *v, *e;
+    u_char           *kv, *v, *c, *e;
     size_t           *argvlen;
     ngx_int_t         rc;
     ngx_uint_t        i, argc;
     const char      **argv;
     ngx_do_write_t   *w;
-    u_char            buf[2 * NGX_DO_REDIS_KEY_LEN + 2 * NGX_INT64_LEN];
+    u_char            buf[3 * NGX_DO_REDIS_KEY_LEN + 3 * NGX_INT64_LEN];
 
     if (ngx_do_redis_backend_conf->prefix.len + ns->name.len
         > NGX_DO_REDIS_MAX_NAMES)
@@ -300,7 +309,7 @@ ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
         return NGX_ERROR;
     }
 
-    argc = 8 + 3 * batch->writes.nelts;
+    argc = 10 + 3 * batch->writes.nelts;
 
     argv = ngx_alloc(argc * (sizeof(char *) + sizeof(size_t)), ngx_cycle->log);
     if (argv == NULL) {
@@ -311,36 +320,45 @@ ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
 
     kv = buf;
     v = ngx_do_redis_key(kv, ns, id, ":kv");
-    e = ngx_do_redis_key(v, ns, id, ":v");
+    c = ngx_do_redis_key(v, ns, id, ":v");
+    e = ngx_do_redis_key(c, ns, id, ":c");
 
     argv[0] = "EVAL";
     argvlen[0] = 4;
     argv[1] = ngx_do_redis_commit_script;
     argvlen[1] = sizeof(ngx_do_redis_commit_script) - 1;
-    argv[2] = "2";
+    argv[2] = "3";
     argvlen[2] = 1;
     argv[3] = (const char *) kv;
     argvlen[3] = v - kv;
     argv[4] = (const char *) v;
-    argvlen[4] = e - v;
+    argvlen[4] = c - v;
+    argv[5] = (const char *) c;
+    argvlen[5] = e - c;
+
+    /* ARGV: expected version, clear, expiry, this worker's claim token */
 
     if (expected == NGX_DO_VERSION_ANY) {
-        argv[5] = "-1";
-        argvlen[5] = 2;
+        argv[6] = "-1";
+        argvlen[6] = 2;
 
     } else {
-        argv[5] = (const char *) e;
-        argvlen[5] = ngx_sprintf(e, "%uL", expected) - e;
+        argv[6] = (const char *) e;
+        argvlen[6] = ngx_sprintf(e, "%uL", expected) - e;
+        e += argvlen[6];
     }
 
-    argv[6] = batch->clear ? "1" : "0";
-    argvlen[6] = 1;
+    argv[7] = batch->clear ? "1" : "0";
+    argvlen[7] = 1;
 
-    e += argvlen[5];
-    argv[7] = (const char *) e;
-    argvlen[7] = ngx_sprintf(e, "%M", batch->expire) - e;
+    argv[8] = (const char *) e;
+    argvlen[8] = ngx_sprintf(e, "%M", batch->expire) - e;
+    e += argvlen[8];
 
-    argc = 8;
+    argv[9] = (const char *) e;
+    argvlen[9] = ngx_sprintf(e, "%P", ngx_pid) - e;
+
+    argc = 10;
     w = batch->writes.elts;
 
     for (i = 0; i < batch->writes.nelts; i++) {
