@@ -77,6 +77,7 @@ struct ngx_do_object_s {
     uint64_t                   version;
     uint64_t                   activation;
     ngx_event_t                idle;
+    ngx_event_t                retry;         /* a group's next try */
     ngx_do_storage_req_t      *req;
     ngx_do_storage_req_t      *flush_req;
     ngx_do_turn_t             *turn;
@@ -127,6 +128,7 @@ static ngx_int_t ngx_do_object_turn(ngx_do_object_t *obj,
     ngx_do_call_t *call, ngx_int_t (*handler)(ngx_do_turn_t *t));
 static ngx_int_t ngx_do_object_group(ngx_do_object_t *obj);
 static void ngx_do_object_group_done(ngx_do_storage_req_t *req);
+static void ngx_do_object_retry_handler(ngx_event_t *ev);
 static void ngx_do_object_group_end(ngx_do_object_t *obj, ngx_int_t rc,
     uint64_t version, ngx_do_storage_req_t *fresh);
 static ngx_int_t ngx_do_object_turn_fail(ngx_do_object_t *obj,
@@ -463,6 +465,10 @@ ngx_do_object_get(u_char *id, ngx_do_namespace_t *ns, ngx_uint_t transient)
     obj->flush.data = obj;
     obj->flush.log = ngx_cycle->log;
     obj->flush.cancelable = 1;
+
+    obj->retry.handler = ngx_do_object_retry_handler;
+    obj->retry.data = obj;
+    obj->retry.log = ngx_cycle->log;
 
     ngx_memcpy(obj->id, id, NGX_DO_ID_LEN);
     obj->ns = ns;
@@ -1032,7 +1038,24 @@ ngx_do_object_group_done(ngx_do_storage_req_t *req)
 
     ngx_do_req_free(req);
 
+    /*
+     * After a few lost races, wait a little before the next try: the
+     * winner may hold the claim on the next commit for a while (a worker
+     * that gave up or exited), and spinning would only burn the tries.
+     */
+    if (obj->tries > 4) {
+        ngx_add_timer(&obj->retry, ngx_min(obj->tries, 20));
+        return;
+    }
+
     ngx_do_object_continue(obj);
+}
+
+
+static void
+ngx_do_object_retry_handler(ngx_event_t *ev)
+{
+    ngx_do_object_continue(ev->data);
 }
 
 
@@ -1398,6 +1421,10 @@ ngx_do_object_free(ngx_do_object_t *obj)
 
     if (obj->flush.timer_set) {
         ngx_del_timer(&obj->flush);
+    }
+
+    if (obj->retry.timer_set) {
+        ngx_del_timer(&obj->retry);
     }
 
     /* storage answers for a gone object are dropped by their handlers */
