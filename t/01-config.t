@@ -117,6 +117,11 @@ for my $f (@examples) {
     local $/;
     my $raw = <$fh>;
     my $t = DoTest->new(raw => $raw);
+    if ($raw =~ /do_secret do\.secret/) {
+        open my $sf, '>', $t->prefix . '/conf/do.secret' or die;
+        print $sf "a secret for nginx -t of the example\n";
+        close $sf;
+    }
     my $out = `@{[ DoTest::nginx_cmd() ]} -p @{[ $t->prefix ]} -c @{[ $t->prefix ]}/conf/nginx.conf -t 2>&1`;
     is($? >> 8, 0, "conf-examples/" . ($f =~ s{.*/}{}r) . " passes nginx -t")
         or diag $out;

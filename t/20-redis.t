@@ -211,4 +211,28 @@ like($sock->cli('-n', 3, 'HGET', "do:{state:$id}:kv", 'k'), qr/:via socket$/,
 $t->stop;
 $t->check_logs('unix socket');
 
+# 5. the redis example configuration works as it says
+{
+    my $r5 = DoTest::Redis->new->start;
+    open my $fh, '<', DoTest::root() . '/conf-examples/redis-durable.conf'
+        or die;
+    local $/;
+    my $ex = DoTest->new(raw => <$fh>, workers => 2,
+                         redis_port => $r5->port);
+    open my $sf, '>', $ex->prefix . '/conf/do.secret' or die;
+    print $sf "a secret for the example test\n";
+    close $sf;
+    $ex->start;
+    my $ep = $ex->port;
+    http($ep, 'POST', '/counters/visits?key=n&op=incr') for 1 .. 2;
+    $r = http($ep, 'POST', '/counters/visits?key=n&op=incr');
+    like($r->{body}, qr/"value":3/, 'redis-durable: the counter counts');
+    like($r5->cli('--scan', '--pattern', 'do:{counters:*'), qr/:kv$/m,
+         'redis-durable: its object is in Redis');
+    is(http($ep, 'GET', '/')->{body}, "hello from the origin\n",
+       'redis-durable: the gated origin answers');
+    $ex->stop;
+    $ex->check_logs('redis-durable');
+}
+
 done_testing();

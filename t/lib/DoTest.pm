@@ -101,6 +101,8 @@ sub conf_text {
         $raw =~ s{load_module\s+modules/ngx_http_do_module\.so;}{load_line()}ge;
         $raw =~ s{127\.0\.0\.1:8080}{127.0.0.1:$self->{port}}g;
         $raw =~ s{127\.0\.0\.1:8081}{127.0.0.1:$self->{extra_ports}{2}}g;
+        $raw =~ s{127\.0\.0\.1:6379}{127.0.0.1:$self->{redis_port}}g
+            if $self->{redis_port};
         $raw =~ s/%%PREFIX%%/$p/g;
         return $raw;
     }
