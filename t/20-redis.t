@@ -131,7 +131,8 @@ is("@during", join(' ', ('503') x 10),
    'with Redis gone, calls that need it get 503 at once');
 is(http($p, 'GET', '/open?k=new')->{status}, 200,
    'a fail-open limiter lets requests through');
-like($t->error_log, qr/do: redis redis:\/\/127\.0\.0\.1:$rport\/0: (connection lost|connect failed|is unavailable)/,
+like($t->error_log,
+     qr/\[error\] .*do: redis redis:\/\/127\.0\.0\.1:$rport\/0: (connection lost|connect failed|is unavailable|command not sent)/,
      'the outage is in the error log');
 is(http($p, 'GET', '/s/keep?key=k')->{body}, 'durable',
    'an object already in memory still answers reads');
