@@ -91,9 +91,9 @@ static void ngx_do_ipc_write_handler(ngx_event_t *wev);
 static void ngx_do_ipc_empty_handler(ngx_event_t *ev);
 static void ngx_do_ipc_kick(ngx_event_t *ev);
 static void ngx_do_ipc_linger_handler(ngx_event_t *ev);
-static void ngx_do_ipc_peer_gone(ngx_do_ipc_peer_t *peer);
 static ngx_int_t ngx_do_ipc_flush(ngx_do_ipc_peer_t *peer);
-static void ngx_do_ipc_peer_close(ngx_do_ipc_peer_t *peer);
+static void ngx_do_ipc_peer_close(ngx_do_ipc_peer_t *peer,
+    ngx_uint_t bounce);
 
 
 static ngx_do_ipc_chans_t     *ngx_do_ipc_set;
@@ -329,7 +329,7 @@ ngx_do_ipc_exit_worker(void)
 
     if (ngx_do_ipc_peers) {
         for (i = 0; i < ngx_do_ipc_nchans; i++) {
-            ngx_do_ipc_peer_close(&ngx_do_ipc_peers[i]);
+            ngx_do_ipc_peer_close(&ngx_do_ipc_peers[i], 0);
 
             if (ngx_do_ipc_in[i].buf) {
                 ngx_free(ngx_do_ipc_in[i].buf);
@@ -353,8 +353,13 @@ ngx_do_ipc_exit_worker(void)
 }
 
 
+/*
+ * Drops the channel to a peer.  With bounce set (the peer is gone, not
+ * this worker), queued messages that did not start to leave go to the
+ * bouncer, so that their calls run here.
+ */
 static void
-ngx_do_ipc_peer_close(ngx_do_ipc_peer_t *peer)
+ngx_do_ipc_peer_close(ngx_do_ipc_peer_t *peer, ngx_uint_t bounce)
 {
     ngx_queue_t       *q;
     ngx_do_ipc_out_t  *out;
@@ -363,7 +368,15 @@ ngx_do_ipc_peer_close(ngx_do_ipc_peer_t *peer)
         q = ngx_queue_head(&peer->out);
         ngx_queue_remove(q);
         out = ngx_queue_data(q, ngx_do_ipc_out_t, queue);
-        ngx_free(out->buf);
+
+        if (bounce && out->sent == 0 && ngx_do_ipc_bouncer) {
+            ngx_do_ipc_bouncer(out->hdr.type, out->hdr.src, out->hdr.call_id,
+                               out->buf, out->hdr.len);
+
+        } else {
+            ngx_free(out->buf);
+        }
+
         ngx_free(out);
     }
 
@@ -441,34 +454,6 @@ ngx_do_ipc_send(ngx_uint_t dst, ngx_uint_t type, uint64_t call_id,
     }
 
     return NGX_OK;
-}
-
-
-/* the peer's channel is closed: its queued messages go to the bouncer */
-static void
-ngx_do_ipc_peer_gone(ngx_do_ipc_peer_t *peer)
-{
-    ngx_queue_t       *q;
-    ngx_do_ipc_out_t  *out;
-
-    while (!ngx_queue_empty(&peer->out)) {
-        q = ngx_queue_head(&peer->out);
-        ngx_queue_remove(q);
-        out = ngx_queue_data(q, ngx_do_ipc_out_t, queue);
-        peer->queued -= out->hdr.len;
-
-        if (out->sent == 0 && ngx_do_ipc_bouncer) {
-            ngx_do_ipc_bouncer(out->hdr.type, out->hdr.src, out->hdr.call_id,
-                               out->buf, out->hdr.len);
-
-        } else {
-            ngx_free(out->buf);
-        }
-
-        ngx_free(out);
-    }
-
-    ngx_do_ipc_peer_close(peer);
 }
 
 
@@ -598,7 +583,7 @@ ngx_do_ipc_write_handler(ngx_event_t *wev)
 
     case NGX_DECLINED:
     case NGX_ERROR:
-        ngx_do_ipc_peer_gone(peer);
+        ngx_do_ipc_peer_close(peer, 1);
         break;
 
     default:
