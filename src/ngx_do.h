@@ -182,7 +182,6 @@ void ngx_do_call_receive(ngx_uint_t src, uint64_t call_id, u_char *buf,
     size_t len, ngx_uint_t transient);
 ngx_int_t ngx_do_reply_parse(u_char *buf, size_t len,
     ngx_do_reply_wire_t **hdr, ngx_str_t *content_type, ngx_str_t *body);
-ngx_uint_t ngx_do_objects_active(void);
 
 
 /* ngx_do_status.c: per-worker counters, each written by its worker only */

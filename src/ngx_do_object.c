@@ -349,13 +349,6 @@ ngx_do_pool_put(ngx_pool_t *pool)
 }
 
 
-ngx_uint_t
-ngx_do_objects_active(void)
-{
-    return ngx_do_nobjects;
-}
-
-
 /*
  * A call arrived for an object this worker runs (its own or, with
  * transient set, one it runs once while its workers are being replaced).
