@@ -76,14 +76,25 @@ typedef struct {
 } ngx_http_do_ctx_t;
 
 
+/* a call without a request, waiting for the notify event */
+typedef struct {
+    ngx_queue_t                queue;
+    ngx_do_namespace_t        *ns;
+    ngx_uint_t                 method;
+    u_char                     id[NGX_DO_ID_LEN];
+    ngx_str_t                  args;
+} ngx_http_do_notice_t;
+
+
 static ngx_int_t ngx_http_do_handler(ngx_http_request_t *r);
+static void ngx_http_do_notify_handler(ngx_event_t *ev);
 static void ngx_http_do_body_handler(ngx_http_request_t *r);
 static void ngx_http_do_pass_reply(ngx_http_request_t *r, void *data,
     ngx_http_do_reply_t *reply);
 static ngx_int_t ngx_http_do_dispatch(ngx_http_request_t *r,
     ngx_do_namespace_t *ns, u_char *id, ngx_uint_t method, ngx_str_t *args,
     ngx_str_t *if_match, ngx_str_t *if_none_match, ngx_str_t *body,
-    ngx_http_do_reply_pt handler, void *data);
+    ngx_msec_t timeout, ngx_http_do_reply_pt handler, void *data);
 static ngx_int_t ngx_http_do_read_body(ngx_http_request_t *r,
     ngx_str_t *body);
 static void ngx_http_do_deliver(uint64_t call_id, u_char *buf, size_t len);
@@ -248,6 +259,8 @@ static ngx_rbtree_t           ngx_http_do_pending;
 static ngx_rbtree_node_t      ngx_http_do_pending_sentinel;
 static uint32_t               ngx_http_do_calls;
 static ngx_uint_t             ngx_http_do_enabled;
+static ngx_event_t            ngx_http_do_notify_event;
+static ngx_queue_t            ngx_http_do_notices;
 
 
 static ngx_int_t
@@ -347,7 +360,7 @@ ngx_http_do_body_handler(ngx_http_request_t *r)
     }
 
     if (ngx_http_do_dispatch(r, dlcf->ns, ctx->id, r->method, &r->args, &im,
-                             &inm, &body, ngx_http_do_pass_reply, ctx)
+                             &inm, &body, 0, ngx_http_do_pass_reply, ctx)
         != NGX_OK)
     {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
@@ -382,15 +395,104 @@ ngx_http_do_pass_reply(ngx_http_request_t *r, void *data,
 
 ngx_int_t
 ngx_http_do_call(ngx_http_request_t *r, ngx_do_namespace_t *ns, u_char *id,
-    ngx_uint_t method, ngx_str_t *args, ngx_http_do_reply_pt handler,
-    void *data)
+    ngx_uint_t method, ngx_str_t *args, ngx_msec_t timeout,
+    ngx_http_do_reply_pt handler, void *data)
 {
     ngx_str_t  empty;
 
     ngx_str_null(&empty);
 
     return ngx_http_do_dispatch(r, ns, id, method, args, &empty, &empty,
-                                &empty, handler, data);
+                                &empty, timeout, handler, data);
+}
+
+
+/*
+ * A call without a request: kept in a queue and sent from a posted event,
+ * so that a pool cleanup never runs another object's turn (and maybe other
+ * requests' handlers) in the middle of freeing its request.
+ */
+ngx_int_t
+ngx_http_do_notify(ngx_do_namespace_t *ns, u_char *id, ngx_uint_t method,
+    ngx_str_t *args)
+{
+    ngx_http_do_notice_t  *n;
+
+    if (!ngx_http_do_enabled) {
+        return NGX_ERROR;
+    }
+
+    n = ngx_alloc(sizeof(ngx_http_do_notice_t) + args->len, ngx_cycle->log);
+    if (n == NULL) {
+        return NGX_ERROR;
+    }
+
+    n->ns = ns;
+    n->method = method;
+    ngx_memcpy(n->id, id, NGX_DO_ID_LEN);
+    n->args.data = (u_char *) (n + 1);
+    n->args.len = args->len;
+    (void) ngx_do_cpymem(n->args.data, args->data, args->len);
+
+    ngx_queue_insert_tail(&ngx_http_do_notices, &n->queue);
+
+    if (!ngx_http_do_notify_event.posted) {
+        ngx_post_event(&ngx_http_do_notify_event, &ngx_posted_events);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_do_notify_handler(ngx_event_t *ev)
+{
+    u_char                *buf;
+    size_t                 len;
+    ngx_uint_t             owner;
+    ngx_queue_t           *q;
+    ngx_do_call_wire_t    *w;
+    ngx_http_do_notice_t  *n;
+
+    if (ev->posted) {
+        ngx_delete_posted_event(ev);
+    }
+
+    while (!ngx_queue_empty(&ngx_http_do_notices)) {
+        q = ngx_queue_head(&ngx_http_do_notices);
+        ngx_queue_remove(q);
+        n = ngx_queue_data(q, ngx_http_do_notice_t, queue);
+
+        len = sizeof(ngx_do_call_wire_t) + n->args.len;
+
+        buf = ngx_calloc(len, ngx_cycle->log);
+        if (buf == NULL) {
+            ngx_free(n);
+            continue;
+        }
+
+        w = (ngx_do_call_wire_t *) buf;
+        w->ns = (uint32_t) n->ns->index;
+        w->method = (uint32_t) n->method;
+        w->args_len = (uint32_t) n->args.len;
+        ngx_memcpy(w->id, n->id, NGX_DO_ID_LEN);
+        (void) ngx_do_cpymem(buf + sizeof(ngx_do_call_wire_t), n->args.data,
+                             n->args.len);
+
+        owner = ngx_do_id_owner(n->id);
+        ngx_free(n);
+
+        /* call id 0: no reply is awaited, any that comes is dropped */
+
+        if (owner != ngx_worker && ngx_do_runtime.workers > 1
+            && !ngx_exiting
+            && ngx_do_ipc_send(owner, NGX_DO_IPC_CALL, 0, buf, len) == NGX_OK)
+        {
+            continue;
+        }
+
+        ngx_do_call_receive(ngx_worker, 0, buf, len, owner != ngx_worker);
+    }
 }
 
 
@@ -402,8 +504,8 @@ ngx_http_do_call(ngx_http_request_t *r, ngx_do_namespace_t *ns, u_char *id,
 static ngx_int_t
 ngx_http_do_dispatch(ngx_http_request_t *r, ngx_do_namespace_t *ns,
     u_char *id, ngx_uint_t method, ngx_str_t *args, ngx_str_t *if_match,
-    ngx_str_t *if_none_match, ngx_str_t *body, ngx_http_do_reply_pt handler,
-    void *data)
+    ngx_str_t *if_none_match, ngx_str_t *body, ngx_msec_t timeout,
+    ngx_http_do_reply_pt handler, void *data)
 {
     u_char                   *buf, *p;
     size_t                    len;
@@ -416,6 +518,10 @@ ngx_http_do_dispatch(ngx_http_request_t *r, ngx_do_namespace_t *ns,
     ngx_http_do_main_conf_t  *dmcf;
 
     dmcf = ngx_http_get_module_main_conf(r, ngx_http_do_module);
+
+    if (timeout == 0) {
+        timeout = dmcf->call_timeout;
+    }
 
     call = ngx_pcalloc(r->pool, sizeof(ngx_http_do_call_t));
     if (call == NULL) {
@@ -481,7 +587,7 @@ ngx_http_do_dispatch(ngx_http_request_t *r, ngx_do_namespace_t *ns,
 
         if (rc == NGX_OK) {
             ngx_do_stats->forwarded++;
-            ngx_add_timer(&call->timer, dmcf->call_timeout);
+            ngx_add_timer(&call->timer, timeout);
             return NGX_OK;
         }
 
@@ -501,7 +607,7 @@ ngx_http_do_dispatch(ngx_http_request_t *r, ngx_do_namespace_t *ns,
 
     /* most local calls are answered at once; only the others need a timer */
     if (call->pending) {
-        ngx_add_timer(&call->timer, dmcf->call_timeout);
+        ngx_add_timer(&call->timer, timeout);
     }
 
     return NGX_OK;
@@ -1851,6 +1957,7 @@ ngx_http_do_init_process(ngx_cycle_t *cycle)
                              ? ccf->worker_processes : 1;
     ngx_do_runtime.idle_timeout = dmcf->idle_timeout;
     ngx_do_runtime.flush_interval = dmcf->flush_interval;
+    ngx_do_runtime.call_timeout = dmcf->call_timeout;
     ngx_do_runtime.generation = ngx_http_do_generation;
 
     ngx_do_memory_attach(dmcf->zone);
@@ -1885,6 +1992,17 @@ ngx_http_do_init_process(ngx_cycle_t *cycle)
 
     ngx_do_status_init_worker(dmcf->status_zone, ngx_do_runtime.workers);
 
+    if (ngx_do_alarms_init(cycle, dmcf->redis ? &ngx_do_redis_backend
+                                              : &ngx_do_memory_backend)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_http_do_notify_event.handler = ngx_http_do_notify_handler;
+    ngx_http_do_notify_event.log = cycle->log;
+    ngx_queue_init(&ngx_http_do_notices);
+
     ngx_http_do_enabled = 1;
 
     return ngx_do_ipc_init_worker(cycle, ngx_http_do_ipc_handler,
@@ -1899,6 +2017,8 @@ ngx_http_do_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
+    ngx_http_do_notify_handler(&ngx_http_do_notify_event);
+    ngx_do_alarms_exit();
     ngx_do_objects_exit();
     ngx_do_redis_exit();
     ngx_do_ipc_exit_worker();

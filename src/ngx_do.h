@@ -39,6 +39,7 @@ typedef struct {
     ngx_uint_t                 workers;
     ngx_msec_t                 idle_timeout;
     ngx_msec_t                 flush_interval;
+    ngx_msec_t                 call_timeout;
     ngx_uint_t                 generation;
     u_char                     secret[32];
 } ngx_do_runtime_t;
@@ -84,7 +85,9 @@ typedef struct {
 typedef struct {
     ngx_array_t                writes;        /* ngx_do_write_t */
     ngx_msec_t                 expire;        /* 0: the state stays */
+    uint64_t                   alarm;         /* the next alarm, 0: none */
     unsigned                   clear:1;
+    unsigned                   alarm_set:1;   /* alarm goes to the index */
 } ngx_do_batch_t;
 
 
@@ -136,6 +139,17 @@ typedef struct {
                                        ngx_do_batch_t *batch,
                                        ngx_do_storage_req_t *req);
     void                     (*sweep)(void);  /* every second, worker 0 */
+
+    /*
+     * The alarm index of a shard: its entries due at now (up to limit)
+     * into req->kvs, as key = namespace name, value = the object's ID,
+     * version = the time; req->version = the next time after those (0:
+     * none).  NGX_OK (answered), NGX_AGAIN (req->handler answers later)
+     * or NGX_ERROR.
+     */
+    ngx_int_t                (*alarms)(ngx_uint_t shard, uint64_t now,
+                                       ngx_uint_t limit,
+                                       ngx_do_storage_req_t *req);
 } ngx_do_backend_t;
 
 extern ngx_do_backend_t        ngx_do_memory_backend;
@@ -158,6 +172,7 @@ ngx_int_t ngx_do_id_unique(ngx_do_namespace_t *ns, u_char *id);
 ngx_int_t ngx_do_id_from_string(ngx_do_namespace_t *ns, ngx_str_t *hex,
     u_char *id);
 ngx_uint_t ngx_do_id_owner(u_char *id);
+ngx_uint_t ngx_do_id_shard(u_char *id);
 
 
 /* ngx_do_ipc.c */
@@ -184,6 +199,26 @@ ngx_int_t ngx_do_reply_parse(u_char *buf, size_t len,
     ngx_do_reply_wire_t **hdr, ngx_str_t *content_type, ngx_str_t *body);
 
 
+/* ngx_do_alarm.c */
+#define NGX_DO_ALARM_SRC          ((ngx_uint_t) -1)
+#define NGX_DO_ALARM_KEY          "\0alarms"
+
+ngx_int_t ngx_do_alarms_init(ngx_cycle_t *cycle, ngx_do_backend_t *backend);
+void ngx_do_alarms_exit(void);
+void ngx_do_alarm_scheduled(u_char *id, uint64_t when);
+void ngx_do_alarm_done(uint64_t call_id, ngx_uint_t ok);
+ngx_int_t ngx_do_alarm_fire(ngx_do_turn_t *t);
+ngx_int_t ngx_do_alarm_next(ngx_do_turn_t *t, uint64_t *when);
+
+
+/* ngx_do_object.c, for ngx_do_alarm.c */
+ngx_int_t ngx_do_put_reserved(ngx_do_turn_t *t, ngx_str_t *key,
+    ngx_str_t *value);
+ngx_int_t ngx_do_delete_reserved(ngx_do_turn_t *t, ngx_str_t *key);
+void ngx_do_turn_alarms_changed(ngx_do_turn_t *t);
+uint64_t ngx_do_turn_call_id(ngx_do_turn_t *t);
+
+
 /* ngx_do_status.c: per-worker counters, each written by its worker only */
 typedef struct {
     ngx_atomic_uint_t          pid;
@@ -195,6 +230,8 @@ typedef struct {
     ngx_atomic_uint_t          timeouts;
     ngx_atomic_uint_t          conflicts;
     ngx_atomic_uint_t          storage_full;
+    ngx_atomic_uint_t          alarms_fired;
+    ngx_atomic_uint_t          alarms_failed;
 } ngx_do_stats_t;
 
 extern ngx_do_stats_t         *ngx_do_stats;

@@ -163,16 +163,24 @@ ngx_do_id_from_string(ngx_do_namespace_t *ns, ngx_str_t *hex, u_char *id)
 }
 
 
-/* the owner worker: shard = first 32 bits of the body mod 1024 */
+/* the shard: the first 32 bits of the body mod 1024 */
 ngx_uint_t
-ngx_do_id_owner(u_char *id)
+ngx_do_id_shard(u_char *id)
 {
     uint32_t  h;
 
     h = ((uint32_t) id[0] << 24) | ((uint32_t) id[1] << 16)
         | ((uint32_t) id[2] << 8) | id[3];
 
-    return (h % NGX_DO_SHARDS) % ngx_do_runtime.workers;
+    return h % NGX_DO_SHARDS;
+}
+
+
+/* the owner worker of the object's shard */
+ngx_uint_t
+ngx_do_id_owner(u_char *id)
+{
+    return ngx_do_id_shard(id) % ngx_do_runtime.workers;
 }
 
 

@@ -71,6 +71,7 @@ struct ngx_do_object_s {
     ngx_event_t                flush;
     ngx_msec_t                 idle_timeout;  /* 0: do_idle_timeout */
     ngx_queue_t                mailbox;
+    ngx_queue_t                parked;        /* ngx_do_park_t */
     ngx_rbtree_t               cache;
     ngx_rbtree_node_t          sentinel;
     size_t                     cache_size;
@@ -94,13 +95,33 @@ struct ngx_do_object_s {
 };
 
 
+typedef struct ngx_do_park_s  ngx_do_park_t;
+
 typedef struct {
     ngx_queue_t                queue;
     ngx_uint_t                 src;
     uint64_t                   call_id;
     u_char                    *buf;
+    ngx_do_park_t             *park;          /* set: kept, not freed */
     ngx_do_request_t           req;
 } ngx_do_call_t;
+
+
+/*
+ * A parked call: unanswered after its turn, in the object's parked queue
+ * until a later turn answers it (reply: that answer, waiting for the
+ * turn's commit) or its timer answers status and msg.
+ */
+struct ngx_do_park_s {
+    ngx_queue_t                queue;
+    ngx_do_call_t             *call;
+    ngx_do_object_t           *obj;
+    ngx_event_t                timer;
+    ngx_uint_t                 status;
+    const char                *msg;
+    u_char                    *reply;
+    size_t                     reply_len;
+};
 
 
 struct ngx_do_turn_s {
@@ -113,8 +134,14 @@ struct ngx_do_turn_s {
     ngx_str_t                  content_type;
     ngx_str_t                  body;
     uint64_t                   etag;
+    ngx_array_t               *answers;       /* ngx_do_park_t * */
+    ngx_msec_t                 park_timeout;
+    ngx_uint_t                 park_status;
+    const char                *park_msg;
     unsigned                   replied:1;
     unsigned                   failed:1;
+    unsigned                   park:1;
+    unsigned                   alarms:1;      /* alarms changed */
 };
 
 
@@ -161,6 +188,17 @@ static void ngx_do_dirty_free(ngx_do_object_t *obj);
 static void ngx_do_object_free(ngx_do_object_t *obj);
 static void ngx_do_reply_send(ngx_do_object_t *obj, ngx_do_call_t *call,
     ngx_do_turn_t *t, uint64_t version);
+static void ngx_do_turn_release(ngx_do_object_t *obj, ngx_do_call_t *call,
+    ngx_do_turn_t *t, uint64_t version);
+static void ngx_do_turn_free(ngx_do_turn_t *t);
+static void ngx_do_call_free(ngx_do_call_t *call);
+static void ngx_do_reply_deliver(ngx_uint_t src, uint64_t call_id,
+    u_char *buf, size_t len);
+static u_char *ngx_do_reply_build(ngx_do_object_t *obj, ngx_uint_t status,
+    ngx_str_t *content_type, ngx_str_t *body, uint64_t etag, size_t *len);
+static void ngx_do_park_timeout(ngx_event_t *ev);
+static void ngx_do_park_free_all(ngx_do_object_t *obj);
+static ngx_int_t ngx_do_turn_alarm_index(ngx_do_turn_t *t);
 static void ngx_do_reply_simple(ngx_uint_t src, uint64_t call_id,
     ngx_uint_t status, const char *msg);
 static ngx_do_cache_t *ngx_do_cache_find(ngx_do_object_t *obj,
@@ -466,6 +504,7 @@ ngx_do_object_get(u_char *id, ngx_do_namespace_t *ns, ngx_uint_t transient)
     ngx_memcpy(obj->id, id, NGX_DO_ID_LEN);
     obj->ns = ns;
     ngx_queue_init(&obj->mailbox);
+    ngx_queue_init(&obj->parked);
     ngx_rbtree_init(&obj->cache, &obj->sentinel, ngx_do_cache_insert);
     obj->activation = ((uint64_t) ngx_pid << 32) | ++ngx_do_activations;
     obj->transient = transient ? 1 : 0;
@@ -600,13 +639,12 @@ ngx_do_object_continue(ngx_do_object_t *obj)
 
         obj->tries = 0;
         ngx_queue_remove(q);
-        ngx_free(call->buf);
-        ngx_free(call);
+        ngx_do_call_free(call);
     }
 
     obj->busy = 0;
 
-    if (obj->transient || ngx_exiting) {
+    if ((obj->transient || ngx_exiting) && ngx_queue_empty(&obj->parked)) {
         ngx_do_object_close(obj);
         return;
     }
@@ -671,8 +709,7 @@ ngx_do_object_fail_all(ngx_do_object_t *obj, const char *msg)
         call = ngx_queue_data(q, ngx_do_call_t, queue);
         ngx_do_reply_simple(call->src, call->call_id,
                             NGX_HTTP_SERVICE_UNAVAILABLE, msg);
-        ngx_free(call->buf);
-        ngx_free(call);
+        ngx_do_call_free(call);
     }
 
     ngx_do_object_free(obj);
@@ -702,14 +739,16 @@ ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call,
 
     if (obj->ns->class->deferred && !t->batch.clear) {
         if (ngx_do_object_defer(obj, &t->batch) != NGX_OK) {
-            ngx_do_pool_put(t->pool);
+            ngx_do_turn_free(t);
             goto failed;
         }
 
         return ngx_do_object_committed(obj, t, NGX_OK, obj->version);
     }
 
-    if (t->batch.writes.nelts == 0 && !t->batch.clear) {
+    if (t->batch.writes.nelts == 0 && !t->batch.clear
+        && !t->batch.alarm_set)
+    {
         return ngx_do_object_committed(obj, t, NGX_OK, obj->version);
     }
 
@@ -732,7 +771,7 @@ ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call,
 
     req = ngx_do_req_create(obj, ngx_do_object_commit_done);
     if (req == NULL) {
-        ngx_do_pool_put(t->pool);
+        ngx_do_turn_free(t);
         goto failed;
     }
 
@@ -821,21 +860,30 @@ ngx_do_object_turn_run(ngx_do_object_t *obj, ngx_do_call_t *call,
     t->pool = pool;
     t->obj = obj;
     t->call = call;
+
+    if (call && call->req.method == NGX_DO_METHOD_ALARM) {
+        handler = ngx_do_alarm_fire;
+    }
+
     t->handler = handler;
 
     rc = handler(t);
 
+    if (rc == NGX_OK && t->alarms && !t->failed) {
+        rc = ngx_do_turn_alarm_index(t);
+    }
+
     if (rc == NGX_DECLINED && call == NULL) {
-        ngx_do_pool_put(t->pool);
+        ngx_do_turn_free(t);
         return NGX_DECLINED;
     }
 
-    if (rc != NGX_OK || t->failed || (call && !t->replied)) {
+    if (rc != NGX_OK || t->failed || (call && !t->replied && !t->park)) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "do: a handler of namespace \"%V\" failed",
                       &obj->ns->name);
         ngx_do_cache_drop(obj);
-        ngx_do_pool_put(t->pool);
+        ngx_do_turn_free(t);
 
         if (call) {
             ngx_do_reply_simple(call->src, call->call_id,
@@ -890,19 +938,17 @@ ngx_do_object_group(ngx_do_object_t *obj)
 
         if (rc != NGX_OK) {
             /* answered already */
-            ngx_free(call->buf);
-            ngx_free(call);
+            ngx_do_call_free(call);
             continue;
         }
 
         if (obj->ngroup == 0 && t->batch.writes.nelts == 0
-            && !t->batch.clear)
+            && !t->batch.clear && !t->batch.alarm_set)
         {
             /* nothing uncommitted was seen, nothing to store: answer now */
-            ngx_do_reply_send(obj, call, t, obj->version);
-            ngx_do_pool_put(t->pool);
-            ngx_free(call->buf);
-            ngx_free(call);
+            ngx_do_turn_release(obj, call, t, obj->version);
+            ngx_do_turn_free(t);
+            ngx_do_call_free(call);
             continue;
         }
 
@@ -934,6 +980,8 @@ ngx_do_object_group(ngx_do_object_t *obj)
     }
 
     batch.clear = 0;
+    batch.alarm_set = 0;
+    batch.alarm = 0;
     batch.expire = obj->expire;
 
     if (ngx_array_init(&batch.writes, pool, 8, sizeof(ngx_do_write_t))
@@ -950,6 +998,12 @@ ngx_do_object_group(ngx_do_object_t *obj)
         if (t->batch.clear) {
             batch.clear = 1;
             batch.writes.nelts = 0;
+        }
+
+        if (t->batch.alarm_set) {
+            /* computed on the state the turns before it left: the last wins */
+            batch.alarm_set = 1;
+            batch.alarm = t->batch.alarm;
         }
 
         w = t->batch.writes.elts;
@@ -982,7 +1036,7 @@ ngx_do_object_group(ngx_do_object_t *obj)
         }
     }
 
-    if (batch.writes.nelts == 0 && !batch.clear) {
+    if (batch.writes.nelts == 0 && !batch.clear && !batch.alarm_set) {
         /* only reads that waited behind nothing after all */
         ngx_do_pool_put(pool);
         ngx_do_object_group_end(obj, NGX_OK, obj->version, NULL);
@@ -1080,15 +1134,18 @@ ngx_do_object_group_end(ngx_do_object_t *obj, ngx_int_t rc, uint64_t version,
             {
                 ngx_do_cache_version(obj, &w->key, version);
             }
+
+            if (t->batch.alarm_set && t->batch.alarm) {
+                ngx_do_alarm_scheduled(obj->id, t->batch.alarm);
+            }
         }
 
         for (i = 0; i < n; i++) {
             t = obj->group[i];
             call = t->call;
-            ngx_do_reply_send(obj, call, t, version);
-            ngx_do_pool_put(t->pool);
-            ngx_free(call->buf);
-            ngx_free(call);
+            ngx_do_turn_release(obj, call, t, version);
+            ngx_do_turn_free(t);
+            ngx_do_call_free(call);
         }
 
         obj->tries = 0;
@@ -1118,7 +1175,7 @@ ngx_do_object_group_end(ngx_do_object_t *obj, ngx_int_t rc, uint64_t version,
         for (i = n; i > 0; i--) {
             t = obj->group[i - 1];
             ngx_queue_insert_head(&obj->mailbox, &t->call->queue);
-            ngx_do_pool_put(t->pool);
+            ngx_do_turn_free(t);
         }
 
         return;
@@ -1141,9 +1198,8 @@ ngx_do_object_group_end(ngx_do_object_t *obj, ngx_int_t rc, uint64_t version,
                                                : NGX_HTTP_SERVICE_UNAVAILABLE,
                             rc == NGX_DECLINED ? "storage is full"
                                                : "storage is unavailable");
-        ngx_do_pool_put(t->pool);
-        ngx_free(call->buf);
-        ngx_free(call);
+        ngx_do_turn_free(t);
+        ngx_do_call_free(call);
     }
 
     obj->tries = 0;
@@ -1164,13 +1220,13 @@ ngx_do_object_committed(ngx_do_object_t *obj, ngx_do_turn_t *t, ngx_int_t rc,
     if (rc == NGX_BUSY) {
         ngx_do_stats->conflicts++;
         ngx_do_cache_drop(obj);
-        ngx_do_pool_put(t->pool);
+        ngx_do_turn_free(t);
         return NGX_BUSY;
     }
 
     if (rc != NGX_OK) {
         ngx_do_cache_drop(obj);
-        ngx_do_pool_put(t->pool);
+        ngx_do_turn_free(t);
 
         if (rc == NGX_DECLINED) {
             ngx_do_stats->storage_full++;
@@ -1209,11 +1265,13 @@ ngx_do_object_committed(ngx_do_object_t *obj, ngx_do_turn_t *t, ngx_int_t rc,
         }
     }
 
-    if (call) {
-        ngx_do_reply_send(obj, call, t, version);
+    if (t->batch.alarm_set && t->batch.alarm) {
+        ngx_do_alarm_scheduled(obj->id, t->batch.alarm);
     }
 
-    ngx_do_pool_put(t->pool);
+    ngx_do_turn_release(obj, call, t, version);
+
+    ngx_do_turn_free(t);
 
     return NGX_OK;
 }
@@ -1285,8 +1343,7 @@ ngx_do_object_commit_done(ngx_do_storage_req_t *req)
         }
 
         ngx_queue_remove(q);
-        ngx_free(call->buf);
-        ngx_free(call);
+        ngx_do_call_free(call);
     }
 
     obj->tries = 0;
@@ -1340,7 +1397,9 @@ ngx_do_object_idle(ngx_event_t *ev)
 
     obj = ev->data;
 
-    if (obj->busy || !ngx_queue_empty(&obj->mailbox) || obj->closing) {
+    if (obj->busy || !ngx_queue_empty(&obj->mailbox) || obj->closing
+        || !ngx_queue_empty(&obj->parked))
+    {
         ngx_add_timer(&obj->idle, ngx_do_object_idle_time(obj));
         return;
     }
@@ -1430,15 +1489,16 @@ ngx_do_object_free(ngx_do_object_t *obj)
     }
 
     if (obj->turn) {
-        ngx_do_pool_put(obj->turn->pool);
+        ngx_do_turn_free(obj->turn);
     }
 
     while (obj->ngroup) {
         t = obj->group[--obj->ngroup];
-        ngx_free(t->call->buf);
-        ngx_free(t->call);
-        ngx_do_pool_put(t->pool);
+        ngx_do_call_free(t->call);
+        ngx_do_turn_free(t);
     }
+
+    ngx_do_park_free_all(obj);
 
     ngx_do_dirty_free(obj);
     ngx_do_dirty_list_free(obj->flushing);
@@ -1448,8 +1508,7 @@ ngx_do_object_free(ngx_do_object_t *obj)
         q = ngx_queue_head(&obj->mailbox);
         ngx_queue_remove(q);
         call = ngx_queue_data(q, ngx_do_call_t, queue);
-        ngx_free(call->buf);
-        ngx_free(call);
+        ngx_do_call_free(call);
     }
 
     ngx_do_cache_drop(obj);
@@ -1772,50 +1831,235 @@ ngx_do_dirty_list_free(ngx_do_dirty_t *d)
 }
 
 
+/*
+ * What a committed turn lets out: its call's reply (or the call goes to
+ * the parked queue), and the answers it gave parked calls.
+ */
+static void
+ngx_do_turn_release(ngx_do_object_t *obj, ngx_do_call_t *call,
+    ngx_do_turn_t *t, uint64_t version)
+{
+    ngx_uint_t      i;
+    ngx_do_park_t  *park, **pp;
+
+    if (t->answers) {
+        pp = t->answers->elts;
+
+        for (i = 0; i < t->answers->nelts; i++) {
+            park = pp[i];
+            ngx_queue_remove(&park->queue);
+
+            if (park->timer.timer_set) {
+                ngx_del_timer(&park->timer);
+            }
+
+            ngx_do_reply_deliver(park->call->src, park->call->call_id,
+                                 park->reply, park->reply_len);
+            park->call->park = NULL;
+            ngx_do_call_free(park->call);
+            ngx_free(park);
+        }
+
+        t->answers->nelts = 0;
+    }
+
+    if (call == NULL) {
+        return;
+    }
+
+    if (call->src == NGX_DO_ALARM_SRC) {
+        ngx_do_alarm_done(call->call_id, t->status < 500);
+        return;
+    }
+
+    if (!t->park) {
+        ngx_do_reply_send(obj, call, t, version);
+        return;
+    }
+
+    park = ngx_calloc(sizeof(ngx_do_park_t), ngx_cycle->log);
+    if (park == NULL) {
+        ngx_do_reply_simple(call->src, call->call_id,
+                            NGX_HTTP_SERVICE_UNAVAILABLE, "out of memory");
+        return;
+    }
+
+    park->call = call;
+    park->obj = obj;
+    park->status = t->park_status;
+    park->msg = t->park_msg;
+    park->timer.handler = ngx_do_park_timeout;
+    park->timer.data = park;
+    park->timer.log = ngx_cycle->log;
+    park->timer.cancelable = 1;
+
+    call->park = park;
+    ngx_queue_insert_tail(&obj->parked, &park->queue);
+    ngx_add_timer(&park->timer, t->park_timeout);
+}
+
+
+/* a turn that ends: answers it gave to parked calls but never sent are void */
+static void
+ngx_do_turn_free(ngx_do_turn_t *t)
+{
+    ngx_uint_t      i;
+    ngx_do_park_t  **pp;
+
+    if (t->answers) {
+        pp = t->answers->elts;
+
+        for (i = 0; i < t->answers->nelts; i++) {
+            ngx_free(pp[i]->reply);
+            pp[i]->reply = NULL;
+        }
+    }
+
+    ngx_do_pool_put(t->pool);
+}
+
+
+static void
+ngx_do_call_free(ngx_do_call_t *call)
+{
+    if (call->park) {
+        return;
+    }
+
+    ngx_free(call->buf);
+    ngx_free(call);
+}
+
+
+static void
+ngx_do_park_timeout(ngx_event_t *ev)
+{
+    ngx_do_park_t    *park;
+    ngx_do_call_t    *call;
+    ngx_do_object_t  *obj;
+
+    park = ev->data;
+    obj = park->obj;
+    call = park->call;
+
+    if (park->reply) {
+        /* answered by a turn whose commit is in flight */
+        ngx_add_timer(ev, 100);
+        return;
+    }
+
+    ngx_queue_remove(&park->queue);
+    ngx_do_reply_simple(call->src, call->call_id, park->status, park->msg);
+    call->park = NULL;
+    ngx_do_call_free(call);
+    ngx_free(park);
+
+    if ((obj->transient || ngx_exiting) && !obj->busy
+        && ngx_queue_empty(&obj->parked)
+        && ngx_queue_empty(&obj->mailbox))
+    {
+        ngx_do_object_close(obj);
+    }
+}
+
+
+/* the object goes: its parked calls hear so */
+static void
+ngx_do_park_free_all(ngx_do_object_t *obj)
+{
+    ngx_queue_t    *q;
+    ngx_do_park_t  *park;
+
+    while (!ngx_queue_empty(&obj->parked)) {
+        q = ngx_queue_head(&obj->parked);
+        ngx_queue_remove(q);
+        park = ngx_queue_data(q, ngx_do_park_t, queue);
+
+        if (park->timer.timer_set) {
+            ngx_del_timer(&park->timer);
+        }
+
+        if (park->reply) {
+            ngx_free(park->reply);
+        }
+
+        ngx_do_reply_simple(park->call->src, park->call->call_id,
+                            NGX_HTTP_SERVICE_UNAVAILABLE,
+                            "object was shut down");
+        park->call->park = NULL;
+        ngx_do_call_free(park->call);
+        ngx_free(park);
+    }
+}
+
+
+static u_char *
+ngx_do_reply_build(ngx_do_object_t *obj, ngx_uint_t status,
+    ngx_str_t *content_type, ngx_str_t *body, uint64_t etag, size_t *len)
+{
+    u_char               *buf, *p;
+    ngx_do_reply_wire_t  *w;
+
+    *len = sizeof(ngx_do_reply_wire_t) + content_type->len + body->len;
+
+    buf = ngx_alloc(*len, ngx_cycle->log);
+    if (buf == NULL) {
+        return NULL;
+    }
+
+    w = (ngx_do_reply_wire_t *) buf;
+    w->status = (uint32_t) status;
+    w->owner = (uint32_t) ngx_worker;
+    w->activation = obj->activation;
+    w->etag = etag;
+    w->content_type_len = (uint32_t) content_type->len;
+    w->body_len = (uint32_t) body->len;
+
+    p = buf + sizeof(ngx_do_reply_wire_t);
+    p = ngx_do_cpymem(p, content_type->data, content_type->len);
+    (void) ngx_do_cpymem(p, body->data, body->len);
+
+    return buf;
+}
+
+
 static void
 ngx_do_reply_send(ngx_do_object_t *obj, ngx_do_call_t *call, ngx_do_turn_t *t,
     uint64_t version)
 {
-    u_char               *buf, *p;
-    size_t                len;
-    ngx_int_t             rc;
-    ngx_do_reply_wire_t  *w;
+    u_char  *buf;
+    size_t   len;
 
-    len = sizeof(ngx_do_reply_wire_t) + t->content_type.len + t->body.len;
-
-    buf = ngx_alloc(len, ngx_cycle->log);
+    buf = ngx_do_reply_build(obj, t->status, &t->content_type, &t->body,
+                             (t->etag == NGX_DO_ETAG_COMMIT) ? version
+                                                             : t->etag,
+                             &len);
     if (buf == NULL) {
         return;
     }
 
-    w = (ngx_do_reply_wire_t *) buf;
-    w->status = (uint32_t) t->status;
-    w->owner = (uint32_t) ngx_worker;
-    w->activation = obj->activation;
-    w->etag = (t->etag == NGX_DO_ETAG_COMMIT) ? version : t->etag;
-    w->content_type_len = (uint32_t) t->content_type.len;
-    w->body_len = (uint32_t) t->body.len;
+    ngx_do_reply_deliver(call->src, call->call_id, buf, len);
+}
 
-    p = buf + sizeof(ngx_do_reply_wire_t);
-    p = ngx_do_cpymem(p, t->content_type.data, t->content_type.len);
-    (void) ngx_do_cpymem(p, t->body.data, t->body.len);
 
-    if (call->src == ngx_worker) {
-        ngx_do_deliver(call->call_id, buf, len);
+/* a reply to its caller: this worker, or another over its channel */
+static void
+ngx_do_reply_deliver(ngx_uint_t src, uint64_t call_id, u_char *buf,
+    size_t len)
+{
+    if (src == ngx_worker) {
+        ngx_do_deliver(call_id, buf, len);
         return;
     }
 
-    rc = ngx_do_ipc_send(call->src, NGX_DO_IPC_REPLY, call->call_id, buf, len);
-
-    if (rc != NGX_OK) {
+    if (ngx_do_ipc_send(src, NGX_DO_IPC_REPLY, call_id, buf, len) != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "do: reply of %uz bytes to worker %ui could not be "
-                      "sent", len, call->src);
+                      "sent", len, src);
         ngx_free(buf);
 
         /* a short answer may still pass, and the client is not left hanging */
-        ngx_do_reply_simple(call->src, call->call_id,
-                            NGX_HTTP_INTERNAL_SERVER_ERROR,
+        ngx_do_reply_simple(src, call_id, NGX_HTTP_INTERNAL_SERVER_ERROR,
                             "reply could not be sent");
     }
 }
@@ -1829,6 +2073,11 @@ ngx_do_reply_simple(ngx_uint_t src, uint64_t call_id, ngx_uint_t status,
     u_char               *buf, *p;
     size_t                len;
     ngx_do_reply_wire_t  *w;
+
+    if (src == NGX_DO_ALARM_SRC) {
+        ngx_do_alarm_done(call_id, 0);
+        return;
+    }
 
     len = sizeof(ngx_do_reply_wire_t) + sizeof("application/json") - 1
           + sizeof("{\"error\":\"\"}\n") - 1 + ngx_strlen(msg);
@@ -1947,16 +2196,24 @@ ngx_do_turn_log(ngx_do_turn_t *t)
 ngx_int_t
 ngx_do_arg(ngx_do_turn_t *t, const char *name, ngx_str_t *value)
 {
-    u_char     *p, *last, *amp, *dst, *src;
-    size_t      len;
-
     if (t->call == NULL) {
         return NGX_DECLINED;
     }
 
+    return ngx_do_request_arg(t, &t->call->req, name, value);
+}
+
+
+ngx_int_t
+ngx_do_request_arg(ngx_do_turn_t *t, ngx_do_request_t *req, const char *name,
+    ngx_str_t *value)
+{
+    u_char     *p, *last, *amp, *dst, *src;
+    size_t      len;
+
     len = ngx_strlen(name);
-    p = t->call->req.args.data;
-    last = p + t->call->req.args.len;
+    p = req->args.data;
+    last = p + req->args.len;
 
     while (p < last) {
         amp = ngx_strlchr(p, last, '&');
@@ -2111,8 +2368,23 @@ ngx_do_get(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value,
 }
 
 
+/* keys that start with a zero byte are the runtime's (alarms) */
+#define ngx_do_key_reserved(key)  ((key)->len && (key)->data[0] == '\0')
+
+
 ngx_int_t
 ngx_do_put(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value)
+{
+    if (ngx_do_key_reserved(key)) {
+        return NGX_DECLINED;
+    }
+
+    return ngx_do_put_reserved(t, key, value);
+}
+
+
+ngx_int_t
+ngx_do_put_reserved(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value)
 {
     ngx_do_write_t  *w;
 
@@ -2143,6 +2415,17 @@ ngx_do_put(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value)
 
 ngx_int_t
 ngx_do_delete(ngx_do_turn_t *t, ngx_str_t *key)
+{
+    if (ngx_do_key_reserved(key)) {
+        return NGX_DECLINED;
+    }
+
+    return ngx_do_delete_reserved(t, key);
+}
+
+
+ngx_int_t
+ngx_do_delete_reserved(ngx_do_turn_t *t, ngx_str_t *key)
 {
     uint64_t         version;
     ngx_int_t        rc;
@@ -2179,11 +2462,13 @@ ngx_do_delete(ngx_do_turn_t *t, ngx_str_t *key)
 }
 
 
+/* deletes the alarms too, as Cloudflare's deleteAll() now does */
 ngx_int_t
 ngx_do_delete_all(ngx_do_turn_t *t)
 {
     t->batch.writes.nelts = 0;
     t->batch.clear = 1;
+    t->alarms = 1;
 
     return NGX_OK;
 }
@@ -2210,6 +2495,17 @@ ngx_do_list(ngx_do_turn_t *t, ngx_do_list_opts_t *opts, ngx_array_t **items)
 
     if (opts->max_bytes == 0) {
         opts->max_bytes = 8 * 1024 * 1024;
+    }
+
+    if (ngx_do_key_reserved(&opts->prefix)) {
+        *items = out;
+        return NGX_OK;
+    }
+
+    /* the runtime's keys sort first: the listing starts after them */
+    if (opts->start.len == 0 || opts->start.data[0] == '\0') {
+        opts->start.data = (u_char *) "\1";
+        opts->start.len = 1;
     }
 
     if (ngx_do_backend->async) {
@@ -2275,6 +2571,153 @@ ngx_do_reply_error(ngx_do_turn_t *t, ngx_uint_t status, const char *msg)
                - body.data;
 
     return ngx_do_reply(t, status, "application/json", &body, 0);
+}
+
+
+ngx_int_t
+ngx_do_park(ngx_do_turn_t *t, ngx_msec_t timeout, ngx_uint_t status,
+    const char *msg)
+{
+    if (t->call == NULL || t->call->src == NGX_DO_ALARM_SRC
+        || t->call->call_id == 0)
+    {
+        /* nobody waits for this call's answer */
+        return NGX_DECLINED;
+    }
+
+    t->park = 1;
+    t->park_timeout = timeout ? timeout : 1;
+    t->park_status = status;
+    t->park_msg = msg;
+
+    return NGX_OK;
+}
+
+
+ngx_do_request_t *
+ngx_do_parked_next(ngx_do_turn_t *t, ngx_do_request_t *prev)
+{
+    ngx_queue_t    *q;
+    ngx_do_call_t  *call;
+    ngx_do_park_t  *park;
+
+    if (prev == NULL) {
+        q = ngx_queue_head(&t->obj->parked);
+
+    } else {
+        call = (ngx_do_call_t *) ((u_char *) prev
+                                  - offsetof(ngx_do_call_t, req));
+        q = ngx_queue_next(&call->park->queue);
+    }
+
+    for ( /* void */ ; q != ngx_queue_sentinel(&t->obj->parked);
+         q = ngx_queue_next(q))
+    {
+        park = ngx_queue_data(q, ngx_do_park_t, queue);
+
+        if (park->reply == NULL) {
+            return &park->call->req;
+        }
+    }
+
+    return NULL;
+}
+
+
+ngx_uint_t
+ngx_do_parked_count(ngx_do_turn_t *t)
+{
+    ngx_uint_t         n;
+    ngx_do_request_t  *req;
+
+    n = 0;
+
+    for (req = ngx_do_parked_next(t, NULL); req;
+         req = ngx_do_parked_next(t, req))
+    {
+        n++;
+    }
+
+    return n;
+}
+
+
+ngx_int_t
+ngx_do_reply_parked(ngx_do_turn_t *t, ngx_do_request_t *req,
+    ngx_uint_t status, const char *content_type, ngx_str_t *body)
+{
+    ngx_str_t        ct, empty;
+    ngx_do_call_t   *call;
+    ngx_do_park_t   *park, **pp;
+
+    call = (ngx_do_call_t *) ((u_char *) req - offsetof(ngx_do_call_t, req));
+    park = call->park;
+
+    if (park == NULL || park->reply) {
+        return NGX_DECLINED;
+    }
+
+    if (t->answers == NULL) {
+        t->answers = ngx_array_create(t->pool, 2, sizeof(ngx_do_park_t *));
+        if (t->answers == NULL) {
+            t->failed = 1;
+            return NGX_ERROR;
+        }
+    }
+
+    pp = ngx_array_push(t->answers);
+    if (pp == NULL) {
+        t->failed = 1;
+        return NGX_ERROR;
+    }
+
+    ngx_str_null(&empty);
+    ct.data = (u_char *) content_type;
+    ct.len = ngx_strlen(content_type);
+
+    park->reply = ngx_do_reply_build(t->obj, status, &ct,
+                                     body ? body : &empty, 0,
+                                     &park->reply_len);
+    if (park->reply == NULL) {
+        t->answers->nelts--;
+        t->failed = 1;
+        return NGX_ERROR;
+    }
+
+    *pp = park;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_do_turn_alarms_changed(ngx_do_turn_t *t)
+{
+    t->alarms = 1;
+}
+
+
+uint64_t
+ngx_do_turn_call_id(ngx_do_turn_t *t)
+{
+    return t->call ? t->call->call_id : 0;
+}
+
+
+/* the turn changed alarms: its commit puts the next one in the index */
+static ngx_int_t
+ngx_do_turn_alarm_index(ngx_do_turn_t *t)
+{
+    uint64_t  when;
+
+    if (ngx_do_alarm_next(t, &when) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    t->batch.alarm = when;
+    t->batch.alarm_set = 1;
+
+    return NGX_OK;
 }
 
 

@@ -86,7 +86,9 @@ ngx_do_status_init_worker(ngx_shm_zone_t *shm_zone, ngx_uint_t workers)
     F(forwarded, "counter", "calls forwarded to the owner worker")            \
     F(timeouts, "counter", "calls whose owner did not answer in time")        \
     F(conflicts, "counter", "commits retried after a version conflict")       \
-    F(storage_full, "counter", "commits refused by full storage")
+    F(storage_full, "counter", "commits refused by full storage")         \
+    F(alarms_fired, "counter", "alarm turns run to success")                  \
+    F(alarms_failed, "counter", "alarm turns that failed (retried)")
 
 
 /* the metrics as JSON or Prometheus text, in the given pool */

@@ -25,9 +25,22 @@ typedef struct {
     uint64_t                   commits;
     ngx_rbtree_key_t           sweep;         /* where the last sweep ended */
     u_char                     secret[32];
+    struct ngx_do_memory_alarms_s  *alarms;   /* NULL: no alarm yet */
 } ngx_do_memory_sh_t;
 
 
+/* the alarm index: one tree per shard, allocated with the first alarm */
+typedef struct ngx_do_memory_alarms_s {
+    ngx_rbtree_t               trees[NGX_DO_SHARDS];
+    ngx_rbtree_node_t          sentinels[NGX_DO_SHARDS];
+} ngx_do_memory_alarms_t;
+
+
+/*
+ * An object.  alarm: its place in its shard's alarm index (key: the time
+ * of its next alarm, 0: not in the index); ns: its namespace's name, for
+ * the alarm calls.
+ */
 typedef struct {
     ngx_do_id_node_t           node;
     uint64_t                   version;
@@ -35,6 +48,9 @@ typedef struct {
     ngx_rbtree_t               keys;
     ngx_rbtree_node_t          sentinel;
     ngx_uint_t                 nkeys;
+    ngx_rbtree_node_t          alarm;
+    size_t                     ns_len;
+    u_char                     ns[1];
 } ngx_do_memory_object_t;
 
 
@@ -59,6 +75,10 @@ static ngx_int_t ngx_do_memory_commit(ngx_do_namespace_t *ns, u_char *id,
 static ngx_do_memory_object_t *ngx_do_memory_object(u_char *id);
 static void ngx_do_memory_object_free(ngx_do_memory_object_t *obj);
 static void ngx_do_memory_sweep(void);
+static ngx_int_t ngx_do_memory_alarms(ngx_uint_t shard, uint64_t now,
+    ngx_uint_t limit, ngx_do_storage_req_t *req);
+static void ngx_do_memory_alarm_set(ngx_do_memory_object_t *obj,
+    uint64_t when);
 static uint64_t ngx_do_memory_now(void);
 static ngx_int_t ngx_do_memory_cmp(u_char *k1, size_t l1, u_char *k2,
     size_t l2);
@@ -82,7 +102,8 @@ ngx_do_backend_t  ngx_do_memory_backend = {
     ngx_do_memory_list,
     NULL,                                  /* load */
     ngx_do_memory_commit,
-    ngx_do_memory_sweep
+    ngx_do_memory_sweep,
+    ngx_do_memory_alarms
 };
 
 
@@ -114,6 +135,7 @@ ngx_do_memory_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_rbtree_init(&sh->objects, &sh->sentinel,
                     ngx_do_id_rbtree_insert);
     sh->commits = 0;
+    sh->alarms = NULL;
 
     if (RAND_bytes(sh->secret, sizeof(sh->secret)) != 1) {
         return NGX_ERROR;
@@ -421,14 +443,33 @@ ngx_do_memory_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
 
     /* allocate */
 
+    if (batch->alarm && ngx_do_memory_sh->alarms == NULL) {
+        ngx_do_memory_sh->alarms = ngx_slab_alloc_locked(ngx_do_memory_shpool,
+                                              sizeof(ngx_do_memory_alarms_t));
+        if (ngx_do_memory_sh->alarms == NULL) {
+            rc = NGX_DECLINED;
+            goto done;
+        }
+
+        for (i = 0; i < NGX_DO_SHARDS; i++) {
+            ngx_rbtree_init(&ngx_do_memory_sh->alarms->trees[i],
+                            &ngx_do_memory_sh->alarms->sentinels[i],
+                            ngx_rbtree_insert_value);
+        }
+    }
+
     if (obj == NULL) {
         obj = ngx_slab_alloc_locked(ngx_do_memory_shpool,
-                                    sizeof(ngx_do_memory_object_t));
+                                    offsetof(ngx_do_memory_object_t, ns)
+                                    + ns->name.len);
         if (obj == NULL) {
             rc = NGX_DECLINED;
             goto done;
         }
 
+        obj->alarm.key = 0;
+        obj->ns_len = ns->name.len;
+        ngx_memcpy(obj->ns, ns->name.data, ns->name.len);
         ngx_memcpy(obj->node.id, id, NGX_DO_ID_LEN);
         obj->node.node.key = ngx_crc32_short(id, NGX_DO_ID_LEN);
         obj->version = 0;
@@ -522,7 +563,12 @@ ngx_do_memory_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
         values[i] = NULL;
     }
 
+    if (batch->alarm_set) {
+        ngx_do_memory_alarm_set(obj, batch->alarm);
+    }
+
     if (obj->nkeys == 0) {
+        ngx_do_memory_alarm_set(obj, 0);
         ngx_rbtree_delete(&ngx_do_memory_sh->objects, &obj->node.node);
         ngx_slab_free_locked(ngx_do_memory_shpool, obj);
         next = 0;
@@ -589,8 +635,112 @@ ngx_do_memory_object_free(ngx_do_memory_object_t *obj)
         ngx_do_memory_kv_free(obj, (ngx_do_memory_kv_t *) node);
     }
 
+    ngx_do_memory_alarm_set(obj, 0);
     ngx_rbtree_delete(&ngx_do_memory_sh->objects, &obj->node.node);
     ngx_slab_free_locked(ngx_do_memory_shpool, obj);
+}
+
+
+/* moves the object in its shard's alarm index (0: out of it); locked */
+static void
+ngx_do_memory_alarm_set(ngx_do_memory_object_t *obj, uint64_t when)
+{
+    ngx_rbtree_t  *index;
+
+    if (obj->alarm.key == (ngx_rbtree_key_t) when) {
+        return;
+    }
+
+    if (ngx_do_memory_sh->alarms == NULL) {
+        /* when is 0: nothing was ever in the index */
+        return;
+    }
+
+    index = &ngx_do_memory_sh->alarms->trees[ngx_do_id_shard(obj->node.id)];
+
+    if (obj->alarm.key) {
+        ngx_rbtree_delete(index, &obj->alarm);
+    }
+
+    obj->alarm.key = (ngx_rbtree_key_t) when;
+
+    if (when) {
+        ngx_rbtree_insert(index, &obj->alarm);
+    }
+}
+
+
+/* the due start of a shard's alarm index, in time order */
+static ngx_int_t
+ngx_do_memory_alarms(ngx_uint_t shard, uint64_t now, ngx_uint_t limit,
+    ngx_do_storage_req_t *req)
+{
+    u_char                  *p;
+    ngx_int_t                rc;
+    ngx_do_kv_t             *kv;
+    ngx_rbtree_t            *index;
+    ngx_rbtree_node_t       *node;
+    ngx_do_memory_object_t  *obj;
+
+    req->version = 0;
+
+    req->pool = ngx_create_pool(4096, ngx_cycle->log);
+    if (req->pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    req->kvs = ngx_array_create(req->pool, 8, sizeof(ngx_do_kv_t));
+    if (req->kvs == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = NGX_OK;
+
+    ngx_shmtx_lock(&ngx_do_memory_shpool->mutex);
+
+    if (ngx_do_memory_sh->alarms == NULL) {
+        ngx_shmtx_unlock(&ngx_do_memory_shpool->mutex);
+        return NGX_OK;
+    }
+
+    index = &ngx_do_memory_sh->alarms->trees[shard];
+
+    node = (index->root == index->sentinel)
+           ? NULL : ngx_rbtree_min(index->root, index->sentinel);
+
+    for ( /* void */ ; node; node = ngx_rbtree_next(index, node)) {
+
+        if ((uint64_t) node->key > now) {
+            req->version = node->key;
+            break;
+        }
+
+        if (req->kvs->nelts == limit) {
+            break;
+        }
+
+        obj = (ngx_do_memory_object_t *)
+                  ((u_char *) node - offsetof(ngx_do_memory_object_t, alarm));
+
+        kv = ngx_array_push(req->kvs);
+        p = ngx_pnalloc(req->pool, obj->ns_len + NGX_DO_ID_LEN);
+
+        if (kv == NULL || p == NULL) {
+            rc = NGX_ERROR;
+            break;
+        }
+
+        kv->key.data = p;
+        kv->key.len = obj->ns_len;
+        kv->value.data = ngx_cpymem(p, obj->ns, obj->ns_len);
+        kv->value.len = NGX_DO_ID_LEN;
+        ngx_memcpy(kv->value.data, obj->node.id, NGX_DO_ID_LEN);
+        kv->version = node->key;
+    }
+
+    ngx_shmtx_unlock(&ngx_do_memory_shpool->mutex);
+
+    return rc;
 }
 
 

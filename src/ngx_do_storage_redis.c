@@ -8,6 +8,8 @@
  *
  *   do:{<namespace>:<64 hex ID>}:kv   hash: key -> "<version>:<value>"
  *   do:{<namespace>:<64 hex ID>}:v    string: the object's version
+ *   do:alarms:<shard>                 sorted set: "<namespace>:<64 hex ID>"
+ *                                     scored by its next alarm (ms)
  *
  * An object is loaded whole when it activates (one script: the version and
  * HGETALL); from then on its reads never leave the worker.  A turn's batch
@@ -22,7 +24,10 @@
  * new owner during a reload).  The version key stays when the
  * hash empties, so that versions (and ETags) never repeat; state with an
  * expiry (ngx_do_set_expire) gets PEXPIRE on both keys, so that nothing of
- * a forgotten rate limiter stays in Redis.
+ * a forgotten rate limiter stays in Redis.  A commit that changes an
+ * object's alarms updates its shard's alarm index in the same script (so
+ * on Redis Cluster the index and the object must share a node: see the
+ * README).
  */
 
 
@@ -52,6 +57,10 @@ static void ngx_do_redis_committed(void *data, void *reply);
 static u_char *ngx_do_redis_key(u_char *p, ngx_do_namespace_t *ns,
     u_char *id, const char *suffix);
 static ngx_uint_t ngx_do_redis_hint(u_char *id);
+static ngx_int_t ngx_do_redis_alarms(ngx_uint_t shard, uint64_t now,
+    ngx_uint_t limit, ngx_do_storage_req_t *req);
+static void ngx_do_redis_alarms_read(void *data, void *reply);
+static ngx_int_t ngx_do_redis_unhex(u_char *hex, u_char *id);
 
 
 ngx_do_backend_t  ngx_do_redis_backend = {
@@ -62,7 +71,8 @@ ngx_do_backend_t  ngx_do_redis_backend = {
     NULL,                                  /* list */
     ngx_do_redis_load,
     ngx_do_redis_commit,
-    NULL                                   /* sweep: Redis expires keys */
+    NULL,                                  /* sweep: Redis expires keys */
+    ngx_do_redis_alarms
 };
 
 
@@ -86,7 +96,12 @@ static const char  ngx_do_redis_commit_script[] =
     "if c then redis.call('DEL', KEYS[3]) end "
     "local n = v + 1 "
     "if ARGV[2] == '1' then redis.call('DEL', KEYS[1]) end "
-    "local i = 5 "
+    "if ARGV[5] == '0' then "
+    "  redis.call('ZREM', KEYS[4], ARGV[6]) "
+    "elseif ARGV[5] ~= '-' then "
+    "  redis.call('ZADD', KEYS[4], ARGV[5], ARGV[6]) "
+    "end "
+    "local i = 7 "
     "while i <= #ARGV do "
     "  if ARGV[i] == 'p' then "
     "    redis.call('HSET', KEYS[1], ARGV[i + 1], n .. ':' .. ARGV[i + 2]) "
@@ -295,13 +310,13 @@ static ngx_int_t
 ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
     ngx_do_batch_t *batch, ngx_do_storage_req_t *req)
 {
-    u_char           *kv, *v, *c, *e;
+    u_char           *kv, *v, *c, *a, *e;
     size_t           *argvlen;
     ngx_int_t         rc;
     ngx_uint_t        i, argc;
     const char      **argv;
     ngx_do_write_t   *w;
-    u_char            buf[3 * NGX_DO_REDIS_KEY_LEN + 3 * NGX_INT64_LEN];
+    u_char            buf[5 * NGX_DO_REDIS_KEY_LEN + 4 * NGX_INT64_LEN];
 
     if (ngx_do_redis_backend_conf->prefix.len + ns->name.len
         > NGX_DO_REDIS_MAX_NAMES)
@@ -309,7 +324,7 @@ ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
         return NGX_ERROR;
     }
 
-    argc = 10 + 3 * batch->writes.nelts;
+    argc = 13 + 3 * batch->writes.nelts;
 
     argv = ngx_alloc(argc * (sizeof(char *) + sizeof(size_t)), ngx_cycle->log);
     if (argv == NULL) {
@@ -321,44 +336,66 @@ ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
     kv = buf;
     v = ngx_do_redis_key(kv, ns, id, ":kv");
     c = ngx_do_redis_key(v, ns, id, ":v");
-    e = ngx_do_redis_key(c, ns, id, ":c");
+    a = ngx_do_redis_key(c, ns, id, ":c");
+    e = ngx_sprintf(a, "%Valarms:%ui", &ngx_do_redis_backend_conf->prefix,
+                    ngx_do_id_shard(id));
 
     argv[0] = "EVAL";
     argvlen[0] = 4;
     argv[1] = ngx_do_redis_commit_script;
     argvlen[1] = sizeof(ngx_do_redis_commit_script) - 1;
-    argv[2] = "3";
+    argv[2] = "4";
     argvlen[2] = 1;
     argv[3] = (const char *) kv;
     argvlen[3] = v - kv;
     argv[4] = (const char *) v;
     argvlen[4] = c - v;
     argv[5] = (const char *) c;
-    argvlen[5] = e - c;
+    argvlen[5] = a - c;
+    argv[6] = (const char *) a;
+    argvlen[6] = e - a;
 
-    /* ARGV: expected version, clear, expiry, this worker's claim token */
+    /*
+     * ARGV: expected version, clear, expiry, this worker's claim token,
+     * the next alarm ("-": unchanged, "0": none) and the index member
+     */
 
     if (expected == NGX_DO_VERSION_ANY) {
-        argv[6] = "-1";
-        argvlen[6] = 2;
+        argv[7] = "-1";
+        argvlen[7] = 2;
 
     } else {
-        argv[6] = (const char *) e;
-        argvlen[6] = ngx_sprintf(e, "%uL", expected) - e;
-        e += argvlen[6];
+        argv[7] = (const char *) e;
+        argvlen[7] = ngx_sprintf(e, "%uL", expected) - e;
+        e += argvlen[7];
     }
 
-    argv[7] = batch->clear ? "1" : "0";
-    argvlen[7] = 1;
-
-    argv[8] = (const char *) e;
-    argvlen[8] = ngx_sprintf(e, "%M", batch->expire) - e;
-    e += argvlen[8];
+    argv[8] = batch->clear ? "1" : "0";
+    argvlen[8] = 1;
 
     argv[9] = (const char *) e;
-    argvlen[9] = ngx_sprintf(e, "%P", ngx_pid) - e;
+    argvlen[9] = ngx_sprintf(e, "%M", batch->expire) - e;
+    e += argvlen[9];
 
-    argc = 10;
+    argv[10] = (const char *) e;
+    argvlen[10] = ngx_sprintf(e, "%P", ngx_pid) - e;
+    e += argvlen[10];
+
+    if (batch->alarm_set) {
+        argv[11] = (const char *) e;
+        argvlen[11] = ngx_sprintf(e, "%uL", batch->alarm) - e;
+        e += argvlen[11];
+
+    } else {
+        argv[11] = "-";
+        argvlen[11] = 1;
+    }
+
+    /* the member: the object's hash tag without its braces */
+    argv[12] = (const char *) kv + ngx_do_redis_backend_conf->prefix.len + 1;
+    argvlen[12] = ns->name.len + 1 + NGX_DO_ID_HEX_LEN;
+
+    argc = 13;
     w = batch->writes.elts;
 
     for (i = 0; i < batch->writes.nelts; i++) {
@@ -442,4 +479,162 @@ ngx_do_redis_committed(void *data, void *r)
 done:
 
     req->handler(req);
+}
+
+
+/* ZRANGEBYSCORE of the shard's index, the due part of it into req */
+static ngx_int_t
+ngx_do_redis_alarms(ngx_uint_t shard, uint64_t now, ngx_uint_t limit,
+    ngx_do_storage_req_t *req)
+{
+    u_char      *key, *max, *lim, *end;
+    size_t       argvlen[8];
+    const char  *argv[8];
+    u_char       buf[NGX_DO_REDIS_KEY_LEN + 3 * NGX_INT64_LEN];
+
+    key = buf;
+    max = ngx_sprintf(key, "%Valarms:%ui", &ngx_do_redis_backend_conf->prefix,
+                      shard);
+    lim = ngx_sprintf(max, "%uL", now);
+    end = ngx_sprintf(lim, "%ui", limit);
+
+    argv[0] = "ZRANGEBYSCORE";
+    argvlen[0] = sizeof("ZRANGEBYSCORE") - 1;
+    argv[1] = (const char *) key;
+    argvlen[1] = max - key;
+    argv[2] = "-inf";
+    argvlen[2] = 4;
+    argv[3] = "+inf";
+    argvlen[3] = 4;
+    argv[4] = "WITHSCORES";
+    argvlen[4] = sizeof("WITHSCORES") - 1;
+    argv[5] = "LIMIT";
+    argvlen[5] = 5;
+    argv[6] = "0";
+    argvlen[6] = 1;
+    argv[7] = (const char *) lim;
+    argvlen[7] = end - lim;
+
+    /* the time to compare with travels in req->version */
+    req->version = now;
+
+    if (ngx_do_redis_command(shard, ngx_do_redis_alarms_read, req, 8, argv,
+                             argvlen)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_AGAIN;
+}
+
+
+/* [member, score, ...]: those due, then the first time not due */
+static void
+ngx_do_redis_alarms_read(void *data, void *r)
+{
+    ngx_do_storage_req_t  *req = data;
+    redisReply            *reply = r;
+
+    u_char       *p, *colon;
+    size_t        i;
+    uint64_t      now, when;
+    ngx_int_t     n;
+    redisReply   *m, *sc;
+    ngx_do_kv_t  *kv;
+
+    now = req->version;
+    req->version = 0;
+    req->rc = NGX_ERROR;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements % 2)
+    {
+        goto done;
+    }
+
+    req->pool = ngx_create_pool(4096, ngx_cycle->log);
+    if (req->pool == NULL) {
+        goto done;
+    }
+
+    req->kvs = ngx_array_create(req->pool, reply->elements / 2 + 1,
+                                sizeof(ngx_do_kv_t));
+    if (req->kvs == NULL) {
+        goto done;
+    }
+
+    for (i = 0; i < reply->elements; i += 2) {
+        m = reply->element[i];
+        sc = reply->element[i + 1];
+
+        if (m->type != REDIS_REPLY_STRING || sc->type != REDIS_REPLY_STRING) {
+            goto done;
+        }
+
+        n = ngx_atoi((u_char *) sc->str, sc->len);
+        if (n == NGX_ERROR) {
+            continue;
+        }
+
+        when = (uint64_t) n;
+
+        if (when > now) {
+            req->version = when;
+            break;
+        }
+
+        /* "<namespace>:<64 hex ID>" */
+        if (m->len <= NGX_DO_ID_HEX_LEN + 1) {
+            continue;
+        }
+
+        colon = (u_char *) m->str + m->len - NGX_DO_ID_HEX_LEN - 1;
+
+        if (*colon != ':') {
+            continue;
+        }
+
+        kv = ngx_array_push(req->kvs);
+        p = ngx_pnalloc(req->pool, (colon - (u_char *) m->str)
+                                   + NGX_DO_ID_LEN);
+        if (kv == NULL || p == NULL) {
+            goto done;
+        }
+
+        kv->key.data = p;
+        kv->key.len = colon - (u_char *) m->str;
+        kv->value.data = ngx_cpymem(p, m->str, kv->key.len);
+        kv->value.len = NGX_DO_ID_LEN;
+        kv->version = when;
+
+        if (ngx_do_redis_unhex(colon + 1, kv->value.data) != NGX_OK) {
+            req->kvs->nelts--;
+        }
+    }
+
+    req->rc = NGX_OK;
+
+done:
+
+    req->handler(req);
+}
+
+
+static ngx_int_t
+ngx_do_redis_unhex(u_char *hex, u_char *id)
+{
+    ngx_int_t   n;
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_DO_ID_LEN; i++) {
+        n = ngx_hextoi(hex + 2 * i, 2);
+        if (n == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        id[i] = (u_char) n;
+    }
+
+    return NGX_OK;
 }

@@ -33,6 +33,8 @@
 
 /* the method of a call made by a gate module, not by an HTTP client */
 #define NGX_DO_METHOD_GATE        0x40000000
+/* the method of an alarm turn's call (classes see class->alarm instead) */
+#define NGX_DO_METHOD_ALARM       0x20000000
 
 
 typedef struct ngx_do_turn_s       ngx_do_turn_t;
@@ -106,6 +108,12 @@ struct ngx_do_class_s {
      * are stored before the object goes.  NGX_DECLINED keeps the object.
      */
     ngx_int_t                (*evict)(ngx_do_turn_t *t);
+
+    /*
+     * runs an alarm of the object that came due (name: "" for the default
+     * alarm); NGX_ERROR rolls the turn back and retries the alarm later
+     */
+    ngx_int_t                (*alarm)(ngx_do_turn_t *t, ngx_str_t *name);
 };
 
 
@@ -143,12 +151,20 @@ typedef void (*ngx_http_do_reply_pt)(ngx_http_request_t *r, void *data,
 
 /*
  * Sends a call (method and query args, no body) to the object with this ID;
- * the handler runs exactly once, possibly before this returns.  NGX_ERROR:
- * the call could not be made (the handler will not run).
+ * the handler runs exactly once, possibly before this returns, at the
+ * latest after timeout (0: do_call_timeout).  NGX_ERROR: the call could
+ * not be made (the handler will not run).
  */
 ngx_int_t ngx_http_do_call(ngx_http_request_t *r, ngx_do_namespace_t *ns,
-    u_char *id, ngx_uint_t method, ngx_str_t *args,
+    u_char *id, ngx_uint_t method, ngx_str_t *args, ngx_msec_t timeout,
     ngx_http_do_reply_pt handler, void *data);
+
+/*
+ * A call whose reply nobody waits for, sent once the current event is
+ * handled (safe from a pool cleanup): a lock release at a request's end.
+ */
+ngx_int_t ngx_http_do_notify(ngx_do_namespace_t *ns, u_char *id,
+    ngx_uint_t method, ngx_str_t *args);
 
 /* adds a response header; the value is copied into the request pool */
 ngx_int_t ngx_http_do_add_header(ngx_http_request_t *r, const char *name,
@@ -214,6 +230,58 @@ ngx_int_t ngx_do_reply(ngx_do_turn_t *t, ngx_uint_t status,
 /* a JSON error reply: {"error": msg} */
 ngx_int_t ngx_do_reply_error(ngx_do_turn_t *t, ngx_uint_t status,
     const char *msg);
+
+
+/*
+ * Alarms: scheduled turns.  An object has any number of named alarms
+ * (the empty name is Cloudflare's single alarm), each an absolute time in
+ * milliseconds of the wall clock.  They are stored with the object's state
+ * by the turn's commit (so a rolled back turn sets none) and fire as
+ * turns of their own, through class->alarm, after restarts too.  A failed
+ * alarm turn is retried from 2 s on, doubling, 6 times, then dropped.
+ * Deferred-durability classes have no alarms (NGX_ERROR).
+ */
+#define NGX_DO_ALARM_MAX_NAME     2048
+
+/* NGX_OK, NGX_DECLINED (name too long, or too many alarms), NGX_ERROR */
+ngx_int_t ngx_do_set_alarm(ngx_do_turn_t *t, ngx_str_t *name, uint64_t when);
+
+/* NGX_OK with *when, NGX_DECLINED (not set), NGX_ERROR */
+ngx_int_t ngx_do_get_alarm(ngx_do_turn_t *t, ngx_str_t *name, uint64_t *when);
+
+/* NGX_OK (it was set), NGX_DECLINED (it was not), NGX_ERROR */
+ngx_int_t ngx_do_delete_alarm(ngx_do_turn_t *t, ngx_str_t *name);
+
+/* in an alarm turn: how many times this alarm failed before (0: first) */
+ngx_uint_t ngx_do_alarm_retries(ngx_do_turn_t *t);
+
+/* the wall clock in milliseconds, as alarms use it */
+uint64_t ngx_do_now(void);
+
+
+/*
+ * Parked calls: a turn may leave its call unanswered (a lock waiter); a
+ * later turn of the object answers it with ngx_do_reply_parked(), released
+ * after that turn's commit like any reply.  A parked call that nobody
+ * answers within timeout gets status and {"error": msg}.  Parked calls
+ * keep the object in memory; they live in this worker only, so a restart
+ * answers them 503.
+ */
+ngx_int_t ngx_do_park(ngx_do_turn_t *t, ngx_msec_t timeout,
+    ngx_uint_t status, const char *msg);
+
+/* the parked calls in arrival order: NULL starts, NULL ends */
+ngx_do_request_t *ngx_do_parked_next(ngx_do_turn_t *t,
+    ngx_do_request_t *prev);
+
+ngx_uint_t ngx_do_parked_count(ngx_do_turn_t *t);
+
+ngx_int_t ngx_do_reply_parked(ngx_do_turn_t *t, ngx_do_request_t *req,
+    ngx_uint_t status, const char *content_type, ngx_str_t *body);
+
+/* a query argument of any request of the turn (ngx_do_arg() for parked) */
+ngx_int_t ngx_do_request_arg(ngx_do_turn_t *t, ngx_do_request_t *req,
+    const char *name, ngx_str_t *value);
 
 
 #endif /* _NGX_HTTP_DO_H_INCLUDED_ */

@@ -55,7 +55,8 @@ ngx_do_class_t  ngx_do_store_class = {
     NULL,                                  /* init_conf */
     NULL,                                  /* init */
     ngx_do_store_fetch,                    /* fetch */
-    NULL                                   /* evict */
+    NULL,                                  /* evict */
+    NULL                                   /* alarm */
 };
 
 
