@@ -2690,6 +2690,13 @@ ngx_do_reply_parked(ngx_do_turn_t *t, ngx_do_request_t *req,
 }
 
 
+ngx_msec_t
+ngx_do_call_timeout(void)
+{
+    return ngx_do_runtime.call_timeout;
+}
+
+
 void
 ngx_do_turn_alarms_changed(ngx_do_turn_t *t)
 {

@@ -258,6 +258,9 @@ ngx_uint_t ngx_do_alarm_retries(ngx_do_turn_t *t);
 /* the wall clock in milliseconds, as alarms use it */
 uint64_t ngx_do_now(void);
 
+/* how long a caller waits for a reply (do_call_timeout) */
+ngx_msec_t ngx_do_call_timeout(void);
+
 
 /*
  * Parked calls: a turn may leave its call unanswered (a lock waiter); a

@@ -4,10 +4,15 @@
  *
  *   GET    ?key=K                      the value (404 when absent), ETag
  *   GET    [?prefix=&start=&end=&reverse=1&limit=N]   JSON list in key order
- *   PUT    ?key=K  body=value          If-Match: "V" | *, If-None-Match: *
+ *   PUT    ?key=K[&ttl=T]  body=value  If-Match: "V" | *, If-None-Match: *
  *   DELETE ?key=K | ?all=1
  *   POST   ?key=K&op=incr[&by=N]       atomic add, returns the new value
  *   POST   {"get":[..],"put":{..},"delete":[..]}   one atomic batch
+ *
+ * A key PUT with ttl= (nginx time syntax: 30s, 500ms, 1h; a bare number
+ * is seconds) is deleted by a named alarm "ttl:K" when it comes due, and
+ * reads as absent from that moment even if the alarm is a little late.
+ * A PUT without ttl= removes the TTL; incr and batches keep it.
  *
  * It uses nothing but the public class API (ngx_http_do.h).
  */
@@ -27,6 +32,10 @@
 
 
 static ngx_int_t ngx_do_store_fetch(ngx_do_turn_t *t);
+static ngx_int_t ngx_do_store_alarm(ngx_do_turn_t *t, ngx_str_t *name);
+static ngx_int_t ngx_do_store_ttl_name(ngx_do_turn_t *t, ngx_str_t *key,
+    ngx_str_t *name);
+static ngx_int_t ngx_do_store_expired(ngx_do_turn_t *t, ngx_str_t *key);
 static ngx_int_t ngx_do_store_get(ngx_do_turn_t *t, ngx_str_t *key);
 static ngx_int_t ngx_do_store_list(ngx_do_turn_t *t);
 static ngx_int_t ngx_do_store_put(ngx_do_turn_t *t, ngx_str_t *key);
@@ -56,8 +65,62 @@ ngx_do_class_t  ngx_do_store_class = {
     NULL,                                  /* init */
     ngx_do_store_fetch,                    /* fetch */
     NULL,                                  /* evict */
-    NULL                                   /* alarm */
+    ngx_do_store_alarm                     /* alarm */
 };
+
+
+/* a TTL came due: the key goes */
+static ngx_int_t
+ngx_do_store_alarm(ngx_do_turn_t *t, ngx_str_t *name)
+{
+    ngx_str_t  key;
+
+    if (name->len <= 4 || ngx_strncmp(name->data, "ttl:", 4) != 0) {
+        return NGX_OK;
+    }
+
+    key.data = name->data + 4;
+    key.len = name->len - 4;
+
+    return (ngx_do_delete(t, &key) == NGX_ERROR) ? NGX_ERROR : NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_do_store_ttl_name(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *name)
+{
+    name->data = ngx_pnalloc(ngx_do_turn_pool(t), key->len + 4);
+    if (name->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    name->len = ngx_cpymem(ngx_cpymem(name->data, "ttl:", 4), key->data,
+                           key->len)
+                - name->data;
+
+    return NGX_OK;
+}
+
+
+/* NGX_OK: the key's TTL is over (its alarm has not run yet) */
+static ngx_int_t
+ngx_do_store_expired(ngx_do_turn_t *t, ngx_str_t *key)
+{
+    uint64_t   when;
+    ngx_str_t  name;
+
+    if (ngx_do_store_ttl_name(t, key, &name) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_do_get_alarm(t, &name, &when) == NGX_OK
+        && when <= ngx_do_now())
+    {
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
+}
 
 
 static ngx_int_t
@@ -73,6 +136,11 @@ ngx_do_store_fetch(ngx_do_turn_t *t)
 
     if (has_key && key.len == 0) {
         return ngx_do_reply_error(t, NGX_HTTP_BAD_REQUEST, "empty key");
+    }
+
+    if (has_key && key.data[0] == '\0') {
+        /* such keys are the runtime's */
+        return ngx_do_reply_error(t, NGX_HTTP_BAD_REQUEST, "invalid key");
     }
 
     switch (req->method) {
@@ -136,6 +204,17 @@ ngx_do_store_get(ngx_do_turn_t *t, ngx_str_t *key)
     ngx_str_t  value;
 
     rc = ngx_do_get(t, key, &value, &version);
+
+    if (rc == NGX_OK) {
+        rc = ngx_do_store_expired(t, key);
+
+        if (rc == NGX_OK) {
+            rc = NGX_DECLINED;
+
+        } else if (rc == NGX_DECLINED) {
+            rc = NGX_OK;
+        }
+    }
 
     if (rc == NGX_DECLINED) {
         return ngx_do_reply_error(t, NGX_HTTP_NOT_FOUND, "no such key");
@@ -232,11 +311,22 @@ ngx_do_store_put(ngx_do_turn_t *t, ngx_str_t *key)
 {
     json_t            *root;
     uint64_t           version, want;
-    ngx_int_t          rc, exists;
-    ngx_str_t          value;
+    ngx_int_t          rc, exists, ttl;
+    ngx_str_t          value, arg, name;
     ngx_do_request_t  *req;
 
     req = ngx_do_turn_request(t);
+
+    ttl = 0;
+
+    if (ngx_do_arg(t, "ttl", &arg) == NGX_OK) {
+        ttl = ngx_parse_time(&arg, 0);
+
+        if (ttl == NGX_ERROR || ttl == 0) {
+            return ngx_do_reply_error(t, NGX_HTTP_BAD_REQUEST,
+                                      "invalid ttl");
+        }
+    }
 
     if (req->if_match.len || req->if_none_match.len) {
         rc = ngx_do_get(t, key, &value, &version);
@@ -294,6 +384,23 @@ ngx_do_store_put(ngx_do_turn_t *t, ngx_str_t *key)
         return NGX_ERROR;
     }
 
+    if (ngx_do_store_ttl_name(t, key, &name) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ttl ? ngx_do_set_alarm(t, &name, ngx_do_now() + ttl)
+             : ngx_do_delete_alarm(t, &name);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED && ttl) {
+        ngx_do_rollback(t);
+        return ngx_do_reply_error(t, NGX_HTTP_INSUFFICIENT_STORAGE,
+                                  "too many keys with a ttl");
+    }
+
     root = json_object();
     if (root == NULL) {
         return NGX_ERROR;
@@ -301,6 +408,10 @@ ngx_do_store_put(ngx_do_turn_t *t, ngx_str_t *key)
 
     json_object_set_new(root, "key", ngx_do_store_json_bytes(key));
     json_object_set_new(root, "size", json_integer(req->body.len));
+
+    if (ttl) {
+        json_object_set_new(root, "ttl_ms", json_integer(ttl));
+    }
 
     return ngx_do_store_reply_json(t, NGX_HTTP_OK, root, NGX_DO_ETAG_COMMIT);
 }
@@ -311,10 +422,17 @@ ngx_do_store_delete(ngx_do_turn_t *t, ngx_str_t *key)
 {
     json_t     *root;
     ngx_int_t   rc;
+    ngx_str_t   name;
 
     rc = ngx_do_delete(t, key);
 
     if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_do_store_ttl_name(t, key, &name) != NGX_OK
+        || ngx_do_delete_alarm(t, &name) == NGX_ERROR)
+    {
         return NGX_ERROR;
     }
 

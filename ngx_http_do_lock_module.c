@@ -1,0 +1,597 @@
+
+/*
+ * ngx_http_do_lock_module: the do_lock gate.
+ *
+ * In the access phase the request asks the lock object of its key
+ * (idFromName of the key in the namespace) for the lock, with a token of
+ * its own, and waits in the lock's queue for up to wait=.  Granted, it
+ * goes on to its content handler (proxy_pass, ...) holding the lock, with
+ * the grant's fencing token in $do_lock_fence for the upstream.  When the
+ * request ends, however it ends (response sent, client gone, upstream
+ * error), its pool cleanup releases the lock with that token; a request
+ * that goes away while still waiting leaves the queue the same way.  So
+ * the lease is bound to the request, and ttl= only bounds how long a
+ * crashed worker can keep the lock.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <jansson.h>
+#include <openssl/rand.h>
+
+#include "ngx_http_do.h"
+
+
+#define NGX_HTTP_DO_LOCK_TOKEN_LEN  32
+
+
+typedef struct {
+    ngx_str_t                  ns_name;
+    ngx_do_namespace_t        *ns;
+    ngx_http_complex_value_t   key;
+    ngx_msec_t                 ttl;           /* 0: the namespace's */
+    ngx_msec_t                 wait;
+    ngx_uint_t                 status;
+    u_char                    *file;
+    ngx_uint_t                 line;
+} ngx_http_do_lock_t;
+
+
+typedef struct {
+    ngx_http_do_lock_t        *lock;
+} ngx_http_do_lock_loc_conf_t;
+
+
+typedef struct {
+    ngx_array_t                all;           /* ngx_http_do_lock_t * */
+} ngx_http_do_lock_main_conf_t;
+
+
+typedef struct {
+    ngx_http_request_t        *request;
+    ngx_http_do_lock_t        *lock;
+    u_char                     id[NGX_DO_ID_LEN];
+    u_char                     token[NGX_HTTP_DO_LOCK_TOKEN_LEN];
+    ngx_str_t                  fence;
+    ngx_uint_t                 status;        /* the answer, 0: granted */
+    unsigned                   waiting:1;
+    unsigned                   in_handler:1;
+    unsigned                   done:1;
+    unsigned                   release:1;     /* at the end, send a release */
+} ngx_http_do_lock_ctx_t;
+
+
+static ngx_int_t ngx_http_do_lock_handler(ngx_http_request_t *r);
+static void ngx_http_do_lock_reply(ngx_http_request_t *r, void *data,
+    ngx_http_do_reply_t *reply);
+static void ngx_http_do_lock_cleanup(void *data);
+static ngx_int_t ngx_http_do_lock_fence_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+static ngx_int_t ngx_http_do_lock_preconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_do_lock_init(ngx_conf_t *cf);
+static void *ngx_http_do_lock_create_main_conf(ngx_conf_t *cf);
+static void *ngx_http_do_lock_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_do_lock_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_do_lock(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+
+extern ngx_do_class_t  ngx_do_lock_class;
+
+
+static ngx_command_t  ngx_http_do_lock_commands[] = {
+
+    { ngx_string("do_lock"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      ngx_http_do_lock,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_do_lock_module_ctx = {
+    ngx_http_do_lock_preconfiguration,     /* preconfiguration */
+    ngx_http_do_lock_init,                 /* postconfiguration */
+
+    ngx_http_do_lock_create_main_conf,     /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_do_lock_create_loc_conf,      /* create location configuration */
+    ngx_http_do_lock_merge_loc_conf        /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_do_lock_module = {
+    NGX_MODULE_V1,
+    &ngx_http_do_lock_module_ctx,          /* module context */
+    ngx_http_do_lock_commands,             /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_str_t  ngx_http_do_lock_fence_name = ngx_string("do_lock_fence");
+
+
+static ngx_int_t
+ngx_http_do_lock_handler(ngx_http_request_t *r)
+{
+    u_char                       *p;
+    ngx_str_t                     key, args;
+    ngx_pool_cleanup_t           *cln;
+    ngx_http_do_lock_t           *lock;
+    ngx_http_do_lock_ctx_t       *ctx;
+    ngx_http_do_lock_loc_conf_t  *dlcf;
+    u_char                        random[NGX_HTTP_DO_LOCK_TOKEN_LEN / 2];
+
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    dlcf = ngx_http_get_module_loc_conf(r, ngx_http_do_lock_module);
+    lock = dlcf->lock;
+
+    if (lock == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_do_lock_module);
+
+    if (ctx) {
+        if (!ctx->done) {
+            return NGX_AGAIN;
+        }
+
+        r->read_event_handler = ngx_http_block_reading;
+
+        return ctx->status ? (ngx_int_t) ctx->status : NGX_DECLINED;
+    }
+
+    if (ngx_http_complex_value(r, &lock->key, &key) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (key.len == 0) {
+        /* like limit_req: an empty key is not locked */
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_do_lock_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->request = r;
+    ctx->lock = lock;
+
+    if (RAND_bytes(random, sizeof(random)) != 1) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    (void) ngx_hex_dump(ctx->token, random, sizeof(random));
+    ngx_do_id_from_name(lock->ns, &key, ctx->id);
+
+    args.data = ngx_pnalloc(r->pool, sizeof("ttl=ms&wait=ms&token=") - 1
+                                     + 2 * NGX_INT_T_LEN
+                                     + NGX_HTTP_DO_LOCK_TOKEN_LEN);
+    if (args.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = args.data;
+
+    if (lock->ttl) {
+        p = ngx_sprintf(p, "ttl=%Mms&", lock->ttl);
+    }
+
+    p = ngx_sprintf(p, "wait=%Mms&token=%*s", lock->wait,
+                    (size_t) NGX_HTTP_DO_LOCK_TOKEN_LEN, ctx->token);
+    args.len = p - args.data;
+
+    /* before the call's own cleanup: cleanups run last added first */
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_do_lock_cleanup;
+    cln->data = ctx;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_do_lock_module);
+
+    ctx->release = 1;
+    ctx->waiting = 1;
+    ctx->in_handler = 1;
+
+    if (ngx_http_do_call(r, lock->ns, ctx->id,
+                         NGX_DO_METHOD_GATE | NGX_HTTP_POST, &args,
+                         lock->wait + ngx_do_call_timeout(),
+                         ngx_http_do_lock_reply, ctx)
+        != NGX_OK)
+    {
+        ctx->in_handler = 0;
+        ctx->release = 0;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->in_handler = 0;
+
+    if (!ctx->done) {
+        /* a client that goes away while it waits leaves the queue */
+        r->read_event_handler = ngx_http_test_reading;
+        return NGX_AGAIN;
+    }
+
+    return ctx->status ? (ngx_int_t) ctx->status : NGX_DECLINED;
+}
+
+
+static void
+ngx_http_do_lock_reply(ngx_http_request_t *r, void *data,
+    ngx_http_do_reply_t *reply)
+{
+    ngx_http_do_lock_ctx_t  *ctx = data;
+
+    json_t        *root, *fence;
+    json_error_t   err;
+
+    ctx->waiting = 0;
+    ctx->done = 1;
+
+    if (reply->failed) {
+        /* the owner may still grant it: the cleanup releases it then */
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "do: lock \"%V\" did not answer (%ui)",
+                      &ctx->lock->ns_name, reply->status);
+        ctx->status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        goto done;
+    }
+
+    if (reply->status == 423) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "do: lock \"%V\" is held, request refused",
+                      &ctx->lock->ns_name);
+        ctx->status = ctx->lock->status;
+        ctx->release = 0;
+        goto done;
+    }
+
+    if (reply->status != NGX_HTTP_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "do: lock \"%V\" answered %ui: %V",
+                      &ctx->lock->ns_name, reply->status, &reply->body);
+        ctx->status = (reply->status == 507 || reply->status >= 500)
+                      ? NGX_HTTP_SERVICE_UNAVAILABLE
+                      : NGX_HTTP_INTERNAL_SERVER_ERROR;
+        ctx->release = (reply->status >= 500);
+        goto done;
+    }
+
+    root = json_loadb((char *) reply->body.data, reply->body.len, 0, &err);
+    fence = root ? json_object_get(root, "fence") : NULL;
+
+    if (fence == NULL || !json_is_integer(fence)) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "do: lock \"%V\" granted without a fence",
+                      &ctx->lock->ns_name);
+        ctx->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    } else {
+        ctx->fence.data = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+
+        if (ctx->fence.data == NULL) {
+            ctx->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+        } else {
+            ctx->fence.len = ngx_sprintf(ctx->fence.data, "%L",
+                                         (int64_t) json_integer_value(fence))
+                             - ctx->fence.data;
+        }
+    }
+
+    if (root) {
+        json_decref(root);
+    }
+
+done:
+
+    if (!ctx->in_handler) {
+        ngx_http_core_run_phases(r);
+    }
+}
+
+
+/* the request ends: whatever it holds or waits for is let go */
+static void
+ngx_http_do_lock_cleanup(void *data)
+{
+    ngx_http_do_lock_ctx_t  *ctx = data;
+
+    u_char     buf[sizeof("token=") - 1 + NGX_HTTP_DO_LOCK_TOKEN_LEN];
+    ngx_str_t  args;
+
+    if (!ctx->release) {
+        return;
+    }
+
+    args.data = buf;
+    args.len = ngx_sprintf(buf, "token=%*s",
+                           (size_t) NGX_HTTP_DO_LOCK_TOKEN_LEN, ctx->token)
+               - buf;
+
+    if (ngx_http_do_notify(ctx->lock->ns, ctx->id,
+                           NGX_DO_METHOD_GATE | NGX_HTTP_DELETE, &args)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "do: lock \"%V\" could not be released, its lease "
+                      "ends it", &ctx->lock->ns_name);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_do_lock_fence_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_do_lock_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_do_lock_module);
+
+    if (ctx == NULL || ctx->fence.len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = ctx->fence.data;
+    v->len = ctx->fence.len;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_do_lock_preconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var;
+
+    var = ngx_http_add_variable(cf, &ngx_http_do_lock_fence_name,
+                                NGX_HTTP_VAR_NOCACHEABLE);
+    if (var == NULL) {
+        return NGX_ERROR;
+    }
+
+    var->get_handler = ngx_http_do_lock_fence_variable;
+
+    return ngx_do_register_class(cf, &ngx_do_lock_class);
+}
+
+
+/* resolves the namespaces (they may come later in the file), adds the gate */
+static ngx_int_t
+ngx_http_do_lock_init(ngx_conf_t *cf)
+{
+    ngx_uint_t                     i;
+    ngx_http_handler_pt           *h;
+    ngx_http_do_lock_t           **all;
+    ngx_http_core_main_conf_t     *cmcf;
+    ngx_http_do_lock_main_conf_t  *lmcf;
+
+    lmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_do_lock_module);
+
+    all = lmcf->all.elts;
+
+    for (i = 0; i < lmcf->all.nelts; i++) {
+        all[i]->ns = ngx_http_do_find_namespace(cf, &all[i]->ns_name);
+
+        if (all[i]->ns == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "unknown do namespace \"%V\" in %s:%ui",
+                          &all[i]->ns_name, all[i]->file, all[i]->line);
+            return NGX_ERROR;
+        }
+
+        if (all[i]->ns->class != &ngx_do_lock_class) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "do namespace \"%V\" is of class \"%V\", "
+                          "do_lock needs a lock in %s:%ui",
+                          &all[i]->ns_name, &all[i]->ns->class->name,
+                          all[i]->file, all[i]->line);
+            return NGX_ERROR;
+        }
+    }
+
+    if (lmcf->all.nelts == 0) {
+        return NGX_OK;
+    }
+
+    /*
+     * Access handlers run in the reverse order of their registration, and
+     * this module comes before do_limit: a request is rate limited before
+     * it takes a lock.
+     */
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_do_lock_handler;
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_do_lock_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_do_lock_main_conf_t  *lmcf;
+
+    lmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_do_lock_main_conf_t));
+    if (lmcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&lmcf->all, cf->pool, 4, sizeof(ngx_http_do_lock_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return lmcf;
+}
+
+
+static void *
+ngx_http_do_lock_create_loc_conf(ngx_conf_t *cf)
+{
+    return ngx_pcalloc(cf->pool, sizeof(ngx_http_do_lock_loc_conf_t));
+}
+
+
+static char *
+ngx_http_do_lock_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_do_lock_loc_conf_t  *prev = parent;
+    ngx_http_do_lock_loc_conf_t  *conf = child;
+
+    if (conf->lock == NULL) {
+        conf->lock = prev->lock;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* do_lock NS key=EXPR [ttl=TIME] [wait=TIME] [status=423] */
+static char *
+ngx_http_do_lock(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_do_lock_loc_conf_t  *dlcf = conf;
+
+    ngx_int_t                          n;
+    ngx_str_t                         *value, expr, s;
+    ngx_uint_t                         i;
+    ngx_http_do_lock_t                *lock, **ref;
+    ngx_http_do_lock_main_conf_t      *lmcf;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (dlcf->lock) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    lock = ngx_pcalloc(cf->pool, sizeof(ngx_http_do_lock_t));
+    if (lock == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    lock->ns_name = value[1];
+    lock->status = 423;
+    lock->file = cf->conf_file->file.name.data;
+    lock->line = cf->conf_file->line;
+
+    ngx_str_null(&expr);
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "key=", 4) == 0) {
+            expr.data = value[i].data + 4;
+            expr.len = value[i].len - 4;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "ttl=", 4) == 0
+            || ngx_strncmp(value[i].data, "wait=", 5) == 0)
+        {
+            s.data = (u_char *) ngx_strchr(value[i].data, '=') + 1;
+            s.len = value[i].data + value[i].len - s.data;
+
+            n = ngx_parse_time(&s, 0);
+
+            if (n == NGX_ERROR || (value[i].data[0] == 't' && n == 0)) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid time in \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            if (value[i].data[0] == 't') {
+                lock->ttl = (ngx_msec_t) n;
+
+            } else {
+                lock->wait = (ngx_msec_t) n;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "status=", 7) == 0) {
+            n = ngx_atoi(value[i].data + 7, value[i].len - 7);
+
+            if (n < 400 || n > 599) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid status \"%V\", "
+                                   "expected 400..599", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            lock->status = n;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (expr.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "do_lock \"%V\" needs key=", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &expr;
+    ccv.complex_value = &lock->key;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    lmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_do_lock_module);
+
+    ref = ngx_array_push(&lmcf->all);
+    if (ref == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *ref = lock;
+    dlcf->lock = lock;
+
+    return NGX_CONF_OK;
+}
