@@ -473,3 +473,86 @@ sub DESTROY {
 }
 
 1;
+
+
+# A recording origin: an HTTP server of a test's own that serves every
+# request in a process of its own (so that overlapping requests really
+# overlap), sleeps ?sleep=MS, and appends one line per request to its log:
+# "<start> <end> <X-Fencing-Token or -> <path>", times in seconds.
+package DoTest::Origin;
+
+use File::Temp qw(tempdir);
+use IO::Socket::INET;
+use POSIX qw(:sys_wait_h);
+use Time::HiRes qw(sleep time);
+
+sub new {
+    my ($class) = @_;
+    my $self = bless {}, $class;
+    $self->{dir} = tempdir('ngx_do_origin_XXXXXX', TMPDIR => 1,
+                           CLEANUP => !$ENV{DO_KEEP});
+    $self->{log} = "$self->{dir}/requests.log";
+    $self->{listen} = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                            LocalPort => 0, Listen => 128,
+                                            ReuseAddr => 1)
+        or die "origin: $!";
+    $self->{port} = $self->{listen}->sockport;
+
+    my $pid = fork() // die "fork: $!";
+    if ($pid == 0) {
+        $SIG{CHLD} = 'IGNORE';
+        while (1) {
+            my $c = $self->{listen}->accept or next;
+            my $child = fork();
+            if (defined $child && $child == 0) {
+                $self->serve($c);
+                POSIX::_exit(0);
+            }
+            close $c;
+        }
+    }
+    close $self->{listen};
+    $self->{pid} = $pid;
+    return $self;
+}
+
+sub serve {
+    my ($self, $c) = @_;
+    my $line = <$c> // return;
+    my ($path) = $line =~ m{^\w+ (\S+)};
+    my %h;
+    while (my $l = <$c>) {
+        last if $l =~ /^\r?\n$/;
+        $h{lc $1} = $2 if $l =~ /^([^:]+):\s*(.*?)\r?$/;
+    }
+    my $start = time;
+    my ($ms) = ($path // '') =~ /[?&]sleep=(\d+)/;
+    sleep(($ms // 0) / 1000);
+    my $fence = $h{'x-fencing-token'} // '-';
+    my $body = "fence $fence\n";
+    print {$c} "HTTP/1.1 200 OK\r\nContent-Length: " . length($body)
+        . "\r\nConnection: close\r\n\r\n$body";
+    my $end = time;
+    open my $fh, '>>', $self->{log} or return;
+    syswrite $fh, sprintf("%.6f %.6f %s %s\n", $start, $end, $fence, $path);
+    close $fh;
+}
+
+sub port { $_[0]{port} }
+
+# the lines logged so far, as [start, end, fence, path]
+sub requests {
+    my ($self) = @_;
+    open my $fh, '<', $self->{log} or return ();
+    return map { chomp; [ split / /, $_, 4 ] } <$fh>;
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    local $?;
+    return unless $self->{pid} && $self->{pid} > 1;
+    kill 'KILL', $self->{pid};
+    waitpid($self->{pid}, 0);
+}
+
+1;

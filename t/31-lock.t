@@ -1,0 +1,158 @@
+# The lock class and the do_lock gate: mutual exclusion seen by a real
+# origin, strictly increasing fencing tokens, FIFO waiters, waits that
+# time out, lease expiry by alarm with no request arriving, wrong tokens,
+# and a do_lock that serializes requests and lets go on client abort.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use JSON::PP;
+use IO::Socket::INET;
+use Time::HiRes qw(sleep time);
+use DoTest qw(http parallel wait_for);
+
+my $origin = DoTest::Origin->new;
+my $op = $origin->port;
+
+my $t = DoTest->new(workers => 4, http => <<"EOF")->start;
+    %%STORAGE%%
+    do_namespace locks lock ttl=10s;
+    do_call_timeout 10s;
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location ~ ^/lock/(?<o>[\\w-]+)\$ { do_pass locks name=\$o; }
+        location /critical/ {
+            do_lock locks key=\$arg_key ttl=20s wait=8s;
+            proxy_set_header X-Fencing-Token \$do_lock_fence;
+            proxy_pass http://127.0.0.1:$op;
+        }
+        location /short/ {
+            do_lock locks key=\$arg_key wait=300ms status=409;
+            proxy_set_header X-Fencing-Token \$do_lock_fence;
+            proxy_pass http://127.0.0.1:$op;
+        }
+    }
+EOF
+my $p = $t->port;
+my $J = JSON::PP->new;
+sub j { my $b = $_[0]{body}; my $d = eval { $J->decode($b) }; $d // {} }
+
+# 1. mutual exclusion: 20 clients on 4 workers contend for one key
+my $t0 = time;
+my @lines = parallel(20, sub {
+    my ($i) = @_;
+    my @out;
+    while (time - $t0 < 3) {
+        my $r = http($p, 'GET', "/critical/x?key=one&sleep=5&c=$i");
+        push @out, "status $r->{status}";
+    }
+    return @out;
+});
+my @reqs = sort { $a->[0] <=> $b->[0] } $origin->requests;
+my $ok200 = grep { $_ eq 'status 200' } @lines;
+cmp_ok(scalar @reqs, '>=', 40, scalar(@reqs) . ' requests reached the origin');
+is($ok200, scalar @reqs, 'every request that reached the origin answered 200');
+is(scalar(grep { !/^status (200|409|423)$/ } @lines), 0,
+   'no request failed otherwise') or diag join ' ', grep { !/status 200/ } @lines;
+my ($overlaps, $not_increasing) = (0, 0);
+for my $i (1 .. $#reqs) {
+    $overlaps++ if $reqs[$i][0] < $reqs[$i - 1][1];
+    $not_increasing++ unless $reqs[$i][2] =~ /^\d+$/
+                             && $reqs[$i][2] > $reqs[$i - 1][2];
+}
+is($overlaps, 0, 'no two holders overlap at the origin');
+is($not_increasing, 0, 'fencing tokens strictly increase, in holding order');
+like($reqs[0][2], qr/^\d+$/, 'the origin sees the fence in X-Fencing-Token');
+
+# 2. waiters are served in arrival order
+my $h = j(http($p, 'POST', '/lock/fifo?ttl=10s'));
+ok($h->{token} && $h->{fence}, 'an acquire returns a token and a fence');
+my @order = parallel(6, sub {
+    my ($i) = @_;
+    if ($i == 5) {
+        # once all five are queued, the holder lets go
+        sleep 2.2;
+        http($p, 'DELETE', "/lock/fifo?token=$h->{token}");
+        return ();
+    }
+    sleep 0.3 * $i;
+    my $r = http($p, 'POST', '/lock/fifo?wait=8s&ttl=5s');
+    my $g = j($r);
+    sleep 0.05;
+    http($p, 'DELETE', "/lock/fifo?token=$g->{token}") if $g->{token};
+    return "$i $r->{status} " . ($g->{fence} // 0) . ' ' . time;
+});
+my @got = sort { $a->[3] <=> $b->[3] } map { [ split / / ] } @order;
+is(scalar @got, 5, 'five waiters answered');
+is(join(' ', map { $_->[1] } @got), '200 200 200 200 200', 'every waiter got the lock');
+is(join(' ', map { $_->[0] } @got), '0 1 2 3 4', 'in the order they arrived');
+my @fences = map { $_->[2] } @got;
+is(scalar(grep { $fences[$_] <= $fences[$_ - 1] } 1 .. $#fences), 0,
+   '... with increasing fences');
+
+# a waiter whose wait ends gets 423 and leaves the queue
+$h = j(http($p, 'POST', '/lock/busy?ttl=10s'));
+my $s = time;
+my $r = http($p, 'POST', '/lock/busy?wait=400ms');
+is($r->{status}, 423, 'a waiter whose wait ends gets 423');
+cmp_ok(time - $s, '>=', 0.35, '... after its wait');
+is(j(http($p, 'GET', '/lock/busy'))->{waiters}, 0, '... and left the queue');
+is(http($p, 'POST', '/lock/busy')->{status}, 423, 'no wait= means an answer at once');
+like(http($p, 'POST', '/lock/busy?wait=30s')->{body}, qr/do_call_timeout/,
+     'a wait longer than do_call_timeout is refused');
+
+# 3. a holder that never releases loses the lock at ttl; the next waiter
+# gets it though no other request arrives
+$h = j(http($p, 'POST', '/lock/lease?ttl=1s'));
+$s = time;
+$r = http($p, 'POST', '/lock/lease?wait=5s');
+is($r->{status}, 200, 'the waiter behind an abandoned lease is granted');
+my $waited = time - $s;
+cmp_ok($waited, '>=', 0.9, "... once the lease ran out ($waited s)");
+cmp_ok($waited, '<', 3, '... by the lease alarm, not by a later request');
+cmp_ok(j($r)->{fence}, '>', $h->{fence}, '... with a higher fence');
+is(http($p, 'DELETE', "/lock/lease?token=$h->{token}")->{status}, 409,
+   'the expired holder can no longer release it');
+
+# 4. wrong tokens change nothing
+$h = j(http($p, 'POST', '/lock/tok?ttl=10s'));
+my $before = j(http($p, 'GET', '/lock/tok'));
+is(http($p, 'DELETE', '/lock/tok?token=wrong')->{status}, 409,
+   'release with a wrong token is 409');
+is(http($p, 'PUT', '/lock/tok?token=wrong&ttl=60s')->{status}, 409,
+   'renew with a wrong token is 409');
+my $after = j(http($p, 'GET', '/lock/tok'));
+is("$after->{held} $after->{fence} $after->{expires}",
+   "$before->{held} $before->{fence} $before->{expires}",
+   '... and the lock is unchanged');
+is(http($p, 'DELETE', '/lock/tok')->{status}, 400, 'release without token= is 400');
+is(http($p, 'POST', '/lock/tok2?ttl=bogus')->{status}, 400, 'a bad ttl is 400');
+is(http($p, 'POST', '/lock/tok2?token=a%20b')->{status}, 400, 'a bad token is 400');
+$r = http($p, 'PUT', "/lock/tok?token=$h->{token}&ttl=60s");
+is($r->{status}, 200, 'renew with the token extends the lease');
+cmp_ok(j($r)->{expires}, '>', $before->{expires}, '... to later');
+is(j($r)->{fence}, $h->{fence}, '... keeping the fence');
+is(http($p, 'DELETE', "/lock/tok?token=$h->{token}")->{status}, 200,
+   'release with the token');
+is(j(http($p, 'GET', '/lock/tok'))->{held}, JSON::PP::false, '... frees the lock');
+
+# 6. do_lock serializes per key, and lets go when the client goes away
+my $c = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $p)
+    or die "connect: $!";
+print {$c} "GET /critical/abort?key=k6&sleep=4000 HTTP/1.1\r\nHost: x\r\n\r\n";
+sleep 0.5;
+$s = time;
+$r = http($p, 'GET', '/short/other?key=k7');
+is($r->{status}, 200, 'another key is not held up');
+is(http($p, 'GET', '/short/same?key=k6')->{status}, 409,
+   'the same key waits, and gets status= when wait= ends');
+close $c;
+$s = time;
+$r = http($p, 'GET', '/critical/after?key=k6');
+is($r->{status}, 200, 'after the client went away the lock is free');
+cmp_ok(time - $s, '<', 2, '... at once, not when the origin answers');
+
+$t->check_logs;
+done_testing;
