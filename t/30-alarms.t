@@ -1,0 +1,142 @@
+# Alarms: store TTLs fire on time with no request arriving, alarms are found
+# again after their owner was killed, or (redis) after nginx was stopped
+# for 5 s; a failed alarm is retried with backoff; fencing tokens keep
+# increasing from what storage holds across a full restart (redis).
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use JSON::PP;
+use Time::HiRes qw(sleep time);
+use DoTest qw(http wait_for);
+
+my $J = JSON::PP->new;
+my $redis_backend = DoTest::redis_backend();
+
+my $t = DoTest->new(workers => 2, allow_kill => 1, http => <<'EOF');
+    do_secret %%PREFIX%%/do.secret;
+    %%STORAGE%%
+    do_namespace state store;
+    do_namespace locks lock;
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location ~ ^/s/(?<o>[\w-]+)$ { do_pass state name=$o; }
+        location ~ ^/l/(?<o>[\w-]+)$ { do_pass locks name=$o; }
+        location = /status { do_status; }
+    }
+EOF
+open my $fh, '>', $t->prefix . '/do.secret' or die;
+print $fh "the secret of the alarm test, long enough\n";
+close $fh;
+$t->start;
+my $p = $t->port;
+
+# the keys of a store object; a list runs no alarm and hides nothing
+sub keys_of {
+    my $r = http($p, 'GET', "/s/$_[0]");
+    return join ' ', map { $_->{key} } @{ $J->decode($r->{body})->{items} };
+}
+sub fired {
+    my $s = $J->decode(http($p, 'GET', '/status')->{body});
+    my $n = 0;
+    $n += $_->{alarms_fired} for @{ $s->{workers} };
+    return $n;
+}
+
+# a TTL ends the key on time, by its alarm
+my $r = http($p, 'PUT', '/s/t1?key=short&ttl=1s', body => 'x');
+is($r->{status}, 200, 'PUT with ttl= is accepted');
+is($J->decode($r->{body})->{ttl_ms}, 1000, '... and reports the ttl');
+http($p, 'PUT', '/s/t1?key=forever', body => 'x');
+http($p, 'PUT', '/s/t1?key=cleared&ttl=1s', body => 'x');
+http($p, 'PUT', '/s/t1?key=cleared', body => 'y');
+is(http($p, 'GET', '/s/t1?key=short')->{body}, 'x', 'the key is there before its ttl');
+my $fired = fired();
+sleep 1.5;
+is(keys_of('t1'), 'cleared forever', 'after its ttl the key is gone, with no request');
+cmp_ok(fired(), '>', $fired, 'do_status counts the fired alarm');
+is(http($p, 'GET', '/s/t1?key=short')->{status}, 404, '... and reads as absent');
+is(http($p, 'PUT', '/s/t1?key=k&ttl=soon', body => 'x')->{status}, 400,
+   'an invalid ttl is 400');
+is(http($p, 'PUT', '/s/t1?key=%00alarms', body => 'x')->{status}, 400,
+   'keys that start with a zero byte are refused');
+
+# many keys with TTLs in many objects all end
+http($p, 'PUT', "/s/many$_?key=k&ttl=" . (500 + 10 * $_) . 'ms', body => 'x')
+    for 1 .. 100;
+sleep 2;
+is(scalar(grep { keys_of("many$_") eq '' } 1 .. 100), 100,
+   'TTLs of 100 objects all ran out');
+
+if (!$redis_backend) {
+    # the owner dies before the alarm is due: the new workers find it in the
+    # shared index
+    http($p, 'PUT', '/s/t2?key=a&ttl=1500ms', body => 'x');
+    my @old = $t->workers;
+    kill 'KILL', @old;
+    wait_for(sub { my %o = map { $_ => 1 } @old;
+                   my @w = grep { !$o{$_} } $t->workers; @w == 2 }, 10);
+    sleep 2;
+    is(keys_of('t2'), '', 'an alarm fires after every worker was killed');
+
+    # stopped (SIGSTOP) for 5 s past the due time: it fires on waking
+    http($p, 'PUT', '/s/t3?key=a&ttl=2s', body => 'x');
+    my @all = ($t->pid, $t->workers);
+    kill 'STOP', @all;
+    sleep 5;
+    kill 'CONT', @all;
+    ok(wait_for(sub { keys_of('t3') eq '' }, 3),
+       'an alarm due while nginx was stopped fires when it runs again');
+    $t->check_logs;
+    done_testing;
+    exit;
+}
+
+my $redis = $t->redis;
+
+# a full stop of nginx for 5 s: the restarted owner finds the alarm in the
+# shard index and fires it
+$r = http($p, 'PUT', '/s/t3?key=a&ttl=2s', body => 'x');
+my $id = $r->{headers}{'do-object-id'};
+like($redis->cli('ZRANGE', 'do:alarms:' . shard($id), 0, -1), qr/state:$id/,
+     'the alarm is in its shard index in Redis');
+$t->stop;
+sleep 5;
+$t->start;
+ok(wait_for(sub { $redis->cli('HEXISTS', "do:{state:$id}:kv", 'a') =~ /^0/ }, 3),
+   'an alarm due while nginx was stopped for 5 s fires after the start');
+unlike($redis->cli('ZRANGE', 'do:alarms:' . shard($id), 0, -1), qr/state:$id/,
+       '... and leaves the index');
+
+# a failing alarm is retried: Redis stalls its writes (CLIENT PAUSE WRITE)
+# past the alarm's time, so the alarm's commit times out
+$r = http($p, 'PUT', '/s/t4?key=a&ttl=1s', body => 'x');
+$id = $r->{headers}{'do-object-id'};
+sleep 0.8;
+$redis->cli('CLIENT', 'PAUSE', '3500', 'WRITE');
+sleep 3.6;
+ok(wait_for(sub { $redis->cli('HEXISTS', "do:{state:$id}:kv", 'a') =~ /^0/ }, 8),
+   'an alarm that failed while Redis stalled runs on a retry');
+like($t->error_log, qr/alarm of "state" object \w+ failed, retry 1 of 6 in 2000 ms/,
+     '... and the retry was logged');
+
+# fencing tokens go on from the stored one after a full restart
+$r = http($p, 'POST', '/l/f?ttl=1s');
+my $g = $J->decode($r->{body});
+$id = $r->{headers}{'do-object-id'};
+$t->stop;
+my $ahead = $g->{fence} + 1_000_000_000_000;    # far ahead of the clock
+$redis->cli('HSET', "do:{locks:$id}:kv", 'fence', "1:$ahead");
+$redis->cli('HDEL', "do:{locks:$id}:kv", 'holder');
+$t->start;
+$r = http($p, 'POST', '/l/f?ttl=1s');
+is($J->decode($r->{body})->{fence}, $ahead + 1,
+   'after a full restart the fence continues from the stored one');
+
+$t->check_logs;
+done_testing;
+
+# the shard of an ID: its first 32 bits mod 1024
+sub shard { hex(substr($_[0], 0, 8)) % 1024 }
