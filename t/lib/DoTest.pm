@@ -530,9 +530,11 @@ sub serve {
     sleep(($ms // 0) / 1000);
     my $fence = $h{'x-fencing-token'} // '-';
     my $body = "fence $fence\n";
+    # the end is taken before the answer leaves: nothing of the next holder
+    # can happen before it
+    my $end = time;
     print {$c} "HTTP/1.1 200 OK\r\nContent-Length: " . length($body)
         . "\r\nConnection: close\r\n\r\n$body";
-    my $end = time;
     open my $fh, '>>', $self->{log} or return;
     syswrite $fh, sprintf("%.6f %.6f %s %s\n", $start, $end, $fence, $path);
     close $fh;
