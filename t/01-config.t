@@ -174,4 +174,25 @@ for my $f (@examples) {
     $t->check_logs('rate-limit-origin');
 }
 
+# the lock example: a job under do_lock, and the lock API
+{
+    open my $fh, '<', DoTest::root() . '/conf-examples/locks.conf' or die;
+    local $/;
+    my $t = DoTest->new(raw => <$fh>, workers => 2)->start;
+    my $p = $t->port;
+
+    my $r = http($p, 'GET', '/jobs/nightly-report');
+    like($r->{body}, qr{^ran /jobs/nightly-report with fence \d+$},
+         'locks: a job runs holding the lock, the origin sees the fence');
+    $r = http($p, 'POST', '/locks/deploy?ttl=60s');
+    my ($token) = $r->{body} =~ /"token":"(\w+)"/;
+    ok($token, 'locks: the API grants a lock');
+    is(http($p, 'POST', '/locks/deploy')->{status}, 423,
+       'locks: a second acquire is refused');
+    is(http($p, 'DELETE', "/locks/deploy?token=$token")->{status}, 200,
+       'locks: the holder releases it');
+    ok($t->stop, 'locks stops');
+    $t->check_logs('locks');
+}
+
 done_testing();
