@@ -56,6 +56,8 @@ typedef struct {
     u_char                     id[NGX_DO_ID_LEN];
     u_char                     token[NGX_HTTP_DO_LOCK_TOKEN_LEN];
     ngx_str_t                  fence;
+    ngx_msec_t                 ttl;           /* the grant's lease */
+    ngx_event_t                renew;
     ngx_uint_t                 status;        /* the answer, 0: granted */
     unsigned                   waiting:1;
     unsigned                   in_handler:1;
@@ -68,6 +70,11 @@ static ngx_int_t ngx_http_do_lock_handler(ngx_http_request_t *r);
 static void ngx_http_do_lock_reply(ngx_http_request_t *r, void *data,
     ngx_http_do_reply_t *reply);
 static void ngx_http_do_lock_cleanup(void *data);
+static ngx_http_do_lock_ctx_t *ngx_http_do_lock_get_ctx(
+    ngx_http_request_t *r);
+static void ngx_http_do_lock_renew(ngx_event_t *ev);
+static void ngx_http_do_lock_send(ngx_http_do_lock_ctx_t *ctx,
+    ngx_uint_t method);
 static ngx_int_t ngx_http_do_lock_fence_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
@@ -153,9 +160,10 @@ ngx_http_do_lock_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_do_lock_module);
+    ctx = ngx_http_do_lock_get_ctx(r);
 
     if (ctx) {
+        /* also after an internal redirect: the request has its lock */
         if (!ctx->done) {
             return NGX_AGAIN;
         }
@@ -250,7 +258,7 @@ ngx_http_do_lock_reply(ngx_http_request_t *r, void *data,
 {
     ngx_http_do_lock_ctx_t  *ctx = data;
 
-    json_t        *root, *fence;
+    json_t        *root, *fence, *ttl;
     json_error_t   err;
 
     ctx->waiting = 0;
@@ -305,6 +313,18 @@ ngx_http_do_lock_reply(ngx_http_request_t *r, void *data,
                                          (int64_t) json_integer_value(fence))
                              - ctx->fence.data;
         }
+
+        /* the lease is renewed while the request runs: a third of it */
+        ttl = json_object_get(root, "ttl_ms");
+
+        if (ttl && json_is_integer(ttl) && json_integer_value(ttl) >= 3) {
+            ctx->ttl = (ngx_msec_t) json_integer_value(ttl);
+            ctx->renew.handler = ngx_http_do_lock_renew;
+            ctx->renew.data = ctx;
+            ctx->renew.log = r->connection->log;
+            ctx->renew.cancelable = 1;
+            ngx_add_timer(&ctx->renew, ctx->ttl / 3);
+        }
     }
 
     if (root) {
@@ -325,26 +345,80 @@ ngx_http_do_lock_cleanup(void *data)
 {
     ngx_http_do_lock_ctx_t  *ctx = data;
 
-    u_char     buf[sizeof("token=") - 1 + NGX_HTTP_DO_LOCK_TOKEN_LEN];
+    if (ctx->renew.timer_set) {
+        ngx_del_timer(&ctx->renew);
+    }
+
+    if (ctx->release) {
+        ngx_http_do_lock_send(ctx, NGX_HTTP_DELETE);
+    }
+}
+
+
+static void
+ngx_http_do_lock_renew(ngx_event_t *ev)
+{
+    ngx_http_do_lock_ctx_t  *ctx = ev->data;
+
+    ngx_http_do_lock_send(ctx, NGX_HTTP_PUT);
+    ngx_add_timer(ev, ctx->ttl / 3);
+}
+
+
+/* a release (DELETE) or a renewal (PUT) that nobody waits for */
+static void
+ngx_http_do_lock_send(ngx_http_do_lock_ctx_t *ctx, ngx_uint_t method)
+{
+    u_char     buf[sizeof("token=&ttl=ms") - 1 + NGX_HTTP_DO_LOCK_TOKEN_LEN
+                   + NGX_INT_T_LEN];
+    u_char    *p;
     ngx_str_t  args;
 
-    if (!ctx->release) {
-        return;
+    p = ngx_sprintf(buf, "token=%*s", (size_t) NGX_HTTP_DO_LOCK_TOKEN_LEN,
+                    ctx->token);
+
+    if (method == NGX_HTTP_PUT) {
+        p = ngx_sprintf(p, "&ttl=%Mms", ctx->ttl);
     }
 
     args.data = buf;
-    args.len = ngx_sprintf(buf, "token=%*s",
-                           (size_t) NGX_HTTP_DO_LOCK_TOKEN_LEN, ctx->token)
-               - buf;
+    args.len = p - buf;
 
     if (ngx_http_do_notify(ctx->lock->ns, ctx->id,
-                           NGX_DO_METHOD_GATE | NGX_HTTP_DELETE, &args)
+                           NGX_DO_METHOD_GATE | method, &args)
         != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
-                      "do: lock \"%V\" could not be released, its lease "
-                      "ends it", &ctx->lock->ns_name);
+                      "do: lock \"%V\" could not be %s, its lease ends it",
+                      &ctx->lock->ns_name,
+                      method == NGX_HTTP_PUT ? "renewed" : "released");
     }
+}
+
+
+/* the request's lock context, also after an internal redirect (which
+ * clears module contexts): found again through its pool cleanup */
+static ngx_http_do_lock_ctx_t *
+ngx_http_do_lock_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t      *cln;
+    ngx_http_do_lock_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_do_lock_module);
+
+    if (ctx) {
+        return ctx;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_do_lock_cleanup) {
+            ctx = cln->data;
+            ngx_http_set_ctx(r, ctx, ngx_http_do_lock_module);
+            return ctx;
+        }
+    }
+
+    return NULL;
 }
 
 
@@ -354,7 +428,7 @@ ngx_http_do_lock_fence_variable(ngx_http_request_t *r,
 {
     ngx_http_do_lock_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r->main, ngx_http_do_lock_module);
+    ctx = ngx_http_do_lock_get_ctx(r->main);
 
     if (ctx == NULL || ctx->fence.len == 0) {
         v->not_found = 1;

@@ -260,6 +260,7 @@ static ngx_rbtree_node_t      ngx_http_do_pending_sentinel;
 static uint32_t               ngx_http_do_calls;
 static ngx_uint_t             ngx_http_do_enabled;
 static ngx_event_t            ngx_http_do_notify_event;
+static ngx_uint_t             ngx_http_do_notify_final;
 static ngx_queue_t            ngx_http_do_notices;
 
 
@@ -449,6 +450,7 @@ ngx_http_do_notify_handler(ngx_event_t *ev)
 {
     u_char                *buf;
     size_t                 len;
+    ngx_int_t              rc;
     ngx_uint_t             owner;
     ngx_queue_t           *q;
     ngx_do_call_wire_t    *w;
@@ -458,17 +460,19 @@ ngx_http_do_notify_handler(ngx_event_t *ev)
         ngx_delete_posted_event(ev);
     }
 
+    if (ev->timer_set) {
+        ngx_del_timer(ev);
+    }
+
     while (!ngx_queue_empty(&ngx_http_do_notices)) {
         q = ngx_queue_head(&ngx_http_do_notices);
-        ngx_queue_remove(q);
         n = ngx_queue_data(q, ngx_http_do_notice_t, queue);
 
         len = sizeof(ngx_do_call_wire_t) + n->args.len;
 
         buf = ngx_calloc(len, ngx_cycle->log);
         if (buf == NULL) {
-            ngx_free(n);
-            continue;
+            break;
         }
 
         w = (ngx_do_call_wire_t *) buf;
@@ -480,16 +484,32 @@ ngx_http_do_notify_handler(ngx_event_t *ev)
                              n->args.len);
 
         owner = ngx_do_id_owner(n->id);
-        ngx_free(n);
 
         /* call id 0: no reply is awaited, any that comes is dropped */
 
         if (owner != ngx_worker && ngx_do_runtime.workers > 1
-            && !ngx_exiting
-            && ngx_do_ipc_send(owner, NGX_DO_IPC_CALL, 0, buf, len) == NGX_OK)
+            && !ngx_exiting && !ngx_http_do_notify_final)
         {
-            continue;
+            rc = ngx_do_ipc_send(owner, NGX_DO_IPC_CALL, 0, buf, len);
+
+            if (rc == NGX_BUSY) {
+                /* the owner's queue is full: it must still be the owner */
+                ngx_free(buf);
+                ngx_add_timer(ev, 50);
+                return;
+            }
+
+            if (rc == NGX_OK) {
+                ngx_queue_remove(q);
+                ngx_free(n);
+                continue;
+            }
+
+            /* the owner is gone: run it here, as calls do */
         }
+
+        ngx_queue_remove(q);
+        ngx_free(n);
 
         ngx_do_call_receive(ngx_worker, 0, buf, len, owner != ngx_worker);
     }
@@ -2001,6 +2021,7 @@ ngx_http_do_init_process(ngx_cycle_t *cycle)
 
     ngx_http_do_notify_event.handler = ngx_http_do_notify_handler;
     ngx_http_do_notify_event.log = cycle->log;
+    ngx_http_do_notify_event.cancelable = 1;
     ngx_queue_init(&ngx_http_do_notices);
 
     ngx_http_do_enabled = 1;
@@ -2013,11 +2034,20 @@ ngx_http_do_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_do_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_queue_t  *q;
+
     if (!ngx_http_do_enabled) {
         return;
     }
 
+    ngx_http_do_notify_final = 1;
     ngx_http_do_notify_handler(&ngx_http_do_notify_event);
+
+    while (!ngx_queue_empty(&ngx_http_do_notices)) {
+        q = ngx_queue_head(&ngx_http_do_notices);
+        ngx_queue_remove(q);
+        ngx_free(ngx_queue_data(q, ngx_http_do_notice_t, queue));
+    }
     ngx_do_alarms_exit();
     ngx_do_objects_exit();
     ngx_do_redis_exit();

@@ -206,7 +206,7 @@ ngx_int_t ngx_do_reply_parse(u_char *buf, size_t len,
 ngx_int_t ngx_do_alarms_init(ngx_cycle_t *cycle, ngx_do_backend_t *backend);
 void ngx_do_alarms_exit(void);
 void ngx_do_alarm_scheduled(u_char *id, uint64_t when);
-void ngx_do_alarm_done(uint64_t call_id, ngx_uint_t ok);
+void ngx_do_alarm_done(uint64_t call_id, ngx_uint_t status);
 ngx_int_t ngx_do_alarm_fire(ngx_do_turn_t *t);
 ngx_int_t ngx_do_alarm_next(ngx_do_turn_t *t, uint64_t *when);
 

@@ -39,7 +39,8 @@
 typedef struct {
     ngx_do_id_node_t           node;
     ngx_do_namespace_t        *ns;
-    ngx_uint_t                 tries;
+    ngx_uint_t                 tries;         /* handler failures */
+    ngx_uint_t                 outages;       /* storage failures */
     ngx_event_t                retry;
     unsigned                   giveup:1;
 } ngx_do_alarm_call_t;
@@ -68,6 +69,7 @@ static ngx_do_alarm_t *ngx_do_alarm_find(ngx_array_t *list,
 
 static ngx_do_backend_t       *ngx_do_alarm_backend;
 static uint64_t                ngx_do_alarm_due[NGX_DO_SHARDS];
+static uint64_t                ngx_do_alarm_soon[NGX_DO_SHARDS];
 static u_char                  ngx_do_alarm_scanning[NGX_DO_SHARDS];
 static ngx_event_t             ngx_do_alarm_timer;
 static uint64_t                ngx_do_alarm_armed;
@@ -106,6 +108,7 @@ ngx_do_alarms_init(ngx_cycle_t *cycle, ngx_do_backend_t *backend)
         ngx_do_alarm_due[i] = (i % ngx_do_runtime.workers
                                == (ngx_uint_t) ngx_worker)
                               ? 0 : NGX_DO_ALARM_NONE;
+        ngx_do_alarm_soon[i] = NGX_DO_ALARM_NONE;
         ngx_do_alarm_scanning[i] = 0;
     }
 
@@ -160,6 +163,12 @@ ngx_do_alarm_scheduled(u_char *id, uint64_t when)
 
     if (shard % ngx_do_runtime.workers != (ngx_uint_t) ngx_worker) {
         /* another worker's shard (a reload): its rescan finds it */
+        return;
+    }
+
+    if (ngx_do_alarm_scanning[shard]) {
+        /* the read in flight may not see it: kept for its end */
+        ngx_do_alarm_soon[shard] = ngx_min(ngx_do_alarm_soon[shard], when);
         return;
     }
 
@@ -296,8 +305,10 @@ ngx_do_alarm_found(ngx_uint_t shard, ngx_do_storage_req_t *req)
     now = ngx_do_now();
 
     if (req->rc != NGX_OK) {
-        ngx_do_alarm_due[shard] = ngx_min(ngx_do_alarm_due[shard],
-                                          now + 1000);
+        /* storage is down: look again in a second */
+        ngx_do_alarm_due[shard] = ngx_min(now + 1000,
+                                          ngx_do_alarm_soon[shard]);
+        ngx_do_alarm_soon[shard] = NGX_DO_ALARM_NONE;
         goto done;
     }
 
@@ -313,7 +324,8 @@ ngx_do_alarm_found(ngx_uint_t shard, ngx_do_storage_req_t *req)
     }
 
     /* the calls below may schedule earlier times in this shard */
-    ngx_do_alarm_due[shard] = NGX_DO_ALARM_NONE;
+    ngx_do_alarm_due[shard] = ngx_do_alarm_soon[shard];
+    ngx_do_alarm_soon[shard] = NGX_DO_ALARM_NONE;
 
     nss = ngx_do_runtime.namespaces->elts;
     kv = req->kvs ? req->kvs->elts : NULL;
@@ -390,7 +402,7 @@ ngx_do_alarm_dispatch(ngx_do_alarm_call_t *ac)
 
     buf = ngx_calloc(sizeof(ngx_do_call_wire_t), ngx_cycle->log);
     if (buf == NULL) {
-        ngx_do_alarm_done((uintptr_t) ac, 0);
+        ngx_do_alarm_done((uintptr_t) ac, NGX_HTTP_SERVICE_UNAVAILABLE);
         return;
     }
 
@@ -404,9 +416,13 @@ ngx_do_alarm_dispatch(ngx_do_alarm_call_t *ac)
 }
 
 
-/* an alarm turn ended: committed (ok), or failed and to be retried */
+/*
+ * An alarm turn ended: committed (status below 500), or failed and to be
+ * retried.  Only failures of the handler itself (500) count towards giving
+ * up: an alarm is not dropped because storage was down for a while.
+ */
 void
-ngx_do_alarm_done(uint64_t call_id, ngx_uint_t ok)
+ngx_do_alarm_done(uint64_t call_id, ngx_uint_t status)
 {
     u_char                hex[NGX_DO_ID_HEX_LEN];
     ngx_msec_t            delay;
@@ -421,7 +437,7 @@ ngx_do_alarm_done(uint64_t call_id, ngx_uint_t ok)
 
     (void) ngx_hex_dump(hex, ac->node.id, NGX_DO_ID_LEN);
 
-    if (ok) {
+    if (status < 500) {
         ngx_do_stats->alarms_fired++;
 
         if (ac->tries && !ac->giveup) {
@@ -440,6 +456,16 @@ ngx_do_alarm_done(uint64_t call_id, ngx_uint_t ok)
     if (ac->giveup) {
         /* even dropping it failed (storage): keep trying, slowly */
         delay = NGX_DO_ALARM_RETRY << NGX_DO_ALARM_TRIES;
+
+    } else if (status != NGX_HTTP_INTERNAL_SERVER_ERROR) {
+        /* storage, not the handler: retry, backing off, never give up */
+        delay = NGX_DO_ALARM_RETRY << ngx_min(ac->outages++,
+                                              NGX_DO_ALARM_TRIES);
+
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "do: alarm of \"%V\" object %*s could not run "
+                      "(%ui), retry in %M ms", &ac->ns->name, (size_t) 16,
+                      hex, status, delay);
 
     } else if (ac->tries++ == NGX_DO_ALARM_TRIES) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,

@@ -966,6 +966,14 @@ ngx_do_object_group(ngx_do_object_t *obj)
         }
 
         obj->group[obj->ngroup++] = t;
+
+        if (t->park) {
+            /*
+             * its call joins the parked queue only with the commit: the
+             * calls after it must see it there
+             */
+            break;
+        }
     }
 
     if (obj->ngroup == 0) {
@@ -979,9 +987,7 @@ ngx_do_object_group(ngx_do_object_t *obj)
         return NGX_OK;
     }
 
-    batch.clear = 0;
-    batch.alarm_set = 0;
-    batch.alarm = 0;
+    ngx_memzero(&batch, sizeof(ngx_do_batch_t));
     batch.expire = obj->expire;
 
     if (ngx_array_init(&batch.writes, pool, 8, sizeof(ngx_do_write_t))
@@ -1629,7 +1635,7 @@ ngx_do_object_flush(ngx_do_object_t *obj)
         return NGX_ERROR;
     }
 
-    batch.clear = 0;
+    ngx_memzero(&batch, sizeof(ngx_do_batch_t));
     batch.expire = obj->expire;
 
     if (ngx_array_init(&batch.writes, pool, 4, sizeof(ngx_do_write_t))
@@ -1868,7 +1874,7 @@ ngx_do_turn_release(ngx_do_object_t *obj, ngx_do_call_t *call,
     }
 
     if (call->src == NGX_DO_ALARM_SRC) {
-        ngx_do_alarm_done(call->call_id, t->status < 500);
+        ngx_do_alarm_done(call->call_id, t->status);
         return;
     }
 
@@ -2075,7 +2081,7 @@ ngx_do_reply_simple(ngx_uint_t src, uint64_t call_id, ngx_uint_t status,
     ngx_do_reply_wire_t  *w;
 
     if (src == NGX_DO_ALARM_SRC) {
-        ngx_do_alarm_done(call_id, 0);
+        ngx_do_alarm_done(call_id, status);
         return;
     }
 

@@ -28,8 +28,23 @@ my $t = DoTest->new(workers => 4, http => <<"EOF")->start;
             proxy_set_header X-Fencing-Token \$do_lock_fence;
             proxy_pass http://127.0.0.1:$op;
         }
+        location /renewed/ {
+            do_lock locks key=\$arg_key ttl=1s wait=5s;
+            proxy_set_header X-Fencing-Token \$do_lock_fence;
+            proxy_pass http://127.0.0.1:$op;
+        }
         location /short/ {
             do_lock locks key=\$arg_key wait=300ms status=409;
+            proxy_set_header X-Fencing-Token \$do_lock_fence;
+            proxy_pass http://127.0.0.1:$op;
+        }
+    }
+    server {
+        listen 127.0.0.1:%%PORT2%%;
+        root %%PREFIX%%;
+        do_lock locks key=\$arg_key wait=1s;
+        location / { try_files /nonexistent \@app; }
+        location \@app {
             proxy_set_header X-Fencing-Token \$do_lock_fence;
             proxy_pass http://127.0.0.1:$op;
         }
@@ -153,6 +168,26 @@ $s = time;
 $r = http($p, 'GET', '/critical/after?key=k6');
 is($r->{status}, 200, 'after the client went away the lock is free');
 cmp_ok(time - $s, '<', 2, '... at once, not when the origin answers');
+
+# a request that runs longer than the lease keeps it: do_lock renews it
+my @two = parallel(2, sub {
+    my ($i) = @_;
+    sleep 0.3 * $i;
+    my $r = http($p, 'GET', "/renewed/r$i?key=k8&sleep=" . ($i ? 10 : 2500));
+    return "$i $r->{status}";
+});
+is(join(' ', sort @two), '0 200 1 200', 'two requests longer than ttl= both ran');
+my ($r0) = grep { $_->[3] =~ m{^/renewed/r0} } $origin->requests;
+my ($r1) = grep { $_->[3] =~ m{^/renewed/r1} } $origin->requests;
+ok($r0 && $r1 && $r1->[0] >= $r0->[1],
+   'the second started only after the first ended, though ttl=1s');
+
+# an internal redirect (try_files to a named location) keeps the lock it has
+$s = time;
+$r = http($t->port_n(2), 'GET', '/x?key=k9');
+is($r->{status}, 200, 'do_lock at server level passes a request that is '
+   . 'redirected internally');
+cmp_ok(time - $s, '<', 0.9, '... without waiting for its own lock');
 
 $t->check_logs;
 done_testing;

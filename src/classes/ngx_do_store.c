@@ -36,6 +36,8 @@ static ngx_int_t ngx_do_store_alarm(ngx_do_turn_t *t, ngx_str_t *name);
 static ngx_int_t ngx_do_store_ttl_name(ngx_do_turn_t *t, ngx_str_t *key,
     ngx_str_t *name);
 static ngx_int_t ngx_do_store_expired(ngx_do_turn_t *t, ngx_str_t *key);
+static ngx_int_t ngx_do_store_read(ngx_do_turn_t *t, ngx_str_t *key,
+    ngx_str_t *value, uint64_t *version);
 static ngx_int_t ngx_do_store_get(ngx_do_turn_t *t, ngx_str_t *key);
 static ngx_int_t ngx_do_store_list(ngx_do_turn_t *t);
 static ngx_int_t ngx_do_store_put(ngx_do_turn_t *t, ngx_str_t *key);
@@ -99,6 +101,41 @@ ngx_do_store_ttl_name(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *name)
                 - name->data;
 
     return NGX_OK;
+}
+
+
+/*
+ * ngx_do_get(), but a key whose TTL is over (its alarm has not run yet) is
+ * absent, and this turn deletes it as the alarm would
+ */
+static ngx_int_t
+ngx_do_store_read(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value,
+    uint64_t *version)
+{
+    ngx_int_t  rc;
+    ngx_str_t  name;
+
+    rc = ngx_do_get(t, key, value, version);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    rc = ngx_do_store_expired(t, key);
+
+    if (rc == NGX_DECLINED) {
+        return NGX_OK;
+    }
+
+    if (rc != NGX_OK
+        || ngx_do_store_ttl_name(t, key, &name) != NGX_OK
+        || ngx_do_delete(t, key) == NGX_ERROR
+        || ngx_do_delete_alarm(t, &name) == NGX_ERROR)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_DECLINED;
 }
 
 
@@ -203,18 +240,7 @@ ngx_do_store_get(ngx_do_turn_t *t, ngx_str_t *key)
     ngx_int_t  rc;
     ngx_str_t  value;
 
-    rc = ngx_do_get(t, key, &value, &version);
-
-    if (rc == NGX_OK) {
-        rc = ngx_do_store_expired(t, key);
-
-        if (rc == NGX_OK) {
-            rc = NGX_DECLINED;
-
-        } else if (rc == NGX_DECLINED) {
-            rc = NGX_OK;
-        }
-    }
+    rc = ngx_do_store_read(t, key, &value, &version);
 
     if (rc == NGX_DECLINED) {
         return ngx_do_reply_error(t, NGX_HTTP_NOT_FOUND, "no such key");
@@ -329,7 +355,7 @@ ngx_do_store_put(ngx_do_turn_t *t, ngx_str_t *key)
     }
 
     if (req->if_match.len || req->if_none_match.len) {
-        rc = ngx_do_get(t, key, &value, &version);
+        rc = ngx_do_store_read(t, key, &value, &version);
 
         if (rc == NGX_ERROR) {
             return NGX_ERROR;
@@ -466,7 +492,7 @@ ngx_do_store_incr(ngx_do_turn_t *t, ngx_str_t *key)
                                   "by= must be an integer");
     }
 
-    rc = ngx_do_get(t, key, &value, &version);
+    rc = ngx_do_store_read(t, key, &value, &version);
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
@@ -604,7 +630,7 @@ ngx_do_store_batch(ngx_do_turn_t *t)
     k = gets.elts;
 
     for (i = 0; i < gets.nelts; i++) {
-        rc = ngx_do_get(t, &k[i], &value, &version);
+        rc = ngx_do_store_read(t, &k[i], &value, &version);
 
         if (rc == NGX_ERROR) {
             goto failed;
