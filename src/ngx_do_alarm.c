@@ -459,8 +459,9 @@ ngx_do_alarm_done(uint64_t call_id, ngx_uint_t status)
 
     } else if (status != NGX_HTTP_INTERNAL_SERVER_ERROR) {
         /* storage, not the handler: retry, backing off, never give up */
-        delay = NGX_DO_ALARM_RETRY << ngx_min(ac->outages++,
+        delay = NGX_DO_ALARM_RETRY << ngx_min(ac->outages,
                                               NGX_DO_ALARM_TRIES);
+        ac->outages++;
 
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                       "do: alarm of \"%V\" object %*s could not run "
