@@ -10,6 +10,9 @@
 # 127.0.0.1 only and every run stops by itself.
 #
 #   bench/lock.sh [seconds per run, default 5] [clients, default 16]
+#
+# (wrk calls request() once before the run, so one client starts with a
+# release of a lock it does not hold: one 409 per run is expected.)
 
 secs=${1:-5}
 conns=${2:-16}
