@@ -201,6 +201,7 @@ ngx_int_t ngx_do_reply_parse(u_char *buf, size_t len,
 
 /* ngx_do_alarm.c */
 #define NGX_DO_ALARM_SRC          ((ngx_uint_t) -1)
+#define NGX_DO_WAKE_SRC           ((ngx_uint_t) -2)
 #define NGX_DO_ALARM_KEY          "\0alarms"
 
 ngx_int_t ngx_do_alarms_init(ngx_cycle_t *cycle, ngx_do_backend_t *backend);

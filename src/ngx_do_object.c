@@ -79,6 +79,7 @@ struct ngx_do_object_s {
     uint64_t                   activation;
     ngx_event_t                idle;
     ngx_event_t                retry;         /* a group's next try */
+    ngx_event_t                wake;          /* parked calls, see below */
     ngx_do_storage_req_t      *req;
     ngx_do_storage_req_t      *flush_req;
     ngx_do_turn_t             *turn;
@@ -197,6 +198,8 @@ static void ngx_do_reply_deliver(ngx_uint_t src, uint64_t call_id,
 static u_char *ngx_do_reply_build(ngx_do_object_t *obj, ngx_uint_t status,
     ngx_str_t *content_type, ngx_str_t *body, uint64_t etag, size_t *len);
 static void ngx_do_park_timeout(ngx_event_t *ev);
+static void ngx_do_object_wake(ngx_event_t *ev);
+static ngx_int_t ngx_do_object_wake_turn(ngx_do_turn_t *t);
 static void ngx_do_park_free_all(ngx_do_object_t *obj);
 static ngx_int_t ngx_do_turn_alarm_index(ngx_do_turn_t *t);
 static void ngx_do_reply_simple(ngx_uint_t src, uint64_t call_id,
@@ -500,6 +503,11 @@ ngx_do_object_get(u_char *id, ngx_do_namespace_t *ns, ngx_uint_t transient)
     obj->retry.handler = ngx_do_object_retry_handler;
     obj->retry.data = obj;
     obj->retry.log = ngx_cycle->log;
+
+    obj->wake.handler = ngx_do_object_wake;
+    obj->wake.data = obj;
+    obj->wake.log = ngx_cycle->log;
+    obj->wake.cancelable = 1;
 
     ngx_memcpy(obj->id, id, NGX_DO_ID_LEN);
     obj->ns = ns;
@@ -863,6 +871,9 @@ ngx_do_object_turn_run(ngx_do_object_t *obj, ngx_do_call_t *call,
 
     if (call && call->req.method == NGX_DO_METHOD_ALARM) {
         handler = ngx_do_alarm_fire;
+
+    } else if (call && call->req.method == NGX_DO_METHOD_WAKE) {
+        handler = ngx_do_object_wake_turn;
     }
 
     t->handler = handler;
@@ -1485,6 +1496,10 @@ ngx_do_object_free(ngx_do_object_t *obj)
         ngx_del_timer(&obj->retry);
     }
 
+    if (obj->wake.timer_set) {
+        ngx_del_timer(&obj->wake);
+    }
+
     /* storage answers for a gone object are dropped by their handlers */
     if (obj->req) {
         obj->req->data = NULL;
@@ -1878,6 +1893,10 @@ ngx_do_turn_release(ngx_do_object_t *obj, ngx_do_call_t *call,
         return;
     }
 
+    if (call->src == NGX_DO_WAKE_SRC) {
+        return;
+    }
+
     if (!t->park) {
         ngx_do_reply_send(obj, call, t, version);
         return;
@@ -1897,11 +1916,74 @@ ngx_do_turn_release(ngx_do_object_t *obj, ngx_do_call_t *call,
     park->timer.handler = ngx_do_park_timeout;
     park->timer.data = park;
     park->timer.log = ngx_cycle->log;
-    park->timer.cancelable = 1;
+
+    /* not cancelable: a worker being replaced stays until it answered */
 
     call->park = park;
     ngx_queue_insert_tail(&obj->parked, &park->queue);
     ngx_add_timer(&park->timer, t->park_timeout);
+
+    if (!obj->wake.timer_set && obj->ns->class->wake) {
+        ngx_add_timer(&obj->wake, ngx_exiting ? 100 : 250);
+    }
+}
+
+
+/*
+ * While an object has parked calls it runs a wake turn four times a second
+ * (ten while its worker is being replaced), on state read again from
+ * storage: another worker may act for the object meanwhile (the old and
+ * the new owner during a reload, or another nginx node on the same Redis),
+ * and what it does there (a lock released) must reach the calls parked
+ * here.  On Redis this is one load per wake.
+ */
+static void
+ngx_do_object_wake(ngx_event_t *ev)
+{
+    u_char              *buf;
+    ngx_do_object_t     *obj;
+    ngx_do_call_wire_t  *w;
+
+    obj = ev->data;
+
+    if (ngx_queue_empty(&obj->parked)) {
+        return;
+    }
+
+    ngx_add_timer(ev, ngx_exiting ? 100 : 250);
+
+    if (obj->busy || !ngx_queue_empty(&obj->mailbox)) {
+        return;
+    }
+
+    buf = ngx_calloc(sizeof(ngx_do_call_wire_t), ngx_cycle->log);
+    if (buf == NULL) {
+        return;
+    }
+
+    w = (ngx_do_call_wire_t *) buf;
+    w->ns = (uint32_t) obj->ns->index;
+    w->method = NGX_DO_METHOD_WAKE;
+    ngx_memcpy(w->id, obj->id, NGX_DO_ID_LEN);
+
+    if (ngx_do_backend->async && !obj->ns->class->deferred) {
+        /* the loaded state is what this worker last saw: read it again */
+        ngx_do_cache_drop(obj);
+    }
+
+    ngx_do_call_receive(NGX_DO_WAKE_SRC, 0, buf, sizeof(ngx_do_call_wire_t),
+                        obj->transient);
+}
+
+
+static ngx_int_t
+ngx_do_object_wake_turn(ngx_do_turn_t *t)
+{
+    if (t->obj->ns->class->wake(t) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_do_reply(t, NGX_HTTP_OK, "text/plain", NULL, 0);
 }
 
 
@@ -2082,6 +2164,10 @@ ngx_do_reply_simple(ngx_uint_t src, uint64_t call_id, ngx_uint_t status,
 
     if (src == NGX_DO_ALARM_SRC) {
         ngx_do_alarm_done(call_id, status);
+        return;
+    }
+
+    if (src == NGX_DO_WAKE_SRC) {
         return;
     }
 
@@ -2585,7 +2671,7 @@ ngx_do_park(ngx_do_turn_t *t, ngx_msec_t timeout, ngx_uint_t status,
     const char *msg)
 {
     if (t->call == NULL || t->call->src == NGX_DO_ALARM_SRC
-        || t->call->call_id == 0)
+        || t->call->src == NGX_DO_WAKE_SRC || t->call->call_id == 0)
     {
         /* nobody waits for this call's answer */
         return NGX_DECLINED;

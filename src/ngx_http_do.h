@@ -33,8 +33,9 @@
 
 /* the method of a call made by a gate module, not by an HTTP client */
 #define NGX_DO_METHOD_GATE        0x40000000
-/* the method of an alarm turn's call (classes see class->alarm instead) */
+/* the methods of alarm and wake turns (classes see their callbacks) */
 #define NGX_DO_METHOD_ALARM       0x20000000
+#define NGX_DO_METHOD_WAKE        0x10000000
 
 
 typedef struct ngx_do_turn_s       ngx_do_turn_t;
@@ -114,6 +115,15 @@ struct ngx_do_class_s {
      * alarm); NGX_ERROR rolls the turn back and retries the alarm later
      */
     ngx_int_t                (*alarm)(ngx_do_turn_t *t, ngx_str_t *name);
+
+    /*
+     * runs every 250 ms (100 ms in a worker being replaced), on state read
+     * again from storage, for an object with parked calls: another worker
+     * or node may have changed the state (a reload overlap, several nginx
+     * on one Redis), and this lets the class answer the calls parked here
+     * (a lock released elsewhere goes to a waiter of this worker)
+     */
+    ngx_int_t                (*wake)(ngx_do_turn_t *t);
 };
 
 

@@ -182,6 +182,38 @@ my ($r1) = grep { $_->[3] =~ m{^/renewed/r1} } $origin->requests;
 ok($r0 && $r1 && $r1->[0] >= $r0->[1],
    'the second started only after the first ended, though ttl=1s');
 
+# reloads under load: 10 clients through do_lock while nginx reloads twice
+my $t1 = time;
+my @rl = parallel(11, sub {
+    my ($i) = @_;
+    if ($i == 10) {
+        sleep 1;
+        $t->reload;
+        sleep 1;
+        $t->reload;
+        return ();
+    }
+    my @out;
+    while (time - $t1 < 4) {
+        my $r = http($p, 'GET', "/critical/rl?key=reload&sleep=5");
+        push @out, "status $r->{status}";
+    }
+    return @out;
+});
+my @rlreq = sort { $a->[0] <=> $b->[0] }
+            grep { $_->[3] =~ m{^/critical/rl} } $origin->requests;
+my %st;
+$st{$_}++ for @rl;
+is(join(' ', map { "$_=$st{$_}" } sort keys %st), 'status 200=' . @rlreq,
+   'through two reloads every request got the lock and reached the origin');
+($overlaps, $not_increasing) = (0, 0);
+for my $i (1 .. $#rlreq) {
+    $overlaps++ if $rlreq[$i][0] < $rlreq[$i - 1][1];
+    $not_increasing++ unless $rlreq[$i][2] > $rlreq[$i - 1][2];
+}
+is($overlaps, 0, '... with no two holders overlapping (' . @rlreq . ' requests)');
+is($not_increasing, 0, '... and strictly increasing fences');
+
 # an internal redirect (try_files to a named location) keeps the lock it has
 $s = time;
 $r = http($t->port_n(2), 'GET', '/x?key=k9');

@@ -57,6 +57,7 @@ static char *ngx_do_lock_parse_param(ngx_conf_t *cf, void *conf,
 static char *ngx_do_lock_init_conf(ngx_conf_t *cf, void *conf);
 static ngx_int_t ngx_do_lock_fetch(ngx_do_turn_t *t);
 static ngx_int_t ngx_do_lock_alarm(ngx_do_turn_t *t, ngx_str_t *name);
+static ngx_int_t ngx_do_lock_wake(ngx_do_turn_t *t);
 static ngx_int_t ngx_do_lock_acquire(ngx_do_turn_t *t);
 static ngx_int_t ngx_do_lock_release(ngx_do_turn_t *t);
 static ngx_int_t ngx_do_lock_renew(ngx_do_turn_t *t);
@@ -85,7 +86,8 @@ ngx_do_class_t  ngx_do_lock_class = {
     NULL,                                  /* init */
     ngx_do_lock_fetch,                     /* fetch */
     NULL,                                  /* evict */
-    ngx_do_lock_alarm                      /* alarm */
+    ngx_do_lock_alarm,                     /* alarm */
+    ngx_do_lock_wake                       /* wake */
 };
 
 
@@ -422,6 +424,24 @@ ngx_do_lock_alarm(ngx_do_turn_t *t, ngx_str_t *name)
 
     if (ngx_do_delete(t, &ngx_do_lock_holder_key) == NGX_ERROR) {
         return NGX_ERROR;
+    }
+
+    return ngx_do_lock_grant_next(t);
+}
+
+
+/* in a worker being replaced: a lock freed at the new owner goes to a
+ * waiter parked here */
+static ngx_int_t
+ngx_do_lock_wake(ngx_do_turn_t *t)
+{
+    ngx_int_t              rc;
+    ngx_do_lock_holder_t   h;
+
+    rc = ngx_do_lock_holder(t, &h);
+
+    if (rc != NGX_DECLINED) {
+        return rc;
     }
 
     return ngx_do_lock_grant_next(t);

@@ -61,7 +61,8 @@ ngx_do_class_t  ngx_do_rate_limiter_class = {
     ngx_do_rl_init,                        /* init */
     ngx_do_rl_fetch,                       /* fetch */
     ngx_do_rl_evict,                       /* evict */
-    NULL                                   /* alarm */
+    NULL,                                  /* alarm */
+    NULL                                   /* wake */
 };
 
 

@@ -67,7 +67,8 @@ ngx_do_class_t  ngx_do_store_class = {
     NULL,                                  /* init */
     ngx_do_store_fetch,                    /* fetch */
     NULL,                                  /* evict */
-    ngx_do_store_alarm                     /* alarm */
+    ngx_do_store_alarm,                    /* alarm */
+    NULL                                   /* wake */
 };
 
 
