@@ -53,6 +53,30 @@ fails_like("do_namespace st.ate store;\n",
            qr/invalid do namespace name "st\.ate"/, $base,
            'bad namespace name');
 
+my $locks = "do_namespace locks lock;\n";
+fails_like("${locks}server { listen 127.0.0.1:%%PORT%%;\n"
+           . "location / { do_lock nosuch key=\$uri; } }\n",
+           qr/unknown do namespace "nosuch"/, $base + 2,
+           'do_lock of an unknown namespace');
+fails_like("${ok_ns}server { listen 127.0.0.1:%%PORT%%;\n"
+           . "location / { do_lock state key=\$uri; } }\n",
+           qr/do_lock needs a lock/, $base + 2,
+           'do_lock of a namespace of another class');
+fails_like("${locks}server { listen 127.0.0.1:%%PORT%%;\n"
+           . "location / { do_lock locks wait=1s; } }\n",
+           qr/needs key=/, $base + 2, 'do_lock without key=');
+fails_like("${locks}server { listen 127.0.0.1:%%PORT%%;\n"
+           . "location / { do_lock locks key=\$uri ttl=0; } }\n",
+           qr/invalid time in "ttl=0"/, $base + 2, 'do_lock with ttl=0');
+fails_like("${locks}server { listen 127.0.0.1:%%PORT%%;\n"
+           . "location / { do_lock locks key=\$uri;\ndo_lock locks key=\$uri; } }\n",
+           qr/"do_lock" directive is duplicate/, $base + 3,
+           'two do_lock in one location');
+fails_like("do_namespace locks lock ttl=2h;\n",
+           qr/ttl= exceeds max_ttl=/, $base, 'lock ttl over max_ttl');
+fails_like("do_namespace locks lock lease=1s;\n",
+           qr/unknown lock parameter/, $base, 'unknown lock parameter');
+
 fails_like("do_storage memory size=1k;\n$ok_ns",
            qr/invalid do storage size "size=1k"/, $base, 'tiny storage zone');
 
