@@ -169,6 +169,20 @@ $r = http($p, 'GET', '/critical/after?key=k6');
 is($r->{status}, 200, 'after the client went away the lock is free');
 cmp_ok(time - $s, '<', 2, '... at once, not when the origin answers');
 
+# a client that goes away while it waits leaves the queue
+$h = j(http($p, 'POST', '/lock/kw?ttl=10s'));
+$c = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $p)
+    or die "connect: $!";
+print {$c} "GET /critical/w?key=kw HTTP/1.1\r\nHost: x\r\n\r\n";
+ok(wait_for(sub { j(http($p, 'GET', '/lock/kw'))->{waiters} == 1 }, 3),
+   'a do_lock request waits in the queue');
+close $c;
+ok(wait_for(sub { j(http($p, 'GET', '/lock/kw'))->{waiters} == 0 }, 3),
+   '... and leaves it when its client goes away');
+http($p, 'DELETE', "/lock/kw?token=$h->{token}");
+is(j(http($p, 'GET', '/lock/kw'))->{held}, JSON::PP::false,
+   '... so the release grants the lock to nobody');
+
 # a request that runs longer than the lease keeps it: do_lock renews it
 my @two = parallel(2, sub {
     my ($i) = @_;
