@@ -70,8 +70,8 @@ static ngx_int_t ngx_http_do_lock_handler(ngx_http_request_t *r);
 static void ngx_http_do_lock_reply(ngx_http_request_t *r, void *data,
     ngx_http_do_reply_t *reply);
 static void ngx_http_do_lock_cleanup(void *data);
-static ngx_http_do_lock_ctx_t *ngx_http_do_lock_get_ctx(
-    ngx_http_request_t *r);
+static ngx_http_do_lock_ctx_t *ngx_http_do_lock_find(ngx_http_request_t *r,
+    ngx_http_do_lock_t *lock, u_char *id);
 static void ngx_http_do_lock_renew(ngx_event_t *ev);
 static void ngx_http_do_lock_send(ngx_http_do_lock_ctx_t *ctx,
     ngx_uint_t method);
@@ -148,6 +148,7 @@ ngx_http_do_lock_handler(ngx_http_request_t *r)
     ngx_http_do_lock_ctx_t       *ctx;
     ngx_http_do_lock_loc_conf_t  *dlcf;
     u_char                        random[NGX_HTTP_DO_LOCK_TOKEN_LEN / 2];
+    u_char                        id[NGX_DO_ID_LEN];
 
     if (r != r->main) {
         return NGX_DECLINED;
@@ -160,10 +161,29 @@ ngx_http_do_lock_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ctx = ngx_http_do_lock_get_ctx(r);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_do_lock_module);
+
+    if (ctx == NULL) {
+        if (ngx_http_complex_value(r, &lock->key, &key) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (key.len == 0) {
+            /* like limit_req: an empty key is not locked */
+            return NGX_DECLINED;
+        }
+
+        ngx_do_id_from_name(lock->ns, &key, id);
+
+        /* after an internal redirect: the same lock is held already */
+        ctx = ngx_http_do_lock_find(r, lock, id);
+
+        if (ctx) {
+            ngx_http_set_ctx(r, ctx, ngx_http_do_lock_module);
+        }
+    }
 
     if (ctx) {
-        /* also after an internal redirect: the request has its lock */
         if (!ctx->done) {
             return NGX_AGAIN;
         }
@@ -171,15 +191,6 @@ ngx_http_do_lock_handler(ngx_http_request_t *r)
         r->read_event_handler = ngx_http_block_reading;
 
         return ctx->status ? (ngx_int_t) ctx->status : NGX_DECLINED;
-    }
-
-    if (ngx_http_complex_value(r, &lock->key, &key) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (key.len == 0) {
-        /* like limit_req: an empty key is not locked */
-        return NGX_DECLINED;
     }
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_do_lock_ctx_t));
@@ -195,7 +206,7 @@ ngx_http_do_lock_handler(ngx_http_request_t *r)
     }
 
     (void) ngx_hex_dump(ctx->token, random, sizeof(random));
-    ngx_do_id_from_name(lock->ns, &key, ctx->id);
+    ngx_memcpy(ctx->id, id, NGX_DO_ID_LEN);
 
     args.data = ngx_pnalloc(r->pool, sizeof("ttl=ms&wait=ms&token=") - 1
                                      + 2 * NGX_INT_T_LEN
@@ -396,24 +407,29 @@ ngx_http_do_lock_send(ngx_http_do_lock_ctx_t *ctx, ngx_uint_t method)
 }
 
 
-/* the request's lock context, also after an internal redirect (which
- * clears module contexts): found again through its pool cleanup */
+/*
+ * The context of this lock and object in a request whose module contexts
+ * an internal redirect cleared: found again through its pool cleanup.
+ * (lock NULL: the last lock the request took, for $do_lock_fence.)
+ */
 static ngx_http_do_lock_ctx_t *
-ngx_http_do_lock_get_ctx(ngx_http_request_t *r)
+ngx_http_do_lock_find(ngx_http_request_t *r, ngx_http_do_lock_t *lock,
+    u_char *id)
 {
     ngx_pool_cleanup_t      *cln;
     ngx_http_do_lock_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_do_lock_module);
-
-    if (ctx) {
-        return ctx;
-    }
-
     for (cln = r->pool->cleanup; cln; cln = cln->next) {
-        if (cln->handler == ngx_http_do_lock_cleanup) {
-            ctx = cln->data;
-            ngx_http_set_ctx(r, ctx, ngx_http_do_lock_module);
+        if (cln->handler != ngx_http_do_lock_cleanup) {
+            continue;
+        }
+
+        ctx = cln->data;
+
+        if (lock == NULL
+            || (ctx->lock == lock
+                && ngx_memcmp(ctx->id, id, NGX_DO_ID_LEN) == 0))
+        {
             return ctx;
         }
     }
@@ -428,7 +444,11 @@ ngx_http_do_lock_fence_variable(ngx_http_request_t *r,
 {
     ngx_http_do_lock_ctx_t  *ctx;
 
-    ctx = ngx_http_do_lock_get_ctx(r->main);
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_do_lock_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_http_do_lock_find(r->main, NULL, NULL);
+    }
 
     if (ctx == NULL || ctx->fence.len == 0) {
         v->not_found = 1;

@@ -472,6 +472,10 @@ ngx_http_do_notify_handler(ngx_event_t *ev)
 
         buf = ngx_calloc(len, ngx_cycle->log);
         if (buf == NULL) {
+            if (!ngx_http_do_notify_final) {
+                ngx_add_timer(ev, 50);
+            }
+
             break;
         }
 
@@ -2047,6 +2051,9 @@ ngx_http_do_exit_process(ngx_cycle_t *cycle)
         q = ngx_queue_head(&ngx_http_do_notices);
         ngx_queue_remove(q);
         ngx_free(ngx_queue_data(q, ngx_http_do_notice_t, queue));
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "do: a lock release was not sent at exit, its lease "
+                      "ends it");
     }
     ngx_do_alarms_exit();
     ngx_do_objects_exit();

@@ -93,6 +93,7 @@ struct ngx_do_object_s {
     unsigned                   transient:1;
     unsigned                   closing:1;
     unsigned                   evicting:1;
+    unsigned                   wake_pending:1;
 };
 
 
@@ -199,6 +200,7 @@ static u_char *ngx_do_reply_build(ngx_do_object_t *obj, ngx_uint_t status,
     ngx_str_t *content_type, ngx_str_t *body, uint64_t etag, size_t *len);
 static void ngx_do_park_timeout(ngx_event_t *ev);
 static void ngx_do_object_wake(ngx_event_t *ev);
+static ngx_int_t ngx_do_object_wake_enqueue(ngx_do_object_t *obj);
 static ngx_int_t ngx_do_object_wake_turn(ngx_do_turn_t *t);
 static void ngx_do_park_free_all(ngx_do_object_t *obj);
 static ngx_int_t ngx_do_turn_alarm_index(ngx_do_turn_t *t);
@@ -612,6 +614,14 @@ ngx_do_object_continue(ngx_do_object_t *obj)
         }
 
         if (ngx_queue_empty(&obj->mailbox)) {
+            if (obj->wake_pending && !ngx_queue_empty(&obj->parked)) {
+                obj->wake_pending = 0;
+
+                if (ngx_do_object_wake_enqueue(obj) == NGX_OK) {
+                    continue;
+                }
+            }
+
             break;
         }
 
@@ -718,6 +728,18 @@ ngx_do_object_fail_all(ngx_do_object_t *obj, const char *msg)
         ngx_do_reply_simple(call->src, call->call_id,
                             NGX_HTTP_SERVICE_UNAVAILABLE, msg);
         ngx_do_call_free(call);
+    }
+
+    if (!ngx_queue_empty(&obj->parked)) {
+        /* its parked calls wait on: the next wake or call tries again */
+        ngx_do_cache_drop(obj);
+        obj->busy = 0;
+
+        if (!obj->idle.timer_set) {
+            ngx_add_timer(&obj->idle, ngx_do_object_idle_time(obj));
+        }
+
+        return;
     }
 
     ngx_do_object_free(obj);
@@ -1519,6 +1541,8 @@ ngx_do_object_free(ngx_do_object_t *obj)
         ngx_do_turn_free(t);
     }
 
+    /* calls that their answers start wait in the mailbox, freed below */
+    obj->busy = 1;
     ngx_do_park_free_all(obj);
 
     ngx_do_dirty_free(obj);
@@ -1940,9 +1964,7 @@ ngx_do_turn_release(ngx_do_object_t *obj, ngx_do_call_t *call,
 static void
 ngx_do_object_wake(ngx_event_t *ev)
 {
-    u_char              *buf;
-    ngx_do_object_t     *obj;
-    ngx_do_call_wire_t  *w;
+    ngx_do_object_t  *obj;
 
     obj = ev->data;
 
@@ -1953,26 +1975,45 @@ ngx_do_object_wake(ngx_event_t *ev)
     ngx_add_timer(ev, ngx_exiting ? 100 : 250);
 
     if (obj->busy || !ngx_queue_empty(&obj->mailbox)) {
+        /* the end of the calls before it runs it (they may not re-read) */
+        obj->wake_pending = 1;
         return;
     }
 
-    buf = ngx_calloc(sizeof(ngx_do_call_wire_t), ngx_cycle->log);
-    if (buf == NULL) {
-        return;
+    if (ngx_do_object_wake_enqueue(obj) == NGX_OK) {
+        ngx_do_object_run(obj);
+    }
+}
+
+
+/* a wake call at the end of the mailbox, on state read again */
+static ngx_int_t
+ngx_do_object_wake_enqueue(ngx_do_object_t *obj)
+{
+    ngx_do_call_t  *call;
+
+    call = ngx_calloc(sizeof(ngx_do_call_t), ngx_cycle->log);
+    if (call == NULL) {
+        return NGX_ERROR;
     }
 
-    w = (ngx_do_call_wire_t *) buf;
-    w->ns = (uint32_t) obj->ns->index;
-    w->method = NGX_DO_METHOD_WAKE;
-    ngx_memcpy(w->id, obj->id, NGX_DO_ID_LEN);
+    call->buf = ngx_alloc(1, ngx_cycle->log);
+    if (call->buf == NULL) {
+        ngx_free(call);
+        return NGX_ERROR;
+    }
+
+    call->src = NGX_DO_WAKE_SRC;
+    call->req.method = NGX_DO_METHOD_WAKE;
 
     if (ngx_do_backend->async && !obj->ns->class->deferred) {
         /* the loaded state is what this worker last saw: read it again */
         ngx_do_cache_drop(obj);
     }
 
-    ngx_do_call_receive(NGX_DO_WAKE_SRC, 0, buf, sizeof(ngx_do_call_wire_t),
-                        obj->transient);
+    ngx_queue_insert_tail(&obj->mailbox, &call->queue);
+
+    return NGX_OK;
 }
 
 
@@ -2022,6 +2063,7 @@ ngx_do_call_free(ngx_do_call_t *call)
 static void
 ngx_do_park_timeout(ngx_event_t *ev)
 {
+    ngx_uint_t        busy;
     ngx_do_park_t    *park;
     ngx_do_call_t    *call;
     ngx_do_object_t  *obj;
@@ -2037,15 +2079,33 @@ ngx_do_park_timeout(ngx_event_t *ev)
     }
 
     ngx_queue_remove(&park->queue);
+
+    /*
+     * A local caller's handler runs within the reply and may call this
+     * object again: such a call waits in the mailbox, and the object
+     * cannot go away under us meanwhile.
+     */
+    busy = obj->busy;
+    obj->busy = 1;
+
     ngx_do_reply_simple(call->src, call->call_id, park->status, park->msg);
     call->park = NULL;
     ngx_do_call_free(call);
     ngx_free(park);
 
-    if ((obj->transient || ngx_exiting) && !obj->busy
-        && ngx_queue_empty(&obj->parked)
-        && ngx_queue_empty(&obj->mailbox))
-    {
+    obj->busy = busy;
+
+    if (busy) {
+        /* the turn in progress finishes the job */
+        return;
+    }
+
+    if (!ngx_queue_empty(&obj->mailbox)) {
+        ngx_do_object_run(obj);
+        return;
+    }
+
+    if ((obj->transient || ngx_exiting) && ngx_queue_empty(&obj->parked)) {
         ngx_do_object_close(obj);
     }
 }

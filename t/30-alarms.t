@@ -122,6 +122,22 @@ ok(wait_for(sub { $redis->cli('HEXISTS', "do:{state:$id}:kv", 'a') =~ /^0/ }, 8)
 like($t->error_log, qr/alarm of "state" object \w+ could not run \(50\d\), retry in 2000 ms/,
      '... and the retry was logged');
 
+# a lock waiter keeps its place while Redis stalls under its wake turns
+my $held = $J->decode(http($p, 'POST', '/l/stall?ttl=10s')->{body});
+my @w = DoTest::parallel(2, sub {
+    my ($i) = @_;
+    if ($i == 1) {
+        sleep 0.3;
+        $redis->cli('CLIENT', 'PAUSE', '2500', 'WRITE');
+        return ();
+    }
+    my $s = time;
+    my $r = http($p, 'POST', '/l/stall?wait=4s');
+    return sprintf "%d %.1f", $r->{status}, time - $s;
+});
+like($w[0] // '', qr/^423 (3\.9|4\.\d)/,
+     'a waiter whose object could not be read meanwhile waits its wait= out');
+
 # fencing tokens go on from the stored one after a full restart
 $r = http($p, 'POST', '/l/f?ttl=1s');
 my $g = $J->decode($r->{body});

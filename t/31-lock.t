@@ -44,6 +44,11 @@ my $t = DoTest->new(workers => 4, http => <<"EOF")->start;
         root %%PREFIX%%;
         do_lock locks key=\$arg_key wait=1s;
         location / { try_files /nonexistent \@app; }
+        location /other/ { try_files /nonexistent \@app2; }
+        location \@app2 {
+            do_lock locks key=z\$arg_key wait=1s;
+            proxy_pass http://127.0.0.1:$op;
+        }
         location \@app {
             proxy_set_header X-Fencing-Token \$do_lock_fence;
             proxy_pass http://127.0.0.1:$op;
@@ -234,6 +239,18 @@ $r = http($t->port_n(2), 'GET', '/x?key=k9');
 is($r->{status}, 200, 'do_lock at server level passes a request that is '
    . 'redirected internally');
 cmp_ok(time - $s, '<', 0.9, '... without waiting for its own lock');
+my @both = parallel(2, sub {
+    my ($i) = @_;
+    if ($i == 0) {
+        my $r = http($t->port_n(2), 'GET', '/other/y?key=k10&sleep=1500');
+        return "request $r->{status}";
+    }
+    sleep 0.7;
+    return 'held ' . join ',', map { j(http($p, 'GET', "/lock/$_"))->{held} ? 1 : 0 }
+                               qw(k10 zk10);
+});
+is(join(' ', sort @both), 'held 1,1 request 200',
+   'redirected to a location with another do_lock, it holds both locks');
 
 $t->check_logs;
 done_testing;
