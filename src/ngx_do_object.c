@@ -734,6 +734,7 @@ ngx_do_object_fail_all(ngx_do_object_t *obj, const char *msg)
         /* its parked calls wait on: the next wake or call tries again */
         ngx_do_cache_drop(obj);
         obj->busy = 0;
+        obj->tries = 0;
 
         if (!obj->idle.timer_set) {
             ngx_add_timer(&obj->idle, ngx_do_object_idle_time(obj));
@@ -1443,8 +1444,13 @@ ngx_do_object_idle(ngx_event_t *ev)
         return;
     }
 
-    if (obj->ns->class->evict) {
-        /* a turn like any other: nothing else runs meanwhile */
+    if (obj->ns->class->evict
+        && !(ngx_do_backend->async && !obj->loaded))
+    {
+        /*
+         * a turn like any other: nothing else runs meanwhile (an object
+         * whose state could not be loaded has nothing to say and goes)
+         */
         obj->busy = 1;
         obj->evicting = 1;
 
