@@ -172,10 +172,18 @@ ngx_do_alarm_scheduled(u_char *id, uint64_t when)
         return;
     }
 
-    if (when < ngx_do_alarm_due[shard]) {
-        ngx_do_alarm_due[shard] = when;
-        ngx_do_alarm_arm();
+    if (when >= ngx_do_alarm_due[shard]) {
+        return;
     }
+
+    ngx_do_alarm_due[shard] = when;
+
+    if (ngx_do_alarm_timer.timer_set && ngx_do_alarm_armed <= when) {
+        /* the timer comes first anyway: no need to look at every shard */
+        return;
+    }
+
+    ngx_do_alarm_arm();
 }
 
 
