@@ -233,6 +233,8 @@ typedef struct {
     ngx_atomic_uint_t          storage_full;
     ngx_atomic_uint_t          alarms_fired;
     ngx_atomic_uint_t          alarms_failed;
+    ngx_atomic_uint_t          parked;
+    ngx_atomic_uint_t          park_timeouts;
 } ngx_do_stats_t;
 
 extern ngx_do_stats_t         *ngx_do_stats;

@@ -1951,6 +1951,7 @@ ngx_do_turn_release(ngx_do_object_t *obj, ngx_do_call_t *call,
 
     call->park = park;
     ngx_queue_insert_tail(&obj->parked, &park->queue);
+    ngx_do_stats->parked++;
     ngx_add_timer(&park->timer, t->park_timeout);
 
     if (!obj->wake.timer_set && obj->ns->class->wake) {
@@ -2085,6 +2086,7 @@ ngx_do_park_timeout(ngx_event_t *ev)
     }
 
     ngx_queue_remove(&park->queue);
+    ngx_do_stats->park_timeouts++;
 
     /*
      * A local caller's handler runs within the reply and may call this

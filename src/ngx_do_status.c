@@ -88,7 +88,9 @@ ngx_do_status_init_worker(ngx_shm_zone_t *shm_zone, ngx_uint_t workers)
     F(conflicts, "counter", "commits retried after a version conflict")       \
     F(storage_full, "counter", "commits refused by full storage")         \
     F(alarms_fired, "counter", "alarm turns run to success")                  \
-    F(alarms_failed, "counter", "alarm turns that failed (retried)")
+    F(alarms_failed, "counter", "alarm turns that failed (retried)")        \
+    F(parked, "counter", "calls parked to be answered later (lock waiters)") \
+    F(park_timeouts, "counter", "parked calls answered by their timeout")
 
 
 /* the metrics as JSON or Prometheus text, in the given pool */

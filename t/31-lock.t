@@ -23,6 +23,7 @@ my $t = DoTest->new(workers => 4, http => <<"EOF")->start;
     server {
         listen 127.0.0.1:%%PORT%%;
         location ~ ^/lock/(?<o>[\\w-]+)\$ { do_pass locks name=\$o; }
+        location = /status { do_status; }
         location /critical/ {
             do_lock locks key=\$arg_key ttl=20s wait=8s;
             proxy_set_header X-Fencing-Token \$do_lock_fence;
@@ -119,6 +120,12 @@ my $r = http($p, 'POST', '/lock/busy?wait=400ms');
 is($r->{status}, 423, 'a waiter whose wait ends gets 423');
 cmp_ok(time - $s, '>=', 0.35, '... after its wait');
 is(j(http($p, 'GET', '/lock/busy'))->{waiters}, 0, '... and left the queue');
+my $stats = j(http($p, 'GET', '/status'));
+my ($parked, $timeouts) = (0, 0);
+$parked += $_->{parked} for @{ $stats->{workers} };
+$timeouts += $_->{park_timeouts} for @{ $stats->{workers} };
+cmp_ok($parked, '>=', 6, "do_status counts the parked waiters ($parked)");
+cmp_ok($timeouts, '>=', 1, "... and those whose wait ended ($timeouts)");
 is(http($p, 'POST', '/lock/busy')->{status}, 423, 'no wait= means an answer at once');
 like(http($p, 'POST', '/lock/busy?wait=30s')->{body}, qr/do_call_timeout/,
      'a wait longer than do_call_timeout is refused');
