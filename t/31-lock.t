@@ -16,7 +16,7 @@ use DoTest qw(http parallel wait_for);
 my $origin = DoTest::Origin->new;
 my $op = $origin->port;
 
-my $t = DoTest->new(workers => 4, http => <<"EOF")->start;
+my $t = DoTest->new(workers => 4, allow_kill => 1, http => <<"EOF")->start;
     %%STORAGE%%
     do_namespace locks lock ttl=10s;
     do_call_timeout 10s;
@@ -164,6 +164,24 @@ is(j($r)->{fence}, $h->{fence}, '... keeping the fence');
 is(http($p, 'DELETE', "/lock/tok?token=$h->{token}")->{status}, 200,
    'release with the token');
 is(j(http($p, 'GET', '/lock/tok'))->{held}, JSON::PP::false, '... frees the lock');
+
+# the owner worker of a held lock is killed: the lock, its lease and its
+# fence are in storage, and the respawned owner goes on from them
+$r = http($p, 'POST', '/lock/kill?ttl=10s');
+$h = j($r);
+my ($owner) = ($r->{headers}{'do-activation'} // '') =~ /^(\d+)\./;
+ok($owner && $owner > 1 && grep({ $_ == $owner } $t->workers),
+   'found the owner worker of the lock') or BAIL_OUT('no owner pid');
+kill 'KILL', $owner;
+wait_for(sub { my @w = $t->workers; @w == 4 && !grep { $_ == $owner } @w }, 10);
+$after = j(http($p, 'GET', '/lock/kill'));
+is("$after->{held} $after->{fence}", "1 $h->{fence}",
+   'after a kill -9 of its owner the lock is still held, same fence');
+is(http($p, 'POST', '/lock/kill')->{status}, 423, '... and still refused to others');
+is(http($p, 'DELETE', "/lock/kill?token=$h->{token}")->{status}, 200,
+   '... and its holder releases it at the new owner');
+cmp_ok(j(http($p, 'POST', '/lock/kill'))->{fence}, '>', $h->{fence},
+       '... the next grant has a higher fence');
 
 # 6. do_lock serializes per key, and lets go when the client goes away
 my $c = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $p)
