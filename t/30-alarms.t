@@ -70,6 +70,15 @@ sleep 2;
 is(scalar(grep { keys_of("many$_") eq '' } 1 .. 100), 100,
    'TTLs of 100 objects all ran out');
 
+# alarms due across a reload: the new workers find them
+http($p, 'PUT', "/s/rl$_?key=k&ttl=" . (800 + 10 * $_) . 'ms', body => 'x')
+    for 1 .. 50;
+sleep 0.7;
+$t->reload;
+sleep 1.5;
+is(scalar(grep { keys_of("rl$_") eq '' } 1 .. 50), 50,
+   'TTLs that came due during a reload all ran');
+
 if (!$redis_backend) {
     # the owner dies before the alarm is due: the new workers find it in the
     # shared index
