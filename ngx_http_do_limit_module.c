@@ -656,21 +656,11 @@ ngx_http_do_limit_init(ngx_conf_t *cf)
     all = lmcf->all.elts;
 
     for (i = 0; i < lmcf->all.nelts; i++) {
-        all[i]->ns = ngx_http_do_find_namespace(cf, &all[i]->ns_name);
-
+        all[i]->ns = ngx_http_do_gate_namespace(cf, &all[i]->ns_name,
+                                                &ngx_do_rate_limiter_class,
+                                                "do_limit", all[i]->file,
+                                                all[i]->line);
         if (all[i]->ns == NULL) {
-            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "unknown do namespace \"%V\" in %s:%ui",
-                          &all[i]->ns_name, all[i]->file, all[i]->line);
-            return NGX_ERROR;
-        }
-
-        if (all[i]->ns->class != &ngx_do_rate_limiter_class) {
-            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "do namespace \"%V\" is of class \"%V\", "
-                          "do_limit needs a rate_limiter in %s:%ui",
-                          &all[i]->ns_name, &all[i]->ns->class->name,
-                          all[i]->file, all[i]->line);
             return NGX_ERROR;
         }
     }

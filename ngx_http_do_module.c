@@ -453,7 +453,6 @@ ngx_http_do_notify_handler(ngx_event_t *ev)
     ngx_int_t              rc;
     ngx_uint_t             owner;
     ngx_queue_t           *q;
-    ngx_do_call_wire_t    *w;
     ngx_http_do_notice_t  *n;
 
     if (ev->posted) {
@@ -468,9 +467,8 @@ ngx_http_do_notify_handler(ngx_event_t *ev)
         q = ngx_queue_head(&ngx_http_do_notices);
         n = ngx_queue_data(q, ngx_http_do_notice_t, queue);
 
-        len = sizeof(ngx_do_call_wire_t) + n->args.len;
-
-        buf = ngx_calloc(len, ngx_cycle->log);
+        buf = ngx_do_call_build(n->ns, n->id, n->method, &n->args, NULL,
+                                NULL, NULL, &len);
         if (buf == NULL) {
             if (!ngx_http_do_notify_final) {
                 ngx_add_timer(ev, 50);
@@ -478,14 +476,6 @@ ngx_http_do_notify_handler(ngx_event_t *ev)
 
             break;
         }
-
-        w = (ngx_do_call_wire_t *) buf;
-        w->ns = (uint32_t) n->ns->index;
-        w->method = (uint32_t) n->method;
-        w->args_len = (uint32_t) n->args.len;
-        ngx_memcpy(w->id, n->id, NGX_DO_ID_LEN);
-        (void) ngx_do_cpymem(buf + sizeof(ngx_do_call_wire_t), n->args.data,
-                             n->args.len);
 
         owner = ngx_do_id_owner(n->id);
 
@@ -531,14 +521,13 @@ ngx_http_do_dispatch(ngx_http_request_t *r, ngx_do_namespace_t *ns,
     ngx_str_t *if_none_match, ngx_str_t *body, ngx_msec_t timeout,
     ngx_http_do_reply_pt handler, void *data)
 {
-    u_char                   *buf, *p;
+    u_char                   *buf;
     size_t                    len;
     uint64_t                  call_id;
     ngx_int_t                 rc;
     ngx_uint_t                local;
     ngx_pool_cleanup_t       *cln;
     ngx_http_do_call_t       *call;
-    ngx_do_call_wire_t       *w;
     ngx_http_do_main_conf_t  *dmcf;
 
     dmcf = ngx_http_get_module_main_conf(r, ngx_http_do_module);
@@ -557,28 +546,11 @@ ngx_http_do_dispatch(ngx_http_request_t *r, ngx_do_namespace_t *ns,
         return NGX_ERROR;
     }
 
-    len = sizeof(ngx_do_call_wire_t) + args->len + if_match->len
-          + if_none_match->len + body->len;
-
-    buf = ngx_alloc(len, r->connection->log);
+    buf = ngx_do_call_build(ns, id, method, args, if_match, if_none_match,
+                            body, &len);
     if (buf == NULL) {
         return NGX_ERROR;
     }
-
-    w = (ngx_do_call_wire_t *) buf;
-    w->ns = (uint32_t) ns->index;
-    w->method = (uint32_t) method;
-    w->args_len = (uint32_t) args->len;
-    w->if_match_len = (uint32_t) if_match->len;
-    w->if_none_match_len = (uint32_t) if_none_match->len;
-    w->body_len = (uint32_t) body->len;
-    ngx_memcpy(w->id, id, NGX_DO_ID_LEN);
-
-    p = buf + sizeof(ngx_do_call_wire_t);
-    p = ngx_do_cpymem(p, args->data, args->len);
-    p = ngx_do_cpymem(p, if_match->data, if_match->len);
-    p = ngx_do_cpymem(p, if_none_match->data, if_none_match->len);
-    (void) ngx_do_cpymem(p, body->data, body->len);
 
     call_id = ((uint64_t) ngx_pid << 32) | ++ngx_http_do_calls;
 
@@ -1160,6 +1132,34 @@ ngx_http_do_find_namespace(ngx_conf_t *cf, ngx_str_t *name)
 
 
 /* do_pass may name a namespace declared later in the file: resolve here */
+ngx_do_namespace_t *
+ngx_http_do_gate_namespace(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_do_class_t *class, const char *directive, u_char *file,
+    ngx_uint_t line)
+{
+    ngx_do_namespace_t  *ns;
+
+    ns = ngx_http_do_find_namespace(cf, name);
+
+    if (ns == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "unknown do namespace \"%V\" in %s:%ui",
+                      name, file, line);
+        return NULL;
+    }
+
+    if (ns->class != class) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "do namespace \"%V\" is of class \"%V\", %s needs "
+                      "a %V in %s:%ui", name, &ns->class->name, directive,
+                      &class->name, file, line);
+        return NULL;
+    }
+
+    return ns;
+}
+
+
 static ngx_int_t
 ngx_http_do_postconfiguration(ngx_conf_t *cf)
 {

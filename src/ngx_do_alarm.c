@@ -405,22 +405,17 @@ done:
 static void
 ngx_do_alarm_dispatch(ngx_do_alarm_call_t *ac)
 {
-    u_char              *buf;
-    ngx_do_call_wire_t  *w;
+    u_char  *buf;
+    size_t   len;
 
-    buf = ngx_calloc(sizeof(ngx_do_call_wire_t), ngx_cycle->log);
+    buf = ngx_do_call_build(ac->ns, ac->node.id, NGX_DO_METHOD_ALARM, NULL,
+                            NULL, NULL, NULL, &len);
     if (buf == NULL) {
         ngx_do_alarm_done((uintptr_t) ac, NGX_HTTP_SERVICE_UNAVAILABLE);
         return;
     }
 
-    w = (ngx_do_call_wire_t *) buf;
-    w->ns = (uint32_t) ac->ns->index;
-    w->method = NGX_DO_METHOD_ALARM;
-    ngx_memcpy(w->id, ac->node.id, NGX_DO_ID_LEN);
-
-    ngx_do_call_receive(NGX_DO_ALARM_SRC, (uintptr_t) ac, buf,
-                        sizeof(ngx_do_call_wire_t), 0);
+    ngx_do_call_receive(NGX_DO_ALARM_SRC, (uintptr_t) ac, buf, len, 0);
 }
 
 

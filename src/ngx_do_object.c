@@ -23,6 +23,8 @@
 #include <ngx_core.h>
 #include <ngx_event.h>
 
+#include <jansson.h>
+
 #include "ngx_do.h"
 
 
@@ -472,6 +474,57 @@ invalid:
     ngx_free(buf);
     ngx_do_reply_simple(src, call_id, NGX_HTTP_INTERNAL_SERVER_ERROR,
                         "malformed call");
+}
+
+
+/*
+ * The wire form of a call (ngx_do_call_receive() reads it), in memory of
+ * ngx_alloc(); NULL strings are empty.
+ */
+u_char *
+ngx_do_call_build(ngx_do_namespace_t *ns, u_char *id, ngx_uint_t method,
+    ngx_str_t *args, ngx_str_t *if_match, ngx_str_t *if_none_match,
+    ngx_str_t *body, size_t *len)
+{
+    u_char              *buf, *p;
+    ngx_str_t            empty, *part[4];
+    ngx_uint_t           i;
+    ngx_do_call_wire_t  *w;
+
+    ngx_str_null(&empty);
+
+    part[0] = args ? args : &empty;
+    part[1] = if_match ? if_match : &empty;
+    part[2] = if_none_match ? if_none_match : &empty;
+    part[3] = body ? body : &empty;
+
+    *len = sizeof(ngx_do_call_wire_t);
+
+    for (i = 0; i < 4; i++) {
+        *len += part[i]->len;
+    }
+
+    buf = ngx_alloc(*len, ngx_cycle->log);
+    if (buf == NULL) {
+        return NULL;
+    }
+
+    w = (ngx_do_call_wire_t *) buf;
+    w->ns = (uint32_t) ns->index;
+    w->method = (uint32_t) method;
+    w->args_len = (uint32_t) part[0]->len;
+    w->if_match_len = (uint32_t) part[1]->len;
+    w->if_none_match_len = (uint32_t) part[2]->len;
+    w->body_len = (uint32_t) part[3]->len;
+    ngx_memcpy(w->id, id, NGX_DO_ID_LEN);
+
+    p = buf + sizeof(ngx_do_call_wire_t);
+
+    for (i = 0; i < 4; i++) {
+        p = ngx_do_cpymem(p, part[i]->data, part[i]->len);
+    }
+
+    return buf;
 }
 
 
@@ -2713,6 +2766,40 @@ ngx_do_reply(ngx_do_turn_t *t, ngx_uint_t status, const char *content_type,
     t->replied = 1;
 
     return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_do_reply_json(ngx_do_turn_t *t, ngx_do_request_t *parked,
+    ngx_uint_t status, json_t *root, uint64_t etag)
+{
+    char       *text;
+    ngx_int_t   rc;
+    ngx_str_t   body;
+
+    if (root == NULL) {
+        t->failed = 1;
+        return NGX_ERROR;
+    }
+
+    text = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+
+    if (text == NULL) {
+        t->failed = 1;
+        return NGX_ERROR;
+    }
+
+    body.data = (u_char *) text;
+    body.len = ngx_strlen(text);
+
+    rc = parked ? ngx_do_reply_parked(t, parked, status, "application/json",
+                                      &body)
+                : ngx_do_reply(t, status, "application/json", &body, etag);
+
+    free(text);
+
+    return rc;
 }
 
 

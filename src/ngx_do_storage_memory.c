@@ -79,7 +79,6 @@ static ngx_int_t ngx_do_memory_alarms(ngx_uint_t shard, uint64_t now,
     ngx_uint_t limit, ngx_do_storage_req_t *req);
 static void ngx_do_memory_alarm_set(ngx_do_memory_object_t *obj,
     uint64_t when);
-static uint64_t ngx_do_memory_now(void);
 static ngx_int_t ngx_do_memory_cmp(u_char *k1, size_t l1, u_char *k2,
     size_t l2);
 static void ngx_do_memory_kv_insert(ngx_rbtree_node_t *temp,
@@ -575,7 +574,7 @@ ngx_do_memory_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
 
     } else {
         obj->version = next;
-        obj->expires = batch->expire ? ngx_do_memory_now() + batch->expire
+        obj->expires = batch->expire ? ngx_do_now() + batch->expire
                                      : 0;
     }
 
@@ -616,7 +615,7 @@ ngx_do_memory_object(u_char *id)
     obj = (ngx_do_memory_object_t *)
               ngx_do_id_rbtree_lookup(&ngx_do_memory_sh->objects, id);
 
-    if (obj && obj->expires && obj->expires <= ngx_do_memory_now()) {
+    if (obj && obj->expires && obj->expires <= ngx_do_now()) {
         ngx_do_memory_object_free(obj);
         return NULL;
     }
@@ -757,7 +756,7 @@ ngx_do_memory_sweep(void)
     ngx_rbtree_node_t       *node, *next, *root, *sentinel;
     ngx_do_memory_object_t  *obj;
 
-    now = ngx_do_memory_now();
+    now = ngx_do_now();
 
     ngx_shmtx_lock(&ngx_do_memory_shpool->mutex);
 
@@ -792,16 +791,6 @@ ngx_do_memory_sweep(void)
     ngx_shmtx_unlock(&ngx_do_memory_shpool->mutex);
 }
 
-
-static uint64_t
-ngx_do_memory_now(void)
-{
-    ngx_time_t  *tp;
-
-    tp = ngx_timeofday();
-
-    return (uint64_t) tp->sec * 1000 + tp->msec;
-}
 
 
 /* byte order, a prefix sorting first: the order of list() */

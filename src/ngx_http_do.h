@@ -184,6 +184,14 @@ ngx_int_t ngx_http_do_add_header(ngx_http_request_t *r, const char *name,
 ngx_do_namespace_t *ngx_http_do_find_namespace(ngx_conf_t *cf,
     ngx_str_t *name);
 
+/*
+ * For a gate's postconfiguration: the namespace its directive at
+ * file:line names, which must be of class; NULL, logged, otherwise
+ */
+ngx_do_namespace_t *ngx_http_do_gate_namespace(ngx_conf_t *cf,
+    ngx_str_t *name, ngx_do_class_t *class, const char *directive,
+    u_char *file, ngx_uint_t line);
+
 /* the ID of a name in a namespace (Cloudflare's idFromName) */
 void ngx_do_id_from_name(ngx_do_namespace_t *ns, ngx_str_t *name, u_char *id);
 
@@ -236,6 +244,14 @@ ngx_int_t ngx_do_list(ngx_do_turn_t *t, ngx_do_list_opts_t *opts,
  */
 ngx_int_t ngx_do_reply(ngx_do_turn_t *t, ngx_uint_t status,
     const char *content_type, ngx_str_t *body, uint64_t etag);
+
+/*
+ * A reply of jansson's JSON (compact), to the turn's call (parked NULL) or
+ * to a parked call; takes root (NULL: out of memory, NGX_ERROR)
+ */
+struct json_t;
+ngx_int_t ngx_do_reply_json(ngx_do_turn_t *t, ngx_do_request_t *parked,
+    ngx_uint_t status, struct json_t *root, uint64_t etag);
 
 /* a JSON error reply: {"error": msg} */
 ngx_int_t ngx_do_reply_error(ngx_do_turn_t *t, ngx_uint_t status,

@@ -72,8 +72,6 @@ static const char *ngx_do_lock_args(ngx_do_turn_t *t,
     ngx_do_request_t *req, ngx_msec_t *ttl, ngx_msec_t *wait,
     ngx_str_t *token);
 static ngx_int_t ngx_do_lock_time(ngx_str_t *s, ngx_msec_t *ms);
-static ngx_int_t ngx_do_lock_reply(ngx_do_turn_t *t, ngx_do_request_t *req,
-    ngx_uint_t status, json_t *root);
 
 
 ngx_do_class_t  ngx_do_lock_class = {
@@ -225,7 +223,7 @@ ngx_do_lock_acquire(ngx_do_turn_t *t)
                          h.token.len, "fence", (json_int_t) h.fence,
                          "expires", (json_int_t) h.expires);
 
-        return ngx_do_lock_reply(t, NULL, NGX_HTTP_OK, root);
+        return ngx_do_reply_json(t, NULL, NGX_HTTP_OK, root, 0);
     }
 
     if (rc == NGX_DECLINED) {
@@ -284,7 +282,7 @@ ngx_do_lock_release(ngx_do_turn_t *t)
         root = json_pack("{s:b,s:I}", "released", 1,
                          "fence", (json_int_t) h.fence);
 
-        return ngx_do_lock_reply(t, NULL, NGX_HTTP_OK, root);
+        return ngx_do_reply_json(t, NULL, NGX_HTTP_OK, root, 0);
     }
 
     /* a waiter that gives up (a do_lock request that went away) */
@@ -295,9 +293,9 @@ ngx_do_lock_release(ngx_do_turn_t *t)
             && other.len == token.len
             && ngx_strncmp(other.data, token.data, token.len) == 0)
         {
-            if (ngx_do_lock_reply(t, waiter, 423,
+            if (ngx_do_reply_json(t, waiter, 423,
                                   json_pack("{s:s}", "error",
-                                            "wait cancelled"))
+                                            "wait cancelled"), 0)
                 != NGX_OK)
             {
                 return NGX_ERROR;
@@ -305,7 +303,7 @@ ngx_do_lock_release(ngx_do_turn_t *t)
 
             root = json_pack("{s:b,s:b}", "released", 0, "cancelled", 1);
 
-            return ngx_do_lock_reply(t, NULL, NGX_HTTP_OK, root);
+            return ngx_do_reply_json(t, NULL, NGX_HTTP_OK, root, 0);
         }
     }
 
@@ -356,7 +354,7 @@ ngx_do_lock_renew(ngx_do_turn_t *t)
                      "ttl_ms", (json_int_t) ttl,
                      "expires", (json_int_t) h.expires);
 
-    return ngx_do_lock_reply(t, NULL, NGX_HTTP_OK, root);
+    return ngx_do_reply_json(t, NULL, NGX_HTTP_OK, root, 0);
 }
 
 
@@ -393,7 +391,7 @@ ngx_do_lock_status(ngx_do_turn_t *t)
                             json_integer(h.expires - ngx_do_now()));
     }
 
-    return ngx_do_lock_reply(t, NULL, NGX_HTTP_OK, root);
+    return ngx_do_reply_json(t, NULL, NGX_HTTP_OK, root, 0);
 }
 
 
@@ -515,7 +513,7 @@ ngx_do_lock_grant(ngx_do_turn_t *t, ngx_do_request_t *req, ngx_uint_t parked)
                      "ttl_ms", (json_int_t) ttl,
                      "expires", (json_int_t) h.expires);
 
-    return ngx_do_lock_reply(t, parked ? req : NULL, NGX_HTTP_OK, root);
+    return ngx_do_reply_json(t, parked ? req : NULL, NGX_HTTP_OK, root, 0);
 }
 
 
@@ -680,34 +678,3 @@ ngx_do_lock_time(ngx_str_t *s, ngx_msec_t *ms)
     return NGX_OK;
 }
 
-
-/* a JSON reply to the turn's call (req NULL) or to a parked one */
-static ngx_int_t
-ngx_do_lock_reply(ngx_do_turn_t *t, ngx_do_request_t *req,
-    ngx_uint_t status, json_t *root)
-{
-    char       *text;
-    ngx_int_t   rc;
-    ngx_str_t   body;
-
-    if (root == NULL) {
-        return NGX_ERROR;
-    }
-
-    text = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
-
-    if (text == NULL) {
-        return NGX_ERROR;
-    }
-
-    body.data = (u_char *) text;
-    body.len = ngx_strlen(text);
-
-    rc = req ? ngx_do_reply_parked(t, req, status, "application/json", &body)
-             : ngx_do_reply(t, status, "application/json", &body, 0);
-
-    free(text);
-
-    return rc;
-}

@@ -49,8 +49,6 @@ static ngx_int_t ngx_do_store_batch_keys(ngx_do_turn_t *t, json_t *array,
 static ngx_int_t ngx_do_store_parse_int(ngx_str_t *s, int64_t *n);
 static ngx_int_t ngx_do_store_parse_etag(ngx_str_t *s, uint64_t *version);
 static json_t *ngx_do_store_json_bytes(ngx_str_t *s);
-static ngx_int_t ngx_do_store_reply_json(ngx_do_turn_t *t,
-    ngx_uint_t status, json_t *root, uint64_t etag);
 
 
 static ngx_str_t  ngx_do_store_deleted_all =
@@ -328,7 +326,7 @@ ngx_do_store_list(ngx_do_turn_t *t)
 
     json_object_set_new(root, "truncated", json_boolean(truncated));
 
-    return ngx_do_store_reply_json(t, NGX_HTTP_OK, root, 0);
+    return ngx_do_reply_json(t, NULL, NGX_HTTP_OK, root, 0);
 }
 
 
@@ -440,7 +438,7 @@ ngx_do_store_put(ngx_do_turn_t *t, ngx_str_t *key)
         json_object_set_new(root, "ttl_ms", json_integer(ttl));
     }
 
-    return ngx_do_store_reply_json(t, NGX_HTTP_OK, root, NGX_DO_ETAG_COMMIT);
+    return ngx_do_reply_json(t, NULL, NGX_HTTP_OK, root, NGX_DO_ETAG_COMMIT);
 }
 
 
@@ -471,7 +469,7 @@ ngx_do_store_delete(ngx_do_turn_t *t, ngx_str_t *key)
     json_object_set_new(root, "key", ngx_do_store_json_bytes(key));
     json_object_set_new(root, "deleted", json_boolean(rc == NGX_OK));
 
-    return ngx_do_store_reply_json(t, NGX_HTTP_OK, root, 0);
+    return ngx_do_reply_json(t, NULL, NGX_HTTP_OK, root, 0);
 }
 
 
@@ -540,7 +538,7 @@ ngx_do_store_incr(ngx_do_turn_t *t, ngx_str_t *key)
     json_object_set_new(root, "key", ngx_do_store_json_bytes(key));
     json_object_set_new(root, "value", json_integer((json_int_t) current));
 
-    return ngx_do_store_reply_json(t, NGX_HTTP_OK, root, NGX_DO_ETAG_COMMIT);
+    return ngx_do_reply_json(t, NULL, NGX_HTTP_OK, root, NGX_DO_ETAG_COMMIT);
 }
 
 
@@ -699,7 +697,7 @@ ngx_do_store_batch(ngx_do_turn_t *t)
     json_object_set_new(out, "deleted", json_integer(deleted));
     json_decref(in);
 
-    return ngx_do_store_reply_json(t, NGX_HTTP_OK, out, NGX_DO_ETAG_COMMIT);
+    return ngx_do_reply_json(t, NULL, NGX_HTTP_OK, out, NGX_DO_ETAG_COMMIT);
 
 failed:
 
@@ -850,28 +848,3 @@ ngx_do_store_json_bytes(ngx_str_t *s)
     return o ? o : json_null();
 }
 
-
-static ngx_int_t
-ngx_do_store_reply_json(ngx_do_turn_t *t, ngx_uint_t status, json_t *root,
-    uint64_t etag)
-{
-    char       *text;
-    ngx_int_t   rc;
-    ngx_str_t   body;
-
-    text = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
-
-    if (text == NULL) {
-        return NGX_ERROR;
-    }
-
-    body.data = (u_char *) text;
-    body.len = ngx_strlen(text);
-
-    rc = ngx_do_reply(t, status, "application/json", &body, etag);
-
-    free(text);
-
-    return rc;
-}
