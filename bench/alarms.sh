@@ -15,15 +15,7 @@ ttl=${2:-30}
 conns=16
 . "$(dirname "$0")/lib.sh"
 
-start_nginx "load_module $module;
-worker_processes 2;
-error_log $dir/logs/error.log warn;
-pid $dir/logs/nginx.pid;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $dir/body;
-    keepalive_requests 1000000;
+start_nginx "$(conf_head 2 warn)
     do_storage memory size=512m;
     do_idle_timeout 5s;
     do_namespace st store;
@@ -52,12 +44,7 @@ cpu() {
     echo "$t"
 }
 
-cat > "$dir/ttl.lua" <<LUA
-local threads = 0
-setup = function(thread)
-    threads = threads + 1
-    thread:set("id", threads)
-end
+cat "$dir/threads.lua" - > "$dir/ttl.lua" <<LUA
 local n = 0
 request = function()
     n = n + 1

@@ -15,6 +15,16 @@ dir=$(mktemp -d /tmp/ngx_do_bench_XXXXXX)
 chmod 755 "$dir"
 mkdir -p "$dir/logs" "$dir/html"
 echo ok > "$dir/html/ok.txt"
+echo "a secret for the benchmark run" > "$dir/secret"
+
+# the start of every run's wrk script that gives each thread an id
+cat > "$dir/threads.lua" <<'LUA'
+local threads = 0
+setup = function(thread)
+    threads = threads + 1
+    thread:set("id", threads)
+end
+LUA
 
 pid=
 rpid=
@@ -33,6 +43,37 @@ free_port() {
 }
 
 port=$(free_port)
+
+# conf_head WORKERS [LOG LEVEL]: nginx.conf up to the inside of http {};
+# the caller adds its own part and the closing brace
+conf_head() {
+    cat <<CONF
+load_module $module;
+worker_processes $1;
+error_log $dir/logs/error.log ${2:-error};
+pid $dir/logs/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $dir/body;
+    keepalive_requests 1000000;
+    do_secret $dir/secret;
+CONF
+}
+
+# start_redis [CPUS]: a redis-server of the run's own on $rport
+start_redis() {
+    rport=$(free_port)
+    ${1:+taskset -c "$1"} redis-server --port "$rport" --bind 127.0.0.1 \
+        --save "" --appendonly no --dir "$dir" --daemonize no \
+        > "$dir/logs/redis.log" 2>&1 &
+    rpid=$!
+    for _ in $(seq 100); do
+        redis-cli -p "$rport" ping >/dev/null 2>&1 && return
+        sleep 0.05
+    done
+    echo "redis-server did not start"; exit 1
+}
 
 # start_nginx CONF_TEXT [CPUS]: runs nginx in the foreground, waits for it
 start_nginx() {

@@ -18,30 +18,11 @@ secs=${1:-5}
 conns=${2:-16}
 . "$(dirname "$0")/lib.sh"
 
-rport=$(free_port)
-
-taskset -c 0 redis-server --port "$rport" --bind 127.0.0.1 --save "" \
-    --appendonly no --dir "$dir" --daemonize no > "$dir/logs/redis.log" 2>&1 &
-rpid=$!
-for _ in $(seq 100); do
-    redis-cli -p "$rport" ping >/dev/null 2>&1 && break
-    sleep 0.05
-done
-
-echo "a secret for the benchmark run" > "$dir/secret"
+start_redis 0
 
 conf() {
+    conf_head 2
     cat <<CONF
-load_module $module;
-worker_processes 2;
-error_log $dir/logs/error.log error;
-pid $dir/logs/nginx.pid;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $dir/body;
-    keepalive_requests 1000000;
-    do_secret $dir/secret;
     do_storage $1;
     do_namespace locks lock;
     server {
@@ -54,12 +35,7 @@ CONF
 }
 
 # each wrk thread has one connection and one lock: POST, DELETE, POST, ...
-cat > "$dir/pairs.lua" <<'LUA'
-local threads = 0
-setup = function(thread)
-    threads = threads + 1
-    thread:set("id", threads)
-end
+cat "$dir/threads.lua" - > "$dir/pairs.lua" <<'LUA'
 local n = 0
 request = function()
     n = n + 1

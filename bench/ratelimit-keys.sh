@@ -19,17 +19,7 @@ request = function()
 end
 LUA
 
-echo "a secret for the benchmark run" > "$dir/secret"
-
-start_nginx "load_module $module;
-worker_processes 2;
-error_log $dir/logs/error.log error;
-pid $dir/logs/nginx.pid;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    do_secret $dir/secret;
+start_nginx "$(conf_head 2)
     do_storage memory size=64m;
     do_namespace dl rate_limiter rate=100r/s;
     server {

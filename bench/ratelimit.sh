@@ -13,19 +13,10 @@ conns=${2:-64}
 . "$(dirname "$0")/lib.sh"
 
 conf() {
+    conf_head "$1"
     cat <<CONF
-load_module $module;
-worker_processes $1;
-error_log $dir/logs/error.log error;
-pid $dir/logs/nginx.pid;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $dir/body;
-    keepalive_requests 1000000;
     limit_req_zone \$arg_k zone=lr:64m rate=100r/s;
     limit_req_log_level info;
-    do_secret $dir/secret;
     do_storage memory size=64m;
     do_namespace dl rate_limiter rate=100r/s burst=50;
     server {
@@ -37,7 +28,6 @@ http {
 CONF
 }
 
-echo "a secret for the benchmark run" > "$dir/secret"
 
 declare -A gates=(
     [none]=""

@@ -21,31 +21,12 @@ if [ ! -f /usr/lib/nginx/modules/ngx_http_lua_module.so ]; then
         libnginx-mod-http-lua >/dev/null
 fi
 
-rport=$(free_port)
-
-redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no \
-    --dir "$dir" --daemonize no > "$dir/logs/redis.log" 2>&1 &
-rpid=$!
-for _ in $(seq 100); do
-    redis-cli -p "$rport" ping >/dev/null 2>&1 && break
-    sleep 0.05
-done
-
-echo "a secret for the benchmark run" > "$dir/secret"
+start_redis
 
 conf() {
+    echo "$3"
+    conf_head 2
     cat <<CONF
-$3
-load_module $module;
-worker_processes 2;
-error_log $dir/logs/error.log error;
-pid $dir/logs/nginx.pid;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $dir/body;
-    keepalive_requests 1000000;
-    do_secret $dir/secret;
     do_storage $1;
     do_namespace st store;
     do_namespace dl rate_limiter rate=100r/s burst=50;

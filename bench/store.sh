@@ -11,18 +11,9 @@ conns=${2:-32}
 . "$(dirname "$0")/lib.sh"
 
 conf() {
+    conf_head "$1" warn
     cat <<CONF
-load_module $module;
-worker_processes $1;
-error_log $dir/logs/error.log warn;
-pid $dir/logs/nginx.pid;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $dir/body;
-    do_secret $dir/secret;
     do_namespace bench store;
-    keepalive_requests 1000000;
     server {
         listen 127.0.0.1:$port reuseport;
         root $dir/html;
@@ -32,8 +23,6 @@ http {
 }
 CONF
 }
-
-echo "a secret for the benchmark run" > "$dir/secret"
 
 printf "%-8s %-22s %12s %10s %8s\n" workers location "req/s" p99 ratio
 for workers in 1 4; do
