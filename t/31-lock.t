@@ -157,6 +157,13 @@ is("$after->{held} $after->{fence} $after->{expires}",
 is(http($p, 'DELETE', '/lock/tok')->{status}, 400, 'release without token= is 400');
 is(http($p, 'POST', '/lock/tok2?ttl=bogus')->{status}, 400, 'a bad ttl is 400');
 is(http($p, 'POST', '/lock/tok2?token=a%20b')->{status}, 400, 'a bad token is 400');
+is(http($p, 'POST', '/lock/tok2?ttl=2h')->{status}, 400,
+   'a ttl over the namespace max_ttl is 400');
+is(http($p, 'POST', '/lock/tok2?wait=soon')->{status}, 400, 'a bad wait is 400');
+is(http($p, 'PUT', '/lock/tok2?ttl=10s')->{status}, 400, 'renew without token= is 400');
+is(http($p, 'PATCH', '/lock/tok2')->{status}, 405, 'other methods are 405');
+is(j(http($p, 'GET', '/lock/tok2'))->{held}, JSON::PP::false,
+   '... and none of them took the lock');
 $r = http($p, 'PUT', "/lock/tok?token=$h->{token}&ttl=60s");
 is($r->{status}, 200, 'renew with the token extends the lease');
 cmp_ok(j($r)->{expires}, '>', $before->{expires}, '... to later');
