@@ -571,6 +571,13 @@ ngx_http_do_dispatch(ngx_http_request_t *r, ngx_do_namespace_t *ns,
     call->timer.log = r->connection->log;
 
     /*
+     * The timer is armed before the call is handed over: a local owner may
+     * answer at once, and the answer may finalize the request and free its
+     * pool, call included.  Nothing of the call is read after the handover.
+     */
+    ngx_add_timer(&call->timer, timeout);
+
+    /*
      * A worker that is being replaced runs calls itself: the owner of its
      * generation may exit with the call unread, and conditional commits
      * keep such a turn safe beside the new owner.
@@ -583,7 +590,6 @@ ngx_http_do_dispatch(ngx_http_request_t *r, ngx_do_namespace_t *ns,
 
         if (rc == NGX_OK) {
             ngx_do_stats->forwarded++;
-            ngx_add_timer(&call->timer, timeout);
             return NGX_OK;
         }
 
@@ -600,11 +606,6 @@ ngx_http_do_dispatch(ngx_http_request_t *r, ngx_do_namespace_t *ns,
 
     ngx_do_call_receive(ngx_worker, call_id, buf, len,
                         call->owner != ngx_worker);
-
-    /* most local calls are answered at once; only the others need a timer */
-    if (call->pending) {
-        ngx_add_timer(&call->timer, timeout);
-    }
 
     return NGX_OK;
 }

@@ -430,7 +430,7 @@ ngx_do_ipc_send(ngx_uint_t dst, ngx_uint_t type, uint64_t call_id,
         return NGX_BUSY;
     }
 
-    out = ngx_alloc(sizeof(ngx_do_ipc_out_t), ngx_cycle->log);
+    out = ngx_calloc(sizeof(ngx_do_ipc_out_t), ngx_cycle->log);
     if (out == NULL) {
         return NGX_ERROR;
     }

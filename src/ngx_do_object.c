@@ -423,7 +423,7 @@ ngx_do_call_receive(ngx_uint_t src, uint64_t call_id, u_char *buf,
         goto invalid;
     }
 
-    call = ngx_alloc(sizeof(ngx_do_call_t), ngx_cycle->log);
+    call = ngx_calloc(sizeof(ngx_do_call_t), ngx_cycle->log);
     if (call == NULL) {
         ngx_free(buf);
         ngx_do_reply_simple(src, call_id, NGX_HTTP_SERVICE_UNAVAILABLE,

@@ -267,7 +267,7 @@ ngx_do_redis_command(ngx_uint_t hint, ngx_do_redis_reply_pt handler,
         return NGX_ERROR;
     }
 
-    cmd = ngx_alloc(sizeof(ngx_do_redis_cmd_t), ngx_do_redis_log);
+    cmd = ngx_calloc(sizeof(ngx_do_redis_cmd_t), ngx_do_redis_log);
     if (cmd == NULL) {
         return NGX_ERROR;
     }

@@ -177,7 +177,13 @@ sub start {
         @ENV{keys %env} = values %env;
         open STDOUT, '>>', "$self->{prefix}/logs/stdout.log";
         open STDERR, '>>', "$self->{prefix}/logs/stderr.log";
-        exec nginx_bin(), '-p', $self->{prefix}, '-c', $conf,
+        my @vg = $ENV{DO_VALGRIND}
+            ? ('valgrind', '--tool=memcheck', '--trace-children=yes',
+               '--child-silent-after-fork=no', '--leak-check=no',
+               '--track-origins=yes', '--num-callers=30',
+               "--log-file=$self->{prefix}/logs/valgrind.%p")
+            : ();
+        exec @vg, nginx_bin(), '-p', $self->{prefix}, '-c', $conf,
              '-g', 'daemon off;';
         die "exec: $!";
     }
@@ -189,10 +195,13 @@ sub start {
         return 1 if $s;
         die "nginx exited: " . $self->stderr if waitpid($pid, WNOHANG) == $pid;
         return 0;
-    }, 10) or die "nginx did not start listening:\n" . $self->stderr;
+    }, $ENV{DO_VALGRIND} ? 60 : 10)
+        or die "nginx did not start listening:\n" . $self->stderr;
 
     # every worker is up (and has its channels) before traffic starts
     wait_for(sub { my @w = $self->workers; @w >= $self->{workers} }, 10);
+    # under valgrind a worker listens a while after it was forked
+    sleep 2 if $ENV{DO_VALGRIND};
     return $self;
 }
 
@@ -262,6 +271,7 @@ sub check_logs {
     @bad = grep { !/signal 1 \(SIGHUP\)|signal 3 \(SIGQUIT\)|signal 17 \(SIGCHLD\)|signal 29/ } @bad;
     @bad = grep { !/exited on signal 9/ } @bad if $self->{allow_kill};
     push @bad, sanitizer_reports("$self->{prefix}/logs");
+    push @bad, valgrind_reports("$self->{prefix}/logs");
     ok(!@bad, ($name || 'error log') . ' has no crash, alert or sanitizer report')
         or diag(join "\n", @bad[0 .. ($#bad > 20 ? 20 : $#bad)]);
 }
@@ -284,6 +294,33 @@ sub sanitizer_reports {
             push @found, "leak in $r:\n$leak"
                 if $leak =~ /leak of/ && $leak =~ /ngx_http_do_module|ngx_do_/;
         }
+    }
+    return @found;
+}
+
+my $VALGRIND_ERROR = qr/Invalid|Conditional|Use of uninit|Syscall param
+                        |Mismatched|Source\ and\ destination/x;
+
+# Memcheck's error records (make test-valgrind) that concern the module:
+# a record is the lines of one pid up to the next blank one.
+sub valgrind_reports {
+    my ($dir) = @_;
+    my @found;
+    for my $f (glob("$dir/valgrind.*")) {
+        open my $fh, '<', $f or next;
+        my ($rec, @recs) = ('');
+        while (my $l = <$fh>) {
+            if ($l =~ /^==\d+==\s*$/) {
+                push @recs, $rec if length $rec;
+                $rec = '';
+                next;
+            }
+            $rec .= $l;
+        }
+        push @recs, $rec if length $rec;
+        push @found, map { "valgrind $f:\n$_" }
+                     grep { /^==\d+== $VALGRIND_ERROR/m
+                            && /ngx_http_do|ngx_do_/ } @recs;
     }
     return @found;
 }
