@@ -998,7 +998,10 @@ failed:
  * one commit.  Their replies, which may rest on those writes, are held
  * until it is stored (the output gate), then released in order.  A hot
  * object thus pays one round trip per batch of calls, not per call.  A
- * lost race puts the calls back and runs them again on fresh state.
+ * lost race puts the calls back and runs them again on fresh state.  A
+ * group of reads only makes the same round trip with an empty commit,
+ * which checks the version: a read never returns a value older than a
+ * write that was acknowledged before it arrived.
  */
 static ngx_int_t
 ngx_do_object_group(ngx_do_object_t *obj)
@@ -1025,16 +1028,6 @@ ngx_do_object_group(ngx_do_object_t *obj)
 
         if (rc != NGX_OK) {
             /* answered already */
-            ngx_do_call_free(call);
-            continue;
-        }
-
-        if (obj->ngroup == 0 && t->batch.writes.nelts == 0
-            && !t->batch.clear && !t->batch.alarm_set)
-        {
-            /* nothing uncommitted was seen, nothing to store: answer now */
-            ngx_do_turn_release(obj, call, t, obj->version);
-            ngx_do_turn_free(t);
             ngx_do_call_free(call);
             continue;
         }
@@ -1129,12 +1122,11 @@ ngx_do_object_group(ngx_do_object_t *obj)
         }
     }
 
-    if (batch.writes.nelts == 0 && !batch.clear && !batch.alarm_set) {
-        /* only reads that waited behind nothing after all */
-        ngx_do_pool_put(pool);
-        ngx_do_object_group_end(obj, NGX_OK, obj->version, NULL);
-        return NGX_OK;
-    }
+    /*
+     * A group of reads only stores nothing, but still goes to storage: the
+     * empty commit checks the version, so that another worker's or node's
+     * acknowledged write is never hidden by this object's cache.
+     */
 
     req = ngx_do_req_create(obj, ngx_do_object_group_done);
 

@@ -82,6 +82,12 @@ static ngx_do_redis_conf_t  *ngx_do_redis_backend_conf;
 static const char  ngx_do_redis_load_script[] =
     "return {redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[1])}";
 
+/* a commit with nothing to store: the version still matches, or the state */
+static const char  ngx_do_redis_check_script[] =
+    "local v = tonumber(redis.call('GET', KEYS[2]) or '0') "
+    "if tonumber(ARGV[1]) == v then return v end "
+    "return {-1, redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[1])}";
+
 static const char  ngx_do_redis_commit_script[] =
     "local v = tonumber(redis.call('GET', KEYS[2]) or '0') "
     "local c = false "
@@ -342,6 +348,29 @@ ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
 
     argv[0] = "EVAL";
     argvlen[0] = 4;
+
+    if (batch->writes.nelts == 0 && !batch->clear && !batch->alarm_set
+        && expected != NGX_DO_VERSION_ANY)
+    {
+        argv[1] = ngx_do_redis_check_script;
+        argvlen[1] = sizeof(ngx_do_redis_check_script) - 1;
+        argv[2] = "2";
+        argvlen[2] = 1;
+        argv[3] = (const char *) kv;
+        argvlen[3] = v - kv;
+        argv[4] = (const char *) v;
+        argvlen[4] = c - v;
+        argv[5] = (const char *) e;
+        argvlen[5] = ngx_sprintf(e, "%uL", expected) - e;
+
+        rc = ngx_do_redis_command(ngx_do_redis_hint(id),
+                                  ngx_do_redis_committed, req, 6, argv,
+                                  argvlen);
+        ngx_free(argv);
+
+        return (rc == NGX_OK) ? NGX_AGAIN : NGX_ERROR;
+    }
+
     argv[1] = ngx_do_redis_commit_script;
     argvlen[1] = sizeof(ngx_do_redis_commit_script) - 1;
     argv[2] = "4";

@@ -134,13 +134,18 @@ is(http($p, 'GET', '/open?k=new')->{status}, 200,
 like($t->error_log,
      qr/\[error\] .*do: redis redis:\/\/127\.0\.0\.1:$rport\/0: (connection lost|connect failed|is unavailable|command not sent)/,
      'the outage is in the error log');
-is(http($p, 'GET', '/s/keep?key=k')->{body}, 'durable',
-   'an object already in memory still answers reads');
+my $kept = http($p, 'GET', '/s/keep?key=k');
+is($kept->{status}, 503,
+   'an object already in memory answers 503, not what it last saw: '
+   . 'Redis may hold a newer value');
 
 $redis = DoTest::Redis->new->start_on($rport);
 ok(wait_for(sub {
        http($p, 'POST', '/s/after?key=n&op=incr')->{status} == 200
    }, 15), 'once Redis is back, calls succeed without touching nginx');
+is(http($p, 'GET', '/s/keep?key=k')->{status}, 404,
+   '... and the object in memory reads what Redis has now (the new, empty '
+   . 'server lost the key), not its old copy');
 
 open my $stop, '>', "$dir/stop" or die;
 close $stop;
