@@ -36,6 +36,7 @@ typedef struct {
     ngx_array_t                passes;        /* ngx_http_do_loc_conf_t * */
     ngx_shm_zone_t            *zone;
     ngx_shm_zone_t            *status_zone;
+    ngx_shm_zone_t            *handover_zone;
     ngx_do_redis_conf_t       *redis;
     ngx_flag_t                 storage_set;
     size_t                     size;
@@ -1212,6 +1213,19 @@ ngx_http_do_postconfiguration(ngx_conf_t *cf)
         dmcf->status_zone->init = ngx_do_status_init_zone;
     }
 
+    if (dmcf->handover_zone == NULL) {
+        ngx_str_t  name = ngx_string("do_handover");
+
+        dmcf->handover_zone = ngx_shared_memory_add(cf, &name,
+                                                ngx_do_handover_zone_size(),
+                                                &ngx_http_do_module);
+        if (dmcf->handover_zone == NULL) {
+            return NGX_ERROR;
+        }
+
+        dmcf->handover_zone->init = ngx_do_handover_init_zone;
+    }
+
     if (!dmcf->secret_set) {
         ngx_log_error(NGX_LOG_WARN, cf->log, 0,
                       "do: no do_secret is set, object IDs from name= "
@@ -2017,6 +2031,13 @@ ngx_http_do_init_process(ngx_cycle_t *cycle)
 
     ngx_do_status_init_worker(dmcf->status_zone, ngx_do_runtime.workers);
 
+    if (ngx_do_handover_init_worker(cycle, dmcf->handover_zone,
+                                    ngx_do_objects_hand_over)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     if (ngx_do_alarms_init(cycle, dmcf->redis ? &ngx_do_redis_backend
                                               : &ngx_do_memory_backend)
         != NGX_OK)
@@ -2059,5 +2080,6 @@ ngx_http_do_exit_process(ngx_cycle_t *cycle)
     ngx_do_alarms_exit();
     ngx_do_objects_exit();
     ngx_do_redis_exit();
+    ngx_do_handover_exit_worker();
     ngx_do_ipc_exit_worker();
 }

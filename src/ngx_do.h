@@ -193,6 +193,7 @@ typedef void (*ngx_do_deliver_pt)(uint64_t call_id, u_char *buf, size_t len);
 ngx_int_t ngx_do_objects_init(ngx_cycle_t *cycle, ngx_do_backend_t *backend,
     ngx_do_deliver_pt deliver);
 void ngx_do_objects_exit(void);
+void ngx_do_objects_hand_over(void);
 void ngx_do_call_receive(ngx_uint_t src, uint64_t call_id, u_char *buf,
     size_t len, ngx_uint_t transient);
 u_char *ngx_do_call_build(ngx_do_namespace_t *ns, u_char *id,
@@ -248,6 +249,23 @@ void ngx_do_status_init_worker(ngx_shm_zone_t *shm_zone, ngx_uint_t workers);
 ngx_int_t ngx_do_status_render(ngx_pool_t *pool, ngx_uint_t prometheus,
     const char *backend, ngx_uint_t connected, size_t storage_size,
     size_t storage_free, ngx_str_t *out);
+
+
+/* ngx_do_handover.c */
+#define NGX_DO_HANDOVER_WAIT      2000
+#define NGX_DO_HANDOVER_RETRY     5
+
+size_t ngx_do_handover_zone_size(void);
+ngx_int_t ngx_do_handover_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+ngx_int_t ngx_do_handover_init_worker(ngx_cycle_t *cycle,
+    ngx_shm_zone_t *shm_zone, void (*release_all)(void));
+void ngx_do_handover_exit_worker(void);
+ngx_uint_t ngx_do_handover_old(void);
+ngx_uint_t ngx_do_handover_overlap(void);
+ngx_int_t ngx_do_handover_hold(u_char *id, ngx_uint_t transient,
+    ngx_uint_t force);
+void ngx_do_handover_deferred(u_char *id);
+void ngx_do_handover_release(u_char *id);
 
 
 /* ngx_do_storage_memory.c */

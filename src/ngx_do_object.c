@@ -61,7 +61,10 @@ typedef struct ngx_do_object_s  ngx_do_object_t;
  * commit it is).  Deferred writes wait in dirty; a flush moves them to
  * flushing until storage answered (flush_req).  loaded: an asynchronous
  * backend's complete state is in the cache.  closing: evicted as soon as
- * its last flush is stored.
+ * its last flush is stored.  held: this worker holds the object's shard
+ * for deferred state (see ngx_do_handover.c); deferred: the class asks for
+ * deferred durability and gets it, since the shard is held and no older
+ * worker runs; otherwise its turns check and commit like any other's.
  */
 struct ngx_do_object_s {
     ngx_do_object_t           *next;          /* in its hash bucket */
@@ -96,6 +99,10 @@ struct ngx_do_object_s {
     unsigned                   closing:1;
     unsigned                   evicting:1;
     unsigned                   wake_pending:1;
+    unsigned                   placed:1;      /* the hold was decided */
+    unsigned                   held:1;        /* its shard's hold */
+    unsigned                   deferred:1;    /* deferred durability now */
+    ngx_msec_t                 hold_waited;
 };
 
 
@@ -153,6 +160,9 @@ static ngx_do_object_t *ngx_do_object_get(u_char *id, ngx_do_namespace_t *ns,
     ngx_uint_t transient);
 static void ngx_do_object_run(ngx_do_object_t *obj);
 static void ngx_do_object_continue(ngx_do_object_t *obj);
+static ngx_int_t ngx_do_object_place(ngx_do_object_t *obj);
+static ngx_uint_t ngx_do_object_stale(ngx_do_object_t *obj,
+    ngx_int_t (*handler)(ngx_do_turn_t *t));
 static void ngx_do_object_loaded(ngx_do_storage_req_t *req);
 static void ngx_do_object_fail_all(ngx_do_object_t *obj, const char *msg);
 static ngx_int_t ngx_do_object_turn(ngx_do_object_t *obj,
@@ -243,6 +253,7 @@ static ngx_do_deliver_pt       ngx_do_deliver;
  * Turn pools are reset and reused, not created per turn; a list (not one
  * pool) because a turn's reply can start another object's turn at once.
  */
+static ngx_uint_t              ngx_do_objects_final;
 static ngx_event_t             ngx_do_sweep_event;
 static ngx_pool_t             *ngx_do_pools[8];
 static ngx_uint_t              ngx_do_npools;
@@ -282,6 +293,8 @@ ngx_do_objects_exit(void)
     if (ngx_do_objects == NULL) {
         return;
     }
+
+    ngx_do_objects_final = 1;
 
     for (i = 0; i <= ngx_do_objects_mask; i++) {
         while (ngx_do_objects[i]) {
@@ -621,6 +634,18 @@ ngx_do_object_continue(ngx_do_object_t *obj)
 
     for ( ;; ) {
 
+        if (!obj->placed && ngx_do_object_place(obj) == NGX_AGAIN) {
+            return;
+        }
+
+        if (obj->held && !obj->deferred && obj->ngroup == 0
+            && !ngx_do_handover_overlap())
+        {
+            /* the older workers are gone: back to deferred durability */
+            obj->deferred = 1;
+            ngx_do_handover_deferred(obj->id);
+        }
+
         if (ngx_do_backend->async && !obj->loaded) {
             obj->req = ngx_do_req_create(obj, ngx_do_object_loaded);
 
@@ -678,7 +703,7 @@ ngx_do_object_continue(ngx_do_object_t *obj)
             break;
         }
 
-        if (ngx_do_backend->async && !obj->ns->class->deferred) {
+        if (ngx_do_backend->async && !obj->deferred) {
             if (ngx_do_object_group(obj) == NGX_AGAIN) {
                 return;
             }
@@ -715,12 +740,81 @@ ngx_do_object_continue(ngx_do_object_t *obj)
 
     obj->busy = 0;
 
-    if ((obj->transient || ngx_exiting) && ngx_queue_empty(&obj->parked)) {
+    if ((obj->transient || ngx_exiting
+         || (obj->ns->class->deferred && ngx_do_handover_old()))
+        && ngx_queue_empty(&obj->parked))
+    {
         ngx_do_object_close(obj);
         return;
     }
 
     ngx_add_timer(&obj->idle, ngx_do_object_idle_time(obj));
+}
+
+
+/*
+ * Before its first turn, a deferred object takes its shard's hold; while
+ * another live worker holds it (one of the generation being replaced,
+ * still storing its state), its calls wait, NGX_DO_HANDOVER_WAIT at most.
+ * Without the hold (a worker being replaced, a transient run) it runs
+ * strictly: every turn checks the version and commits; it waits only
+ * while another worker keeps deferred state of the shard.
+ */
+static ngx_int_t
+ngx_do_object_place(ngx_do_object_t *obj)
+{
+    ngx_int_t  rc;
+
+    if (!obj->ns->class->deferred) {
+        obj->placed = 1;
+        return NGX_OK;
+    }
+
+    rc = ngx_do_handover_hold(obj->id, obj->transient,
+                              obj->hold_waited >= NGX_DO_HANDOVER_WAIT);
+
+    if (rc == NGX_BUSY) {
+        obj->hold_waited += NGX_DO_HANDOVER_RETRY;
+        ngx_add_timer(&obj->retry, NGX_DO_HANDOVER_RETRY);
+        return NGX_AGAIN;
+    }
+
+    obj->placed = 1;
+    obj->held = (rc == NGX_OK);
+    obj->deferred = obj->held && !ngx_do_handover_overlap();
+
+    if (obj->hold_waited) {
+        ngx_log_debug2(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                       "do: object of \"%V\" waited %M ms for its shard",
+                       &obj->ns->name, obj->hold_waited);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A newer generation started: the held objects that are idle store their
+ * state and go, so that their shards pass to the new owners.
+ */
+void
+ngx_do_objects_hand_over(void)
+{
+    ngx_uint_t        i;
+    ngx_do_object_t  *obj, *next;
+
+    for (i = 0; i <= ngx_do_objects_mask; i++) {
+        for (obj = ngx_do_objects[i]; obj; obj = next) {
+            next = obj->next;
+
+            if (obj->held && !obj->busy && !obj->closing
+                && ngx_queue_empty(&obj->mailbox)
+                && ngx_queue_empty(&obj->parked))
+            {
+                ngx_do_object_close(obj);
+            }
+        }
+    }
 }
 
 
@@ -821,7 +915,7 @@ ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call,
         return rc;
     }
 
-    if (obj->ns->class->deferred && !t->batch.clear) {
+    if (obj->deferred && !t->batch.clear) {
         if (ngx_do_object_defer(obj, &t->batch) != NGX_OK) {
             ngx_do_turn_free(t);
             goto failed;
@@ -836,7 +930,7 @@ ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call,
         return ngx_do_object_committed(obj, t, NGX_OK, obj->version);
     }
 
-    if (obj->ns->class->deferred) {
+    if (obj->deferred) {
         /* a clear replaces whatever was waiting to be stored */
         ngx_do_dirty_free(obj);
         obj->version = NGX_DO_VERSION_ANY;
@@ -916,7 +1010,7 @@ ngx_do_object_turn_run(ngx_do_object_t *obj, ngx_do_call_t *call,
      * asynchronous backend's objects trust their loaded state and find out
      * at commit time.
      */
-    if (!obj->ns->class->deferred && !ngx_do_backend->async) {
+    if (!obj->deferred && !ngx_do_backend->async) {
         if (ngx_do_backend->version(obj->id, &version) != NGX_OK) {
             goto failed;
         }
@@ -924,6 +1018,10 @@ ngx_do_object_turn_run(ngx_do_object_t *obj, ngx_do_call_t *call,
         if (version != obj->version) {
             ngx_do_cache_drop(obj);
             obj->version = version;
+
+            if (ngx_do_object_stale(obj, handler)) {
+                return NGX_BUSY;
+            }
         }
     }
 
@@ -988,6 +1086,28 @@ ngx_do_object_turn_run(ngx_do_object_t *obj, ngx_do_call_t *call,
 failed:
 
     return ngx_do_object_turn_fail(obj, call);
+}
+
+
+/*
+ * Another worker or node changed the object's stored state: what the
+ * class's init read into the object's memory is stale, so init runs again
+ * before the next call (the turn of handler, unless it is init itself,
+ * is retried after it).
+ */
+static ngx_uint_t
+ngx_do_object_stale(ngx_do_object_t *obj,
+    ngx_int_t (*handler)(ngx_do_turn_t *t))
+{
+    if (!obj->active || obj->ns->class->init == NULL
+        || handler == obj->ns->class->init)
+    {
+        return 0;
+    }
+
+    obj->active = 0;
+
+    return 1;
 }
 
 
@@ -1240,6 +1360,10 @@ ngx_do_object_group_end(ngx_do_object_t *obj, ngx_int_t rc, uint64_t version,
     /* the optimistic cache is wrong now: load again */
     ngx_do_cache_drop(obj);
 
+    if (rc == NGX_BUSY) {
+        (void) ngx_do_object_stale(obj, NULL);
+    }
+
     if (rc == NGX_BUSY && ++obj->tries < NGX_DO_TURN_TRIES) {
         ngx_do_stats->conflicts++;
 
@@ -1305,6 +1429,7 @@ ngx_do_object_committed(ngx_do_object_t *obj, ngx_do_turn_t *t, ngx_int_t rc,
     if (rc == NGX_BUSY) {
         ngx_do_stats->conflicts++;
         ngx_do_cache_drop(obj);
+        (void) ngx_do_object_stale(obj, NULL);
         ngx_do_turn_free(t);
         return NGX_BUSY;
     }
@@ -1333,7 +1458,7 @@ ngx_do_object_committed(ngx_do_object_t *obj, ngx_do_turn_t *t, ngx_int_t rc,
     }
 
     if (t->batch.writes.nelts || t->batch.clear) {
-        if (!obj->ns->class->deferred || t->batch.clear) {
+        if (!obj->deferred || t->batch.clear) {
             if (t->batch.clear) {
                 ngx_do_cache_drop(obj);
                 obj->loaded = ngx_do_backend->async ? 1 : 0;
@@ -1608,6 +1733,12 @@ ngx_do_object_free(ngx_do_object_t *obj)
     }
 
     ngx_do_cache_drop(obj);
+
+    /* at exit the hold goes once the last flushes were answered */
+    if (obj->held && !ngx_do_objects_final) {
+        ngx_do_handover_release(obj->id);
+    }
+
     for (op = &ngx_do_objects[ngx_do_object_hash(obj->id)
                               & ngx_do_objects_mask];
          *op != obj;
@@ -2058,7 +2189,7 @@ ngx_do_object_wake_enqueue(ngx_do_object_t *obj)
     call->src = NGX_DO_WAKE_SRC;
     call->req.method = NGX_DO_METHOD_WAKE;
 
-    if (ngx_do_backend->async && !obj->ns->class->deferred) {
+    if (ngx_do_backend->async && !obj->deferred) {
         /* the loaded state is what this worker last saw: read it again */
         ngx_do_cache_drop(obj);
     }
@@ -2540,7 +2671,7 @@ ngx_do_get(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value,
         ngx_memcpy(value->data, v.data, v.len);
         value->len = v.len;
 
-        if (*version > t->obj->version && !t->obj->ns->class->deferred) {
+        if (*version > t->obj->version && !t->obj->deferred) {
             /*
              * written after this turn checked the object's version: another
              * worker acts for it (a reload overlap); the commit will tell
