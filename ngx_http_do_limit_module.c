@@ -10,6 +10,11 @@
  * tokens the other limits took; otherwise the request goes on (after a
  * delay, with delay=).  A limiter that cannot answer fails open or closed
  * as its namespace says.
+ *
+ * Like limit_req, a request is limited once: an internal redirect (index,
+ * try_files, error_page) clears the module contexts, so the context is
+ * also kept in a pool cleanup and found there again; a request that has
+ * been decided is neither charged nor given its headers a second time.
  */
 
 
@@ -75,6 +80,9 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_do_limit_handler(ngx_http_request_t *r);
+static ngx_http_do_limit_ctx_t *ngx_http_do_limit_get_ctx(
+    ngx_http_request_t *r);
+static void ngx_http_do_limit_cleanup(void *data);
 static void ngx_http_do_limit_reply(ngx_http_request_t *r, void *data,
     ngx_http_do_reply_t *reply);
 static ngx_int_t ngx_http_do_limit_decide(ngx_http_request_t *r,
@@ -173,6 +181,7 @@ ngx_http_do_limit_handler(ngx_http_request_t *r)
 {
     ngx_str_t                      key;
     ngx_uint_t                     i;
+    ngx_pool_cleanup_t            *cln;
     ngx_http_do_limit_t          **limit;
     ngx_http_do_limit_ctx_t       *ctx;
     ngx_http_do_limit_result_t    *res;
@@ -188,7 +197,7 @@ ngx_http_do_limit_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_do_limit_module);
+    ctx = ngx_http_do_limit_get_ctx(r);
 
     if (ctx) {
         if (ctx->done) {
@@ -215,6 +224,14 @@ ngx_http_do_limit_handler(ngx_http_request_t *r)
     if (ctx->results == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_do_limit_cleanup;
+    cln->data = ctx;
 
     ngx_http_set_ctx(r, ctx, ngx_http_do_limit_module);
 
@@ -260,6 +277,46 @@ ngx_http_do_limit_handler(ngx_http_request_t *r)
     }
 
     return ngx_http_do_limit_decide(r, ctx);
+}
+
+
+/*
+ * The request's context, also after an internal redirect cleared it (as
+ * the realip module finds its own); set again, so that later phases and
+ * variables see it.
+ */
+static ngx_http_do_limit_ctx_t *
+ngx_http_do_limit_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_do_limit_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_do_limit_module);
+
+    if (ctx != NULL || !(r->internal || r->filter_finalize)) {
+        return ctx;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_do_limit_cleanup) {
+            ctx = cln->data;
+
+            ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "do_limit context found after a redirect");
+
+            ngx_http_set_ctx(r, ctx, ngx_http_do_limit_module);
+            break;
+        }
+    }
+
+    return ctx;
+}
+
+
+/* nothing to release: the cleanup only carries the context (see above) */
+static void
+ngx_http_do_limit_cleanup(void *data)
+{
 }
 
 
@@ -578,7 +635,7 @@ ngx_http_do_limit_status_variable(ngx_http_request_t *r,
 {
     ngx_http_do_limit_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_do_limit_module);
+    ctx = ngx_http_do_limit_get_ctx(r->main);
 
     if (ctx == NULL || ctx->status == 0) {
         v->not_found = 1;
@@ -601,7 +658,7 @@ ngx_http_do_limit_remaining_variable(ngx_http_request_t *r,
 {
     ngx_http_do_limit_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_do_limit_module);
+    ctx = ngx_http_do_limit_get_ctx(r->main);
 
     if (ctx == NULL || ctx->remaining < 0) {
         v->not_found = 1;
