@@ -10,6 +10,11 @@
  * tokens the other limits took; otherwise the request goes on (after a
  * delay, with delay=).  A limiter that cannot answer fails open or closed
  * as its namespace says.
+ *
+ * Like limit_req, a request is limited once: an internal redirect (index,
+ * try_files, error_page) clears the module contexts, so the context is
+ * also kept in a pool cleanup and found there again; a request that has
+ * been decided is neither charged nor given its headers a second time.
  */
 
 
@@ -55,7 +60,7 @@ typedef struct {
     u_char                     id[NGX_DO_ID_LEN];
     ngx_uint_t                 status;        /* 0: skipped (empty key) */
     int64_t                    remaining;
-    int64_t                    reset;         /* ms */
+    int64_t                    next;          /* ms, see the class */
     int64_t                    retry;         /* ms */
     int64_t                    delay;         /* ms */
     unsigned                   failed:1;
@@ -75,12 +80,19 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_do_limit_handler(ngx_http_request_t *r);
+static ngx_http_do_limit_ctx_t *ngx_http_do_limit_get_ctx(
+    ngx_http_request_t *r);
+static void ngx_http_do_limit_cleanup(void *data);
 static void ngx_http_do_limit_reply(ngx_http_request_t *r, void *data,
     ngx_http_do_reply_t *reply);
 static ngx_int_t ngx_http_do_limit_decide(ngx_http_request_t *r,
     ngx_http_do_limit_ctx_t *ctx);
 static ngx_int_t ngx_http_do_limit_headers(ngx_http_request_t *r,
     ngx_http_do_limit_result_t *res, ngx_uint_t rejected);
+static void ngx_http_do_limit_policy(ngx_do_rl_conf_t *conf, uint64_t *q,
+    uint64_t *w);
+static uint64_t ngx_http_do_limit_window(ngx_do_rl_conf_t *conf,
+    uint64_t q);
 static void ngx_http_do_limit_refund_reply(ngx_http_request_t *r,
     void *data, ngx_http_do_reply_t *reply);
 static void ngx_http_do_limit_delay(ngx_http_request_t *r);
@@ -173,6 +185,7 @@ ngx_http_do_limit_handler(ngx_http_request_t *r)
 {
     ngx_str_t                      key;
     ngx_uint_t                     i;
+    ngx_pool_cleanup_t            *cln;
     ngx_http_do_limit_t          **limit;
     ngx_http_do_limit_ctx_t       *ctx;
     ngx_http_do_limit_result_t    *res;
@@ -188,7 +201,7 @@ ngx_http_do_limit_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_do_limit_module);
+    ctx = ngx_http_do_limit_get_ctx(r);
 
     if (ctx) {
         if (ctx->done) {
@@ -215,6 +228,14 @@ ngx_http_do_limit_handler(ngx_http_request_t *r)
     if (ctx->results == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_do_limit_cleanup;
+    cln->data = ctx;
 
     ngx_http_set_ctx(r, ctx, ngx_http_do_limit_module);
 
@@ -263,6 +284,46 @@ ngx_http_do_limit_handler(ngx_http_request_t *r)
 }
 
 
+/*
+ * The request's context, also after an internal redirect cleared it (as
+ * the realip module finds its own); set again, so that later phases and
+ * variables see it.
+ */
+static ngx_http_do_limit_ctx_t *
+ngx_http_do_limit_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_do_limit_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_do_limit_module);
+
+    if (ctx != NULL || !(r->internal || r->filter_finalize)) {
+        return ctx;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_do_limit_cleanup) {
+            ctx = cln->data;
+
+            ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "do_limit context found after a redirect");
+
+            ngx_http_set_ctx(r, ctx, ngx_http_do_limit_module);
+            break;
+        }
+    }
+
+    return ctx;
+}
+
+
+/* nothing to release: the cleanup only carries the context (see above) */
+static void
+ngx_http_do_limit_cleanup(void *data)
+{
+}
+
+
 static void
 ngx_http_do_limit_reply(ngx_http_request_t *r, void *data,
     ngx_http_do_reply_t *reply)
@@ -283,7 +344,7 @@ ngx_http_do_limit_reply(ngx_http_request_t *r, void *data,
         && (reply->status == NGX_HTTP_OK
             || reply->status == NGX_HTTP_TOO_MANY_REQUESTS))
     {
-        /* "<remaining> <reset ms> <retry ms> <delay ms>" */
+        /* "<remaining> <next ms> <retry ms> <delay ms>" */
         p = reply->body.data;
         last = p + reply->body.len;
 
@@ -300,7 +361,7 @@ ngx_http_do_limit_reply(ngx_http_request_t *r, void *data,
         }
 
         res->remaining = v[0];
-        res->reset = v[1];
+        res->next = v[1];
         res->retry = v[2];
         res->delay = v[3];
 
@@ -497,35 +558,22 @@ ngx_http_do_limit_delay(ngx_http_request_t *r)
 
 
 /*
- * draft-ietf-httpapi-ratelimit-headers-11:
+ * draft-ietf-httpapi-ratelimit-headers-10, see ngx_http_do_limit_policy:
  *   RateLimit-Policy: "ns";q=<quota>;w=<window seconds>
- *   RateLimit: "ns";r=<remaining>;t=<seconds until full>
- * and Retry-After on a rejection.
+ *   RateLimit: "ns";r=<remaining>;t=<seconds until one more than r passes>
+ * and Retry-After on a rejection (then t is the same).
  */
 static ngx_int_t
 ngx_http_do_limit_headers(ngx_http_request_t *r,
     ngx_http_do_limit_result_t *res, ngx_uint_t rejected)
 {
-    u_char            *p;
-    uint64_t           q, w, a, b;
-    ngx_str_t         *name;
-    ngx_do_rl_conf_t  *conf;
+    u_char     *p;
+    uint64_t    q, w;
+    ngx_str_t  *name;
 
-    conf = res->limit->ns->conf;
     name = &res->limit->ns->name;
 
-    /* the rate as a quota per window, in lowest terms */
-    q = conf->rate_milli;
-    w = (uint64_t) conf->period * 1000;
-
-    for (a = q, b = w; b; ) {
-        uint64_t  tmp = a % b;
-        a = b;
-        b = tmp;
-    }
-
-    q /= a;
-    w /= a;
+    ngx_http_do_limit_policy(res->limit->ns->conf, &q, &w);
 
     p = ngx_pnalloc(r->pool, name->len + 2 * NGX_INT64_LEN + 16);
     if (p == NULL) {
@@ -548,7 +596,7 @@ ngx_http_do_limit_headers(ngx_http_request_t *r,
     if (ngx_http_do_add_header(r, "RateLimit", p,
                                      ngx_sprintf(p, "\"%V\";r=%L;t=%L",
                                                  name, res->remaining,
-                                                 (res->reset + 999) / 1000)
+                                                 (res->next + 999) / 1000)
                                      - p)
         != NGX_OK)
     {
@@ -572,13 +620,64 @@ ngx_http_do_limit_headers(ngx_http_request_t *r,
 }
 
 
+/*
+ * The bucket (burst + 1 requests, refilled at the rate) as a quota q per
+ * window w of whole seconds.  A client that sends q at once every w
+ * seconds is never rejected when q <= burst + 1 and q <= rate * w; r (at
+ * most burst after a request passed) never exceeds q when q >= burst.  So
+ * q is burst or burst + 1 (1 without a burst), each with the fewest whole
+ * seconds that refill it, w = ceil(q / rate); of the two, the one with the
+ * higher q / w wins, on a tie the larger q.  q / w is the rate itself when
+ * some w in whole seconds refills q exactly, and below it otherwise (at
+ * most burst + 1 per second when the bucket holds less than a second).
+ */
+static void
+ngx_http_do_limit_policy(ngx_do_rl_conf_t *conf, uint64_t *q, uint64_t *w)
+{
+    uint64_t  q1, w1, w2;
+
+    *q = (uint64_t) conf->burst + 1;
+    *w = ngx_http_do_limit_window(conf, *q);
+
+    if (conf->burst == 0) {
+        return;
+    }
+
+    q1 = conf->burst;
+    w1 = ngx_http_do_limit_window(conf, q1);
+    w2 = *w;
+
+    /*
+     * q1 / w1 > (q1 + 1) / w2, that is q1 * (w2 - w1) > w1: no overflow,
+     * as w2 - w1 is at most 60001 (at 0.001r/m)
+     */
+    if (q1 * (w2 - w1) > w1) {
+        *q = q1;
+        *w = w1;
+    }
+}
+
+
+/* the fewest whole seconds in which the rate grants q requests */
+static uint64_t
+ngx_http_do_limit_window(ngx_do_rl_conf_t *conf, uint64_t q)
+{
+    uint64_t  n;
+
+    /* the rate is rate_milli / 1000 per period: q * period * 1000 / milli */
+    n = q * conf->period * 1000;
+
+    return (n + conf->rate_milli - 1) / conf->rate_milli;
+}
+
+
 static ngx_int_t
 ngx_http_do_limit_status_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
     ngx_http_do_limit_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_do_limit_module);
+    ctx = ngx_http_do_limit_get_ctx(r->main);
 
     if (ctx == NULL || ctx->status == 0) {
         v->not_found = 1;
@@ -601,7 +700,7 @@ ngx_http_do_limit_remaining_variable(ngx_http_request_t *r,
 {
     ngx_http_do_limit_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_do_limit_module);
+    ctx = ngx_http_do_limit_get_ctx(r->main);
 
     if (ctx == NULL || ctx->remaining < 0) {
         v->not_found = 1;

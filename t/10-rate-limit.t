@@ -76,7 +76,7 @@ my $pass = grep { /^200 / } @r;
 my @rej = grep { /^429 / } @r;
 is($pass, 21, '200 concurrent requests on one key: exactly burst+1 = 21 pass');
 is(scalar @rej, 179, '... and 179 are rejected with 429');
-is(scalar(grep { m{^429 \d+ "api";r=0;t=\d+ "api";q=1;w=60$} } @rej), 179,
+is(scalar(grep { m{^429 \d+ "api";r=0;t=\d+ "api";q=21;w=1260$} } @rej), 179,
    '... each with Retry-After, RateLimit and RateLimit-Policy');
 wait_for(sub { origin_hits('/api?k=hot') >= 21 }, 5);
 is(origin_hits('/api?k=hot'), 21, 'rejected requests never reach the origin');
@@ -87,7 +87,8 @@ my $r2 = http($p, 'GET', '/slow?k=x');
 is($r1->{status}, 200, 'the first request at 2r/s passes');
 like($r1->{headers}{ratelimit} // '', qr/^"slow";r=0;t=1$/,
      'headers=on adds RateLimit to passed responses');
-is($r1->{headers}{'ratelimit-policy'}, '"slow";q=2;w=1', '... and RateLimit-Policy');
+is($r1->{headers}{'ratelimit-policy'}, '"slow";q=1;w=1',
+   '... and RateLimit-Policy (one at a time: no burst)');
 is($r2->{status}, 429, 'the second at once is rejected');
 my $wait = $r2->{headers}{'retry-after'};
 is($wait, 1, 'Retry-After says 1 second');

@@ -17,8 +17,10 @@
  *
  * Calls: NGX_DO_METHOD_GATE with args "op=take" or "op=refund" (do_limit),
  * and GET (inspect the bucket without taking).  A gate reply is 200 (pass)
- * or 429 (reject) with the body "<remaining> <reset ms> <retry ms> <delay
- * ms>", read by ngx_http_do_limit_module.c.
+ * or 429 (reject) with the body "<remaining> <next ms> <retry ms> <delay
+ * ms>", read by ngx_http_do_limit_module.c; "next" is the time until one
+ * request more than the remaining ones would pass (the RateLimit field's
+ * t), which on a rejection is the retry time.
  */
 
 
@@ -291,7 +293,7 @@ static ngx_int_t
 ngx_do_rl_take(ngx_do_turn_t *t, ngx_do_rl_conf_t *conf,
     ngx_do_rl_state_t *st, int64_t now)
 {
-    int64_t     tat, tau, wait, delay, reset, remaining;
+    int64_t     tat, tau, wait, delay, reset, remaining, next;
     ngx_str_t   body;
     u_char      buf[96];
 
@@ -307,7 +309,7 @@ ngx_do_rl_take(ngx_do_turn_t *t, ngx_do_rl_conf_t *conf,
 
     if (wait > 0) {
         body.data = buf;
-        body.len = ngx_sprintf(buf, "0 %L %L 0", (tat - now + 999) / 1000,
+        body.len = ngx_sprintf(buf, "0 %L %L 0", (wait + 999) / 1000,
                                (wait + 999) / 1000)
                    - buf;
 
@@ -328,12 +330,19 @@ ngx_do_rl_take(ngx_do_turn_t *t, ngx_do_rl_conf_t *conf,
         return NGX_ERROR;
     }
 
+    /*
+     * "remaining" more pass at once; the one after them passes when the
+     * TAT they leave, reset + remaining * T from now, is within tau: in
+     * (0, T] from now
+     */
     reset = st->tat - now;
-    remaining = (tau + conf->interval - reset) / conf->interval;
+    remaining = ngx_max((tau + conf->interval - reset) / conf->interval, 0);
+    next = reset + remaining * conf->interval - tau;
 
     body.data = buf;
-    body.len = ngx_sprintf(buf, "%L %L 0 %L", ngx_max(remaining, 0),
-                           (reset + 999) / 1000, (delay + 999) / 1000)
+    body.len = ngx_sprintf(buf, "%L %L 0 %L", remaining,
+                           (ngx_max(next, 0) + 999) / 1000,
+                           (delay + 999) / 1000)
                - buf;
 
     return ngx_do_reply(t, NGX_HTTP_OK, "text/plain", &body, 0);

@@ -14,7 +14,7 @@ use POSIX qw(:sys_wait_h);
 use Test::More;
 use Time::HiRes qw(sleep time);
 
-our @EXPORT_OK = qw(free_port http parallel wait_for nginx_t);
+our @EXPORT_OK = qw(free_port http header_count parallel wait_for nginx_t);
 
 my $ROOT = abs_path(__FILE__) =~ s{/t/lib/DoTest\.pm$}{}r;
 
@@ -358,7 +358,9 @@ sub wait_for {
 
 # http($port, $method, $uri, body => ..., headers => {...}, keep => $sock)
 # One request on a new connection (or on the given keep-alive socket);
-# returns {status, headers => {lowercased}, body}, or {status => 0, error}.
+# returns {status, headers => {lowercased}, body, head}, or {status => 0,
+# error}; head is the status line and header lines as received, for fields
+# that may come more than once (see header_count).
 sub http {
     my ($port, $method, $uri, %a) = @_;
     my $body = $a{body} // '';
@@ -379,12 +381,12 @@ sub http {
     return { status => 0, error => "write: $!" } unless $ok;
 
     my $buf = '';
-    my ($status, %h, $head_len);
+    my ($status, %h, $head, $head_len);
     while (1) {
         my $n = sysread($s, $buf, 65536, length $buf);
         return { status => 0, error => "read: " . ($n // $!) } unless $n;
         if (!defined $head_len && (my $i = index($buf, "\r\n\r\n")) >= 0) {
-            my $head = substr($buf, 0, $i);
+            $head = substr($buf, 0, $i);
             $head_len = $i + 4;
             my @lines = split /\r\n/, $head;
             ($status) = $lines[0] =~ m{^HTTP/1\.\d (\d+)};
@@ -400,7 +402,13 @@ sub http {
     }
     close $s unless $a{sock};
     return { status => $status, headers => \%h,
-             body => substr($buf, $head_len) };
+             body => substr($buf, $head_len), head => $head };
+}
+
+# how many times a field appears in an http() answer's head
+sub header_count {
+    my ($r, $name) = @_;
+    return scalar(() = ($r->{head} // '') =~ /^\Q$name\E:/mgi);
 }
 
 # Runs $n children of $code->($i); each returns a list of lines; returns
