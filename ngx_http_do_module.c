@@ -39,6 +39,8 @@ typedef struct {
     ngx_shm_zone_t            *handover_zone;
     ngx_do_redis_conf_t       *redis;
     ngx_flag_t                 storage_set;
+    u_char                    *storage_file;
+    ngx_uint_t                 storage_line;
     size_t                     size;
     ngx_msec_t                 idle_timeout;
     ngx_msec_t                 call_timeout;
@@ -1184,6 +1186,19 @@ ngx_http_do_postconfiguration(ngx_conf_t *cf)
         }
     }
 
+    /*
+     * Without do_secret the key of IDs is random per storage zone: Redis
+     * state would be orphaned at a full restart and differ between nodes.
+     */
+    if (dmcf->redis && !dmcf->secret_set) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "do_storage redis needs do_secret: object IDs must "
+                      "be the same after restarts and on every node, "
+                      "set do_secret in %s:%ui",
+                      dmcf->storage_file, dmcf->storage_line);
+        return NGX_ERROR;
+    }
+
     if (dmcf->namespaces.nelts == 0) {
         return NGX_OK;
     }
@@ -1230,9 +1245,7 @@ ngx_http_do_postconfiguration(ngx_conf_t *cf)
         ngx_log_error(NGX_LOG_WARN, cf->log, 0,
                       "do: no do_secret is set, object IDs from name= "
                       "and unique IDs change when the storage zone is "
-                      "recreated (a full restart)%s",
-                      dmcf->redis ? ", and redis storage then loses sight "
-                                    "of its objects" : "");
+                      "recreated (a full restart)");
     }
 
     return NGX_OK;
@@ -1318,6 +1331,8 @@ ngx_http_do_storage(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     dmcf->storage_set = 1;
+    dmcf->storage_file = cf->conf_file->file.name.data;
+    dmcf->storage_line = cf->conf_file->line;
     value = cf->args->elts;
 
     redis = 0;
@@ -1414,7 +1429,7 @@ ngx_http_do_storage(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    /* with redis the zone only holds the random secret and is tiny */
+    /* with redis (and so do_secret) the zone holds no state: keep it tiny */
     dmcf->size = redis ? 8 * ngx_pagesize : (size_t) size;
 
     return NGX_CONF_OK;

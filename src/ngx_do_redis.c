@@ -9,12 +9,17 @@
  * socket has bytes (FIONREAD).
  *
  * Each worker opens pool= connections after fork and never shares them.  A
- * connection is CONNECTING (commands queue in hiredis), READY, or DOWN
- * (waiting to reconnect, with a backoff from 100 ms to 5 s): commands to a
- * DOWN connection fail at once, so callers answer 503 fast.  A connection
- * whose oldest command goes unanswered for timeout= is dropped, which
+ * connection is CONNECTING (the TCP connect, then AUTH and SELECT), READY
+ * (both have succeeded), or DOWN (waiting to reconnect, with a backoff from
+ * 100 ms to 5 s).  A command goes to a READY connection, the hinted one
+ * first; when none is, a CONNECTING one holds it, formatted, in its own
+ * queue and sends it only once its setup has succeeded, so that nothing
+ * runs unauthenticated or on the wrong db.  A failed AUTH or SELECT takes
+ * the connection DOWN and fails what it held; commands to DOWN connections
+ * fail at once, so callers answer 503 fast.  A connection whose oldest
+ * command (held or sent) goes unanswered for timeout= is dropped, which
  * answers every command on it with an error.  Errors are logged at most
- * once a second.
+ * once a second, except a failed AUTH or SELECT.
  */
 
 
@@ -40,11 +45,17 @@
 #define NGX_DO_REDIS_BACKOFF_MAX  5000
 
 
+/*
+ * pending counts the commands held and sent that await an answer; setup
+ * the AUTH and SELECT not yet answered; held is empty unless CONNECTING.
+ */
 typedef struct {
     redisAsyncContext         *ac;
     ngx_connection_t          *c;
     ngx_uint_t                 state;
     ngx_uint_t                 pending;
+    ngx_uint_t                 setup;
+    ngx_queue_t                held;          /* ngx_do_redis_cmd_t */
     ngx_msec_t                 backoff;
     ngx_event_t                timeout;
     ngx_event_t                reconnect;
@@ -58,8 +69,12 @@ static void ngx_do_redis_disconnected(const redisAsyncContext *ac,
 static void ngx_do_redis_down(ngx_do_redis_conn_t *conn);
 static void ngx_do_redis_reconnect_handler(ngx_event_t *ev);
 static void ngx_do_redis_timeout_handler(ngx_event_t *ev);
+static ngx_int_t ngx_do_redis_setup(redisAsyncContext *ac,
+    const char *name, int argc, const char **argv, const size_t *argvlen);
 static void ngx_do_redis_setup_reply(redisAsyncContext *ac, void *r,
     void *privdata);
+static void ngx_do_redis_set_ready(ngx_do_redis_conn_t *conn);
+static void ngx_do_redis_fail_held(ngx_do_redis_conn_t *conn);
 static void ngx_do_redis_reply(redisAsyncContext *ac, void *r,
     void *privdata);
 
@@ -73,11 +88,18 @@ static void ngx_do_redis_read_handler(ngx_event_t *rev);
 static void ngx_do_redis_write_handler(ngx_event_t *wev);
 
 
-/* a command in flight: the caller's callback, and its connection */
+/*
+ * A command in flight: the caller's callback, and its connection.  While a
+ * connection in setup holds it, it is in the connection's held queue and
+ * buf is the formatted command (hiredis memory); otherwise buf is NULL.
+ */
 typedef struct {
     ngx_do_redis_conn_t       *conn;
     ngx_do_redis_reply_pt      handler;
     void                      *data;
+    ngx_queue_t                queue;
+    char                      *buf;
+    size_t                     len;
 } ngx_do_redis_cmd_t;
 
 
@@ -122,6 +144,7 @@ ngx_do_redis_init(ngx_cycle_t *cycle, ngx_do_redis_conf_t *conf)
     for (i = 0; i < conf->pool; i++) {
         conn = &ngx_do_redis_conns[i];
         conn->backoff = NGX_DO_REDIS_BACKOFF_MIN;
+        ngx_queue_init(&conn->held);
 
         /*
          * Not cancelable: a worker that is shutting down waits for the
@@ -227,6 +250,7 @@ ngx_do_redis_exit(void)
         }
 
         conn->state = NGX_DO_REDIS_DOWN;
+        ngx_do_redis_fail_held(conn);
     }
 
     ngx_do_redis_conns = NULL;
@@ -250,7 +274,8 @@ ngx_do_redis_ready(void)
 
 /*
  * Sends one command on the connection the hint picks (so that one
- * object's commands stay in order), or on the next usable one.  NGX_OK:
+ * object's commands stay in order), or on the next ready one, or holds it
+ * on a connection whose AUTH and SELECT have not answered yet.  NGX_OK:
  * the handler will run with the reply, or with NULL if the connection
  * fails first.  NGX_ERROR: no connection can take it now (the handler will
  * not run).
@@ -259,6 +284,7 @@ ngx_int_t
 ngx_do_redis_command(ngx_uint_t hint, ngx_do_redis_reply_pt handler,
     void *data, int argc, const char **argv, const size_t *argvlen)
 {
+    int                   len;
     ngx_uint_t            i;
     ngx_do_redis_cmd_t   *cmd;
     ngx_do_redis_conn_t  *conn;
@@ -272,13 +298,17 @@ ngx_do_redis_command(ngx_uint_t hint, ngx_do_redis_reply_pt handler,
         return NGX_ERROR;
     }
 
+    cmd->conn = NULL;
     cmd->handler = handler;
     cmd->data = data;
+    ngx_queue_init(&cmd->queue);
+    cmd->buf = NULL;
+    cmd->len = 0;
 
     for (i = 0; i < ngx_do_redis_conf->pool; i++) {
         conn = &ngx_do_redis_conns[(hint + i) % ngx_do_redis_conf->pool];
 
-        if (conn->ac == NULL || conn->state == NGX_DO_REDIS_DOWN) {
+        if (conn->ac == NULL || conn->state != NGX_DO_REDIS_READY) {
             continue;
         }
 
@@ -293,6 +323,28 @@ ngx_do_redis_command(ngx_uint_t hint, ngx_do_redis_reply_pt handler,
 
         /* a connection on its way down: try the next one */
         ngx_do_redis_error("command not sent", conn->ac->errstr);
+    }
+
+    for (i = 0; i < ngx_do_redis_conf->pool; i++) {
+        conn = &ngx_do_redis_conns[(hint + i) % ngx_do_redis_conf->pool];
+
+        if (conn->ac == NULL || conn->state != NGX_DO_REDIS_CONNECTING) {
+            continue;
+        }
+
+        len = redisFormatCommandArgv(&cmd->buf, argc, argv, argvlen);
+        if (len < 0) {
+            break;
+        }
+
+        cmd->conn = conn;
+        cmd->len = len;
+        ngx_queue_insert_tail(&conn->held, &cmd->queue);
+
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ngx_do_redis_log, 0,
+                       "do: redis command held until setup, %uz bytes",
+                       cmd->len);
+        goto sent;
     }
 
     ngx_free(cmd);
@@ -374,6 +426,7 @@ ngx_do_redis_connect(ngx_do_redis_conn_t *conn)
 
     ac->data = conn;
     conn->ac = ac;
+    conn->setup = 0;
 
     if (ngx_do_redis_attach(conn) != NGX_OK) {
         conn->ac = NULL;
@@ -397,14 +450,18 @@ ngx_do_redis_connect(ngx_do_redis_conn_t *conn)
             argvlen[1] = conf->user.len;
             argv[2] = (const char *) conf->password.data;
             argvlen[2] = conf->password.len;
-            (void) redisAsyncCommandArgv(ac, ngx_do_redis_setup_reply,
-                                         (void *) "AUTH", 3, argv, argvlen);
+
+            if (ngx_do_redis_setup(ac, "AUTH", 3, argv, argvlen) != NGX_OK) {
+                goto failed;
+            }
 
         } else {
             argv[1] = (const char *) conf->password.data;
             argvlen[1] = conf->password.len;
-            (void) redisAsyncCommandArgv(ac, ngx_do_redis_setup_reply,
-                                         (void *) "AUTH", 2, argv, argvlen);
+
+            if (ngx_do_redis_setup(ac, "AUTH", 2, argv, argvlen) != NGX_OK) {
+                goto failed;
+            }
         }
     }
 
@@ -413,18 +470,54 @@ ngx_do_redis_connect(ngx_do_redis_conn_t *conn)
         argvlen[0] = 6;
         argv[1] = (const char *) db;
         argvlen[1] = ngx_sprintf(db, "%ui", conf->db) - db;
-        (void) redisAsyncCommandArgv(ac, ngx_do_redis_setup_reply,
-                                     (void *) "SELECT", 2, argv, argvlen);
+
+        if (ngx_do_redis_setup(ac, "SELECT", 2, argv, argvlen) != NGX_OK) {
+            goto failed;
+        }
     }
+
+    return;
+
+failed:
+
+    /* not connected yet: hiredis calls no disconnect hook */
+    ngx_do_redis_error("setup not sent", ac->errstr);
+    conn->ac = NULL;
+    redisAsyncFree(ac);
+    ngx_do_redis_down(conn);
+}
+
+
+/* one setup command; the connection is READY once all have succeeded */
+static ngx_int_t
+ngx_do_redis_setup(redisAsyncContext *ac, const char *name, int argc,
+    const char **argv, const size_t *argvlen)
+{
+    ngx_do_redis_conn_t  *conn = ac->data;
+
+    if (redisAsyncCommandArgv(ac, ngx_do_redis_setup_reply, (void *) name,
+                              argc, argv, argvlen)
+        != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    conn->setup++;
+
+    return NGX_OK;
 }
 
 
 static void
 ngx_do_redis_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
-    redisReply  *reply = r;
+    redisReply           *reply = r;
+    ngx_do_redis_conn_t  *conn;
 
-    if (reply == NULL) {
+    conn = ac->data;
+
+    if (reply == NULL || conn->state != NGX_DO_REDIS_CONNECTING) {
+        /* the connection is going down already (e.g. a failed AUTH) */
         return;
     }
 
@@ -434,8 +527,17 @@ ngx_do_redis_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
                       "do: redis %V: %s failed: %*s",
                       &ngx_do_redis_conf->url, (char *) privdata,
                       (size_t) reply->len, reply->str);
-        ((ngx_do_redis_conn_t *) ac->data)->state = NGX_DO_REDIS_DOWN;
+
+        conn->state = NGX_DO_REDIS_DOWN;
+        ngx_do_redis_fail_held(conn);
+
+        /* after the replies still due; the disconnect hook reconnects */
         redisAsyncDisconnect(ac);
+        return;
+    }
+
+    if (--conn->setup == 0) {
+        ngx_do_redis_set_ready(conn);
     }
 }
 
@@ -453,10 +555,73 @@ ngx_do_redis_connected(const redisAsyncContext *ac, int status)
         return;
     }
 
+    if (conn->setup == 0) {
+        ngx_do_redis_set_ready(conn);
+    }
+}
+
+
+/* AUTH and SELECT have succeeded: what waited for them goes out in order */
+static void
+ngx_do_redis_set_ready(ngx_do_redis_conn_t *conn)
+{
+    ngx_queue_t         *q;
+    ngx_do_redis_cmd_t  *cmd;
+
     conn->state = NGX_DO_REDIS_READY;
 
     ngx_log_error(NGX_LOG_INFO, ngx_do_redis_log, 0,
                   "do: redis %V: connected", &ngx_do_redis_conf->url);
+
+    while (!ngx_queue_empty(&conn->held)
+           && conn->state == NGX_DO_REDIS_READY && conn->ac)
+    {
+        q = ngx_queue_head(&conn->held);
+        ngx_queue_remove(q);
+        cmd = ngx_queue_data(q, ngx_do_redis_cmd_t, queue);
+
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ngx_do_redis_log, 0,
+                       "do: redis held command sent, %uz bytes", cmd->len);
+
+        if (redisAsyncFormattedCommand(conn->ac, ngx_do_redis_reply, cmd,
+                                       cmd->buf, cmd->len)
+            == REDIS_OK)
+        {
+            redisFreeCommand(cmd->buf);
+            cmd->buf = NULL;
+            continue;
+        }
+
+        ngx_do_redis_error("command not sent", conn->ac->errstr);
+
+        ngx_queue_insert_head(&conn->held, q);
+        break;
+    }
+
+    ngx_do_redis_fail_held(conn);
+}
+
+
+/*
+ * The setup failed or the connection is down: the commands it held are
+ * answered with NULL now, so that their calls get 503 at once.
+ */
+static void
+ngx_do_redis_fail_held(ngx_do_redis_conn_t *conn)
+{
+    ngx_queue_t         *q;
+    ngx_do_redis_cmd_t  *cmd;
+
+    while (!ngx_queue_empty(&conn->held)) {
+        q = ngx_queue_head(&conn->held);
+        ngx_queue_remove(q);
+        cmd = ngx_queue_data(q, ngx_do_redis_cmd_t, queue);
+
+        redisFreeCommand(cmd->buf);
+        cmd->buf = NULL;
+
+        ngx_do_redis_reply(conn->ac, NULL, cmd);
+    }
 }
 
 
@@ -478,6 +643,7 @@ static void
 ngx_do_redis_down(ngx_do_redis_conn_t *conn)
 {
     conn->state = NGX_DO_REDIS_DOWN;
+    ngx_do_redis_fail_held(conn);
     conn->pending = 0;
 
     if (conn->timeout.timer_set) {

@@ -83,6 +83,14 @@ fails_like("do_storage memory size=1k;\n$ok_ns",
 fails_like("do_storage floppy;\n$ok_ns",
            qr/unsupported do storage "floppy"/, $base, 'unknown storage');
 
+# IDs must not change at a restart or between nodes sharing one Redis
+fails_like("do_storage redis://127.0.0.1:6379/0;\n$ok_ns",
+           qr/do_storage redis needs do_secret: object IDs must be the same after restarts and on every node/,
+           $base, 'redis storage without do_secret');
+fails_like("${ok_ns}do_storage redis+unix:///tmp/redis.sock?db=1;\n",
+           qr/do_storage redis needs do_secret/, $base + 1,
+           'redis storage over a unix socket without do_secret');
+
 fails_like("do_secret /nonexistent/secret;\n$ok_ns",
            qr/open\(\) "\/nonexistent\/secret" failed/, $base,
            'missing secret file');
@@ -131,6 +139,19 @@ fails_like("do_namespace api rate_limiter rate=1r/s;\n"
                               . "location / { do_pass state name=\$uri; } }\n");
     is($rc, 0, 'a correct configuration passes nginx -t') or diag $out;
     like($out, qr/no do_secret is set/, 'a missing do_secret is warned about');
+}
+
+{
+    my $t = DoTest->new(http => '');
+    my $f = $t->prefix . '/do.secret';
+    open my $fh, '>', $f or die;
+    print $fh "a secret for nginx -t with redis\n";
+    close $fh;
+    my ($rc, $out) = nginx_t("do_storage redis://127.0.0.1:6379/0;\n"
+                              . "do_secret $f;\n$ok_ns");
+    is($rc, 0, 'redis storage with do_secret (after it) passes nginx -t')
+        or diag $out;
+    unlike($out, qr/do_secret/, '... without a warning');
 }
 
 # every example passes nginx -t

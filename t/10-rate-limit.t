@@ -1,7 +1,8 @@
 # do_limit with the rate_limiter class: exact across workers, refill at the
 # rate, RateLimit headers, independent keys, several limits per location,
 # rejected requests never reach the origin, dry_run, delay, a reload that
-# changes the rate keeps the keys' state, and idle keys are forgotten.
+# changes the rate keeps the keys' state, idle keys are forgotten, and on
+# Redis an exhausted key stays exhausted across a full stop.
 
 use strict;
 use warnings;
@@ -168,6 +169,18 @@ ok(wait_for(sub {
                     : $s->{storage}{free} >= $free0);
    }, 15),
    'full buckets are forgotten: objects evicted and storage back where it was');
+
+# Redis keeps a key's state across a full stop: the same key (do_secret)
+# reaches the same bucket
+if (DoTest::redis_backend()) {
+    my @st = map { http($p, 'GET', '/api?k=restart')->{status} } 1 .. 22;
+    is(scalar(grep { $_ == 200 } @st), 21, 'a key takes burst+1 = 21');
+    is($st[-1], 429, '... and is then exhausted');
+    ok($t->stop, 'a full stop of nginx');
+    $t->start;
+    is(http($p, 'GET', '/api?k=restart')->{status}, 429,
+       'after a full stop and start the exhausted key is still exhausted');
+}
 
 $t->stop;
 $t->check_logs;

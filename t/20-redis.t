@@ -1,6 +1,7 @@
 # The redis storage backend: state survives a full stop of nginx, an
 # acknowledged write is in Redis, a Redis outage fails calls fast and heals
-# by itself, and AUTH, ACL users, db numbers and unix sockets work.
+# by itself, AUTH, ACL users, db numbers and unix sockets work, and no
+# command runs before AUTH and SELECT have succeeded.
 
 use strict;
 use warnings;
@@ -10,6 +11,7 @@ use Test::More;
 use JSON::PP;
 use File::Temp;
 use POSIX ();
+use Time::HiRes qw(time);
 use DoTest qw(http parallel wait_for);
 
 my $J = JSON::PP->new;
@@ -196,15 +198,79 @@ like($auth->cli('HGET', "app1:{state:$id}:kv", 'k'), qr/:alice$/,
 $t->stop;
 $t->check_logs('ACL user');
 
-# a wrong password: a clear log line, 503s, no crash
-$t = secret(nginx_with("redis://:wrong\@127.0.0.1:$ap"))->start;
-is(http($t->port, 'PUT', '/s/no?key=k', body => 'x')->{status}, 503,
-   'a wrong password: calls get 503');
+# Setup order.  A paused Redis holds nginx's AUTH and SELECT unanswered,
+# so that the first call arrives while its connection is still in setup:
+# it must wait for them, and fail with 503 when they fail.
+sub start_during_setup {
+    my ($redis, $storage) = @_;
+    $redis->cli('CONFIG', 'RESETSTAT');
+    $redis->cli('CLIENT', 'PAUSE', 1000, 'ALL');
+    return secret(nginx_with("$storage timeout=5s"))->start;
+}
+
+# statuses of PUTs to /s/<name>1..<n>, and those that took over a second
+sub puts {
+    my ($t, $name, $n) = @_;
+    my (@st, @slow);
+    for my $i (1 .. $n) {
+        my $t0 = time;
+        push @st, http($t->port, 'PUT', "/s/$name$i?key=k", body => 'x')
+                  ->{status};
+        push @slow, $i if time - $t0 > 1;
+    }
+    return ("@st", "@slow");
+}
+
+# the commands that Redis ran (or rejected) since CONFIG RESETSTAT
+sub commands_run {
+    my ($redis) = @_;
+    my @c = $redis->cli('INFO', 'commandstats') =~ /^cmdstat_([\w|]+):/mg;
+    return join ' ', sort grep { !/^(auth|select|config\|resetstat)$/
+                                 && !/^client\|pause$/ } @c;
+}
+
+# a wrong password: a clear log line, 503s at once, no command sent
+$t = start_during_setup($auth, "redis://:wrong\@127.0.0.1:$ap");
+is(http($t->port, 'PUT', '/s/early?key=k', body => 'x')->{status}, 503,
+   'a wrong password: a call made during AUTH gets 503');
+my ($st, $slow) = puts($t, 'no', 5);
+is($st, '503 503 503 503 503', '... and so do later calls');
+is($slow, '', '... at once');
 ok(wait_for(sub { $t->error_log =~ /do: redis redis:\/\/127\.0\.0\.1:$ap\/0: AUTH failed: WRONGPASS/ }, 5),
    '... and the error log says AUTH failed');
+is(commands_run($auth), '', '... and no command reached Redis');
+unlike($t->error_log, qr/NOAUTH|unexpected reply/,
+       '... nor was answered by it');
 unlike($t->error_log, qr/wrong/, '... without the password itself');
 $t->stop;
 $t->check_logs('wrong password');
+
+# a db that does not exist: SELECT fails, and no command runs on db 0
+my $two = DoTest::Redis->new(args => ['--databases', '2'])->start;
+my $tp = $two->port;
+$t = start_during_setup($two, "redis://127.0.0.1:$tp/5");
+is(http($t->port, 'PUT', '/s/early?key=k', body => 'x')->{status}, 503,
+   'a db that does not exist: a call made during SELECT gets 503');
+($st, $slow) = puts($t, 'sel', 5);
+is($st, '503 503 503 503 503', '... and so do later calls');
+is($slow, '', '... at once');
+ok(wait_for(sub { $t->error_log =~ m{do: redis redis://127\.0\.0\.1:$tp/5: SELECT failed: ERR DB index is out of range} }, 5),
+   '... and the error log says SELECT failed');
+is(commands_run($two), '', '... and no command reached Redis');
+is($two->cli('DBSIZE'), "0\n", '... so nothing is in db 0');
+is($J->decode(http($t->port, 'GET', '/status')->{body})->{storage}{connected},
+   0, '... and do_status counts no ready connection');
+$t->stop;
+$t->check_logs('db out of range');
+
+# the right db: the keys land there from the very first call
+$t = start_during_setup($two, "redis://127.0.0.1:$tp/1 pool=2");
+($st, $slow) = puts($t, 'one', 3);
+is($st, '200 200 200', 'a db that exists: calls made during SELECT succeed');
+is($two->cli('-n', 1, 'DBSIZE'), "6\n", '... their keys are in db 1');
+is($two->cli('DBSIZE'), "0\n", '... and none in db 0');
+$t->stop;
+$t->check_logs('db 1');
 
 # 4. a unix socket, with a db
 my $sock = DoTest::Redis->new->start;

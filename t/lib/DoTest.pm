@@ -72,13 +72,22 @@ sub new {
 # DO_BACKEND=redis runs a test against a redis-server of its own
 sub redis_backend { ($ENV{DO_BACKEND} // '') eq 'redis' }
 
-# %%STORAGE%%: the storage of this run (new(storage => 'memory size=2m'))
+# %%STORAGE%%: the storage of this run (new(storage => 'memory size=2m')).
+# Redis storage needs do_secret: when the http text has none, the harness
+# writes one secret file (the same for every instance, as on several nodes)
+# into the prefix and adds it on the same line (line numbers stay).
 sub storage_line {
     my ($self) = @_;
     if (redis_backend()) {
         $self->{redis} ||= DoTest::Redis->new->start;
-        return "do_storage redis://127.0.0.1:" . $self->{redis}->port
+        my $line = "do_storage redis://127.0.0.1:" . $self->{redis}->port
             . "/0 timeout=2s;";
+        return $line if $self->{http} =~ /^\s*do_secret\s/m;
+        my $secret = "$self->{prefix}/harness.secret";
+        open my $fh, '>', $secret or die "$secret: $!";
+        print $fh "the secret of the test harness, long enough\n";
+        close $fh;
+        return "do_secret $secret; $line";
     }
     return 'do_storage ' . ($self->{storage} // 'memory') . ';';
 }
