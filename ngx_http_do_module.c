@@ -26,6 +26,7 @@
 #define NGX_HTTP_DO_UNIQUE        3
 
 #define NGX_HTTP_DO_MAX_NAME      1024
+#define NGX_HTTP_DO_WATCH_INTERVAL  250
 #define NGX_HTTP_DO_ZONE_NAME     "do_storage"
 #define NGX_HTTP_DO_DEFAULT_SIZE  (64 * 1024 * 1024)
 
@@ -69,6 +70,7 @@ typedef struct {
     void                      *data;
     ngx_uint_t                 owner;
     unsigned                   pending:1;
+    unsigned                   remote:1;      /* sent over a channel */
 } ngx_http_do_call_t;
 
 
@@ -102,6 +104,8 @@ static ngx_int_t ngx_http_do_read_body(ngx_http_request_t *r,
     ngx_str_t *body);
 static void ngx_http_do_deliver(uint64_t call_id, u_char *buf, size_t len);
 static void ngx_http_do_fail(ngx_http_do_call_t *call, ngx_uint_t status);
+static void ngx_http_do_unpend(ngx_http_do_call_t *call);
+static void ngx_http_do_watch(ngx_event_t *ev);
 static void ngx_http_do_timeout(ngx_event_t *ev);
 static void ngx_http_do_cleanup(void *data);
 static ngx_int_t ngx_http_do_send(ngx_http_request_t *r, ngx_uint_t status,
@@ -266,6 +270,15 @@ static ngx_event_t            ngx_http_do_notify_event;
 static ngx_uint_t             ngx_http_do_notify_final;
 static ngx_queue_t            ngx_http_do_notices;
 
+/*
+ * Calls sent over a channel and not answered yet, per owner worker, and
+ * the PID each owner had when the watch last looked: a call whose owner
+ * died (kill -9, a crash) is answered at once, not at its timeout.
+ */
+static ngx_uint_t            *ngx_http_do_remote;
+static ngx_pid_t             *ngx_http_do_owner_pid;
+static ngx_event_t            ngx_http_do_watch_event;
+
 
 static ngx_int_t
 ngx_http_do_handler(ngx_http_request_t *r)
@@ -386,6 +399,9 @@ ngx_http_do_pass_reply(ngx_http_request_t *r, void *data,
         rc = ngx_http_do_send_error(r, reply->status,
                                     reply->status == NGX_HTTP_GATEWAY_TIME_OUT
                                     ? "owner did not answer in time"
+                                    : reply->status == NGX_HTTP_BAD_GATEWAY
+                                    ? "owner worker exited before it "
+                                      "answered"
                                     : "owner worker is overloaded");
 
     } else {
@@ -593,6 +609,19 @@ ngx_http_do_dispatch(ngx_http_request_t *r, ngx_do_namespace_t *ns,
 
         if (rc == NGX_OK) {
             ngx_do_stats->forwarded++;
+            call->remote = 1;
+            ngx_http_do_remote[call->owner]++;
+
+            if (!ngx_http_do_watch_event.timer_set) {
+                if (ngx_http_do_owner_pid[call->owner] == 0) {
+                    ngx_http_do_owner_pid[call->owner] =
+                                           ngx_do_handover_peer(call->owner);
+                }
+
+                ngx_add_timer(&ngx_http_do_watch_event,
+                              NGX_HTTP_DO_WATCH_INTERVAL);
+            }
+
             return NGX_OK;
         }
 
@@ -708,12 +737,7 @@ ngx_http_do_deliver(uint64_t call_id, u_char *buf, size_t len)
     r = call->request;
     c = r->connection;
 
-    ngx_rbtree_delete(&ngx_http_do_pending, &call->node);
-    call->pending = 0;
-
-    if (call->timer.timer_set) {
-        ngx_del_timer(&call->timer);
-    }
+    ngx_http_do_unpend(call);
 
     ngx_memzero(&reply, sizeof(ngx_http_do_reply_t));
 
@@ -759,14 +783,7 @@ ngx_http_do_fail(ngx_http_do_call_t *call, ngx_uint_t status)
     r = call->request;
     c = r->connection;
 
-    if (call->pending) {
-        ngx_rbtree_delete(&ngx_http_do_pending, &call->node);
-        call->pending = 0;
-    }
-
-    if (call->timer.timer_set) {
-        ngx_del_timer(&call->timer);
-    }
+    ngx_http_do_unpend(call);
 
     ngx_memzero(&reply, sizeof(ngx_http_do_reply_t));
     reply.status = status;
@@ -797,15 +814,96 @@ ngx_http_do_timeout(ngx_event_t *ev)
 static void
 ngx_http_do_cleanup(void *data)
 {
-    ngx_http_do_call_t  *call = data;
+    ngx_http_do_unpend(data);
+}
 
+
+/* the call waits no more: out of the pending tree, its timer stopped */
+static void
+ngx_http_do_unpend(ngx_http_do_call_t *call)
+{
     if (call->pending) {
         ngx_rbtree_delete(&ngx_http_do_pending, &call->node);
         call->pending = 0;
     }
 
+    if (call->remote) {
+        ngx_http_do_remote[call->owner]--;
+        call->remote = 0;
+    }
+
     if (call->timer.timer_set) {
         ngx_del_timer(&call->timer);
+    }
+}
+
+
+/*
+ * While calls wait for other workers: an owner whose PID changed or that
+ * is gone died with them, and they are answered 502 now.
+ */
+static void
+ngx_http_do_watch(ngx_event_t *ev)
+{
+    ngx_pid_t             pid;
+    ngx_uint_t            w, n, waiting;
+    ngx_rbtree_node_t    *node;
+    ngx_http_do_call_t   *call;
+
+    waiting = 0;
+
+    for (w = 0; w < ngx_do_runtime.workers; w++) {
+        if (ngx_http_do_remote[w] == 0) {
+            continue;
+        }
+
+        pid = ngx_do_handover_peer(w);
+
+        if (pid == ngx_http_do_owner_pid[w]) {
+            waiting = 1;
+            continue;
+        }
+
+        if (ngx_http_do_owner_pid[w] == 0) {
+            ngx_http_do_owner_pid[w] = pid;
+            waiting = 1;
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                      "do: owner worker %ui (pid %P) exited, answering %ui "
+                      "calls that wait for it", w, ngx_http_do_owner_pid[w],
+                      ngx_http_do_remote[w]);
+
+        ngx_http_do_owner_pid[w] = pid;
+
+        for (n = ngx_http_do_remote[w]; n && ngx_http_do_remote[w]; n--) {
+            call = NULL;
+
+            for (node = ngx_rbtree_min(ngx_http_do_pending.root,
+                                       ngx_http_do_pending.sentinel);
+                 node;
+                 node = ngx_rbtree_next(&ngx_http_do_pending, node))
+            {
+                call = (ngx_http_do_call_t *) node;
+
+                if (call->remote && call->owner == w) {
+                    break;
+                }
+
+                call = NULL;
+            }
+
+            if (call == NULL) {
+                break;
+            }
+
+            ngx_http_do_fail(call, NGX_HTTP_BAD_GATEWAY);
+        }
+    }
+
+    if (waiting && !ngx_exiting) {
+        ngx_add_timer(ev, NGX_HTTP_DO_WATCH_INTERVAL);
     }
 }
 
@@ -2060,6 +2158,18 @@ ngx_http_do_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    ngx_http_do_remote = ngx_calloc(ngx_do_runtime.workers
+                                    * sizeof(ngx_uint_t), cycle->log);
+    ngx_http_do_owner_pid = ngx_calloc(ngx_do_runtime.workers
+                                       * sizeof(ngx_pid_t), cycle->log);
+    if (ngx_http_do_remote == NULL || ngx_http_do_owner_pid == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_do_watch_event.handler = ngx_http_do_watch;
+    ngx_http_do_watch_event.log = cycle->log;
+    ngx_http_do_watch_event.cancelable = 1;
+
     ngx_http_do_notify_event.handler = ngx_http_do_notify_handler;
     ngx_http_do_notify_event.log = cycle->log;
     ngx_http_do_notify_event.cancelable = 1;
@@ -2092,6 +2202,11 @@ ngx_http_do_exit_process(ngx_cycle_t *cycle)
                       "do: a lock release was not sent at exit, its lease "
                       "ends it");
     }
+
+    if (ngx_http_do_watch_event.timer_set) {
+        ngx_del_timer(&ngx_http_do_watch_event);
+    }
+
     ngx_do_alarms_exit();
     ngx_do_objects_exit();
     ngx_do_redis_exit();

@@ -51,6 +51,7 @@
 typedef struct {
     ngx_atomic_t               pid;
     ngx_atomic_t               generation;
+    ngx_atomic_t               worker;        /* ngx_worker */
 } ngx_do_handover_worker_t;
 
 
@@ -128,6 +129,7 @@ ngx_do_handover_init_worker(ngx_cycle_t *cycle, ngx_shm_zone_t *shm_zone,
             && ngx_atomic_cmp_set(&w->pid, pid, ngx_pid))
         {
             w->generation = ngx_do_runtime.generation;
+            w->worker = ngx_worker;
             ngx_do_handover_me = w;
             break;
         }
@@ -337,6 +339,36 @@ ngx_do_handover_drop(ngx_uint_t shard)
     if ((word >> 1) == (ngx_atomic_uint_t) ngx_pid) {
         (void) ngx_atomic_cmp_set(&ngx_do_handover_sh->hold[shard], word, 0);
     }
+}
+
+
+/*
+ * The PID of the live worker numbered worker in this generation, or 0: a
+ * worker killed and not yet replaced has none, its replacement another.
+ */
+ngx_pid_t
+ngx_do_handover_peer(ngx_uint_t worker)
+{
+    ngx_uint_t                 i;
+    ngx_atomic_uint_t          pid;
+    ngx_do_handover_worker_t  *w;
+
+    if (ngx_do_handover_sh == NULL) {
+        return 0;
+    }
+
+    for (i = 0; i < NGX_DO_HANDOVER_SLOTS; i++) {
+        w = &ngx_do_handover_sh->workers[i];
+        pid = w->pid;
+
+        if (pid != 0 && w->generation == ngx_do_runtime.generation
+            && w->worker == worker && ngx_do_handover_alive(pid))
+        {
+            return (ngx_pid_t) pid;
+        }
+    }
+
+    return 0;
 }
 
 

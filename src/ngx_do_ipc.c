@@ -329,6 +329,13 @@ ngx_do_ipc_exit_worker(void)
 
     if (ngx_do_ipc_peers) {
         for (i = 0; i < ngx_do_ipc_nchans; i++) {
+            /* the last answers (calls dropped at exit) leave if they fit */
+            if (ngx_do_ipc_peers[i].c
+                && !ngx_queue_empty(&ngx_do_ipc_peers[i].out))
+            {
+                (void) ngx_do_ipc_flush(&ngx_do_ipc_peers[i]);
+            }
+
             ngx_do_ipc_peer_close(&ngx_do_ipc_peers[i], 0);
 
             if (ngx_do_ipc_in[i].buf) {

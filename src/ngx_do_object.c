@@ -206,6 +206,7 @@ static void ngx_do_turn_release(ngx_do_object_t *obj, ngx_do_call_t *call,
     ngx_do_turn_t *t, uint64_t version);
 static void ngx_do_turn_free(ngx_do_turn_t *t);
 static void ngx_do_call_free(ngx_do_call_t *call);
+static void ngx_do_call_abandon(ngx_do_call_t *call);
 static void ngx_do_reply_deliver(ngx_uint_t src, uint64_t call_id,
     u_char *buf, size_t len);
 static u_char *ngx_do_reply_build(ngx_do_object_t *obj, ngx_uint_t status,
@@ -1674,6 +1675,20 @@ ngx_do_object_close(ngx_do_object_t *obj)
 }
 
 
+/* a call that its object drops unrun: another worker's caller hears 503 */
+static void
+ngx_do_call_abandon(ngx_do_call_t *call)
+{
+    if (call->src < ngx_do_runtime.workers && call->src != ngx_worker) {
+        ngx_do_reply_simple(call->src, call->call_id,
+                            NGX_HTTP_SERVICE_UNAVAILABLE,
+                            "owner worker is exiting");
+    }
+
+    ngx_do_call_free(call);
+}
+
+
 static void
 ngx_do_object_free(ngx_do_object_t *obj)
 {
@@ -1711,9 +1726,14 @@ ngx_do_object_free(ngx_do_object_t *obj)
         ngx_do_turn_free(obj->turn);
     }
 
+    /*
+     * Only at exit may calls still wait here: those of other workers hear
+     * it now rather than at their timeout (this worker's own requests end
+     * with it; a group's commit may or may not have been stored).
+     */
     while (obj->ngroup) {
         t = obj->group[--obj->ngroup];
-        ngx_do_call_free(t->call);
+        ngx_do_call_abandon(t->call);
         ngx_do_turn_free(t);
     }
 
@@ -1729,7 +1749,7 @@ ngx_do_object_free(ngx_do_object_t *obj)
         q = ngx_queue_head(&obj->mailbox);
         ngx_queue_remove(q);
         call = ngx_queue_data(q, ngx_do_call_t, queue);
-        ngx_do_call_free(call);
+        ngx_do_call_abandon(call);
     }
 
     ngx_do_cache_drop(obj);

@@ -272,13 +272,17 @@ sub stop {
 }
 
 # the log has no crash and no sanitizer report
+# expect => [qr/.../, ...]: lines the test caused on purpose
 sub check_logs {
-    my ($self, $name) = @_;
+    my ($self, $name, %opt) = @_;
     my $log = $self->error_log;
     my @bad = grep { /\[(alert|emerg|crit)\]|signal \d+|Sanitizer|runtime error:/ }
               split /\n/, $log;
     @bad = grep { !/signal 1 \(SIGHUP\)|signal 3 \(SIGQUIT\)|signal 17 \(SIGCHLD\)|signal 29/ } @bad;
     @bad = grep { !/exited on signal 9/ } @bad if $self->{allow_kill};
+    for my $re (@{ $opt{expect} || [] }) {
+        @bad = grep { !/$re/ } @bad;
+    }
     push @bad, sanitizer_reports("$self->{prefix}/logs");
     push @bad, valgrind_reports("$self->{prefix}/logs");
     ok(!@bad, ($name || 'error log') . ' has no crash, alert or sanitizer report')
