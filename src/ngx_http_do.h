@@ -98,7 +98,12 @@ struct ngx_do_class_s {
     /* checks the parameters as a whole; same returns as parse_param */
     char                    *(*init_conf)(ngx_conf_t *cf, void *conf);
 
-    /* runs once at activation, before any call (may read and write) */
+    /*
+     * runs at activation, before any call (may read and write), and again
+     * whenever another worker or node changed the object's stored state
+     * (a reload overlap, another node on one Redis): what it reads into
+     * the object's memory is never staler than storage
+     */
     ngx_int_t                (*init)(ngx_do_turn_t *t);
 
     /* handles one call; NGX_OK with a reply set, or NGX_ERROR (500) */
