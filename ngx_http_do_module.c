@@ -105,6 +105,7 @@ static ngx_int_t ngx_http_do_read_body(ngx_http_request_t *r,
 static void ngx_http_do_deliver(uint64_t call_id, u_char *buf, size_t len);
 static void ngx_http_do_fail(ngx_http_do_call_t *call, ngx_uint_t status);
 static void ngx_http_do_unpend(ngx_http_do_call_t *call);
+static void ngx_http_do_watch_start(void);
 static void ngx_http_do_watch(ngx_event_t *ev);
 static void ngx_http_do_timeout(ngx_event_t *ev);
 static void ngx_http_do_cleanup(void *data);
@@ -613,13 +614,7 @@ ngx_http_do_dispatch(ngx_http_request_t *r, ngx_do_namespace_t *ns,
             ngx_http_do_remote[call->owner]++;
 
             if (!ngx_http_do_watch_event.timer_set) {
-                if (ngx_http_do_owner_pid[call->owner] == 0) {
-                    ngx_http_do_owner_pid[call->owner] =
-                                           ngx_do_handover_peer(call->owner);
-                }
-
-                ngx_add_timer(&ngx_http_do_watch_event,
-                              NGX_HTTP_DO_WATCH_INTERVAL);
+                ngx_http_do_watch_start();
             }
 
             return NGX_OK;
@@ -838,6 +833,20 @@ ngx_http_do_unpend(ngx_http_do_call_t *call)
 }
 
 
+/* the first call to wait for another worker: note the owners' PIDs */
+static void
+ngx_http_do_watch_start(void)
+{
+    ngx_uint_t  w;
+
+    for (w = 0; w < ngx_do_runtime.workers; w++) {
+        ngx_http_do_owner_pid[w] = ngx_do_handover_peer(w);
+    }
+
+    ngx_add_timer(&ngx_http_do_watch_event, NGX_HTTP_DO_WATCH_INTERVAL);
+}
+
+
 /*
  * While calls wait for other workers: an owner whose PID changed or that
  * is gone died with them, and they are answered 502 now.
@@ -853,11 +862,13 @@ ngx_http_do_watch(ngx_event_t *ev)
     waiting = 0;
 
     for (w = 0; w < ngx_do_runtime.workers; w++) {
+        pid = ngx_do_handover_peer(w);
+
         if (ngx_http_do_remote[w] == 0) {
+            /* nothing waits for it: whatever happened, this is its PID */
+            ngx_http_do_owner_pid[w] = pid;
             continue;
         }
-
-        pid = ngx_do_handover_peer(w);
 
         if (pid == ngx_http_do_owner_pid[w]) {
             waiting = 1;

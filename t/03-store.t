@@ -173,6 +173,6 @@ is(http($p, 'PUT', '/s/a?key=after', body => 'ok')->{status}, 200,
 }
 
 $t->stop;
-$t->check_logs;
+$t->check_logs(undef, expect => [qr/do: storage is full/]);
 
 done_testing();

@@ -11,7 +11,7 @@ use File::Temp qw(tempdir);
 use POSIX qw(:sys_wait_h);
 use DoTest qw(http parallel wait_for);
 
-my $t = DoTest->new(workers => 4, allow_kill => 1, http => <<'EOF')->start;
+my $t = DoTest->new(workers => 4, http => <<'EOF')->start;
     %%STORAGE%%
     do_namespace state store;
     server {
@@ -44,7 +44,7 @@ for (1 .. 200) {
 ok($owner_pid && $owner_pid > 1 && grep({ $_ == $owner_pid } $t->workers),
    "found the owner worker of o1 (pid " . ($owner_pid // '?') . ")")
     or BAIL_OUT('no owner pid: not killing anything');
-kill 'KILL', $owner_pid;
+$t->kill_worker('KILL', $owner_pid);
 wait_for(sub { my @w = $t->workers; @w == 4 && !grep { $_ == $owner_pid } @w }, 10);
 is(http($p, 'GET', '/s/o1?key=v')->{body}, 'value 1',
    'data survives a kill -9 of its owner worker');

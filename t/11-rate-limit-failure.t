@@ -87,6 +87,7 @@ ok(wait_for(sub {
    }, 10), 'once the owner runs again, the limiter answers again');
 
 $t->stop;
-$t->check_logs;
+$t->check_logs(undef, expect => [qr/do: call to owner worker \d+ timed out/,
+                                 qr/do: rate limiter "\w+" did not answer/]);
 
 done_testing();

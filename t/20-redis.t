@@ -167,7 +167,13 @@ is(join(' ', grep { $_ ne '200' && $_ ne '503' } sort keys %all), '',
 is_deeply([ sort { $a <=> $b } $t->workers ], [ sort { $a <=> $b } @workers ],
           'no worker died');
 $t->stop;
-$t->check_logs;
+$t->check_logs(undef, expect => [
+    qr/do: redis redis:\S+: (connection lost|connect failed|is unavailable|command not sent|did not answer in time)/,
+    qr/do: a commit of \d+ calls of namespace "\w+" failed/,
+    qr/do: rate limiter "\w+" did not answer/,
+    qr/do: deferred writes of namespace "\w+" could not/,
+    qr/do: redis: unexpected reply to a load/,    # the corrupted key
+]);
 
 # 3. AUTH with a password, a db number
 my $auth = DoTest::Redis->new(args => [
@@ -243,7 +249,7 @@ unlike($t->error_log, qr/NOAUTH|unexpected reply/,
        '... nor was answered by it');
 unlike($t->error_log, qr/wrong/, '... without the password itself');
 $t->stop;
-$t->check_logs('wrong password');
+$t->check_logs('wrong password', expect => [qr/do: redis \S+: (AUTH failed|is unavailable)/]);
 
 # a db that does not exist: SELECT fails, and no command runs on db 0
 my $two = DoTest::Redis->new(args => ['--databases', '2'])->start;
@@ -261,7 +267,7 @@ is($two->cli('DBSIZE'), "0\n", '... so nothing is in db 0');
 is($J->decode(http($t->port, 'GET', '/status')->{body})->{storage}{connected},
    0, '... and do_status counts no ready connection');
 $t->stop;
-$t->check_logs('db out of range');
+$t->check_logs('db out of range', expect => [qr/do: redis \S+: (SELECT failed|is unavailable)/]);
 
 # the right db: the keys land there from the very first call
 $t = start_during_setup($two, "redis://127.0.0.1:$tp/1 pool=2");

@@ -16,7 +16,7 @@ use DoTest qw(http parallel wait_for);
 my $origin = DoTest::Origin->new;
 my $op = $origin->port;
 
-my $t = DoTest->new(workers => 4, allow_kill => 1, http => <<"EOF")->start;
+my $t = DoTest->new(workers => 4, http => <<"EOF")->start;
     %%STORAGE%%
     do_namespace locks lock ttl=10s;
     do_call_timeout 10s;
@@ -179,7 +179,7 @@ $h = j($r);
 my ($owner) = ($r->{headers}{'do-activation'} // '') =~ /^(\d+)\./;
 ok($owner && $owner > 1 && grep({ $_ == $owner } $t->workers),
    'found the owner worker of the lock') or BAIL_OUT('no owner pid');
-kill 'KILL', $owner;
+$t->kill_worker('KILL', $owner);
 wait_for(sub { my @w = $t->workers; @w == 4 && !grep { $_ == $owner } @w }, 10);
 $after = j(http($p, 'GET', '/lock/kill'));
 is("$after->{held} $after->{fence}", "1 $h->{fence}",

@@ -9,6 +9,7 @@ use warnings;
 use Cwd qw(abs_path);
 use Exporter qw(import);
 use File::Temp qw(tempdir);
+use IO::Select;
 use IO::Socket::INET;
 use POSIX qw(:sys_wait_h);
 use Test::More;
@@ -17,6 +18,14 @@ use Time::HiRes qw(sleep time);
 our @EXPORT_OK = qw(free_port http header_count parallel wait_for nginx_t);
 
 my $ROOT = abs_path(__FILE__) =~ s{/t/lib/DoTest\.pm$}{}r;
+
+# every nginx a test started, for the END block
+my @INSTANCES;
+
+# A test file that hangs fails instead of holding prove forever.
+my $WATCHDOG = $ENV{DO_WATCHDOG} || ($ENV{DO_VALGRIND} ? 1500 : 300);
+$SIG{ALRM} = sub { die "watchdog: the test ran for more than $WATCHDOG s\n" };
+alarm $WATCHDOG;
 
 sub nginx_bin { $ENV{NGINX_BIN} || '/usr/sbin/nginx' }
 
@@ -197,6 +206,8 @@ sub start {
         die "exec: $!";
     }
     $self->{pid} = $pid;
+    $self->{checked} = 0;
+    push @INSTANCES, $self unless grep { $_ == $self } @INSTANCES;
 
     wait_for(sub {
         my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
@@ -259,33 +270,70 @@ sub reload {
     }, 10) or die "reload did not start new workers";
 }
 
+# QUIT, and the master and its workers are gone within the bound; a stop
+# that fails kills them and fails the next check_logs
 sub stop {
     my ($self) = @_;
-    return unless $self->{pid} && $self->{pid} > 1;
+    return 1 unless $self->{pid} && $self->{pid} > 1;
     kill 'QUIT', $self->{pid};
-    my $done = wait_for(sub { waitpid($self->{pid}, WNOHANG) != 0 }, 15);
+    my $done = wait_for(sub { waitpid($self->{pid}, WNOHANG) != 0 },
+                        $ENV{DO_VALGRIND} ? 120 : 30);
     if (!$done) {
+        $self->{stop_failed} = 1;
         $self->DESTROY;
     }
     delete $self->{pid};
     return $done;
 }
 
-# the log has no crash and no sanitizer report
-# expect => [qr/.../, ...]: lines the test caused on purpose
+# a signal to a worker that the test sends on purpose: the master's line
+# about that PID is expected, and no other (expect_killed: the signal is
+# sent from another process)
+sub kill_worker {
+    my ($self, $sig, @pids) = @_;
+    $self->expect_killed(@pids);
+    return kill $sig, @pids;
+}
+
+sub expect_killed {
+    my ($self, @pids) = @_;
+    $self->{killed}{$_} = 1 for @pids;
+}
+
+# The module's own lines that say something went wrong inside it: every
+# "do:" line at [error], and these warnings.
+my $MODULE_TROUBLE = qr/\[error\] .*\bdo: |\bdo: .*(?:unreachable,\ running
+                        |lost\ \d+\ commit\ races|did\ not\ give\ it\ back)/x;
+
+# Stops nginx gracefully if it still runs (asserted), then one test: the
+# logs have no crash, no alert, no sanitizer or valgrind report, no module
+# error that the test did not expect (expect => [qr/.../, ...]), and the
+# stop succeeded.
 sub check_logs {
     my ($self, $name, %opt) = @_;
-    my $log = $self->error_log;
-    my @bad = grep { /\[(alert|emerg|crit)\]|signal \d+|Sanitizer|runtime error:/ }
-              split /\n/, $log;
-    @bad = grep { !/signal 1 \(SIGHUP\)|signal 3 \(SIGQUIT\)|signal 17 \(SIGCHLD\)|signal 29/ } @bad;
-    @bad = grep { !/exited on signal 9/ } @bad if $self->{allow_kill};
+    $name ||= 'error log';
+    if ($self->{pid}) {
+        ok($self->stop, "$name: nginx stops gracefully");
+    }
+    $self->{checked} = 1;
+    my @bad = grep { /\[(alert|emerg|crit)\]|signal \d+|Sanitizer/
+                     || /runtime error:/ || /$MODULE_TROUBLE/ }
+              split /\n/, $self->error_log;
+    @bad = grep { !/signal (?:1 \(SIGHUP\)|3 \(SIGQUIT\)|17 \(SIGCHLD\)|29 \(SIGIO\))/ }
+           @bad;
+    @bad = grep { !(/worker process (\d+) exited on signal (?:9|15)/
+                    && $self->{killed}{$1}) } @bad;
+    @bad = grep { !(/signal 15 \(SIGTERM\) received from \d+, exiting/
+                    && %{ $self->{killed} || {} }) } @bad;
     for my $re (@{ $opt{expect} || [] }) {
         @bad = grep { !/$re/ } @bad;
     }
+    push @bad, grep { /Sanitizer|runtime error:|\[(alert|emerg|crit)\]/ }
+               split /\n/, $self->stderr;
+    push @bad, 'nginx did not stop gracefully' if $self->{stop_failed};
     push @bad, sanitizer_reports("$self->{prefix}/logs");
     push @bad, valgrind_reports("$self->{prefix}/logs");
-    ok(!@bad, ($name || 'error log') . ' has no crash, alert or sanitizer report')
+    ok(!@bad, "$name has no crash, alert, module error or sanitizer report")
         or diag(join "\n", @bad[0 .. ($#bad > 20 ? 20 : $#bad)]);
 }
 
@@ -336,6 +384,18 @@ sub valgrind_reports {
                             && /ngx_http_do|ngx_do_/ } @recs;
     }
     return @found;
+}
+
+# An nginx that the test did not stop and check (it died, or forgot) is
+# stopped gracefully and checked here, as tests of their own: a file that
+# ended its plan already fails on them.
+END {
+    my $status = $?;
+    for my $t (@INSTANCES) {
+        next if $t->{checked} && !$t->{pid};
+        $t->check_logs('at the end of the test file');
+    }
+    $? = $status;
 }
 
 # a test that ends early still leaves no nginx behind: the workers first
@@ -390,12 +450,17 @@ sub http {
         if length $body || $method =~ /^(PUT|POST)$/;
     $req .= "\r\n";
     binmode $s;
+    my $deadline = time + ($a{timeout} // ($ENV{DO_VALGRIND} ? 300 : 60));
     my $ok = print {$s} $req . $body;
     return { status => 0, error => "write: $!" } unless $ok;
 
+    my $sel = IO::Select->new($s);
     my $buf = '';
     my ($status, %h, $head, $head_len);
     while (1) {
+        my $left = $deadline - time;
+        return { status => 0, error => 'timeout' }
+            if $left <= 0 || !$sel->can_read($left);
         my $n = sysread($s, $buf, 65536, length $buf);
         return { status => 0, error => "read: " . ($n // $!) } unless $n;
         if (!defined $head_len && (my $i = index($buf, "\r\n\r\n")) >= 0) {
@@ -594,11 +659,14 @@ sub serve {
     # the end is taken before the answer leaves: nothing of the next holder
     # can happen before it
     my $end = time;
+    # the log line first: a test that read the answer finds it logged
+    if (open my $fh, '>>', $self->{log}) {
+        syswrite $fh, sprintf("%.6f %.6f %s %s\n", $start, $end, $fence,
+                              $path);
+        close $fh;
+    }
     print {$c} "HTTP/1.1 200 OK\r\nContent-Length: " . length($body)
         . "\r\nConnection: close\r\n\r\n$body";
-    open my $fh, '>>', $self->{log} or return;
-    syswrite $fh, sprintf("%.6f %.6f %s %s\n", $start, $end, $fence, $path);
-    close $fh;
 }
 
 sub port { $_[0]{port} }
