@@ -45,6 +45,7 @@ is(http($p, 'GET', '/s/a?key=k1')->{body}, "v\x00\xff1",
 $r = http($p, 'PUT', '/s/a?key=k1', body => 'v2',
           headers => { 'If-Match' => "\"$etag\"" });
 is($r->{status}, 200, 'PUT with the current If-Match succeeds');
+like($r->{headers}{etag} // '', qr/^"\d+"$/, '... sends an ETag');
 isnt($r->{headers}{etag}, "\"$etag\"", '... and makes a new version');
 is(http($p, 'PUT', '/s/a?key=new', body => 'x',
         headers => { 'If-Match' => '*' })->{status}, 412,

@@ -12,7 +12,7 @@ use DoTest qw(http wait_for);
 my $t = DoTest->new(workers => 2, http => <<'EOF')->start;
     %%STORAGE%%
     do_namespace state store;
-    do_idle_timeout 1s;
+    do_idle_timeout 2s;
     server {
         listen 127.0.0.1:%%PORT%%;
         location ~ ^/s/(?<o>[\w-]+)$ { do_pass state name=$o; }
@@ -37,11 +37,12 @@ ok($act, "the reply names the activation ($act)");
 is($r2->{headers}{'do-activation'}, $act, 'a busy object stays activated');
 is(total('objects'), 1, 'do_status counts one object in memory');
 
-ok(wait_for(sub { total('objects') == 0 }, 5),
+ok(wait_for(sub { total('objects') == 0 }, 10),
    'the idle object is evicted after the idle timeout');
 ok(total('evictions') >= 1, 'do_status counts the eviction');
 
 my $r3 = http($p, 'GET', '/s/sleepy?key=k');
+ok($r3->{headers}{'do-activation'}, 'the next call names its activation');
 isnt($r3->{headers}{'do-activation'}, $act, 'the next call activates it again');
 is($r3->{body}, 'kept', 'and its data came back from storage');
 like(http($p, 'POST', '/s/sleepy?key=n&op=incr')->{body}, qr/"value":2/,

@@ -70,15 +70,17 @@ my @pids;
 for my $c (0 .. 7) {
     my $pid = fork() // die;
     if ($pid == 0) {
-        my ($ok, %bad) = (0);
+        my ($ok, %bad, %pids) = (0);
         while (!-e "$dir/stop") {
             my $r = http($p, 'POST', '/s/through?key=n&op=incr');
             if ($r->{status} == 200) { $ok++ } else {
                 $bad{ $r->{status} || $r->{error} }++;
             }
+            $pids{ $r->{headers}{'x-pid'} }++ if $r->{headers}{'x-pid'};
         }
         open my $fh, '>', "$dir/$c" or POSIX::_exit(1);
-        print $fh "$ok " . join(',', map { "$_=$bad{$_}" } sort keys %bad) . "\n";
+        print $fh "$ok " . join(',', map { "$_=$bad{$_}" } sort keys %bad)
+            . "\n" . join(' ', keys %pids) . "\n";
         close $fh;
         POSIX::_exit(0);
     }
@@ -93,14 +95,18 @@ open my $fh, '>', "$dir/stop";
 close $fh;
 waitpid($_, 0) for @pids;
 
-my ($acked, @errors) = (0);
+my ($acked, @errors, %seen) = (0);
 for my $c (0 .. 7) {
     open my $in, '<', "$dir/$c" or die "client $c left no result";
     my ($ok, $bad) = split / /, scalar <$in>;
     chomp $bad;
     $acked += $ok;
     push @errors, $bad if length $bad;
+    $seen{$_}++ for split ' ', scalar(<$in>) // '';
 }
+cmp_ok(scalar keys %seen, '>', 8,
+       'the load ran through the reloads: answers came from '
+       . scalar(keys %seen) . ' worker pids of several generations');
 ok($acked > 100, "clients got $acked increments acknowledged during reloads");
 is("@errors", '', 'no request failed or got a 5xx during the reloads');
 is(http($p, 'GET', '/s/through?key=n')->{body}, $acked,

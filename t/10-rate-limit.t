@@ -10,7 +10,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use JSON::PP;
-use Time::HiRes qw(sleep);
+use Time::HiRes qw(sleep time);
 use DoTest qw(http parallel wait_for);
 
 my $conf = <<'EOF';
@@ -130,10 +130,23 @@ like($t->error_log, qr/limiting requests, dry run, by "dry"/,
      '... and logged');
 
 # delay
-my @paced = map { http($p, 'GET', '/paced?k=p') } 1 .. 4;
+my $t0 = time;
+my @paced = map {
+    my $r = http($p, 'GET', '/paced?k=p');
+    $r->{done} = time - $t0;
+    $r;
+} 1 .. 4;
 is(scalar(grep { $_->{status} == 200 } @paced), 4, 'delay=1: all within burst pass');
 is(join(' ', map { $_->{headers}{'x-limit'} } @paced),
    'PASSED PASSED DELAYED DELAYED', 'beyond delay=1 they are DELAYED');
+# 5r/s with delay=1: the third is let through no sooner than 200 ms after
+# the first arrived, the fourth no sooner than 400 ms (later if slow)
+cmp_ok($paced[2]{done}, '>=', 0.19,
+       sprintf('... the third really waited for its slot (at %.3f s)',
+               $paced[2]{done}));
+cmp_ok($paced[3]{done}, '>=', 0.39,
+       sprintf('... and the fourth for its own (at %.3f s)',
+               $paced[3]{done}));
 
 # status=
 http($p, 'GET', '/slim?k=s');

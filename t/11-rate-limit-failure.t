@@ -9,7 +9,6 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use JSON::PP;
 use IO::Socket::INET;
-use Digest::SHA qw(sha256 hmac_sha256);
 use DoTest qw(http wait_for);
 
 my $secret = "a test secret of some length\n";
@@ -33,6 +32,15 @@ my $t = DoTest->new(workers => 2, http => <<'EOF');
         location /closed { do_limit closed key=$arg_k;
                            proxy_pass http://127.0.0.1:%%PORT2%%; }
         location = /w      { return 200 $do_worker; }
+        # the same objects through do_pass: the module says who owns a key
+        location = /owner-open {
+            do_pass open name=$arg_k;
+            add_header X-Owner $do_owner always;
+        }
+        location = /owner-closed {
+            do_pass closed name=$arg_k;
+            add_header X-Owner $do_owner always;
+        }
         location = /status { do_status; }
     }
 EOF
@@ -42,13 +50,12 @@ close $fh;
 $t->start;
 my $p = $t->port;
 
-# the owner worker of a name, computed as the module does
-my $key = sha256($secret =~ s/\s+$//r);
+# the owner worker of a key, as the module answers it (a GET of the
+# limiter's state takes no token)
 sub owner_of {
     my ($ns, $name) = @_;
-    my $body = substr(hmac_sha256('name' . pack('N', length $ns) . $ns . $name,
-                                  $key), 0, 16);
-    return (unpack('N', $body) % 1024) % 2;
+    my $r = http($p, 'GET', "/owner-$ns?k=$name");
+    return $r->{status} == 200 ? $r->{headers}{'x-owner'} // -1 : -1;
 }
 
 # a keep-alive connection stays on the worker that accepted it
@@ -70,6 +77,9 @@ ok($pid > 1 && grep({ $_ == $pid } $t->workers), "worker $other is pid $pid")
 
 is(http($p, 'GET', "/open?k=$k_open", sock => $s)->{status}, 200,
    "the limiter on worker $other answers");
+
+ok(defined $k_open && defined $k_closed,
+   "keys owned by worker $other: $k_open, $k_closed");
 
 kill 'STOP', $pid;
 my $r = http($p, 'GET', "/open?k=$k_open", sock => $s);

@@ -58,7 +58,16 @@ my $t = DoTest->new(workers => 4, http => <<"EOF")->start;
 EOF
 my $p = $t->port;
 my $J = JSON::PP->new;
-sub j { my $b = $_[0]{body}; my $d = eval { $J->decode($b) }; $d // {} }
+# the JSON body of a reply; a body that is not JSON fails the test (in
+# the test's own process: children report what they got instead)
+my $MAIN = $$;
+sub j {
+    my $b = $_[0]{body} // '';
+    my $d = eval { $J->decode($b) };
+    fail("a JSON body, not '" . substr($b, 0, 80) . "'")
+        if !ref $d && $$ == $MAIN;
+    return $d // {};
+}
 
 # 1. mutual exclusion: 20 clients on 4 workers contend for one key
 my $t0 = time;
@@ -92,14 +101,19 @@ my $h = j(http($p, 'POST', '/lock/fifo?ttl=10s'));
 ok($h->{token} && $h->{fence}, 'an acquire returns a token and a fence');
 my @order = parallel(6, sub {
     my ($i) = @_;
+    # waiter i queues once the i before it are queued
+    my $queued = sub {
+        my $s = eval { $J->decode(http($p, 'GET', '/lock/fifo')->{body}) };
+        return ($s->{waiters} // -1) >= $_[0];
+    };
     if ($i == 5) {
         # once all five are queued, the holder lets go
-        sleep 2.2;
+        wait_for(sub { $queued->(5) }, 10);
         http($p, 'DELETE', "/lock/fifo?token=$h->{token}");
         return ();
     }
-    sleep 0.3 * $i;
-    my $r = http($p, 'POST', '/lock/fifo?wait=8s&ttl=5s');
+    wait_for(sub { $queued->($i) }, 10);
+    my $r = http($p, 'POST', '/lock/fifo?wait=15s&ttl=5s');
     my $g = j($r);
     sleep 0.05;
     http($p, 'DELETE', "/lock/fifo?token=$g->{token}") if $g->{token};
