@@ -74,7 +74,8 @@ fails_like("${locks}server { listen 127.0.0.1:%%PORT%%;\n"
            'two do_lock in one location');
 fails_like("${locks}server { listen 127.0.0.1:%%PORT%%;\n"
            . "location / { do_lock locks key=\$uri ttl=2h; } }\n",
-           qr/do_lock ttl=7200000ms exceeds max_ttl=3600000ms of do namespace "locks"/,
+           qr/do_lock ttl=7200000ms exceeds max_ttl=3600000ms of do namespace
+              \ "locks"/x,
            $base + 2, 'do_lock ttl= over the default max_ttl');
 fails_like("server { listen 127.0.0.1:%%PORT%%;\n"
            . "location / { do_lock locks key=\$uri ttl=61s; } }\n"

@@ -129,7 +129,8 @@ for my $case (['refused', 502, 'connection refused'],
     $r = http($p, 'GET', "/ok/after-$loc?key=$key");
     is($r->{status}, 200, "$what: the next request through do_lock passes");
     my ($o) = origin_lines(qr{^/ok/after-\Q$loc\E});
-    cmp_ok($o ? $o->[2] : 0, '>', $l->{fence}, "$what: ... with a higher fence");
+    cmp_ok($o ? $o->[2] : 0, '>', $l->{fence},
+           "$what: ... with a higher fence");
 }
 ok(!grep({ $_->[3] =~ m{^/(refused|bad-gateway)/} } $origin->requests),
    'the failing upstreams were not the recording origin');
