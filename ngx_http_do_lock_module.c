@@ -23,6 +23,7 @@
 #include <openssl/rand.h>
 
 #include "ngx_http_do.h"
+#include "ngx_do_lock.h"
 
 
 #define NGX_HTTP_DO_LOCK_TOKEN_LEN  32
@@ -86,9 +87,6 @@ static char *ngx_http_do_lock_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static char *ngx_http_do_lock(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-
-
-extern ngx_do_class_t  ngx_do_lock_class;
 
 
 static ngx_command_t  ngx_http_do_lock_commands[] = {
@@ -487,6 +485,7 @@ static ngx_int_t
 ngx_http_do_lock_init(ngx_conf_t *cf)
 {
     ngx_uint_t                     i;
+    ngx_do_lock_conf_t            *conf;
     ngx_http_handler_pt           *h;
     ngx_http_do_lock_t           **all;
     ngx_http_core_main_conf_t     *cmcf;
@@ -501,6 +500,18 @@ ngx_http_do_lock_init(ngx_conf_t *cf)
                                                 &ngx_do_lock_class, "do_lock",
                                                 all[i]->file, all[i]->line);
         if (all[i]->ns == NULL) {
+            return NGX_ERROR;
+        }
+
+        /* the lock would refuse every request of this location */
+        conf = all[i]->ns->conf;
+
+        if (all[i]->ttl > conf->max_ttl) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "do_lock ttl=%Mms exceeds max_ttl=%Mms of do "
+                          "namespace \"%V\" in %s:%ui", all[i]->ttl,
+                          conf->max_ttl, &all[i]->ns_name, all[i]->file,
+                          all[i]->line);
             return NGX_ERROR;
         }
     }

@@ -72,6 +72,23 @@ fails_like("${locks}server { listen 127.0.0.1:%%PORT%%;\n"
            . "location / { do_lock locks key=\$uri;\ndo_lock locks key=\$uri; } }\n",
            qr/"do_lock" directive is duplicate/, $base + 3,
            'two do_lock in one location');
+my $over = 'do_lock ttl=7200000ms exceeds max_ttl=3600000ms of do namespace';
+fails_like("${locks}server { listen 127.0.0.1:%%PORT%%;\n"
+           . "location / { do_lock locks key=\$uri ttl=2h; } }\n",
+           qr/\Q$over\E "locks"/,
+           $base + 2, 'do_lock ttl= over the default max_ttl');
+fails_like("server { listen 127.0.0.1:%%PORT%%;\n"
+           . "location / { do_lock locks key=\$uri ttl=61s; } }\n"
+           . "do_namespace locks lock max_ttl=1m;\n",
+           qr/exceeds max_ttl=60000ms/, $base + 1,
+           'do_lock ttl= over the max_ttl of a namespace declared later');
+{
+    my ($rc, $out) = nginx_t("do_namespace locks lock max_ttl=1m;\n"
+                             . "server { listen 127.0.0.1:%%PORT%%;\n"
+                             . "location / { do_lock locks key=\$uri "
+                             . "ttl=60s; } }\n");
+    is($rc, 0, 'do_lock ttl= equal to max_ttl passes nginx -t') or diag $out;
+}
 fails_like("do_namespace locks lock ttl=2h;\n",
            qr/ttl= exceeds max_ttl=/, $base, 'lock ttl over max_ttl');
 fails_like("do_namespace locks lock lease=1s;\n",

@@ -33,15 +33,10 @@
 #include <openssl/rand.h>
 
 #include "ngx_http_do.h"
+#include "ngx_do_lock.h"
 
 
 #define NGX_DO_LOCK_MAX_TOKEN     64
-
-
-typedef struct {
-    ngx_msec_t                 ttl;
-    ngx_msec_t                 max_ttl;
-} ngx_do_lock_conf_t;
 
 
 typedef struct {
