@@ -113,7 +113,7 @@ my @order = parallel(6, sub {
         return ();
     }
     wait_for(sub { $queued->($i) }, 10);
-    my $r = http($p, 'POST', '/lock/fifo?wait=15s&ttl=5s');
+    my $r = http($p, 'POST', '/lock/fifo?wait=8s&ttl=5s');
     my $g = j($r);
     sleep 0.05;
     http($p, 'DELETE', "/lock/fifo?token=$g->{token}") if $g->{token};

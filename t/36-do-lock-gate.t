@@ -18,7 +18,7 @@ use DoTest qw(http parallel wait_for);
 my $origin = DoTest::Origin->new;
 my $op = $origin->port;
 
-my $t = DoTest->new(workers => 2, allow_kill => 1, http => <<"EOF")->start;
+my $t = DoTest->new(workers => 2, http => <<"EOF")->start;
     %%STORAGE%%
     do_namespace locks lock ttl=10s;
     do_call_timeout 10s;
@@ -175,7 +175,7 @@ if ($waiter == 0) {
 ok(wait_for(sub { lock_state('killed')->{waiters} == 1 }, 5),
    'a second request waits for it on the owner');
 my $killed_at = time;
-kill 'KILL', $holder_pid;
+$t->kill_worker('KILL', $holder_pid);
 waitpid($waiter, 0);
 my ($wstatus, $wtime) = split ' ',
     do { open my $fh, '<', $t->prefix . '/waiter'; <$fh> // '0 0' };
