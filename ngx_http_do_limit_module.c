@@ -388,8 +388,6 @@ ngx_http_do_limit_decide(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx)
     ngx_do_rl_conf_t            *conf;
     ngx_http_do_limit_result_t  *res, *rejected;
 
-    static time_t                logged;
-
     ctx->waiting = 0;
     rejected = NULL;
     delay = 0;
@@ -408,8 +406,7 @@ ngx_http_do_limit_decide(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx)
         conf = res->limit->ns->conf;
 
         if (res->failed) {
-            if (logged != ngx_time()) {
-                logged = ngx_time();
+            if (ngx_do_log_gate()) {
                 ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                               "do: rate limiter \"%V\" did not answer "
                               "(%ui), failing %s", &res->limit->ns->name,

@@ -1395,10 +1395,13 @@ ngx_do_object_group_end(ngx_do_object_t *obj, ngx_int_t rc, uint64_t version,
         ngx_do_stats->storage_full++;
     }
 
-    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                  "do: a commit of %ui calls of namespace \"%V\" failed%s",
-                  n, &obj->ns->name,
-                  rc == NGX_BUSY ? " (lost every race)" : "");
+    /* an unavailable storage fails every commit: log it once a second */
+    if (rc != NGX_ERROR || ngx_do_log_gate()) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "do: a commit of %ui calls of namespace \"%V\" "
+                      "failed%s", n, &obj->ns->name,
+                      rc == NGX_BUSY ? " (lost every race)" : "");
+    }
 
     for (i = 0; i < n; i++) {
         t = obj->group[i];
@@ -1940,8 +1943,6 @@ ngx_do_object_flush_done(ngx_do_object_t *obj, ngx_int_t rc)
 {
     ngx_do_dirty_t  *d, *n, *newer;
 
-    static time_t    logged;
-
     if (rc == NGX_OK) {
         ngx_do_dirty_list_free(obj->flushing);
         obj->flushing = NULL;
@@ -1975,8 +1976,7 @@ ngx_do_object_flush_done(ngx_do_object_t *obj, ngx_int_t rc)
         ngx_do_stats->storage_full++;
     }
 
-    if (logged != ngx_time()) {
-        logged = ngx_time();
+    if (ngx_do_log_gate()) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "do: deferred writes of namespace \"%V\" could not "
                       "be stored%s, will retry", &obj->ns->name,

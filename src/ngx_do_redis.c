@@ -19,7 +19,7 @@
  * fail at once, so callers answer 503 fast.  A connection whose oldest
  * command (held or sent) goes unanswered for timeout= is dropped, which
  * answers every command on it with an error.  Errors are logged at most
- * once a second, except a failed AUTH or SELECT.
+ * once a second (ngx_do_log_gate()), except a failed AUTH or SELECT.
  */
 
 
@@ -108,17 +108,13 @@ static ngx_do_redis_conn_t    *ngx_do_redis_conns;
 static ngx_log_t              *ngx_do_redis_log;
 
 
-/* rate-limited error log: one line a second per worker */
+/* rate-limited error log: one line a second for all workers together */
 static void
 ngx_do_redis_error(const char *what, const char *detail)
 {
-    static time_t  logged;
-
-    if (logged == ngx_time()) {
+    if (!ngx_do_log_gate()) {
         return;
     }
-
-    logged = ngx_time();
 
     ngx_log_error(NGX_LOG_ERR, ngx_do_redis_log, 0,
                   "do: redis %V: %s%s%s", &ngx_do_redis_conf->url, what,

@@ -292,6 +292,12 @@ uint64_t ngx_do_now(void);
 /* how long a caller waits for a reply (do_call_timeout) */
 ngx_msec_t ngx_do_call_timeout(void);
 
+/*
+ * 1: the caller may log an error that repeats while storage is down; one
+ * such line a second for the whole nginx, whichever worker asks first
+ */
+ngx_uint_t ngx_do_log_gate(void);
+
 
 /*
  * Parked calls: a turn may leave its call unanswered (a lock waiter); a

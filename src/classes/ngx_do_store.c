@@ -12,7 +12,8 @@
  * A key PUT with ttl= (nginx time syntax: 30s, 500ms, 1h; a bare number
  * is seconds) is deleted by a named alarm "ttl:K" when it comes due, and
  * reads as absent from that moment even if the alarm is a little late.
- * A PUT without ttl= removes the TTL; incr and batches keep it.
+ * A PUT without ttl= removes the TTL; incr and a batch's puts keep it;
+ * DELETE and a batch's delete remove it.
  *
  * It uses nothing but the public class API (ngx_http_do.h).
  */
@@ -523,7 +524,7 @@ ngx_do_store_incr(ngx_do_turn_t *t, ngx_str_t *key)
 
     if (rc == NGX_DECLINED) {
         return ngx_do_reply_error(t, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                  "key too large");
+                                  "key or value too large");
     }
 
     if (rc != NGX_OK) {
@@ -651,6 +652,13 @@ ngx_do_store_batch(ngx_do_turn_t *t)
         }
 
         deleted += (rc == NGX_OK);
+
+        /* a deleted key's TTL goes with it, as with DELETE */
+        if (ngx_do_store_ttl_name(t, &k[i], &key) != NGX_OK
+            || ngx_do_delete_alarm(t, &key) == NGX_ERROR)
+        {
+            goto failed;
+        }
     }
 
     if (member) {
@@ -661,6 +669,14 @@ ngx_do_store_batch(ngx_do_turn_t *t)
                 json_decref(in);
                 return ngx_do_reply_error(t, NGX_HTTP_BAD_REQUEST,
                                           "put values must be strings");
+            }
+
+            if (name[0] == '\0') {
+                ngx_do_rollback(t);
+                json_decref(out);
+                json_decref(in);
+                return ngx_do_reply_error(t, NGX_HTTP_BAD_REQUEST,
+                                          "put keys must not be empty");
             }
 
             key.len = ngx_strlen(name);
