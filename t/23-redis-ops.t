@@ -86,7 +86,8 @@ EOF
        '... and AUTH failed is logged');
     unlike($t->error_log, qr/wrong\@/, '... without the password');
     ok($t->stop, 'nginx stops gracefully');
-    $t->check_logs('wrong password@', expect => [qr/AUTH failed/]);
+    $t->check_logs('wrong password@',
+                   expect => [qr/AUTH failed/, qr/do: redis \S+: is unavailable/]);
 }
 
 # 2. Reconnect backoff: a server that accepts and hangs up at once, and
