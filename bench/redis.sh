@@ -3,6 +3,7 @@
 # in one run on this machine (2 nginx workers pinned to core 0, wrk on
 # core 1, redis-server unpinned):
 #   store incr on one object: memory | redis
+#   store get on one object:  memory | redis (a read checks the version)
 #   do_limit over 10k keys:  memory | redis | Lua + Redis fixed window
 # The Lua peer is Debian's libnginx-mod-http-lua (installed here if
 # missing) with a cosocket RESP client inline (INCR + EXPIRE per request,
@@ -96,11 +97,14 @@ run() {
 
 run "store incr, memory"  "memory" "" "" -s "$dir/incr.lua" "http://127.0.0.1:$port/s/hot?key=n&op=incr"
 run "store incr, redis"   "$redis" "" "" -s "$dir/incr.lua" "http://127.0.0.1:$port/s/hot?key=n&op=incr"
+run "store get, memory"   "memory" "" "" "http://127.0.0.1:$port/s/hot?key=n"
+run "store get, redis"    "$redis" "" "" "http://127.0.0.1:$port/s/hot?key=n"
 run "do_limit 10k, memory" "memory" "do_limit dl key=\$arg_k;" "" -s "$dir/keys.lua" "http://127.0.0.1:$port/"
 run "do_limit 10k, redis"  "$redis" "do_limit dl key=\$arg_k;" "" -s "$dir/keys.lua" "http://127.0.0.1:$port/"
 run "lua+redis 10k, fixed window" "memory" "$lua_gate" "$lua_modules" -s "$dir/keys.lua" "http://127.0.0.1:$port/"
 
 echo
 echo "store incr redis/memory:    $(ratio "${rps[store incr, redis]}" "${rps[store incr, memory]}")"
+echo "store get redis/memory:     $(ratio "${rps[store get, redis]}" "${rps[store get, memory]}")"
 echo "do_limit redis/memory:      $(ratio "${rps[do_limit 10k, redis]}" "${rps[do_limit 10k, memory]}")"
 echo "do_limit redis / lua+redis: $(ratio "${rps[do_limit 10k, redis]}" "${rps[lua+redis 10k, fixed window]}")"

@@ -40,6 +40,10 @@ my $beta = http($p, 'GET', '/n/beta?key=k')->{headers}{'do-object-id'};
 like($beta // '', qr/^[0-9a-f]{64}$/, 'another name has an ID too');
 isnt($beta, $id, 'another name gives another ID');
 
+my $empty = http($p, 'GET', '/other-name?name=');
+is($empty->{status}, 400, 'an empty name is 400');
+like($empty->{body}, qr/invalid object name/, '... saying so');
+
 my $o = http($p, 'GET', '/other-name?name=alpha');
 like($o->{headers}{'do-object-id'} // '', qr/^[0-9a-f]{64}$/,
      'the same name in another namespace has an ID');

@@ -114,6 +114,15 @@ is(http($p, 'GET', '/two?a=3&b=5')->{status}, 200, 'a=3 has its second token');
 is(http($p, 'GET', '/two?a=3&b=6')->{status}, 429,
    '... and no more: the refund gave back exactly one');
 
+# without headers=on a passed request has no RateLimit fields
+my $plain = http($p, 'GET', '/api?k=plain');
+is($plain->{status}, 200, 'a request within the limit passes');
+ok(!exists $plain->{headers}{ratelimit}
+   && !exists $plain->{headers}{'ratelimit-policy'},
+   '... with no RateLimit fields: headers=on is off by default');
+like($t->error_log, qr/\[info\] .*do: limiting requests by "api", retry in \d+ ms/,
+     'rejections are logged at info, with the namespace');
+
 # variables
 my $v = http($p, 'GET', '/api?k=vars');
 is($v->{headers}{'x-limit'}, 'PASSED', '$do_limit_status is PASSED');
