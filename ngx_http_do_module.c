@@ -105,6 +105,7 @@ static ngx_int_t ngx_http_do_read_body(ngx_http_request_t *r,
 static void ngx_http_do_deliver(uint64_t call_id, u_char *buf, size_t len);
 static void ngx_http_do_fail(ngx_http_do_call_t *call, ngx_uint_t status);
 static void ngx_http_do_unpend(ngx_http_do_call_t *call);
+static ngx_http_do_call_t *ngx_http_do_pending_find(uint64_t call_id);
 static void ngx_http_do_watch_start(void);
 static void ngx_http_do_watch(ngx_event_t *ev);
 static void ngx_http_do_timeout(ngx_event_t *ev);
@@ -706,29 +707,21 @@ ngx_http_do_read_body(ngx_http_request_t *r, ngx_str_t *body)
 static void
 ngx_http_do_deliver(uint64_t call_id, u_char *buf, size_t len)
 {
-    ngx_rbtree_key_t      key;
     ngx_connection_t     *c;
-    ngx_rbtree_node_t    *node;
     ngx_http_request_t   *r;
     ngx_pool_cleanup_t   *cln;
     ngx_http_do_call_t   *call;
     ngx_do_reply_wire_t  *w;
     ngx_http_do_reply_t   reply;
 
-    key = (ngx_rbtree_key_t) call_id;
-    node = ngx_http_do_pending.root;
+    call = ngx_http_do_pending_find(call_id);
 
-    while (node != ngx_http_do_pending.sentinel && node->key != key) {
-        node = (key < node->key) ? node->left : node->right;
-    }
-
-    if (node == ngx_http_do_pending.sentinel) {
+    if (call == NULL) {
         /* the request timed out or went away meanwhile */
         ngx_free(buf);
         return;
     }
 
-    call = (ngx_http_do_call_t *) node;
     r = call->request;
     c = r->connection;
 
@@ -764,6 +757,24 @@ ngx_http_do_deliver(uint64_t call_id, u_char *buf, size_t len)
 
     call->handler(r, call->data, &reply);
     ngx_http_run_posted_requests(c);
+}
+
+
+static ngx_http_do_call_t *
+ngx_http_do_pending_find(uint64_t call_id)
+{
+    ngx_rbtree_key_t    key;
+    ngx_rbtree_node_t  *node;
+
+    key = (ngx_rbtree_key_t) call_id;
+    node = ngx_http_do_pending.root;
+
+    while (node != ngx_http_do_pending.sentinel && node->key != key) {
+        node = (key < node->key) ? node->left : node->right;
+    }
+
+    return (node == ngx_http_do_pending.sentinel)
+           ? NULL : (ngx_http_do_call_t *) node;
 }
 
 
@@ -854,6 +865,7 @@ ngx_http_do_watch_start(void)
 static void
 ngx_http_do_watch(ngx_event_t *ev)
 {
+    uint64_t             *ids;
     ngx_pid_t             pid;
     ngx_uint_t            w, n, waiting;
     ngx_rbtree_node_t    *node;
@@ -888,29 +900,39 @@ ngx_http_do_watch(ngx_event_t *ev)
 
         ngx_http_do_owner_pid[w] = pid;
 
-        for (n = ngx_http_do_remote[w]; n && ngx_http_do_remote[w]; n--) {
-            call = NULL;
-
-            for (node = ngx_rbtree_min(ngx_http_do_pending.root,
-                                       ngx_http_do_pending.sentinel);
-                 node;
-                 node = ngx_rbtree_next(&ngx_http_do_pending, node))
-            {
-                call = (ngx_http_do_call_t *) node;
-
-                if (call->remote && call->owner == w) {
-                    break;
-                }
-
-                call = NULL;
-            }
-
-            if (call == NULL) {
-                break;
-            }
-
-            ngx_http_do_fail(call, NGX_HTTP_BAD_GATEWAY);
+        /*
+         * The ids first, in one pass: answering a call runs its handler,
+         * which may end other calls and change the tree.
+         */
+        ids = ngx_alloc(ngx_http_do_remote[w] * sizeof(uint64_t), ev->log);
+        if (ids == NULL) {
+            waiting = 1;
+            continue;
         }
+
+        n = 0;
+
+        for (node = ngx_rbtree_min(ngx_http_do_pending.root,
+                                   ngx_http_do_pending.sentinel);
+             node && n < ngx_http_do_remote[w];
+             node = ngx_rbtree_next(&ngx_http_do_pending, node))
+        {
+            call = (ngx_http_do_call_t *) node;
+
+            if (call->remote && call->owner == w) {
+                ids[n++] = (uint64_t) node->key;
+            }
+        }
+
+        while (n) {
+            call = ngx_http_do_pending_find(ids[--n]);
+
+            if (call && call->remote && call->owner == w) {
+                ngx_http_do_fail(call, NGX_HTTP_BAD_GATEWAY);
+            }
+        }
+
+        ngx_free(ids);
     }
 
     if (waiting && !ngx_exiting) {
@@ -2223,4 +2245,5 @@ ngx_http_do_exit_process(ngx_cycle_t *cycle)
     ngx_do_redis_exit();
     ngx_do_handover_exit_worker();
     ngx_do_ipc_exit_worker();
+    ngx_do_handover_unregister();
 }

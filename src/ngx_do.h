@@ -264,7 +264,8 @@ ngx_uint_t ngx_do_handover_old(void);
 ngx_uint_t ngx_do_handover_overlap(void);
 ngx_int_t ngx_do_handover_hold(u_char *id, ngx_uint_t transient,
     ngx_uint_t force);
-void ngx_do_handover_deferred(u_char *id);
+ngx_int_t ngx_do_handover_deferred(u_char *id);
+void ngx_do_handover_unregister(void);
 void ngx_do_handover_release(u_char *id);
 ngx_pid_t ngx_do_handover_peer(ngx_uint_t worker);
 

@@ -47,6 +47,9 @@
 #define NGX_DO_HANDOVER_SLOTS     256
 #define NGX_DO_HANDOVER_TICK      50
 
+/* a registry slot being filled in: its fields are not to be read yet */
+#define NGX_DO_HANDOVER_CLAIMING  ((ngx_atomic_uint_t) -1)
+
 
 typedef struct {
     ngx_atomic_t               pid;
@@ -125,14 +128,20 @@ ngx_do_handover_init_worker(ngx_cycle_t *cycle, ngx_shm_zone_t *shm_zone,
         w = &ngx_do_handover_sh->workers[i];
         pid = w->pid;
 
-        if ((pid == 0 || !ngx_do_handover_alive(pid))
-            && ngx_atomic_cmp_set(&w->pid, pid, ngx_pid))
+        if (pid == NGX_DO_HANDOVER_CLAIMING
+            || (pid != 0 && ngx_do_handover_alive(pid))
+            || !ngx_atomic_cmp_set(&w->pid, pid, NGX_DO_HANDOVER_CLAIMING))
         {
-            w->generation = ngx_do_runtime.generation;
-            w->worker = ngx_worker;
-            ngx_do_handover_me = w;
-            break;
+            continue;
         }
+
+        /* the fields first, then the PID that makes them valid */
+        w->generation = ngx_do_runtime.generation;
+        w->worker = ngx_worker;
+        ngx_memory_barrier();
+        w->pid = ngx_pid;
+        ngx_do_handover_me = w;
+        break;
     }
 
     if (ngx_do_handover_me == NULL) {
@@ -180,12 +189,19 @@ ngx_do_handover_exit_worker(void)
         ngx_do_handover_drop(i);
     }
 
-    if (ngx_do_handover_me) {
-        (void) ngx_atomic_cmp_set(&ngx_do_handover_me->pid, ngx_pid, 0);
-    }
-
     if (ngx_do_handover_event.timer_set) {
         ngx_del_timer(&ngx_do_handover_event);
+    }
+}
+
+
+/* the very last: after the final answers left, peers may see it gone */
+void
+ngx_do_handover_unregister(void)
+{
+    if (ngx_do_handover_me) {
+        (void) ngx_atomic_cmp_set(&ngx_do_handover_me->pid, ngx_pid, 0);
+        ngx_do_handover_me = NULL;
     }
 
     ngx_do_handover_sh = NULL;
@@ -292,8 +308,11 @@ ngx_do_handover_hold(u_char *id, ngx_uint_t transient, ngx_uint_t force)
 }
 
 
-/* a held object leaves strict turns: its shard now has deferred state */
-void
+/*
+ * A held object leaves strict turns: its shard now has deferred state.
+ * NGX_DECLINED: the hold is not this worker's any more (taken by force).
+ */
+ngx_int_t
 ngx_do_handover_deferred(u_char *id)
 {
     ngx_uint_t          shard;
@@ -302,8 +321,14 @@ ngx_do_handover_deferred(u_char *id)
     shard = ngx_do_id_shard(id);
     mine = (ngx_atomic_uint_t) ngx_pid << 1;
 
-    (void) ngx_atomic_cmp_set(&ngx_do_handover_sh->hold[shard], mine,
-                              mine | 1);
+    if (ngx_do_handover_sh->hold[shard] == (mine | 1)
+        || ngx_atomic_cmp_set(&ngx_do_handover_sh->hold[shard], mine,
+                              mine | 1))
+    {
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
 }
 
 
@@ -361,7 +386,8 @@ ngx_do_handover_peer(ngx_uint_t worker)
         w = &ngx_do_handover_sh->workers[i];
         pid = w->pid;
 
-        if (pid != 0 && w->generation == ngx_do_runtime.generation
+        if (pid != 0 && pid != NGX_DO_HANDOVER_CLAIMING
+            && w->generation == ngx_do_runtime.generation
             && w->worker == worker && ngx_do_handover_alive(pid))
         {
             return (ngx_pid_t) pid;
@@ -390,7 +416,8 @@ ngx_do_handover_older(void)
         w = &ngx_do_handover_sh->workers[i];
         pid = w->pid;
 
-        if (pid != 0 && pid != (ngx_atomic_uint_t) ngx_pid
+        if (pid != 0 && pid != NGX_DO_HANDOVER_CLAIMING
+            && pid != (ngx_atomic_uint_t) ngx_pid
             && w->generation < ngx_do_runtime.generation
             && ngx_do_handover_alive(pid))
         {

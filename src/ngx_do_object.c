@@ -161,6 +161,7 @@ static ngx_do_object_t *ngx_do_object_get(u_char *id, ngx_do_namespace_t *ns,
 static void ngx_do_object_run(ngx_do_object_t *obj);
 static void ngx_do_object_continue(ngx_do_object_t *obj);
 static ngx_int_t ngx_do_object_place(ngx_do_object_t *obj);
+static void ngx_do_object_refresh(ngx_do_object_t *obj);
 static ngx_uint_t ngx_do_object_stale(ngx_do_object_t *obj,
     ngx_int_t (*handler)(ngx_do_turn_t *t));
 static void ngx_do_object_loaded(ngx_do_storage_req_t *req);
@@ -640,11 +641,17 @@ ngx_do_object_continue(ngx_do_object_t *obj)
         }
 
         if (obj->held && !obj->deferred && obj->ngroup == 0
-            && !ngx_do_handover_overlap())
+            && !ngx_do_handover_overlap() && !ngx_do_handover_old()
+            && ngx_do_handover_deferred(obj->id) == NGX_OK)
         {
-            /* the older workers are gone: back to deferred durability */
+            /*
+             * The older workers are gone: back to deferred durability,
+             * which trusts memory from now on.  So memory is read again
+             * first: an old worker may have committed since the last
+             * strict turn here.
+             */
+            ngx_do_object_refresh(obj);
             obj->deferred = 1;
-            ngx_do_handover_deferred(obj->id);
         }
 
         if (ngx_do_backend->async && !obj->loaded) {
@@ -1090,6 +1097,25 @@ failed:
 }
 
 
+/* the object's cache and its class's memory are read again from storage */
+static void
+ngx_do_object_refresh(ngx_do_object_t *obj)
+{
+    uint64_t  version;
+
+    ngx_do_cache_drop(obj);
+
+    if (ngx_do_backend->async) {
+        obj->loaded = 0;
+
+    } else if (ngx_do_backend->version(obj->id, &version) == NGX_OK) {
+        obj->version = version;
+    }
+
+    (void) ngx_do_object_stale(obj, NULL);
+}
+
+
 /*
  * Another worker or node changed the object's stored state: what the
  * class's init read into the object's memory is stale, so init runs again
@@ -1522,7 +1548,8 @@ ngx_do_object_commit_done(ngx_do_storage_req_t *req)
         if (!ngx_queue_empty(&obj->mailbox)) {
             ngx_do_object_run(obj);
 
-        } else if (rc == NGX_OK) {
+        } else if (rc == NGX_OK || !obj->active) {
+            /* evicted, or its memory turned out stale: it goes */
             ngx_do_stats->evictions++;
             ngx_do_object_close(obj);
 
@@ -1618,7 +1645,7 @@ ngx_do_object_idle(ngx_event_t *ev)
         return;
     }
 
-    if (obj->ns->class->evict
+    if (obj->ns->class->evict && obj->active
         && !(ngx_do_backend->async && !obj->loaded))
     {
         /*
@@ -1638,11 +1665,13 @@ ngx_do_object_idle(ngx_event_t *ev)
         obj->busy = 0;
         obj->evicting = 0;
 
-        if (rc != NGX_OK) {
+        if (rc != NGX_OK && obj->active) {
             /* the class wants to stay */
             ngx_add_timer(&obj->idle, ngx_do_object_idle_time(obj));
             return;
         }
+
+        /* its memory turned out stale: it goes without a say */
     }
 
     ngx_do_stats->evictions++;
