@@ -156,6 +156,10 @@ extern ngx_do_backend_t        ngx_do_memory_backend;
 extern ngx_do_backend_t        ngx_do_redis_backend;
 
 
+/* ngx_do_shard.c: the one shard -> owner rule */
+ngx_uint_t ngx_do_shard_owner(ngx_uint_t shard);
+
+
 /* ngx_do_id.c */
 
 /* the head of anything kept in a tree by object ID (hash, then bytes) */

@@ -71,6 +71,8 @@ static ngx_do_backend_t       *ngx_do_alarm_backend;
 static uint64_t                ngx_do_alarm_due[NGX_DO_SHARDS];
 static uint64_t                ngx_do_alarm_soon[NGX_DO_SHARDS];
 static u_char                  ngx_do_alarm_scanning[NGX_DO_SHARDS];
+static ngx_uint_t              ngx_do_alarm_mine[NGX_DO_SHARDS];
+static ngx_uint_t              ngx_do_alarm_nmine;
 static ngx_event_t             ngx_do_alarm_timer;
 static uint64_t                ngx_do_alarm_armed;
 static ngx_rbtree_t            ngx_do_alarm_calls;
@@ -104,10 +106,17 @@ ngx_do_alarms_init(ngx_cycle_t *cycle, ngx_do_backend_t *backend)
                     ngx_do_id_rbtree_insert);
 
     /* the index is read at once for this worker's shards */
+    ngx_do_alarm_nmine = 0;
+
     for (i = 0; i < NGX_DO_SHARDS; i++) {
-        ngx_do_alarm_due[i] = (i % ngx_do_runtime.workers
-                               == (ngx_uint_t) ngx_worker)
-                              ? 0 : NGX_DO_ALARM_NONE;
+        if (ngx_do_shard_owner(i) == (ngx_uint_t) ngx_worker) {
+            ngx_do_alarm_mine[ngx_do_alarm_nmine++] = i;
+            ngx_do_alarm_due[i] = 0;
+
+        } else {
+            ngx_do_alarm_due[i] = NGX_DO_ALARM_NONE;
+        }
+
         ngx_do_alarm_soon[i] = NGX_DO_ALARM_NONE;
         ngx_do_alarm_scanning[i] = 0;
     }
@@ -161,7 +170,7 @@ ngx_do_alarm_scheduled(u_char *id, uint64_t when)
 
     shard = ngx_do_id_shard(id);
 
-    if (shard % ngx_do_runtime.workers != (ngx_uint_t) ngx_worker) {
+    if (ngx_do_shard_owner(shard) != (ngx_uint_t) ngx_worker) {
         /* another worker's shard (a reload): its rescan finds it */
         return;
     }
@@ -191,7 +200,7 @@ static void
 ngx_do_alarm_timer_handler(ngx_event_t *ev)
 {
     uint64_t    now;
-    ngx_uint_t  i;
+    ngx_uint_t  i, k;
 
     ngx_do_alarm_armed = NGX_DO_ALARM_NONE;
 
@@ -202,7 +211,9 @@ ngx_do_alarm_timer_handler(ngx_event_t *ev)
 
     now = ngx_do_now();
 
-    for (i = ngx_worker; i < NGX_DO_SHARDS; i += ngx_do_runtime.workers) {
+    for (k = 0; k < ngx_do_alarm_nmine; k++) {
+        i = ngx_do_alarm_mine[k];
+
         if (!ngx_do_alarm_scanning[i] && ngx_do_alarm_due[i] <= now) {
             ngx_do_alarm_scan(i, now);
         }
@@ -217,7 +228,7 @@ static void
 ngx_do_alarm_arm(void)
 {
     uint64_t    now, next;
-    ngx_uint_t  i;
+    ngx_uint_t  i, k;
 
     if (ngx_exiting) {
         return;
@@ -225,7 +236,9 @@ ngx_do_alarm_arm(void)
 
     next = NGX_DO_ALARM_NONE;
 
-    for (i = ngx_worker; i < NGX_DO_SHARDS; i += ngx_do_runtime.workers) {
+    for (k = 0; k < ngx_do_alarm_nmine; k++) {
+        i = ngx_do_alarm_mine[k];
+
         if (!ngx_do_alarm_scanning[i] && ngx_do_alarm_due[i] < next) {
             next = ngx_do_alarm_due[i];
         }

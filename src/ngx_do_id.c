@@ -180,7 +180,7 @@ ngx_do_id_shard(u_char *id)
 ngx_uint_t
 ngx_do_id_owner(u_char *id)
 {
-    return ngx_do_id_shard(id) % ngx_do_runtime.workers;
+    return ngx_do_shard_owner(ngx_do_id_shard(id));
 }
 
 
