@@ -96,7 +96,7 @@ static:
 	cd $(NGINX_SRC) && if [ -x configure ]; then conf=./configure; \
 	    else conf=auto/configure; fi && \
 	    $$conf --with-http_ssl_module --with-cc-opt="$(CC_OPT)" \
-	        --add-module=$(CURDIR) && $(MAKE)
+	        --add-module=$(CURDIR) && $(MAKE) -f objs/Makefile
 
 # cppcheck over the module's sources, with nginx's headers
 lint: build

@@ -51,10 +51,16 @@
 #define NGX_DO_HANDOVER_CLAIMING  ((ngx_atomic_uint_t) -1)
 
 
+/*
+ * A worker in the registry.  start: its start time (clock ticks after
+ * boot, from /proc), so that a PID that a dead worker left and another
+ * process got since does not pass for that worker.
+ */
 typedef struct {
     ngx_atomic_t               pid;
     ngx_atomic_t               generation;
     ngx_atomic_t               worker;        /* ngx_worker */
+    ngx_atomic_t               start;
 } ngx_do_handover_worker_t;
 
 
@@ -67,6 +73,9 @@ typedef struct {
 
 static void ngx_do_handover_drop(ngx_uint_t shard);
 static ngx_uint_t ngx_do_handover_alive(ngx_atomic_uint_t pid);
+static ngx_uint_t ngx_do_handover_runs(ngx_do_handover_worker_t *w,
+    ngx_atomic_uint_t pid);
+static uint64_t ngx_do_handover_start(ngx_pid_t pid);
 static ngx_uint_t ngx_do_handover_older(void);
 static void ngx_do_handover_tick(ngx_event_t *ev);
 
@@ -129,7 +138,7 @@ ngx_do_handover_init_worker(ngx_cycle_t *cycle, ngx_shm_zone_t *shm_zone,
         pid = w->pid;
 
         if (pid == NGX_DO_HANDOVER_CLAIMING
-            || (pid != 0 && ngx_do_handover_alive(pid))
+            || (pid != 0 && ngx_do_handover_runs(w, pid))
             || !ngx_atomic_cmp_set(&w->pid, pid, NGX_DO_HANDOVER_CLAIMING))
         {
             continue;
@@ -138,6 +147,7 @@ ngx_do_handover_init_worker(ngx_cycle_t *cycle, ngx_shm_zone_t *shm_zone,
         /* the fields first, then the PID that makes them valid */
         w->generation = ngx_do_runtime.generation;
         w->worker = ngx_worker;
+        w->start = (ngx_atomic_uint_t) ngx_do_handover_start(ngx_pid);
         ngx_memory_barrier();
         w->pid = ngx_pid;
         ngx_do_handover_me = w;
@@ -388,7 +398,7 @@ ngx_do_handover_peer(ngx_uint_t worker)
 
         if (pid != 0 && pid != NGX_DO_HANDOVER_CLAIMING
             && w->generation == ngx_do_runtime.generation
-            && w->worker == worker && ngx_do_handover_alive(pid))
+            && w->worker == worker && ngx_do_handover_runs(w, pid))
         {
             return (ngx_pid_t) pid;
         }
@@ -402,6 +412,72 @@ static ngx_uint_t
 ngx_do_handover_alive(ngx_atomic_uint_t pid)
 {
     return kill((ngx_pid_t) pid, 0) == 0 || ngx_errno != NGX_ESRCH;
+}
+
+
+/* the registry's worker w (whose PID was read as pid) still runs */
+static ngx_uint_t
+ngx_do_handover_runs(ngx_do_handover_worker_t *w, ngx_atomic_uint_t pid)
+{
+    uint64_t  start;
+
+    if (!ngx_do_handover_alive(pid)) {
+        return 0;
+    }
+
+    start = ngx_do_handover_start((ngx_pid_t) pid);
+
+    /* without /proc there is nothing to compare: the PID must do */
+    return start == 0 || w->start == 0
+           || start == (uint64_t) w->start;
+}
+
+
+/* field 22 of /proc/<pid>/stat: the start time, or 0 */
+static uint64_t
+ngx_do_handover_start(ngx_pid_t pid)
+{
+    u_char      *p, *last;
+    ssize_t      n;
+    uint64_t     start;
+    ngx_fd_t     fd;
+    ngx_uint_t   field;
+    u_char       path[64], buf[1024];
+
+    (void) ngx_sprintf(path, "/proc/%P/stat%Z", pid);
+
+    fd = ngx_open_file(path, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        return 0;
+    }
+
+    n = read(fd, buf, sizeof(buf));
+    (void) ngx_close_file(fd);
+
+    if (n <= 0) {
+        return 0;
+    }
+
+    last = buf + n;
+
+    /* the command name may hold spaces: count fields after its ')' */
+    for (p = last - 1; p > buf && *p != ')'; p--) { /* void */ }
+
+    if (p == buf) {
+        return 0;
+    }
+
+    for (field = 2; p < last && field < 22; p++) {
+        if (*p == ' ') {
+            field++;
+        }
+    }
+
+    for (start = 0; p < last && *p >= '0' && *p <= '9'; p++) {
+        start = start * 10 + (*p - '0');
+    }
+
+    return start;
 }
 
 
@@ -419,7 +495,7 @@ ngx_do_handover_older(void)
         if (pid != 0 && pid != NGX_DO_HANDOVER_CLAIMING
             && pid != (ngx_atomic_uint_t) ngx_pid
             && w->generation < ngx_do_runtime.generation
-            && ngx_do_handover_alive(pid))
+            && ngx_do_handover_runs(w, pid))
         {
             return 1;
         }
