@@ -156,6 +156,20 @@ extern ngx_do_backend_t        ngx_do_memory_backend;
 extern ngx_do_backend_t        ngx_do_redis_backend;
 
 
+/* ngx_do_router.c */
+ngx_int_t ngx_do_router_init(ngx_cycle_t *cycle);
+void ngx_do_router_exit(ngx_cycle_t *cycle);
+ngx_int_t ngx_do_router_dispatch(ngx_http_request_t *r,
+    ngx_do_namespace_t *ns, u_char *id, ngx_uint_t method, ngx_str_t *args,
+    ngx_str_t *if_match, ngx_str_t *if_none_match, ngx_str_t *body,
+    ngx_msec_t timeout, ngx_http_do_reply_pt handler, void *data);
+void ngx_do_router_deliver(uint64_t call_id, u_char *buf, size_t len);
+void ngx_do_router_ipc(ngx_uint_t type, ngx_uint_t src, uint64_t call_id,
+    u_char *buf, size_t len);
+void ngx_do_router_bounce(ngx_uint_t type, ngx_uint_t src, uint64_t call_id,
+    u_char *buf, size_t len);
+
+
 /* ngx_do_shard.c: the one shard -> owner rule */
 ngx_uint_t ngx_do_shard_owner(ngx_uint_t shard);
 

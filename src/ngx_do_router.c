@@ -1,0 +1,623 @@
+
+/*
+ * The router: how a call reaches its object's owner and how its answer
+ * comes back.  A call gets an id ((pid << 32) | counter) and waits in the
+ * worker's pending tree with a timer; it goes to this worker's mailbox or
+ * over a channel to the owner (ngx_do_id_owner(), from the shard map),
+ * and the reply, local or from a channel, finds it again by its id.  Calls
+ * without a request (ngx_http_do_notify()) wait in a queue for a posted
+ * event.  While calls wait for other workers, a watch answers those whose
+ * owner died.  The shell (ngx_http_do_module.c) builds calls from requests
+ * and turns replies into responses; it knows nothing of the rest.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+#include <ngx_http.h>
+
+#include "ngx_do.h"
+
+
+#define NGX_DO_ROUTER_WATCH       250
+
+
+/* a call waiting for its reply, in the worker's pending tree */
+typedef struct {
+    ngx_rbtree_node_t          node;          /* key: the call id */
+    ngx_http_request_t        *request;
+    ngx_event_t                timer;
+    ngx_http_do_reply_pt       handler;
+    void                      *data;
+    ngx_uint_t                 owner;
+    unsigned                   pending:1;
+    unsigned                   remote:1;      /* sent over a channel */
+} ngx_do_router_call_t;
+
+
+/* a call without a request, waiting for the notify event */
+typedef struct {
+    ngx_queue_t                queue;
+    ngx_do_namespace_t        *ns;
+    ngx_uint_t                 method;
+    u_char                     id[NGX_DO_ID_LEN];
+    ngx_str_t                  args;
+} ngx_do_router_notice_t;
+
+
+static void ngx_do_router_notify_handler(ngx_event_t *ev);
+static ngx_do_router_call_t *ngx_do_router_find(uint64_t call_id);
+static void ngx_do_router_fail(ngx_do_router_call_t *call,
+    ngx_uint_t status);
+static void ngx_do_router_timeout(ngx_event_t *ev);
+static void ngx_do_router_cleanup(void *data);
+static void ngx_do_router_unpend(ngx_do_router_call_t *call);
+static void ngx_do_router_watch_start(void);
+static void ngx_do_router_watch(ngx_event_t *ev);
+
+
+static ngx_rbtree_t            ngx_do_router_pending;
+static ngx_rbtree_node_t       ngx_do_router_sentinel;
+static uint32_t                ngx_do_router_calls;
+static ngx_uint_t              ngx_do_router_enabled;
+static ngx_event_t             ngx_do_router_notify_event;
+static ngx_uint_t              ngx_do_router_final;
+static ngx_queue_t             ngx_do_router_notices;
+
+/*
+ * Calls sent over a channel and not answered yet, per owner worker, and
+ * the PID each owner had when the watch last looked: a call whose owner
+ * died (kill -9, a crash) is answered at once, not at its timeout.
+ */
+static ngx_uint_t             *ngx_do_router_remote;
+static ngx_pid_t              *ngx_do_router_owner_pid;
+static ngx_event_t             ngx_do_router_watch_event;
+
+
+/* in a worker, once the runtime settings are known */
+ngx_int_t
+ngx_do_router_init(ngx_cycle_t *cycle)
+{
+    ngx_rbtree_init(&ngx_do_router_pending, &ngx_do_router_sentinel,
+                    ngx_rbtree_insert_value);
+
+    ngx_do_router_remote = ngx_calloc(ngx_do_runtime.workers
+                                      * sizeof(ngx_uint_t), cycle->log);
+    ngx_do_router_owner_pid = ngx_calloc(ngx_do_runtime.workers
+                                         * sizeof(ngx_pid_t), cycle->log);
+    if (ngx_do_router_remote == NULL || ngx_do_router_owner_pid == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_do_router_watch_event.handler = ngx_do_router_watch;
+    ngx_do_router_watch_event.log = cycle->log;
+    ngx_do_router_watch_event.cancelable = 1;
+
+    ngx_do_router_notify_event.handler = ngx_do_router_notify_handler;
+    ngx_do_router_notify_event.log = cycle->log;
+    ngx_do_router_notify_event.cancelable = 1;
+    ngx_queue_init(&ngx_do_router_notices);
+
+    ngx_do_router_enabled = 1;
+
+    return NGX_OK;
+}
+
+
+/* at exit, first: the last notices go out, the watch stops */
+void
+ngx_do_router_exit(ngx_cycle_t *cycle)
+{
+    ngx_queue_t  *q;
+
+    if (!ngx_do_router_enabled) {
+        return;
+    }
+
+    ngx_do_router_final = 1;
+    ngx_do_router_notify_handler(&ngx_do_router_notify_event);
+
+    while (!ngx_queue_empty(&ngx_do_router_notices)) {
+        q = ngx_queue_head(&ngx_do_router_notices);
+        ngx_queue_remove(q);
+        ngx_free(ngx_queue_data(q, ngx_do_router_notice_t, queue));
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "do: a lock release was not sent at exit, its lease "
+                      "ends it");
+    }
+
+    if (ngx_do_router_watch_event.timer_set) {
+        ngx_del_timer(&ngx_do_router_watch_event);
+    }
+}
+
+
+ngx_int_t
+ngx_http_do_call(ngx_http_request_t *r, ngx_do_namespace_t *ns, u_char *id,
+    ngx_uint_t method, ngx_str_t *args, ngx_msec_t timeout,
+    ngx_http_do_reply_pt handler, void *data)
+{
+    ngx_str_t  empty;
+
+    ngx_str_null(&empty);
+
+    return ngx_do_router_dispatch(r, ns, id, method, args, &empty, &empty,
+                                &empty, timeout, handler, data);
+}
+
+
+/*
+ * A call without a request: kept in a queue and sent from a posted event,
+ * so that a pool cleanup never runs another object's turn (and maybe other
+ * requests' handlers) in the middle of freeing its request.
+ */
+ngx_int_t
+ngx_http_do_notify(ngx_do_namespace_t *ns, u_char *id, ngx_uint_t method,
+    ngx_str_t *args)
+{
+    ngx_do_router_notice_t  *n;
+
+    if (!ngx_do_router_enabled) {
+        return NGX_ERROR;
+    }
+
+    n = ngx_alloc(sizeof(ngx_do_router_notice_t) + args->len, ngx_cycle->log);
+    if (n == NULL) {
+        return NGX_ERROR;
+    }
+
+    n->ns = ns;
+    n->method = method;
+    ngx_memcpy(n->id, id, NGX_DO_ID_LEN);
+    n->args.data = (u_char *) (n + 1);
+    n->args.len = args->len;
+    (void) ngx_do_cpymem(n->args.data, args->data, args->len);
+
+    ngx_queue_insert_tail(&ngx_do_router_notices, &n->queue);
+
+    if (!ngx_do_router_notify_event.posted) {
+        ngx_post_event(&ngx_do_router_notify_event, &ngx_posted_events);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_do_router_notify_handler(ngx_event_t *ev)
+{
+    u_char                  *buf;
+    size_t                   len;
+    ngx_int_t                rc;
+    ngx_uint_t               owner;
+    ngx_queue_t             *q;
+    ngx_do_router_notice_t  *n;
+
+    if (ev->posted) {
+        ngx_delete_posted_event(ev);
+    }
+
+    if (ev->timer_set) {
+        ngx_del_timer(ev);
+    }
+
+    while (!ngx_queue_empty(&ngx_do_router_notices)) {
+        q = ngx_queue_head(&ngx_do_router_notices);
+        n = ngx_queue_data(q, ngx_do_router_notice_t, queue);
+
+        buf = ngx_do_call_build(n->ns, n->id, n->method, &n->args, NULL,
+                                NULL, NULL, &len);
+        if (buf == NULL) {
+            if (!ngx_do_router_final) {
+                ngx_add_timer(ev, 50);
+            }
+
+            break;
+        }
+
+        owner = ngx_do_id_owner(n->id);
+
+        /* call id 0: no reply is awaited, any that comes is dropped */
+
+        if (owner != ngx_worker && ngx_do_runtime.workers > 1
+            && !ngx_exiting && !ngx_do_router_final)
+        {
+            rc = ngx_do_ipc_send(owner, NGX_DO_IPC_CALL, 0, buf, len);
+
+            if (rc == NGX_BUSY) {
+                /* the owner's queue is full: it must still be the owner */
+                ngx_free(buf);
+                ngx_add_timer(ev, 50);
+                return;
+            }
+
+            if (rc == NGX_OK) {
+                ngx_queue_remove(q);
+                ngx_free(n);
+                continue;
+            }
+
+            /* the owner is gone: run it here, as calls do */
+        }
+
+        ngx_queue_remove(q);
+        ngx_free(n);
+
+        ngx_do_call_receive(ngx_worker, 0, buf, len, owner != ngx_worker);
+    }
+}
+
+
+/*
+ * Builds the call, parks it in the pending tree with its timeout, and hands
+ * it to the owner: this worker's mailbox or a channel.  The handler runs
+ * once, maybe before this returns (a local owner answers at once).
+ */
+ngx_int_t
+ngx_do_router_dispatch(ngx_http_request_t *r, ngx_do_namespace_t *ns,
+    u_char *id, ngx_uint_t method, ngx_str_t *args, ngx_str_t *if_match,
+    ngx_str_t *if_none_match, ngx_str_t *body, ngx_msec_t timeout,
+    ngx_http_do_reply_pt handler, void *data)
+{
+    u_char                *buf;
+    size_t                 len;
+    uint64_t               call_id;
+    ngx_int_t              rc;
+    ngx_uint_t             local;
+    ngx_pool_cleanup_t    *cln;
+    ngx_do_router_call_t  *call;
+
+    if (timeout == 0) {
+        timeout = ngx_do_runtime.call_timeout;
+    }
+
+    call = ngx_pcalloc(r->pool, sizeof(ngx_do_router_call_t));
+    if (call == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    buf = ngx_do_call_build(ns, id, method, args, if_match, if_none_match,
+                            body, &len);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    call_id = ((uint64_t) ngx_pid << 32) | ++ngx_do_router_calls;
+
+    call->request = r;
+    call->handler = handler;
+    call->data = data;
+    call->owner = ngx_do_id_owner(id);
+
+    cln->handler = ngx_do_router_cleanup;
+    cln->data = call;
+
+    call->node.key = (ngx_rbtree_key_t) call_id;
+    ngx_rbtree_insert(&ngx_do_router_pending, &call->node);
+    call->pending = 1;
+
+    call->timer.handler = ngx_do_router_timeout;
+    call->timer.data = call;
+    call->timer.log = r->connection->log;
+
+    /*
+     * The timer is armed before the call is handed over: a local owner may
+     * answer at once, and the answer may finalize the request and free its
+     * pool, call included.  Nothing of the call is read after the handover.
+     */
+    ngx_add_timer(&call->timer, timeout);
+
+    /*
+     * A worker that is being replaced runs calls itself: the owner of its
+     * generation may exit with the call unread, and conditional commits
+     * keep such a turn safe beside the new owner.
+     */
+    local = (call->owner == ngx_worker || ngx_do_runtime.workers == 1
+             || ngx_exiting);
+
+    if (!local) {
+        rc = ngx_do_ipc_send(call->owner, NGX_DO_IPC_CALL, call_id, buf, len);
+
+        if (rc == NGX_OK) {
+            ngx_do_stats->forwarded++;
+            call->remote = 1;
+            ngx_do_router_remote[call->owner]++;
+
+            if (!ngx_do_router_watch_event.timer_set) {
+                ngx_do_router_watch_start();
+            }
+
+            return NGX_OK;
+        }
+
+        if (rc == NGX_BUSY) {
+            ngx_free(buf);
+            ngx_do_router_fail(call, NGX_HTTP_SERVICE_UNAVAILABLE);
+            return NGX_OK;
+        }
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "do: owner worker %ui is unreachable, "
+                      "running the call here", call->owner);
+    }
+
+    ngx_do_call_receive(ngx_worker, call_id, buf, len,
+                        call->owner != ngx_worker);
+
+    return NGX_OK;
+}
+
+
+/* a reply came back for a call this worker sent; takes ownership of buf */
+void
+ngx_do_router_deliver(uint64_t call_id, u_char *buf, size_t len)
+{
+    ngx_connection_t      *c;
+    ngx_http_request_t    *r;
+    ngx_pool_cleanup_t    *cln;
+    ngx_do_router_call_t  *call;
+    ngx_do_reply_wire_t   *w;
+    ngx_http_do_reply_t    reply;
+
+    call = ngx_do_router_find(call_id);
+
+    if (call == NULL) {
+        /* the request timed out or went away meanwhile */
+        ngx_free(buf);
+        return;
+    }
+
+    r = call->request;
+    c = r->connection;
+
+    ngx_do_router_unpend(call);
+
+    ngx_memzero(&reply, sizeof(ngx_http_do_reply_t));
+
+    if (ngx_do_reply_parse(buf, len, &w, &reply.content_type, &reply.body)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                      "do: malformed reply of %uz bytes dropped", len);
+        ngx_free(buf);
+        ngx_do_router_fail(call, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    /* the reply lives as long as the request: no copy of the body */
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        ngx_free(buf);
+        ngx_do_router_fail(call, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    cln->handler = ngx_free;
+    cln->data = buf;
+
+    reply.status = w->status;
+    reply.owner = w->owner;
+    reply.etag = w->etag;
+    reply.activation = w->activation;
+
+    call->handler(r, call->data, &reply);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static ngx_do_router_call_t *
+ngx_do_router_find(uint64_t call_id)
+{
+    ngx_rbtree_key_t    key;
+    ngx_rbtree_node_t  *node;
+
+    key = (ngx_rbtree_key_t) call_id;
+    node = ngx_do_router_pending.root;
+
+    while (node != ngx_do_router_pending.sentinel && node->key != key) {
+        node = (key < node->key) ? node->left : node->right;
+    }
+
+    return (node == ngx_do_router_pending.sentinel)
+           ? NULL : (ngx_do_router_call_t *) node;
+}
+
+
+/* answers a call that got no reply: handler sees reply->failed */
+static void
+ngx_do_router_fail(ngx_do_router_call_t *call, ngx_uint_t status)
+{
+    ngx_connection_t     *c;
+    ngx_http_request_t   *r;
+    ngx_http_do_reply_t   reply;
+
+    r = call->request;
+    c = r->connection;
+
+    ngx_do_router_unpend(call);
+
+    ngx_memzero(&reply, sizeof(ngx_http_do_reply_t));
+    reply.status = status;
+    reply.owner = call->owner;
+    reply.failed = 1;
+
+    call->handler(r, call->data, &reply);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_do_router_timeout(ngx_event_t *ev)
+{
+    ngx_do_router_call_t  *call;
+
+    call = ev->data;
+
+    ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                  "do: call to owner worker %ui timed out", call->owner);
+
+    ngx_do_stats->timeouts++;
+
+    ngx_do_router_fail(call, NGX_HTTP_GATEWAY_TIME_OUT);
+}
+
+
+static void
+ngx_do_router_cleanup(void *data)
+{
+    ngx_do_router_unpend(data);
+}
+
+
+/* the call waits no more: out of the pending tree, its timer stopped */
+static void
+ngx_do_router_unpend(ngx_do_router_call_t *call)
+{
+    if (call->pending) {
+        ngx_rbtree_delete(&ngx_do_router_pending, &call->node);
+        call->pending = 0;
+    }
+
+    if (call->remote) {
+        ngx_do_router_remote[call->owner]--;
+        call->remote = 0;
+    }
+
+    if (call->timer.timer_set) {
+        ngx_del_timer(&call->timer);
+    }
+}
+
+
+/* the first call to wait for another worker: note the owners' PIDs */
+static void
+ngx_do_router_watch_start(void)
+{
+    ngx_uint_t  w;
+
+    for (w = 0; w < ngx_do_runtime.workers; w++) {
+        ngx_do_router_owner_pid[w] = ngx_do_handover_peer(w);
+    }
+
+    ngx_add_timer(&ngx_do_router_watch_event, NGX_DO_ROUTER_WATCH);
+}
+
+
+/*
+ * While calls wait for other workers: an owner whose PID changed or that
+ * is gone died with them, and they are answered 502 now.
+ */
+static void
+ngx_do_router_watch(ngx_event_t *ev)
+{
+    uint64_t              *ids;
+    ngx_pid_t              pid;
+    ngx_uint_t             w, n, waiting;
+    ngx_rbtree_node_t     *node;
+    ngx_do_router_call_t  *call;
+
+    waiting = 0;
+
+    for (w = 0; w < ngx_do_runtime.workers; w++) {
+        pid = ngx_do_handover_peer(w);
+
+        if (ngx_do_router_remote[w] == 0) {
+            /* nothing waits for it: whatever happened, this is its PID */
+            ngx_do_router_owner_pid[w] = pid;
+            continue;
+        }
+
+        if (pid == ngx_do_router_owner_pid[w]) {
+            waiting = 1;
+            continue;
+        }
+
+        if (ngx_do_router_owner_pid[w] == 0) {
+            ngx_do_router_owner_pid[w] = pid;
+            waiting = 1;
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                      "do: owner worker %ui (pid %P) exited, answering %ui "
+                      "calls that wait for it", w, ngx_do_router_owner_pid[w],
+                      ngx_do_router_remote[w]);
+
+        ngx_do_router_owner_pid[w] = pid;
+
+        /*
+         * The ids first, in one pass: answering a call runs its handler,
+         * which may end other calls and change the tree.
+         */
+        ids = ngx_alloc(ngx_do_router_remote[w] * sizeof(uint64_t), ev->log);
+        if (ids == NULL) {
+            waiting = 1;
+            continue;
+        }
+
+        n = 0;
+
+        for (node = ngx_rbtree_min(ngx_do_router_pending.root,
+                                   ngx_do_router_pending.sentinel);
+             node && n < ngx_do_router_remote[w];
+             node = ngx_rbtree_next(&ngx_do_router_pending, node))
+        {
+            call = (ngx_do_router_call_t *) node;
+
+            if (call->remote && call->owner == w) {
+                ids[n++] = (uint64_t) node->key;
+            }
+        }
+
+        while (n) {
+            call = ngx_do_router_find(ids[--n]);
+
+            if (call && call->remote && call->owner == w) {
+                ngx_do_router_fail(call, NGX_HTTP_BAD_GATEWAY);
+            }
+        }
+
+        ngx_free(ids);
+    }
+
+    if (waiting && !ngx_exiting) {
+        ngx_add_timer(ev, NGX_DO_ROUTER_WATCH);
+    }
+}
+
+
+void
+ngx_do_router_ipc(ngx_uint_t type, ngx_uint_t src, uint64_t call_id,
+    u_char *buf, size_t len)
+{
+    if (type == NGX_DO_IPC_REPLY) {
+        ngx_do_router_deliver(call_id, buf, len);
+        return;
+    }
+
+    ngx_do_call_receive(src, call_id, buf, len, 0);
+}
+
+
+/*
+ * A message that could not leave: the owner's channel is gone.  A call of
+ * ours then runs here (its commit is conditional); a reply is lost, and
+ * its requester gets 504 when its timer fires.
+ */
+void
+ngx_do_router_bounce(ngx_uint_t type, ngx_uint_t src, uint64_t call_id,
+    u_char *buf, size_t len)
+{
+    if (type == NGX_DO_IPC_CALL) {
+        ngx_do_call_receive(ngx_worker, call_id, buf, len, 1);
+        return;
+    }
+
+    ngx_free(buf);
+}
