@@ -146,7 +146,10 @@ my $p = $t->port;
     is($r->{status}, 200, 'do_limit + do_lock: the first request passes');
     my ($f1) = ($r->{body} // '') =~ /^fence (\d+)$/;
     ok($f1, '... holding the lock (the origin saw a fence)');
-    my $g = json(http($p, 'GET', '/locks/a')) || {};
+    # the release is sent when the request ends, after its answer left
+    my $g = {};
+    wait_for(sub { $g = json(http($p, 'GET', '/locks/a')) || {};
+                   !$g->{held} }, 10);
     is("$g->{fence} " . ($g->{held} ? 1 : 0), ($f1 // 'none') . ' 0',
        '... and released it');
 
@@ -163,6 +166,8 @@ my $p = $t->port;
     # request for c is rejected at once (429), not queued for the lock
     # (which would end in 423 after wait=5s)
     is(http($p, 'GET', '/job?k=c')->{status}, 200, 'key c: one request passes');
+    ok(wait_for(sub { !(json(http($p, 'GET', '/locks/c')) || {})->{held} },
+                10), '... and its lock is released once it ended');
     is(http($p, 'POST', '/locks/c?token=h&ttl=60s')->{status}, 200,
        'lock c is taken through the API');
     my $parked = status_sum($p, 'parked');
