@@ -268,6 +268,9 @@ my $p = $t->port;
 
     $t->write_conf(http => $http_mem->('5m'));
     $t->reload;
+    # the old workers (which still see the old zone) are gone first
+    ok(wait_for(sub { my @w = $t->workers; @w == 2 }, 15),
+       'the workers of the old zone have exited');
     ok(wait_for(sub {
            ((json(http($p, 'GET', '/status')) || {})->{storage}{size} // 0)
                == 5 * 1024 * 1024
