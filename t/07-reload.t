@@ -9,7 +9,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use File::Temp qw(tempdir);
 use POSIX qw(:sys_wait_h);
-use DoTest qw(http parallel wait_for);
+use DoTest qw(http parallel wait_for worker_conns);
 
 my $t = DoTest->new(workers => 4, http => <<'EOF')->start;
     %%STORAGE%%
@@ -33,14 +33,7 @@ is(scalar(grep { http($p, 'GET', "/s/o$_?key=v")->{body} eq "value $_" } 1 .. 20
    20, 'all 20 objects keep their data through a reload');
 
 # find the pid of o1's owner: a request that its owner accepted
-my $owner_pid;
-for (1 .. 200) {
-    my $r = http($p, 'GET', '/s/o1?key=v');
-    if ($r->{headers}{'x-owner'} eq $r->{headers}{'x-worker'}) {
-        $owner_pid = $r->{headers}{'x-pid'};
-        last;
-    }
-}
+my $owner_pid = worker_conns($p, '/s/o1?key=v')->{owner_pid};
 ok($owner_pid && $owner_pid > 1 && grep({ $_ == $owner_pid } $t->workers),
    "found the owner worker of o1 (pid " . ($owner_pid // '?') . ")")
     or BAIL_OUT('no owner pid: not killing anything');

@@ -11,7 +11,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use JSON::PP;
 use IO::Socket::INET;
-use DoTest qw(http wait_for);
+use DoTest qw(http wait_for worker_conns);
 
 my $J = JSON::PP->new;
 
@@ -113,6 +113,7 @@ my $conf = <<'EOF';
             do_pass state name=$o;
             add_header X-Owner $do_owner always;
             add_header X-Worker $do_worker always;
+            add_header X-Pid $pid always;
         }
         location ~ ^/lock/(?<o>[\w-]+)$ { do_pass locks name=$o; }
         location = /status { do_status; }
@@ -205,13 +206,7 @@ my ($opid) = map { $_->{pid} }
              grep { $_->{worker} == $owner }
              @{ $J->decode(http($p, 'GET', '/status')->{body})->{workers} };
 ok($opid, "the owner worker of a1 is $owner, pid " . ($opid // '?'));
-for (1 .. 100) {
-    my $c = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $p)
-        or next;
-    my $w = http($p, 'GET', '/s/a1?key=k', sock => $c)->{headers}{'x-worker'};
-    if (defined $w && $w ne $owner) { $VIA = $c; last }
-    close $c;
-}
+$VIA = worker_conns($p, '/s/a1?key=k', other => 1)->{other}[0];
 ok($VIA, 'a connection accepted by the worker that is not the owner');
 END { kill 'CONT', $opid if $opid }
 kill 'STOP', $opid;

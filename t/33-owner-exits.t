@@ -10,9 +10,8 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use JSON::PP;
-use IO::Socket::INET;
 use Time::HiRes qw(time);
-use DoTest qw(http wait_for);
+use DoTest qw(http wait_for worker_conns);
 
 my $t = DoTest->new(workers => 2, http => <<'EOF')->start;
     %%STORAGE%%
@@ -31,30 +30,6 @@ EOF
 my $p = $t->port;
 my $J = JSON::PP->new;
 
-# a keep-alive connection accepted by a worker other than the lock's owner,
-# and the owner's pid
-sub other_worker_conn {
-    my ($name) = @_;
-    my ($conn, $owner_pid);
-    for (1 .. 200) {
-        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                      PeerPort => $p, Timeout => 10) or next;
-        my $r = http($p, 'GET', "/lock/$name", sock => $s);
-        my ($o, $w) = @{ $r->{headers} }{qw(x-owner x-worker)};
-        next unless defined $o && defined $w;
-        if ($o eq $w) {
-            $owner_pid //= $r->{headers}{'x-pid'};
-            close $s;
-        } elsif (!$conn) {
-            $conn = $s;
-        } else {
-            close $s;
-        }
-        return ($conn, $owner_pid) if $conn && $owner_pid;
-    }
-    return ($conn, $owner_pid);
-}
-
 for my $case (['KILL', 502, qr/exited before it answered/],
               ['TERM', 503, qr/shut down/])
 {
@@ -63,7 +38,8 @@ for my $case (['KILL', 502, qr/exited before it answered/],
     my $h = $J->decode(http($p, 'POST', "/lock/$name?ttl=60s")->{body});
     ok($h->{token}, "$sig: the lock is held");
 
-    my ($conn, $owner_pid) = other_worker_conn($name);
+    my $w = worker_conns($p, "/lock/$name", other => 1);
+    my ($conn, $owner_pid) = ($w->{other}[0], $w->{owner_pid});
     ok($conn && $owner_pid && $owner_pid > 1
        && grep({ $_ == $owner_pid } $t->workers),
        "$sig: a connection on the other worker, and the owner's pid")

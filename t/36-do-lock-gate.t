@@ -11,9 +11,8 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use JSON::PP;
-use IO::Socket::INET;
 use Time::HiRes qw(time);
-use DoTest qw(http parallel wait_for);
+use DoTest qw(http parallel wait_for worker_conns);
 
 my $origin = DoTest::Origin->new;
 my $op = $origin->port;
@@ -139,20 +138,9 @@ ok(!grep({ $_->[3] =~ m{^/(refused|bad-gateway)/} } $origin->requests),
 # releases or renews the lock, its lease (ttl=1s) ends it, and the waiter
 # queued behind it gets it with a higher fence.  The holder is accepted by
 # the worker that does not own the lock; the waiter by the owner.
-my ($conn_holder, $conn_waiter, $holder_pid);
-for (1 .. 200) {
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $p,
-                                  Timeout => 10) or next;
-    my $r = http($p, 'GET', '/lock/killed', sock => $s);
-    my ($o, $w, $pid) = @{ $r->{headers} }{qw(x-owner x-worker x-pid)};
-    next unless defined $o && defined $w;
-    if ($o ne $w && !$conn_holder) {
-        ($conn_holder, $holder_pid) = ($s, $pid);
-    } elsif ($o eq $w && !$conn_waiter) {
-        $conn_waiter = $s;
-    }
-    last if $conn_holder && $conn_waiter;
-}
+my $wc = worker_conns($p, '/lock/killed', owner => 1, other => 1);
+my ($conn_holder, $conn_waiter, $holder_pid) =
+    ($wc->{other}[0], $wc->{owner}[0], $wc->{other_pid});
 ok($conn_holder && $conn_waiter && $holder_pid && $holder_pid > 1
    && grep({ $_ == $holder_pid } $t->workers),
    'a connection on each worker, and the pid of the non-owner')

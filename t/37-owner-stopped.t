@@ -10,9 +10,8 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use JSON::PP;
-use IO::Socket::INET;
 use Time::HiRes qw(time);
-use DoTest qw(http parallel wait_for);
+use DoTest qw(http parallel wait_for worker_conns);
 
 my $origin = DoTest::Origin->new;
 my $op = $origin->port;
@@ -65,20 +64,8 @@ ok($lock, "lock \"$lock\" has the same owner") or BAIL_OUT('no lock name');
 
 # keep-alive connections accepted by the other worker (while the owner is
 # stopped, a new connection could land on it and hang), and the owner's pid
-my (@conns, $owner_pid);
-for (1 .. 400) {
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $p,
-                                  Timeout => 10) or next;
-    my $h = http($p, 'GET', '/kv/stopped?key=a', sock => $s)->{headers};
-    next unless defined $h->{'x-worker'};
-    if ($h->{'x-worker'} ne $owner) {
-        push @conns, $s;
-    } else {
-        $owner_pid //= $h->{'x-pid'};
-        close $s;
-    }
-    last if @conns >= 50 && $owner_pid;
-}
+my $w = worker_conns($p, '/kv/stopped?key=a', other => 50);
+my ($owner_pid, @conns) = ($w->{owner_pid}, @{ $w->{other} });
 ok(@conns >= 50 && $owner_pid && $owner_pid > 1
    && grep({ $_ == $owner_pid } $t->workers),
    '50 connections on the other worker, and the pid of the owner')

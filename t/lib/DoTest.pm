@@ -15,7 +15,8 @@ use POSIX qw(:sys_wait_h);
 use Test::More;
 use Time::HiRes qw(sleep time);
 
-our @EXPORT_OK = qw(free_port http header_count parallel wait_for nginx_t);
+our @EXPORT_OK = qw(free_port http header_count parallel wait_for nginx_t
+                    worker_conns);
 
 my $ROOT = abs_path(__FILE__) =~ s{/t/lib/DoTest\.pm$}{}r;
 
@@ -481,6 +482,40 @@ sub http {
     close $s unless $a{sock};
     return { status => $status, headers => \%h,
              body => substr($buf, $head_len), head => $head };
+}
+
+# worker_conns($port, $uri, owner => N, other => M)
+# Keep-alive connections sorted by the worker that accepted them, for an
+# object whose location adds X-Owner, X-Worker and X-Pid headers: N
+# accepted by the object's owner worker and M by another one, and the pid
+# of each side.  Returns {owner => [sockets], other => [sockets],
+# owner_pid, other_pid}; tries up to 400 connections, so a caller checks
+# what it got.
+sub worker_conns {
+    my ($port, $uri, %want) = @_;
+    my %got = (owner => [], other => []);
+    for (1 .. 400) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $port, Timeout => 10)
+            or next;
+        my $h = http($port, 'GET', $uri, sock => $s)->{headers} || {};
+        my ($o, $w, $pid) = @{$h}{qw(x-owner x-worker x-pid)};
+        if (!defined $o || !defined $w) {
+            close $s;
+            next;
+        }
+        my $side = $o eq $w ? 'owner' : 'other';
+        $got{"${side}_pid"} //= $pid;
+        if (@{ $got{$side} } < ($want{$side} // 0)) {
+            push @{ $got{$side} }, $s;
+        } else {
+            close $s;
+        }
+        last if $got{owner_pid}
+                && (!$want{other} || $got{other_pid})
+                && !grep { @{ $got{$_} } < ($want{$_} // 0) } qw(owner other);
+    }
+    return \%got;
 }
 
 # how many times a field appears in an http() answer's head
