@@ -21,6 +21,15 @@ ASAN_OPT   := -g -O1 -fPIC -fno-omit-frame-pointer -fsanitize=address,undefined 
 SRCS       := config $(wildcard *.c src/*.c src/*.h src/classes/*.c src/classes/*.h)
 PROVE_J    ?= 2
 
+# the C unit tests of the pure RFC 6455 code, run by t/40-ws-proto.t
+WS_TEST      := $(BUILD)/ws-proto-test
+WS_TEST_ASAN := $(ASAN_BUILD)/ws-proto-test
+WS_TEST_SRCS := t/c/ws_proto_test.c src/ngx_do_ws_proto.c \
+                src/ngx_do_ws_proto.h
+TEST_OPT     := -g -O2 -Wall -Wextra -Werror -I src
+TEST_ASAN    := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+                -fno-sanitize-recover=undefined -Wall -Wextra -Werror -I src
+
 DEB_PKGS   := nginx nginx-dev libhiredis-dev libjansson-dev libssl-dev \
               libpcre2-dev zlib1g-dev redis-server wrk perl gcc make curl \
               valgrind
@@ -70,15 +79,25 @@ $(ASAN_MOD): $(SRCS) $(ASAN_BUILD)/nginx/objs/Makefile
 run: deps build
 	@bin/quickstart $(NGINX) $(CURDIR)/$(MODULE)
 
-test: deps build
-	DO_MODULE=$(CURDIR)/$(MODULE) NGINX_BIN=$(NGINX) prove -j$(PROVE_J) -r t/
+$(WS_TEST): $(WS_TEST_SRCS)
+	@mkdir -p $(@D)
+	$(CC) $(TEST_OPT) -o $@ t/c/ws_proto_test.c src/ngx_do_ws_proto.c -lcrypto
+
+$(WS_TEST_ASAN): $(WS_TEST_SRCS)
+	@mkdir -p $(@D)
+	$(CC) $(TEST_ASAN) -o $@ t/c/ws_proto_test.c src/ngx_do_ws_proto.c \
+	    -lcrypto
+
+test: deps build $(WS_TEST)
+	DO_MODULE=$(CURDIR)/$(MODULE) NGINX_BIN=$(NGINX) \
+	    DO_WS_TEST=$(CURDIR)/$(WS_TEST) prove -j$(PROVE_J) -r t/
 
 # Debian's nginx with the ASan runtime preloaded and the module built with
 # -fsanitize=address,undefined; any report fails the run (t/lib/DoTest.pm
 # checks the sanitizer logs after each test).
-test-asan: deps $(ASAN_MOD)
+test-asan: deps $(ASAN_MOD) $(WS_TEST_ASAN)
 	DO_MODULE=$(CURDIR)/$(ASAN_MOD) NGINX_BIN=$(NGINX) DO_ASAN=1 \
-	    prove -j1 -r t/
+	    DO_WS_TEST=$(CURDIR)/$(WS_TEST_ASAN) prove -j1 -r t/
 
 # Memcheck over the tests that carry bodies, IDs and gates and do not race
 # the clock (valgrind slows nginx 20-fold); any memcheck error whose stack
