@@ -4,6 +4,8 @@
 #   make test       install what is missing, build, run every test
 #   make test-asan  the same suite against an ASan/UBSan build of the module
 #   make test-valgrind  the memory-path tests under valgrind's memcheck
+#   make fuzz       build the libFuzzer targets (fuzz/) with clang
+#   make fuzz-run   run each for FUZZ_SECONDS (60) on its seed corpus
 #   make static NGINX_SRC=/path/to/nginx   build nginx with the module inside
 #   make lint       cppcheck
 
@@ -21,17 +23,36 @@ ASAN_OPT   := -g -O1 -fPIC -fno-omit-frame-pointer -fsanitize=address,undefined 
 SRCS       := config $(wildcard *.c src/*.c src/*.h src/classes/*.c src/classes/*.h)
 PROVE_J    ?= 2
 
+# the C unit tests of the pure RFC 6455 code, run by t/40-ws-proto.t
+WS_TEST      := $(BUILD)/ws-proto-test
+WS_TEST_ASAN := $(ASAN_BUILD)/ws-proto-test
+WS_TEST_SRCS := t/c/ws_proto_test.c src/ngx_do_ws_proto.c \
+                src/ngx_do_ws_proto.h
+TEST_OPT     := -g -O2 -Wall -Wextra -Werror -I src
+TEST_ASAN    := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+                -fno-sanitize-recover=undefined -Wall -Wextra -Werror -I src
+
+FUZZ_PKGS    := clang libclang-rt-14-dev
+FUZZ_BUILD   := build-fuzz
+FUZZ_TARGETS := ws_frame_fuzz ws_handshake_fuzz
+FUZZ_BINS    := $(addprefix $(FUZZ_BUILD)/,$(FUZZ_TARGETS))
+FUZZ_OPT     := -g -O1 -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=undefined -Wall -Wextra -Werror -I src
+FUZZ_SECONDS ?= 60
+
 DEB_PKGS   := nginx nginx-dev libhiredis-dev libjansson-dev libssl-dev \
               libpcre2-dev zlib1g-dev redis-server wrk perl gcc make curl \
               valgrind
 
-.PHONY: all deps build run test test-asan test-valgrind static lint clean
+.PHONY: all deps build run test test-asan test-valgrind static lint clean \
+        fuzz fuzz-deps fuzz-run
 
 all: build
 
-# Debian packages only; apt-get update once, then install what is missing.
-deps:
-	@missing=""; for p in $(DEB_PKGS); do \
+# $(1): Debian packages only; apt-get update once, then install what is
+# missing.
+define install_missing
+	@missing=""; for p in $(1); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" \
 	        || missing="$$missing $$p"; \
 	done; \
@@ -40,6 +61,10 @@ deps:
 	    export DEBIAN_FRONTEND=noninteractive; \
 	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
+
+deps:
+	$(call install_missing,$(DEB_PKGS))
 
 build: $(MODULE)
 
@@ -70,15 +95,25 @@ $(ASAN_MOD): $(SRCS) $(ASAN_BUILD)/nginx/objs/Makefile
 run: deps build
 	@bin/quickstart $(NGINX) $(CURDIR)/$(MODULE)
 
-test: deps build
-	DO_MODULE=$(CURDIR)/$(MODULE) NGINX_BIN=$(NGINX) prove -j$(PROVE_J) -r t/
+$(WS_TEST): $(WS_TEST_SRCS)
+	@mkdir -p $(@D)
+	$(CC) $(TEST_OPT) -o $@ t/c/ws_proto_test.c src/ngx_do_ws_proto.c -lcrypto
+
+$(WS_TEST_ASAN): $(WS_TEST_SRCS)
+	@mkdir -p $(@D)
+	$(CC) $(TEST_ASAN) -o $@ t/c/ws_proto_test.c src/ngx_do_ws_proto.c \
+	    -lcrypto
+
+test: deps build $(WS_TEST)
+	DO_MODULE=$(CURDIR)/$(MODULE) NGINX_BIN=$(NGINX) \
+	    DO_WS_TEST=$(CURDIR)/$(WS_TEST) prove -j$(PROVE_J) -r t/
 
 # Debian's nginx with the ASan runtime preloaded and the module built with
 # -fsanitize=address,undefined; any report fails the run (t/lib/DoTest.pm
 # checks the sanitizer logs after each test).
-test-asan: deps $(ASAN_MOD)
+test-asan: deps $(ASAN_MOD) $(WS_TEST_ASAN)
 	DO_MODULE=$(CURDIR)/$(ASAN_MOD) NGINX_BIN=$(NGINX) DO_ASAN=1 \
-	    prove -j1 -r t/
+	    DO_WS_TEST=$(CURDIR)/$(WS_TEST_ASAN) prove -j1 -r t/
 
 # Memcheck over the tests that carry bodies, IDs and gates and do not race
 # the clock (valgrind slows nginx 20-fold); any memcheck error whose stack
@@ -90,6 +125,35 @@ VALGRIND_T := t/02-ids.t t/03-store.t t/04-owners.t t/05-exactness.t \
 test-valgrind: deps build
 	DO_MODULE=$(CURDIR)/$(MODULE) NGINX_BIN=$(NGINX) DO_VALGRIND=1 \
 	    prove -j$(PROVE_J) $(VALGRIND_T)
+
+fuzz-deps:
+	$(call install_missing,$(FUZZ_PKGS))
+
+# libFuzzer targets, with Debian's clang
+fuzz: fuzz-deps $(FUZZ_BINS)
+
+$(FUZZ_BUILD)/%: fuzz/%.c src/ngx_do_ws_proto.c src/ngx_do_ws_proto.h
+	@mkdir -p $(@D)
+	clang $(FUZZ_OPT) -o $@ $< src/ngx_do_ws_proto.c -lcrypto
+
+# Each target for FUZZ_SECONDS on a copy of its seed corpus (the committed
+# one stays as it is); a crash, a leak or a sanitizer report fails, and
+# the input that caused it is kept in $(FUZZ_BUILD)/crashes/.
+fuzz-run: fuzz
+	@mkdir -p $(FUZZ_BUILD)/crashes; \
+	for t in $(FUZZ_TARGETS); do \
+	    corpus=$$(mktemp -d) || exit 1; \
+	    cp fuzz/corpus/$$t/* $$corpus/; \
+	    echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	    rc=0; \
+	    ./$(FUZZ_BUILD)/$$t -max_total_time=$(FUZZ_SECONDS) \
+	        -print_final_stats=1 \
+	        -artifact_prefix=$(FUZZ_BUILD)/crashes/$$t- $$corpus || rc=$$?; \
+	    rm -rf $$corpus; \
+	    if [ $$rc -ne 0 ]; then \
+	        echo "fuzz: $$t failed, see $(FUZZ_BUILD)/crashes/"; exit 1; \
+	    fi; \
+	done
 
 static:
 	@test -n "$(NGINX_SRC)" || { echo "usage: make static NGINX_SRC=/path/to/nginx"; exit 1; }
@@ -106,4 +170,4 @@ lint: build
 	    *.c src/*.c src/classes/*.c
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
