@@ -18,7 +18,6 @@
 #include <openssl/evp.h>
 
 #include "ngx_do.h"
-#include "ngx_do_redis.h"
 
 
 #define NGX_HTTP_DO_NAME          1
@@ -26,22 +25,18 @@
 #define NGX_HTTP_DO_UNIQUE        3
 
 #define NGX_HTTP_DO_MAX_NAME      1024
-#define NGX_HTTP_DO_ZONE_NAME     "do_storage"
-#define NGX_HTTP_DO_DEFAULT_SIZE  (64 * 1024 * 1024)
 
 
 typedef struct {
     ngx_array_t                namespaces;    /* ngx_do_namespace_t * */
     ngx_array_t                classes;       /* ngx_do_class_t * */
     ngx_array_t                passes;        /* ngx_http_do_loc_conf_t * */
-    ngx_shm_zone_t            *zone;
     ngx_shm_zone_t            *status_zone;
     ngx_shm_zone_t            *handover_zone;
-    ngx_do_redis_conf_t       *redis;
-    ngx_flag_t                 storage_set;
+    ngx_do_backend_t          *backend;
+    void                      *backend_conf;
     u_char                    *storage_file;
     ngx_uint_t                 storage_line;
-    size_t                     size;
     ngx_msec_t                 idle_timeout;
     ngx_msec_t                 call_timeout;
     ngx_msec_t                 flush_interval;
@@ -93,8 +88,6 @@ static char *ngx_http_do_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_do_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_do_storage(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static ngx_do_redis_conf_t *ngx_http_do_redis_url(ngx_conf_t *cf,
-    ngx_str_t *url);
 static char *ngx_http_do_secret(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_do_namespace(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -224,6 +217,7 @@ ngx_do_runtime_t              ngx_do_runtime;
 
 static ngx_uint_t             ngx_http_do_generation;
 static ngx_uint_t             ngx_http_do_enabled;
+static ngx_do_backend_t      *ngx_http_do_backend;
 
 
 static ngx_int_t
@@ -768,15 +762,24 @@ ngx_http_do_postconfiguration(ngx_conf_t *cf)
         }
     }
 
+    if (dmcf->backend == NULL) {
+        dmcf->backend = ngx_do_backends[0];
+
+        dmcf->backend_conf = dmcf->backend->create_conf(cf, NULL);
+        if (dmcf->backend_conf == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
     /*
-     * Without do_secret the key of IDs is random per storage zone: Redis
-     * state would be orphaned at a full restart and differ between nodes.
+     * A backend without a secret of its own keeps state beyond a full
+     * restart and shares it between nodes: IDs need a key that stays.
      */
-    if (dmcf->redis && !dmcf->secret_set) {
+    if (dmcf->backend->secret == NULL && !dmcf->secret_set) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "do_storage redis needs do_secret: object IDs must "
+                      "do_storage %V needs do_secret: object IDs must "
                       "be the same after restarts and on every node, "
-                      "set do_secret in %s:%ui",
+                      "set do_secret in %s:%ui", &dmcf->backend->name,
                       dmcf->storage_file, dmcf->storage_line);
         return NGX_ERROR;
     }
@@ -785,16 +788,12 @@ ngx_http_do_postconfiguration(ngx_conf_t *cf)
         return NGX_OK;
     }
 
-    if (dmcf->zone == NULL) {
-        ngx_str_t  name = ngx_string(NGX_HTTP_DO_ZONE_NAME);
-
-        dmcf->zone = ngx_shared_memory_add(cf, &name, dmcf->size,
-                                           &ngx_http_do_module);
-        if (dmcf->zone == NULL) {
-            return NGX_ERROR;
-        }
-
-        dmcf->zone->init = ngx_do_memory_init_zone;
+    if (dmcf->backend->init_conf
+        && dmcf->backend->init_conf(cf, dmcf->backend_conf,
+                                    &ngx_http_do_module)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     if (dmcf->status_zone == NULL) {
@@ -857,7 +856,6 @@ ngx_http_do_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
-    dmcf->size = NGX_CONF_UNSET_SIZE;
     dmcf->idle_timeout = NGX_CONF_UNSET_MSEC;
     dmcf->call_timeout = NGX_CONF_UNSET_MSEC;
     dmcf->flush_interval = NGX_CONF_UNSET_MSEC;
@@ -871,7 +869,6 @@ ngx_http_do_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_http_do_main_conf_t  *dmcf = conf;
 
-    ngx_conf_init_size_value(dmcf->size, NGX_HTTP_DO_DEFAULT_SIZE);
     ngx_conf_init_msec_value(dmcf->idle_timeout, 60000);
     ngx_conf_init_msec_value(dmcf->call_timeout, 10000);
     ngx_conf_init_msec_value(dmcf->flush_interval, 1000);
@@ -891,276 +888,59 @@ ngx_http_do_create_loc_conf(ngx_conf_t *cf)
 }
 
 
-/*
- * do_storage memory [size=64m]
- * do_storage redis://[user:password@]host[:port][/db] [timeout=] [pool=]
- *            [prefix=]
- * do_storage redis+unix:///path[?db=N] [...]
- */
+/* do_storage BACKEND [params]: the backend parses what it is given */
 static char *
 ngx_http_do_storage(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_do_main_conf_t  *dmcf = conf;
 
-    ssize_t               size;
-    ngx_int_t             n;
-    ngx_str_t            *value, s;
-    ngx_uint_t            i, redis;
-    ngx_do_redis_conf_t  *rc;
+    u_char             buf[NGX_MAX_ERROR_STR], *p;
+    ngx_int_t          rc;
+    ngx_str_t         *value;
+    ngx_uint_t         i;
+    ngx_do_backend_t  *backend;
 
-    if (dmcf->storage_set) {
+    if (dmcf->backend) {
         return "is duplicate";
     }
 
-    dmcf->storage_set = 1;
-    dmcf->storage_file = cf->conf_file->file.name.data;
-    dmcf->storage_line = cf->conf_file->line;
     value = cf->args->elts;
 
-    redis = 0;
-    rc = NULL;
+    backend = ngx_do_storage_find(&value[1]);
 
-    if (ngx_strncmp(value[1].data, "redis://", 8) == 0
-        || ngx_strncmp(value[1].data, "redis+unix://", 13) == 0)
-    {
-        rc = ngx_http_do_redis_url(cf, &value[1]);
-        if (rc == NULL) {
+    if (backend == NULL) {
+        p = ngx_do_storage_forms(buf, buf + sizeof(buf));
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unsupported do storage \"%V\", expected %*s",
+                           &value[1], (size_t) (p - buf), buf);
+        return NGX_CONF_ERROR;
+    }
+
+    dmcf->backend = backend;
+    dmcf->storage_file = cf->conf_file->file.name.data;
+    dmcf->storage_line = cf->conf_file->line;
+
+    dmcf->backend_conf = backend->create_conf(cf, &value[1]);
+    if (dmcf->backend_conf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+        rc = backend->parse_param(cf, dmcf->backend_conf, &value[i]);
+
+        if (rc == NGX_DECLINED) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[i]);
             return NGX_CONF_ERROR;
         }
 
-        redis = 1;
-        dmcf->redis = rc;
-
-    } else if (ngx_strcmp(value[1].data, "memory") != 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "unsupported do storage \"%V\", expected "
-                           "\"memory\", \"redis://...\" or "
-                           "\"redis+unix://...\"", &value[1]);
-        return NGX_CONF_ERROR;
+        if (rc != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
     }
-
-    size = NGX_HTTP_DO_DEFAULT_SIZE;
-
-    for (i = 2; i < cf->args->nelts; i++) {
-
-        if (!redis && ngx_strncmp(value[i].data, "size=", 5) == 0) {
-            s.data = value[i].data + 5;
-            s.len = value[i].len - 5;
-
-            size = ngx_parse_size(&s);
-
-            if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid do storage size \"%V\", "
-                                   "at least %uzk is needed", &value[i],
-                                   (8 * ngx_pagesize) >> 10);
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (redis && ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
-            s.data = value[i].data + 8;
-            s.len = value[i].len - 8;
-
-            rc->timeout = ngx_parse_time(&s, 0);
-
-            if (rc->timeout == (ngx_msec_t) NGX_ERROR || rc->timeout == 0) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid timeout \"%V\"", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (redis && ngx_strncmp(value[i].data, "pool=", 5) == 0) {
-            n = ngx_atoi(value[i].data + 5, value[i].len - 5);
-
-            if (n < 1 || n > 64) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid pool \"%V\", expected 1..64",
-                                   &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            rc->pool = n;
-            continue;
-        }
-
-        if (redis && ngx_strncmp(value[i].data, "prefix=", 7) == 0) {
-            rc->prefix.data = value[i].data + 7;
-            rc->prefix.len = value[i].len - 7;
-
-            if (rc->prefix.len > 128
-                || ngx_strlchr(rc->prefix.data,
-                               rc->prefix.data + rc->prefix.len, '{'))
-            {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid prefix \"%V\": at most 128 "
-                                   "bytes, no \"{\"", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\"", &value[i]);
-        return NGX_CONF_ERROR;
-    }
-
-    /* with redis (and so do_secret) the zone holds no state: keep it tiny */
-    dmcf->size = redis ? 8 * ngx_pagesize : (size_t) size;
 
     return NGX_CONF_OK;
-}
-
-
-/* the parts of a redis URL; the password is kept out of log lines */
-static ngx_do_redis_conf_t *
-ngx_http_do_redis_url(ngx_conf_t *cf, ngx_str_t *url)
-{
-    u_char               *p, *last, *at, *colon, *slash, *q;
-    ngx_int_t             n;
-    ngx_do_redis_conf_t  *rc;
-
-    rc = ngx_pcalloc(cf->pool, sizeof(ngx_do_redis_conf_t));
-    if (rc == NULL) {
-        return NULL;
-    }
-
-    rc->timeout = 2000;
-    rc->pool = 1;
-    ngx_str_set(&rc->prefix, "do:");
-
-    last = url->data + url->len;
-
-    if (url->data[5] == '+') {
-        /* redis+unix:///path[?db=N] */
-        p = url->data + 13;
-        q = ngx_strlchr(p, last, '?');
-
-        if (q) {
-            if (last - q < 5 || ngx_strncmp(q, "?db=", 4) != 0) {
-                goto invalid;
-            }
-
-            n = ngx_atoi(q + 4, last - q - 4);
-            if (n == NGX_ERROR) {
-                goto invalid;
-            }
-
-            rc->db = n;
-            last = q;
-        }
-
-        if (p == last || *p != '/') {
-            goto invalid;
-        }
-
-        rc->unix_path.len = last - p;
-        rc->unix_path.data = ngx_pnalloc(cf->pool, rc->unix_path.len + 1);
-        if (rc->unix_path.data == NULL) {
-            return NULL;
-        }
-
-        (void) ngx_cpystrn(rc->unix_path.data, p, rc->unix_path.len + 1);
-
-        rc->url.len = sizeof("redis+unix://") - 1 + rc->unix_path.len;
-        rc->url.data = ngx_pnalloc(cf->pool, rc->url.len);
-        if (rc->url.data == NULL) {
-            return NULL;
-        }
-
-        ngx_sprintf(rc->url.data, "redis+unix://%V", &rc->unix_path);
-
-        return rc;
-    }
-
-    /* redis://[user:password@]host[:port][/db] */
-    p = url->data + 8;
-
-    at = NULL;
-
-    for (q = p; q < last; q++) {
-        if (*q == '@') {
-            at = q;
-        }
-    }
-
-    if (at) {
-        colon = ngx_strlchr(p, at, ':');
-
-        if (colon == NULL) {
-            /* redis://password@host */
-            rc->password.data = p;
-            rc->password.len = at - p;
-
-        } else {
-            rc->user.data = p;
-            rc->user.len = colon - p;
-            rc->password.data = colon + 1;
-            rc->password.len = at - colon - 1;
-        }
-
-        p = at + 1;
-    }
-
-    slash = ngx_strlchr(p, last, '/');
-
-    if (slash) {
-        n = ngx_atoi(slash + 1, last - slash - 1);
-        if (n == NGX_ERROR) {
-            goto invalid;
-        }
-
-        rc->db = n;
-        last = slash;
-    }
-
-    colon = ngx_strlchr(p, last, ':');
-    rc->port = 6379;
-
-    if (colon) {
-        n = ngx_atoi(colon + 1, last - colon - 1);
-        if (n < 1 || n > 65535) {
-            goto invalid;
-        }
-
-        rc->port = (in_port_t) n;
-        last = colon;
-    }
-
-    if (p == last) {
-        goto invalid;
-    }
-
-    rc->host.len = last - p;
-    rc->host.data = ngx_pnalloc(cf->pool, rc->host.len + 1);
-    if (rc->host.data == NULL) {
-        return NULL;
-    }
-
-    (void) ngx_cpystrn(rc->host.data, p, rc->host.len + 1);
-
-    rc->url.data = ngx_pnalloc(cf->pool, rc->host.len + 64);
-    if (rc->url.data == NULL) {
-        return NULL;
-    }
-
-    rc->url.len = ngx_sprintf(rc->url.data, "redis://%V:%d/%ui", &rc->host,
-                              (int) rc->port, rc->db)
-                  - rc->url.data;
-
-    return rc;
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid redis URL \"%V\"",
-                       url);
-    return NULL;
 }
 
 
@@ -1493,9 +1273,9 @@ ngx_http_do_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_do_status_handler(ngx_http_request_t *r)
 {
-    size_t                    size, free;
     ngx_str_t                 out, ct, fmt;
     ngx_uint_t                prometheus;
+    ngx_do_storage_usage_t    usage;
     ngx_http_do_main_conf_t  *dmcf;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
@@ -1512,17 +1292,15 @@ ngx_http_do_status_handler(ngx_http_request_t *r)
 
     dmcf = ngx_http_get_module_main_conf(r, ngx_http_do_module);
 
-    if (dmcf->redis) {
-        size = 0;
-        free = 0;
+    ngx_memzero(&usage, sizeof(ngx_do_storage_usage_t));
 
-    } else {
-        ngx_do_memory_usage(&size, &free);
+    if (dmcf->backend->usage) {
+        dmcf->backend->usage(&usage);
     }
 
     if (ngx_do_status_render(r->pool, prometheus,
-                             dmcf->redis ? "redis" : "memory",
-                             ngx_do_redis_ready(), size, free, &out)
+                             (const char *) dmcf->backend->name.data,
+                             usage.connected, usage.size, usage.free, &out)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1596,28 +1374,22 @@ ngx_http_do_init_process(ngx_cycle_t *cycle)
     ngx_do_runtime.call_timeout = dmcf->call_timeout;
     ngx_do_runtime.generation = ngx_http_do_generation;
 
-    ngx_do_memory_attach(dmcf->zone);
+    if (dmcf->backend->init_worker(cycle, dmcf->backend_conf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_do_backend = dmcf->backend;
 
     if (dmcf->secret_set) {
         ngx_memcpy(ngx_do_runtime.secret, dmcf->secret, 32);
 
-    } else if (ngx_do_memory_secret(ngx_do_runtime.secret) != NGX_OK) {
+    } else if (dmcf->backend->secret(ngx_do_runtime.secret) != NGX_OK) {
         return NGX_ERROR;
     }
 
     ngx_do_id_init(ngx_do_runtime.secret);
 
-    if (dmcf->redis) {
-        ngx_do_redis_backend_init(dmcf->redis);
-
-        if (ngx_do_redis_init(cycle, dmcf->redis) != NGX_OK) {
-            return NGX_ERROR;
-        }
-    }
-
-    if (ngx_do_objects_init(cycle, dmcf->redis ? &ngx_do_redis_backend
-                                               : &ngx_do_memory_backend,
-                            ngx_do_router_deliver)
+    if (ngx_do_objects_init(cycle, dmcf->backend, ngx_do_router_deliver)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -1632,9 +1404,7 @@ ngx_http_do_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    if (ngx_do_alarms_init(cycle, dmcf->redis ? &ngx_do_redis_backend
-                                              : &ngx_do_memory_backend)
-        != NGX_OK)
+    if (ngx_do_alarms_init(cycle, dmcf->backend) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -1660,7 +1430,11 @@ ngx_http_do_exit_process(ngx_cycle_t *cycle)
     ngx_do_router_exit(cycle);
     ngx_do_alarms_exit();
     ngx_do_objects_exit();
-    ngx_do_redis_exit();
+
+    if (ngx_http_do_backend->exit_worker) {
+        ngx_http_do_backend->exit_worker();
+    }
+
     ngx_do_handover_exit_worker();
     ngx_do_ipc_exit_worker();
     ngx_do_handover_unregister();

@@ -8,6 +8,9 @@
  * Layout: one red-black tree of objects keyed by a hash of the object ID,
  * and in every object one tree of keys ordered by their bytes (the order of
  * list()).  Values are separate slab allocations.
+ *
+ * The zone, "do_storage", is added by init_conf with do_storage's size=;
+ * without do_secret the key of IDs is the random one kept in it.
  */
 
 
@@ -17,6 +20,17 @@
 #include <openssl/rand.h>
 
 #include "ngx_do.h"
+
+
+#define NGX_DO_MEMORY_ZONE_NAME   "do_storage"
+#define NGX_DO_MEMORY_DEFAULT_SIZE  (64 * 1024 * 1024)
+
+
+/* do_storage memory [size=64m] */
+typedef struct {
+    size_t                     size;
+    ngx_shm_zone_t            *zone;
+} ngx_do_memory_conf_t;
 
 
 typedef struct {
@@ -64,6 +78,17 @@ typedef struct {
 } ngx_do_memory_kv_t;
 
 
+static void *ngx_do_memory_create_conf(ngx_conf_t *cf, ngx_str_t *arg);
+static ngx_int_t ngx_do_memory_parse_param(ngx_conf_t *cf, void *conf,
+    ngx_str_t *param);
+static ngx_int_t ngx_do_memory_init_conf(ngx_conf_t *cf, void *conf,
+    void *tag);
+static ngx_int_t ngx_do_memory_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static ngx_int_t ngx_do_memory_init_worker(ngx_cycle_t *cycle, void *conf);
+static ngx_int_t ngx_do_memory_secret(u_char *secret);
+static void ngx_do_memory_usage(ngx_do_storage_usage_t *usage);
+
 static ngx_int_t ngx_do_memory_version(u_char *id, uint64_t *version);
 static ngx_int_t ngx_do_memory_get(u_char *id, ngx_str_t *key,
     ngx_str_t *value, uint64_t *version);
@@ -93,9 +118,20 @@ static void ngx_do_memory_kv_free(ngx_do_memory_object_t *obj,
     ngx_do_memory_kv_t *kv);
 
 
+static const char  *ngx_do_memory_forms[] = { "memory", NULL };
+
+
 ngx_do_backend_t  ngx_do_memory_backend = {
     ngx_string("memory"),
     0,                                     /* async */
+    ngx_do_memory_forms,
+    ngx_do_memory_create_conf,
+    ngx_do_memory_parse_param,
+    ngx_do_memory_init_conf,
+    ngx_do_memory_init_worker,
+    NULL,                                  /* exit_worker */
+    ngx_do_memory_secret,
+    ngx_do_memory_usage,
     ngx_do_memory_version,
     ngx_do_memory_get,
     ngx_do_memory_list,
@@ -110,7 +146,76 @@ static ngx_slab_pool_t     *ngx_do_memory_shpool;
 static ngx_do_memory_sh_t  *ngx_do_memory_sh;
 
 
-ngx_int_t
+static void *
+ngx_do_memory_create_conf(ngx_conf_t *cf, ngx_str_t *arg)
+{
+    ngx_do_memory_conf_t  *mcf;
+
+    mcf = ngx_pcalloc(cf->pool, sizeof(ngx_do_memory_conf_t));
+    if (mcf == NULL) {
+        return NULL;
+    }
+
+    mcf->size = NGX_DO_MEMORY_DEFAULT_SIZE;
+
+    return mcf;
+}
+
+
+static ngx_int_t
+ngx_do_memory_parse_param(ngx_conf_t *cf, void *conf, ngx_str_t *param)
+{
+    ngx_do_memory_conf_t  *mcf = conf;
+
+    ssize_t    size;
+    ngx_str_t  s;
+
+    if (ngx_strncmp(param->data, "size=", 5) != 0) {
+        return NGX_DECLINED;
+    }
+
+    s.data = param->data + 5;
+    s.len = param->len - 5;
+
+    size = ngx_parse_size(&s);
+
+    if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid do storage size \"%V\", "
+                           "at least %uzk is needed", param,
+                           (8 * ngx_pagesize) >> 10);
+        return NGX_ERROR;
+    }
+
+    mcf->size = size;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_do_memory_init_conf(ngx_conf_t *cf, void *conf, void *tag)
+{
+    ngx_do_memory_conf_t  *mcf = conf;
+
+    ngx_str_t  name = ngx_string(NGX_DO_MEMORY_ZONE_NAME);
+
+    if (mcf->zone) {
+        return NGX_OK;
+    }
+
+    mcf->zone = ngx_shared_memory_add(cf, &name, mcf->size, tag);
+    if (mcf->zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    mcf->zone->init = ngx_do_memory_init_zone;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
 ngx_do_memory_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_slab_pool_t     *shpool;
@@ -156,16 +261,20 @@ ngx_do_memory_init_zone(ngx_shm_zone_t *shm_zone, void *data)
  * run for a configuration that was then not applied, so its pointers are
  * not trusted after fork.
  */
-void
-ngx_do_memory_attach(ngx_shm_zone_t *shm_zone)
+static ngx_int_t
+ngx_do_memory_init_worker(ngx_cycle_t *cycle, void *conf)
 {
-    ngx_do_memory_shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-    ngx_do_memory_sh = shm_zone->data;
+    ngx_do_memory_conf_t  *mcf = conf;
+
+    ngx_do_memory_shpool = (ngx_slab_pool_t *) mcf->zone->shm.addr;
+    ngx_do_memory_sh = mcf->zone->data;
+
+    return NGX_OK;
 }
 
 
 /* the random secret the zone was created with, for when do_secret is unset */
-ngx_int_t
+static ngx_int_t
 ngx_do_memory_secret(u_char *secret)
 {
     if (ngx_do_memory_sh == NULL) {
@@ -178,17 +287,15 @@ ngx_do_memory_secret(u_char *secret)
 }
 
 
-void
-ngx_do_memory_usage(size_t *size, size_t *free)
+static void
+ngx_do_memory_usage(ngx_do_storage_usage_t *usage)
 {
     if (ngx_do_memory_shpool == NULL) {
-        *size = 0;
-        *free = 0;
         return;
     }
 
-    *size = ngx_do_memory_shpool->end - (u_char *) ngx_do_memory_shpool;
-    *free = ngx_do_memory_shpool->pfree * ngx_pagesize;
+    usage->size = ngx_do_memory_shpool->end - (u_char *) ngx_do_memory_shpool;
+    usage->free = ngx_do_memory_shpool->pfree * ngx_pagesize;
 }
 
 

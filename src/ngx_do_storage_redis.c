@@ -1,7 +1,9 @@
 
 /*
  * The redis storage backend: objects' state in Redis, so that it survives
- * a full stop of nginx and can be shared by several nginx nodes.
+ * a full stop of nginx and can be shared by several nginx nodes.  It also
+ * parses its do_storage URL and parameters, and opens and closes the
+ * worker's connections (src/ngx_do_redis.c).
  *
  * Layout, with the default prefix "do:" (one hash tag per object, so that
  * both keys of an object land on one Redis Cluster slot):
@@ -46,6 +48,16 @@
                                    + NGX_DO_REDIS_MAX_NAMES)
 
 
+static void *ngx_do_redis_create_conf(ngx_conf_t *cf, ngx_str_t *url);
+static ngx_int_t ngx_do_redis_url_unix(ngx_conf_t *cf,
+    ngx_do_redis_conf_t *rc, ngx_str_t *url);
+static ngx_int_t ngx_do_redis_url_tcp(ngx_conf_t *cf, ngx_do_redis_conf_t *rc,
+    ngx_str_t *url);
+static ngx_int_t ngx_do_redis_parse_param(ngx_conf_t *cf, void *conf,
+    ngx_str_t *param);
+static ngx_int_t ngx_do_redis_init_worker(ngx_cycle_t *cycle, void *conf);
+static void ngx_do_redis_usage(ngx_do_storage_usage_t *usage);
+
 static ngx_int_t ngx_do_redis_load(ngx_do_namespace_t *ns, u_char *id,
     ngx_do_storage_req_t *req);
 static void ngx_do_redis_loaded(void *data, void *reply);
@@ -63,9 +75,22 @@ static void ngx_do_redis_alarms_read(void *data, void *reply);
 static ngx_int_t ngx_do_redis_unhex(u_char *hex, u_char *id);
 
 
+static const char  *ngx_do_redis_forms[] = {
+    "redis://", "redis+unix://", NULL
+};
+
+
 ngx_do_backend_t  ngx_do_redis_backend = {
     ngx_string("redis"),
     1,                                     /* async */
+    ngx_do_redis_forms,
+    ngx_do_redis_create_conf,
+    ngx_do_redis_parse_param,
+    NULL,                                  /* init_conf: no zone */
+    ngx_do_redis_init_worker,
+    ngx_do_redis_exit,
+    NULL,                                  /* secret: do_secret is needed */
+    ngx_do_redis_usage,
     NULL,                                  /* version */
     NULL,                                  /* get */
     NULL,                                  /* list */
@@ -127,10 +152,252 @@ static const char  ngx_do_redis_commit_script[] =
     "return n";
 
 
-void
-ngx_do_redis_backend_init(ngx_do_redis_conf_t *conf)
+/*
+ * do_storage redis://[user:password@]host[:port][/db] [timeout=] [pool=]
+ *            [prefix=]
+ * do_storage redis+unix:///path[?db=N] [...]
+ *
+ * The parts of the URL; the password is kept out of log lines.
+ */
+static void *
+ngx_do_redis_create_conf(ngx_conf_t *cf, ngx_str_t *url)
+{
+    ngx_int_t             rv;
+    ngx_do_redis_conf_t  *rc;
+
+    rc = ngx_pcalloc(cf->pool, sizeof(ngx_do_redis_conf_t));
+    if (rc == NULL) {
+        return NULL;
+    }
+
+    rc->timeout = 2000;
+    rc->pool = 1;
+    ngx_str_set(&rc->prefix, "do:");
+
+    if (url->data[5] == '+') {
+        rv = ngx_do_redis_url_unix(cf, rc, url);
+
+    } else {
+        rv = ngx_do_redis_url_tcp(cf, rc, url);
+    }
+
+    if (rv == NGX_DECLINED) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid redis URL \"%V\"",
+                           url);
+        return NULL;
+    }
+
+    return (rv == NGX_OK) ? rc : NULL;
+}
+
+
+/* redis+unix:///path[?db=N]; NGX_DECLINED: invalid */
+static ngx_int_t
+ngx_do_redis_url_unix(ngx_conf_t *cf, ngx_do_redis_conf_t *rc,
+    ngx_str_t *url)
+{
+    u_char     *p, *last, *q;
+    ngx_int_t   n;
+
+    last = url->data + url->len;
+    p = url->data + sizeof("redis+unix://") - 1;
+    q = ngx_strlchr(p, last, '?');
+
+    if (q) {
+        if (last - q < 5 || ngx_strncmp(q, "?db=", 4) != 0) {
+            return NGX_DECLINED;
+        }
+
+        n = ngx_atoi(q + 4, last - q - 4);
+        if (n == NGX_ERROR) {
+            return NGX_DECLINED;
+        }
+
+        rc->db = n;
+        last = q;
+    }
+
+    if (p == last || *p != '/') {
+        return NGX_DECLINED;
+    }
+
+    rc->unix_path.len = last - p;
+    rc->unix_path.data = ngx_pnalloc(cf->pool, rc->unix_path.len + 1);
+    if (rc->unix_path.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    (void) ngx_cpystrn(rc->unix_path.data, p, rc->unix_path.len + 1);
+
+    rc->url.len = sizeof("redis+unix://") - 1 + rc->unix_path.len;
+    rc->url.data = ngx_pnalloc(cf->pool, rc->url.len);
+    if (rc->url.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(rc->url.data, "redis+unix://%V", &rc->unix_path);
+
+    return NGX_OK;
+}
+
+
+/* redis://[user:password@]host[:port][/db]; NGX_DECLINED: invalid */
+static ngx_int_t
+ngx_do_redis_url_tcp(ngx_conf_t *cf, ngx_do_redis_conf_t *rc, ngx_str_t *url)
+{
+    u_char     *p, *last, *at, *colon, *slash, *q;
+    ngx_int_t   n;
+
+    last = url->data + url->len;
+    p = url->data + sizeof("redis://") - 1;
+
+    at = NULL;
+
+    for (q = p; q < last; q++) {
+        if (*q == '@') {
+            at = q;
+        }
+    }
+
+    if (at) {
+        colon = ngx_strlchr(p, at, ':');
+
+        if (colon == NULL) {
+            /* redis://password@host */
+            rc->password.data = p;
+            rc->password.len = at - p;
+
+        } else {
+            rc->user.data = p;
+            rc->user.len = colon - p;
+            rc->password.data = colon + 1;
+            rc->password.len = at - colon - 1;
+        }
+
+        p = at + 1;
+    }
+
+    slash = ngx_strlchr(p, last, '/');
+
+    if (slash) {
+        n = ngx_atoi(slash + 1, last - slash - 1);
+        if (n == NGX_ERROR) {
+            return NGX_DECLINED;
+        }
+
+        rc->db = n;
+        last = slash;
+    }
+
+    colon = ngx_strlchr(p, last, ':');
+    rc->port = 6379;
+
+    if (colon) {
+        n = ngx_atoi(colon + 1, last - colon - 1);
+        if (n < 1 || n > 65535) {
+            return NGX_DECLINED;
+        }
+
+        rc->port = (in_port_t) n;
+        last = colon;
+    }
+
+    if (p == last) {
+        return NGX_DECLINED;
+    }
+
+    rc->host.len = last - p;
+    rc->host.data = ngx_pnalloc(cf->pool, rc->host.len + 1);
+    if (rc->host.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    (void) ngx_cpystrn(rc->host.data, p, rc->host.len + 1);
+
+    rc->url.data = ngx_pnalloc(cf->pool, rc->host.len + 64);
+    if (rc->url.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc->url.len = ngx_sprintf(rc->url.data, "redis://%V:%d/%ui", &rc->host,
+                              (int) rc->port, rc->db)
+                  - rc->url.data;
+
+    return NGX_OK;
+}
+
+
+/* timeout=, pool=, prefix= */
+static ngx_int_t
+ngx_do_redis_parse_param(ngx_conf_t *cf, void *conf, ngx_str_t *param)
+{
+    ngx_do_redis_conf_t  *rc = conf;
+
+    ngx_int_t  n;
+    ngx_str_t  s;
+
+    if (ngx_strncmp(param->data, "timeout=", 8) == 0) {
+        s.data = param->data + 8;
+        s.len = param->len - 8;
+
+        rc->timeout = ngx_parse_time(&s, 0);
+
+        if (rc->timeout == (ngx_msec_t) NGX_ERROR || rc->timeout == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid timeout \"%V\"", param);
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+    if (ngx_strncmp(param->data, "pool=", 5) == 0) {
+        n = ngx_atoi(param->data + 5, param->len - 5);
+
+        if (n < 1 || n > 64) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid pool \"%V\", expected 1..64", param);
+            return NGX_ERROR;
+        }
+
+        rc->pool = n;
+        return NGX_OK;
+    }
+
+    if (ngx_strncmp(param->data, "prefix=", 7) == 0) {
+        rc->prefix.data = param->data + 7;
+        rc->prefix.len = param->len - 7;
+
+        if (rc->prefix.len > 128
+            || ngx_strlchr(rc->prefix.data, rc->prefix.data + rc->prefix.len,
+                           '{'))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid prefix \"%V\": at most 128 bytes, "
+                               "no \"{\"", param);
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_do_redis_init_worker(ngx_cycle_t *cycle, void *conf)
 {
     ngx_do_redis_backend_conf = conf;
+
+    return ngx_do_redis_init(cycle, conf);
+}
+
+
+static void
+ngx_do_redis_usage(ngx_do_storage_usage_t *usage)
+{
+    usage->connected = ngx_do_redis_ready();
 }
 
 
