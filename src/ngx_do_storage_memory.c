@@ -899,7 +899,6 @@ ngx_do_memory_sweep(void)
 }
 
 
-
 /* byte order, a prefix sorting first: the order of list() */
 static ngx_int_t
 ngx_do_memory_cmp(u_char *k1, size_t l1, u_char *k2, size_t l2)
