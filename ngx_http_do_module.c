@@ -41,9 +41,6 @@ static ngx_int_t ngx_http_do_init_process(ngx_cycle_t *cycle);
 static void ngx_http_do_exit_process(ngx_cycle_t *cycle);
 
 
-extern ngx_do_class_t  ngx_do_store_class;
-
-
 static ngx_command_t  ngx_http_do_commands[] = {
 
     { ngx_string("do_storage"),
@@ -181,11 +178,19 @@ ngx_do_register_class(ngx_conf_t *cf, ngx_do_class_t *class)
 static ngx_int_t
 ngx_http_do_preconfiguration(ngx_conf_t *cf)
 {
+    ngx_do_class_t  **class;
+
     if (ngx_http_do_pass_add_variables(cf) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    return ngx_do_register_class(cf, &ngx_do_store_class);
+    for (class = ngx_do_builtin_classes; *class; class++) {
+        if (ngx_do_register_class(cf, *class) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
 
 

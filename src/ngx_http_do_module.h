@@ -63,6 +63,10 @@ typedef struct {
 extern ngx_module_t  ngx_http_do_module;
 
 
+/* src/classes/ngx_do_classes.c */
+extern ngx_do_class_t  *ngx_do_builtin_classes[];
+
+
 /* src/ngx_http_do_pass.c */
 ngx_int_t ngx_http_do_pass_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_do_pass_add_variables(ngx_conf_t *cf);

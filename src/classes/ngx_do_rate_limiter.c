@@ -15,12 +15,7 @@
  * once the bucket is full again the object forgets itself: it is evicted
  * and its key deleted, so idle keys cost nothing.
  *
- * Calls: NGX_DO_METHOD_GATE with args "op=take" or "op=refund" (do_limit),
- * and GET (inspect the bucket without taking).  A gate reply is 200 (pass)
- * or 429 (reject) with the body "<remaining> <next ms> <retry ms> <delay
- * ms>", read by ngx_http_do_limit_module.c; "next" is the time until one
- * request more than the remaining ones would pass (the RateLimit field's
- * t), which on a rejection is the retry time.
+ * Its calls and replies (what do_limit reads) are in ngx_do_rate_limiter.h.
  */
 
 

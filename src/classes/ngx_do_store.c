@@ -1,19 +1,11 @@
 
 /*
- * The "store" class: HTTP over one object's key/value storage.
+ * The "store" class: HTTP over one object's key/value storage.  Its calls
+ * and replies are in ngx_do_store.h.
  *
- *   GET    ?key=K                      the value (404 when absent), ETag
- *   GET    [?prefix=&start=&end=&reverse=1&limit=N]   JSON list in key order
- *   PUT    ?key=K[&ttl=T]  body=value  If-Match: "V" | *, If-None-Match: *
- *   DELETE ?key=K | ?all=1
- *   POST   ?key=K&op=incr[&by=N]       atomic add, returns the new value
- *   POST   {"get":[..],"put":{..},"delete":[..]}   one atomic batch
- *
- * A key PUT with ttl= (nginx time syntax: 30s, 500ms, 1h; a bare number
- * is seconds) is deleted by a named alarm "ttl:K" when it comes due, and
- * reads as absent from that moment even if the alarm is a little late.
- * A PUT without ttl= removes the TTL; incr and a batch's puts keep it;
- * DELETE and a batch's delete remove it.
+ * A key PUT with ttl= is deleted by a named alarm "ttl:K" when it comes
+ * due, and reads as absent from that moment even if the alarm is a little
+ * late.
  *
  * It uses nothing but the public class API (ngx_http_do.h).
  */
@@ -26,6 +18,7 @@
 #include <jansson.h>
 
 #include "ngx_http_do.h"
+#include "ngx_do_store.h"
 
 
 #define NGX_DO_STORE_LIST_DEFAULT  1000

@@ -12,6 +12,9 @@
  * that goes away while still waiting leaves the queue the same way.  So
  * the lease is bound to the request, and ttl= only bounds how long a
  * crashed worker can keep the lock.
+ *
+ * The calls it makes and the replies it reads are those of the lock class,
+ * documented in ngx_do_lock.h.
  */
 
 
@@ -476,7 +479,7 @@ ngx_http_do_lock_preconfiguration(ngx_conf_t *cf)
 
     var->get_handler = ngx_http_do_lock_fence_variable;
 
-    return ngx_do_register_class(cf, &ngx_do_lock_class);
+    return NGX_OK;
 }
 
 

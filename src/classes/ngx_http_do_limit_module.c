@@ -15,6 +15,9 @@
  * try_files, error_page) clears the module contexts, so the context is
  * also kept in a pool cleanup and found there again; a request that has
  * been decided is neither charged nor given its headers a second time.
+ *
+ * The calls it makes and the replies it reads are those of the
+ * rate_limiter class, documented in ngx_do_rate_limiter.h.
  */
 
 
@@ -733,7 +736,7 @@ ngx_http_do_limit_preconfiguration(ngx_conf_t *cf)
         var->data = v->data;
     }
 
-    return ngx_do_register_class(cf, &ngx_do_rate_limiter_class);
+    return NGX_OK;
 }
 
 
