@@ -17,31 +17,31 @@
 #include "ngx_http_do_module.h"
 
 
-static void ngx_http_do_body_handler(ngx_http_request_t *r);
+static void ngx_http_do_pass_body(ngx_http_request_t *r);
 static void ngx_http_do_pass_reply(ngx_http_request_t *r, void *data,
     ngx_http_do_reply_t *reply);
-static ngx_int_t ngx_http_do_read_body(ngx_http_request_t *r,
+static ngx_int_t ngx_http_do_pass_read_body(ngx_http_request_t *r,
     ngx_str_t *body);
-static ngx_int_t ngx_http_do_send_error(ngx_http_request_t *r,
+static ngx_int_t ngx_http_do_pass_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *msg);
 
-static ngx_int_t ngx_http_do_variable_id(ngx_http_request_t *r,
+static ngx_int_t ngx_http_do_pass_variable_id(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_do_variable_owner(ngx_http_request_t *r,
+static ngx_int_t ngx_http_do_pass_variable_owner(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_do_variable_worker(ngx_http_request_t *r,
+static ngx_int_t ngx_http_do_pass_variable_worker(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
 
-static ngx_http_variable_t  ngx_http_do_vars[] = {
+static ngx_http_variable_t  ngx_http_do_pass_vars[] = {
 
-    { ngx_string("do_object_id"), NULL, ngx_http_do_variable_id, 0,
+    { ngx_string("do_object_id"), NULL, ngx_http_do_pass_variable_id, 0,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
-    { ngx_string("do_owner"), NULL, ngx_http_do_variable_owner, 0,
+    { ngx_string("do_owner"), NULL, ngx_http_do_pass_variable_owner, 0,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
-    { ngx_string("do_worker"), NULL, ngx_http_do_variable_worker, 0,
+    { ngx_string("do_worker"), NULL, ngx_http_do_pass_variable_worker, 0,
       0, 0 },
 
       ngx_http_null_variable
@@ -85,7 +85,7 @@ ngx_http_do_pass_handler(ngx_http_request_t *r)
                 ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                               "do: object name of %uz bytes rejected",
                               value.len);
-                return ngx_http_do_send_error(r, NGX_HTTP_BAD_REQUEST,
+                return ngx_http_do_pass_error(r, NGX_HTTP_BAD_REQUEST,
                                               "invalid object name");
             }
 
@@ -98,7 +98,7 @@ ngx_http_do_pass_handler(ngx_http_request_t *r)
                           "do: invalid object id \"%*s\" for namespace "
                           "\"%V\"", ngx_min(value.len, 80), value.data,
                           &dlcf->ns->name);
-            return ngx_http_do_send_error(r, NGX_HTTP_BAD_REQUEST,
+            return ngx_http_do_pass_error(r, NGX_HTTP_BAD_REQUEST,
                                           "invalid object id");
         }
     }
@@ -108,7 +108,7 @@ ngx_http_do_pass_handler(ngx_http_request_t *r)
 
     r->request_body_in_single_buf = 1;
 
-    rc = ngx_http_read_client_request_body(r, ngx_http_do_body_handler);
+    rc = ngx_http_read_client_request_body(r, ngx_http_do_pass_body);
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
         return rc;
@@ -120,7 +120,7 @@ ngx_http_do_pass_handler(ngx_http_request_t *r)
 
 /* the body is complete: the call goes to the object's owner */
 static void
-ngx_http_do_body_handler(ngx_http_request_t *r)
+ngx_http_do_pass_body(ngx_http_request_t *r)
 {
     ngx_str_t                 body, im, inm;
     ngx_http_do_ctx_t        *ctx;
@@ -129,7 +129,7 @@ ngx_http_do_body_handler(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_do_module);
     dlcf = ngx_http_get_module_loc_conf(r, ngx_http_do_module);
 
-    if (ngx_http_do_read_body(r, &body) != NGX_OK) {
+    if (ngx_http_do_pass_read_body(r, &body) != NGX_OK) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
@@ -165,7 +165,7 @@ ngx_http_do_pass_reply(ngx_http_request_t *r, void *data,
     ctx->owner = reply->owner;
 
     if (reply->failed) {
-        rc = ngx_http_do_send_error(r, reply->status,
+        rc = ngx_http_do_pass_error(r, reply->status,
                                     reply->status == NGX_HTTP_GATEWAY_TIME_OUT
                                     ? "owner did not answer in time"
                                     : reply->status == NGX_HTTP_BAD_GATEWAY
@@ -184,7 +184,7 @@ ngx_http_do_pass_reply(ngx_http_request_t *r, void *data,
 
 /* the request body in one piece: in memory, or read back from its file */
 static ngx_int_t
-ngx_http_do_read_body(ngx_http_request_t *r, ngx_str_t *body)
+ngx_http_do_pass_read_body(ngx_http_request_t *r, ngx_str_t *body)
 {
     u_char       *p;
     size_t        len;
@@ -339,7 +339,7 @@ ngx_http_do_send(ngx_http_request_t *r, ngx_uint_t status,
 
 
 static ngx_int_t
-ngx_http_do_send_error(ngx_http_request_t *r, ngx_uint_t status,
+ngx_http_do_pass_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *msg)
 {
     ngx_str_t  ct, body;
@@ -393,8 +393,8 @@ ngx_http_do_add_header(ngx_http_request_t *r, const char *name, u_char *value,
 
 
 static ngx_int_t
-ngx_http_do_variable_id(ngx_http_request_t *r, ngx_http_variable_value_t *v,
-    uintptr_t data)
+ngx_http_do_pass_variable_id(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
 {
     ngx_http_do_ctx_t  *ctx;
 
@@ -421,7 +421,7 @@ ngx_http_do_variable_id(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 
 
 static ngx_int_t
-ngx_http_do_variable_owner(ngx_http_request_t *r,
+ngx_http_do_pass_variable_owner(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
     ngx_http_do_ctx_t  *ctx;
@@ -448,7 +448,7 @@ ngx_http_do_variable_owner(ngx_http_request_t *r,
 
 
 static ngx_int_t
-ngx_http_do_variable_worker(ngx_http_request_t *r,
+ngx_http_do_pass_variable_worker(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
     v->data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
@@ -470,7 +470,7 @@ ngx_http_do_pass_add_variables(ngx_conf_t *cf)
 {
     ngx_http_variable_t  *var, *v;
 
-    for (v = ngx_http_do_vars; v->name.len; v++) {
+    for (v = ngx_http_do_pass_vars; v->name.len; v++) {
         var = ngx_http_add_variable(cf, &v->name, v->flags);
         if (var == NULL) {
             return NGX_ERROR;

@@ -37,7 +37,7 @@ typedef struct {
     int64_t                    interval;      /* microseconds per request */
     unsigned                   dry_run:1;
     unsigned                   fail_closed:1;
-} ngx_do_rl_conf_t;
+} ngx_do_rate_limiter_conf_t;
 
 
 extern ngx_do_class_t  ngx_do_rate_limiter_class;

@@ -92,9 +92,9 @@ static ngx_int_t ngx_http_do_limit_decide(ngx_http_request_t *r,
     ngx_http_do_limit_ctx_t *ctx);
 static ngx_int_t ngx_http_do_limit_headers(ngx_http_request_t *r,
     ngx_http_do_limit_result_t *res, ngx_uint_t rejected);
-static void ngx_http_do_limit_policy(ngx_do_rl_conf_t *conf, uint64_t *q,
-    uint64_t *w);
-static uint64_t ngx_http_do_limit_window(ngx_do_rl_conf_t *conf,
+static void ngx_http_do_limit_policy(ngx_do_rate_limiter_conf_t *conf,
+    uint64_t *q, uint64_t *w);
+static uint64_t ngx_http_do_limit_window(ngx_do_rate_limiter_conf_t *conf,
     uint64_t q);
 static void ngx_http_do_limit_refund_reply(ngx_http_request_t *r,
     void *data, ngx_http_do_reply_t *reply);
@@ -388,7 +388,7 @@ ngx_http_do_limit_decide(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx)
 {
     int64_t                      delay;
     ngx_uint_t                   i, dry, applied;
-    ngx_do_rl_conf_t            *conf;
+    ngx_do_rate_limiter_conf_t  *conf;
     ngx_http_do_limit_result_t  *res, *rejected;
 
     ctx->waiting = 0;
@@ -632,7 +632,8 @@ ngx_http_do_limit_headers(ngx_http_request_t *r,
  * most burst + 1 per second when the bucket holds less than a second).
  */
 static void
-ngx_http_do_limit_policy(ngx_do_rl_conf_t *conf, uint64_t *q, uint64_t *w)
+ngx_http_do_limit_policy(ngx_do_rate_limiter_conf_t *conf, uint64_t *q,
+    uint64_t *w)
 {
     uint64_t  q1, w1, w2;
 
@@ -660,7 +661,7 @@ ngx_http_do_limit_policy(ngx_do_rl_conf_t *conf, uint64_t *q, uint64_t *w)
 
 /* the fewest whole seconds in which the rate grants q requests */
 static uint64_t
-ngx_http_do_limit_window(ngx_do_rl_conf_t *conf, uint64_t q)
+ngx_http_do_limit_window(ngx_do_rate_limiter_conf_t *conf, uint64_t q)
 {
     uint64_t  n;
 
