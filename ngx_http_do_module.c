@@ -32,6 +32,11 @@ static char *ngx_http_do_secret(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_do_namespace(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_http_do_namespace_name(ngx_conf_t *cf, ngx_str_t *name);
+static ngx_int_t ngx_http_do_namespace_param(ngx_conf_t *cf,
+    ngx_do_namespace_t *ns, ngx_str_t *param);
+static ngx_do_class_t *ngx_http_do_find_class(ngx_http_do_main_conf_t *dmcf,
+    ngx_str_t *name);
 static char *ngx_http_do_pass(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_do_status(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -144,24 +149,16 @@ static ngx_do_backend_t      *ngx_http_do_backend;
 ngx_int_t
 ngx_do_register_class(ngx_conf_t *cf, ngx_do_class_t *class)
 {
-    ngx_uint_t                i;
     ngx_do_class_t          **c;
     ngx_http_do_main_conf_t  *dmcf;
 
     dmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_do_module);
 
-    c = dmcf->classes.elts;
-
-    for (i = 0; i < dmcf->classes.nelts; i++) {
-        if (c[i]->name.len == class->name.len
-            && ngx_strncmp(c[i]->name.data, class->name.data,
-                           class->name.len) == 0)
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "do class \"%V\" is registered twice",
-                               &class->name);
-            return NGX_ERROR;
-        }
+    if (ngx_http_do_find_class(dmcf, &class->name)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "do class \"%V\" is registered twice",
+                           &class->name);
+        return NGX_ERROR;
     }
 
     c = ngx_array_push(&dmcf->classes);
@@ -172,6 +169,26 @@ ngx_do_register_class(ngx_conf_t *cf, ngx_do_class_t *class)
     *c = class;
 
     return NGX_OK;
+}
+
+
+static ngx_do_class_t *
+ngx_http_do_find_class(ngx_http_do_main_conf_t *dmcf, ngx_str_t *name)
+{
+    ngx_uint_t        i;
+    ngx_do_class_t  **c;
+
+    c = dmcf->classes.elts;
+
+    for (i = 0; i < dmcf->classes.nelts; i++) {
+        if (c[i]->name.len == name->len
+            && ngx_strncmp(c[i]->name.data, name->data, name->len) == 0)
+        {
+            return c[i];
+        }
+    }
+
+    return NULL;
 }
 
 
@@ -532,53 +549,19 @@ ngx_http_do_namespace(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_do_main_conf_t  *dmcf = conf;
 
-    char                 *rv;
-    u_char                c;
-    ssize_t               size;
-    ngx_str_t            *value, s;
-    ngx_uint_t            i;
-    ngx_do_class_t      **classes, *class;
-    ngx_do_namespace_t  **nss, *ns, **slot;
+    char                *rv;
+    ngx_str_t           *value;
+    ngx_uint_t           i;
+    ngx_do_class_t      *class;
+    ngx_do_namespace_t  *ns, **slot;
 
     value = cf->args->elts;
 
-    for (i = 0; i < value[1].len; i++) {
-        c = value[1].data[i];
-
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-              || (c >= '0' && c <= '9') || c == '_' || c == '-'))
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid do namespace name \"%V\"", &value[1]);
-            return NGX_CONF_ERROR;
-        }
+    if (ngx_http_do_namespace_name(cf, &value[1]) != NGX_OK) {
+        return NGX_CONF_ERROR;
     }
 
-    nss = dmcf->namespaces.elts;
-
-    for (i = 0; i < dmcf->namespaces.nelts; i++) {
-        if (nss[i]->name.len == value[1].len
-            && ngx_strncmp(nss[i]->name.data, value[1].data, value[1].len)
-               == 0)
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "duplicate do namespace \"%V\"", &value[1]);
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    class = NULL;
-    classes = dmcf->classes.elts;
-
-    for (i = 0; i < dmcf->classes.nelts; i++) {
-        if (classes[i]->name.len == value[2].len
-            && ngx_strncmp(classes[i]->name.data, value[2].data,
-                           value[2].len) == 0)
-        {
-            class = classes[i];
-            break;
-        }
-    }
+    class = ngx_http_do_find_class(dmcf, &value[2]);
 
     if (class == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -605,48 +588,7 @@ ngx_http_do_namespace(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     for (i = 3; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "max_key=", 8) == 0
-            || ngx_strncmp(value[i].data, "max_value=", 10) == 0)
-        {
-            s.data = (u_char *) ngx_strchr(value[i].data, '=') + 1;
-            s.len = value[i].data + value[i].len - s.data;
-
-            size = ngx_parse_size(&s);
-
-            /* a value must fit in one channel message with its headers */
-            if (size <= 0 || size > 32 * 1024 * 1024) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid size in \"%V\"", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            if (value[i].data[4] == 'k') {
-                ns->max_key = size;
-
-            } else {
-                ns->max_value = size;
-            }
-
-            continue;
-        }
-
-        if (class->parse_param == NULL) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid parameter \"%V\" for do class "
-                               "\"%V\"", &value[i], &class->name);
-            return NGX_CONF_ERROR;
-        }
-
-        rv = class->parse_param(cf, ns->conf, &value[i]);
-
-        if (rv == NGX_CONF_ERROR) {
-            return rv;
-        }
-
-        if (rv != NGX_CONF_OK) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s \"%V\"",
-                               rv, &value[i]);
+        if (ngx_http_do_namespace_param(cf, ns, &value[i]) != NGX_OK) {
             return NGX_CONF_ERROR;
         }
     }
@@ -673,6 +615,91 @@ ngx_http_do_namespace(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     *slot = ns;
 
     return NGX_CONF_OK;
+}
+
+
+/* a namespace name: [A-Za-z0-9_-], not yet taken */
+static ngx_int_t
+ngx_http_do_namespace_name(ngx_conf_t *cf, ngx_str_t *name)
+{
+    u_char      c;
+    ngx_uint_t  i;
+
+    for (i = 0; i < name->len; i++) {
+        c = name->data[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid do namespace name \"%V\"", name);
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_http_do_find_namespace(cf, name)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "duplicate do namespace \"%V\"", name);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* max_key=, max_value=, or a parameter of the namespace's class */
+static ngx_int_t
+ngx_http_do_namespace_param(ngx_conf_t *cf, ngx_do_namespace_t *ns,
+    ngx_str_t *param)
+{
+    char       *rv;
+    ssize_t     size;
+    ngx_str_t   s;
+
+    if (ngx_strncmp(param->data, "max_key=", 8) == 0
+        || ngx_strncmp(param->data, "max_value=", 10) == 0)
+    {
+        s.data = (u_char *) ngx_strchr(param->data, '=') + 1;
+        s.len = param->data + param->len - s.data;
+
+        size = ngx_parse_size(&s);
+
+        /* a value must fit in one channel message with its headers */
+        if (size <= 0 || size > 32 * 1024 * 1024) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid size in \"%V\"", param);
+            return NGX_ERROR;
+        }
+
+        if (param->data[4] == 'k') {
+            ns->max_key = size;
+
+        } else {
+            ns->max_value = size;
+        }
+
+        return NGX_OK;
+    }
+
+    if (ns->class->parse_param == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\" for do class \"%V\"",
+                           param, &ns->class->name);
+        return NGX_ERROR;
+    }
+
+    rv = ns->class->parse_param(cf, ns->conf, param);
+
+    if (rv == NGX_CONF_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rv != NGX_CONF_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s \"%V\"", rv, param);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

@@ -65,6 +65,9 @@ static ngx_int_t ngx_do_redis_state(ngx_do_storage_req_t *req,
     redisReply *version, redisReply *fields);
 static ngx_int_t ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id,
     uint64_t expected, ngx_do_batch_t *batch, ngx_do_storage_req_t *req);
+static ngx_uint_t ngx_do_redis_commit_args(ngx_do_namespace_t *ns,
+    ngx_do_batch_t *batch, uint64_t expected, u_char *kv, const char **argv,
+    size_t *argvlen, u_char *e);
 static void ngx_do_redis_committed(void *data, void *reply);
 static u_char *ngx_do_redis_key(u_char *p, ngx_do_namespace_t *ns,
     u_char *id, const char *suffix);
@@ -583,13 +586,12 @@ static ngx_int_t
 ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
     ngx_do_batch_t *batch, ngx_do_storage_req_t *req)
 {
-    u_char           *kv, *v, *c, *a, *e;
-    size_t           *argvlen;
-    ngx_int_t         rc;
-    ngx_uint_t        i, argc;
-    const char      **argv;
-    ngx_do_write_t   *w;
-    u_char            buf[5 * NGX_DO_REDIS_KEY_LEN + 4 * NGX_INT64_LEN];
+    u_char       *kv, *v, *c, *a, *e;
+    size_t       *argvlen;
+    ngx_int_t     rc;
+    ngx_uint_t    argc;
+    const char  **argv;
+    u_char        buf[5 * NGX_DO_REDIS_KEY_LEN + 4 * NGX_INT64_LEN];
 
     if (ngx_do_redis_backend_conf->prefix.len + ns->name.len
         > NGX_DO_REDIS_MAX_NAMES)
@@ -651,10 +653,32 @@ ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
     argv[6] = (const char *) a;
     argvlen[6] = e - a;
 
-    /*
-     * ARGV: expected version, clear, expiry, this worker's claim token,
-     * the next alarm ("-": unchanged, "0": none) and the index member
-     */
+    argc = ngx_do_redis_commit_args(ns, batch, expected, kv, argv, argvlen,
+                                    e);
+
+    /* hiredis copies the command: nothing here must outlive the call */
+    rc = ngx_do_redis_command(ngx_do_redis_hint(id), ngx_do_redis_committed,
+                              req, (int) argc, argv, argvlen);
+
+    ngx_free(argv);
+
+    return (rc == NGX_OK) ? NGX_AGAIN : NGX_ERROR;
+}
+
+/*
+ * The commit script's ARGV, from argv[7] on: expected version, clear,
+ * expiry, this worker's claim token, the next alarm ("-": unchanged, "0":
+ * none), the alarm index member, then the writes ("p" key value, "d"
+ * key).  kv is the object's :kv key; numbers are printed from e on.  The
+ * number of arguments.
+ */
+static ngx_uint_t
+ngx_do_redis_commit_args(ngx_do_namespace_t *ns, ngx_do_batch_t *batch,
+    uint64_t expected, u_char *kv, const char **argv, size_t *argvlen,
+    u_char *e)
+{
+    ngx_uint_t       i, argc;
+    ngx_do_write_t  *w;
 
     if (expected == NGX_DO_VERSION_ANY) {
         argv[7] = "-1";
@@ -687,7 +711,7 @@ ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
         argvlen[11] = 1;
     }
 
-    /* the member: the object's hash tag without its braces */
+    /* the member: the object's hash tag (in its :kv key) without braces */
     argv[12] = (const char *) kv + ngx_do_redis_backend_conf->prefix.len + 1;
     argvlen[12] = ns->name.len + 1 + NGX_DO_ID_HEX_LEN;
 
@@ -706,14 +730,10 @@ ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
         }
     }
 
-    /* hiredis copies the command: nothing here must outlive the call */
-    rc = ngx_do_redis_command(ngx_do_redis_hint(id), ngx_do_redis_committed,
-                              req, (int) argc, argv, argvlen);
 
-    ngx_free(argv);
-
-    return (rc == NGX_OK) ? NGX_AGAIN : NGX_ERROR;
+    return argc;
 }
+
 
 
 /* the new version, -1 (the version moved on), or an error */

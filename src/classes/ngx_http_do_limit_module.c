@@ -90,6 +90,13 @@ static void ngx_http_do_limit_reply(ngx_http_request_t *r, void *data,
     ngx_http_do_reply_t *reply);
 static ngx_int_t ngx_http_do_limit_decide(ngx_http_request_t *r,
     ngx_http_do_limit_ctx_t *ctx);
+static ngx_int_t ngx_http_do_limit_weigh(ngx_http_request_t *r,
+    ngx_http_do_limit_ctx_t *ctx, ngx_http_do_limit_result_t *res,
+    ngx_uint_t *dry);
+static ngx_int_t ngx_http_do_limit_reject(ngx_http_request_t *r,
+    ngx_http_do_limit_ctx_t *ctx, ngx_http_do_limit_result_t *rejected);
+static ngx_int_t ngx_http_do_limit_hold(ngx_http_request_t *r,
+    ngx_http_do_limit_ctx_t *ctx, int64_t delay);
 static ngx_int_t ngx_http_do_limit_headers(ngx_http_request_t *r,
     ngx_http_do_limit_result_t *res, ngx_uint_t rejected);
 static void ngx_http_do_limit_policy(ngx_do_rate_limiter_conf_t *conf,
@@ -387,8 +394,8 @@ static ngx_int_t
 ngx_http_do_limit_decide(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx)
 {
     int64_t                      delay;
+    ngx_int_t                    rc;
     ngx_uint_t                   i, dry, applied;
-    ngx_do_rate_limiter_conf_t  *conf;
     ngx_http_do_limit_result_t  *res, *rejected;
 
     ctx->waiting = 0;
@@ -406,76 +413,22 @@ ngx_http_do_limit_decide(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx)
 
         applied = 1;
 
-        conf = res->limit->ns->conf;
+        rc = ngx_http_do_limit_weigh(r, ctx, res, &dry);
 
-        if (res->failed) {
-            if (ngx_do_log_gate()) {
-                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                              "do: rate limiter \"%V\" did not answer "
-                              "(%ui), failing %s", &res->limit->ns->name,
-                              res->status,
-                              conf->fail_closed ? "closed" : "open");
-            }
+        if (rc == NGX_OK) {
+            delay = ngx_max(delay, res->delay);
 
-            if (conf->fail_closed && rejected == NULL) {
-                rejected = res;
-            }
-
-            continue;
+        } else if (rc == NGX_BUSY
+                   && (rejected == NULL
+                       || (rejected->failed && !res->failed)))
+        {
+            /* a rejection by a limiter wins over a failure closed */
+            rejected = res;
         }
-
-        if (ctx->remaining < 0 || res->remaining < ctx->remaining) {
-            ctx->remaining = res->remaining;
-        }
-
-        if (res->status == NGX_HTTP_TOO_MANY_REQUESTS) {
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "do: limiting requests%s by \"%V\", "
-                          "retry in %L ms",
-                          conf->dry_run ? ", dry run," : "",
-                          &res->limit->ns->name, res->retry);
-
-            if (conf->dry_run) {
-                dry = 1;
-                continue;
-            }
-
-            if (rejected == NULL || rejected->failed) {
-                rejected = res;
-            }
-
-            continue;
-        }
-
-        delay = ngx_max(delay, res->delay);
     }
 
     if (rejected) {
-        ctx->status = NGX_HTTP_DO_LIMIT_REJECTED;
-        ctx->remaining = 0;
-        ctx->done = 1;
-
-        /* give back what the other limits took for this request */
-        for (i = 0; i < ctx->n; i++) {
-            res = &ctx->results[i];
-
-            if (res->status == NGX_HTTP_OK && !res->failed) {
-                (void) ngx_http_do_call(r, res->limit->ns, res->id,
-                                        NGX_DO_METHOD_GATE,
-                                        &ngx_http_do_limit_give, 0,
-                                        ngx_http_do_limit_refund_reply, NULL);
-            }
-        }
-
-        if (rejected->failed) {
-            return NGX_HTTP_SERVICE_UNAVAILABLE;
-        }
-
-        if (ngx_http_do_limit_headers(r, rejected, 1) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return rejected->limit->status;
+        return ngx_http_do_limit_reject(r, ctx, rejected);
     }
 
     for (i = 0; i < ctx->n; i++) {
@@ -489,22 +442,7 @@ ngx_http_do_limit_decide(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx)
     }
 
     if (delay > 0) {
-        ctx->status = NGX_HTTP_DO_LIMIT_DELAYED;
-
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "do_limit delaying request for %L ms", delay);
-
-        if (ngx_handle_read_event(r->connection->read, 0) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        r->read_event_handler = ngx_http_test_reading;
-        r->write_event_handler = ngx_http_do_limit_delay;
-
-        r->connection->write->delayed = 1;
-        ngx_add_timer(r->connection->write, (ngx_msec_t) delay);
-
-        return NGX_AGAIN;
+        return ngx_http_do_limit_hold(r, ctx, delay);
     }
 
     if (applied) {
@@ -515,6 +453,111 @@ ngx_http_do_limit_decide(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx)
     ctx->done = 1;
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * One limit's answer: NGX_OK (passed), NGX_BUSY (rejects the request: a
+ * rejection, or a failure where the limit fails closed), NGX_DECLINED (no
+ * say: failed open, or rejected in a dry run, which sets *dry).
+ */
+static ngx_int_t
+ngx_http_do_limit_weigh(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx,
+    ngx_http_do_limit_result_t *res, ngx_uint_t *dry)
+{
+    ngx_do_rate_limiter_conf_t  *conf;
+
+    conf = res->limit->ns->conf;
+
+    if (res->failed) {
+        if (ngx_do_log_gate()) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "do: rate limiter \"%V\" did not answer (%ui), "
+                          "failing %s", &res->limit->ns->name, res->status,
+                          conf->fail_closed ? "closed" : "open");
+        }
+
+        return conf->fail_closed ? NGX_BUSY : NGX_DECLINED;
+    }
+
+    if (ctx->remaining < 0 || res->remaining < ctx->remaining) {
+        ctx->remaining = res->remaining;
+    }
+
+    if (res->status != NGX_HTTP_TOO_MANY_REQUESTS) {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "do: limiting requests%s by \"%V\", retry in %L ms",
+                  conf->dry_run ? ", dry run," : "", &res->limit->ns->name,
+                  res->retry);
+
+    if (conf->dry_run) {
+        *dry = 1;
+        return NGX_DECLINED;
+    }
+
+    return NGX_BUSY;
+}
+
+
+/* the request is rejected: the other limits get their tokens back */
+static ngx_int_t
+ngx_http_do_limit_reject(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx,
+    ngx_http_do_limit_result_t *rejected)
+{
+    ngx_uint_t                   i;
+    ngx_http_do_limit_result_t  *res;
+
+    ctx->status = NGX_HTTP_DO_LIMIT_REJECTED;
+    ctx->remaining = 0;
+    ctx->done = 1;
+
+    for (i = 0; i < ctx->n; i++) {
+        res = &ctx->results[i];
+
+        if (res->status == NGX_HTTP_OK && !res->failed) {
+            (void) ngx_http_do_call(r, res->limit->ns, res->id,
+                                    NGX_DO_METHOD_GATE,
+                                    &ngx_http_do_limit_give, 0,
+                                    ngx_http_do_limit_refund_reply, NULL);
+        }
+    }
+
+    if (rejected->failed) {
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    if (ngx_http_do_limit_headers(r, rejected, 1) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return rejected->limit->status;
+}
+
+
+/* delay= of a passing request: it waits, then the access phase goes on */
+static ngx_int_t
+ngx_http_do_limit_hold(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx,
+    int64_t delay)
+{
+    ctx->status = NGX_HTTP_DO_LIMIT_DELAYED;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "do_limit delaying request for %L ms", delay);
+
+    if (ngx_handle_read_event(r->connection->read, 0) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    r->read_event_handler = ngx_http_test_reading;
+    r->write_event_handler = ngx_http_do_limit_delay;
+
+    r->connection->write->delayed = 1;
+    ngx_add_timer(r->connection->write, (ngx_msec_t) delay);
+
+    return NGX_AGAIN;
 }
 
 

@@ -71,6 +71,8 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_do_lock_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_do_lock_acquire(ngx_http_request_t *r,
+    ngx_http_do_lock_t *lock, u_char *id);
 static void ngx_http_do_lock_reply(ngx_http_request_t *r, void *data,
     ngx_http_do_reply_t *reply);
 static void ngx_http_do_lock_cleanup(void *data);
@@ -142,13 +144,10 @@ static ngx_str_t  ngx_http_do_lock_fence_name = ngx_string("do_lock_fence");
 static ngx_int_t
 ngx_http_do_lock_handler(ngx_http_request_t *r)
 {
-    u_char                       *p;
-    ngx_str_t                     key, args;
-    ngx_pool_cleanup_t           *cln;
+    ngx_str_t                     key;
     ngx_http_do_lock_t           *lock;
     ngx_http_do_lock_ctx_t       *ctx;
     ngx_http_do_lock_loc_conf_t  *dlcf;
-    u_char                        random[NGX_HTTP_DO_LOCK_TOKEN_LEN / 2];
     u_char                        id[NGX_DO_ID_LEN];
 
     if (r != r->main) {
@@ -193,6 +192,24 @@ ngx_http_do_lock_handler(ngx_http_request_t *r)
 
         return ctx->status ? (ngx_int_t) ctx->status : NGX_DECLINED;
     }
+
+    return ngx_http_do_lock_acquire(r, lock, id);
+}
+
+
+/*
+ * Asks the lock object for the lock, with a random token; the request
+ * waits (NGX_AGAIN) until it answers, unless it answered at once.
+ */
+static ngx_int_t
+ngx_http_do_lock_acquire(ngx_http_request_t *r, ngx_http_do_lock_t *lock,
+    u_char *id)
+{
+    u_char                  *p;
+    ngx_str_t                args;
+    ngx_pool_cleanup_t      *cln;
+    ngx_http_do_lock_ctx_t  *ctx;
+    u_char                   random[NGX_HTTP_DO_LOCK_TOKEN_LEN / 2];
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_do_lock_ctx_t));
     if (ctx == NULL) {
