@@ -263,6 +263,49 @@ ngx_http_do_gate_namespace(ngx_conf_t *cf, ngx_str_t *name,
 }
 
 
+ngx_int_t
+ngx_http_do_gate_param(ngx_conf_t *cf, ngx_str_t *param,
+    ngx_http_complex_value_t *key, ngx_uint_t *status)
+{
+    ngx_int_t                          n;
+    ngx_str_t                          expr;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (ngx_strncmp(param->data, "key=", 4) == 0) {
+        expr.data = param->data + 4;
+        expr.len = param->len - 4;
+
+        if (expr.len == 0) {
+            return NGX_OK;
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+        ccv.cf = cf;
+        ccv.value = &expr;
+        ccv.complex_value = key;
+
+        return ngx_http_compile_complex_value(&ccv);
+    }
+
+    if (ngx_strncmp(param->data, "status=", 7) == 0) {
+        n = ngx_atoi(param->data + 7, param->len - 7);
+
+        if (n < 400 || n > 599) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid status \"%V\", expected 400..599",
+                               param);
+            return NGX_ERROR;
+        }
+
+        *status = n;
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
+}
+
+
 static ngx_int_t
 ngx_http_do_postconfiguration(ngx_conf_t *cf)
 {

@@ -25,9 +25,7 @@ static ngx_int_t ngx_http_do_pass_read_body(ngx_http_request_t *r,
 static ngx_int_t ngx_http_do_pass_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *msg);
 
-static ngx_int_t ngx_http_do_pass_variable_id(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_do_pass_variable_owner(ngx_http_request_t *r,
+static ngx_int_t ngx_http_do_pass_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_do_pass_variable_worker(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -35,10 +33,10 @@ static ngx_int_t ngx_http_do_pass_variable_worker(ngx_http_request_t *r,
 
 static ngx_http_variable_t  ngx_http_do_pass_vars[] = {
 
-    { ngx_string("do_object_id"), NULL, ngx_http_do_pass_variable_id, 0,
+    { ngx_string("do_object_id"), NULL, ngx_http_do_pass_variable, 0,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
-    { ngx_string("do_owner"), NULL, ngx_http_do_pass_variable_owner, 0,
+    { ngx_string("do_owner"), NULL, ngx_http_do_pass_variable, 1,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("do_worker"), NULL, ngx_http_do_pass_variable_worker, 0,
@@ -392,8 +390,9 @@ ngx_http_do_add_header(ngx_http_request_t *r, const char *name, u_char *value,
 }
 
 
+/* $do_object_id (data 0) and $do_owner (data 1) of a do_pass request */
 static ngx_int_t
-ngx_http_do_pass_variable_id(ngx_http_request_t *r,
+ngx_http_do_pass_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
     ngx_http_do_ctx_t  *ctx;
@@ -405,40 +404,19 @@ ngx_http_do_pass_variable_id(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    v->data = ngx_pnalloc(r->pool, NGX_DO_ID_HEX_LEN);
+    v->data = ngx_pnalloc(r->pool, ngx_max(NGX_DO_ID_HEX_LEN, NGX_INT_T_LEN));
     if (v->data == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_hex_dump(v->data, ctx->id, NGX_DO_ID_LEN);
-    v->len = NGX_DO_ID_HEX_LEN;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
+    if (data == 0) {
+        ngx_hex_dump(v->data, ctx->id, NGX_DO_ID_LEN);
+        v->len = NGX_DO_ID_HEX_LEN;
 
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_do_pass_variable_owner(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    ngx_http_do_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_do_module);
-
-    if (ctx == NULL || !ctx->has_id) {
-        v->not_found = 1;
-        return NGX_OK;
+    } else {
+        v->len = ngx_sprintf(v->data, "%ui", ctx->owner) - v->data;
     }
 
-    v->data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-    if (v->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    v->len = ngx_sprintf(v->data, "%ui", ctx->owner) - v->data;
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;

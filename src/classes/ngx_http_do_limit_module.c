@@ -872,12 +872,11 @@ ngx_http_do_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_do_limit_loc_conf_t  *llcf = conf;
 
-    ngx_int_t                           status;
-    ngx_str_t                          *value, expr;
-    ngx_uint_t                          i;
-    ngx_http_do_limit_t                *limit, **ref;
-    ngx_http_do_limit_main_conf_t      *lmcf;
-    ngx_http_compile_complex_value_t    ccv;
+    ngx_int_t                       rc;
+    ngx_str_t                      *value;
+    ngx_uint_t                      i;
+    ngx_http_do_limit_t            *limit, **ref;
+    ngx_http_do_limit_main_conf_t  *lmcf;
 
     value = cf->args->elts;
 
@@ -906,27 +905,16 @@ ngx_http_do_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     limit->file = cf->conf_file->file.name.data;
     limit->line = cf->conf_file->line;
 
-    ngx_str_null(&expr);
-
     for (i = 2; i < cf->args->nelts; i++) {
 
-        if (ngx_strncmp(value[i].data, "key=", 4) == 0) {
-            expr.data = value[i].data + 4;
-            expr.len = value[i].len - 4;
-            continue;
+        rc = ngx_http_do_gate_param(cf, &value[i], &limit->key,
+                                    &limit->status);
+
+        if (rc == NGX_ERROR) {
+            return NGX_CONF_ERROR;
         }
 
-        if (ngx_strncmp(value[i].data, "status=", 7) == 0) {
-            status = ngx_atoi(value[i].data + 7, value[i].len - 7);
-
-            if (status < 400 || status > 599) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid status \"%V\", "
-                                   "expected 400..599", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            limit->status = status;
+        if (rc == NGX_OK) {
             continue;
         }
 
@@ -945,19 +933,9 @@ ngx_http_do_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (expr.len == 0) {
+    if (limit->key.value.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "do_limit \"%V\" needs key=", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-
-    ccv.cf = cf;
-    ccv.value = &expr;
-    ccv.complex_value = &limit->key;
-
-    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 

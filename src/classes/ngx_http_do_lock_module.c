@@ -605,12 +605,11 @@ ngx_http_do_lock(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_do_lock_loc_conf_t  *dlcf = conf;
 
-    ngx_int_t                          n;
-    ngx_str_t                         *value, expr, s;
-    ngx_uint_t                         i;
-    ngx_http_do_lock_t                *lock, **ref;
-    ngx_http_do_lock_main_conf_t      *lmcf;
-    ngx_http_compile_complex_value_t   ccv;
+    ngx_int_t                      n;
+    ngx_str_t                     *value, s;
+    ngx_uint_t                     i;
+    ngx_http_do_lock_t            *lock, **ref;
+    ngx_http_do_lock_main_conf_t  *lmcf;
 
     if (dlcf->lock) {
         return "is duplicate";
@@ -628,13 +627,15 @@ ngx_http_do_lock(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     lock->file = cf->conf_file->file.name.data;
     lock->line = cf->conf_file->line;
 
-    ngx_str_null(&expr);
-
     for (i = 2; i < cf->args->nelts; i++) {
 
-        if (ngx_strncmp(value[i].data, "key=", 4) == 0) {
-            expr.data = value[i].data + 4;
-            expr.len = value[i].len - 4;
+        n = ngx_http_do_gate_param(cf, &value[i], &lock->key, &lock->status);
+
+        if (n == NGX_ERROR) {
+            return NGX_CONF_ERROR;
+        }
+
+        if (n == NGX_OK) {
             continue;
         }
 
@@ -662,38 +663,14 @@ ngx_http_do_lock(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (ngx_strncmp(value[i].data, "status=", 7) == 0) {
-            n = ngx_atoi(value[i].data + 7, value[i].len - 7);
-
-            if (n < 400 || n > 599) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid status \"%V\", "
-                                   "expected 400..599", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            lock->status = n;
-            continue;
-        }
-
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid parameter \"%V\"", &value[i]);
         return NGX_CONF_ERROR;
     }
 
-    if (expr.len == 0) {
+    if (lock->key.value.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "do_lock \"%V\" needs key=", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-
-    ccv.cf = cf;
-    ccv.value = &expr;
-    ccv.complex_value = &lock->key;
-
-    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
