@@ -15,12 +15,12 @@
 
 
 extern ngx_do_backend_t  ngx_do_memory_backend;
-extern ngx_do_backend_t  ngx_do_redis_backend;
+extern ngx_do_backend_t  ngx_do_storage_redis_backend;
 
 
 ngx_do_backend_t  *ngx_do_backends[] = {
     &ngx_do_memory_backend,
-    &ngx_do_redis_backend,
+    &ngx_do_storage_redis_backend,
     NULL
 };
 

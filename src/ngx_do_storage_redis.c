@@ -48,75 +48,78 @@
                                    + NGX_DO_REDIS_MAX_NAMES)
 
 
-static void *ngx_do_redis_create_conf(ngx_conf_t *cf, ngx_str_t *url);
-static ngx_int_t ngx_do_redis_url_unix(ngx_conf_t *cf,
-    ngx_do_redis_conf_t *rc, ngx_str_t *url);
-static ngx_int_t ngx_do_redis_url_tcp(ngx_conf_t *cf, ngx_do_redis_conf_t *rc,
+static void *ngx_do_storage_redis_create_conf(ngx_conf_t *cf,
     ngx_str_t *url);
-static ngx_int_t ngx_do_redis_parse_param(ngx_conf_t *cf, void *conf,
+static ngx_int_t ngx_do_storage_redis_url_unix(ngx_conf_t *cf,
+    ngx_do_redis_conf_t *rc, ngx_str_t *url);
+static ngx_int_t ngx_do_storage_redis_url_tcp(ngx_conf_t *cf,
+    ngx_do_redis_conf_t *rc, ngx_str_t *url);
+static ngx_int_t ngx_do_storage_redis_parse_param(ngx_conf_t *cf, void *conf,
     ngx_str_t *param);
-static ngx_int_t ngx_do_redis_init_worker(ngx_cycle_t *cycle, void *conf);
-static void ngx_do_redis_usage(ngx_do_storage_usage_t *usage);
+static ngx_int_t ngx_do_storage_redis_init_worker(ngx_cycle_t *cycle,
+    void *conf);
+static void ngx_do_storage_redis_usage(ngx_do_storage_usage_t *usage);
 
-static ngx_int_t ngx_do_redis_load(ngx_do_namespace_t *ns, u_char *id,
-    ngx_do_storage_req_t *req);
-static void ngx_do_redis_loaded(void *data, void *reply);
-static ngx_int_t ngx_do_redis_state(ngx_do_storage_req_t *req,
+static ngx_int_t ngx_do_storage_redis_load(ngx_do_namespace_t *ns,
+    u_char *id, ngx_do_storage_req_t *req);
+static void ngx_do_storage_redis_loaded(void *data, void *reply);
+static ngx_int_t ngx_do_storage_redis_state(ngx_do_storage_req_t *req,
     redisReply *version, redisReply *fields);
-static ngx_int_t ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id,
-    uint64_t expected, ngx_do_batch_t *batch, ngx_do_storage_req_t *req);
-static ngx_uint_t ngx_do_redis_commit_args(ngx_do_namespace_t *ns,
+static ngx_int_t ngx_do_storage_redis_commit(ngx_do_namespace_t *ns,
+    u_char *id, uint64_t expected, ngx_do_batch_t *batch,
+    ngx_do_storage_req_t *req);
+static ngx_uint_t ngx_do_storage_redis_commit_args(ngx_do_namespace_t *ns,
     ngx_do_batch_t *batch, uint64_t expected, u_char *kv, const char **argv,
     size_t *argvlen, u_char *e);
-static void ngx_do_redis_committed(void *data, void *reply);
-static u_char *ngx_do_redis_key(u_char *p, ngx_do_namespace_t *ns,
+static void ngx_do_storage_redis_committed(void *data, void *reply);
+static u_char *ngx_do_storage_redis_key(u_char *p, ngx_do_namespace_t *ns,
     u_char *id, const char *suffix);
-static ngx_uint_t ngx_do_redis_hint(u_char *id);
-static ngx_int_t ngx_do_redis_alarms(ngx_uint_t shard, uint64_t now,
-    ngx_uint_t limit, ngx_do_storage_req_t *req);
-static void ngx_do_redis_alarms_read(void *data, void *reply);
-static ngx_int_t ngx_do_redis_unhex(u_char *hex, u_char *id);
+static ngx_uint_t ngx_do_storage_redis_hint(u_char *id);
+static ngx_int_t ngx_do_storage_redis_alarms(ngx_uint_t shard,
+    uint64_t now, ngx_uint_t limit, ngx_do_storage_req_t *req);
+static void ngx_do_storage_redis_alarms_read(void *data, void *reply);
+static ngx_int_t ngx_do_storage_redis_unhex(u_char *hex, u_char *id);
 
 
-static const char  *ngx_do_redis_forms[] = {
+static const char  *ngx_do_storage_redis_forms[] = {
     "redis://", "redis+unix://", NULL
 };
 
 
-ngx_do_backend_t  ngx_do_redis_backend = {
+ngx_do_backend_t  ngx_do_storage_redis_backend = {
     ngx_string("redis"),
     1,                                     /* async */
-    ngx_do_redis_forms,
-    ngx_do_redis_create_conf,
-    ngx_do_redis_parse_param,
+    ngx_do_storage_redis_forms,
+    ngx_do_storage_redis_create_conf,
+    ngx_do_storage_redis_parse_param,
     NULL,                                  /* init_conf: no zone */
-    ngx_do_redis_init_worker,
+    ngx_do_storage_redis_init_worker,
     ngx_do_redis_exit,
     NULL,                                  /* secret: do_secret is needed */
-    ngx_do_redis_usage,
+    ngx_do_storage_redis_usage,
     NULL,                                  /* version */
     NULL,                                  /* get */
     NULL,                                  /* list */
-    ngx_do_redis_load,
-    ngx_do_redis_commit,
+    ngx_do_storage_redis_load,
+    ngx_do_storage_redis_commit,
     NULL,                                  /* sweep: Redis expires keys */
-    ngx_do_redis_alarms
+    ngx_do_storage_redis_alarms
 };
 
 
-static ngx_do_redis_conf_t  *ngx_do_redis_backend_conf;
+static ngx_do_redis_conf_t  *ngx_do_storage_redis_conf;
 
 
-static const char  ngx_do_redis_load_script[] =
+static const char  ngx_do_storage_redis_load_script[] =
     "return {redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[1])}";
 
 /* a commit with nothing to store: the version still matches, or the state */
-static const char  ngx_do_redis_check_script[] =
+static const char  ngx_do_storage_redis_check_script[] =
     "local v = tonumber(redis.call('GET', KEYS[2]) or '0') "
     "if tonumber(ARGV[1]) == v then return v end "
     "return {-1, redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[1])}";
 
-static const char  ngx_do_redis_commit_script[] =
+static const char  ngx_do_storage_redis_commit_script[] =
     "local v = tonumber(redis.call('GET', KEYS[2]) or '0') "
     "local c = false "
     "if ARGV[1] ~= '-1' then "
@@ -163,7 +166,7 @@ static const char  ngx_do_redis_commit_script[] =
  * The parts of the URL; the password is kept out of log lines.
  */
 static void *
-ngx_do_redis_create_conf(ngx_conf_t *cf, ngx_str_t *url)
+ngx_do_storage_redis_create_conf(ngx_conf_t *cf, ngx_str_t *url)
 {
     ngx_int_t             rv;
     ngx_do_redis_conf_t  *rc;
@@ -178,10 +181,10 @@ ngx_do_redis_create_conf(ngx_conf_t *cf, ngx_str_t *url)
     ngx_str_set(&rc->prefix, "do:");
 
     if (url->data[5] == '+') {
-        rv = ngx_do_redis_url_unix(cf, rc, url);
+        rv = ngx_do_storage_redis_url_unix(cf, rc, url);
 
     } else {
-        rv = ngx_do_redis_url_tcp(cf, rc, url);
+        rv = ngx_do_storage_redis_url_tcp(cf, rc, url);
     }
 
     if (rv == NGX_DECLINED) {
@@ -196,7 +199,7 @@ ngx_do_redis_create_conf(ngx_conf_t *cf, ngx_str_t *url)
 
 /* redis+unix:///path[?db=N]; NGX_DECLINED: invalid */
 static ngx_int_t
-ngx_do_redis_url_unix(ngx_conf_t *cf, ngx_do_redis_conf_t *rc,
+ngx_do_storage_redis_url_unix(ngx_conf_t *cf, ngx_do_redis_conf_t *rc,
     ngx_str_t *url)
 {
     u_char     *p, *last, *q;
@@ -246,7 +249,8 @@ ngx_do_redis_url_unix(ngx_conf_t *cf, ngx_do_redis_conf_t *rc,
 
 /* redis://[user:password@]host[:port][/db]; NGX_DECLINED: invalid */
 static ngx_int_t
-ngx_do_redis_url_tcp(ngx_conf_t *cf, ngx_do_redis_conf_t *rc, ngx_str_t *url)
+ngx_do_storage_redis_url_tcp(ngx_conf_t *cf, ngx_do_redis_conf_t *rc,
+    ngx_str_t *url)
 {
     u_char     *p, *last, *at, *colon, *slash, *q;
     ngx_int_t   n;
@@ -332,7 +336,7 @@ ngx_do_redis_url_tcp(ngx_conf_t *cf, ngx_do_redis_conf_t *rc, ngx_str_t *url)
 
 /* timeout=, pool=, prefix= */
 static ngx_int_t
-ngx_do_redis_parse_param(ngx_conf_t *cf, void *conf, ngx_str_t *param)
+ngx_do_storage_redis_parse_param(ngx_conf_t *cf, void *conf, ngx_str_t *param)
 {
     ngx_do_redis_conf_t  *rc = conf;
 
@@ -389,16 +393,16 @@ ngx_do_redis_parse_param(ngx_conf_t *cf, void *conf, ngx_str_t *param)
 
 
 static ngx_int_t
-ngx_do_redis_init_worker(ngx_cycle_t *cycle, void *conf)
+ngx_do_storage_redis_init_worker(ngx_cycle_t *cycle, void *conf)
 {
-    ngx_do_redis_backend_conf = conf;
+    ngx_do_storage_redis_conf = conf;
 
     return ngx_do_redis_init(cycle, conf);
 }
 
 
 static void
-ngx_do_redis_usage(ngx_do_storage_usage_t *usage)
+ngx_do_storage_redis_usage(ngx_do_storage_usage_t *usage)
 {
     usage->connected = ngx_do_redis_ready();
 }
@@ -406,18 +410,18 @@ ngx_do_redis_usage(ngx_do_storage_usage_t *usage)
 
 /* one object's commands go over one connection, in order */
 static ngx_uint_t
-ngx_do_redis_hint(u_char *id)
+ngx_do_storage_redis_hint(u_char *id)
 {
     return ((ngx_uint_t) id[4] << 8) | id[5];
 }
 
 
 static u_char *
-ngx_do_redis_key(u_char *p, ngx_do_namespace_t *ns, u_char *id,
+ngx_do_storage_redis_key(u_char *p, ngx_do_namespace_t *ns, u_char *id,
     const char *suffix)
 {
-    p = ngx_cpymem(p, ngx_do_redis_backend_conf->prefix.data,
-                   ngx_do_redis_backend_conf->prefix.len);
+    p = ngx_cpymem(p, ngx_do_storage_redis_conf->prefix.data,
+                   ngx_do_storage_redis_conf->prefix.len);
     *p++ = '{';
     p = ngx_cpymem(p, ns->name.data, ns->name.len);
     *p++ = ':';
@@ -429,7 +433,7 @@ ngx_do_redis_key(u_char *p, ngx_do_namespace_t *ns, u_char *id,
 
 
 static ngx_int_t
-ngx_do_redis_load(ngx_do_namespace_t *ns, u_char *id,
+ngx_do_storage_redis_load(ngx_do_namespace_t *ns, u_char *id,
     ngx_do_storage_req_t *req)
 {
     u_char      *kv, *v;
@@ -437,28 +441,29 @@ ngx_do_redis_load(ngx_do_namespace_t *ns, u_char *id,
     const char  *argv[5];
     u_char       buf[2 * NGX_DO_REDIS_KEY_LEN];
 
-    if (ngx_do_redis_backend_conf->prefix.len + ns->name.len
+    if (ngx_do_storage_redis_conf->prefix.len + ns->name.len
         > NGX_DO_REDIS_MAX_NAMES)
     {
         return NGX_ERROR;
     }
 
     kv = buf;
-    v = ngx_do_redis_key(kv, ns, id, ":kv");
+    v = ngx_do_storage_redis_key(kv, ns, id, ":kv");
 
     argv[0] = "EVAL";
     argvlen[0] = 4;
-    argv[1] = ngx_do_redis_load_script;
-    argvlen[1] = sizeof(ngx_do_redis_load_script) - 1;
+    argv[1] = ngx_do_storage_redis_load_script;
+    argvlen[1] = sizeof(ngx_do_storage_redis_load_script) - 1;
     argv[2] = "2";
     argvlen[2] = 1;
     argv[3] = (const char *) kv;
     argvlen[3] = v - kv;
     argv[4] = (const char *) v;
-    argvlen[4] = ngx_do_redis_key(v, ns, id, ":v") - v;
+    argvlen[4] = ngx_do_storage_redis_key(v, ns, id, ":v") - v;
 
-    if (ngx_do_redis_command(ngx_do_redis_hint(id), ngx_do_redis_loaded, req,
-                             5, argv, argvlen)
+    if (ngx_do_redis_command(ngx_do_storage_redis_hint(id),
+                             ngx_do_storage_redis_loaded, req, 5, argv,
+                             argvlen)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -470,7 +475,7 @@ ngx_do_redis_load(ngx_do_namespace_t *ns, u_char *id,
 
 /* [version or nil, [key, "<version>:<value>", ...]] */
 static void
-ngx_do_redis_loaded(void *data, void *r)
+ngx_do_storage_redis_loaded(void *data, void *r)
 {
     ngx_do_storage_req_t  *req = data;
     redisReply            *reply = r;
@@ -496,7 +501,8 @@ ngx_do_redis_loaded(void *data, void *r)
         goto done;
     }
 
-    req->rc = ngx_do_redis_state(req, reply->element[0], reply->element[1]);
+    req->rc = ngx_do_storage_redis_state(req, reply->element[0],
+                                         reply->element[1]);
 
 done:
 
@@ -506,7 +512,7 @@ done:
 
 /* an object's state from its version and HGETALL replies, into req */
 static ngx_int_t
-ngx_do_redis_state(ngx_do_storage_req_t *req, redisReply *version,
+ngx_do_storage_redis_state(ngx_do_storage_req_t *req, redisReply *version,
     redisReply *fields)
 {
     u_char       *p, *last;
@@ -583,8 +589,8 @@ ngx_do_redis_state(ngx_do_storage_req_t *req, redisReply *version,
 
 
 static ngx_int_t
-ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
-    ngx_do_batch_t *batch, ngx_do_storage_req_t *req)
+ngx_do_storage_redis_commit(ngx_do_namespace_t *ns, u_char *id,
+    uint64_t expected, ngx_do_batch_t *batch, ngx_do_storage_req_t *req)
 {
     u_char       *kv, *v, *c, *a, *e;
     size_t       *argvlen;
@@ -593,7 +599,7 @@ ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
     const char  **argv;
     u_char        buf[5 * NGX_DO_REDIS_KEY_LEN + 4 * NGX_INT64_LEN];
 
-    if (ngx_do_redis_backend_conf->prefix.len + ns->name.len
+    if (ngx_do_storage_redis_conf->prefix.len + ns->name.len
         > NGX_DO_REDIS_MAX_NAMES)
     {
         return NGX_ERROR;
@@ -609,10 +615,10 @@ ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
     argvlen = (size_t *) (argv + argc);
 
     kv = buf;
-    v = ngx_do_redis_key(kv, ns, id, ":kv");
-    c = ngx_do_redis_key(v, ns, id, ":v");
-    a = ngx_do_redis_key(c, ns, id, ":c");
-    e = ngx_sprintf(a, "%Valarms:%ui", &ngx_do_redis_backend_conf->prefix,
+    v = ngx_do_storage_redis_key(kv, ns, id, ":kv");
+    c = ngx_do_storage_redis_key(v, ns, id, ":v");
+    a = ngx_do_storage_redis_key(c, ns, id, ":c");
+    e = ngx_sprintf(a, "%Valarms:%ui", &ngx_do_storage_redis_conf->prefix,
                     ngx_do_id_shard(id));
 
     argv[0] = "EVAL";
@@ -621,8 +627,8 @@ ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
     if (batch->writes.nelts == 0 && !batch->clear && !batch->alarm_set
         && expected != NGX_DO_VERSION_ANY)
     {
-        argv[1] = ngx_do_redis_check_script;
-        argvlen[1] = sizeof(ngx_do_redis_check_script) - 1;
+        argv[1] = ngx_do_storage_redis_check_script;
+        argvlen[1] = sizeof(ngx_do_storage_redis_check_script) - 1;
         argv[2] = "2";
         argvlen[2] = 1;
         argv[3] = (const char *) kv;
@@ -632,16 +638,16 @@ ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
         argv[5] = (const char *) e;
         argvlen[5] = ngx_sprintf(e, "%uL", expected) - e;
 
-        rc = ngx_do_redis_command(ngx_do_redis_hint(id),
-                                  ngx_do_redis_committed, req, 6, argv,
-                                  argvlen);
+        rc = ngx_do_redis_command(ngx_do_storage_redis_hint(id),
+                                  ngx_do_storage_redis_committed, req, 6,
+                                  argv, argvlen);
         ngx_free(argv);
 
         return (rc == NGX_OK) ? NGX_AGAIN : NGX_ERROR;
     }
 
-    argv[1] = ngx_do_redis_commit_script;
-    argvlen[1] = sizeof(ngx_do_redis_commit_script) - 1;
+    argv[1] = ngx_do_storage_redis_commit_script;
+    argvlen[1] = sizeof(ngx_do_storage_redis_commit_script) - 1;
     argv[2] = "4";
     argvlen[2] = 1;
     argv[3] = (const char *) kv;
@@ -653,12 +659,13 @@ ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
     argv[6] = (const char *) a;
     argvlen[6] = e - a;
 
-    argc = ngx_do_redis_commit_args(ns, batch, expected, kv, argv, argvlen,
-                                    e);
+    argc = ngx_do_storage_redis_commit_args(ns, batch, expected, kv, argv,
+                                            argvlen, e);
 
     /* hiredis copies the command: nothing here must outlive the call */
-    rc = ngx_do_redis_command(ngx_do_redis_hint(id), ngx_do_redis_committed,
-                              req, (int) argc, argv, argvlen);
+    rc = ngx_do_redis_command(ngx_do_storage_redis_hint(id),
+                              ngx_do_storage_redis_committed, req, (int) argc,
+                              argv, argvlen);
 
     ngx_free(argv);
 
@@ -673,7 +680,7 @@ ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
  * number of arguments.
  */
 static ngx_uint_t
-ngx_do_redis_commit_args(ngx_do_namespace_t *ns, ngx_do_batch_t *batch,
+ngx_do_storage_redis_commit_args(ngx_do_namespace_t *ns, ngx_do_batch_t *batch,
     uint64_t expected, u_char *kv, const char **argv, size_t *argvlen,
     u_char *e)
 {
@@ -712,7 +719,7 @@ ngx_do_redis_commit_args(ngx_do_namespace_t *ns, ngx_do_batch_t *batch,
     }
 
     /* the member: the object's hash tag (in its :kv key) without braces */
-    argv[12] = (const char *) kv + ngx_do_redis_backend_conf->prefix.len + 1;
+    argv[12] = (const char *) kv + ngx_do_storage_redis_conf->prefix.len + 1;
     argvlen[12] = ns->name.len + 1 + NGX_DO_ID_HEX_LEN;
 
     argc = 13;
@@ -738,7 +745,7 @@ ngx_do_redis_commit_args(ngx_do_namespace_t *ns, ngx_do_batch_t *batch,
 
 /* the new version, -1 (the version moved on), or an error */
 static void
-ngx_do_redis_committed(void *data, void *r)
+ngx_do_storage_redis_committed(void *data, void *r)
 {
     ngx_do_storage_req_t  *req = data;
     redisReply            *reply = r;
@@ -754,7 +761,8 @@ ngx_do_redis_committed(void *data, void *r)
         && reply->element[0]->integer == -1)
     {
         /* lost the race: here is the state that won */
-        if (ngx_do_redis_state(req, reply->element[1], reply->element[2])
+        if (ngx_do_storage_redis_state(req, reply->element[1],
+                                       reply->element[2])
             != NGX_OK)
         {
             req->kvs = NULL;
@@ -800,7 +808,7 @@ done:
 
 /* ZRANGEBYSCORE of the shard's index, the due part of it into req */
 static ngx_int_t
-ngx_do_redis_alarms(ngx_uint_t shard, uint64_t now, ngx_uint_t limit,
+ngx_do_storage_redis_alarms(ngx_uint_t shard, uint64_t now, ngx_uint_t limit,
     ngx_do_storage_req_t *req)
 {
     u_char      *key, *max, *lim, *end;
@@ -809,7 +817,7 @@ ngx_do_redis_alarms(ngx_uint_t shard, uint64_t now, ngx_uint_t limit,
     u_char       buf[NGX_DO_REDIS_KEY_LEN + 3 * NGX_INT64_LEN];
 
     key = buf;
-    max = ngx_sprintf(key, "%Valarms:%ui", &ngx_do_redis_backend_conf->prefix,
+    max = ngx_sprintf(key, "%Valarms:%ui", &ngx_do_storage_redis_conf->prefix,
                       shard);
     lim = ngx_sprintf(max, "%uL", now);
     end = ngx_sprintf(lim, "%ui", limit);
@@ -834,8 +842,8 @@ ngx_do_redis_alarms(ngx_uint_t shard, uint64_t now, ngx_uint_t limit,
     /* the time to compare with travels in req->version */
     req->version = now;
 
-    if (ngx_do_redis_command(shard, ngx_do_redis_alarms_read, req, 8, argv,
-                             argvlen)
+    if (ngx_do_redis_command(shard, ngx_do_storage_redis_alarms_read, req, 8,
+                             argv, argvlen)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -847,7 +855,7 @@ ngx_do_redis_alarms(ngx_uint_t shard, uint64_t now, ngx_uint_t limit,
 
 /* [member, score, ...]: those due, then the first time not due */
 static void
-ngx_do_redis_alarms_read(void *data, void *r)
+ngx_do_storage_redis_alarms_read(void *data, void *r)
 {
     ngx_do_storage_req_t  *req = data;
     redisReply            *reply = r;
@@ -924,7 +932,7 @@ ngx_do_redis_alarms_read(void *data, void *r)
         kv->value.len = NGX_DO_ID_LEN;
         kv->version = when;
 
-        if (ngx_do_redis_unhex(colon + 1, kv->value.data) != NGX_OK) {
+        if (ngx_do_storage_redis_unhex(colon + 1, kv->value.data) != NGX_OK) {
             req->kvs->nelts--;
         }
     }
@@ -938,7 +946,7 @@ done:
 
 
 static ngx_int_t
-ngx_do_redis_unhex(u_char *hex, u_char *id)
+ngx_do_storage_redis_unhex(u_char *hex, u_char *id)
 {
     ngx_int_t   n;
     ngx_uint_t  i;
