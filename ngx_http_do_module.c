@@ -2,12 +2,12 @@
 /*
  * ngx_http_do_module: durable objects in nginx.
  *
- * This file is the nginx-facing shell: directives, configuration, the
- * do_pass content handler, variables and process hooks.  It turns a request
- * into a call for one object and hands it to the router
- * (src/ngx_do_router.c), which brings it to the owner worker and the reply
- * back; the shell then writes the response.  How objects run and store
- * their state is the runtime's business (src/).
+ * This file is the nginx-facing shell: the module tables, directives,
+ * configuration and process hooks.  The do_pass content handler and its
+ * variables are in src/ngx_http_do_pass.c, the do_status page in
+ * src/ngx_http_do_status.c.  How objects run and store their state is the
+ * runtime's business (src/); the storage backend is the one do_storage
+ * names, reached only through its hooks.
  */
 
 
@@ -18,73 +18,8 @@
 #include <openssl/evp.h>
 
 #include "ngx_do.h"
-#include "ngx_do_redis.h"
+#include "ngx_http_do_module.h"
 
-
-#define NGX_HTTP_DO_NAME          1
-#define NGX_HTTP_DO_ID            2
-#define NGX_HTTP_DO_UNIQUE        3
-
-#define NGX_HTTP_DO_MAX_NAME      1024
-#define NGX_HTTP_DO_ZONE_NAME     "do_storage"
-#define NGX_HTTP_DO_DEFAULT_SIZE  (64 * 1024 * 1024)
-
-
-typedef struct {
-    ngx_array_t                namespaces;    /* ngx_do_namespace_t * */
-    ngx_array_t                classes;       /* ngx_do_class_t * */
-    ngx_array_t                passes;        /* ngx_http_do_loc_conf_t * */
-    ngx_shm_zone_t            *zone;
-    ngx_shm_zone_t            *status_zone;
-    ngx_shm_zone_t            *handover_zone;
-    ngx_do_redis_conf_t       *redis;
-    ngx_flag_t                 storage_set;
-    u_char                    *storage_file;
-    ngx_uint_t                 storage_line;
-    size_t                     size;
-    ngx_msec_t                 idle_timeout;
-    ngx_msec_t                 call_timeout;
-    ngx_msec_t                 flush_interval;
-    u_char                     secret[32];
-    ngx_flag_t                 secret_set;
-} ngx_http_do_main_conf_t;
-
-
-typedef struct {
-    ngx_str_t                  ns_name;
-    ngx_do_namespace_t        *ns;
-    ngx_uint_t                 strategy;
-    ngx_http_complex_value_t  *expr;
-    u_char                    *file;
-    ngx_uint_t                 line;
-} ngx_http_do_loc_conf_t;
-
-
-typedef struct {
-    ngx_uint_t                 owner;
-    u_char                     id[NGX_DO_ID_LEN];
-    unsigned                   has_id:1;
-} ngx_http_do_ctx_t;
-
-
-static ngx_int_t ngx_http_do_handler(ngx_http_request_t *r);
-static void ngx_http_do_body_handler(ngx_http_request_t *r);
-static void ngx_http_do_pass_reply(ngx_http_request_t *r, void *data,
-    ngx_http_do_reply_t *reply);
-static ngx_int_t ngx_http_do_read_body(ngx_http_request_t *r,
-    ngx_str_t *body);
-static ngx_int_t ngx_http_do_send(ngx_http_request_t *r, ngx_uint_t status,
-    ngx_str_t *content_type, ngx_str_t *body, uint64_t etag,
-    uint64_t activation);
-static ngx_int_t ngx_http_do_send_error(ngx_http_request_t *r,
-    ngx_uint_t status, const char *msg);
-
-static ngx_int_t ngx_http_do_variable_id(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_do_variable_owner(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_do_variable_worker(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
 
 static ngx_int_t ngx_http_do_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_do_postconfiguration(ngx_conf_t *cf);
@@ -93,23 +28,22 @@ static char *ngx_http_do_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_do_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_do_storage(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static ngx_do_redis_conf_t *ngx_http_do_redis_url(ngx_conf_t *cf,
-    ngx_str_t *url);
 static char *ngx_http_do_secret(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_do_namespace(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_http_do_namespace_name(ngx_conf_t *cf, ngx_str_t *name);
+static ngx_int_t ngx_http_do_namespace_param(ngx_conf_t *cf,
+    ngx_do_namespace_t *ns, ngx_str_t *param);
+static ngx_do_class_t *ngx_http_do_find_class(ngx_http_do_main_conf_t *dmcf,
+    ngx_str_t *name);
 static char *ngx_http_do_pass(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_do_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static ngx_int_t ngx_http_do_status_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_do_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_do_init_process(ngx_cycle_t *cycle);
 static void ngx_http_do_exit_process(ngx_cycle_t *cycle);
-
-
-extern ngx_do_class_t  ngx_do_store_class;
 
 
 static ngx_command_t  ngx_http_do_commands[] = {
@@ -205,463 +139,26 @@ ngx_module_t  ngx_http_do_module = {
 };
 
 
-static ngx_http_variable_t  ngx_http_do_vars[] = {
-
-    { ngx_string("do_object_id"), NULL, ngx_http_do_variable_id, 0,
-      NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("do_owner"), NULL, ngx_http_do_variable_owner, 0,
-      NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("do_worker"), NULL, ngx_http_do_variable_worker, 0,
-      0, 0 },
-
-      ngx_http_null_variable
-};
-
-
 ngx_do_runtime_t              ngx_do_runtime;
 
 static ngx_uint_t             ngx_http_do_generation;
 static ngx_uint_t             ngx_http_do_enabled;
-
-
-static ngx_int_t
-ngx_http_do_handler(ngx_http_request_t *r)
-{
-    ngx_int_t                 rc;
-    ngx_str_t                 value;
-    ngx_http_do_ctx_t        *ctx;
-    ngx_http_do_loc_conf_t   *dlcf;
-
-    dlcf = ngx_http_get_module_loc_conf(r, ngx_http_do_module);
-
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_do_ctx_t));
-    if (ctx == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_http_set_ctx(r, ctx, ngx_http_do_module);
-
-    switch (dlcf->strategy) {
-
-    case NGX_HTTP_DO_UNIQUE:
-        if (ngx_do_id_unique(dlcf->ns, ctx->id) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        break;
-
-    default:
-        if (ngx_http_complex_value(r, dlcf->expr, &value) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        if (dlcf->strategy == NGX_HTTP_DO_NAME) {
-            if (value.len == 0 || value.len > NGX_HTTP_DO_MAX_NAME) {
-                ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                              "do: object name of %uz bytes rejected",
-                              value.len);
-                return ngx_http_do_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                              "invalid object name");
-            }
-
-            ngx_do_id_from_name(dlcf->ns, &value, ctx->id);
-            break;
-        }
-
-        if (ngx_do_id_from_string(dlcf->ns, &value, ctx->id) != NGX_OK) {
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "do: invalid object id \"%*s\" for namespace "
-                          "\"%V\"", ngx_min(value.len, 80), value.data,
-                          &dlcf->ns->name);
-            return ngx_http_do_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                          "invalid object id");
-        }
-    }
-
-    ctx->has_id = 1;
-    ctx->owner = ngx_do_id_owner(ctx->id);
-
-    r->request_body_in_single_buf = 1;
-
-    rc = ngx_http_read_client_request_body(r, ngx_http_do_body_handler);
-
-    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-        return rc;
-    }
-
-    return NGX_DONE;
-}
-
-
-/* the body is complete: the call goes to the object's owner */
-static void
-ngx_http_do_body_handler(ngx_http_request_t *r)
-{
-    ngx_str_t                 body, im, inm;
-    ngx_http_do_ctx_t        *ctx;
-    ngx_http_do_loc_conf_t   *dlcf;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_do_module);
-    dlcf = ngx_http_get_module_loc_conf(r, ngx_http_do_module);
-
-    if (ngx_http_do_read_body(r, &body) != NGX_OK) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    ngx_str_null(&im);
-    ngx_str_null(&inm);
-
-    if (r->headers_in.if_match) {
-        im = r->headers_in.if_match->value;
-    }
-
-    if (r->headers_in.if_none_match) {
-        inm = r->headers_in.if_none_match->value;
-    }
-
-    if (ngx_do_router_dispatch(r, dlcf->ns, ctx->id, r->method, &r->args, &im,
-                               &inm, &body, 0, ngx_http_do_pass_reply, ctx)
-        != NGX_OK)
-    {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-    }
-}
-
-
-/* the reply of a do_pass call becomes the response */
-static void
-ngx_http_do_pass_reply(ngx_http_request_t *r, void *data,
-    ngx_http_do_reply_t *reply)
-{
-    ngx_int_t           rc;
-    ngx_http_do_ctx_t  *ctx = data;
-
-    ctx->owner = reply->owner;
-
-    if (reply->failed) {
-        rc = ngx_http_do_send_error(r, reply->status,
-                                    reply->status == NGX_HTTP_GATEWAY_TIME_OUT
-                                    ? "owner did not answer in time"
-                                    : reply->status == NGX_HTTP_BAD_GATEWAY
-                                    ? "owner worker exited before it "
-                                      "answered"
-                                    : "owner worker is overloaded");
-
-    } else {
-        rc = ngx_http_do_send(r, reply->status, &reply->content_type,
-                              &reply->body, reply->etag, reply->activation);
-    }
-
-    ngx_http_finalize_request(r, rc);
-}
-
-
-/* the request body in one piece: in memory, or read back from its file */
-static ngx_int_t
-ngx_http_do_read_body(ngx_http_request_t *r, ngx_str_t *body)
-{
-    u_char       *p;
-    size_t        len;
-    ssize_t       n;
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl;
-
-    body->len = 0;
-    body->data = NULL;
-
-    if (r->request_body == NULL || r->request_body->bufs == NULL) {
-        return NGX_OK;
-    }
-
-    cl = r->request_body->bufs;
-
-    if (cl->next == NULL && !cl->buf->in_file) {
-        body->data = cl->buf->pos;
-        body->len = cl->buf->last - cl->buf->pos;
-        return NGX_OK;
-    }
-
-    len = 0;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
-        len += b->in_file ? (size_t) (b->file_last - b->file_pos)
-                          : (size_t) (b->last - b->pos);
-    }
-
-    p = ngx_pnalloc(r->pool, len + 1);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    body->data = p;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
-
-        if (!b->in_file) {
-            p = ngx_cpymem(p, b->pos, b->last - b->pos);
-            continue;
-        }
-
-        n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
-                          b->file_pos);
-
-        if (n != b->file_last - b->file_pos) {
-            return NGX_ERROR;
-        }
-
-        p += n;
-    }
-
-    body->len = p - body->data;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_do_send(ngx_http_request_t *r, ngx_uint_t status,
-    ngx_str_t *content_type, ngx_str_t *body, uint64_t etag,
-    uint64_t activation)
-{
-    u_char             *p;
-    ngx_int_t           rc;
-    ngx_buf_t          *b;
-    ngx_chain_t         out;
-    ngx_http_do_ctx_t  *ctx;
-    u_char              hex[NGX_DO_ID_HEX_LEN];
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_do_module);
-
-    /* preconditions are the object's business, not the static-file kind */
-    r->disable_not_modified = 1;
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = body->len;
-    r->headers_out.content_type = *content_type;
-    r->headers_out.content_type_len = content_type->len;
-
-    if (ctx && ctx->has_id) {
-        ngx_hex_dump(hex, ctx->id, NGX_DO_ID_LEN);
-
-        if (ngx_http_do_add_header(r, "DO-Object-Id", hex, sizeof(hex))
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    if (activation) {
-        p = ngx_pnalloc(r->pool, NGX_INT64_LEN * 2 + 1);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        if (ngx_http_do_add_header(r, "DO-Activation", p,
-                                   ngx_sprintf(p, "%uD.%uD",
-                                               (uint32_t) (activation >> 32),
-                                               (uint32_t) activation)
-                                   - p)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    if (etag) {
-        p = ngx_pnalloc(r->pool, NGX_INT64_LEN + 2);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        if (ngx_http_do_add_header(r, "ETag", p,
-                                   ngx_sprintf(p, "\"%uL\"", etag) - p)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    if (body->len == 0 || r->method == NGX_HTTP_HEAD) {
-        r->header_only = 1;
-    }
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_ERROR;
-    }
-
-    b->pos = body->data;
-    b->last = body->data + body->len;
-    b->memory = 1;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
-}
-
-
-static ngx_int_t
-ngx_http_do_send_error(ngx_http_request_t *r, ngx_uint_t status,
-    const char *msg)
-{
-    ngx_str_t  ct, body;
-
-    if (ngx_http_discard_request_body(r) != NGX_OK) {
-        r->keepalive = 0;
-    }
-
-    body.data = ngx_pnalloc(r->pool, ngx_strlen(msg) + 16);
-    if (body.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    body.len = ngx_sprintf(body.data, "{\"error\":\"%s\"}\n", msg)
-               - body.data;
-
-    ngx_str_set(&ct, "application/json");
-
-    return ngx_http_do_send(r, status, &ct, &body, 0, 0);
-}
-
-
-ngx_int_t
-ngx_http_do_add_header(ngx_http_request_t *r, const char *name, u_char *value,
-    size_t len)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-    h->key.data = (u_char *) name;
-    h->key.len = ngx_strlen(name);
-
-    h->value.data = ngx_pnalloc(r->pool, len);
-    if (h->value.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(h->value.data, value, len);
-    h->value.len = len;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_do_variable_id(ngx_http_request_t *r, ngx_http_variable_value_t *v,
-    uintptr_t data)
-{
-    ngx_http_do_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_do_module);
-
-    if (ctx == NULL || !ctx->has_id) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    v->data = ngx_pnalloc(r->pool, NGX_DO_ID_HEX_LEN);
-    if (v->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_hex_dump(v->data, ctx->id, NGX_DO_ID_LEN);
-    v->len = NGX_DO_ID_HEX_LEN;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_do_variable_owner(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    ngx_http_do_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_do_module);
-
-    if (ctx == NULL || !ctx->has_id) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    v->data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-    if (v->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    v->len = ngx_sprintf(v->data, "%ui", ctx->owner) - v->data;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_do_variable_worker(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    v->data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-    if (v->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    v->len = ngx_sprintf(v->data, "%ui", ngx_worker) - v->data;
-    v->valid = 1;
-    v->no_cacheable = 0;
-    v->not_found = 0;
-
-    return NGX_OK;
-}
+static ngx_do_backend_t      *ngx_http_do_backend;
 
 
 ngx_int_t
 ngx_do_register_class(ngx_conf_t *cf, ngx_do_class_t *class)
 {
-    ngx_uint_t                i;
     ngx_do_class_t          **c;
     ngx_http_do_main_conf_t  *dmcf;
 
     dmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_do_module);
 
-    c = dmcf->classes.elts;
-
-    for (i = 0; i < dmcf->classes.nelts; i++) {
-        if (c[i]->name.len == class->name.len
-            && ngx_strncmp(c[i]->name.data, class->name.data,
-                           class->name.len) == 0)
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "do class \"%V\" is registered twice",
-                               &class->name);
-            return NGX_ERROR;
-        }
+    if (ngx_http_do_find_class(dmcf, &class->name)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "do class \"%V\" is registered twice",
+                           &class->name);
+        return NGX_ERROR;
     }
 
     c = ngx_array_push(&dmcf->classes);
@@ -675,22 +172,42 @@ ngx_do_register_class(ngx_conf_t *cf, ngx_do_class_t *class)
 }
 
 
+static ngx_do_class_t *
+ngx_http_do_find_class(ngx_http_do_main_conf_t *dmcf, ngx_str_t *name)
+{
+    ngx_uint_t        i;
+    ngx_do_class_t  **c;
+
+    c = dmcf->classes.elts;
+
+    for (i = 0; i < dmcf->classes.nelts; i++) {
+        if (c[i]->name.len == name->len
+            && ngx_strncmp(c[i]->name.data, name->data, name->len) == 0)
+        {
+            return c[i];
+        }
+    }
+
+    return NULL;
+}
+
+
 static ngx_int_t
 ngx_http_do_preconfiguration(ngx_conf_t *cf)
 {
-    ngx_http_variable_t  *var, *v;
+    ngx_do_class_t  **class;
 
-    for (v = ngx_http_do_vars; v->name.len; v++) {
-        var = ngx_http_add_variable(cf, &v->name, v->flags);
-        if (var == NULL) {
-            return NGX_ERROR;
-        }
-
-        var->get_handler = v->get_handler;
-        var->data = v->data;
+    if (ngx_http_do_pass_add_variables(cf) != NGX_OK) {
+        return NGX_ERROR;
     }
 
-    return ngx_do_register_class(cf, &ngx_do_store_class);
+    for (class = ngx_do_builtin_classes; *class; class++) {
+        if (ngx_do_register_class(cf, *class) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
 
 
@@ -746,6 +263,49 @@ ngx_http_do_gate_namespace(ngx_conf_t *cf, ngx_str_t *name,
 }
 
 
+ngx_int_t
+ngx_http_do_gate_param(ngx_conf_t *cf, ngx_str_t *param,
+    ngx_http_complex_value_t *key, ngx_uint_t *status)
+{
+    ngx_int_t                          n;
+    ngx_str_t                          expr;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (ngx_strncmp(param->data, "key=", 4) == 0) {
+        expr.data = param->data + 4;
+        expr.len = param->len - 4;
+
+        if (expr.len == 0) {
+            return NGX_OK;
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+        ccv.cf = cf;
+        ccv.value = &expr;
+        ccv.complex_value = key;
+
+        return ngx_http_compile_complex_value(&ccv);
+    }
+
+    if (ngx_strncmp(param->data, "status=", 7) == 0) {
+        n = ngx_atoi(param->data + 7, param->len - 7);
+
+        if (n < 400 || n > 599) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid status \"%V\", expected 400..599",
+                               param);
+            return NGX_ERROR;
+        }
+
+        *status = n;
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
+}
+
+
 static ngx_int_t
 ngx_http_do_postconfiguration(ngx_conf_t *cf)
 {
@@ -768,15 +328,24 @@ ngx_http_do_postconfiguration(ngx_conf_t *cf)
         }
     }
 
+    if (dmcf->backend == NULL) {
+        dmcf->backend = ngx_do_backends[0];
+
+        dmcf->backend_conf = dmcf->backend->create_conf(cf, NULL);
+        if (dmcf->backend_conf == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
     /*
-     * Without do_secret the key of IDs is random per storage zone: Redis
-     * state would be orphaned at a full restart and differ between nodes.
+     * A backend without a secret of its own keeps state beyond a full
+     * restart and shares it between nodes: IDs need a key that stays.
      */
-    if (dmcf->redis && !dmcf->secret_set) {
+    if (dmcf->backend->secret == NULL && !dmcf->secret_set) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "do_storage redis needs do_secret: object IDs must "
+                      "do_storage %V needs do_secret: object IDs must "
                       "be the same after restarts and on every node, "
-                      "set do_secret in %s:%ui",
+                      "set do_secret in %s:%ui", &dmcf->backend->name,
                       dmcf->storage_file, dmcf->storage_line);
         return NGX_ERROR;
     }
@@ -785,16 +354,12 @@ ngx_http_do_postconfiguration(ngx_conf_t *cf)
         return NGX_OK;
     }
 
-    if (dmcf->zone == NULL) {
-        ngx_str_t  name = ngx_string(NGX_HTTP_DO_ZONE_NAME);
-
-        dmcf->zone = ngx_shared_memory_add(cf, &name, dmcf->size,
-                                           &ngx_http_do_module);
-        if (dmcf->zone == NULL) {
-            return NGX_ERROR;
-        }
-
-        dmcf->zone->init = ngx_do_memory_init_zone;
+    if (dmcf->backend->init_conf
+        && dmcf->backend->init_conf(cf, dmcf->backend_conf,
+                                    &ngx_http_do_module)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     if (dmcf->status_zone == NULL) {
@@ -857,7 +422,6 @@ ngx_http_do_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
-    dmcf->size = NGX_CONF_UNSET_SIZE;
     dmcf->idle_timeout = NGX_CONF_UNSET_MSEC;
     dmcf->call_timeout = NGX_CONF_UNSET_MSEC;
     dmcf->flush_interval = NGX_CONF_UNSET_MSEC;
@@ -871,7 +435,6 @@ ngx_http_do_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_http_do_main_conf_t  *dmcf = conf;
 
-    ngx_conf_init_size_value(dmcf->size, NGX_HTTP_DO_DEFAULT_SIZE);
     ngx_conf_init_msec_value(dmcf->idle_timeout, 60000);
     ngx_conf_init_msec_value(dmcf->call_timeout, 10000);
     ngx_conf_init_msec_value(dmcf->flush_interval, 1000);
@@ -891,276 +454,59 @@ ngx_http_do_create_loc_conf(ngx_conf_t *cf)
 }
 
 
-/*
- * do_storage memory [size=64m]
- * do_storage redis://[user:password@]host[:port][/db] [timeout=] [pool=]
- *            [prefix=]
- * do_storage redis+unix:///path[?db=N] [...]
- */
+/* do_storage BACKEND [params]: the backend parses what it is given */
 static char *
 ngx_http_do_storage(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_do_main_conf_t  *dmcf = conf;
 
-    ssize_t               size;
-    ngx_int_t             n;
-    ngx_str_t            *value, s;
-    ngx_uint_t            i, redis;
-    ngx_do_redis_conf_t  *rc;
+    u_char             buf[NGX_MAX_ERROR_STR], *p;
+    ngx_int_t          rc;
+    ngx_str_t         *value;
+    ngx_uint_t         i;
+    ngx_do_backend_t  *backend;
 
-    if (dmcf->storage_set) {
+    if (dmcf->backend) {
         return "is duplicate";
     }
 
-    dmcf->storage_set = 1;
-    dmcf->storage_file = cf->conf_file->file.name.data;
-    dmcf->storage_line = cf->conf_file->line;
     value = cf->args->elts;
 
-    redis = 0;
-    rc = NULL;
+    backend = ngx_do_storage_find(&value[1]);
 
-    if (ngx_strncmp(value[1].data, "redis://", 8) == 0
-        || ngx_strncmp(value[1].data, "redis+unix://", 13) == 0)
-    {
-        rc = ngx_http_do_redis_url(cf, &value[1]);
-        if (rc == NULL) {
+    if (backend == NULL) {
+        p = ngx_do_storage_forms(buf, buf + sizeof(buf));
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unsupported do storage \"%V\", expected %*s",
+                           &value[1], (size_t) (p - buf), buf);
+        return NGX_CONF_ERROR;
+    }
+
+    dmcf->backend = backend;
+    dmcf->storage_file = cf->conf_file->file.name.data;
+    dmcf->storage_line = cf->conf_file->line;
+
+    dmcf->backend_conf = backend->create_conf(cf, &value[1]);
+    if (dmcf->backend_conf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+        rc = backend->parse_param(cf, dmcf->backend_conf, &value[i]);
+
+        if (rc == NGX_DECLINED) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[i]);
             return NGX_CONF_ERROR;
         }
 
-        redis = 1;
-        dmcf->redis = rc;
-
-    } else if (ngx_strcmp(value[1].data, "memory") != 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "unsupported do storage \"%V\", expected "
-                           "\"memory\", \"redis://...\" or "
-                           "\"redis+unix://...\"", &value[1]);
-        return NGX_CONF_ERROR;
+        if (rc != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
     }
-
-    size = NGX_HTTP_DO_DEFAULT_SIZE;
-
-    for (i = 2; i < cf->args->nelts; i++) {
-
-        if (!redis && ngx_strncmp(value[i].data, "size=", 5) == 0) {
-            s.data = value[i].data + 5;
-            s.len = value[i].len - 5;
-
-            size = ngx_parse_size(&s);
-
-            if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid do storage size \"%V\", "
-                                   "at least %uzk is needed", &value[i],
-                                   (8 * ngx_pagesize) >> 10);
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (redis && ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
-            s.data = value[i].data + 8;
-            s.len = value[i].len - 8;
-
-            rc->timeout = ngx_parse_time(&s, 0);
-
-            if (rc->timeout == (ngx_msec_t) NGX_ERROR || rc->timeout == 0) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid timeout \"%V\"", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (redis && ngx_strncmp(value[i].data, "pool=", 5) == 0) {
-            n = ngx_atoi(value[i].data + 5, value[i].len - 5);
-
-            if (n < 1 || n > 64) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid pool \"%V\", expected 1..64",
-                                   &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            rc->pool = n;
-            continue;
-        }
-
-        if (redis && ngx_strncmp(value[i].data, "prefix=", 7) == 0) {
-            rc->prefix.data = value[i].data + 7;
-            rc->prefix.len = value[i].len - 7;
-
-            if (rc->prefix.len > 128
-                || ngx_strlchr(rc->prefix.data,
-                               rc->prefix.data + rc->prefix.len, '{'))
-            {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid prefix \"%V\": at most 128 "
-                                   "bytes, no \"{\"", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\"", &value[i]);
-        return NGX_CONF_ERROR;
-    }
-
-    /* with redis (and so do_secret) the zone holds no state: keep it tiny */
-    dmcf->size = redis ? 8 * ngx_pagesize : (size_t) size;
 
     return NGX_CONF_OK;
-}
-
-
-/* the parts of a redis URL; the password is kept out of log lines */
-static ngx_do_redis_conf_t *
-ngx_http_do_redis_url(ngx_conf_t *cf, ngx_str_t *url)
-{
-    u_char               *p, *last, *at, *colon, *slash, *q;
-    ngx_int_t             n;
-    ngx_do_redis_conf_t  *rc;
-
-    rc = ngx_pcalloc(cf->pool, sizeof(ngx_do_redis_conf_t));
-    if (rc == NULL) {
-        return NULL;
-    }
-
-    rc->timeout = 2000;
-    rc->pool = 1;
-    ngx_str_set(&rc->prefix, "do:");
-
-    last = url->data + url->len;
-
-    if (url->data[5] == '+') {
-        /* redis+unix:///path[?db=N] */
-        p = url->data + 13;
-        q = ngx_strlchr(p, last, '?');
-
-        if (q) {
-            if (last - q < 5 || ngx_strncmp(q, "?db=", 4) != 0) {
-                goto invalid;
-            }
-
-            n = ngx_atoi(q + 4, last - q - 4);
-            if (n == NGX_ERROR) {
-                goto invalid;
-            }
-
-            rc->db = n;
-            last = q;
-        }
-
-        if (p == last || *p != '/') {
-            goto invalid;
-        }
-
-        rc->unix_path.len = last - p;
-        rc->unix_path.data = ngx_pnalloc(cf->pool, rc->unix_path.len + 1);
-        if (rc->unix_path.data == NULL) {
-            return NULL;
-        }
-
-        (void) ngx_cpystrn(rc->unix_path.data, p, rc->unix_path.len + 1);
-
-        rc->url.len = sizeof("redis+unix://") - 1 + rc->unix_path.len;
-        rc->url.data = ngx_pnalloc(cf->pool, rc->url.len);
-        if (rc->url.data == NULL) {
-            return NULL;
-        }
-
-        ngx_sprintf(rc->url.data, "redis+unix://%V", &rc->unix_path);
-
-        return rc;
-    }
-
-    /* redis://[user:password@]host[:port][/db] */
-    p = url->data + 8;
-
-    at = NULL;
-
-    for (q = p; q < last; q++) {
-        if (*q == '@') {
-            at = q;
-        }
-    }
-
-    if (at) {
-        colon = ngx_strlchr(p, at, ':');
-
-        if (colon == NULL) {
-            /* redis://password@host */
-            rc->password.data = p;
-            rc->password.len = at - p;
-
-        } else {
-            rc->user.data = p;
-            rc->user.len = colon - p;
-            rc->password.data = colon + 1;
-            rc->password.len = at - colon - 1;
-        }
-
-        p = at + 1;
-    }
-
-    slash = ngx_strlchr(p, last, '/');
-
-    if (slash) {
-        n = ngx_atoi(slash + 1, last - slash - 1);
-        if (n == NGX_ERROR) {
-            goto invalid;
-        }
-
-        rc->db = n;
-        last = slash;
-    }
-
-    colon = ngx_strlchr(p, last, ':');
-    rc->port = 6379;
-
-    if (colon) {
-        n = ngx_atoi(colon + 1, last - colon - 1);
-        if (n < 1 || n > 65535) {
-            goto invalid;
-        }
-
-        rc->port = (in_port_t) n;
-        last = colon;
-    }
-
-    if (p == last) {
-        goto invalid;
-    }
-
-    rc->host.len = last - p;
-    rc->host.data = ngx_pnalloc(cf->pool, rc->host.len + 1);
-    if (rc->host.data == NULL) {
-        return NULL;
-    }
-
-    (void) ngx_cpystrn(rc->host.data, p, rc->host.len + 1);
-
-    rc->url.data = ngx_pnalloc(cf->pool, rc->host.len + 64);
-    if (rc->url.data == NULL) {
-        return NULL;
-    }
-
-    rc->url.len = ngx_sprintf(rc->url.data, "redis://%V:%d/%ui", &rc->host,
-                              (int) rc->port, rc->db)
-                  - rc->url.data;
-
-    return rc;
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid redis URL \"%V\"",
-                       url);
-    return NULL;
 }
 
 
@@ -1246,53 +592,19 @@ ngx_http_do_namespace(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_do_main_conf_t  *dmcf = conf;
 
-    char                 *rv;
-    u_char                c;
-    ssize_t               size;
-    ngx_str_t            *value, s;
-    ngx_uint_t            i;
-    ngx_do_class_t      **classes, *class;
-    ngx_do_namespace_t  **nss, *ns, **slot;
+    char                *rv;
+    ngx_str_t           *value;
+    ngx_uint_t           i;
+    ngx_do_class_t      *class;
+    ngx_do_namespace_t  *ns, **slot;
 
     value = cf->args->elts;
 
-    for (i = 0; i < value[1].len; i++) {
-        c = value[1].data[i];
-
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-              || (c >= '0' && c <= '9') || c == '_' || c == '-'))
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid do namespace name \"%V\"", &value[1]);
-            return NGX_CONF_ERROR;
-        }
+    if (ngx_http_do_namespace_name(cf, &value[1]) != NGX_OK) {
+        return NGX_CONF_ERROR;
     }
 
-    nss = dmcf->namespaces.elts;
-
-    for (i = 0; i < dmcf->namespaces.nelts; i++) {
-        if (nss[i]->name.len == value[1].len
-            && ngx_strncmp(nss[i]->name.data, value[1].data, value[1].len)
-               == 0)
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "duplicate do namespace \"%V\"", &value[1]);
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    class = NULL;
-    classes = dmcf->classes.elts;
-
-    for (i = 0; i < dmcf->classes.nelts; i++) {
-        if (classes[i]->name.len == value[2].len
-            && ngx_strncmp(classes[i]->name.data, value[2].data,
-                           value[2].len) == 0)
-        {
-            class = classes[i];
-            break;
-        }
-    }
+    class = ngx_http_do_find_class(dmcf, &value[2]);
 
     if (class == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -1319,48 +631,7 @@ ngx_http_do_namespace(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     for (i = 3; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "max_key=", 8) == 0
-            || ngx_strncmp(value[i].data, "max_value=", 10) == 0)
-        {
-            s.data = (u_char *) ngx_strchr(value[i].data, '=') + 1;
-            s.len = value[i].data + value[i].len - s.data;
-
-            size = ngx_parse_size(&s);
-
-            /* a value must fit in one channel message with its headers */
-            if (size <= 0 || size > 32 * 1024 * 1024) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid size in \"%V\"", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            if (value[i].data[4] == 'k') {
-                ns->max_key = size;
-
-            } else {
-                ns->max_value = size;
-            }
-
-            continue;
-        }
-
-        if (class->parse_param == NULL) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid parameter \"%V\" for do class "
-                               "\"%V\"", &value[i], &class->name);
-            return NGX_CONF_ERROR;
-        }
-
-        rv = class->parse_param(cf, ns->conf, &value[i]);
-
-        if (rv == NGX_CONF_ERROR) {
-            return rv;
-        }
-
-        if (rv != NGX_CONF_OK) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s \"%V\"",
-                               rv, &value[i]);
+        if (ngx_http_do_namespace_param(cf, ns, &value[i]) != NGX_OK) {
             return NGX_CONF_ERROR;
         }
     }
@@ -1387,6 +658,91 @@ ngx_http_do_namespace(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     *slot = ns;
 
     return NGX_CONF_OK;
+}
+
+
+/* a namespace name: [A-Za-z0-9_-], not yet taken */
+static ngx_int_t
+ngx_http_do_namespace_name(ngx_conf_t *cf, ngx_str_t *name)
+{
+    u_char      c;
+    ngx_uint_t  i;
+
+    for (i = 0; i < name->len; i++) {
+        c = name->data[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid do namespace name \"%V\"", name);
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_http_do_find_namespace(cf, name)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "duplicate do namespace \"%V\"", name);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* max_key=, max_value=, or a parameter of the namespace's class */
+static ngx_int_t
+ngx_http_do_namespace_param(ngx_conf_t *cf, ngx_do_namespace_t *ns,
+    ngx_str_t *param)
+{
+    char       *rv;
+    ssize_t     size;
+    ngx_str_t   s;
+
+    if (ngx_strncmp(param->data, "max_key=", 8) == 0
+        || ngx_strncmp(param->data, "max_value=", 10) == 0)
+    {
+        s.data = (u_char *) ngx_strchr(param->data, '=') + 1;
+        s.len = param->data + param->len - s.data;
+
+        size = ngx_parse_size(&s);
+
+        /* a value must fit in one channel message with its headers */
+        if (size <= 0 || size > 32 * 1024 * 1024) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid size in \"%V\"", param);
+            return NGX_ERROR;
+        }
+
+        if (param->data[4] == 'k') {
+            ns->max_key = size;
+
+        } else {
+            ns->max_value = size;
+        }
+
+        return NGX_OK;
+    }
+
+    if (ns->class->parse_param == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\" for do class \"%V\"",
+                           param, &ns->class->name);
+        return NGX_ERROR;
+    }
+
+    rv = ns->class->parse_param(cf, ns->conf, param);
+
+    if (rv == NGX_CONF_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rv != NGX_CONF_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s \"%V\"", rv, param);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -1471,7 +827,7 @@ ngx_http_do_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     *slot = dlcf;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_do_handler;
+    clcf->handler = ngx_http_do_pass_handler;
 
     return NGX_CONF_OK;
 }
@@ -1486,56 +842,6 @@ ngx_http_do_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     clcf->handler = ngx_http_do_status_handler;
 
     return NGX_CONF_OK;
-}
-
-
-/* GET: JSON; ?format=prometheus: Prometheus text exposition */
-static ngx_int_t
-ngx_http_do_status_handler(ngx_http_request_t *r)
-{
-    size_t                    size, free;
-    ngx_str_t                 out, ct, fmt;
-    ngx_uint_t                prometheus;
-    ngx_http_do_main_conf_t  *dmcf;
-
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return NGX_HTTP_NOT_ALLOWED;
-    }
-
-    if (ngx_http_discard_request_body(r) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    prometheus = (ngx_http_arg(r, (u_char *) "format", 6, &fmt) == NGX_OK
-                  && fmt.len == 10
-                  && ngx_strncmp(fmt.data, "prometheus", 10) == 0);
-
-    dmcf = ngx_http_get_module_main_conf(r, ngx_http_do_module);
-
-    if (dmcf->redis) {
-        size = 0;
-        free = 0;
-
-    } else {
-        ngx_do_memory_usage(&size, &free);
-    }
-
-    if (ngx_do_status_render(r->pool, prometheus,
-                             dmcf->redis ? "redis" : "memory",
-                             ngx_do_redis_ready(), size, free, &out)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (prometheus) {
-        ngx_str_set(&ct, "text/plain; version=0.0.4");
-
-    } else {
-        ngx_str_set(&ct, "application/json");
-    }
-
-    return ngx_http_do_send(r, NGX_HTTP_OK, &ct, &out, 0, 0);
 }
 
 
@@ -1596,28 +902,22 @@ ngx_http_do_init_process(ngx_cycle_t *cycle)
     ngx_do_runtime.call_timeout = dmcf->call_timeout;
     ngx_do_runtime.generation = ngx_http_do_generation;
 
-    ngx_do_memory_attach(dmcf->zone);
+    if (dmcf->backend->init_worker(cycle, dmcf->backend_conf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_do_backend = dmcf->backend;
 
     if (dmcf->secret_set) {
         ngx_memcpy(ngx_do_runtime.secret, dmcf->secret, 32);
 
-    } else if (ngx_do_memory_secret(ngx_do_runtime.secret) != NGX_OK) {
+    } else if (dmcf->backend->secret(ngx_do_runtime.secret) != NGX_OK) {
         return NGX_ERROR;
     }
 
     ngx_do_id_init(ngx_do_runtime.secret);
 
-    if (dmcf->redis) {
-        ngx_do_redis_backend_init(dmcf->redis);
-
-        if (ngx_do_redis_init(cycle, dmcf->redis) != NGX_OK) {
-            return NGX_ERROR;
-        }
-    }
-
-    if (ngx_do_objects_init(cycle, dmcf->redis ? &ngx_do_redis_backend
-                                               : &ngx_do_memory_backend,
-                            ngx_do_router_deliver)
+    if (ngx_do_objects_init(cycle, dmcf->backend, ngx_do_router_deliver)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -1632,9 +932,7 @@ ngx_http_do_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    if (ngx_do_alarms_init(cycle, dmcf->redis ? &ngx_do_redis_backend
-                                              : &ngx_do_memory_backend)
-        != NGX_OK)
+    if (ngx_do_alarms_init(cycle, dmcf->backend) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -1660,7 +958,11 @@ ngx_http_do_exit_process(ngx_cycle_t *cycle)
     ngx_do_router_exit(cycle);
     ngx_do_alarms_exit();
     ngx_do_objects_exit();
-    ngx_do_redis_exit();
+
+    if (ngx_http_do_backend->exit_worker) {
+        ngx_http_do_backend->exit_worker();
+    }
+
     ngx_do_handover_exit_worker();
     ngx_do_ipc_exit_worker();
     ngx_do_handover_unregister();

@@ -123,10 +123,39 @@ struct ngx_do_storage_req_s {
  * object at activation (load), after which the object's cache is complete
  * and reads never leave the worker, and answers commits later (NGX_AGAIN,
  * then req->handler).
+ *
+ * A backend also owns its lifecycle, so that the shell knows none by name:
+ * do_storage's first argument picks the backend whose forms it matches
+ * (create_conf parses it, NULL when do_storage is absent: the defaults),
+ * parse_param each further argument (NGX_DECLINED: not one of its own);
+ * init_conf adds what the configuration needs (shared zones, with tag);
+ * init_worker and exit_worker run in each worker; secret gives the random
+ * key of IDs when do_secret is unset (NULL: do_secret is required); usage
+ * fills the status page.
  */
+typedef struct {
+    size_t                     size;          /* a memory zone, or 0 */
+    size_t                     free;
+    ngx_uint_t                 connected;     /* connections ready */
+} ngx_do_storage_usage_t;
+
+
 typedef struct {
     ngx_str_t                  name;
     ngx_uint_t                 async;
+
+    /* "name" alone, or a URL scheme "name://" followed by the rest */
+    const char               **forms;         /* NULL-terminated */
+    void                    *(*create_conf)(ngx_conf_t *cf, ngx_str_t *arg);
+    ngx_int_t                (*parse_param)(ngx_conf_t *cf, void *conf,
+                                            ngx_str_t *param);
+    ngx_int_t                (*init_conf)(ngx_conf_t *cf, void *conf,
+                                          void *tag);
+    ngx_int_t                (*init_worker)(ngx_cycle_t *cycle, void *conf);
+    void                     (*exit_worker)(void);
+    ngx_int_t                (*secret)(u_char *secret);
+    void                     (*usage)(ngx_do_storage_usage_t *usage);
+
     ngx_int_t                (*version)(u_char *id, uint64_t *version);
     ngx_int_t                (*get)(u_char *id, ngx_str_t *key,
                                     ngx_str_t *value, uint64_t *version);
@@ -152,8 +181,12 @@ typedef struct {
                                        ngx_do_storage_req_t *req);
 } ngx_do_backend_t;
 
-extern ngx_do_backend_t        ngx_do_memory_backend;
-extern ngx_do_backend_t        ngx_do_redis_backend;
+
+/* ngx_do_storage.c: the backends, the first one the default */
+extern ngx_do_backend_t       *ngx_do_backends[];
+
+ngx_do_backend_t *ngx_do_storage_find(ngx_str_t *arg);
+u_char *ngx_do_storage_forms(u_char *p, u_char *last);
 
 
 /* ngx_do_router.c */
@@ -286,13 +319,6 @@ ngx_int_t ngx_do_handover_deferred(u_char *id);
 void ngx_do_handover_unregister(void);
 void ngx_do_handover_release(u_char *id);
 ngx_pid_t ngx_do_handover_peer(ngx_uint_t worker);
-
-
-/* ngx_do_storage_memory.c */
-void ngx_do_memory_usage(size_t *size, size_t *free);
-void ngx_do_memory_attach(ngx_shm_zone_t *shm_zone);
-ngx_int_t ngx_do_memory_init_zone(ngx_shm_zone_t *shm_zone, void *data);
-ngx_int_t ngx_do_memory_secret(u_char *secret);
 
 
 #endif /* _NGX_DO_H_INCLUDED_ */

@@ -31,7 +31,6 @@ typedef struct {
 typedef void (*ngx_do_redis_reply_pt)(void *data, void *reply);
 
 
-void ngx_do_redis_backend_init(ngx_do_redis_conf_t *conf);
 ngx_int_t ngx_do_redis_init(ngx_cycle_t *cycle, ngx_do_redis_conf_t *conf);
 void ngx_do_redis_exit(void);
 ngx_uint_t ngx_do_redis_ready(void);

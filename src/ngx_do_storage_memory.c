@@ -8,6 +8,9 @@
  * Layout: one red-black tree of objects keyed by a hash of the object ID,
  * and in every object one tree of keys ordered by their bytes (the order of
  * list()).  Values are separate slab allocations.
+ *
+ * The zone, "do_storage", is added by init_conf with do_storage's size=;
+ * without do_secret the key of IDs is the random one kept in it.
  */
 
 
@@ -17,6 +20,17 @@
 #include <openssl/rand.h>
 
 #include "ngx_do.h"
+
+
+#define NGX_DO_MEMORY_ZONE_NAME   "do_storage"
+#define NGX_DO_MEMORY_DEFAULT_SIZE  (64 * 1024 * 1024)
+
+
+/* do_storage memory [size=64m] */
+typedef struct {
+    size_t                     size;
+    ngx_shm_zone_t            *zone;
+} ngx_do_memory_conf_t;
 
 
 typedef struct {
@@ -64,6 +78,17 @@ typedef struct {
 } ngx_do_memory_kv_t;
 
 
+static void *ngx_do_memory_create_conf(ngx_conf_t *cf, ngx_str_t *arg);
+static ngx_int_t ngx_do_memory_parse_param(ngx_conf_t *cf, void *conf,
+    ngx_str_t *param);
+static ngx_int_t ngx_do_memory_init_conf(ngx_conf_t *cf, void *conf,
+    void *tag);
+static ngx_int_t ngx_do_memory_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static ngx_int_t ngx_do_memory_init_worker(ngx_cycle_t *cycle, void *conf);
+static ngx_int_t ngx_do_memory_secret(u_char *secret);
+static void ngx_do_memory_usage(ngx_do_storage_usage_t *usage);
+
 static ngx_int_t ngx_do_memory_version(u_char *id, uint64_t *version);
 static ngx_int_t ngx_do_memory_get(u_char *id, ngx_str_t *key,
     ngx_str_t *value, uint64_t *version);
@@ -71,6 +96,20 @@ static ngx_int_t ngx_do_memory_list(u_char *id, ngx_do_list_opts_t *opts,
     ngx_pool_t *pool, ngx_array_t *out);
 static ngx_int_t ngx_do_memory_commit(ngx_do_namespace_t *ns, u_char *id,
     uint64_t expected, ngx_do_batch_t *batch, ngx_do_storage_req_t *req);
+
+static ngx_rbtree_node_t *ngx_do_memory_list_first(
+    ngx_do_memory_object_t *obj, ngx_do_list_opts_t *opts);
+static ngx_int_t ngx_do_memory_list_last(ngx_do_memory_object_t *obj,
+    ngx_do_list_opts_t *opts, ngx_pool_t *pool, ngx_rbtree_node_t **node);
+static ngx_uint_t ngx_do_memory_list_in_range(ngx_do_memory_kv_t *kv,
+    ngx_do_list_opts_t *opts);
+static ngx_int_t ngx_do_memory_alarms_index(void);
+static ngx_do_memory_object_t *ngx_do_memory_object_create(
+    ngx_do_namespace_t *ns, u_char *id);
+static ngx_int_t ngx_do_memory_reserve(ngx_do_memory_object_t *obj,
+    ngx_do_batch_t *batch, u_char **values, ngx_do_memory_kv_t **nodes);
+static uint64_t ngx_do_memory_apply(ngx_do_memory_object_t *obj,
+    ngx_do_batch_t *batch, u_char **values, ngx_do_memory_kv_t **nodes);
 
 static ngx_do_memory_object_t *ngx_do_memory_object(u_char *id);
 static void ngx_do_memory_object_free(ngx_do_memory_object_t *obj);
@@ -93,9 +132,20 @@ static void ngx_do_memory_kv_free(ngx_do_memory_object_t *obj,
     ngx_do_memory_kv_t *kv);
 
 
+static const char  *ngx_do_memory_forms[] = { "memory", NULL };
+
+
 ngx_do_backend_t  ngx_do_memory_backend = {
     ngx_string("memory"),
     0,                                     /* async */
+    ngx_do_memory_forms,
+    ngx_do_memory_create_conf,
+    ngx_do_memory_parse_param,
+    ngx_do_memory_init_conf,
+    ngx_do_memory_init_worker,
+    NULL,                                  /* exit_worker */
+    ngx_do_memory_secret,
+    ngx_do_memory_usage,
     ngx_do_memory_version,
     ngx_do_memory_get,
     ngx_do_memory_list,
@@ -110,7 +160,76 @@ static ngx_slab_pool_t     *ngx_do_memory_shpool;
 static ngx_do_memory_sh_t  *ngx_do_memory_sh;
 
 
-ngx_int_t
+static void *
+ngx_do_memory_create_conf(ngx_conf_t *cf, ngx_str_t *arg)
+{
+    ngx_do_memory_conf_t  *mcf;
+
+    mcf = ngx_pcalloc(cf->pool, sizeof(ngx_do_memory_conf_t));
+    if (mcf == NULL) {
+        return NULL;
+    }
+
+    mcf->size = NGX_DO_MEMORY_DEFAULT_SIZE;
+
+    return mcf;
+}
+
+
+static ngx_int_t
+ngx_do_memory_parse_param(ngx_conf_t *cf, void *conf, ngx_str_t *param)
+{
+    ngx_do_memory_conf_t  *mcf = conf;
+
+    ssize_t    size;
+    ngx_str_t  s;
+
+    if (ngx_strncmp(param->data, "size=", 5) != 0) {
+        return NGX_DECLINED;
+    }
+
+    s.data = param->data + 5;
+    s.len = param->len - 5;
+
+    size = ngx_parse_size(&s);
+
+    if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid do storage size \"%V\", "
+                           "at least %uzk is needed", param,
+                           (8 * ngx_pagesize) >> 10);
+        return NGX_ERROR;
+    }
+
+    mcf->size = size;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_do_memory_init_conf(ngx_conf_t *cf, void *conf, void *tag)
+{
+    ngx_do_memory_conf_t  *mcf = conf;
+
+    ngx_str_t  name = ngx_string(NGX_DO_MEMORY_ZONE_NAME);
+
+    if (mcf->zone) {
+        return NGX_OK;
+    }
+
+    mcf->zone = ngx_shared_memory_add(cf, &name, mcf->size, tag);
+    if (mcf->zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    mcf->zone->init = ngx_do_memory_init_zone;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
 ngx_do_memory_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_slab_pool_t     *shpool;
@@ -156,16 +275,20 @@ ngx_do_memory_init_zone(ngx_shm_zone_t *shm_zone, void *data)
  * run for a configuration that was then not applied, so its pointers are
  * not trusted after fork.
  */
-void
-ngx_do_memory_attach(ngx_shm_zone_t *shm_zone)
+static ngx_int_t
+ngx_do_memory_init_worker(ngx_cycle_t *cycle, void *conf)
 {
-    ngx_do_memory_shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-    ngx_do_memory_sh = shm_zone->data;
+    ngx_do_memory_conf_t  *mcf = conf;
+
+    ngx_do_memory_shpool = (ngx_slab_pool_t *) mcf->zone->shm.addr;
+    ngx_do_memory_sh = mcf->zone->data;
+
+    return NGX_OK;
 }
 
 
 /* the random secret the zone was created with, for when do_secret is unset */
-ngx_int_t
+static ngx_int_t
 ngx_do_memory_secret(u_char *secret)
 {
     if (ngx_do_memory_sh == NULL) {
@@ -178,17 +301,15 @@ ngx_do_memory_secret(u_char *secret)
 }
 
 
-void
-ngx_do_memory_usage(size_t *size, size_t *free)
+static void
+ngx_do_memory_usage(ngx_do_storage_usage_t *usage)
 {
     if (ngx_do_memory_shpool == NULL) {
-        *size = 0;
-        *free = 0;
         return;
     }
 
-    *size = ngx_do_memory_shpool->end - (u_char *) ngx_do_memory_shpool;
-    *free = ngx_do_memory_shpool->pfree * ngx_pagesize;
+    usage->size = ngx_do_memory_shpool->end - (u_char *) ngx_do_memory_shpool;
+    usage->free = ngx_do_memory_shpool->pfree * ngx_pagesize;
 }
 
 
@@ -252,9 +373,7 @@ ngx_do_memory_list(u_char *id, ngx_do_list_opts_t *opts, ngx_pool_t *pool,
 {
     size_t                   bytes;
     ngx_int_t                rc;
-    ngx_str_t               *from, hi, succ;
     ngx_do_kv_t             *item;
-    ngx_rbtree_t            *tree;
     ngx_rbtree_node_t       *node;
     ngx_do_memory_kv_t      *kv;
     ngx_do_memory_object_t  *obj;
@@ -268,67 +387,14 @@ ngx_do_memory_list(u_char *id, ngx_do_list_opts_t *opts, ngx_pool_t *pool,
         goto done;
     }
 
-    tree = &obj->keys;
-
-    if (!opts->reverse) {
-        from = &opts->start;
-
-        if (opts->prefix.len
-            && ngx_do_memory_cmp(opts->prefix.data, opts->prefix.len,
-                                 from->data, from->len) > 0)
-        {
-            from = &opts->prefix;
+    if (opts->reverse) {
+        rc = ngx_do_memory_list_last(obj, opts, pool, &node);
+        if (rc != NGX_OK) {
+            goto done;
         }
-
-        node = ngx_do_memory_lower_bound(obj, from);
 
     } else {
-        /* the last key below both end and everything the prefix starts */
-        hi = opts->end;
-
-        if (opts->prefix.len) {
-            succ.data = ngx_pnalloc(pool, opts->prefix.len);
-            if (succ.data == NULL) {
-                rc = NGX_ERROR;
-                goto done;
-            }
-
-            ngx_memcpy(succ.data, opts->prefix.data, opts->prefix.len);
-            succ.len = opts->prefix.len;
-
-            while (succ.len && succ.data[succ.len - 1] == 0xff) {
-                succ.len--;
-            }
-
-            if (succ.len) {
-                succ.data[succ.len - 1]++;
-
-                if (hi.len == 0
-                    || ngx_do_memory_cmp(succ.data, succ.len, hi.data, hi.len)
-                       < 0)
-                {
-                    hi = succ;
-                }
-            }
-        }
-
-        node = hi.len ? ngx_do_memory_lower_bound(obj, &hi) : NULL;
-
-        if (node == NULL) {
-            node = tree->root;
-
-            if (node == tree->sentinel) {
-                node = NULL;
-
-            } else {
-                while (node->right != tree->sentinel) {
-                    node = node->right;
-                }
-            }
-
-        } else {
-            node = ngx_do_memory_prev(tree, node);
-        }
+        node = ngx_do_memory_list_first(obj, opts);
     }
 
     bytes = 0;
@@ -344,26 +410,7 @@ ngx_do_memory_list(u_char *id, ngx_do_list_opts_t *opts, ngx_pool_t *pool,
             break;
         }
 
-        if (opts->prefix.len
-            && (kv->key_len < opts->prefix.len
-                || ngx_memcmp(kv->key, opts->prefix.data, opts->prefix.len)
-                   != 0))
-        {
-            break;
-        }
-
-        if (opts->reverse) {
-            if (opts->start.len
-                && ngx_do_memory_cmp(kv->key, kv->key_len, opts->start.data,
-                                     opts->start.len) < 0)
-            {
-                break;
-            }
-
-        } else if (opts->end.len
-                   && ngx_do_memory_cmp(kv->key, kv->key_len, opts->end.data,
-                                        opts->end.len) >= 0)
-        {
+        if (!ngx_do_memory_list_in_range(kv, opts)) {
             break;
         }
 
@@ -386,8 +433,8 @@ ngx_do_memory_list(u_char *id, ngx_do_list_opts_t *opts, ngx_pool_t *pool,
         (void) ngx_do_cpymem(item->value.data, kv->value, kv->value_len);
         item->version = kv->version;
 
-        node = opts->reverse ? ngx_do_memory_prev(tree, node)
-                             : ngx_rbtree_next(tree, node);
+        node = opts->reverse ? ngx_do_memory_prev(&obj->keys, node)
+                             : ngx_rbtree_next(&obj->keys, node);
     }
 
 done:
@@ -395,6 +442,114 @@ done:
     ngx_shmtx_unlock(&ngx_do_memory_shpool->mutex);
 
     return rc;
+}
+
+
+/* where a list in key order starts: the first key from start and prefix */
+static ngx_rbtree_node_t *
+ngx_do_memory_list_first(ngx_do_memory_object_t *obj,
+    ngx_do_list_opts_t *opts)
+{
+    ngx_str_t  *from;
+
+    from = &opts->start;
+
+    if (opts->prefix.len
+        && ngx_do_memory_cmp(opts->prefix.data, opts->prefix.len,
+                             from->data, from->len) > 0)
+    {
+        from = &opts->prefix;
+    }
+
+    return ngx_do_memory_lower_bound(obj, from);
+}
+
+
+/*
+ * Where a reverse list starts: the last key below both end and everything
+ * the prefix starts (*node NULL: none).  NGX_ERROR: no memory.
+ */
+static ngx_int_t
+ngx_do_memory_list_last(ngx_do_memory_object_t *obj, ngx_do_list_opts_t *opts,
+    ngx_pool_t *pool, ngx_rbtree_node_t **node)
+{
+    ngx_str_t           hi, succ;
+    ngx_rbtree_t       *tree;
+    ngx_rbtree_node_t  *n;
+
+    hi = opts->end;
+
+    if (opts->prefix.len) {
+        succ.data = ngx_pnalloc(pool, opts->prefix.len);
+        if (succ.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(succ.data, opts->prefix.data, opts->prefix.len);
+        succ.len = opts->prefix.len;
+
+        while (succ.len && succ.data[succ.len - 1] == 0xff) {
+            succ.len--;
+        }
+
+        if (succ.len) {
+            succ.data[succ.len - 1]++;
+
+            if (hi.len == 0
+                || ngx_do_memory_cmp(succ.data, succ.len, hi.data, hi.len)
+                   < 0)
+            {
+                hi = succ;
+            }
+        }
+    }
+
+    tree = &obj->keys;
+    n = hi.len ? ngx_do_memory_lower_bound(obj, &hi) : NULL;
+
+    if (n) {
+        *node = ngx_do_memory_prev(tree, n);
+        return NGX_OK;
+    }
+
+    /* nothing at or above hi: the last key */
+    n = tree->root;
+
+    if (n == tree->sentinel) {
+        *node = NULL;
+        return NGX_OK;
+    }
+
+    while (n->right != tree->sentinel) {
+        n = n->right;
+    }
+
+    *node = n;
+
+    return NGX_OK;
+}
+
+
+/* whether a key the list reached is still within prefix, start and end */
+static ngx_uint_t
+ngx_do_memory_list_in_range(ngx_do_memory_kv_t *kv, ngx_do_list_opts_t *opts)
+{
+    if (opts->prefix.len
+        && (kv->key_len < opts->prefix.len
+            || ngx_memcmp(kv->key, opts->prefix.data, opts->prefix.len) != 0))
+    {
+        return 0;
+    }
+
+    if (opts->reverse) {
+        return opts->start.len == 0
+               || ngx_do_memory_cmp(kv->key, kv->key_len, opts->start.data,
+                                    opts->start.len) >= 0;
+    }
+
+    return opts->end.len == 0
+           || ngx_do_memory_cmp(kv->key, kv->key_len, opts->end.data,
+                                opts->end.len) < 0;
 }
 
 
@@ -408,17 +563,14 @@ ngx_do_memory_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
     ngx_do_batch_t *batch, ngx_do_storage_req_t *req)
 {
     u_char                  **values;
-    uint64_t                  current, next;
     ngx_int_t                 rc;
     ngx_uint_t                i, n, created;
-    ngx_do_write_t           *w;
-    ngx_rbtree_node_t        *node;
-    ngx_do_memory_kv_t       *kv, **nodes;
+    ngx_do_memory_kv_t      **nodes;
     ngx_do_memory_object_t   *obj;
 
-    w = batch->writes.elts;
     n = batch->writes.nelts;
 
+    /* per write: its new value and its new key node, where it needs them */
     values = ngx_alloc(2 * (n + 1) * sizeof(void *), ngx_cycle->log);
     if (values == NULL) {
         return NGX_ERROR;
@@ -433,53 +585,135 @@ ngx_do_memory_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
     ngx_shmtx_lock(&ngx_do_memory_shpool->mutex);
 
     obj = ngx_do_memory_object(id);
-    current = obj ? obj->version : 0;
 
-    if (expected != NGX_DO_VERSION_ANY && current != expected) {
+    if (expected != NGX_DO_VERSION_ANY
+        && (obj ? obj->version : 0) != expected)
+    {
         rc = NGX_BUSY;
         goto done;
     }
 
-    /* allocate */
-
-    if (batch->alarm && ngx_do_memory_sh->alarms == NULL) {
-        ngx_do_memory_sh->alarms = ngx_slab_alloc_locked(ngx_do_memory_shpool,
-                                              sizeof(ngx_do_memory_alarms_t));
-        if (ngx_do_memory_sh->alarms == NULL) {
-            rc = NGX_DECLINED;
-            goto done;
-        }
-
-        for (i = 0; i < NGX_DO_SHARDS; i++) {
-            ngx_rbtree_init(&ngx_do_memory_sh->alarms->trees[i],
-                            &ngx_do_memory_sh->alarms->sentinels[i],
-                            ngx_rbtree_insert_value);
-        }
+    if (batch->alarm && ngx_do_memory_alarms_index() != NGX_OK) {
+        rc = NGX_DECLINED;
+        goto done;
     }
 
     if (obj == NULL) {
-        obj = ngx_slab_alloc_locked(ngx_do_memory_shpool,
-                                    offsetof(ngx_do_memory_object_t, ns)
-                                    + ns->name.len);
+        obj = ngx_do_memory_object_create(ns, id);
         if (obj == NULL) {
             rc = NGX_DECLINED;
             goto done;
         }
 
-        obj->alarm.key = 0;
-        obj->ns_len = ns->name.len;
-        ngx_memcpy(obj->ns, ns->name.data, ns->name.len);
-        ngx_memcpy(obj->node.id, id, NGX_DO_ID_LEN);
-        obj->node.node.key = ngx_crc32_short(id, NGX_DO_ID_LEN);
-        obj->version = 0;
-        obj->expires = 0;
-        obj->nkeys = 0;
-        ngx_rbtree_init(&obj->keys, &obj->sentinel, ngx_do_memory_kv_insert);
-        ngx_rbtree_insert(&ngx_do_memory_sh->objects, &obj->node.node);
         created = 1;
     }
 
+    if (ngx_do_memory_reserve(obj, batch, values, nodes) != NGX_OK) {
+        rc = NGX_DECLINED;
+        goto done;
+    }
+
+    req->version = ngx_do_memory_apply(obj, batch, values, nodes);
+    created = 0;
+
+done:
+
     for (i = 0; i < n; i++) {
+        if (values[i]) {
+            ngx_slab_free_locked(ngx_do_memory_shpool, values[i]);
+        }
+
+        if (nodes[i]) {
+            ngx_slab_free_locked(ngx_do_memory_shpool, nodes[i]);
+        }
+    }
+
+    if (created) {
+        ngx_rbtree_delete(&ngx_do_memory_sh->objects, &obj->node.node);
+        ngx_slab_free_locked(ngx_do_memory_shpool, obj);
+    }
+
+    ngx_shmtx_unlock(&ngx_do_memory_shpool->mutex);
+
+    ngx_free(values);
+
+    return rc;
+}
+
+
+/* the alarm index, allocated with the first alarm; under the mutex */
+static ngx_int_t
+ngx_do_memory_alarms_index(void)
+{
+    ngx_uint_t               i;
+    ngx_do_memory_alarms_t  *alarms;
+
+    if (ngx_do_memory_sh->alarms) {
+        return NGX_OK;
+    }
+
+    alarms = ngx_slab_alloc_locked(ngx_do_memory_shpool,
+                                   sizeof(ngx_do_memory_alarms_t));
+    if (alarms == NULL) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < NGX_DO_SHARDS; i++) {
+        ngx_rbtree_init(&alarms->trees[i], &alarms->sentinels[i],
+                        ngx_rbtree_insert_value);
+    }
+
+    ngx_do_memory_sh->alarms = alarms;
+
+    return NGX_OK;
+}
+
+
+/* a new, empty object in the tree; under the mutex */
+static ngx_do_memory_object_t *
+ngx_do_memory_object_create(ngx_do_namespace_t *ns, u_char *id)
+{
+    ngx_do_memory_object_t  *obj;
+
+    obj = ngx_slab_alloc_locked(ngx_do_memory_shpool,
+                                offsetof(ngx_do_memory_object_t, ns)
+                                + ns->name.len);
+    if (obj == NULL) {
+        return NULL;
+    }
+
+    obj->alarm.key = 0;
+    obj->ns_len = ns->name.len;
+    ngx_memcpy(obj->ns, ns->name.data, ns->name.len);
+    ngx_memcpy(obj->node.id, id, NGX_DO_ID_LEN);
+    obj->node.node.key = ngx_crc32_short(id, NGX_DO_ID_LEN);
+    obj->version = 0;
+    obj->expires = 0;
+    obj->nkeys = 0;
+    ngx_rbtree_init(&obj->keys, &obj->sentinel, ngx_do_memory_kv_insert);
+    ngx_rbtree_insert(&ngx_do_memory_sh->objects, &obj->node.node);
+
+    return obj;
+}
+
+
+/*
+ * Allocates all a batch needs before anything changes, so that a full zone
+ * refuses the batch whole: values[i] for a value that cannot be written in
+ * place, nodes[i] for a key that is new.  NGX_DECLINED: the zone is full
+ * (the caller frees what was taken).
+ */
+static ngx_int_t
+ngx_do_memory_reserve(ngx_do_memory_object_t *obj, ngx_do_batch_t *batch,
+    u_char **values, ngx_do_memory_kv_t **nodes)
+{
+    ngx_uint_t           i;
+    ngx_do_write_t      *w;
+    ngx_do_memory_kv_t  *kv;
+
+    w = batch->writes.elts;
+
+    for (i = 0; i < batch->writes.nelts; i++) {
         if (w[i].delete) {
             continue;
         }
@@ -487,15 +721,14 @@ ngx_do_memory_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
         kv = batch->clear ? NULL : ngx_do_memory_kv_find(obj, &w[i].key);
 
         if (kv && kv->value_len == w[i].value.len) {
-            /* same size: overwritten in place below, nothing to allocate */
+            /* same size: overwritten in place, nothing to allocate */
             continue;
         }
 
         values[i] = ngx_slab_alloc_locked(ngx_do_memory_shpool,
                                           w[i].value.len + 1);
         if (values[i] == NULL) {
-            rc = NGX_DECLINED;
-            goto done;
+            return NGX_DECLINED;
         }
 
         if (kv) {
@@ -503,15 +736,31 @@ ngx_do_memory_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
         }
 
         nodes[i] = ngx_slab_alloc_locked(ngx_do_memory_shpool,
-                                    offsetof(ngx_do_memory_kv_t, key)
-                                    + w[i].key.len);
+                                         offsetof(ngx_do_memory_kv_t, key)
+                                         + w[i].key.len);
         if (nodes[i] == NULL) {
-            rc = NGX_DECLINED;
-            goto done;
+            return NGX_DECLINED;
         }
     }
 
-    /* apply: nothing below can fail */
+    return NGX_OK;
+}
+
+
+/*
+ * Applies a batch whose memory ngx_do_memory_reserve() took: nothing here
+ * can fail.  What it uses of values and nodes it sets to NULL.  The
+ * object's new version, 0 when it emptied and was removed.
+ */
+static uint64_t
+ngx_do_memory_apply(ngx_do_memory_object_t *obj, ngx_do_batch_t *batch,
+    u_char **values, ngx_do_memory_kv_t **nodes)
+{
+    uint64_t             next;
+    ngx_uint_t           i;
+    ngx_do_write_t      *w;
+    ngx_rbtree_node_t   *node;
+    ngx_do_memory_kv_t  *kv;
 
     next = ++ngx_do_memory_sh->commits;
 
@@ -522,7 +771,9 @@ ngx_do_memory_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
         }
     }
 
-    for (i = 0; i < n; i++) {
+    w = batch->writes.elts;
+
+    for (i = 0; i < batch->writes.nelts; i++) {
         if (w[i].delete) {
             kv = ngx_do_memory_kv_find(obj, &w[i].key);
             if (kv) {
@@ -570,39 +821,13 @@ ngx_do_memory_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
         ngx_do_memory_alarm_set(obj, 0);
         ngx_rbtree_delete(&ngx_do_memory_sh->objects, &obj->node.node);
         ngx_slab_free_locked(ngx_do_memory_shpool, obj);
-        next = 0;
-
-    } else {
-        obj->version = next;
-        obj->expires = batch->expire ? ngx_do_now() + batch->expire
-                                     : 0;
+        return 0;
     }
 
-    created = 0;
-    req->version = next;
+    obj->version = next;
+    obj->expires = batch->expire ? ngx_do_now() + batch->expire : 0;
 
-done:
-
-    for (i = 0; i < n; i++) {
-        if (values[i]) {
-            ngx_slab_free_locked(ngx_do_memory_shpool, values[i]);
-        }
-
-        if (nodes[i]) {
-            ngx_slab_free_locked(ngx_do_memory_shpool, nodes[i]);
-        }
-    }
-
-    if (created) {
-        ngx_rbtree_delete(&ngx_do_memory_sh->objects, &obj->node.node);
-        ngx_slab_free_locked(ngx_do_memory_shpool, obj);
-    }
-
-    ngx_shmtx_unlock(&ngx_do_memory_shpool->mutex);
-
-    ngx_free(values);
-
-    return rc;
+    return next;
 }
 
 
@@ -790,7 +1015,6 @@ ngx_do_memory_sweep(void)
 
     ngx_shmtx_unlock(&ngx_do_memory_shpool->mutex);
 }
-
 
 
 /* byte order, a prefix sorting first: the order of list() */

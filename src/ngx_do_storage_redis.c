@@ -1,7 +1,9 @@
 
 /*
  * The redis storage backend: objects' state in Redis, so that it survives
- * a full stop of nginx and can be shared by several nginx nodes.
+ * a full stop of nginx and can be shared by several nginx nodes.  It also
+ * parses its do_storage URL and parameters, and opens and closes the
+ * worker's connections (src/ngx_do_redis.c).
  *
  * Layout, with the default prefix "do:" (one hash tag per object, so that
  * both keys of an object land on one Redis Cluster slot):
@@ -46,49 +48,78 @@
                                    + NGX_DO_REDIS_MAX_NAMES)
 
 
-static ngx_int_t ngx_do_redis_load(ngx_do_namespace_t *ns, u_char *id,
-    ngx_do_storage_req_t *req);
-static void ngx_do_redis_loaded(void *data, void *reply);
-static ngx_int_t ngx_do_redis_state(ngx_do_storage_req_t *req,
+static void *ngx_do_storage_redis_create_conf(ngx_conf_t *cf,
+    ngx_str_t *url);
+static ngx_int_t ngx_do_storage_redis_url_unix(ngx_conf_t *cf,
+    ngx_do_redis_conf_t *rc, ngx_str_t *url);
+static ngx_int_t ngx_do_storage_redis_url_tcp(ngx_conf_t *cf,
+    ngx_do_redis_conf_t *rc, ngx_str_t *url);
+static ngx_int_t ngx_do_storage_redis_parse_param(ngx_conf_t *cf, void *conf,
+    ngx_str_t *param);
+static ngx_int_t ngx_do_storage_redis_init_worker(ngx_cycle_t *cycle,
+    void *conf);
+static void ngx_do_storage_redis_usage(ngx_do_storage_usage_t *usage);
+
+static ngx_int_t ngx_do_storage_redis_load(ngx_do_namespace_t *ns,
+    u_char *id, ngx_do_storage_req_t *req);
+static void ngx_do_storage_redis_loaded(void *data, void *reply);
+static ngx_int_t ngx_do_storage_redis_state(ngx_do_storage_req_t *req,
     redisReply *version, redisReply *fields);
-static ngx_int_t ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id,
-    uint64_t expected, ngx_do_batch_t *batch, ngx_do_storage_req_t *req);
-static void ngx_do_redis_committed(void *data, void *reply);
-static u_char *ngx_do_redis_key(u_char *p, ngx_do_namespace_t *ns,
+static ngx_int_t ngx_do_storage_redis_commit(ngx_do_namespace_t *ns,
+    u_char *id, uint64_t expected, ngx_do_batch_t *batch,
+    ngx_do_storage_req_t *req);
+static ngx_uint_t ngx_do_storage_redis_commit_args(ngx_do_namespace_t *ns,
+    ngx_do_batch_t *batch, uint64_t expected, u_char *kv, const char **argv,
+    size_t *argvlen, u_char *e);
+static void ngx_do_storage_redis_committed(void *data, void *reply);
+static u_char *ngx_do_storage_redis_key(u_char *p, ngx_do_namespace_t *ns,
     u_char *id, const char *suffix);
-static ngx_uint_t ngx_do_redis_hint(u_char *id);
-static ngx_int_t ngx_do_redis_alarms(ngx_uint_t shard, uint64_t now,
-    ngx_uint_t limit, ngx_do_storage_req_t *req);
-static void ngx_do_redis_alarms_read(void *data, void *reply);
-static ngx_int_t ngx_do_redis_unhex(u_char *hex, u_char *id);
+static ngx_uint_t ngx_do_storage_redis_hint(u_char *id);
+static ngx_int_t ngx_do_storage_redis_alarms(ngx_uint_t shard,
+    uint64_t now, ngx_uint_t limit, ngx_do_storage_req_t *req);
+static void ngx_do_storage_redis_alarms_read(void *data, void *reply);
+static ngx_int_t ngx_do_storage_redis_unhex(u_char *hex, u_char *id);
 
 
-ngx_do_backend_t  ngx_do_redis_backend = {
-    ngx_string("redis"),
-    1,                                     /* async */
-    NULL,                                  /* version */
-    NULL,                                  /* get */
-    NULL,                                  /* list */
-    ngx_do_redis_load,
-    ngx_do_redis_commit,
-    NULL,                                  /* sweep: Redis expires keys */
-    ngx_do_redis_alarms
+static const char  *ngx_do_storage_redis_forms[] = {
+    "redis://", "redis+unix://", NULL
 };
 
 
-static ngx_do_redis_conf_t  *ngx_do_redis_backend_conf;
+ngx_do_backend_t  ngx_do_storage_redis_backend = {
+    ngx_string("redis"),
+    1,                                     /* async */
+    ngx_do_storage_redis_forms,
+    ngx_do_storage_redis_create_conf,
+    ngx_do_storage_redis_parse_param,
+    NULL,                                  /* init_conf: no zone */
+    ngx_do_storage_redis_init_worker,
+    ngx_do_redis_exit,
+    NULL,                                  /* secret: do_secret is needed */
+    ngx_do_storage_redis_usage,
+    NULL,                                  /* version */
+    NULL,                                  /* get */
+    NULL,                                  /* list */
+    ngx_do_storage_redis_load,
+    ngx_do_storage_redis_commit,
+    NULL,                                  /* sweep: Redis expires keys */
+    ngx_do_storage_redis_alarms
+};
 
 
-static const char  ngx_do_redis_load_script[] =
+static ngx_do_redis_conf_t  *ngx_do_storage_redis_conf;
+
+
+static const char  ngx_do_storage_redis_load_script[] =
     "return {redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[1])}";
 
 /* a commit with nothing to store: the version still matches, or the state */
-static const char  ngx_do_redis_check_script[] =
+static const char  ngx_do_storage_redis_check_script[] =
     "local v = tonumber(redis.call('GET', KEYS[2]) or '0') "
     "if tonumber(ARGV[1]) == v then return v end "
     "return {-1, redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[1])}";
 
-static const char  ngx_do_redis_commit_script[] =
+static const char  ngx_do_storage_redis_commit_script[] =
     "local v = tonumber(redis.call('GET', KEYS[2]) or '0') "
     "local c = false "
     "if ARGV[1] ~= '-1' then "
@@ -127,27 +158,270 @@ static const char  ngx_do_redis_commit_script[] =
     "return n";
 
 
-void
-ngx_do_redis_backend_init(ngx_do_redis_conf_t *conf)
+/*
+ * do_storage redis://[user:password@]host[:port][/db] [timeout=] [pool=]
+ *            [prefix=]
+ * do_storage redis+unix:///path[?db=N] [...]
+ *
+ * The parts of the URL; the password is kept out of log lines.
+ */
+static void *
+ngx_do_storage_redis_create_conf(ngx_conf_t *cf, ngx_str_t *url)
 {
-    ngx_do_redis_backend_conf = conf;
+    ngx_int_t             rv;
+    ngx_do_redis_conf_t  *rc;
+
+    rc = ngx_pcalloc(cf->pool, sizeof(ngx_do_redis_conf_t));
+    if (rc == NULL) {
+        return NULL;
+    }
+
+    rc->timeout = 2000;
+    rc->pool = 1;
+    ngx_str_set(&rc->prefix, "do:");
+
+    if (url->data[5] == '+') {
+        rv = ngx_do_storage_redis_url_unix(cf, rc, url);
+
+    } else {
+        rv = ngx_do_storage_redis_url_tcp(cf, rc, url);
+    }
+
+    if (rv == NGX_DECLINED) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid redis URL \"%V\"",
+                           url);
+        return NULL;
+    }
+
+    return (rv == NGX_OK) ? rc : NULL;
+}
+
+
+/* redis+unix:///path[?db=N]; NGX_DECLINED: invalid */
+static ngx_int_t
+ngx_do_storage_redis_url_unix(ngx_conf_t *cf, ngx_do_redis_conf_t *rc,
+    ngx_str_t *url)
+{
+    u_char     *p, *last, *q;
+    ngx_int_t   n;
+
+    last = url->data + url->len;
+    p = url->data + sizeof("redis+unix://") - 1;
+    q = ngx_strlchr(p, last, '?');
+
+    if (q) {
+        if (last - q < 5 || ngx_strncmp(q, "?db=", 4) != 0) {
+            return NGX_DECLINED;
+        }
+
+        n = ngx_atoi(q + 4, last - q - 4);
+        if (n == NGX_ERROR) {
+            return NGX_DECLINED;
+        }
+
+        rc->db = n;
+        last = q;
+    }
+
+    if (p == last || *p != '/') {
+        return NGX_DECLINED;
+    }
+
+    rc->unix_path.len = last - p;
+    rc->unix_path.data = ngx_pnalloc(cf->pool, rc->unix_path.len + 1);
+    if (rc->unix_path.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    (void) ngx_cpystrn(rc->unix_path.data, p, rc->unix_path.len + 1);
+
+    rc->url.len = sizeof("redis+unix://") - 1 + rc->unix_path.len;
+    rc->url.data = ngx_pnalloc(cf->pool, rc->url.len);
+    if (rc->url.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(rc->url.data, "redis+unix://%V", &rc->unix_path);
+
+    return NGX_OK;
+}
+
+
+/* redis://[user:password@]host[:port][/db]; NGX_DECLINED: invalid */
+static ngx_int_t
+ngx_do_storage_redis_url_tcp(ngx_conf_t *cf, ngx_do_redis_conf_t *rc,
+    ngx_str_t *url)
+{
+    u_char     *p, *last, *at, *colon, *slash, *q;
+    ngx_int_t   n;
+
+    last = url->data + url->len;
+    p = url->data + sizeof("redis://") - 1;
+
+    at = NULL;
+
+    for (q = p; q < last; q++) {
+        if (*q == '@') {
+            at = q;
+        }
+    }
+
+    if (at) {
+        colon = ngx_strlchr(p, at, ':');
+
+        if (colon == NULL) {
+            /* redis://password@host */
+            rc->password.data = p;
+            rc->password.len = at - p;
+
+        } else {
+            rc->user.data = p;
+            rc->user.len = colon - p;
+            rc->password.data = colon + 1;
+            rc->password.len = at - colon - 1;
+        }
+
+        p = at + 1;
+    }
+
+    slash = ngx_strlchr(p, last, '/');
+
+    if (slash) {
+        n = ngx_atoi(slash + 1, last - slash - 1);
+        if (n == NGX_ERROR) {
+            return NGX_DECLINED;
+        }
+
+        rc->db = n;
+        last = slash;
+    }
+
+    colon = ngx_strlchr(p, last, ':');
+    rc->port = 6379;
+
+    if (colon) {
+        n = ngx_atoi(colon + 1, last - colon - 1);
+        if (n < 1 || n > 65535) {
+            return NGX_DECLINED;
+        }
+
+        rc->port = (in_port_t) n;
+        last = colon;
+    }
+
+    if (p == last) {
+        return NGX_DECLINED;
+    }
+
+    rc->host.len = last - p;
+    rc->host.data = ngx_pnalloc(cf->pool, rc->host.len + 1);
+    if (rc->host.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    (void) ngx_cpystrn(rc->host.data, p, rc->host.len + 1);
+
+    rc->url.data = ngx_pnalloc(cf->pool, rc->host.len + 64);
+    if (rc->url.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc->url.len = ngx_sprintf(rc->url.data, "redis://%V:%d/%ui", &rc->host,
+                              (int) rc->port, rc->db)
+                  - rc->url.data;
+
+    return NGX_OK;
+}
+
+
+/* timeout=, pool=, prefix= */
+static ngx_int_t
+ngx_do_storage_redis_parse_param(ngx_conf_t *cf, void *conf, ngx_str_t *param)
+{
+    ngx_do_redis_conf_t  *rc = conf;
+
+    ngx_int_t  n;
+    ngx_str_t  s;
+
+    if (ngx_strncmp(param->data, "timeout=", 8) == 0) {
+        s.data = param->data + 8;
+        s.len = param->len - 8;
+
+        rc->timeout = ngx_parse_time(&s, 0);
+
+        if (rc->timeout == (ngx_msec_t) NGX_ERROR || rc->timeout == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid timeout \"%V\"", param);
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+    if (ngx_strncmp(param->data, "pool=", 5) == 0) {
+        n = ngx_atoi(param->data + 5, param->len - 5);
+
+        if (n < 1 || n > 64) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid pool \"%V\", expected 1..64", param);
+            return NGX_ERROR;
+        }
+
+        rc->pool = n;
+        return NGX_OK;
+    }
+
+    if (ngx_strncmp(param->data, "prefix=", 7) == 0) {
+        rc->prefix.data = param->data + 7;
+        rc->prefix.len = param->len - 7;
+
+        if (rc->prefix.len > 128
+            || ngx_strlchr(rc->prefix.data, rc->prefix.data + rc->prefix.len,
+                           '{'))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid prefix \"%V\": at most 128 bytes, "
+                               "no \"{\"", param);
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_do_storage_redis_init_worker(ngx_cycle_t *cycle, void *conf)
+{
+    ngx_do_storage_redis_conf = conf;
+
+    return ngx_do_redis_init(cycle, conf);
+}
+
+
+static void
+ngx_do_storage_redis_usage(ngx_do_storage_usage_t *usage)
+{
+    usage->connected = ngx_do_redis_ready();
 }
 
 
 /* one object's commands go over one connection, in order */
 static ngx_uint_t
-ngx_do_redis_hint(u_char *id)
+ngx_do_storage_redis_hint(u_char *id)
 {
     return ((ngx_uint_t) id[4] << 8) | id[5];
 }
 
 
 static u_char *
-ngx_do_redis_key(u_char *p, ngx_do_namespace_t *ns, u_char *id,
+ngx_do_storage_redis_key(u_char *p, ngx_do_namespace_t *ns, u_char *id,
     const char *suffix)
 {
-    p = ngx_cpymem(p, ngx_do_redis_backend_conf->prefix.data,
-                   ngx_do_redis_backend_conf->prefix.len);
+    p = ngx_cpymem(p, ngx_do_storage_redis_conf->prefix.data,
+                   ngx_do_storage_redis_conf->prefix.len);
     *p++ = '{';
     p = ngx_cpymem(p, ns->name.data, ns->name.len);
     *p++ = ':';
@@ -159,7 +433,7 @@ ngx_do_redis_key(u_char *p, ngx_do_namespace_t *ns, u_char *id,
 
 
 static ngx_int_t
-ngx_do_redis_load(ngx_do_namespace_t *ns, u_char *id,
+ngx_do_storage_redis_load(ngx_do_namespace_t *ns, u_char *id,
     ngx_do_storage_req_t *req)
 {
     u_char      *kv, *v;
@@ -167,28 +441,29 @@ ngx_do_redis_load(ngx_do_namespace_t *ns, u_char *id,
     const char  *argv[5];
     u_char       buf[2 * NGX_DO_REDIS_KEY_LEN];
 
-    if (ngx_do_redis_backend_conf->prefix.len + ns->name.len
+    if (ngx_do_storage_redis_conf->prefix.len + ns->name.len
         > NGX_DO_REDIS_MAX_NAMES)
     {
         return NGX_ERROR;
     }
 
     kv = buf;
-    v = ngx_do_redis_key(kv, ns, id, ":kv");
+    v = ngx_do_storage_redis_key(kv, ns, id, ":kv");
 
     argv[0] = "EVAL";
     argvlen[0] = 4;
-    argv[1] = ngx_do_redis_load_script;
-    argvlen[1] = sizeof(ngx_do_redis_load_script) - 1;
+    argv[1] = ngx_do_storage_redis_load_script;
+    argvlen[1] = sizeof(ngx_do_storage_redis_load_script) - 1;
     argv[2] = "2";
     argvlen[2] = 1;
     argv[3] = (const char *) kv;
     argvlen[3] = v - kv;
     argv[4] = (const char *) v;
-    argvlen[4] = ngx_do_redis_key(v, ns, id, ":v") - v;
+    argvlen[4] = ngx_do_storage_redis_key(v, ns, id, ":v") - v;
 
-    if (ngx_do_redis_command(ngx_do_redis_hint(id), ngx_do_redis_loaded, req,
-                             5, argv, argvlen)
+    if (ngx_do_redis_command(ngx_do_storage_redis_hint(id),
+                             ngx_do_storage_redis_loaded, req, 5, argv,
+                             argvlen)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -200,7 +475,7 @@ ngx_do_redis_load(ngx_do_namespace_t *ns, u_char *id,
 
 /* [version or nil, [key, "<version>:<value>", ...]] */
 static void
-ngx_do_redis_loaded(void *data, void *r)
+ngx_do_storage_redis_loaded(void *data, void *r)
 {
     ngx_do_storage_req_t  *req = data;
     redisReply            *reply = r;
@@ -226,7 +501,8 @@ ngx_do_redis_loaded(void *data, void *r)
         goto done;
     }
 
-    req->rc = ngx_do_redis_state(req, reply->element[0], reply->element[1]);
+    req->rc = ngx_do_storage_redis_state(req, reply->element[0],
+                                         reply->element[1]);
 
 done:
 
@@ -236,7 +512,7 @@ done:
 
 /* an object's state from its version and HGETALL replies, into req */
 static ngx_int_t
-ngx_do_redis_state(ngx_do_storage_req_t *req, redisReply *version,
+ngx_do_storage_redis_state(ngx_do_storage_req_t *req, redisReply *version,
     redisReply *fields)
 {
     u_char       *p, *last;
@@ -313,18 +589,17 @@ ngx_do_redis_state(ngx_do_storage_req_t *req, redisReply *version,
 
 
 static ngx_int_t
-ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
-    ngx_do_batch_t *batch, ngx_do_storage_req_t *req)
+ngx_do_storage_redis_commit(ngx_do_namespace_t *ns, u_char *id,
+    uint64_t expected, ngx_do_batch_t *batch, ngx_do_storage_req_t *req)
 {
-    u_char           *kv, *v, *c, *a, *e;
-    size_t           *argvlen;
-    ngx_int_t         rc;
-    ngx_uint_t        i, argc;
-    const char      **argv;
-    ngx_do_write_t   *w;
-    u_char            buf[5 * NGX_DO_REDIS_KEY_LEN + 4 * NGX_INT64_LEN];
+    u_char       *kv, *v, *c, *a, *e;
+    size_t       *argvlen;
+    ngx_int_t     rc;
+    ngx_uint_t    argc;
+    const char  **argv;
+    u_char        buf[5 * NGX_DO_REDIS_KEY_LEN + 4 * NGX_INT64_LEN];
 
-    if (ngx_do_redis_backend_conf->prefix.len + ns->name.len
+    if (ngx_do_storage_redis_conf->prefix.len + ns->name.len
         > NGX_DO_REDIS_MAX_NAMES)
     {
         return NGX_ERROR;
@@ -340,10 +615,10 @@ ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
     argvlen = (size_t *) (argv + argc);
 
     kv = buf;
-    v = ngx_do_redis_key(kv, ns, id, ":kv");
-    c = ngx_do_redis_key(v, ns, id, ":v");
-    a = ngx_do_redis_key(c, ns, id, ":c");
-    e = ngx_sprintf(a, "%Valarms:%ui", &ngx_do_redis_backend_conf->prefix,
+    v = ngx_do_storage_redis_key(kv, ns, id, ":kv");
+    c = ngx_do_storage_redis_key(v, ns, id, ":v");
+    a = ngx_do_storage_redis_key(c, ns, id, ":c");
+    e = ngx_sprintf(a, "%Valarms:%ui", &ngx_do_storage_redis_conf->prefix,
                     ngx_do_id_shard(id));
 
     argv[0] = "EVAL";
@@ -352,8 +627,8 @@ ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
     if (batch->writes.nelts == 0 && !batch->clear && !batch->alarm_set
         && expected != NGX_DO_VERSION_ANY)
     {
-        argv[1] = ngx_do_redis_check_script;
-        argvlen[1] = sizeof(ngx_do_redis_check_script) - 1;
+        argv[1] = ngx_do_storage_redis_check_script;
+        argvlen[1] = sizeof(ngx_do_storage_redis_check_script) - 1;
         argv[2] = "2";
         argvlen[2] = 1;
         argv[3] = (const char *) kv;
@@ -363,16 +638,16 @@ ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
         argv[5] = (const char *) e;
         argvlen[5] = ngx_sprintf(e, "%uL", expected) - e;
 
-        rc = ngx_do_redis_command(ngx_do_redis_hint(id),
-                                  ngx_do_redis_committed, req, 6, argv,
-                                  argvlen);
+        rc = ngx_do_redis_command(ngx_do_storage_redis_hint(id),
+                                  ngx_do_storage_redis_committed, req, 6,
+                                  argv, argvlen);
         ngx_free(argv);
 
         return (rc == NGX_OK) ? NGX_AGAIN : NGX_ERROR;
     }
 
-    argv[1] = ngx_do_redis_commit_script;
-    argvlen[1] = sizeof(ngx_do_redis_commit_script) - 1;
+    argv[1] = ngx_do_storage_redis_commit_script;
+    argvlen[1] = sizeof(ngx_do_storage_redis_commit_script) - 1;
     argv[2] = "4";
     argvlen[2] = 1;
     argv[3] = (const char *) kv;
@@ -384,10 +659,33 @@ ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
     argv[6] = (const char *) a;
     argvlen[6] = e - a;
 
-    /*
-     * ARGV: expected version, clear, expiry, this worker's claim token,
-     * the next alarm ("-": unchanged, "0": none) and the index member
-     */
+    argc = ngx_do_storage_redis_commit_args(ns, batch, expected, kv, argv,
+                                            argvlen, e);
+
+    /* hiredis copies the command: nothing here must outlive the call */
+    rc = ngx_do_redis_command(ngx_do_storage_redis_hint(id),
+                              ngx_do_storage_redis_committed, req, (int) argc,
+                              argv, argvlen);
+
+    ngx_free(argv);
+
+    return (rc == NGX_OK) ? NGX_AGAIN : NGX_ERROR;
+}
+
+/*
+ * The commit script's ARGV, from argv[7] on: expected version, clear,
+ * expiry, this worker's claim token, the next alarm ("-": unchanged, "0":
+ * none), the alarm index member, then the writes ("p" key value, "d"
+ * key).  kv is the object's :kv key; numbers are printed from e on.  The
+ * number of arguments.
+ */
+static ngx_uint_t
+ngx_do_storage_redis_commit_args(ngx_do_namespace_t *ns, ngx_do_batch_t *batch,
+    uint64_t expected, u_char *kv, const char **argv, size_t *argvlen,
+    u_char *e)
+{
+    ngx_uint_t       i, argc;
+    ngx_do_write_t  *w;
 
     if (expected == NGX_DO_VERSION_ANY) {
         argv[7] = "-1";
@@ -420,8 +718,8 @@ ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
         argvlen[11] = 1;
     }
 
-    /* the member: the object's hash tag without its braces */
-    argv[12] = (const char *) kv + ngx_do_redis_backend_conf->prefix.len + 1;
+    /* the member: the object's hash tag (in its :kv key) without braces */
+    argv[12] = (const char *) kv + ngx_do_storage_redis_conf->prefix.len + 1;
     argvlen[12] = ns->name.len + 1 + NGX_DO_ID_HEX_LEN;
 
     argc = 13;
@@ -439,19 +737,15 @@ ngx_do_redis_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
         }
     }
 
-    /* hiredis copies the command: nothing here must outlive the call */
-    rc = ngx_do_redis_command(ngx_do_redis_hint(id), ngx_do_redis_committed,
-                              req, (int) argc, argv, argvlen);
 
-    ngx_free(argv);
-
-    return (rc == NGX_OK) ? NGX_AGAIN : NGX_ERROR;
+    return argc;
 }
+
 
 
 /* the new version, -1 (the version moved on), or an error */
 static void
-ngx_do_redis_committed(void *data, void *r)
+ngx_do_storage_redis_committed(void *data, void *r)
 {
     ngx_do_storage_req_t  *req = data;
     redisReply            *reply = r;
@@ -467,7 +761,8 @@ ngx_do_redis_committed(void *data, void *r)
         && reply->element[0]->integer == -1)
     {
         /* lost the race: here is the state that won */
-        if (ngx_do_redis_state(req, reply->element[1], reply->element[2])
+        if (ngx_do_storage_redis_state(req, reply->element[1],
+                                       reply->element[2])
             != NGX_OK)
         {
             req->kvs = NULL;
@@ -513,7 +808,7 @@ done:
 
 /* ZRANGEBYSCORE of the shard's index, the due part of it into req */
 static ngx_int_t
-ngx_do_redis_alarms(ngx_uint_t shard, uint64_t now, ngx_uint_t limit,
+ngx_do_storage_redis_alarms(ngx_uint_t shard, uint64_t now, ngx_uint_t limit,
     ngx_do_storage_req_t *req)
 {
     u_char      *key, *max, *lim, *end;
@@ -522,7 +817,7 @@ ngx_do_redis_alarms(ngx_uint_t shard, uint64_t now, ngx_uint_t limit,
     u_char       buf[NGX_DO_REDIS_KEY_LEN + 3 * NGX_INT64_LEN];
 
     key = buf;
-    max = ngx_sprintf(key, "%Valarms:%ui", &ngx_do_redis_backend_conf->prefix,
+    max = ngx_sprintf(key, "%Valarms:%ui", &ngx_do_storage_redis_conf->prefix,
                       shard);
     lim = ngx_sprintf(max, "%uL", now);
     end = ngx_sprintf(lim, "%ui", limit);
@@ -547,8 +842,8 @@ ngx_do_redis_alarms(ngx_uint_t shard, uint64_t now, ngx_uint_t limit,
     /* the time to compare with travels in req->version */
     req->version = now;
 
-    if (ngx_do_redis_command(shard, ngx_do_redis_alarms_read, req, 8, argv,
-                             argvlen)
+    if (ngx_do_redis_command(shard, ngx_do_storage_redis_alarms_read, req, 8,
+                             argv, argvlen)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -560,7 +855,7 @@ ngx_do_redis_alarms(ngx_uint_t shard, uint64_t now, ngx_uint_t limit,
 
 /* [member, score, ...]: those due, then the first time not due */
 static void
-ngx_do_redis_alarms_read(void *data, void *r)
+ngx_do_storage_redis_alarms_read(void *data, void *r)
 {
     ngx_do_storage_req_t  *req = data;
     redisReply            *reply = r;
@@ -637,7 +932,7 @@ ngx_do_redis_alarms_read(void *data, void *r)
         kv->value.len = NGX_DO_ID_LEN;
         kv->version = when;
 
-        if (ngx_do_redis_unhex(colon + 1, kv->value.data) != NGX_OK) {
+        if (ngx_do_storage_redis_unhex(colon + 1, kv->value.data) != NGX_OK) {
             req->kvs->nelts--;
         }
     }
@@ -651,7 +946,7 @@ done:
 
 
 static ngx_int_t
-ngx_do_redis_unhex(u_char *hex, u_char *id)
+ngx_do_storage_redis_unhex(u_char *hex, u_char *id)
 {
     ngx_int_t   n;
     ngx_uint_t  i;

@@ -197,6 +197,15 @@ ngx_do_namespace_t *ngx_http_do_gate_namespace(ngx_conf_t *cf,
     ngx_str_t *name, ngx_do_class_t *class, const char *directive,
     u_char *file, ngx_uint_t line);
 
+/*
+ * For a gate's directive: the parameters every gate takes, key=EXPR
+ * (compiled into key; an empty one leaves it unset) and status=400..599.
+ * NGX_OK: it was one of them; NGX_DECLINED: it was not; NGX_ERROR:
+ * invalid (logged).
+ */
+ngx_int_t ngx_http_do_gate_param(ngx_conf_t *cf, ngx_str_t *param,
+    ngx_http_complex_value_t *key, ngx_uint_t *status);
+
 /* the ID of a name in a namespace (Cloudflare's idFromName) */
 void ngx_do_id_from_name(ngx_do_namespace_t *ns, ngx_str_t *name, u_char *id);
 

@@ -1,11 +1,7 @@
 
 /*
- * The "lock" class: a lease-based mutex with fencing tokens.
- *
- *   POST   [?ttl=T&wait=T&token=S]   acquire: 200 with the grant, or 423
- *   PUT    ?token=S[&ttl=T]          renew the lease: 200, or 409
- *   DELETE ?token=S                  release (or leave the queue): 200/409
- *   GET                              status
+ * The "lock" class: a lease-based mutex with fencing tokens.  Its calls and
+ * replies are in ngx_do_lock.h.
  *
  * A grant is {"token", "fence", "ttl_ms", "expires"}.  The token (random
  * unless the caller chose one) is what release and renew need; the fence

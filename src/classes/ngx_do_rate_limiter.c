@@ -15,12 +15,7 @@
  * once the bucket is full again the object forgets itself: it is evicted
  * and its key deleted, so idle keys cost nothing.
  *
- * Calls: NGX_DO_METHOD_GATE with args "op=take" or "op=refund" (do_limit),
- * and GET (inspect the bucket without taking).  A gate reply is 200 (pass)
- * or 429 (reject) with the body "<remaining> <next ms> <retry ms> <delay
- * ms>", read by ngx_http_do_limit_module.c; "next" is the time until one
- * request more than the remaining ones would pass (the RateLimit field's
- * t), which on a rejection is the retry time.
+ * Its calls and replies (what do_limit reads) are in ngx_do_rate_limiter.h.
  */
 
 
@@ -34,49 +29,51 @@
 
 typedef struct {
     int64_t                    tat;           /* microseconds, 0: full */
-} ngx_do_rl_state_t;
+} ngx_do_rate_limiter_state_t;
 
 
-static void *ngx_do_rl_create_conf(ngx_conf_t *cf);
-static char *ngx_do_rl_parse_param(ngx_conf_t *cf, void *conf,
+static void *ngx_do_rate_limiter_create_conf(ngx_conf_t *cf);
+static char *ngx_do_rate_limiter_parse_param(ngx_conf_t *cf, void *conf,
     ngx_str_t *param);
-static char *ngx_do_rl_init_conf(ngx_conf_t *cf, void *conf);
-static ngx_int_t ngx_do_rl_init(ngx_do_turn_t *t);
-static ngx_int_t ngx_do_rl_fetch(ngx_do_turn_t *t);
-static ngx_int_t ngx_do_rl_evict(ngx_do_turn_t *t);
-static ngx_int_t ngx_do_rl_take(ngx_do_turn_t *t, ngx_do_rl_conf_t *conf,
-    ngx_do_rl_state_t *st, int64_t now);
-static ngx_int_t ngx_do_rl_refund(ngx_do_turn_t *t, ngx_do_rl_conf_t *conf,
-    ngx_do_rl_state_t *st, int64_t now);
-static ngx_int_t ngx_do_rl_store(ngx_do_turn_t *t, ngx_do_rl_state_t *st,
+static char *ngx_do_rate_limiter_init_conf(ngx_conf_t *cf, void *conf);
+static ngx_int_t ngx_do_rate_limiter_init(ngx_do_turn_t *t);
+static ngx_int_t ngx_do_rate_limiter_fetch(ngx_do_turn_t *t);
+static ngx_int_t ngx_do_rate_limiter_evict(ngx_do_turn_t *t);
+static ngx_int_t ngx_do_rate_limiter_take(ngx_do_turn_t *t,
+    ngx_do_rate_limiter_conf_t *conf, ngx_do_rate_limiter_state_t *st,
     int64_t now);
-static int64_t ngx_do_rl_now(void);
+static ngx_int_t ngx_do_rate_limiter_refund(ngx_do_turn_t *t,
+    ngx_do_rate_limiter_conf_t *conf, ngx_do_rate_limiter_state_t *st,
+    int64_t now);
+static ngx_int_t ngx_do_rate_limiter_store(ngx_do_turn_t *t,
+    ngx_do_rate_limiter_state_t *st, int64_t now);
+static int64_t ngx_do_rate_limiter_now(void);
 
 
 ngx_do_class_t  ngx_do_rate_limiter_class = {
     ngx_string("rate_limiter"),
-    sizeof(ngx_do_rl_state_t),             /* object_size */
+    sizeof(ngx_do_rate_limiter_state_t),   /* object_size */
     1,                                     /* deferred */
-    ngx_do_rl_create_conf,                 /* create_conf */
-    ngx_do_rl_parse_param,                 /* parse_param */
-    ngx_do_rl_init_conf,                   /* init_conf */
-    ngx_do_rl_init,                        /* init */
-    ngx_do_rl_fetch,                       /* fetch */
-    ngx_do_rl_evict,                       /* evict */
+    ngx_do_rate_limiter_create_conf,       /* create_conf */
+    ngx_do_rate_limiter_parse_param,       /* parse_param */
+    ngx_do_rate_limiter_init_conf,         /* init_conf */
+    ngx_do_rate_limiter_init,              /* init */
+    ngx_do_rate_limiter_fetch,             /* fetch */
+    ngx_do_rate_limiter_evict,             /* evict */
     NULL,                                  /* alarm */
     NULL                                   /* wake */
 };
 
 
-static ngx_str_t  ngx_do_rl_key = ngx_string("tat");
+static ngx_str_t  ngx_do_rate_limiter_key = ngx_string("tat");
 
 
 static void *
-ngx_do_rl_create_conf(ngx_conf_t *cf)
+ngx_do_rate_limiter_create_conf(ngx_conf_t *cf)
 {
-    ngx_do_rl_conf_t  *conf;
+    ngx_do_rate_limiter_conf_t  *conf;
 
-    conf = ngx_pcalloc(cf->pool, sizeof(ngx_do_rl_conf_t));
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_do_rate_limiter_conf_t));
     if (conf == NULL) {
         return NULL;
     }
@@ -89,9 +86,9 @@ ngx_do_rl_create_conf(ngx_conf_t *cf)
 
 /* rate=N[.ddd]r/s|r/m  burst=N  delay=N  nodelay  dry_run  fail=open|closed */
 static char *
-ngx_do_rl_parse_param(ngx_conf_t *cf, void *data, ngx_str_t *param)
+ngx_do_rate_limiter_parse_param(ngx_conf_t *cf, void *data, ngx_str_t *param)
 {
-    ngx_do_rl_conf_t  *conf = data;
+    ngx_do_rate_limiter_conf_t  *conf = data;
 
     u_char     *p, *last;
     uint64_t    milli;
@@ -199,9 +196,9 @@ ngx_do_rl_parse_param(ngx_conf_t *cf, void *data, ngx_str_t *param)
 
 
 static char *
-ngx_do_rl_init_conf(ngx_conf_t *cf, void *data)
+ngx_do_rate_limiter_init_conf(ngx_conf_t *cf, void *data)
 {
-    ngx_do_rl_conf_t  *conf = data;
+    ngx_do_rate_limiter_conf_t  *conf = data;
 
     if (conf->rate_milli == 0) {
         return "rate= is required";
@@ -217,16 +214,16 @@ ngx_do_rl_init_conf(ngx_conf_t *cf, void *data)
 
 /* activation: the stored TAT, if the bucket was not full */
 static ngx_int_t
-ngx_do_rl_init(ngx_do_turn_t *t)
+ngx_do_rate_limiter_init(ngx_do_turn_t *t)
 {
-    uint64_t            version;
-    ngx_int_t           rc, n;
-    ngx_str_t           value;
-    ngx_do_rl_state_t  *st;
+    uint64_t                      version;
+    ngx_int_t                     rc, n;
+    ngx_str_t                     value;
+    ngx_do_rate_limiter_state_t  *st;
 
     st = ngx_do_turn_state(t);
 
-    rc = ngx_do_get(t, &ngx_do_rl_key, &value, &version);
+    rc = ngx_do_get(t, &ngx_do_rate_limiter_key, &value, &version);
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
@@ -244,28 +241,28 @@ ngx_do_rl_init(ngx_do_turn_t *t)
 
 
 static ngx_int_t
-ngx_do_rl_fetch(ngx_do_turn_t *t)
+ngx_do_rate_limiter_fetch(ngx_do_turn_t *t)
 {
-    int64_t             now, tat, reset;
-    ngx_str_t           op, body;
-    ngx_do_request_t   *req;
-    ngx_do_rl_conf_t   *conf;
-    ngx_do_rl_state_t  *st;
-    u_char              buf[128];
+    int64_t                       now, tat, reset;
+    ngx_str_t                     op, body;
+    ngx_do_request_t             *req;
+    ngx_do_rate_limiter_conf_t   *conf;
+    ngx_do_rate_limiter_state_t  *st;
+    u_char                        buf[128];
 
     req = ngx_do_turn_request(t);
     conf = ngx_do_turn_namespace(t)->conf;
     st = ngx_do_turn_state(t);
-    now = ngx_do_rl_now();
+    now = ngx_do_rate_limiter_now();
 
     if (req->method == NGX_DO_METHOD_GATE) {
         if (ngx_do_arg(t, "op", &op) == NGX_OK
             && op.len == 6 && ngx_strncmp(op.data, "refund", 6) == 0)
         {
-            return ngx_do_rl_refund(t, conf, st, now);
+            return ngx_do_rate_limiter_refund(t, conf, st, now);
         }
 
-        return ngx_do_rl_take(t, conf, st, now);
+        return ngx_do_rate_limiter_take(t, conf, st, now);
     }
 
     if (req->method != NGX_HTTP_GET && req->method != NGX_HTTP_HEAD) {
@@ -290,8 +287,8 @@ ngx_do_rl_fetch(ngx_do_turn_t *t)
 
 
 static ngx_int_t
-ngx_do_rl_take(ngx_do_turn_t *t, ngx_do_rl_conf_t *conf,
-    ngx_do_rl_state_t *st, int64_t now)
+ngx_do_rate_limiter_take(ngx_do_turn_t *t, ngx_do_rate_limiter_conf_t *conf,
+    ngx_do_rate_limiter_state_t *st, int64_t now)
 {
     int64_t     tat, tau, wait, delay, reset, remaining, next;
     ngx_str_t   body;
@@ -326,7 +323,7 @@ ngx_do_rl_take(ngx_do_turn_t *t, ngx_do_rl_conf_t *conf,
 
     st->tat = tat + conf->interval;
 
-    if (ngx_do_rl_store(t, st, now) != NGX_OK) {
+    if (ngx_do_rate_limiter_store(t, st, now) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -351,13 +348,13 @@ ngx_do_rl_take(ngx_do_turn_t *t, ngx_do_rl_conf_t *conf,
 
 /* gives back a token taken by a request that another limit rejected */
 static ngx_int_t
-ngx_do_rl_refund(ngx_do_turn_t *t, ngx_do_rl_conf_t *conf,
-    ngx_do_rl_state_t *st, int64_t now)
+ngx_do_rate_limiter_refund(ngx_do_turn_t *t, ngx_do_rate_limiter_conf_t *conf,
+    ngx_do_rate_limiter_state_t *st, int64_t now)
 {
     if (st->tat > now) {
         st->tat = ngx_max(st->tat - conf->interval, now);
 
-        if (ngx_do_rl_store(t, st, now) != NGX_OK) {
+        if (ngx_do_rate_limiter_store(t, st, now) != NGX_OK) {
             return NGX_ERROR;
         }
     }
@@ -368,7 +365,8 @@ ngx_do_rl_refund(ngx_do_turn_t *t, ngx_do_rl_conf_t *conf,
 
 /* the TAT to storage (deferred), and an idle timeout for when it is full */
 static ngx_int_t
-ngx_do_rl_store(ngx_do_turn_t *t, ngx_do_rl_state_t *st, int64_t now)
+ngx_do_rate_limiter_store(ngx_do_turn_t *t, ngx_do_rate_limiter_state_t *st,
+    int64_t now)
 {
     u_char     *p;
     ngx_str_t   value;
@@ -381,7 +379,7 @@ ngx_do_rl_store(ngx_do_turn_t *t, ngx_do_rl_state_t *st, int64_t now)
     value.data = p;
     value.len = ngx_sprintf(p, "%L", st->tat) - p;
 
-    if (ngx_do_put(t, &ngx_do_rl_key, &value) != NGX_OK) {
+    if (ngx_do_put(t, &ngx_do_rate_limiter_key, &value) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -398,14 +396,14 @@ ngx_do_rl_store(ngx_do_turn_t *t, ngx_do_rl_state_t *st, int64_t now)
 
 /* a full bucket needs no object and no storage: forget it */
 static ngx_int_t
-ngx_do_rl_evict(ngx_do_turn_t *t)
+ngx_do_rate_limiter_evict(ngx_do_turn_t *t)
 {
-    int64_t             now;
-    ngx_int_t           rc;
-    ngx_do_rl_state_t  *st;
+    int64_t                       now;
+    ngx_int_t                     rc;
+    ngx_do_rate_limiter_state_t  *st;
 
     st = ngx_do_turn_state(t);
-    now = ngx_do_rl_now();
+    now = ngx_do_rate_limiter_now();
 
     if (st->tat > now) {
         ngx_do_set_idle_timeout(t, (ngx_msec_t) ((st->tat - now) / 1000)
@@ -413,14 +411,14 @@ ngx_do_rl_evict(ngx_do_turn_t *t)
         return NGX_DECLINED;
     }
 
-    rc = ngx_do_delete(t, &ngx_do_rl_key);
+    rc = ngx_do_delete(t, &ngx_do_rate_limiter_key);
 
     return (rc == NGX_ERROR) ? NGX_ERROR : NGX_OK;
 }
 
 
 static int64_t
-ngx_do_rl_now(void)
+ngx_do_rate_limiter_now(void)
 {
     ngx_time_t  *tp;
 

@@ -1,7 +1,21 @@
 
 /*
- * The rate_limiter class's parameters, shared with its gate (do_limit in
- * ngx_http_do_limit_module.c), which builds RateLimit headers from them.
+ * The "rate_limiter" class: its calls and replies, read by its gate
+ * (do_limit, ngx_http_do_limit_module.c), and its parameters, from which
+ * the gate builds the RateLimit headers.
+ *
+ *   gate call (NGX_DO_METHOD_GATE), args "op=take"
+ *       200 (pass) or 429 (reject), text/plain body
+ *       "<remaining> <next ms> <retry ms> <delay ms>": remaining requests
+ *       pass at once; "next" is the time until one request more than those
+ *       would pass (the RateLimit field's t; on a rejection, the retry
+ *       time); "retry" is 0 on a pass; "delay" is how long the gate holds
+ *       a passing request (delay=), 0 on a rejection
+ *   gate call, args "op=refund"
+ *       gives back the token a take took (the request was rejected by
+ *       another limit); nobody waits for its answer
+ *   GET or HEAD (through do_pass: inspect without taking)
+ *       200 {"limit", "remaining", "reset_ms"}; other methods 405
  */
 
 
@@ -23,7 +37,7 @@ typedef struct {
     int64_t                    interval;      /* microseconds per request */
     unsigned                   dry_run:1;
     unsigned                   fail_closed:1;
-} ngx_do_rl_conf_t;
+} ngx_do_rate_limiter_conf_t;
 
 
 extern ngx_do_class_t  ngx_do_rate_limiter_class;

@@ -1,19 +1,11 @@
 
 /*
- * The "store" class: HTTP over one object's key/value storage.
+ * The "store" class: HTTP over one object's key/value storage.  Its calls
+ * and replies are in ngx_do_store.h.
  *
- *   GET    ?key=K                      the value (404 when absent), ETag
- *   GET    [?prefix=&start=&end=&reverse=1&limit=N]   JSON list in key order
- *   PUT    ?key=K[&ttl=T]  body=value  If-Match: "V" | *, If-None-Match: *
- *   DELETE ?key=K | ?all=1
- *   POST   ?key=K&op=incr[&by=N]       atomic add, returns the new value
- *   POST   {"get":[..],"put":{..},"delete":[..]}   one atomic batch
- *
- * A key PUT with ttl= (nginx time syntax: 30s, 500ms, 1h; a bare number
- * is seconds) is deleted by a named alarm "ttl:K" when it comes due, and
- * reads as absent from that moment even if the alarm is a little late.
- * A PUT without ttl= removes the TTL; incr and a batch's puts keep it;
- * DELETE and a batch's delete remove it.
+ * A key PUT with ttl= is deleted by a named alarm "ttl:K" when it comes
+ * due, and reads as absent from that moment even if the alarm is a little
+ * late.
  *
  * It uses nothing but the public class API (ngx_http_do.h).
  */
@@ -26,6 +18,7 @@
 #include <jansson.h>
 
 #include "ngx_http_do.h"
+#include "ngx_do_store.h"
 
 
 #define NGX_DO_STORE_LIST_DEFAULT  1000
@@ -45,6 +38,14 @@ static ngx_int_t ngx_do_store_put(ngx_do_turn_t *t, ngx_str_t *key);
 static ngx_int_t ngx_do_store_delete(ngx_do_turn_t *t, ngx_str_t *key);
 static ngx_int_t ngx_do_store_incr(ngx_do_turn_t *t, ngx_str_t *key);
 static ngx_int_t ngx_do_store_batch(ngx_do_turn_t *t);
+static ngx_int_t ngx_do_store_batch_parse(ngx_do_turn_t *t, json_t *in,
+    ngx_array_t *gets, ngx_array_t *dels, const char **err);
+static ngx_int_t ngx_do_store_batch_get(ngx_do_turn_t *t, ngx_array_t *gets,
+    json_t *got);
+static ngx_int_t ngx_do_store_batch_delete(ngx_do_turn_t *t,
+    ngx_array_t *dels, ngx_uint_t *deleted);
+static ngx_int_t ngx_do_store_batch_put(ngx_do_turn_t *t, json_t *put,
+    ngx_uint_t *status, const char **err);
 static ngx_int_t ngx_do_store_batch_keys(ngx_do_turn_t *t, json_t *array,
     ngx_array_t *keys);
 static ngx_int_t ngx_do_store_parse_int(ngx_str_t *s, int64_t *n);
@@ -550,19 +551,17 @@ ngx_do_store_incr(ngx_do_turn_t *t, ngx_str_t *key)
 static ngx_int_t
 ngx_do_store_batch(ngx_do_turn_t *t)
 {
-    const char        *name;
-    json_t            *in, *member, *v, *out, *got;
-    uint64_t           version;
+    json_t            *in, *put, *out, *got;
     ngx_int_t          rc;
-    ngx_str_t         *k, key, value;
-    ngx_uint_t         i, deleted;
+    ngx_uint_t         deleted, status;
     ngx_array_t        gets, dels;
-    json_error_t       err;
+    const char        *err;
+    json_error_t       jerr;
     ngx_do_request_t  *req;
 
     req = ngx_do_turn_request(t);
 
-    in = json_loadb((const char *) req->body.data, req->body.len, 0, &err);
+    in = json_loadb((const char *) req->body.data, req->body.len, 0, &jerr);
 
     if (in == NULL || !json_is_object(in)) {
         json_decref(in);
@@ -570,48 +569,12 @@ ngx_do_store_batch(ngx_do_turn_t *t)
                                   "body must be a JSON object");
     }
 
-    if (ngx_array_init(&gets, ngx_do_turn_pool(t), 4, sizeof(ngx_str_t))
-        != NGX_OK
-        || ngx_array_init(&dels, ngx_do_turn_pool(t), 4, sizeof(ngx_str_t))
-           != NGX_OK)
-    {
-        json_decref(in);
-        return NGX_ERROR;
-    }
-
-    json_object_foreach(in, name, member) {
-        if (ngx_strcmp(name, "get") != 0 && ngx_strcmp(name, "put") != 0
-            && ngx_strcmp(name, "delete") != 0)
-        {
-            json_decref(in);
-            return ngx_do_reply_error(t, NGX_HTTP_BAD_REQUEST,
-                                      "unknown batch member");
-        }
-    }
-
-    rc = ngx_do_store_batch_keys(t, json_object_get(in, "get"), &gets);
-
-    if (rc == NGX_OK) {
-        rc = ngx_do_store_batch_keys(t, json_object_get(in, "delete"),
-                                     &dels);
-    }
-
-    member = json_object_get(in, "put");
-
-    if (rc == NGX_OK && member
-        && (!json_is_object(member)
-            || json_object_size(member) > NGX_DO_MAX_BATCH))
-    {
-        rc = NGX_DECLINED;
-    }
+    rc = ngx_do_store_batch_parse(t, in, &gets, &dels, &err);
 
     if (rc != NGX_OK) {
         json_decref(in);
         return (rc == NGX_DECLINED)
-               ? ngx_do_reply_error(t, NGX_HTTP_BAD_REQUEST,
-                                    "get and delete take arrays of at most "
-                                    "128 strings, put an object of at most "
-                                    "128 strings")
+               ? ngx_do_reply_error(t, NGX_HTTP_BAD_REQUEST, err)
                : NGX_ERROR;
     }
 
@@ -627,87 +590,29 @@ ngx_do_store_batch(ngx_do_turn_t *t)
 
     json_object_set_new(out, "get", got);
 
-    k = gets.elts;
-
-    for (i = 0; i < gets.nelts; i++) {
-        rc = ngx_do_store_read(t, &k[i], &value, &version);
-
-        if (rc == NGX_ERROR) {
-            goto failed;
-        }
-
-        json_object_setn_new(got, (const char *) k[i].data, k[i].len,
-                             rc == NGX_OK ? ngx_do_store_json_bytes(&value)
-                                          : json_null());
+    if (ngx_do_store_batch_get(t, &gets, got) != NGX_OK
+        || ngx_do_store_batch_delete(t, &dels, &deleted) != NGX_OK)
+    {
+        goto failed;
     }
 
-    deleted = 0;
-    k = dels.elts;
+    put = json_object_get(in, "put");
 
-    for (i = 0; i < dels.nelts; i++) {
-        rc = ngx_do_delete(t, &k[i]);
+    if (put) {
+        rc = ngx_do_store_batch_put(t, put, &status, &err);
 
-        if (rc == NGX_ERROR) {
+        if (rc == NGX_DECLINED) {
+            ngx_do_rollback(t);
+            json_decref(out);
+            json_decref(in);
+            return ngx_do_reply_error(t, status, err);
+        }
+
+        if (rc != NGX_OK) {
             goto failed;
         }
 
-        deleted += (rc == NGX_OK);
-
-        /* a deleted key's TTL goes with it, as with DELETE */
-        if (ngx_do_store_ttl_name(t, &k[i], &key) != NGX_OK
-            || ngx_do_delete_alarm(t, &key) == NGX_ERROR)
-        {
-            goto failed;
-        }
-    }
-
-    if (member) {
-        json_object_foreach(member, name, v) {
-            if (!json_is_string(v)) {
-                ngx_do_rollback(t);
-                json_decref(out);
-                json_decref(in);
-                return ngx_do_reply_error(t, NGX_HTTP_BAD_REQUEST,
-                                          "put values must be strings");
-            }
-
-            if (name[0] == '\0') {
-                ngx_do_rollback(t);
-                json_decref(out);
-                json_decref(in);
-                return ngx_do_reply_error(t, NGX_HTTP_BAD_REQUEST,
-                                          "put keys must not be empty");
-            }
-
-            key.len = ngx_strlen(name);
-            key.data = ngx_pnalloc(ngx_do_turn_pool(t), key.len + 1);
-            value.len = json_string_length(v);
-            value.data = ngx_pnalloc(ngx_do_turn_pool(t), value.len + 1);
-
-            if (key.data == NULL || value.data == NULL) {
-                goto failed;
-            }
-
-            ngx_memcpy(key.data, name, key.len);
-            ngx_memcpy(value.data, json_string_value(v), value.len);
-
-            rc = ngx_do_put(t, &key, &value);
-
-            if (rc == NGX_DECLINED) {
-                ngx_do_rollback(t);
-                json_decref(out);
-                json_decref(in);
-                return ngx_do_reply_error(t,
-                                          NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                          "key or value too large");
-            }
-
-            if (rc != NGX_OK) {
-                goto failed;
-            }
-        }
-
-        json_object_set_new(out, "put", json_integer(json_object_size(member)));
+        json_object_set_new(out, "put", json_integer(json_object_size(put)));
     }
 
     json_object_set_new(out, "deleted", json_integer(deleted));
@@ -721,6 +626,168 @@ failed:
     json_decref(in);
 
     return NGX_ERROR;
+}
+
+
+/*
+ * The batch's members checked, its get and delete keys copied into gets
+ * and dels.  NGX_DECLINED: a bad batch, *err says why.
+ */
+static ngx_int_t
+ngx_do_store_batch_parse(ngx_do_turn_t *t, json_t *in, ngx_array_t *gets,
+    ngx_array_t *dels, const char **err)
+{
+    json_t      *member;
+    ngx_int_t    rc;
+    const char  *name;
+
+    if (ngx_array_init(gets, ngx_do_turn_pool(t), 4, sizeof(ngx_str_t))
+        != NGX_OK
+        || ngx_array_init(dels, ngx_do_turn_pool(t), 4, sizeof(ngx_str_t))
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    json_object_foreach(in, name, member) {
+        if (ngx_strcmp(name, "get") != 0 && ngx_strcmp(name, "put") != 0
+            && ngx_strcmp(name, "delete") != 0)
+        {
+            *err = "unknown batch member";
+            return NGX_DECLINED;
+        }
+    }
+
+    rc = ngx_do_store_batch_keys(t, json_object_get(in, "get"), gets);
+
+    if (rc == NGX_OK) {
+        rc = ngx_do_store_batch_keys(t, json_object_get(in, "delete"), dels);
+    }
+
+    member = json_object_get(in, "put");
+
+    if (rc == NGX_OK && member
+        && (!json_is_object(member)
+            || json_object_size(member) > NGX_DO_MAX_BATCH))
+    {
+        rc = NGX_DECLINED;
+    }
+
+    *err = "get and delete take arrays of at most 128 strings, put an "
+           "object of at most 128 strings";
+
+    return rc;
+}
+
+
+/* the batch's reads: each key's value, or null, into got */
+static ngx_int_t
+ngx_do_store_batch_get(ngx_do_turn_t *t, ngx_array_t *gets, json_t *got)
+{
+    uint64_t    version;
+    ngx_int_t   rc;
+    ngx_str_t  *k, value;
+    ngx_uint_t  i;
+
+    k = gets->elts;
+
+    for (i = 0; i < gets->nelts; i++) {
+        rc = ngx_do_store_read(t, &k[i], &value, &version);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        json_object_setn_new(got, (const char *) k[i].data, k[i].len,
+                             rc == NGX_OK ? ngx_do_store_json_bytes(&value)
+                                          : json_null());
+    }
+
+    return NGX_OK;
+}
+
+
+/* the batch's deletes, with their TTLs, as DELETE does; *deleted counts */
+static ngx_int_t
+ngx_do_store_batch_delete(ngx_do_turn_t *t, ngx_array_t *dels,
+    ngx_uint_t *deleted)
+{
+    ngx_int_t   rc;
+    ngx_str_t  *k, name;
+    ngx_uint_t  i;
+
+    *deleted = 0;
+    k = dels->elts;
+
+    for (i = 0; i < dels->nelts; i++) {
+        rc = ngx_do_delete(t, &k[i]);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        *deleted += (rc == NGX_OK);
+
+        if (ngx_do_store_ttl_name(t, &k[i], &name) != NGX_OK
+            || ngx_do_delete_alarm(t, &name) == NGX_ERROR)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* the batch's puts.  NGX_DECLINED: refused with *status and *err */
+static ngx_int_t
+ngx_do_store_batch_put(ngx_do_turn_t *t, json_t *put, ngx_uint_t *status,
+    const char **err)
+{
+    json_t      *v;
+    ngx_int_t    rc;
+    ngx_str_t    key, value;
+    const char  *name;
+
+    *status = NGX_HTTP_BAD_REQUEST;
+
+    json_object_foreach(put, name, v) {
+        if (!json_is_string(v)) {
+            *err = "put values must be strings";
+            return NGX_DECLINED;
+        }
+
+        if (name[0] == '\0') {
+            *err = "put keys must not be empty";
+            return NGX_DECLINED;
+        }
+
+        key.len = ngx_strlen(name);
+        key.data = ngx_pnalloc(ngx_do_turn_pool(t), key.len + 1);
+        value.len = json_string_length(v);
+        value.data = ngx_pnalloc(ngx_do_turn_pool(t), value.len + 1);
+
+        if (key.data == NULL || value.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(key.data, name, key.len);
+        ngx_memcpy(value.data, json_string_value(v), value.len);
+
+        rc = ngx_do_put(t, &key, &value);
+
+        if (rc == NGX_DECLINED) {
+            *status = NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+            *err = "key or value too large";
+            return NGX_DECLINED;
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
 
 

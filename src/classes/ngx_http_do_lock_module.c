@@ -12,6 +12,9 @@
  * that goes away while still waiting leaves the queue the same way.  So
  * the lease is bound to the request, and ttl= only bounds how long a
  * crashed worker can keep the lock.
+ *
+ * The calls it makes and the replies it reads are those of the lock class,
+ * documented in ngx_do_lock.h.
  */
 
 
@@ -68,6 +71,8 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_do_lock_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_do_lock_acquire(ngx_http_request_t *r,
+    ngx_http_do_lock_t *lock, u_char *id);
 static void ngx_http_do_lock_reply(ngx_http_request_t *r, void *data,
     ngx_http_do_reply_t *reply);
 static void ngx_http_do_lock_cleanup(void *data);
@@ -139,13 +144,10 @@ static ngx_str_t  ngx_http_do_lock_fence_name = ngx_string("do_lock_fence");
 static ngx_int_t
 ngx_http_do_lock_handler(ngx_http_request_t *r)
 {
-    u_char                       *p;
-    ngx_str_t                     key, args;
-    ngx_pool_cleanup_t           *cln;
+    ngx_str_t                     key;
     ngx_http_do_lock_t           *lock;
     ngx_http_do_lock_ctx_t       *ctx;
     ngx_http_do_lock_loc_conf_t  *dlcf;
-    u_char                        random[NGX_HTTP_DO_LOCK_TOKEN_LEN / 2];
     u_char                        id[NGX_DO_ID_LEN];
 
     if (r != r->main) {
@@ -190,6 +192,24 @@ ngx_http_do_lock_handler(ngx_http_request_t *r)
 
         return ctx->status ? (ngx_int_t) ctx->status : NGX_DECLINED;
     }
+
+    return ngx_http_do_lock_acquire(r, lock, id);
+}
+
+
+/*
+ * Asks the lock object for the lock, with a random token; the request
+ * waits (NGX_AGAIN) until it answers, unless it answered at once.
+ */
+static ngx_int_t
+ngx_http_do_lock_acquire(ngx_http_request_t *r, ngx_http_do_lock_t *lock,
+    u_char *id)
+{
+    u_char                  *p;
+    ngx_str_t                args;
+    ngx_pool_cleanup_t      *cln;
+    ngx_http_do_lock_ctx_t  *ctx;
+    u_char                   random[NGX_HTTP_DO_LOCK_TOKEN_LEN / 2];
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_do_lock_ctx_t));
     if (ctx == NULL) {
@@ -476,7 +496,7 @@ ngx_http_do_lock_preconfiguration(ngx_conf_t *cf)
 
     var->get_handler = ngx_http_do_lock_fence_variable;
 
-    return ngx_do_register_class(cf, &ngx_do_lock_class);
+    return NGX_OK;
 }
 
 
@@ -585,12 +605,11 @@ ngx_http_do_lock(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_do_lock_loc_conf_t  *dlcf = conf;
 
-    ngx_int_t                          n;
-    ngx_str_t                         *value, expr, s;
-    ngx_uint_t                         i;
-    ngx_http_do_lock_t                *lock, **ref;
-    ngx_http_do_lock_main_conf_t      *lmcf;
-    ngx_http_compile_complex_value_t   ccv;
+    ngx_int_t                      n;
+    ngx_str_t                     *value, s;
+    ngx_uint_t                     i;
+    ngx_http_do_lock_t            *lock, **ref;
+    ngx_http_do_lock_main_conf_t  *lmcf;
 
     if (dlcf->lock) {
         return "is duplicate";
@@ -608,13 +627,15 @@ ngx_http_do_lock(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     lock->file = cf->conf_file->file.name.data;
     lock->line = cf->conf_file->line;
 
-    ngx_str_null(&expr);
-
     for (i = 2; i < cf->args->nelts; i++) {
 
-        if (ngx_strncmp(value[i].data, "key=", 4) == 0) {
-            expr.data = value[i].data + 4;
-            expr.len = value[i].len - 4;
+        n = ngx_http_do_gate_param(cf, &value[i], &lock->key, &lock->status);
+
+        if (n == NGX_ERROR) {
+            return NGX_CONF_ERROR;
+        }
+
+        if (n == NGX_OK) {
             continue;
         }
 
@@ -642,38 +663,14 @@ ngx_http_do_lock(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (ngx_strncmp(value[i].data, "status=", 7) == 0) {
-            n = ngx_atoi(value[i].data + 7, value[i].len - 7);
-
-            if (n < 400 || n > 599) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid status \"%V\", "
-                                   "expected 400..599", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            lock->status = n;
-            continue;
-        }
-
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid parameter \"%V\"", &value[i]);
         return NGX_CONF_ERROR;
     }
 
-    if (expr.len == 0) {
+    if (lock->key.value.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "do_lock \"%V\" needs key=", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-
-    ccv.cf = cf;
-    ccv.value = &expr;
-    ccv.complex_value = &lock->key;
-
-    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 

@@ -15,6 +15,9 @@
  * try_files, error_page) clears the module contexts, so the context is
  * also kept in a pool cleanup and found there again; a request that has
  * been decided is neither charged nor given its headers a second time.
+ *
+ * The calls it makes and the replies it reads are those of the
+ * rate_limiter class, documented in ngx_do_rate_limiter.h.
  */
 
 
@@ -87,11 +90,18 @@ static void ngx_http_do_limit_reply(ngx_http_request_t *r, void *data,
     ngx_http_do_reply_t *reply);
 static ngx_int_t ngx_http_do_limit_decide(ngx_http_request_t *r,
     ngx_http_do_limit_ctx_t *ctx);
+static ngx_int_t ngx_http_do_limit_weigh(ngx_http_request_t *r,
+    ngx_http_do_limit_ctx_t *ctx, ngx_http_do_limit_result_t *res,
+    ngx_uint_t *dry);
+static ngx_int_t ngx_http_do_limit_reject(ngx_http_request_t *r,
+    ngx_http_do_limit_ctx_t *ctx, ngx_http_do_limit_result_t *rejected);
+static ngx_int_t ngx_http_do_limit_hold(ngx_http_request_t *r,
+    ngx_http_do_limit_ctx_t *ctx, int64_t delay);
 static ngx_int_t ngx_http_do_limit_headers(ngx_http_request_t *r,
     ngx_http_do_limit_result_t *res, ngx_uint_t rejected);
-static void ngx_http_do_limit_policy(ngx_do_rl_conf_t *conf, uint64_t *q,
-    uint64_t *w);
-static uint64_t ngx_http_do_limit_window(ngx_do_rl_conf_t *conf,
+static void ngx_http_do_limit_policy(ngx_do_rate_limiter_conf_t *conf,
+    uint64_t *q, uint64_t *w);
+static uint64_t ngx_http_do_limit_window(ngx_do_rate_limiter_conf_t *conf,
     uint64_t q);
 static void ngx_http_do_limit_refund_reply(ngx_http_request_t *r,
     void *data, ngx_http_do_reply_t *reply);
@@ -384,8 +394,8 @@ static ngx_int_t
 ngx_http_do_limit_decide(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx)
 {
     int64_t                      delay;
+    ngx_int_t                    rc;
     ngx_uint_t                   i, dry, applied;
-    ngx_do_rl_conf_t            *conf;
     ngx_http_do_limit_result_t  *res, *rejected;
 
     ctx->waiting = 0;
@@ -403,76 +413,22 @@ ngx_http_do_limit_decide(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx)
 
         applied = 1;
 
-        conf = res->limit->ns->conf;
+        rc = ngx_http_do_limit_weigh(r, ctx, res, &dry);
 
-        if (res->failed) {
-            if (ngx_do_log_gate()) {
-                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                              "do: rate limiter \"%V\" did not answer "
-                              "(%ui), failing %s", &res->limit->ns->name,
-                              res->status,
-                              conf->fail_closed ? "closed" : "open");
-            }
+        if (rc == NGX_OK) {
+            delay = ngx_max(delay, res->delay);
 
-            if (conf->fail_closed && rejected == NULL) {
-                rejected = res;
-            }
-
-            continue;
+        } else if (rc == NGX_BUSY
+                   && (rejected == NULL
+                       || (rejected->failed && !res->failed)))
+        {
+            /* a rejection by a limiter wins over a failure closed */
+            rejected = res;
         }
-
-        if (ctx->remaining < 0 || res->remaining < ctx->remaining) {
-            ctx->remaining = res->remaining;
-        }
-
-        if (res->status == NGX_HTTP_TOO_MANY_REQUESTS) {
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "do: limiting requests%s by \"%V\", "
-                          "retry in %L ms",
-                          conf->dry_run ? ", dry run," : "",
-                          &res->limit->ns->name, res->retry);
-
-            if (conf->dry_run) {
-                dry = 1;
-                continue;
-            }
-
-            if (rejected == NULL || rejected->failed) {
-                rejected = res;
-            }
-
-            continue;
-        }
-
-        delay = ngx_max(delay, res->delay);
     }
 
     if (rejected) {
-        ctx->status = NGX_HTTP_DO_LIMIT_REJECTED;
-        ctx->remaining = 0;
-        ctx->done = 1;
-
-        /* give back what the other limits took for this request */
-        for (i = 0; i < ctx->n; i++) {
-            res = &ctx->results[i];
-
-            if (res->status == NGX_HTTP_OK && !res->failed) {
-                (void) ngx_http_do_call(r, res->limit->ns, res->id,
-                                        NGX_DO_METHOD_GATE,
-                                        &ngx_http_do_limit_give, 0,
-                                        ngx_http_do_limit_refund_reply, NULL);
-            }
-        }
-
-        if (rejected->failed) {
-            return NGX_HTTP_SERVICE_UNAVAILABLE;
-        }
-
-        if (ngx_http_do_limit_headers(r, rejected, 1) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return rejected->limit->status;
+        return ngx_http_do_limit_reject(r, ctx, rejected);
     }
 
     for (i = 0; i < ctx->n; i++) {
@@ -486,22 +442,7 @@ ngx_http_do_limit_decide(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx)
     }
 
     if (delay > 0) {
-        ctx->status = NGX_HTTP_DO_LIMIT_DELAYED;
-
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "do_limit delaying request for %L ms", delay);
-
-        if (ngx_handle_read_event(r->connection->read, 0) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        r->read_event_handler = ngx_http_test_reading;
-        r->write_event_handler = ngx_http_do_limit_delay;
-
-        r->connection->write->delayed = 1;
-        ngx_add_timer(r->connection->write, (ngx_msec_t) delay);
-
-        return NGX_AGAIN;
+        return ngx_http_do_limit_hold(r, ctx, delay);
     }
 
     if (applied) {
@@ -512,6 +453,111 @@ ngx_http_do_limit_decide(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx)
     ctx->done = 1;
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * One limit's answer: NGX_OK (passed), NGX_BUSY (rejects the request: a
+ * rejection, or a failure where the limit fails closed), NGX_DECLINED (no
+ * say: failed open, or rejected in a dry run, which sets *dry).
+ */
+static ngx_int_t
+ngx_http_do_limit_weigh(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx,
+    ngx_http_do_limit_result_t *res, ngx_uint_t *dry)
+{
+    ngx_do_rate_limiter_conf_t  *conf;
+
+    conf = res->limit->ns->conf;
+
+    if (res->failed) {
+        if (ngx_do_log_gate()) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "do: rate limiter \"%V\" did not answer (%ui), "
+                          "failing %s", &res->limit->ns->name, res->status,
+                          conf->fail_closed ? "closed" : "open");
+        }
+
+        return conf->fail_closed ? NGX_BUSY : NGX_DECLINED;
+    }
+
+    if (ctx->remaining < 0 || res->remaining < ctx->remaining) {
+        ctx->remaining = res->remaining;
+    }
+
+    if (res->status != NGX_HTTP_TOO_MANY_REQUESTS) {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "do: limiting requests%s by \"%V\", retry in %L ms",
+                  conf->dry_run ? ", dry run," : "", &res->limit->ns->name,
+                  res->retry);
+
+    if (conf->dry_run) {
+        *dry = 1;
+        return NGX_DECLINED;
+    }
+
+    return NGX_BUSY;
+}
+
+
+/* the request is rejected: the other limits get their tokens back */
+static ngx_int_t
+ngx_http_do_limit_reject(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx,
+    ngx_http_do_limit_result_t *rejected)
+{
+    ngx_uint_t                   i;
+    ngx_http_do_limit_result_t  *res;
+
+    ctx->status = NGX_HTTP_DO_LIMIT_REJECTED;
+    ctx->remaining = 0;
+    ctx->done = 1;
+
+    for (i = 0; i < ctx->n; i++) {
+        res = &ctx->results[i];
+
+        if (res->status == NGX_HTTP_OK && !res->failed) {
+            (void) ngx_http_do_call(r, res->limit->ns, res->id,
+                                    NGX_DO_METHOD_GATE,
+                                    &ngx_http_do_limit_give, 0,
+                                    ngx_http_do_limit_refund_reply, NULL);
+        }
+    }
+
+    if (rejected->failed) {
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    if (ngx_http_do_limit_headers(r, rejected, 1) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return rejected->limit->status;
+}
+
+
+/* delay= of a passing request: it waits, then the access phase goes on */
+static ngx_int_t
+ngx_http_do_limit_hold(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx,
+    int64_t delay)
+{
+    ctx->status = NGX_HTTP_DO_LIMIT_DELAYED;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "do_limit delaying request for %L ms", delay);
+
+    if (ngx_handle_read_event(r->connection->read, 0) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    r->read_event_handler = ngx_http_test_reading;
+    r->write_event_handler = ngx_http_do_limit_delay;
+
+    r->connection->write->delayed = 1;
+    ngx_add_timer(r->connection->write, (ngx_msec_t) delay);
+
+    return NGX_AGAIN;
 }
 
 
@@ -629,7 +675,8 @@ ngx_http_do_limit_headers(ngx_http_request_t *r,
  * most burst + 1 per second when the bucket holds less than a second).
  */
 static void
-ngx_http_do_limit_policy(ngx_do_rl_conf_t *conf, uint64_t *q, uint64_t *w)
+ngx_http_do_limit_policy(ngx_do_rate_limiter_conf_t *conf, uint64_t *q,
+    uint64_t *w)
 {
     uint64_t  q1, w1, w2;
 
@@ -657,7 +704,7 @@ ngx_http_do_limit_policy(ngx_do_rl_conf_t *conf, uint64_t *q, uint64_t *w)
 
 /* the fewest whole seconds in which the rate grants q requests */
 static uint64_t
-ngx_http_do_limit_window(ngx_do_rl_conf_t *conf, uint64_t q)
+ngx_http_do_limit_window(ngx_do_rate_limiter_conf_t *conf, uint64_t q)
 {
     uint64_t  n;
 
@@ -733,7 +780,7 @@ ngx_http_do_limit_preconfiguration(ngx_conf_t *cf)
         var->data = v->data;
     }
 
-    return ngx_do_register_class(cf, &ngx_do_rate_limiter_class);
+    return NGX_OK;
 }
 
 
@@ -825,12 +872,11 @@ ngx_http_do_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_do_limit_loc_conf_t  *llcf = conf;
 
-    ngx_int_t                           status;
-    ngx_str_t                          *value, expr;
-    ngx_uint_t                          i;
-    ngx_http_do_limit_t                *limit, **ref;
-    ngx_http_do_limit_main_conf_t      *lmcf;
-    ngx_http_compile_complex_value_t    ccv;
+    ngx_int_t                       rc;
+    ngx_str_t                      *value;
+    ngx_uint_t                      i;
+    ngx_http_do_limit_t            *limit, **ref;
+    ngx_http_do_limit_main_conf_t  *lmcf;
 
     value = cf->args->elts;
 
@@ -859,27 +905,16 @@ ngx_http_do_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     limit->file = cf->conf_file->file.name.data;
     limit->line = cf->conf_file->line;
 
-    ngx_str_null(&expr);
-
     for (i = 2; i < cf->args->nelts; i++) {
 
-        if (ngx_strncmp(value[i].data, "key=", 4) == 0) {
-            expr.data = value[i].data + 4;
-            expr.len = value[i].len - 4;
-            continue;
+        rc = ngx_http_do_gate_param(cf, &value[i], &limit->key,
+                                    &limit->status);
+
+        if (rc == NGX_ERROR) {
+            return NGX_CONF_ERROR;
         }
 
-        if (ngx_strncmp(value[i].data, "status=", 7) == 0) {
-            status = ngx_atoi(value[i].data + 7, value[i].len - 7);
-
-            if (status < 400 || status > 599) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid status \"%V\", "
-                                   "expected 400..599", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            limit->status = status;
+        if (rc == NGX_OK) {
             continue;
         }
 
@@ -898,19 +933,9 @@ ngx_http_do_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (expr.len == 0) {
+    if (limit->key.value.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "do_limit \"%V\" needs key=", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-
-    ccv.cf = cf;
-    ccv.value = &expr;
-    ccv.complex_value = &limit->key;
-
-    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 

@@ -1,0 +1,46 @@
+
+/*
+ * The "store" class: HTTP over one object's key/value storage.  Its calls
+ * and replies, which are also do_pass's responses:
+ *
+ *   GET    ?key=K         200 the value (application/octet-stream) with
+ *                         ETag "<version>"; 404 when absent or expired
+ *   GET    [?prefix=P&start=S&end=E&reverse=1&limit=N]
+ *                         200 {"items": [{"key", "value", "version"}, ...],
+ *                         "truncated": bool}, in key order
+ *   PUT    ?key=K[&ttl=T], body = the value
+ *                         200 {"key", "size"[, "ttl_ms"]} with the new ETag;
+ *                         If-Match: "V" | * and If-None-Match: * are
+ *                         checked first: 412 when they fail
+ *   DELETE ?key=K         200 {"key", "deleted": bool}
+ *   DELETE ?all=1         200 {"deleted": "all"}
+ *   POST   ?key=K&op=incr[&by=N]
+ *                         200 {"key", "value": the new integer}; 409 when
+ *                         the value is not an integer or would overflow
+ *   POST   {"get": [K, ...], "put": {K: V, ...}, "delete": [K, ...]}
+ *                         one atomic batch: 200 {"get": {K: V | null},
+ *                         "put": n, "deleted": n} with the new ETag
+ *
+ * Keys and values that are not UTF-8 appear in JSON as {"base64": "..."}.
+ * Errors are {"error": "..."}: 400 (bad arguments), 405, 412, 413 (over
+ * max_key= or max_value=), 507 (storage full).  A ttl= (nginx time syntax;
+ * a bare number is seconds) deletes the key when it comes due; a PUT
+ * without ttl= removes it, incr and a batch's puts keep it, DELETE and a
+ * batch's delete remove it.
+ */
+
+
+#ifndef _NGX_DO_STORE_H_INCLUDED_
+#define _NGX_DO_STORE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_http_do.h"
+
+
+extern ngx_do_class_t  ngx_do_store_class;
+
+
+#endif /* _NGX_DO_STORE_H_INCLUDED_ */

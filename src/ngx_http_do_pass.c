@@ -1,0 +1,462 @@
+
+/*
+ * do_pass: the content handler that turns a request into a call for one
+ * object.  It finds the object's ID (name=, id= or unique), reads the
+ * body, hands the call to the router (src/ngx_do_router.c), which brings
+ * it to the owner worker and the reply back, and writes the reply as the
+ * response, or a JSON error.  Also the variables of a do_pass request:
+ * $do_object_id, $do_owner, and $do_worker.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_do.h"
+#include "ngx_http_do_module.h"
+
+
+static void ngx_http_do_pass_body(ngx_http_request_t *r);
+static void ngx_http_do_pass_reply(ngx_http_request_t *r, void *data,
+    ngx_http_do_reply_t *reply);
+static ngx_int_t ngx_http_do_pass_read_body(ngx_http_request_t *r,
+    ngx_str_t *body);
+static ngx_int_t ngx_http_do_pass_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *msg);
+
+static ngx_int_t ngx_http_do_pass_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_do_pass_variable_worker(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+
+static ngx_http_variable_t  ngx_http_do_pass_vars[] = {
+
+    { ngx_string("do_object_id"), NULL, ngx_http_do_pass_variable, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("do_owner"), NULL, ngx_http_do_pass_variable, 1,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("do_worker"), NULL, ngx_http_do_pass_variable_worker, 0,
+      0, 0 },
+
+      ngx_http_null_variable
+};
+
+
+/* the content handler: the object's ID, then the body, then the call */
+ngx_int_t
+ngx_http_do_pass_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                 rc;
+    ngx_str_t                 value;
+    ngx_http_do_ctx_t        *ctx;
+    ngx_http_do_loc_conf_t   *dlcf;
+
+    dlcf = ngx_http_get_module_loc_conf(r, ngx_http_do_module);
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_do_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_set_ctx(r, ctx, ngx_http_do_module);
+
+    switch (dlcf->strategy) {
+
+    case NGX_HTTP_DO_UNIQUE:
+        if (ngx_do_id_unique(dlcf->ns, ctx->id) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        break;
+
+    default:
+        if (ngx_http_complex_value(r, dlcf->expr, &value) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (dlcf->strategy == NGX_HTTP_DO_NAME) {
+            if (value.len == 0 || value.len > NGX_HTTP_DO_MAX_NAME) {
+                ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                              "do: object name of %uz bytes rejected",
+                              value.len);
+                return ngx_http_do_pass_error(r, NGX_HTTP_BAD_REQUEST,
+                                              "invalid object name");
+            }
+
+            ngx_do_id_from_name(dlcf->ns, &value, ctx->id);
+            break;
+        }
+
+        if (ngx_do_id_from_string(dlcf->ns, &value, ctx->id) != NGX_OK) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "do: invalid object id \"%*s\" for namespace "
+                          "\"%V\"", ngx_min(value.len, 80), value.data,
+                          &dlcf->ns->name);
+            return ngx_http_do_pass_error(r, NGX_HTTP_BAD_REQUEST,
+                                          "invalid object id");
+        }
+    }
+
+    ctx->has_id = 1;
+    ctx->owner = ngx_do_id_owner(ctx->id);
+
+    r->request_body_in_single_buf = 1;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_do_pass_body);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+/* the body is complete: the call goes to the object's owner */
+static void
+ngx_http_do_pass_body(ngx_http_request_t *r)
+{
+    ngx_str_t                 body, im, inm;
+    ngx_http_do_ctx_t        *ctx;
+    ngx_http_do_loc_conf_t   *dlcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_do_module);
+    dlcf = ngx_http_get_module_loc_conf(r, ngx_http_do_module);
+
+    if (ngx_http_do_pass_read_body(r, &body) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_str_null(&im);
+    ngx_str_null(&inm);
+
+    if (r->headers_in.if_match) {
+        im = r->headers_in.if_match->value;
+    }
+
+    if (r->headers_in.if_none_match) {
+        inm = r->headers_in.if_none_match->value;
+    }
+
+    if (ngx_do_router_dispatch(r, dlcf->ns, ctx->id, r->method, &r->args, &im,
+                               &inm, &body, 0, ngx_http_do_pass_reply, ctx)
+        != NGX_OK)
+    {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+    }
+}
+
+
+/* the reply of a do_pass call becomes the response */
+static void
+ngx_http_do_pass_reply(ngx_http_request_t *r, void *data,
+    ngx_http_do_reply_t *reply)
+{
+    ngx_int_t           rc;
+    ngx_http_do_ctx_t  *ctx = data;
+
+    ctx->owner = reply->owner;
+
+    if (reply->failed) {
+        rc = ngx_http_do_pass_error(r, reply->status,
+                                    reply->status == NGX_HTTP_GATEWAY_TIME_OUT
+                                    ? "owner did not answer in time"
+                                    : reply->status == NGX_HTTP_BAD_GATEWAY
+                                    ? "owner worker exited before it "
+                                      "answered"
+                                    : "owner worker is overloaded");
+
+    } else {
+        rc = ngx_http_do_send(r, reply->status, &reply->content_type,
+                              &reply->body, reply->etag, reply->activation);
+    }
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+/* the request body in one piece: in memory, or read back from its file */
+static ngx_int_t
+ngx_http_do_pass_read_body(ngx_http_request_t *r, ngx_str_t *body)
+{
+    u_char       *p;
+    size_t        len;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    body->len = 0;
+    body->data = NULL;
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return NGX_OK;
+    }
+
+    cl = r->request_body->bufs;
+
+    if (cl->next == NULL && !cl->buf->in_file) {
+        body->data = cl->buf->pos;
+        body->len = cl->buf->last - cl->buf->pos;
+        return NGX_OK;
+    }
+
+    len = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+        len += b->in_file ? (size_t) (b->file_last - b->file_pos)
+                          : (size_t) (b->last - b->pos);
+    }
+
+    p = ngx_pnalloc(r->pool, len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    body->data = p;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (!b->in_file) {
+            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+            continue;
+        }
+
+        n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
+                          b->file_pos);
+
+        if (n != b->file_last - b->file_pos) {
+            return NGX_ERROR;
+        }
+
+        p += n;
+    }
+
+    body->len = p - body->data;
+
+    return NGX_OK;
+}
+
+
+/* a response with the object's headers (DO-Object-Id, ETag, ...) */
+ngx_int_t
+ngx_http_do_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *content_type, ngx_str_t *body, uint64_t etag,
+    uint64_t activation)
+{
+    u_char             *p;
+    ngx_int_t           rc;
+    ngx_buf_t          *b;
+    ngx_chain_t         out;
+    ngx_http_do_ctx_t  *ctx;
+    u_char              hex[NGX_DO_ID_HEX_LEN];
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_do_module);
+
+    /* preconditions are the object's business, not the static-file kind */
+    r->disable_not_modified = 1;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = body->len;
+    r->headers_out.content_type = *content_type;
+    r->headers_out.content_type_len = content_type->len;
+
+    if (ctx && ctx->has_id) {
+        ngx_hex_dump(hex, ctx->id, NGX_DO_ID_LEN);
+
+        if (ngx_http_do_add_header(r, "DO-Object-Id", hex, sizeof(hex))
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (activation) {
+        p = ngx_pnalloc(r->pool, NGX_INT64_LEN * 2 + 1);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (ngx_http_do_add_header(r, "DO-Activation", p,
+                                   ngx_sprintf(p, "%uD.%uD",
+                                               (uint32_t) (activation >> 32),
+                                               (uint32_t) activation)
+                                   - p)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (etag) {
+        p = ngx_pnalloc(r->pool, NGX_INT64_LEN + 2);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (ngx_http_do_add_header(r, "ETag", p,
+                                   ngx_sprintf(p, "\"%uL\"", etag) - p)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (body->len == 0 || r->method == NGX_HTTP_HEAD) {
+        r->header_only = 1;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = body->data;
+    b->last = body->data + body->len;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static ngx_int_t
+ngx_http_do_pass_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *msg)
+{
+    ngx_str_t  ct, body;
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+
+    body.data = ngx_pnalloc(r->pool, ngx_strlen(msg) + 16);
+    if (body.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    body.len = ngx_sprintf(body.data, "{\"error\":\"%s\"}\n", msg)
+               - body.data;
+
+    ngx_str_set(&ct, "application/json");
+
+    return ngx_http_do_send(r, status, &ct, &body, 0, 0);
+}
+
+
+ngx_int_t
+ngx_http_do_add_header(ngx_http_request_t *r, const char *name, u_char *value,
+    size_t len)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+
+    h->value.data = ngx_pnalloc(r->pool, len);
+    if (h->value.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(h->value.data, value, len);
+    h->value.len = len;
+
+    return NGX_OK;
+}
+
+
+/* $do_object_id (data 0) and $do_owner (data 1) of a do_pass request */
+static ngx_int_t
+ngx_http_do_pass_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_do_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_do_module);
+
+    if (ctx == NULL || !ctx->has_id) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = ngx_pnalloc(r->pool, ngx_max(NGX_DO_ID_HEX_LEN, NGX_INT_T_LEN));
+    if (v->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (data == 0) {
+        ngx_hex_dump(v->data, ctx->id, NGX_DO_ID_LEN);
+        v->len = NGX_DO_ID_HEX_LEN;
+
+    } else {
+        v->len = ngx_sprintf(v->data, "%ui", ctx->owner) - v->data;
+    }
+
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_do_pass_variable_worker(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    v->data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (v->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->len = ngx_sprintf(v->data, "%ui", ngx_worker) - v->data;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_do_pass_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_do_pass_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
