@@ -212,6 +212,8 @@ ngx_int_t ngx_do_objects_init(ngx_cycle_t *cycle, ngx_do_backend_t *backend,
     ngx_do_deliver_pt deliver);
 void ngx_do_objects_exit(void);
 void ngx_do_objects_hand_over(void);
+
+/* ngx_do_wire.c */
 void ngx_do_call_receive(ngx_uint_t src, uint64_t call_id, u_char *buf,
     size_t len, ngx_uint_t transient);
 u_char *ngx_do_call_build(ngx_do_namespace_t *ns, u_char *id,
@@ -234,7 +236,7 @@ ngx_int_t ngx_do_alarm_fire(ngx_do_turn_t *t);
 ngx_int_t ngx_do_alarm_next(ngx_do_turn_t *t, uint64_t *when);
 
 
-/* ngx_do_object.c, for ngx_do_alarm.c */
+/* ngx_do_api.c, for ngx_do_alarm.c */
 ngx_int_t ngx_do_put_reserved(ngx_do_turn_t *t, ngx_str_t *key,
     ngx_str_t *value);
 ngx_int_t ngx_do_delete_reserved(ngx_do_turn_t *t, ngx_str_t *key);

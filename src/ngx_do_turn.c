@@ -1,0 +1,520 @@
+
+/*
+ * The mailbox and its turns.
+ *
+ * Every call for an object goes into the object's mailbox; the object
+ * runs one call at a time (a turn), so no two turns of one object overlap
+ * in this worker.  A turn reads through the object's cache, buffers its
+ * writes, and at its end the writes are committed as one batch
+ * (ngx_do_commit.c); the reply is released only after the commit
+ * succeeded (the output gate).  A failed commit discards the reply and
+ * drops the cache, so the next turn reads storage again.
+ *
+ * Each turn first checks that the object's version in storage is the one
+ * its cache was filled at, and each commit is conditional on that
+ * version: when two workers act for one object (old and new workers
+ * overlap during a reload), the loser's turn is run again on fresh state,
+ * so no acknowledged write is ever lost.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+
+#include "ngx_do_object.h"
+
+
+static ngx_int_t ngx_do_object_turn_fail(ngx_do_object_t *obj,
+    ngx_do_call_t *call);
+static ngx_int_t ngx_do_turn_alarm_index(ngx_do_turn_t *t);
+
+
+/*
+ * Runs the mailbox until it is empty.  Activation (an asynchronous
+ * backend's load, then the class's init) runs first and alone, like
+ * blockConcurrencyWhile: calls that arrive meanwhile wait in the mailbox.
+ * Whenever storage must answer first, this returns with the object busy,
+ * and the storage handler continues here.
+ */
+void
+ngx_do_object_run(ngx_do_object_t *obj)
+{
+    if (obj->busy) {
+        return;
+    }
+
+    obj->busy = 1;
+    obj->closing = 0;
+
+    ngx_do_object_continue(obj);
+}
+
+
+void
+ngx_do_object_continue(ngx_do_object_t *obj)
+{
+    ngx_int_t       rc;
+    ngx_queue_t    *q;
+    ngx_do_call_t  *call;
+
+    for ( ;; ) {
+
+        if (!obj->placed && ngx_do_object_place(obj) == NGX_AGAIN) {
+            return;
+        }
+
+        if (obj->held && !obj->deferred && obj->ngroup == 0
+            && !ngx_do_handover_overlap() && !ngx_do_handover_old()
+            && ngx_do_handover_deferred(obj->id) == NGX_OK)
+        {
+            /*
+             * The older workers are gone: back to deferred durability,
+             * which trusts memory from now on.  So memory is read again
+             * first: an old worker may have committed since the last
+             * strict turn here.
+             */
+            ngx_do_object_refresh(obj);
+            obj->deferred = 1;
+        }
+
+        if (ngx_do_backend->async && !obj->loaded) {
+            obj->req = ngx_do_req_create(obj, ngx_do_object_loaded);
+
+            rc = (obj->req == NULL)
+                 ? NGX_ERROR
+                 : ngx_do_backend->load(obj->ns, obj->id, obj->req);
+
+            if (rc == NGX_AGAIN) {
+                return;
+            }
+
+            if (obj->req) {
+                ngx_free(obj->req);
+                obj->req = NULL;
+            }
+
+            ngx_do_object_fail_all(obj, "storage is unavailable");
+            return;
+        }
+
+        if (!obj->active) {
+            if (obj->ns->class->init) {
+                rc = ngx_do_object_turn(obj, NULL, obj->ns->class->init);
+
+                if (rc == NGX_AGAIN) {
+                    return;
+                }
+
+                if (rc == NGX_BUSY && ++obj->tries < NGX_DO_TURN_TRIES) {
+                    continue;
+                }
+
+                if (rc != NGX_OK) {
+                    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                                  "do: activation of an object of namespace "
+                                  "\"%V\" failed", &obj->ns->name);
+                    ngx_do_object_fail_all(obj, "object activation failed");
+                    return;
+                }
+            }
+
+            obj->active = 1;
+            obj->tries = 0;
+        }
+
+        if (ngx_queue_empty(&obj->mailbox)) {
+            if (obj->wake_pending && !ngx_queue_empty(&obj->parked)) {
+                obj->wake_pending = 0;
+
+                if (ngx_do_object_wake_enqueue(obj) == NGX_OK) {
+                    continue;
+                }
+            }
+
+            break;
+        }
+
+        if (ngx_do_backend->async && !obj->deferred) {
+            if (ngx_do_object_group(obj) == NGX_AGAIN) {
+                return;
+            }
+
+            continue;
+        }
+
+        q = ngx_queue_head(&obj->mailbox);
+        call = ngx_queue_data(q, ngx_do_call_t, queue);
+
+        rc = ngx_do_object_turn(obj, call, obj->ns->class->fetch);
+
+        if (rc == NGX_AGAIN) {
+            return;
+        }
+
+        if (rc == NGX_BUSY) {
+            if (++obj->tries < NGX_DO_TURN_TRIES) {
+                continue;
+            }
+
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "do: a turn of namespace \"%V\" lost %ui commit "
+                          "races", &obj->ns->name, obj->tries);
+            ngx_do_reply_simple(call->src, call->call_id,
+                                NGX_HTTP_SERVICE_UNAVAILABLE,
+                                "object is busy, try again");
+        }
+
+        obj->tries = 0;
+        ngx_queue_remove(q);
+        ngx_do_call_free(call);
+    }
+
+    obj->busy = 0;
+
+    if ((obj->transient || ngx_exiting
+         || (obj->ns->class->deferred && ngx_do_handover_old()))
+        && ngx_queue_empty(&obj->parked))
+    {
+        ngx_do_object_close(obj);
+        return;
+    }
+
+    ngx_add_timer(&obj->idle, ngx_do_object_idle_time(obj));
+}
+
+
+/*
+ * One turn: validate the cache against storage (synchronous backends),
+ * run the handler, commit, release the reply.  NGX_OK or NGX_ERROR: done
+ * (a reply went out); NGX_BUSY: the commit lost a race with another writer
+ * and the turn must run again on fresh state (nothing was released, so
+ * this is safe); NGX_AGAIN: the commit is in flight.
+ */
+ngx_int_t
+ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call,
+    ngx_int_t (*handler)(ngx_do_turn_t *t))
+{
+    ngx_int_t              rc;
+    ngx_do_turn_t         *t;
+    ngx_do_storage_req_t   sreq, *req;
+
+    rc = ngx_do_object_turn_run(obj, call, handler, &t);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (obj->deferred && !t->batch.clear) {
+        if (ngx_do_object_defer(obj, &t->batch) != NGX_OK) {
+            ngx_do_turn_free(t);
+            goto failed;
+        }
+
+        return ngx_do_object_committed(obj, t, NGX_OK, obj->version);
+    }
+
+    if (t->batch.writes.nelts == 0 && !t->batch.clear
+        && !t->batch.alarm_set)
+    {
+        return ngx_do_object_committed(obj, t, NGX_OK, obj->version);
+    }
+
+    if (obj->deferred) {
+        /* a clear replaces whatever was waiting to be stored */
+        ngx_do_dirty_free(obj);
+        obj->version = NGX_DO_VERSION_ANY;
+    }
+
+    if (t->batch.expire == 0) {
+        t->batch.expire = obj->expire;
+    }
+
+    if (!ngx_do_backend->async) {
+        rc = ngx_do_backend->commit(obj->ns, obj->id, obj->version,
+                                    &t->batch, &sreq);
+
+        return ngx_do_object_committed(obj, t, rc, sreq.version);
+    }
+
+    req = ngx_do_req_create(obj, ngx_do_object_commit_done);
+    if (req == NULL) {
+        ngx_do_turn_free(t);
+        goto failed;
+    }
+
+    rc = ngx_do_backend->commit(obj->ns, obj->id, obj->version, &t->batch,
+                                req);
+
+    if (rc == NGX_AGAIN) {
+        obj->req = req;
+        obj->turn = t;
+        return NGX_AGAIN;
+    }
+
+    ngx_do_req_free(req);
+
+    return ngx_do_object_committed(obj, t, rc, 0);
+
+failed:
+
+    return ngx_do_object_turn_fail(obj, call);
+}
+
+
+/* a turn that could not run: the cache may be stale, the caller hears 503 */
+static ngx_int_t
+ngx_do_object_turn_fail(ngx_do_object_t *obj, ngx_do_call_t *call)
+{
+    ngx_do_cache_drop(obj);
+
+    if (call) {
+        ngx_do_reply_simple(call->src, call->call_id,
+                            NGX_HTTP_SERVICE_UNAVAILABLE,
+                            "object is busy, try again");
+    }
+
+    return NGX_ERROR;
+}
+
+
+/*
+ * The first half of a turn: the handler, with its reply held.  NGX_OK
+ * with *tp (writes in (*tp)->batch), NGX_DECLINED (an evict that keeps
+ * the object), or NGX_ERROR (the call got its error reply).
+ */
+ngx_int_t
+ngx_do_object_turn_run(ngx_do_object_t *obj, ngx_do_call_t *call,
+    ngx_int_t (*handler)(ngx_do_turn_t *t), ngx_do_turn_t **tp)
+{
+    uint64_t               version;
+    ngx_int_t              rc;
+    ngx_pool_t            *pool;
+    ngx_do_turn_t         *t;
+
+    ngx_do_stats->turns++;
+
+    /*
+     * A deferred-durability object trusts its memory: its writes reach
+     * storage later, so storage cannot tell it anything newer.  An
+     * asynchronous backend's objects trust their loaded state and find out
+     * at commit time.
+     */
+    if (!obj->deferred && !ngx_do_backend->async) {
+        if (ngx_do_backend->version(obj->id, &version) != NGX_OK) {
+            goto failed;
+        }
+
+        if (version != obj->version) {
+            ngx_do_cache_drop(obj);
+            obj->version = version;
+
+            if (ngx_do_object_stale(obj, handler)) {
+                return NGX_BUSY;
+            }
+        }
+    }
+
+    pool = ngx_do_pool_get();
+    if (pool == NULL) {
+        goto failed;
+    }
+
+    t = ngx_pcalloc(pool, sizeof(ngx_do_turn_t));
+    if (t == NULL
+        || ngx_array_init(&t->batch.writes, pool, 4, sizeof(ngx_do_write_t))
+           != NGX_OK)
+    {
+        ngx_do_pool_put(pool);
+        goto failed;
+    }
+
+    t->pool = pool;
+    t->obj = obj;
+    t->call = call;
+
+    if (call && call->req.method == NGX_DO_METHOD_ALARM) {
+        handler = ngx_do_alarm_fire;
+
+    } else if (call && call->req.method == NGX_DO_METHOD_WAKE) {
+        handler = ngx_do_object_wake_turn;
+    }
+
+    t->handler = handler;
+
+    rc = handler(t);
+
+    if (rc == NGX_OK && t->alarms && !t->failed) {
+        rc = ngx_do_turn_alarm_index(t);
+    }
+
+    if (rc == NGX_DECLINED && call == NULL) {
+        ngx_do_turn_free(t);
+        return NGX_DECLINED;
+    }
+
+    if (rc != NGX_OK || t->failed || (call && !t->replied && !t->park)) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "do: a handler of namespace \"%V\" failed",
+                      &obj->ns->name);
+        ngx_do_cache_drop(obj);
+        ngx_do_turn_free(t);
+
+        if (call) {
+            ngx_do_reply_simple(call->src, call->call_id,
+                                NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                "object handler failed");
+        }
+
+        return NGX_ERROR;
+    }
+
+    *tp = t;
+
+    return NGX_OK;
+
+failed:
+
+    return ngx_do_object_turn_fail(obj, call);
+}
+
+
+/* a call that its object drops unrun: another worker's caller hears 503 */
+void
+ngx_do_call_abandon(ngx_do_call_t *call)
+{
+    if (call->src < ngx_do_runtime.workers && call->src != ngx_worker) {
+        ngx_do_reply_simple(call->src, call->call_id,
+                            NGX_HTTP_SERVICE_UNAVAILABLE,
+                            "owner worker is exiting");
+    }
+
+    ngx_do_call_free(call);
+}
+
+
+/*
+ * What a committed turn lets out: its call's reply (or the call goes to
+ * the parked queue), and the answers it gave parked calls.
+ */
+void
+ngx_do_turn_release(ngx_do_object_t *obj, ngx_do_call_t *call,
+    ngx_do_turn_t *t, uint64_t version)
+{
+    ngx_uint_t      i;
+    ngx_do_park_t  *park, **pp;
+
+    if (t->answers) {
+        pp = t->answers->elts;
+
+        for (i = 0; i < t->answers->nelts; i++) {
+            park = pp[i];
+            ngx_queue_remove(&park->queue);
+
+            if (park->timer.timer_set) {
+                ngx_del_timer(&park->timer);
+            }
+
+            ngx_do_reply_deliver(park->call->src, park->call->call_id,
+                                 park->reply, park->reply_len);
+            park->call->park = NULL;
+            ngx_do_call_free(park->call);
+            ngx_free(park);
+        }
+
+        t->answers->nelts = 0;
+    }
+
+    if (call == NULL) {
+        return;
+    }
+
+    if (call->src == NGX_DO_ALARM_SRC) {
+        ngx_do_alarm_done(call->call_id, t->status);
+        return;
+    }
+
+    if (call->src == NGX_DO_WAKE_SRC) {
+        return;
+    }
+
+    if (!t->park) {
+        ngx_do_reply_send(obj, call, t, version);
+        return;
+    }
+
+    park = ngx_calloc(sizeof(ngx_do_park_t), ngx_cycle->log);
+    if (park == NULL) {
+        ngx_do_reply_simple(call->src, call->call_id,
+                            NGX_HTTP_SERVICE_UNAVAILABLE, "out of memory");
+        return;
+    }
+
+    park->call = call;
+    park->obj = obj;
+    park->status = t->park_status;
+    park->msg = t->park_msg;
+    park->timer.handler = ngx_do_park_timeout;
+    park->timer.data = park;
+    park->timer.log = ngx_cycle->log;
+
+    /* not cancelable: a worker being replaced stays until it answered */
+
+    call->park = park;
+    ngx_queue_insert_tail(&obj->parked, &park->queue);
+    ngx_do_stats->parked++;
+    ngx_add_timer(&park->timer, t->park_timeout);
+
+    if (!obj->wake.timer_set && obj->ns->class->wake) {
+        ngx_add_timer(&obj->wake, ngx_exiting ? 100 : 250);
+    }
+}
+
+
+/* a turn that ends: answers it gave to parked calls but never sent are void */
+void
+ngx_do_turn_free(ngx_do_turn_t *t)
+{
+    ngx_uint_t      i;
+    ngx_do_park_t  **pp;
+
+    if (t->answers) {
+        pp = t->answers->elts;
+
+        for (i = 0; i < t->answers->nelts; i++) {
+            ngx_free(pp[i]->reply);
+            pp[i]->reply = NULL;
+        }
+    }
+
+    ngx_do_pool_put(t->pool);
+}
+
+
+void
+ngx_do_call_free(ngx_do_call_t *call)
+{
+    if (call->park) {
+        return;
+    }
+
+    ngx_free(call->buf);
+    ngx_free(call);
+}
+
+
+/* the turn changed alarms: its commit puts the next one in the index */
+static ngx_int_t
+ngx_do_turn_alarm_index(ngx_do_turn_t *t)
+{
+    uint64_t  when;
+
+    if (ngx_do_alarm_next(t, &when) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    t->batch.alarm = when;
+    t->batch.alarm_set = 1;
+
+    return NGX_OK;
+}
