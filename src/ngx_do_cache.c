@@ -52,15 +52,15 @@ ngx_do_list_cache(ngx_do_turn_t *t, ngx_do_list_opts_t *opts,
 
             if (e->value.data == NULL
                 || (opts->prefix.len
-                    && (e->key.len < opts->prefix.len
-                        || ngx_memcmp(e->key.data, opts->prefix.data,
+                    && (e->node.str.len < opts->prefix.len
+                        || ngx_memcmp(e->node.str.data, opts->prefix.data,
                                       opts->prefix.len) != 0))
                 || (opts->start.len
-                    && ngx_memn2cmp(e->key.data, opts->start.data,
-                                    e->key.len, opts->start.len) < 0)
+                    && ngx_memn2cmp(e->node.str.data, opts->start.data,
+                                    e->node.str.len, opts->start.len) < 0)
                 || (opts->end.len
-                    && ngx_memn2cmp(e->key.data, opts->end.data,
-                                    e->key.len, opts->end.len) >= 0))
+                    && ngx_memn2cmp(e->node.str.data, opts->end.data,
+                                    e->node.str.len, opts->end.len) >= 0))
             {
                 continue;
             }
@@ -70,7 +70,7 @@ ngx_do_list_cache(ngx_do_turn_t *t, ngx_do_list_opts_t *opts,
                 return NGX_ERROR;
             }
 
-            kv->key = e->key;
+            kv->key = e->node.str;
             kv->value = e->value;
             kv->version = e->version;
         }
@@ -127,36 +127,10 @@ ngx_do_kv_cmp(const void *one, const void *two)
 }
 
 
-/* the object cache: what this owner read or wrote, valid at obj->version */
-
-
 ngx_do_cache_t *
 ngx_do_cache_find(ngx_do_object_t *obj, ngx_str_t *key, uint32_t hash)
 {
-    ngx_int_t           rc;
-    ngx_do_cache_t     *e;
-    ngx_rbtree_node_t  *node;
-
-    node = obj->cache.root;
-
-    while (node != obj->cache.sentinel) {
-
-        if (hash != node->key) {
-            node = (hash < node->key) ? node->left : node->right;
-            continue;
-        }
-
-        e = (ngx_do_cache_t *) node;
-        rc = ngx_memn2cmp(key->data, e->key.data, key->len, e->key.len);
-
-        if (rc == 0) {
-            return e;
-        }
-
-        node = (rc < 0) ? node->left : node->right;
-    }
-
-    return NULL;
+    return (ngx_do_cache_t *) ngx_str_rbtree_lookup(&obj->cache, key, hash);
 }
 
 
@@ -224,15 +198,15 @@ ngx_do_cache_set(ngx_do_object_t *obj, ngx_str_t *key, ngx_str_t *value,
         return;
     }
 
-    e->node.key = hash;
-    e->key.data = (u_char *) (e + 1);
-    e->key.len = key->len;
-    ngx_memcpy(e->key.data, key->data, key->len);
+    e->node.node.key = hash;
+    e->node.str.data = (u_char *) (e + 1);
+    e->node.str.len = key->len;
+    ngx_memcpy(e->node.str.data, key->data, key->len);
     e->value.data = data;
     e->value.len = value ? value->len : 0;
     e->version = version;
 
-    ngx_rbtree_insert(&obj->cache, &e->node);
+    ngx_rbtree_insert(&obj->cache, &e->node.node);
     obj->cache_size += key->len + e->value.len;
 
     return;
@@ -261,8 +235,8 @@ ngx_do_cache_version(ngx_do_object_t *obj, ngx_str_t *key, uint64_t version)
 static void
 ngx_do_cache_remove(ngx_do_object_t *obj, ngx_do_cache_t *e)
 {
-    ngx_rbtree_delete(&obj->cache, &e->node);
-    obj->cache_size -= e->key.len + e->value.len;
+    ngx_rbtree_delete(&obj->cache, &e->node.node);
+    obj->cache_size -= e->node.str.len + e->value.len;
 
     if (e->value.data) {
         ngx_free(e->value.data);
@@ -284,40 +258,4 @@ ngx_do_cache_drop(ngx_do_object_t *obj)
 
     obj->cache_size = 0;
     obj->loaded = 0;
-}
-
-
-void
-ngx_do_cache_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
-    ngx_rbtree_node_t *sentinel)
-{
-    ngx_rbtree_node_t  **p;
-    ngx_do_cache_t      *n, *t;
-
-    for ( ;; ) {
-
-        if (node->key != temp->key) {
-            p = (node->key < temp->key) ? &temp->left : &temp->right;
-
-        } else {
-            n = (ngx_do_cache_t *) node;
-            t = (ngx_do_cache_t *) temp;
-
-            p = (ngx_memn2cmp(n->key.data, t->key.data, n->key.len,
-                              t->key.len) < 0)
-                ? &temp->left : &temp->right;
-        }
-
-        if (*p == sentinel) {
-            break;
-        }
-
-        temp = *p;
-    }
-
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
 }

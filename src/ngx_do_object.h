@@ -25,9 +25,9 @@
 #define NGX_DO_GROUP_MAX          64
 
 
+/* a key of the object cache, in a tree of ngx_str_rbtree_insert_value() */
 typedef struct {
-    ngx_rbtree_node_t          node;
-    ngx_str_t                  key;
+    ngx_str_node_t             node;          /* node.str: the key */
     ngx_str_t                  value;         /* data NULL: known absent */
     uint64_t                   version;
 } ngx_do_cache_t;
@@ -232,8 +232,6 @@ void ngx_do_cache_set(ngx_do_object_t *obj, ngx_str_t *key,
 void ngx_do_cache_version(ngx_do_object_t *obj, ngx_str_t *key,
     uint64_t version);
 void ngx_do_cache_drop(ngx_do_object_t *obj);
-void ngx_do_cache_insert(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 
 
 #endif /* _NGX_DO_OBJECT_H_INCLUDED_ */
