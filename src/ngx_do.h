@@ -224,24 +224,36 @@ ngx_int_t ngx_do_reply_parse(u_char *buf, size_t len,
 
 
 /* ngx_do_alarm.c */
-#define NGX_DO_ALARM_SRC          ((ngx_uint_t) -1)
-#define NGX_DO_WAKE_SRC           ((ngx_uint_t) -2)
 #define NGX_DO_ALARM_KEY          "\0alarms"
 
 ngx_int_t ngx_do_alarms_init(ngx_cycle_t *cycle, ngx_do_backend_t *backend);
 void ngx_do_alarms_exit(void);
+
+
+/*
+ * Objects and alarms know each other only through these two small
+ * interfaces.  Alarms, for objects: a commit put an alarm time into the
+ * index (scheduled); the turn of an alarm call runs fire, and its end,
+ * committed or failed, is told to done with the alarm's data; a turn that
+ * changed alarms asks next for the time that goes to the index.
+ */
 void ngx_do_alarm_scheduled(u_char *id, uint64_t when);
-void ngx_do_alarm_done(uint64_t call_id, ngx_uint_t status);
+void ngx_do_alarm_done(void *data, ngx_uint_t status);
 ngx_int_t ngx_do_alarm_fire(ngx_do_turn_t *t);
 ngx_int_t ngx_do_alarm_next(ngx_do_turn_t *t, uint64_t *when);
 
-
-/* ngx_do_api.c, for ngx_do_alarm.c */
+/*
+ * Objects, for alarms (ngx_do_wire.c, ngx_do_api.c): an alarm call into
+ * an object's mailbox, which always ends in ngx_do_alarm_done(data), and
+ * in its turn the data back, the runtime's reserved keys, and the note
+ * that alarms changed.
+ */
+void ngx_do_call_alarm(ngx_do_namespace_t *ns, u_char *id, void *data);
+void *ngx_do_turn_alarm_data(ngx_do_turn_t *t);
 ngx_int_t ngx_do_put_reserved(ngx_do_turn_t *t, ngx_str_t *key,
     ngx_str_t *value);
 ngx_int_t ngx_do_delete_reserved(ngx_do_turn_t *t, ngx_str_t *key);
 void ngx_do_turn_alarms_changed(ngx_do_turn_t *t);
-uint64_t ngx_do_turn_call_id(ngx_do_turn_t *t);
 
 
 /* ngx_do_status.c: per-worker counters, each written by its worker only */

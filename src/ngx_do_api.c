@@ -500,10 +500,11 @@ ngx_do_turn_alarms_changed(ngx_do_turn_t *t)
 }
 
 
-uint64_t
-ngx_do_turn_call_id(ngx_do_turn_t *t)
+/* an alarm call's call id is the data ngx_do_call_alarm() was given */
+void *
+ngx_do_turn_alarm_data(ngx_do_turn_t *t)
 {
-    return t->call ? t->call->call_id : 0;
+    return t->call ? (void *) (uintptr_t) t->call->call_id : NULL;
 }
 
 

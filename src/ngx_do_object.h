@@ -21,6 +21,10 @@
 #include "ngx_do.h"
 
 
+/* the callers of alarm and wake calls, which are not workers */
+#define NGX_DO_ALARM_SRC          ((ngx_uint_t) -1)
+#define NGX_DO_WAKE_SRC           ((ngx_uint_t) -2)
+
 #define NGX_DO_TURN_TRIES         32
 #define NGX_DO_GROUP_MAX          64
 

@@ -430,7 +430,7 @@ ngx_do_turn_release(ngx_do_object_t *obj, ngx_do_call_t *call,
     }
 
     if (call->src == NGX_DO_ALARM_SRC) {
-        ngx_do_alarm_done(call->call_id, t->status);
+        ngx_do_alarm_done((void *) (uintptr_t) call->call_id, t->status);
         return;
     }
 

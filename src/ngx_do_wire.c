@@ -152,6 +152,24 @@ ngx_do_call_build(ngx_do_namespace_t *ns, u_char *id, ngx_uint_t method,
 }
 
 
+/* an alarm call into the object's mailbox; may finish before it returns */
+void
+ngx_do_call_alarm(ngx_do_namespace_t *ns, u_char *id, void *data)
+{
+    u_char  *buf;
+    size_t   len;
+
+    buf = ngx_do_call_build(ns, id, NGX_DO_METHOD_ALARM, NULL, NULL, NULL,
+                            NULL, &len);
+    if (buf == NULL) {
+        ngx_do_alarm_done(data, NGX_HTTP_SERVICE_UNAVAILABLE);
+        return;
+    }
+
+    ngx_do_call_receive(NGX_DO_ALARM_SRC, (uintptr_t) data, buf, len, 0);
+}
+
+
 u_char *
 ngx_do_reply_build(ngx_do_object_t *obj, ngx_uint_t status,
     ngx_str_t *content_type, ngx_str_t *body, uint64_t etag, size_t *len)
@@ -234,7 +252,7 @@ ngx_do_reply_simple(ngx_uint_t src, uint64_t call_id, ngx_uint_t status,
     ngx_do_reply_wire_t  *w;
 
     if (src == NGX_DO_ALARM_SRC) {
-        ngx_do_alarm_done(call_id, status);
+        ngx_do_alarm_done((void *) (uintptr_t) call_id, status);
         return;
     }
 
