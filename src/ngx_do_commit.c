@@ -19,6 +19,9 @@
 #include "ngx_do_object.h"
 
 
+static void ngx_do_object_group_run(ngx_do_object_t *obj);
+static ngx_int_t ngx_do_object_group_batch(ngx_do_object_t *obj,
+    ngx_pool_t *pool, ngx_do_batch_t *batch);
 static void ngx_do_object_group_done(ngx_do_storage_req_t *req);
 static void ngx_do_object_group_end(ngx_do_object_t *obj, ngx_int_t rc,
     uint64_t version, ngx_do_storage_req_t *fresh);
@@ -40,14 +43,71 @@ ngx_int_t
 ngx_do_object_group(ngx_do_object_t *obj)
 {
     ngx_int_t              rc;
-    ngx_uint_t             i, j, n;
     ngx_pool_t            *pool;
-    ngx_queue_t           *q;
-    ngx_do_turn_t         *t;
-    ngx_do_call_t         *call;
     ngx_do_batch_t         batch;
-    ngx_do_write_t        *w, *m;
     ngx_do_storage_req_t  *req;
+
+    ngx_do_object_group_run(obj);
+
+    if (obj->ngroup == 0) {
+        return NGX_OK;
+    }
+
+    pool = ngx_do_pool_get();
+    if (pool == NULL) {
+        ngx_do_object_group_end(obj, NGX_ERROR, 0, NULL);
+        return NGX_OK;
+    }
+
+    if (ngx_do_object_group_batch(obj, pool, &batch) != NGX_OK) {
+        ngx_do_pool_put(pool);
+        ngx_do_object_group_end(obj, NGX_ERROR, 0, NULL);
+        return NGX_OK;
+    }
+
+    /*
+     * A group of reads only stores nothing, but still goes to storage: the
+     * empty commit checks the version, so that another worker's or node's
+     * acknowledged write is never hidden by this object's cache.
+     */
+
+    req = ngx_do_req_create(obj, ngx_do_object_group_done);
+
+    rc = (req == NULL)
+         ? NGX_ERROR
+         : ngx_do_backend->commit(obj->ns, obj->id, obj->version, &batch,
+                                  req);
+
+    ngx_do_pool_put(pool);
+
+    if (rc == NGX_AGAIN) {
+        obj->req = req;
+        return NGX_AGAIN;
+    }
+
+    if (req) {
+        ngx_do_req_free(req);
+    }
+
+    ngx_do_object_group_end(obj, rc, 0, NULL);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Runs the calls of the mailbox into the group, until it is full, the
+ * mailbox empty, or a call parks; their writes go to the cache at once.
+ */
+static void
+ngx_do_object_group_run(ngx_do_object_t *obj)
+{
+    ngx_int_t        rc;
+    ngx_uint_t       i;
+    ngx_queue_t     *q;
+    ngx_do_turn_t   *t;
+    ngx_do_call_t   *call;
+    ngx_do_write_t  *w;
 
     while (!ngx_queue_empty(&obj->mailbox)
            && obj->ngroup < NGX_DO_GROUP_MAX
@@ -88,49 +148,47 @@ ngx_do_object_group(ngx_do_object_t *obj)
             break;
         }
     }
+}
 
-    if (obj->ngroup == 0) {
-        return NGX_OK;
-    }
 
-    /* one batch: the last write of a key wins; a clear drops what was before */
-    pool = ngx_do_pool_get();
-    if (pool == NULL) {
-        ngx_do_object_group_end(obj, NGX_ERROR, 0, NULL);
-        return NGX_OK;
-    }
+/* one batch: the last write of a key wins; a clear drops what was before */
+static ngx_int_t
+ngx_do_object_group_batch(ngx_do_object_t *obj, ngx_pool_t *pool,
+    ngx_do_batch_t *batch)
+{
+    ngx_uint_t       i, j, n;
+    ngx_do_turn_t   *t;
+    ngx_do_write_t  *w, *m;
 
-    ngx_memzero(&batch, sizeof(ngx_do_batch_t));
-    batch.expire = obj->expire;
+    ngx_memzero(batch, sizeof(ngx_do_batch_t));
+    batch->expire = obj->expire;
 
-    if (ngx_array_init(&batch.writes, pool, 8, sizeof(ngx_do_write_t))
+    if (ngx_array_init(&batch->writes, pool, 8, sizeof(ngx_do_write_t))
         != NGX_OK)
     {
-        ngx_do_pool_put(pool);
-        ngx_do_object_group_end(obj, NGX_ERROR, 0, NULL);
-        return NGX_OK;
+        return NGX_ERROR;
     }
 
     for (n = 0; n < obj->ngroup; n++) {
         t = obj->group[n];
 
         if (t->batch.clear) {
-            batch.clear = 1;
-            batch.writes.nelts = 0;
+            batch->clear = 1;
+            batch->writes.nelts = 0;
         }
 
         if (t->batch.alarm_set) {
             /* computed on the state the turns before it left: the last wins */
-            batch.alarm_set = 1;
-            batch.alarm = t->batch.alarm;
+            batch->alarm_set = 1;
+            batch->alarm = t->batch.alarm;
         }
 
         w = t->batch.writes.elts;
 
         for (i = 0; i < t->batch.writes.nelts; i++) {
-            m = batch.writes.elts;
+            m = batch->writes.elts;
 
-            for (j = 0; j < batch.writes.nelts; j++) {
+            for (j = 0; j < batch->writes.nelts; j++) {
                 if (m[j].key.len == w[i].key.len
                     && ngx_memcmp(m[j].key.data, w[i].key.data,
                                   w[i].key.len) == 0)
@@ -139,12 +197,10 @@ ngx_do_object_group(ngx_do_object_t *obj)
                 }
             }
 
-            if (j == batch.writes.nelts) {
-                m = ngx_array_push(&batch.writes);
+            if (j == batch->writes.nelts) {
+                m = ngx_array_push(&batch->writes);
                 if (m == NULL) {
-                    ngx_do_pool_put(pool);
-                    ngx_do_object_group_end(obj, NGX_ERROR, 0, NULL);
-                    return NGX_OK;
+                    return NGX_ERROR;
                 }
 
             } else {
@@ -154,32 +210,6 @@ ngx_do_object_group(ngx_do_object_t *obj)
             *m = w[i];
         }
     }
-
-    /*
-     * A group of reads only stores nothing, but still goes to storage: the
-     * empty commit checks the version, so that another worker's or node's
-     * acknowledged write is never hidden by this object's cache.
-     */
-
-    req = ngx_do_req_create(obj, ngx_do_object_group_done);
-
-    rc = (req == NULL)
-         ? NGX_ERROR
-         : ngx_do_backend->commit(obj->ns, obj->id, obj->version, &batch,
-                                  req);
-
-    ngx_do_pool_put(pool);
-
-    if (rc == NGX_AGAIN) {
-        obj->req = req;
-        return NGX_AGAIN;
-    }
-
-    if (req) {
-        ngx_do_req_free(req);
-    }
-
-    ngx_do_object_group_end(obj, rc, 0, NULL);
 
     return NGX_OK;
 }

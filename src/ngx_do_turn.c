@@ -25,6 +25,7 @@
 #include "ngx_do_object.h"
 
 
+static ngx_int_t ngx_do_object_ready(ngx_do_object_t *obj);
 static ngx_int_t ngx_do_object_turn_fail(ngx_do_object_t *obj,
     ngx_do_call_t *call);
 static ngx_int_t ngx_do_turn_alarm_index(ngx_do_turn_t *t);
@@ -60,67 +61,14 @@ ngx_do_object_continue(ngx_do_object_t *obj)
 
     for ( ;; ) {
 
-        if (!obj->placed && ngx_do_object_place(obj) == NGX_AGAIN) {
+        rc = ngx_do_object_ready(obj);
+
+        if (rc == NGX_AGAIN) {
             return;
         }
 
-        if (obj->held && !obj->deferred && obj->ngroup == 0
-            && !ngx_do_handover_overlap() && !ngx_do_handover_old()
-            && ngx_do_handover_deferred(obj->id) == NGX_OK)
-        {
-            /*
-             * The older workers are gone: back to deferred durability,
-             * which trusts memory from now on.  So memory is read again
-             * first: an old worker may have committed since the last
-             * strict turn here.
-             */
-            ngx_do_object_refresh(obj);
-            obj->deferred = 1;
-        }
-
-        if (ngx_do_backend->async && !obj->loaded) {
-            obj->req = ngx_do_req_create(obj, ngx_do_object_loaded);
-
-            rc = (obj->req == NULL)
-                 ? NGX_ERROR
-                 : ngx_do_backend->load(obj->ns, obj->id, obj->req);
-
-            if (rc == NGX_AGAIN) {
-                return;
-            }
-
-            if (obj->req) {
-                ngx_free(obj->req);
-                obj->req = NULL;
-            }
-
-            ngx_do_object_fail_all(obj, "storage is unavailable");
-            return;
-        }
-
-        if (!obj->active) {
-            if (obj->ns->class->init) {
-                rc = ngx_do_object_turn(obj, NULL, obj->ns->class->init);
-
-                if (rc == NGX_AGAIN) {
-                    return;
-                }
-
-                if (rc == NGX_BUSY && ++obj->tries < NGX_DO_TURN_TRIES) {
-                    continue;
-                }
-
-                if (rc != NGX_OK) {
-                    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                                  "do: activation of an object of namespace "
-                                  "\"%V\" failed", &obj->ns->name);
-                    ngx_do_object_fail_all(obj, "object activation failed");
-                    return;
-                }
-            }
-
-            obj->active = 1;
-            obj->tries = 0;
+        if (rc == NGX_DECLINED) {
+            continue;
         }
 
         if (ngx_queue_empty(&obj->mailbox)) {
@@ -181,6 +129,87 @@ ngx_do_object_continue(ngx_do_object_t *obj)
     }
 
     ngx_add_timer(&obj->idle, ngx_do_object_idle_time(obj));
+}
+
+
+/*
+ * Makes the object ready for its next call: placed, back to deferred
+ * durability once the older workers are gone, loaded, initialized.
+ * NGX_OK: ready; NGX_DECLINED: init lost a commit race, ask again;
+ * NGX_AGAIN: stop here (storage or the shard's hold answers later, or the
+ * waiting calls were failed).
+ */
+static ngx_int_t
+ngx_do_object_ready(ngx_do_object_t *obj)
+{
+    ngx_int_t  rc;
+
+    if (!obj->placed && ngx_do_object_place(obj) == NGX_AGAIN) {
+        return NGX_AGAIN;
+    }
+
+    if (obj->held && !obj->deferred && obj->ngroup == 0
+        && !ngx_do_handover_overlap() && !ngx_do_handover_old()
+        && ngx_do_handover_deferred(obj->id) == NGX_OK)
+    {
+        /*
+         * The older workers are gone: back to deferred durability,
+         * which trusts memory from now on.  So memory is read again
+         * first: an old worker may have committed since the last
+         * strict turn here.
+         */
+        ngx_do_object_refresh(obj);
+        obj->deferred = 1;
+    }
+
+    if (ngx_do_backend->async && !obj->loaded) {
+        obj->req = ngx_do_req_create(obj, ngx_do_object_loaded);
+
+        rc = (obj->req == NULL)
+             ? NGX_ERROR
+             : ngx_do_backend->load(obj->ns, obj->id, obj->req);
+
+        if (rc == NGX_AGAIN) {
+            return NGX_AGAIN;
+        }
+
+        if (obj->req) {
+            ngx_free(obj->req);
+            obj->req = NULL;
+        }
+
+        ngx_do_object_fail_all(obj, "storage is unavailable");
+        return NGX_AGAIN;
+    }
+
+    if (obj->active) {
+        return NGX_OK;
+    }
+
+    if (obj->ns->class->init) {
+        rc = ngx_do_object_turn(obj, NULL, obj->ns->class->init);
+
+        if (rc == NGX_AGAIN) {
+            return NGX_AGAIN;
+        }
+
+        if (rc == NGX_BUSY && ++obj->tries < NGX_DO_TURN_TRIES) {
+            return NGX_DECLINED;
+        }
+
+        if (rc != NGX_OK) {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "do: activation of an object of namespace "
+                          "\"%V\" failed", &obj->ns->name);
+            ngx_do_object_fail_all(obj, "object activation failed");
+            return NGX_AGAIN;
+        }
+    }
+
+    obj->active = 1;
+    obj->tries = 0;
+
+    return NGX_OK;
 }
 
 
