@@ -238,8 +238,7 @@ ngx_http_do_lock_handler(ngx_http_request_t *r)
     ctx->waiting = 1;
     ctx->in_handler = 1;
 
-    if (ngx_http_do_call(r, lock->ns, ctx->id,
-                         NGX_DO_METHOD_GATE | NGX_HTTP_POST, &args,
+    if (ngx_http_do_call(r, lock->ns, ctx->id, NGX_HTTP_POST, &args,
                          lock->wait + ngx_do_call_timeout(),
                          ngx_http_do_lock_reply, ctx)
         != NGX_OK)
@@ -393,8 +392,7 @@ ngx_http_do_lock_send(ngx_http_do_lock_ctx_t *ctx, ngx_uint_t method)
     args.data = buf;
     args.len = p - buf;
 
-    if (ngx_http_do_notify(ctx->lock->ns, ctx->id,
-                           NGX_DO_METHOD_GATE | method, &args)
+    if (ngx_http_do_notify(ctx->lock->ns, ctx->id, method, &args)
         != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,

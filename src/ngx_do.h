@@ -54,6 +54,7 @@ extern ngx_do_runtime_t        ngx_do_runtime;
  */
 typedef struct {
     uint32_t                   ns;
+    uint32_t                   kind;          /* NGX_DO_TURN_HTTP, ... */
     uint32_t                   method;
     uint32_t                   args_len;
     uint32_t                   if_match_len;
@@ -217,7 +218,7 @@ void ngx_do_objects_hand_over(void);
 void ngx_do_call_receive(ngx_uint_t src, uint64_t call_id, u_char *buf,
     size_t len, ngx_uint_t transient);
 u_char *ngx_do_call_build(ngx_do_namespace_t *ns, u_char *id,
-    ngx_uint_t method, ngx_str_t *args, ngx_str_t *if_match,
+    ngx_uint_t kind, ngx_uint_t method, ngx_str_t *args, ngx_str_t *if_match,
     ngx_str_t *if_none_match, ngx_str_t *body, size_t *len);
 ngx_int_t ngx_do_reply_parse(u_char *buf, size_t len,
     ngx_do_reply_wire_t **hdr, ngx_str_t *content_type, ngx_str_t *body);

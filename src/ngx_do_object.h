@@ -29,6 +29,9 @@
 #define NGX_DO_GROUP_MAX          64
 
 
+typedef ngx_int_t (*ngx_do_turn_handler_pt)(ngx_do_turn_t *t);
+
+
 /* a key of the object cache, in a tree of ngx_str_rbtree_insert_value() */
 typedef struct {
     ngx_str_node_t             node;          /* node.str: the key */

@@ -70,7 +70,7 @@ ngx_do_object_wake_enqueue(ngx_do_object_t *obj)
     }
 
     call->src = NGX_DO_WAKE_SRC;
-    call->req.method = NGX_DO_METHOD_WAKE;
+    call->req.kind = NGX_DO_TURN_WAKE;
 
     if (ngx_do_backend->async && !obj->deferred) {
         /* the loaded state is what this worker last saw: read it again */
@@ -180,8 +180,10 @@ ngx_int_t
 ngx_do_park(ngx_do_turn_t *t, ngx_msec_t timeout, ngx_uint_t status,
     const char *msg)
 {
-    if (t->call == NULL || t->call->src == NGX_DO_ALARM_SRC
-        || t->call->src == NGX_DO_WAKE_SRC || t->call->call_id == 0)
+    if (t->call == NULL
+        || (t->call->req.kind != NGX_DO_TURN_HTTP
+            && t->call->req.kind != NGX_DO_TURN_GATE)
+        || t->call->call_id == 0)
     {
         /* nobody waits for this call's answer */
         return NGX_DECLINED;

@@ -40,12 +40,17 @@ typedef struct {
 typedef struct {
     ngx_queue_t                queue;
     ngx_do_namespace_t        *ns;
-    ngx_uint_t                 method;
+    ngx_uint_t                 method;        /* kind NGX_DO_TURN_NOTICE */
     u_char                     id[NGX_DO_ID_LEN];
     ngx_str_t                  args;
 } ngx_do_router_notice_t;
 
 
+static ngx_int_t ngx_do_router_send(ngx_http_request_t *r,
+    ngx_do_namespace_t *ns, u_char *id, ngx_uint_t kind, ngx_uint_t method,
+    ngx_str_t *args, ngx_str_t *if_match, ngx_str_t *if_none_match,
+    ngx_str_t *body, ngx_msec_t timeout, ngx_http_do_reply_pt handler,
+    void *data);
 static void ngx_do_router_notify_handler(ngx_event_t *ev);
 static ngx_do_router_call_t *ngx_do_router_find(uint64_t call_id);
 static void ngx_do_router_fail(ngx_do_router_call_t *call,
@@ -142,8 +147,8 @@ ngx_http_do_call(ngx_http_request_t *r, ngx_do_namespace_t *ns, u_char *id,
 
     ngx_str_null(&empty);
 
-    return ngx_do_router_dispatch(r, ns, id, method, args, &empty, &empty,
-                                &empty, timeout, handler, data);
+    return ngx_do_router_send(r, ns, id, NGX_DO_TURN_GATE, method, args,
+                              &empty, &empty, &empty, timeout, handler, data);
 }
 
 
@@ -206,8 +211,8 @@ ngx_do_router_notify_handler(ngx_event_t *ev)
         q = ngx_queue_head(&ngx_do_router_notices);
         n = ngx_queue_data(q, ngx_do_router_notice_t, queue);
 
-        buf = ngx_do_call_build(n->ns, n->id, n->method, &n->args, NULL,
-                                NULL, NULL, &len);
+        buf = ngx_do_call_build(n->ns, n->id, NGX_DO_TURN_NOTICE, n->method,
+                                &n->args, NULL, NULL, NULL, &len);
         if (buf == NULL) {
             if (!ngx_do_router_final) {
                 ngx_add_timer(ev, 50);
@@ -249,16 +254,29 @@ ngx_do_router_notify_handler(ngx_event_t *ev)
 }
 
 
-/*
- * Builds the call, parks it in the pending tree with its timeout, and hands
- * it to the owner: this worker's mailbox or a channel.  The handler runs
- * once, maybe before this returns (a local owner answers at once).
- */
+/* a call of kind NGX_DO_TURN_HTTP, for do_pass */
 ngx_int_t
 ngx_do_router_dispatch(ngx_http_request_t *r, ngx_do_namespace_t *ns,
     u_char *id, ngx_uint_t method, ngx_str_t *args, ngx_str_t *if_match,
     ngx_str_t *if_none_match, ngx_str_t *body, ngx_msec_t timeout,
     ngx_http_do_reply_pt handler, void *data)
+{
+    return ngx_do_router_send(r, ns, id, NGX_DO_TURN_HTTP, method, args,
+                              if_match, if_none_match, body, timeout, handler,
+                              data);
+}
+
+
+/*
+ * Builds the call, parks it in the pending tree with its timeout, and hands
+ * it to the owner: this worker's mailbox or a channel.  The handler runs
+ * once, maybe before this returns (a local owner answers at once).
+ */
+static ngx_int_t
+ngx_do_router_send(ngx_http_request_t *r, ngx_do_namespace_t *ns,
+    u_char *id, ngx_uint_t kind, ngx_uint_t method, ngx_str_t *args,
+    ngx_str_t *if_match, ngx_str_t *if_none_match, ngx_str_t *body,
+    ngx_msec_t timeout, ngx_http_do_reply_pt handler, void *data)
 {
     u_char                *buf;
     size_t                 len;
@@ -282,8 +300,8 @@ ngx_do_router_dispatch(ngx_http_request_t *r, ngx_do_namespace_t *ns,
         return NGX_ERROR;
     }
 
-    buf = ngx_do_call_build(ns, id, method, args, if_match, if_none_match,
-                            body, &len);
+    buf = ngx_do_call_build(ns, id, kind, method, args, if_match,
+                            if_none_match, body, &len);
     if (buf == NULL) {
         return NGX_ERROR;
     }

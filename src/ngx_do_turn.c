@@ -26,6 +26,8 @@
 
 
 static ngx_int_t ngx_do_object_ready(ngx_do_object_t *obj);
+static ngx_do_turn_handler_pt ngx_do_turn_handler(ngx_do_object_t *obj,
+    ngx_do_call_t *call);
 static ngx_int_t ngx_do_object_turn_fail(ngx_do_object_t *obj,
     ngx_do_call_t *call);
 static ngx_int_t ngx_do_turn_alarm_index(ngx_do_turn_t *t);
@@ -307,6 +309,24 @@ ngx_do_object_turn_fail(ngx_do_object_t *obj, ngx_do_call_t *call)
 }
 
 
+/* what runs a call's turn, by the call's kind */
+static ngx_do_turn_handler_pt
+ngx_do_turn_handler(ngx_do_object_t *obj, ngx_do_call_t *call)
+{
+    switch (call->req.kind) {
+
+    case NGX_DO_TURN_ALARM:
+        return ngx_do_alarm_fire;
+
+    case NGX_DO_TURN_WAKE:
+        return ngx_do_object_wake_turn;
+
+    default: /* NGX_DO_TURN_HTTP, NGX_DO_TURN_GATE, NGX_DO_TURN_NOTICE */
+        return obj->ns->class->fetch;
+    }
+}
+
+
 /*
  * The first half of a turn: the handler, with its reply held.  NGX_OK
  * with *tp (writes in (*tp)->batch), NGX_DECLINED (an evict that keeps
@@ -362,11 +382,8 @@ ngx_do_object_turn_run(ngx_do_object_t *obj, ngx_do_call_t *call,
     t->obj = obj;
     t->call = call;
 
-    if (call && call->req.method == NGX_DO_METHOD_ALARM) {
-        handler = ngx_do_alarm_fire;
-
-    } else if (call && call->req.method == NGX_DO_METHOD_WAKE) {
-        handler = ngx_do_object_wake_turn;
+    if (call) {
+        handler = ngx_do_turn_handler(obj, call);
     }
 
     t->handler = handler;
@@ -458,13 +475,17 @@ ngx_do_turn_release(ngx_do_object_t *obj, ngx_do_call_t *call,
         return;
     }
 
-    if (call->src == NGX_DO_ALARM_SRC) {
+    switch (call->req.kind) {
+
+    case NGX_DO_TURN_ALARM:
         ngx_do_alarm_done((void *) (uintptr_t) call->call_id, t->status);
         return;
-    }
 
-    if (call->src == NGX_DO_WAKE_SRC) {
+    case NGX_DO_TURN_WAKE:
         return;
+
+    default:
+        break;
     }
 
     if (!t->park) {

@@ -47,6 +47,13 @@ ngx_do_call_receive(ngx_uint_t src, uint64_t call_id, u_char *buf,
         goto invalid;
     }
 
+    /* alarm and wake calls come from this worker, never over the wire */
+    if (w->kind == NGX_DO_TURN_ALARM ? src != NGX_DO_ALARM_SRC
+                                     : w->kind > NGX_DO_TURN_NOTICE)
+    {
+        goto invalid;
+    }
+
     call = ngx_calloc(sizeof(ngx_do_call_t), ngx_cycle->log);
     if (call == NULL) {
         ngx_free(buf);
@@ -58,6 +65,7 @@ ngx_do_call_receive(ngx_uint_t src, uint64_t call_id, u_char *buf,
     call->src = src;
     call->call_id = call_id;
     call->buf = buf;
+    call->req.kind = w->kind;
     call->req.method = w->method;
 
     p = buf + sizeof(ngx_do_call_wire_t);
@@ -106,9 +114,9 @@ invalid:
  * ngx_alloc(); NULL strings are empty.
  */
 u_char *
-ngx_do_call_build(ngx_do_namespace_t *ns, u_char *id, ngx_uint_t method,
-    ngx_str_t *args, ngx_str_t *if_match, ngx_str_t *if_none_match,
-    ngx_str_t *body, size_t *len)
+ngx_do_call_build(ngx_do_namespace_t *ns, u_char *id, ngx_uint_t kind,
+    ngx_uint_t method, ngx_str_t *args, ngx_str_t *if_match,
+    ngx_str_t *if_none_match, ngx_str_t *body, size_t *len)
 {
     u_char              *buf, *p;
     ngx_str_t            empty, *part[4];
@@ -135,6 +143,7 @@ ngx_do_call_build(ngx_do_namespace_t *ns, u_char *id, ngx_uint_t method,
 
     w = (ngx_do_call_wire_t *) buf;
     w->ns = (uint32_t) ns->index;
+    w->kind = (uint32_t) kind;
     w->method = (uint32_t) method;
     w->args_len = (uint32_t) part[0]->len;
     w->if_match_len = (uint32_t) part[1]->len;
@@ -159,7 +168,7 @@ ngx_do_call_alarm(ngx_do_namespace_t *ns, u_char *id, void *data)
     u_char  *buf;
     size_t   len;
 
-    buf = ngx_do_call_build(ns, id, NGX_DO_METHOD_ALARM, NULL, NULL, NULL,
+    buf = ngx_do_call_build(ns, id, NGX_DO_TURN_ALARM, 0, NULL, NULL, NULL,
                             NULL, &len);
     if (buf == NULL) {
         ngx_do_alarm_done(data, NGX_HTTP_SERVICE_UNAVAILABLE);

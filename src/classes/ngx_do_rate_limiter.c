@@ -15,12 +15,12 @@
  * once the bucket is full again the object forgets itself: it is evicted
  * and its key deleted, so idle keys cost nothing.
  *
- * Calls: NGX_DO_METHOD_GATE with args "op=take" or "op=refund" (do_limit),
- * and GET (inspect the bucket without taking).  A gate reply is 200 (pass)
- * or 429 (reject) with the body "<remaining> <next ms> <retry ms> <delay
- * ms>", read by ngx_http_do_limit_module.c; "next" is the time until one
- * request more than the remaining ones would pass (the RateLimit field's
- * t), which on a rejection is the retry time.
+ * Calls: gate calls (NGX_DO_TURN_GATE) with args "op=take" or "op=refund"
+ * (do_limit), and GET (inspect the bucket without taking).  A gate reply is
+ * 200 (pass) or 429 (reject) with the body "<remaining> <next ms> <retry
+ * ms> <delay ms>", read by ngx_http_do_limit_module.c; "next" is the time
+ * until one request more than the remaining ones would pass (the
+ * RateLimit field's t), which on a rejection is the retry time.
  */
 
 
@@ -258,7 +258,7 @@ ngx_do_rl_fetch(ngx_do_turn_t *t)
     st = ngx_do_turn_state(t);
     now = ngx_do_rl_now();
 
-    if (req->method == NGX_DO_METHOD_GATE) {
+    if (req->kind == NGX_DO_TURN_GATE || req->kind == NGX_DO_TURN_NOTICE) {
         if (ngx_do_arg(t, "op", &op) == NGX_OK
             && op.len == 6 && ngx_strncmp(op.data, "refund", 6) == 0)
         {
