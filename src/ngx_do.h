@@ -215,12 +215,12 @@ void ngx_do_objects_exit(void);
 void ngx_do_objects_hand_over(void);
 
 /* ngx_do_wire.c */
-void ngx_do_call_receive(ngx_uint_t src, uint64_t call_id, u_char *buf,
+void ngx_do_wire_receive(ngx_uint_t src, uint64_t call_id, u_char *buf,
     size_t len, ngx_uint_t transient);
-u_char *ngx_do_call_build(ngx_do_namespace_t *ns, u_char *id,
+u_char *ngx_do_wire_call(ngx_do_namespace_t *ns, u_char *id,
     ngx_uint_t kind, ngx_uint_t method, ngx_str_t *args, ngx_str_t *if_match,
     ngx_str_t *if_none_match, ngx_str_t *body, size_t *len);
-ngx_int_t ngx_do_reply_parse(u_char *buf, size_t len,
+ngx_int_t ngx_do_wire_parse(u_char *buf, size_t len,
     ngx_do_reply_wire_t **hdr, ngx_str_t *content_type, ngx_str_t *body);
 
 
@@ -249,7 +249,7 @@ ngx_int_t ngx_do_alarm_next(ngx_do_turn_t *t, uint64_t *when);
  * in its turn the data back, the runtime's reserved keys, and the note
  * that alarms changed.
  */
-void ngx_do_call_alarm(ngx_do_namespace_t *ns, u_char *id, void *data);
+void ngx_do_wire_alarm(ngx_do_namespace_t *ns, u_char *id, void *data);
 void *ngx_do_turn_alarm_data(ngx_do_turn_t *t);
 ngx_int_t ngx_do_put_reserved(ngx_do_turn_t *t, ngx_str_t *key,
     ngx_str_t *value);

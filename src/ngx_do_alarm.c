@@ -398,7 +398,7 @@ ngx_do_alarm_found(ngx_uint_t shard, ngx_do_storage_req_t *req)
 
         ngx_rbtree_insert(&ngx_do_alarm_calls, &ac->node.node);
 
-        ngx_do_call_alarm(ac->ns, ac->node.id, ac);
+        ngx_do_wire_alarm(ac->ns, ac->node.id, ac);
     }
 
     ngx_do_alarm_due[shard] = ngx_min(ngx_do_alarm_due[shard], next);
@@ -493,7 +493,7 @@ ngx_do_alarm_retry_handler(ngx_event_t *ev)
 
     ac = ev->data;
 
-    ngx_do_call_alarm(ac->ns, ac->node.id, ac);
+    ngx_do_wire_alarm(ac->ns, ac->node.id, ac);
 }
 
 

@@ -18,13 +18,13 @@
 #include "ngx_do_object.h"
 
 
-static ngx_do_write_t *ngx_do_batch_find(ngx_do_turn_t *t, ngx_str_t *key);
+static ngx_do_write_t *ngx_do_api_batch_find(ngx_do_turn_t *t, ngx_str_t *key);
 
 
 ngx_do_request_t *
 ngx_do_turn_request(ngx_do_turn_t *t)
 {
-    return &t->call->req;
+    return &t->mail->req;
 }
 
 
@@ -74,11 +74,11 @@ ngx_do_turn_log(ngx_do_turn_t *t)
 ngx_int_t
 ngx_do_arg(ngx_do_turn_t *t, const char *name, ngx_str_t *value)
 {
-    if (t->call == NULL) {
+    if (t->mail == NULL) {
         return NGX_DECLINED;
     }
 
-    return ngx_do_request_arg(t, &t->call->req, name, value);
+    return ngx_do_request_arg(t, &t->mail->req, name, value);
 }
 
 
@@ -141,7 +141,7 @@ ngx_do_get(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value,
     ngx_do_cache_t  *e;
     ngx_do_write_t  *w;
 
-    w = ngx_do_batch_find(t, key);
+    w = ngx_do_api_batch_find(t, key);
 
     if (w) {
         if (w->delete) {
@@ -158,10 +158,10 @@ ngx_do_get(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value,
     }
 
     /* deferred writes not stored yet are the truth, whatever the cache kept */
-    d = ngx_do_dirty_find(t->obj->dirty, key);
+    d = ngx_do_defer_find(t->obj->dirty, key);
 
     if (d == NULL) {
-        d = ngx_do_dirty_find(t->obj->flushing, key);
+        d = ngx_do_defer_find(t->obj->flushing, key);
     }
 
     if (d) {
@@ -185,13 +185,13 @@ ngx_do_get(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value,
     hash = ngx_crc32_short(key->data, key->len);
     e = ngx_do_cache_find(t->obj, key, hash);
 
-    if (e == NULL && ngx_do_backend->async) {
+    if (e == NULL && ngx_do_object_backend->async) {
         /* the loaded state is complete: not in it, not in storage */
         return NGX_DECLINED;
     }
 
     if (e == NULL) {
-        rc = ngx_do_backend->get(t->obj->id, key, &v, version);
+        rc = ngx_do_object_backend->get(t->obj->id, key, &v, version);
 
         if (rc == NGX_ERROR) {
             t->failed = 1;
@@ -272,7 +272,7 @@ ngx_do_put_reserved(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value)
         return NGX_DECLINED;
     }
 
-    w = ngx_do_batch_find(t, key);
+    w = ngx_do_api_batch_find(t, key);
 
     if (w == NULL) {
         w = ngx_array_push(&t->batch.writes);
@@ -320,7 +320,7 @@ ngx_do_delete_reserved(ngx_do_turn_t *t, ngx_str_t *key)
         return rc;
     }
 
-    w = ngx_do_batch_find(t, key);
+    w = ngx_do_api_batch_find(t, key);
 
     if (w == NULL) {
         w = ngx_array_push(&t->batch.writes);
@@ -386,8 +386,8 @@ ngx_do_list(ngx_do_turn_t *t, ngx_do_list_opts_t *opts, ngx_array_t **items)
         opts->start.len = 1;
     }
 
-    if (ngx_do_backend->async) {
-        if (ngx_do_list_cache(t, opts, out) != NGX_OK) {
+    if (ngx_do_object_backend->async) {
+        if (ngx_do_cache_list(t, opts, out) != NGX_OK) {
             t->failed = 1;
             return NGX_ERROR;
         }
@@ -396,7 +396,7 @@ ngx_do_list(ngx_do_turn_t *t, ngx_do_list_opts_t *opts, ngx_array_t **items)
         return NGX_OK;
     }
 
-    if (ngx_do_backend->list(t->obj->id, opts, t->pool, out) != NGX_OK) {
+    if (ngx_do_object_backend->list(t->obj->id, opts, t->pool, out) != NGX_OK) {
         t->failed = 1;
         return NGX_ERROR;
     }
@@ -500,16 +500,16 @@ ngx_do_turn_alarms_changed(ngx_do_turn_t *t)
 }
 
 
-/* an alarm call's call id is the data ngx_do_call_alarm() was given */
+/* an alarm call's call id is the data ngx_do_wire_alarm() was given */
 void *
 ngx_do_turn_alarm_data(ngx_do_turn_t *t)
 {
-    return t->call ? (void *) (uintptr_t) t->call->call_id : NULL;
+    return t->mail ? (void *) (uintptr_t) t->mail->call_id : NULL;
 }
 
 
 static ngx_do_write_t *
-ngx_do_batch_find(ngx_do_turn_t *t, ngx_str_t *key)
+ngx_do_api_batch_find(ngx_do_turn_t *t, ngx_str_t *key)
 {
     ngx_uint_t       i;
     ngx_do_write_t  *w;

@@ -20,13 +20,13 @@
 #define NGX_DO_CACHE_MAX_SIZE     (1024 * 1024)
 
 
-static int ngx_libc_cdecl ngx_do_kv_cmp(const void *one, const void *two);
+static int ngx_libc_cdecl ngx_do_cache_kv_cmp(const void *one, const void *two);
 static void ngx_do_cache_remove(ngx_do_object_t *obj, ngx_do_cache_t *e);
 
 
 /* list() over a complete cache: the same order and bounds as storage */
 ngx_int_t
-ngx_do_list_cache(ngx_do_turn_t *t, ngx_do_list_opts_t *opts,
+ngx_do_cache_list(ngx_do_turn_t *t, ngx_do_list_opts_t *opts,
     ngx_array_t *out)
 {
     size_t              bytes;
@@ -76,7 +76,7 @@ ngx_do_list_cache(ngx_do_turn_t *t, ngx_do_list_opts_t *opts,
         }
     }
 
-    ngx_qsort(all.elts, all.nelts, sizeof(ngx_do_kv_t), ngx_do_kv_cmp);
+    ngx_qsort(all.elts, all.nelts, sizeof(ngx_do_kv_t), ngx_do_cache_kv_cmp);
 
     kv = all.elts;
     n = all.nelts;
@@ -118,7 +118,7 @@ ngx_do_list_cache(ngx_do_turn_t *t, ngx_do_list_opts_t *opts,
 
 
 static int ngx_libc_cdecl
-ngx_do_kv_cmp(const void *one, const void *two)
+ngx_do_cache_kv_cmp(const void *one, const void *two)
 {
     const ngx_do_kv_t  *a = one, *b = two;
 
@@ -164,7 +164,9 @@ ngx_do_cache_set(ngx_do_object_t *obj, ngx_str_t *key, ngx_str_t *value,
     data = NULL;
 
     if (value) {
-        if (value->len > NGX_DO_CACHE_MAX_VALUE && !ngx_do_backend->async) {
+        if (value->len > NGX_DO_CACHE_MAX_VALUE
+            && !ngx_do_object_backend->async)
+        {
             goto nocache;
         }
 
@@ -184,7 +186,7 @@ ngx_do_cache_set(ngx_do_object_t *obj, ngx_str_t *key, ngx_str_t *value,
     /* a complete cache (asynchronous backends) is never trimmed */
     if (obj->cache_size + key->len + (value ? value->len : 0)
         > NGX_DO_CACHE_MAX_SIZE
-        && !ngx_do_backend->async)
+        && !ngx_do_object_backend->async)
     {
         ngx_do_cache_drop(obj);
     }

@@ -3,9 +3,9 @@
  * Commits: how a turn's writes reach storage before its reply leaves.
  *
  * On a synchronous backend, or for a deferred object, a turn commits on
- * its own (ngx_do_object_committed()); on an asynchronous backend the
+ * its own (ngx_do_commit_turn()); on an asynchronous backend the
  * calls waiting in the mailbox run as a group and commit as one batch
- * (ngx_do_object_group()).  Every commit but a deferred flush carries the
+ * (ngx_do_commit_group()).  Every commit but a deferred flush carries the
  * version its turns saw: NGX_BUSY means another writer won, and the turns
  * run again on fresh state; nothing was released, so this is safe.  The
  * storage requests of objects (load, commit, flush) are made here.
@@ -19,12 +19,86 @@
 #include "ngx_do_object.h"
 
 
-static void ngx_do_object_group_run(ngx_do_object_t *obj);
-static ngx_int_t ngx_do_object_group_batch(ngx_do_object_t *obj,
+static ngx_int_t ngx_do_commit_end(ngx_do_object_t *obj, ngx_do_turn_t *t,
+    ngx_int_t rc, uint64_t version);
+static void ngx_do_commit_handler(ngx_do_storage_req_t *req);
+static void ngx_do_commit_group_run(ngx_do_object_t *obj);
+static ngx_int_t ngx_do_commit_group_batch(ngx_do_object_t *obj,
     ngx_pool_t *pool, ngx_do_batch_t *batch);
-static void ngx_do_object_group_done(ngx_do_storage_req_t *req);
-static void ngx_do_object_group_end(ngx_do_object_t *obj, ngx_int_t rc,
+static void ngx_do_commit_group_done(ngx_do_storage_req_t *req);
+static void ngx_do_commit_group_end(ngx_do_object_t *obj, ngx_int_t rc,
     uint64_t version, ngx_do_storage_req_t *fresh);
+
+
+/*
+ * The second half of a turn on its own (not in a group): its writes go to
+ * the dirty list (deferred), nowhere (none), or to storage, and its reply
+ * follows in ngx_do_commit_end().  Returns as ngx_do_turn_one().
+ */
+ngx_int_t
+ngx_do_commit_turn(ngx_do_object_t *obj, ngx_do_turn_t *t)
+{
+    ngx_int_t              rc;
+    ngx_do_mail_t         *mail;
+    ngx_do_storage_req_t   sreq, *req;
+
+    mail = t->mail;
+
+    if (obj->deferred && !t->batch.clear) {
+        if (ngx_do_defer_writes(obj, &t->batch) != NGX_OK) {
+            ngx_do_turn_free(t);
+            goto failed;
+        }
+
+        return ngx_do_commit_end(obj, t, NGX_OK, obj->version);
+    }
+
+    if (t->batch.writes.nelts == 0 && !t->batch.clear
+        && !t->batch.alarm_set)
+    {
+        return ngx_do_commit_end(obj, t, NGX_OK, obj->version);
+    }
+
+    if (obj->deferred) {
+        /* a clear replaces whatever was waiting to be stored */
+        ngx_do_defer_free(obj);
+        obj->version = NGX_DO_VERSION_ANY;
+    }
+
+    if (t->batch.expire == 0) {
+        t->batch.expire = obj->expire;
+    }
+
+    if (!ngx_do_object_backend->async) {
+        rc = ngx_do_object_backend->commit(obj->ns, obj->id, obj->version,
+                                           &t->batch, &sreq);
+
+        return ngx_do_commit_end(obj, t, rc, sreq.version);
+    }
+
+    req = ngx_do_commit_req_create(obj, ngx_do_commit_handler);
+    if (req == NULL) {
+        ngx_do_turn_free(t);
+        goto failed;
+    }
+
+    rc = ngx_do_object_backend->commit(obj->ns, obj->id, obj->version,
+                                       &t->batch, req);
+
+    if (rc == NGX_AGAIN) {
+        obj->req = req;
+        obj->turn = t;
+        return NGX_AGAIN;
+    }
+
+    ngx_do_commit_req_free(req);
+
+    return ngx_do_commit_end(obj, t, rc, 0);
+
+failed:
+
+    return ngx_do_turn_fail(obj, mail);
+}
 
 
 /*
@@ -40,28 +114,28 @@ static void ngx_do_object_group_end(ngx_do_object_t *obj, ngx_int_t rc,
  * write that was acknowledged before it arrived.
  */
 ngx_int_t
-ngx_do_object_group(ngx_do_object_t *obj)
+ngx_do_commit_group(ngx_do_object_t *obj)
 {
     ngx_int_t              rc;
     ngx_pool_t            *pool;
     ngx_do_batch_t         batch;
     ngx_do_storage_req_t  *req;
 
-    ngx_do_object_group_run(obj);
+    ngx_do_commit_group_run(obj);
 
     if (obj->ngroup == 0) {
         return NGX_OK;
     }
 
-    pool = ngx_do_pool_get();
+    pool = ngx_do_object_pool_get();
     if (pool == NULL) {
-        ngx_do_object_group_end(obj, NGX_ERROR, 0, NULL);
+        ngx_do_commit_group_end(obj, NGX_ERROR, 0, NULL);
         return NGX_OK;
     }
 
-    if (ngx_do_object_group_batch(obj, pool, &batch) != NGX_OK) {
-        ngx_do_pool_put(pool);
-        ngx_do_object_group_end(obj, NGX_ERROR, 0, NULL);
+    if (ngx_do_commit_group_batch(obj, pool, &batch) != NGX_OK) {
+        ngx_do_object_pool_put(pool);
+        ngx_do_commit_group_end(obj, NGX_ERROR, 0, NULL);
         return NGX_OK;
     }
 
@@ -71,14 +145,14 @@ ngx_do_object_group(ngx_do_object_t *obj)
      * acknowledged write is never hidden by this object's cache.
      */
 
-    req = ngx_do_req_create(obj, ngx_do_object_group_done);
+    req = ngx_do_commit_req_create(obj, ngx_do_commit_group_done);
 
     rc = (req == NULL)
          ? NGX_ERROR
-         : ngx_do_backend->commit(obj->ns, obj->id, obj->version, &batch,
-                                  req);
+         : ngx_do_object_backend->commit(obj->ns, obj->id, obj->version, &batch,
+                                         req);
 
-    ngx_do_pool_put(pool);
+    ngx_do_object_pool_put(pool);
 
     if (rc == NGX_AGAIN) {
         obj->req = req;
@@ -86,10 +160,10 @@ ngx_do_object_group(ngx_do_object_t *obj)
     }
 
     if (req) {
-        ngx_do_req_free(req);
+        ngx_do_commit_req_free(req);
     }
 
-    ngx_do_object_group_end(obj, rc, 0, NULL);
+    ngx_do_commit_group_end(obj, rc, 0, NULL);
 
     return NGX_OK;
 }
@@ -100,13 +174,13 @@ ngx_do_object_group(ngx_do_object_t *obj)
  * mailbox empty, or a call parks; their writes go to the cache at once.
  */
 static void
-ngx_do_object_group_run(ngx_do_object_t *obj)
+ngx_do_commit_group_run(ngx_do_object_t *obj)
 {
     ngx_int_t        rc;
     ngx_uint_t       i;
     ngx_queue_t     *q;
     ngx_do_turn_t   *t;
-    ngx_do_call_t   *call;
+    ngx_do_mail_t   *mail;
     ngx_do_write_t  *w;
 
     while (!ngx_queue_empty(&obj->mailbox)
@@ -114,14 +188,14 @@ ngx_do_object_group_run(ngx_do_object_t *obj)
            && obj->loaded)
     {
         q = ngx_queue_head(&obj->mailbox);
-        call = ngx_queue_data(q, ngx_do_call_t, queue);
+        mail = ngx_queue_data(q, ngx_do_mail_t, queue);
         ngx_queue_remove(q);
 
-        rc = ngx_do_object_turn_run(obj, call, obj->ns->class->fetch, &t);
+        rc = ngx_do_turn_run(obj, mail, obj->ns->class->fetch, &t);
 
         if (rc != NGX_OK) {
             /* answered already */
-            ngx_do_call_free(call);
+            ngx_do_turn_mail_free(mail);
             continue;
         }
 
@@ -153,7 +227,7 @@ ngx_do_object_group_run(ngx_do_object_t *obj)
 
 /* one batch: the last write of a key wins; a clear drops what was before */
 static ngx_int_t
-ngx_do_object_group_batch(ngx_do_object_t *obj, ngx_pool_t *pool,
+ngx_do_commit_group_batch(ngx_do_object_t *obj, ngx_pool_t *pool,
     ngx_do_batch_t *batch)
 {
     ngx_uint_t       i, j, n;
@@ -216,22 +290,22 @@ ngx_do_object_group_batch(ngx_do_object_t *obj, ngx_pool_t *pool,
 
 
 static void
-ngx_do_object_group_done(ngx_do_storage_req_t *req)
+ngx_do_commit_group_done(ngx_do_storage_req_t *req)
 {
     ngx_do_object_t  *obj;
 
     obj = req->data;
 
     if (obj == NULL) {
-        ngx_do_req_free(req);
+        ngx_do_commit_req_free(req);
         return;
     }
 
     obj->req = NULL;
 
-    ngx_do_object_group_end(obj, req->rc, req->version, req);
+    ngx_do_commit_group_end(obj, req->rc, req->version, req);
 
-    ngx_do_req_free(req);
+    ngx_do_commit_req_free(req);
 
     /*
      * After a few lost races, wait a little before the next try: the
@@ -243,26 +317,26 @@ ngx_do_object_group_done(ngx_do_storage_req_t *req)
         return;
     }
 
-    ngx_do_object_continue(obj);
+    ngx_do_turn_continue(obj);
 }
 
 
 void
-ngx_do_object_retry_handler(ngx_event_t *ev)
+ngx_do_commit_retry_handler(ngx_event_t *ev)
 {
-    ngx_do_object_continue(ev->data);
+    ngx_do_turn_continue(ev->data);
 }
 
 
 /* the group's commit is decided: release, retry or fail its calls */
 static void
-ngx_do_object_group_end(ngx_do_object_t *obj, ngx_int_t rc, uint64_t version,
+ngx_do_commit_group_end(ngx_do_object_t *obj, ngx_int_t rc, uint64_t version,
     ngx_do_storage_req_t *fresh)
 {
     ngx_uint_t       i, n;
     ngx_do_kv_t     *kv;
     ngx_do_turn_t   *t;
-    ngx_do_call_t   *call;
+    ngx_do_mail_t   *mail;
     ngx_do_write_t  *w;
 
     n = obj->ngroup;
@@ -290,10 +364,10 @@ ngx_do_object_group_end(ngx_do_object_t *obj, ngx_int_t rc, uint64_t version,
 
         for (i = 0; i < n; i++) {
             t = obj->group[i];
-            call = t->call;
-            ngx_do_turn_release(obj, call, t, version);
+            mail = t->mail;
+            ngx_do_turn_release(obj, mail, t, version);
             ngx_do_turn_free(t);
-            ngx_do_call_free(call);
+            ngx_do_turn_mail_free(mail);
         }
 
         obj->tries = 0;
@@ -326,7 +400,7 @@ ngx_do_object_group_end(ngx_do_object_t *obj, ngx_int_t rc, uint64_t version,
         /* back to the front of the mailbox, in their order */
         for (i = n; i > 0; i--) {
             t = obj->group[i - 1];
-            ngx_queue_insert_head(&obj->mailbox, &t->call->queue);
+            ngx_queue_insert_head(&obj->mailbox, &t->mail->queue);
             ngx_do_turn_free(t);
         }
 
@@ -347,14 +421,14 @@ ngx_do_object_group_end(ngx_do_object_t *obj, ngx_int_t rc, uint64_t version,
 
     for (i = 0; i < n; i++) {
         t = obj->group[i];
-        call = t->call;
-        ngx_do_reply_simple(call->src, call->call_id,
-                            rc == NGX_DECLINED ? 507
+        mail = t->mail;
+        ngx_do_wire_error(mail->src, mail->call_id,
+                          rc == NGX_DECLINED ? 507
                                                : NGX_HTTP_SERVICE_UNAVAILABLE,
-                            rc == NGX_DECLINED ? "storage is full"
+                          rc == NGX_DECLINED ? "storage is full"
                                                : "storage is unavailable");
         ngx_do_turn_free(t);
-        ngx_do_call_free(call);
+        ngx_do_turn_mail_free(mail);
     }
 
     obj->tries = 0;
@@ -362,15 +436,15 @@ ngx_do_object_group_end(ngx_do_object_t *obj, ngx_int_t rc, uint64_t version,
 
 
 /* the end of a turn, once its writes are stored (or not) */
-ngx_int_t
-ngx_do_object_committed(ngx_do_object_t *obj, ngx_do_turn_t *t, ngx_int_t rc,
+static ngx_int_t
+ngx_do_commit_end(ngx_do_object_t *obj, ngx_do_turn_t *t, ngx_int_t rc,
     uint64_t version)
 {
     ngx_uint_t       i;
-    ngx_do_call_t   *call;
+    ngx_do_mail_t   *mail;
     ngx_do_write_t  *w;
 
-    call = t->call;
+    mail = t->mail;
 
     if (rc == NGX_BUSY) {
         ngx_do_stats->conflicts++;
@@ -391,13 +465,13 @@ ngx_do_object_committed(ngx_do_object_t *obj, ngx_do_turn_t *t, ngx_int_t rc,
                           "was not committed", &obj->ns->name);
         }
 
-        if (call) {
-            ngx_do_reply_simple(call->src, call->call_id,
-                                rc == NGX_DECLINED
-                                ? 507 : NGX_HTTP_SERVICE_UNAVAILABLE,
-                                rc == NGX_DECLINED
-                                ? "storage is full"
-                                : "storage is unavailable");
+        if (mail) {
+            ngx_do_wire_error(mail->src, mail->call_id,
+                              rc == NGX_DECLINED
+                              ? 507 : NGX_HTTP_SERVICE_UNAVAILABLE,
+                              rc == NGX_DECLINED
+                              ? "storage is full"
+                              : "storage is unavailable");
         }
 
         return NGX_ERROR;
@@ -407,7 +481,7 @@ ngx_do_object_committed(ngx_do_object_t *obj, ngx_do_turn_t *t, ngx_int_t rc,
         if (!obj->deferred || t->batch.clear) {
             if (t->batch.clear) {
                 ngx_do_cache_drop(obj);
-                obj->loaded = ngx_do_backend->async ? 1 : 0;
+                obj->loaded = ngx_do_object_backend->async ? 1 : 0;
             }
 
             obj->version = version;
@@ -425,7 +499,7 @@ ngx_do_object_committed(ngx_do_object_t *obj, ngx_do_turn_t *t, ngx_int_t rc,
         ngx_do_alarm_scheduled(obj->id, t->batch.alarm);
     }
 
-    ngx_do_turn_release(obj, call, t, version);
+    ngx_do_turn_release(obj, mail, t, version);
 
     ngx_do_turn_free(t);
 
@@ -433,19 +507,19 @@ ngx_do_object_committed(ngx_do_object_t *obj, ngx_do_turn_t *t, ngx_int_t rc,
 }
 
 
-void
-ngx_do_object_commit_done(ngx_do_storage_req_t *req)
+static void
+ngx_do_commit_handler(ngx_do_storage_req_t *req)
 {
     ngx_int_t         rc;
     ngx_queue_t      *q;
-    ngx_do_call_t    *call;
+    ngx_do_mail_t    *mail;
     ngx_do_turn_t    *t;
     ngx_do_object_t  *obj;
 
     obj = req->data;
 
     if (obj == NULL) {
-        ngx_do_req_free(req);
+        ngx_do_commit_req_free(req);
         return;
     }
 
@@ -453,16 +527,16 @@ ngx_do_object_commit_done(ngx_do_storage_req_t *req)
     obj->turn = NULL;
     obj->req = NULL;
 
-    rc = ngx_do_object_committed(obj, t, req->rc, req->version);
+    rc = ngx_do_commit_end(obj, t, req->rc, req->version);
 
-    ngx_do_req_free(req);
+    ngx_do_commit_req_free(req);
 
     if (obj->evicting) {
         obj->evicting = 0;
         obj->busy = 0;
 
         if (!ngx_queue_empty(&obj->mailbox)) {
-            ngx_do_object_run(obj);
+            ngx_do_turn_mailbox(obj);
 
         } else if (rc == NGX_OK || !obj->active) {
             /* evicted, or its memory turned out stale: it goes */
@@ -477,7 +551,7 @@ ngx_do_object_commit_done(ngx_do_storage_req_t *req)
     }
 
     if (rc == NGX_BUSY && ++obj->tries < NGX_DO_TURN_TRIES) {
-        ngx_do_object_continue(obj);
+        ngx_do_turn_continue(obj);
         return;
     }
 
@@ -491,26 +565,26 @@ ngx_do_object_commit_done(ngx_do_storage_req_t *req)
 
     } else if (!ngx_queue_empty(&obj->mailbox)) {
         q = ngx_queue_head(&obj->mailbox);
-        call = ngx_queue_data(q, ngx_do_call_t, queue);
+        mail = ngx_queue_data(q, ngx_do_mail_t, queue);
 
         if (rc == NGX_BUSY) {
-            ngx_do_reply_simple(call->src, call->call_id,
-                                NGX_HTTP_SERVICE_UNAVAILABLE,
-                                "object is busy, try again");
+            ngx_do_wire_error(mail->src, mail->call_id,
+                              NGX_HTTP_SERVICE_UNAVAILABLE,
+                              "object is busy, try again");
         }
 
         ngx_queue_remove(q);
-        ngx_do_call_free(call);
+        ngx_do_turn_mail_free(mail);
     }
 
     obj->tries = 0;
 
-    ngx_do_object_continue(obj);
+    ngx_do_turn_continue(obj);
 }
 
 
 void
-ngx_do_req_free(ngx_do_storage_req_t *req)
+ngx_do_commit_req_free(ngx_do_storage_req_t *req)
 {
     if (req->pool) {
         ngx_destroy_pool(req->pool);
@@ -521,7 +595,8 @@ ngx_do_req_free(ngx_do_storage_req_t *req)
 
 
 ngx_do_storage_req_t *
-ngx_do_req_create(ngx_do_object_t *obj, ngx_do_storage_handler_pt handler)
+ngx_do_commit_req_create(ngx_do_object_t *obj,
+    ngx_do_storage_handler_pt handler)
 {
     ngx_do_storage_req_t  *req;
 

@@ -17,9 +17,9 @@
 #include "ngx_do_object.h"
 
 
-static ngx_int_t ngx_do_object_flush_done(ngx_do_object_t *obj,
+static ngx_int_t ngx_do_defer_flush_done(ngx_do_object_t *obj,
     ngx_int_t rc);
-static void ngx_do_object_flushed(ngx_do_storage_req_t *req);
+static void ngx_do_defer_flushed(ngx_do_storage_req_t *req);
 
 
 /*
@@ -28,7 +28,7 @@ static void ngx_do_object_flushed(ngx_do_storage_req_t *req);
  * at once, and a flush within do_flush_interval stores them.
  */
 ngx_int_t
-ngx_do_object_defer(ngx_do_object_t *obj, ngx_do_batch_t *batch)
+ngx_do_defer_writes(ngx_do_object_t *obj, ngx_do_batch_t *batch)
 {
     u_char          *p;
     ngx_uint_t       i;
@@ -102,7 +102,7 @@ ngx_do_object_defer(ngx_do_object_t *obj, ngx_do_batch_t *batch)
  * (the writes stay for another try).
  */
 ngx_int_t
-ngx_do_object_flush(ngx_do_object_t *obj)
+ngx_do_defer_flush(ngx_do_object_t *obj)
 {
     ngx_int_t              rc;
     ngx_pool_t            *pool;
@@ -119,7 +119,7 @@ ngx_do_object_flush(ngx_do_object_t *obj)
         return NGX_OK;
     }
 
-    pool = ngx_do_pool_get();
+    pool = ngx_do_object_pool_get();
     if (pool == NULL) {
         return NGX_ERROR;
     }
@@ -130,14 +130,14 @@ ngx_do_object_flush(ngx_do_object_t *obj)
     if (ngx_array_init(&batch.writes, pool, 4, sizeof(ngx_do_write_t))
         != NGX_OK)
     {
-        ngx_do_pool_put(pool);
+        ngx_do_object_pool_put(pool);
         return NGX_ERROR;
     }
 
     for (d = obj->dirty; d; d = d->next) {
         w = ngx_array_push(&batch.writes);
         if (w == NULL) {
-            ngx_do_pool_put(pool);
+            ngx_do_object_pool_put(pool);
             return NGX_ERROR;
         }
 
@@ -149,25 +149,25 @@ ngx_do_object_flush(ngx_do_object_t *obj)
     obj->flushing = obj->dirty;
     obj->dirty = NULL;
 
-    if (!ngx_do_backend->async) {
-        rc = ngx_do_backend->commit(obj->ns, obj->id, NGX_DO_VERSION_ANY,
-                                    &batch, &sreq);
-        ngx_do_pool_put(pool);
+    if (!ngx_do_object_backend->async) {
+        rc = ngx_do_object_backend->commit(obj->ns, obj->id, NGX_DO_VERSION_ANY,
+                                           &batch, &sreq);
+        ngx_do_object_pool_put(pool);
 
         if (rc == NGX_OK) {
             obj->version = sreq.version;
         }
 
-        return ngx_do_object_flush_done(obj, rc);
+        return ngx_do_defer_flush_done(obj, rc);
     }
 
-    req = ngx_do_req_create(obj, ngx_do_object_flushed);
+    req = ngx_do_commit_req_create(obj, ngx_do_defer_flushed);
 
     rc = (req == NULL) ? NGX_ERROR
-                       : ngx_do_backend->commit(obj->ns, obj->id,
-                                                NGX_DO_VERSION_ANY, &batch,
-                                                req);
-    ngx_do_pool_put(pool);
+                       : ngx_do_object_backend->commit(obj->ns, obj->id,
+                                                       NGX_DO_VERSION_ANY,
+                                                       &batch, req);
+    ngx_do_object_pool_put(pool);
 
     if (rc == NGX_AGAIN) {
         obj->flush_req = req;
@@ -175,21 +175,21 @@ ngx_do_object_flush(ngx_do_object_t *obj)
     }
 
     if (req) {
-        ngx_do_req_free(req);
+        ngx_do_commit_req_free(req);
     }
 
-    return ngx_do_object_flush_done(obj, rc);
+    return ngx_do_defer_flush_done(obj, rc);
 }
 
 
 /* what a finished flush leaves: writes made meanwhile win over its own */
 static ngx_int_t
-ngx_do_object_flush_done(ngx_do_object_t *obj, ngx_int_t rc)
+ngx_do_defer_flush_done(ngx_do_object_t *obj, ngx_int_t rc)
 {
     ngx_do_dirty_t  *d, *n, *newer;
 
     if (rc == NGX_OK) {
-        ngx_do_dirty_list_free(obj->flushing);
+        ngx_do_defer_list_free(obj->flushing);
         obj->flushing = NULL;
         return NGX_OK;
     }
@@ -237,7 +237,7 @@ ngx_do_object_flush_done(ngx_do_object_t *obj, ngx_int_t rc)
 
 
 static void
-ngx_do_object_flushed(ngx_do_storage_req_t *req)
+ngx_do_defer_flushed(ngx_do_storage_req_t *req)
 {
     ngx_int_t         rc;
     ngx_do_object_t  *obj;
@@ -245,7 +245,7 @@ ngx_do_object_flushed(ngx_do_storage_req_t *req)
     obj = req->data;
 
     if (obj == NULL) {
-        ngx_do_req_free(req);
+        ngx_do_commit_req_free(req);
         return;
     }
 
@@ -255,9 +255,9 @@ ngx_do_object_flushed(ngx_do_storage_req_t *req)
         obj->version = req->version;
     }
 
-    rc = ngx_do_object_flush_done(obj, req->rc);
+    rc = ngx_do_defer_flush_done(obj, req->rc);
 
-    ngx_do_req_free(req);
+    ngx_do_commit_req_free(req);
 
     if (obj->closing) {
         if (obj->busy || !ngx_queue_empty(&obj->mailbox)) {
@@ -282,22 +282,22 @@ ngx_do_object_flushed(ngx_do_storage_req_t *req)
 
 
 void
-ngx_do_object_flush_handler(ngx_event_t *ev)
+ngx_do_defer_flush_handler(ngx_event_t *ev)
 {
-    (void) ngx_do_object_flush(ev->data);
+    (void) ngx_do_defer_flush(ev->data);
 }
 
 
 void
-ngx_do_dirty_free(ngx_do_object_t *obj)
+ngx_do_defer_free(ngx_do_object_t *obj)
 {
-    ngx_do_dirty_list_free(obj->dirty);
+    ngx_do_defer_list_free(obj->dirty);
     obj->dirty = NULL;
 }
 
 
 ngx_do_dirty_t *
-ngx_do_dirty_find(ngx_do_dirty_t *d, ngx_str_t *key)
+ngx_do_defer_find(ngx_do_dirty_t *d, ngx_str_t *key)
 {
     for ( /* void */ ; d; d = d->next) {
         if (d->key.len == key->len
@@ -312,7 +312,7 @@ ngx_do_dirty_find(ngx_do_dirty_t *d, ngx_str_t *key)
 
 
 void
-ngx_do_dirty_list_free(ngx_do_dirty_t *d)
+ngx_do_defer_list_free(ngx_do_dirty_t *d)
 {
     ngx_do_dirty_t  *n;
 

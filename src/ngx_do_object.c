@@ -22,8 +22,8 @@
 #include "ngx_do_object.h"
 
 
-static void ngx_do_sweep_handler(ngx_event_t *ev);
-static void ngx_do_stats_objects(void);
+static void ngx_do_object_sweep_handler(ngx_event_t *ev);
+static void ngx_do_object_stats(void);
 static ngx_uint_t ngx_do_object_hash(u_char *id);
 static void ngx_do_objects_grow(void);
 static void ngx_do_object_idle(ngx_event_t *ev);
@@ -48,8 +48,8 @@ static ngx_event_t             ngx_do_sweep_event;
 static ngx_pool_t             *ngx_do_pools[8];
 static ngx_uint_t              ngx_do_npools;
 
-ngx_do_backend_t              *ngx_do_backend;
-ngx_do_deliver_pt              ngx_do_deliver;
+ngx_do_backend_t              *ngx_do_object_backend;
+ngx_do_deliver_pt              ngx_do_object_deliver;
 
 
 ngx_int_t
@@ -63,11 +63,11 @@ ngx_do_objects_init(ngx_cycle_t *cycle, ngx_do_backend_t *backend,
         return NGX_ERROR;
     }
 
-    ngx_do_backend = backend;
-    ngx_do_deliver = deliver;
+    ngx_do_object_backend = backend;
+    ngx_do_object_deliver = deliver;
 
     if (backend->sweep && ngx_worker == 0) {
-        ngx_do_sweep_event.handler = ngx_do_sweep_handler;
+        ngx_do_sweep_event.handler = ngx_do_object_sweep_handler;
         ngx_do_sweep_event.log = cycle->log;
         ngx_do_sweep_event.cancelable = 1;
         ngx_add_timer(&ngx_do_sweep_event, 1000);
@@ -94,7 +94,7 @@ ngx_do_objects_exit(void)
             obj = ngx_do_objects[i];
 
             /* a flush to an asynchronous backend is sent, not awaited */
-            (void) ngx_do_object_flush(obj);
+            (void) ngx_do_defer_flush(obj);
             ngx_do_object_free(obj);
         }
     }
@@ -113,9 +113,9 @@ ngx_do_objects_exit(void)
 
 
 static void
-ngx_do_sweep_handler(ngx_event_t *ev)
+ngx_do_object_sweep_handler(ngx_event_t *ev)
 {
-    ngx_do_backend->sweep();
+    ngx_do_object_backend->sweep();
 
     if (!ngx_exiting) {
         ngx_add_timer(ev, 1000);
@@ -128,7 +128,7 @@ ngx_do_sweep_handler(ngx_event_t *ev)
  * took the slot over (an old worker finishing after a reload).
  */
 static void
-ngx_do_stats_objects(void)
+ngx_do_object_stats(void)
 {
     if (ngx_do_stats->pid == (ngx_atomic_uint_t) ngx_pid) {
         ngx_do_stats->objects = ngx_do_nobjects;
@@ -177,7 +177,7 @@ ngx_do_objects_grow(void)
 
 
 ngx_pool_t *
-ngx_do_pool_get(void)
+ngx_do_object_pool_get(void)
 {
     if (ngx_do_npools) {
         return ngx_do_pools[--ngx_do_npools];
@@ -188,7 +188,7 @@ ngx_do_pool_get(void)
 
 
 void
-ngx_do_pool_put(ngx_pool_t *pool)
+ngx_do_object_pool_put(ngx_pool_t *pool)
 {
     if (ngx_do_npools == sizeof(ngx_do_pools) / sizeof(ngx_do_pools[0])) {
         ngx_destroy_pool(pool);
@@ -222,16 +222,16 @@ ngx_do_object_get(u_char *id, ngx_do_namespace_t *ns, ngx_uint_t transient)
 
     obj->state = ns->class->object_size ? (void *) (obj + 1) : NULL;
 
-    obj->flush.handler = ngx_do_object_flush_handler;
+    obj->flush.handler = ngx_do_defer_flush_handler;
     obj->flush.data = obj;
     obj->flush.log = ngx_cycle->log;
     obj->flush.cancelable = 1;
 
-    obj->retry.handler = ngx_do_object_retry_handler;
+    obj->retry.handler = ngx_do_commit_retry_handler;
     obj->retry.data = obj;
     obj->retry.log = ngx_cycle->log;
 
-    obj->wake.handler = ngx_do_object_wake;
+    obj->wake.handler = ngx_do_park_wake_handler;
     obj->wake.data = obj;
     obj->wake.log = ngx_cycle->log;
     obj->wake.cancelable = 1;
@@ -257,7 +257,7 @@ ngx_do_object_get(u_char *id, ngx_do_namespace_t *ns, ngx_uint_t transient)
     if (ngx_do_nobjects > ngx_do_objects_mask) {
         ngx_do_objects_grow();
     }
-    ngx_do_stats_objects();
+    ngx_do_object_stats();
     ngx_do_stats->activations++;
 
     return obj;
@@ -365,11 +365,11 @@ ngx_do_object_loaded(ngx_do_storage_req_t *req)
     obj->version = req->version;
     obj->loaded = 1;
 
-    ngx_do_object_continue(obj);
+    ngx_do_turn_continue(obj);
 
 done:
 
-    ngx_do_req_free(req);
+    ngx_do_commit_req_free(req);
 }
 
 
@@ -378,15 +378,15 @@ void
 ngx_do_object_fail_all(ngx_do_object_t *obj, const char *msg)
 {
     ngx_queue_t    *q;
-    ngx_do_call_t  *call;
+    ngx_do_mail_t  *mail;
 
     while (!ngx_queue_empty(&obj->mailbox)) {
         q = ngx_queue_head(&obj->mailbox);
         ngx_queue_remove(q);
-        call = ngx_queue_data(q, ngx_do_call_t, queue);
-        ngx_do_reply_simple(call->src, call->call_id,
-                            NGX_HTTP_SERVICE_UNAVAILABLE, msg);
-        ngx_do_call_free(call);
+        mail = ngx_queue_data(q, ngx_do_mail_t, queue);
+        ngx_do_wire_error(mail->src, mail->call_id,
+                          NGX_HTTP_SERVICE_UNAVAILABLE, msg);
+        ngx_do_turn_mail_free(mail);
     }
 
     if (!ngx_queue_empty(&obj->parked)) {
@@ -414,10 +414,10 @@ ngx_do_object_refresh(ngx_do_object_t *obj)
 
     ngx_do_cache_drop(obj);
 
-    if (ngx_do_backend->async) {
+    if (ngx_do_object_backend->async) {
         obj->loaded = 0;
 
-    } else if (ngx_do_backend->version(obj->id, &version) == NGX_OK) {
+    } else if (ngx_do_object_backend->version(obj->id, &version) == NGX_OK) {
         obj->version = version;
     }
 
@@ -472,7 +472,7 @@ ngx_do_object_idle(ngx_event_t *ev)
     }
 
     if (obj->ns->class->evict && obj->active
-        && !(ngx_do_backend->async && !obj->loaded))
+        && !(ngx_do_object_backend->async && !obj->loaded))
     {
         /*
          * a turn like any other: nothing else runs meanwhile (an object
@@ -481,10 +481,10 @@ ngx_do_object_idle(ngx_event_t *ev)
         obj->busy = 1;
         obj->evicting = 1;
 
-        rc = ngx_do_object_turn(obj, NULL, obj->ns->class->evict);
+        rc = ngx_do_turn_one(obj, NULL, obj->ns->class->evict);
 
         if (rc == NGX_AGAIN) {
-            /* its commit is in flight: ngx_do_object_commit_done() ends it */
+            /* its commit is in flight: ngx_do_commit_handler() ends it */
             return;
         }
 
@@ -517,7 +517,7 @@ ngx_do_object_close(ngx_do_object_t *obj)
 
     obj->closing = 1;
 
-    rc = ngx_do_object_flush(obj);
+    rc = ngx_do_defer_flush(obj);
 
     if (rc == NGX_AGAIN) {
         return;
@@ -538,7 +538,7 @@ ngx_do_object_free(ngx_do_object_t *obj)
 {
     ngx_queue_t       *q;
     ngx_do_turn_t     *t;
-    ngx_do_call_t     *call;
+    ngx_do_mail_t     *mail;
     ngx_do_object_t  **op;
 
     if (obj->idle.timer_set) {
@@ -577,7 +577,7 @@ ngx_do_object_free(ngx_do_object_t *obj)
      */
     while (obj->ngroup) {
         t = obj->group[--obj->ngroup];
-        ngx_do_call_abandon(t->call);
+        ngx_do_turn_mail_abandon(t->mail);
         ngx_do_turn_free(t);
     }
 
@@ -585,15 +585,15 @@ ngx_do_object_free(ngx_do_object_t *obj)
     obj->busy = 1;
     ngx_do_park_free_all(obj);
 
-    ngx_do_dirty_free(obj);
-    ngx_do_dirty_list_free(obj->flushing);
+    ngx_do_defer_free(obj);
+    ngx_do_defer_list_free(obj->flushing);
     obj->flushing = NULL;
 
     while (!ngx_queue_empty(&obj->mailbox)) {
         q = ngx_queue_head(&obj->mailbox);
         ngx_queue_remove(q);
-        call = ngx_queue_data(q, ngx_do_call_t, queue);
-        ngx_do_call_abandon(call);
+        mail = ngx_queue_data(q, ngx_do_mail_t, queue);
+        ngx_do_turn_mail_abandon(mail);
     }
 
     ngx_do_cache_drop(obj);
@@ -613,6 +613,6 @@ ngx_do_object_free(ngx_do_object_t *obj)
 
     *op = obj->next;
     ngx_do_nobjects--;
-    ngx_do_stats_objects();
+    ngx_do_object_stats();
     ngx_free(obj);
 }

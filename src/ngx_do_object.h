@@ -113,7 +113,7 @@ typedef struct {
     u_char                    *buf;
     ngx_do_park_t             *park;          /* set: kept, not freed */
     ngx_do_request_t           req;
-} ngx_do_call_t;
+} ngx_do_mail_t;
 
 
 /*
@@ -123,7 +123,7 @@ typedef struct {
  */
 struct ngx_do_park_s {
     ngx_queue_t                queue;
-    ngx_do_call_t             *call;
+    ngx_do_mail_t             *mail;
     ngx_do_object_t           *obj;
     ngx_event_t                timer;
     ngx_uint_t                 status;
@@ -135,7 +135,7 @@ struct ngx_do_park_s {
 
 struct ngx_do_turn_s {
     ngx_do_object_t           *obj;
-    ngx_do_call_t             *call;
+    ngx_do_mail_t             *mail;
     ngx_int_t                (*handler)(ngx_do_turn_t *t);
     ngx_pool_t                *pool;
     ngx_do_batch_t             batch;
@@ -154,13 +154,13 @@ struct ngx_do_turn_s {
 };
 
 
-extern ngx_do_backend_t       *ngx_do_backend;
-extern ngx_do_deliver_pt       ngx_do_deliver;
+extern ngx_do_backend_t       *ngx_do_object_backend;
+extern ngx_do_deliver_pt       ngx_do_object_deliver;
 
 
 /* ngx_do_object.c */
-ngx_pool_t *ngx_do_pool_get(void);
-void ngx_do_pool_put(ngx_pool_t *pool);
+ngx_pool_t *ngx_do_object_pool_get(void);
+void ngx_do_object_pool_put(ngx_pool_t *pool);
 ngx_do_object_t *ngx_do_object_get(u_char *id, ngx_do_namespace_t *ns,
     ngx_uint_t transient);
 ngx_int_t ngx_do_object_place(ngx_do_object_t *obj);
@@ -175,62 +175,61 @@ void ngx_do_object_free(ngx_do_object_t *obj);
 
 
 /* ngx_do_turn.c */
-void ngx_do_object_run(ngx_do_object_t *obj);
-void ngx_do_object_continue(ngx_do_object_t *obj);
-ngx_int_t ngx_do_object_turn(ngx_do_object_t *obj,
-    ngx_do_call_t *call, ngx_int_t (*handler)(ngx_do_turn_t *t));
-ngx_int_t ngx_do_object_turn_run(ngx_do_object_t *obj,
-    ngx_do_call_t *call, ngx_int_t (*handler)(ngx_do_turn_t *t),
+void ngx_do_turn_mailbox(ngx_do_object_t *obj);
+void ngx_do_turn_continue(ngx_do_object_t *obj);
+ngx_int_t ngx_do_turn_one(ngx_do_object_t *obj,
+    ngx_do_mail_t *mail, ngx_int_t (*handler)(ngx_do_turn_t *t));
+ngx_int_t ngx_do_turn_run(ngx_do_object_t *obj,
+    ngx_do_mail_t *mail, ngx_int_t (*handler)(ngx_do_turn_t *t),
     ngx_do_turn_t **tp);
-void ngx_do_call_abandon(ngx_do_call_t *call);
-void ngx_do_turn_release(ngx_do_object_t *obj, ngx_do_call_t *call,
+ngx_int_t ngx_do_turn_fail(ngx_do_object_t *obj, ngx_do_mail_t *mail);
+void ngx_do_turn_mail_abandon(ngx_do_mail_t *mail);
+void ngx_do_turn_release(ngx_do_object_t *obj, ngx_do_mail_t *mail,
     ngx_do_turn_t *t, uint64_t version);
 void ngx_do_turn_free(ngx_do_turn_t *t);
-void ngx_do_call_free(ngx_do_call_t *call);
+void ngx_do_turn_mail_free(ngx_do_mail_t *mail);
 
 
 /* ngx_do_commit.c */
-ngx_int_t ngx_do_object_group(ngx_do_object_t *obj);
-void ngx_do_object_retry_handler(ngx_event_t *ev);
-ngx_int_t ngx_do_object_committed(ngx_do_object_t *obj,
-    ngx_do_turn_t *t, ngx_int_t rc, uint64_t version);
-void ngx_do_object_commit_done(ngx_do_storage_req_t *req);
-void ngx_do_req_free(ngx_do_storage_req_t *req);
-ngx_do_storage_req_t *ngx_do_req_create(ngx_do_object_t *obj,
+ngx_int_t ngx_do_commit_turn(ngx_do_object_t *obj, ngx_do_turn_t *t);
+ngx_int_t ngx_do_commit_group(ngx_do_object_t *obj);
+void ngx_do_commit_retry_handler(ngx_event_t *ev);
+void ngx_do_commit_req_free(ngx_do_storage_req_t *req);
+ngx_do_storage_req_t *ngx_do_commit_req_create(ngx_do_object_t *obj,
     ngx_do_storage_handler_pt handler);
 
 
 /* ngx_do_defer.c */
-ngx_int_t ngx_do_object_defer(ngx_do_object_t *obj,
+ngx_int_t ngx_do_defer_writes(ngx_do_object_t *obj,
     ngx_do_batch_t *batch);
-ngx_int_t ngx_do_object_flush(ngx_do_object_t *obj);
-void ngx_do_object_flush_handler(ngx_event_t *ev);
-void ngx_do_dirty_free(ngx_do_object_t *obj);
-ngx_do_dirty_t *ngx_do_dirty_find(ngx_do_dirty_t *d, ngx_str_t *key);
-void ngx_do_dirty_list_free(ngx_do_dirty_t *d);
+ngx_int_t ngx_do_defer_flush(ngx_do_object_t *obj);
+void ngx_do_defer_flush_handler(ngx_event_t *ev);
+void ngx_do_defer_free(ngx_do_object_t *obj);
+ngx_do_dirty_t *ngx_do_defer_find(ngx_do_dirty_t *d, ngx_str_t *key);
+void ngx_do_defer_list_free(ngx_do_dirty_t *d);
 
 
 /* ngx_do_park.c */
-void ngx_do_object_wake(ngx_event_t *ev);
-ngx_int_t ngx_do_object_wake_enqueue(ngx_do_object_t *obj);
-ngx_int_t ngx_do_object_wake_turn(ngx_do_turn_t *t);
+void ngx_do_park_wake_handler(ngx_event_t *ev);
+ngx_int_t ngx_do_park_wake_enqueue(ngx_do_object_t *obj);
+ngx_int_t ngx_do_park_wake_turn(ngx_do_turn_t *t);
 void ngx_do_park_timeout(ngx_event_t *ev);
 void ngx_do_park_free_all(ngx_do_object_t *obj);
 
 
 /* ngx_do_wire.c */
-u_char *ngx_do_reply_build(ngx_do_object_t *obj, ngx_uint_t status,
+u_char *ngx_do_wire_reply(ngx_do_object_t *obj, ngx_uint_t status,
     ngx_str_t *content_type, ngx_str_t *body, uint64_t etag, size_t *len);
-void ngx_do_reply_send(ngx_do_object_t *obj, ngx_do_call_t *call,
+void ngx_do_wire_send(ngx_do_object_t *obj, ngx_do_mail_t *mail,
     ngx_do_turn_t *t, uint64_t version);
-void ngx_do_reply_deliver(ngx_uint_t src, uint64_t call_id,
+void ngx_do_wire_deliver(ngx_uint_t src, uint64_t call_id,
     u_char *buf, size_t len);
-void ngx_do_reply_simple(ngx_uint_t src, uint64_t call_id,
+void ngx_do_wire_error(ngx_uint_t src, uint64_t call_id,
     ngx_uint_t status, const char *msg);
 
 
 /* ngx_do_cache.c */
-ngx_int_t ngx_do_list_cache(ngx_do_turn_t *t,
+ngx_int_t ngx_do_cache_list(ngx_do_turn_t *t,
     ngx_do_list_opts_t *opts, ngx_array_t *out);
 ngx_do_cache_t *ngx_do_cache_find(ngx_do_object_t *obj,
     ngx_str_t *key, uint32_t hash);

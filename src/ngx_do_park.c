@@ -28,7 +28,7 @@
  * here.  On Redis this is one load per wake.
  */
 void
-ngx_do_object_wake(ngx_event_t *ev)
+ngx_do_park_wake_handler(ngx_event_t *ev)
 {
     ngx_do_object_t  *obj;
 
@@ -46,45 +46,45 @@ ngx_do_object_wake(ngx_event_t *ev)
         return;
     }
 
-    if (ngx_do_object_wake_enqueue(obj) == NGX_OK) {
-        ngx_do_object_run(obj);
+    if (ngx_do_park_wake_enqueue(obj) == NGX_OK) {
+        ngx_do_turn_mailbox(obj);
     }
 }
 
 
 /* a wake call at the end of the mailbox, on state read again */
 ngx_int_t
-ngx_do_object_wake_enqueue(ngx_do_object_t *obj)
+ngx_do_park_wake_enqueue(ngx_do_object_t *obj)
 {
-    ngx_do_call_t  *call;
+    ngx_do_mail_t  *mail;
 
-    call = ngx_calloc(sizeof(ngx_do_call_t), ngx_cycle->log);
-    if (call == NULL) {
+    mail = ngx_calloc(sizeof(ngx_do_mail_t), ngx_cycle->log);
+    if (mail == NULL) {
         return NGX_ERROR;
     }
 
-    call->buf = ngx_alloc(1, ngx_cycle->log);
-    if (call->buf == NULL) {
-        ngx_free(call);
+    mail->buf = ngx_alloc(1, ngx_cycle->log);
+    if (mail->buf == NULL) {
+        ngx_free(mail);
         return NGX_ERROR;
     }
 
-    call->src = NGX_DO_WAKE_SRC;
-    call->req.kind = NGX_DO_TURN_WAKE;
+    mail->src = NGX_DO_WAKE_SRC;
+    mail->req.kind = NGX_DO_TURN_WAKE;
 
-    if (ngx_do_backend->async && !obj->deferred) {
+    if (ngx_do_object_backend->async && !obj->deferred) {
         /* the loaded state is what this worker last saw: read it again */
         ngx_do_cache_drop(obj);
     }
 
-    ngx_queue_insert_tail(&obj->mailbox, &call->queue);
+    ngx_queue_insert_tail(&obj->mailbox, &mail->queue);
 
     return NGX_OK;
 }
 
 
 ngx_int_t
-ngx_do_object_wake_turn(ngx_do_turn_t *t)
+ngx_do_park_wake_turn(ngx_do_turn_t *t)
 {
     if (t->obj->ns->class->wake(t) != NGX_OK) {
         return NGX_ERROR;
@@ -99,12 +99,12 @@ ngx_do_park_timeout(ngx_event_t *ev)
 {
     ngx_uint_t        busy;
     ngx_do_park_t    *park;
-    ngx_do_call_t    *call;
+    ngx_do_mail_t    *mail;
     ngx_do_object_t  *obj;
 
     park = ev->data;
     obj = park->obj;
-    call = park->call;
+    mail = park->mail;
 
     if (park->reply) {
         /* answered by a turn whose commit is in flight */
@@ -123,9 +123,9 @@ ngx_do_park_timeout(ngx_event_t *ev)
     busy = obj->busy;
     obj->busy = 1;
 
-    ngx_do_reply_simple(call->src, call->call_id, park->status, park->msg);
-    call->park = NULL;
-    ngx_do_call_free(call);
+    ngx_do_wire_error(mail->src, mail->call_id, park->status, park->msg);
+    mail->park = NULL;
+    ngx_do_turn_mail_free(mail);
     ngx_free(park);
 
     obj->busy = busy;
@@ -136,7 +136,7 @@ ngx_do_park_timeout(ngx_event_t *ev)
     }
 
     if (!ngx_queue_empty(&obj->mailbox)) {
-        ngx_do_object_run(obj);
+        ngx_do_turn_mailbox(obj);
         return;
     }
 
@@ -166,11 +166,11 @@ ngx_do_park_free_all(ngx_do_object_t *obj)
             ngx_free(park->reply);
         }
 
-        ngx_do_reply_simple(park->call->src, park->call->call_id,
-                            NGX_HTTP_SERVICE_UNAVAILABLE,
-                            "object was shut down");
-        park->call->park = NULL;
-        ngx_do_call_free(park->call);
+        ngx_do_wire_error(park->mail->src, park->mail->call_id,
+                          NGX_HTTP_SERVICE_UNAVAILABLE,
+                          "object was shut down");
+        park->mail->park = NULL;
+        ngx_do_turn_mail_free(park->mail);
         ngx_free(park);
     }
 }
@@ -180,10 +180,10 @@ ngx_int_t
 ngx_do_park(ngx_do_turn_t *t, ngx_msec_t timeout, ngx_uint_t status,
     const char *msg)
 {
-    if (t->call == NULL
-        || (t->call->req.kind != NGX_DO_TURN_HTTP
-            && t->call->req.kind != NGX_DO_TURN_GATE)
-        || t->call->call_id == 0)
+    if (t->mail == NULL
+        || (t->mail->req.kind != NGX_DO_TURN_HTTP
+            && t->mail->req.kind != NGX_DO_TURN_GATE)
+        || t->mail->call_id == 0)
     {
         /* nobody waits for this call's answer */
         return NGX_DECLINED;
@@ -202,16 +202,16 @@ ngx_do_request_t *
 ngx_do_parked_next(ngx_do_turn_t *t, ngx_do_request_t *prev)
 {
     ngx_queue_t    *q;
-    ngx_do_call_t  *call;
+    ngx_do_mail_t  *mail;
     ngx_do_park_t  *park;
 
     if (prev == NULL) {
         q = ngx_queue_head(&t->obj->parked);
 
     } else {
-        call = (ngx_do_call_t *) ((u_char *) prev
-                                  - offsetof(ngx_do_call_t, req));
-        q = ngx_queue_next(&call->park->queue);
+        mail = (ngx_do_mail_t *) ((u_char *) prev
+                                  - offsetof(ngx_do_mail_t, req));
+        q = ngx_queue_next(&mail->park->queue);
     }
 
     for ( /* void */ ; q != ngx_queue_sentinel(&t->obj->parked);
@@ -220,7 +220,7 @@ ngx_do_parked_next(ngx_do_turn_t *t, ngx_do_request_t *prev)
         park = ngx_queue_data(q, ngx_do_park_t, queue);
 
         if (park->reply == NULL) {
-            return &park->call->req;
+            return &park->mail->req;
         }
     }
 
@@ -251,11 +251,11 @@ ngx_do_reply_parked(ngx_do_turn_t *t, ngx_do_request_t *req,
     ngx_uint_t status, const char *content_type, ngx_str_t *body)
 {
     ngx_str_t        ct, empty;
-    ngx_do_call_t   *call;
+    ngx_do_mail_t   *mail;
     ngx_do_park_t   *park, **pp;
 
-    call = (ngx_do_call_t *) ((u_char *) req - offsetof(ngx_do_call_t, req));
-    park = call->park;
+    mail = (ngx_do_mail_t *) ((u_char *) req - offsetof(ngx_do_mail_t, req));
+    park = mail->park;
 
     if (park == NULL || park->reply) {
         return NGX_DECLINED;
@@ -279,9 +279,9 @@ ngx_do_reply_parked(ngx_do_turn_t *t, ngx_do_request_t *req,
     ct.data = (u_char *) content_type;
     ct.len = ngx_strlen(content_type);
 
-    park->reply = ngx_do_reply_build(t->obj, status, &ct,
-                                     body ? body : &empty, 0,
-                                     &park->reply_len);
+    park->reply = ngx_do_wire_reply(t->obj, status, &ct,
+                                    body ? body : &empty, 0,
+                                    &park->reply_len);
     if (park->reply == NULL) {
         t->answers->nelts--;
         t->failed = 1;

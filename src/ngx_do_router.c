@@ -31,9 +31,9 @@ typedef struct {
     ngx_http_do_reply_pt       handler;
     void                      *data;
     ngx_uint_t                 owner;
-    unsigned                   pending:1;
+    unsigned                   in_tree:1;
     unsigned                   remote:1;      /* sent over a channel */
-} ngx_do_router_call_t;
+} ngx_do_pending_t;
 
 
 /* a call without a request, waiting for the notify event */
@@ -52,12 +52,12 @@ static ngx_int_t ngx_do_router_send(ngx_http_request_t *r,
     ngx_str_t *body, ngx_msec_t timeout, ngx_http_do_reply_pt handler,
     void *data);
 static void ngx_do_router_notify_handler(ngx_event_t *ev);
-static ngx_do_router_call_t *ngx_do_router_find(uint64_t call_id);
-static void ngx_do_router_fail(ngx_do_router_call_t *call,
+static ngx_do_pending_t *ngx_do_router_find(uint64_t call_id);
+static void ngx_do_router_fail(ngx_do_pending_t *pending,
     ngx_uint_t status);
 static void ngx_do_router_timeout(ngx_event_t *ev);
 static void ngx_do_router_cleanup(void *data);
-static void ngx_do_router_unpend(ngx_do_router_call_t *call);
+static void ngx_do_router_unpend(ngx_do_pending_t *pending);
 static void ngx_do_router_watch_start(void);
 static void ngx_do_router_watch(ngx_event_t *ev);
 
@@ -211,8 +211,8 @@ ngx_do_router_notify_handler(ngx_event_t *ev)
         q = ngx_queue_head(&ngx_do_router_notices);
         n = ngx_queue_data(q, ngx_do_router_notice_t, queue);
 
-        buf = ngx_do_call_build(n->ns, n->id, NGX_DO_TURN_NOTICE, n->method,
-                                &n->args, NULL, NULL, NULL, &len);
+        buf = ngx_do_wire_call(n->ns, n->id, NGX_DO_TURN_NOTICE, n->method,
+                               &n->args, NULL, NULL, NULL, &len);
         if (buf == NULL) {
             if (!ngx_do_router_final) {
                 ngx_add_timer(ev, 50);
@@ -249,7 +249,7 @@ ngx_do_router_notify_handler(ngx_event_t *ev)
         ngx_queue_remove(q);
         ngx_free(n);
 
-        ngx_do_call_receive(ngx_worker, 0, buf, len, owner != ngx_worker);
+        ngx_do_wire_receive(ngx_worker, 0, buf, len, owner != ngx_worker);
     }
 }
 
@@ -284,14 +284,14 @@ ngx_do_router_send(ngx_http_request_t *r, ngx_do_namespace_t *ns,
     ngx_int_t              rc;
     ngx_uint_t             local;
     ngx_pool_cleanup_t    *cln;
-    ngx_do_router_call_t  *call;
+    ngx_do_pending_t      *pending;
 
     if (timeout == 0) {
         timeout = ngx_do_runtime.call_timeout;
     }
 
-    call = ngx_pcalloc(r->pool, sizeof(ngx_do_router_call_t));
-    if (call == NULL) {
+    pending = ngx_pcalloc(r->pool, sizeof(ngx_do_pending_t));
+    if (pending == NULL) {
         return NGX_ERROR;
     }
 
@@ -300,52 +300,53 @@ ngx_do_router_send(ngx_http_request_t *r, ngx_do_namespace_t *ns,
         return NGX_ERROR;
     }
 
-    buf = ngx_do_call_build(ns, id, kind, method, args, if_match,
-                            if_none_match, body, &len);
+    buf = ngx_do_wire_call(ns, id, kind, method, args, if_match,
+                           if_none_match, body, &len);
     if (buf == NULL) {
         return NGX_ERROR;
     }
 
     call_id = ((uint64_t) ngx_pid << 32) | ++ngx_do_router_calls;
 
-    call->request = r;
-    call->handler = handler;
-    call->data = data;
-    call->owner = ngx_do_id_owner(id);
+    pending->request = r;
+    pending->handler = handler;
+    pending->data = data;
+    pending->owner = ngx_do_id_owner(id);
 
     cln->handler = ngx_do_router_cleanup;
-    cln->data = call;
+    cln->data = pending;
 
-    call->node.key = (ngx_rbtree_key_t) call_id;
-    ngx_rbtree_insert(&ngx_do_router_pending, &call->node);
-    call->pending = 1;
+    pending->node.key = (ngx_rbtree_key_t) call_id;
+    ngx_rbtree_insert(&ngx_do_router_pending, &pending->node);
+    pending->in_tree = 1;
 
-    call->timer.handler = ngx_do_router_timeout;
-    call->timer.data = call;
-    call->timer.log = r->connection->log;
+    pending->timer.handler = ngx_do_router_timeout;
+    pending->timer.data = pending;
+    pending->timer.log = r->connection->log;
 
     /*
      * The timer is armed before the call is handed over: a local owner may
      * answer at once, and the answer may finalize the request and free its
      * pool, call included.  Nothing of the call is read after the handover.
      */
-    ngx_add_timer(&call->timer, timeout);
+    ngx_add_timer(&pending->timer, timeout);
 
     /*
      * A worker that is being replaced runs calls itself: the owner of its
      * generation may exit with the call unread, and conditional commits
      * keep such a turn safe beside the new owner.
      */
-    local = (call->owner == ngx_worker || ngx_do_runtime.workers == 1
+    local = (pending->owner == ngx_worker || ngx_do_runtime.workers == 1
              || ngx_exiting);
 
     if (!local) {
-        rc = ngx_do_ipc_send(call->owner, NGX_DO_IPC_CALL, call_id, buf, len);
+        rc = ngx_do_ipc_send(pending->owner, NGX_DO_IPC_CALL, call_id, buf,
+                             len);
 
         if (rc == NGX_OK) {
             ngx_do_stats->forwarded++;
-            call->remote = 1;
-            ngx_do_router_remote[call->owner]++;
+            pending->remote = 1;
+            ngx_do_router_remote[pending->owner]++;
 
             if (!ngx_do_router_watch_event.timer_set) {
                 ngx_do_router_watch_start();
@@ -356,17 +357,17 @@ ngx_do_router_send(ngx_http_request_t *r, ngx_do_namespace_t *ns,
 
         if (rc == NGX_BUSY) {
             ngx_free(buf);
-            ngx_do_router_fail(call, NGX_HTTP_SERVICE_UNAVAILABLE);
+            ngx_do_router_fail(pending, NGX_HTTP_SERVICE_UNAVAILABLE);
             return NGX_OK;
         }
 
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "do: owner worker %ui is unreachable, "
-                      "running the call here", call->owner);
+                      "running the call here", pending->owner);
     }
 
-    ngx_do_call_receive(ngx_worker, call_id, buf, len,
-                        call->owner != ngx_worker);
+    ngx_do_wire_receive(ngx_worker, call_id, buf, len,
+                        pending->owner != ngx_worker);
 
     return NGX_OK;
 }
@@ -379,32 +380,32 @@ ngx_do_router_deliver(uint64_t call_id, u_char *buf, size_t len)
     ngx_connection_t      *c;
     ngx_http_request_t    *r;
     ngx_pool_cleanup_t    *cln;
-    ngx_do_router_call_t  *call;
+    ngx_do_pending_t      *pending;
     ngx_do_reply_wire_t   *w;
     ngx_http_do_reply_t    reply;
 
-    call = ngx_do_router_find(call_id);
+    pending = ngx_do_router_find(call_id);
 
-    if (call == NULL) {
+    if (pending == NULL) {
         /* the request timed out or went away meanwhile */
         ngx_free(buf);
         return;
     }
 
-    r = call->request;
+    r = pending->request;
     c = r->connection;
 
-    ngx_do_router_unpend(call);
+    ngx_do_router_unpend(pending);
 
     ngx_memzero(&reply, sizeof(ngx_http_do_reply_t));
 
-    if (ngx_do_reply_parse(buf, len, &w, &reply.content_type, &reply.body)
+    if (ngx_do_wire_parse(buf, len, &w, &reply.content_type, &reply.body)
         != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ERR, c->log, 0,
                       "do: malformed reply of %uz bytes dropped", len);
         ngx_free(buf);
-        ngx_do_router_fail(call, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_do_router_fail(pending, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
@@ -412,7 +413,7 @@ ngx_do_router_deliver(uint64_t call_id, u_char *buf, size_t len)
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
         ngx_free(buf);
-        ngx_do_router_fail(call, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_do_router_fail(pending, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
@@ -424,12 +425,12 @@ ngx_do_router_deliver(uint64_t call_id, u_char *buf, size_t len)
     reply.etag = w->etag;
     reply.activation = w->activation;
 
-    call->handler(r, call->data, &reply);
+    pending->handler(r, pending->data, &reply);
     ngx_http_run_posted_requests(c);
 }
 
 
-static ngx_do_router_call_t *
+static ngx_do_pending_t *
 ngx_do_router_find(uint64_t call_id)
 {
     ngx_rbtree_key_t    key;
@@ -443,29 +444,29 @@ ngx_do_router_find(uint64_t call_id)
     }
 
     return (node == ngx_do_router_pending.sentinel)
-           ? NULL : (ngx_do_router_call_t *) node;
+           ? NULL : (ngx_do_pending_t *) node;
 }
 
 
 /* answers a call that got no reply: handler sees reply->failed */
 static void
-ngx_do_router_fail(ngx_do_router_call_t *call, ngx_uint_t status)
+ngx_do_router_fail(ngx_do_pending_t *pending, ngx_uint_t status)
 {
     ngx_connection_t     *c;
     ngx_http_request_t   *r;
     ngx_http_do_reply_t   reply;
 
-    r = call->request;
+    r = pending->request;
     c = r->connection;
 
-    ngx_do_router_unpend(call);
+    ngx_do_router_unpend(pending);
 
     ngx_memzero(&reply, sizeof(ngx_http_do_reply_t));
     reply.status = status;
-    reply.owner = call->owner;
+    reply.owner = pending->owner;
     reply.failed = 1;
 
-    call->handler(r, call->data, &reply);
+    pending->handler(r, pending->data, &reply);
     ngx_http_run_posted_requests(c);
 }
 
@@ -473,16 +474,16 @@ ngx_do_router_fail(ngx_do_router_call_t *call, ngx_uint_t status)
 static void
 ngx_do_router_timeout(ngx_event_t *ev)
 {
-    ngx_do_router_call_t  *call;
+    ngx_do_pending_t  *pending;
 
-    call = ev->data;
+    pending = ev->data;
 
     ngx_log_error(NGX_LOG_ERR, ev->log, 0,
-                  "do: call to owner worker %ui timed out", call->owner);
+                  "do: call to owner worker %ui timed out", pending->owner);
 
     ngx_do_stats->timeouts++;
 
-    ngx_do_router_fail(call, NGX_HTTP_GATEWAY_TIME_OUT);
+    ngx_do_router_fail(pending, NGX_HTTP_GATEWAY_TIME_OUT);
 }
 
 
@@ -495,20 +496,20 @@ ngx_do_router_cleanup(void *data)
 
 /* the call waits no more: out of the pending tree, its timer stopped */
 static void
-ngx_do_router_unpend(ngx_do_router_call_t *call)
+ngx_do_router_unpend(ngx_do_pending_t *pending)
 {
-    if (call->pending) {
-        ngx_rbtree_delete(&ngx_do_router_pending, &call->node);
-        call->pending = 0;
+    if (pending->in_tree) {
+        ngx_rbtree_delete(&ngx_do_router_pending, &pending->node);
+        pending->in_tree = 0;
     }
 
-    if (call->remote) {
-        ngx_do_router_remote[call->owner]--;
-        call->remote = 0;
+    if (pending->remote) {
+        ngx_do_router_remote[pending->owner]--;
+        pending->remote = 0;
     }
 
-    if (call->timer.timer_set) {
-        ngx_del_timer(&call->timer);
+    if (pending->timer.timer_set) {
+        ngx_del_timer(&pending->timer);
     }
 }
 
@@ -538,7 +539,7 @@ ngx_do_router_watch(ngx_event_t *ev)
     ngx_pid_t              pid;
     ngx_uint_t             w, n, waiting;
     ngx_rbtree_node_t     *node;
-    ngx_do_router_call_t  *call;
+    ngx_do_pending_t      *pending;
 
     waiting = 0;
 
@@ -586,18 +587,18 @@ ngx_do_router_watch(ngx_event_t *ev)
              node && n < ngx_do_router_remote[w];
              node = ngx_rbtree_next(&ngx_do_router_pending, node))
         {
-            call = (ngx_do_router_call_t *) node;
+            pending = (ngx_do_pending_t *) node;
 
-            if (call->remote && call->owner == w) {
+            if (pending->remote && pending->owner == w) {
                 ids[n++] = (uint64_t) node->key;
             }
         }
 
         while (n) {
-            call = ngx_do_router_find(ids[--n]);
+            pending = ngx_do_router_find(ids[--n]);
 
-            if (call && call->remote && call->owner == w) {
-                ngx_do_router_fail(call, NGX_HTTP_BAD_GATEWAY);
+            if (pending && pending->remote && pending->owner == w) {
+                ngx_do_router_fail(pending, NGX_HTTP_BAD_GATEWAY);
             }
         }
 
@@ -619,7 +620,7 @@ ngx_do_router_ipc(ngx_uint_t type, ngx_uint_t src, uint64_t call_id,
         return;
     }
 
-    ngx_do_call_receive(src, call_id, buf, len, 0);
+    ngx_do_wire_receive(src, call_id, buf, len, 0);
 }
 
 
@@ -633,7 +634,7 @@ ngx_do_router_bounce(ngx_uint_t type, ngx_uint_t src, uint64_t call_id,
     u_char *buf, size_t len)
 {
     if (type == NGX_DO_IPC_CALL) {
-        ngx_do_call_receive(ngx_worker, call_id, buf, len, 1);
+        ngx_do_wire_receive(ngx_worker, call_id, buf, len, 1);
         return;
     }
 

@@ -25,11 +25,9 @@
 #include "ngx_do_object.h"
 
 
-static ngx_int_t ngx_do_object_ready(ngx_do_object_t *obj);
+static ngx_int_t ngx_do_turn_ready(ngx_do_object_t *obj);
 static ngx_do_turn_handler_pt ngx_do_turn_handler(ngx_do_object_t *obj,
-    ngx_do_call_t *call);
-static ngx_int_t ngx_do_object_turn_fail(ngx_do_object_t *obj,
-    ngx_do_call_t *call);
+    ngx_do_mail_t *mail);
 static ngx_int_t ngx_do_turn_alarm_index(ngx_do_turn_t *t);
 
 
@@ -41,7 +39,7 @@ static ngx_int_t ngx_do_turn_alarm_index(ngx_do_turn_t *t);
  * and the storage handler continues here.
  */
 void
-ngx_do_object_run(ngx_do_object_t *obj)
+ngx_do_turn_mailbox(ngx_do_object_t *obj)
 {
     if (obj->busy) {
         return;
@@ -50,20 +48,20 @@ ngx_do_object_run(ngx_do_object_t *obj)
     obj->busy = 1;
     obj->closing = 0;
 
-    ngx_do_object_continue(obj);
+    ngx_do_turn_continue(obj);
 }
 
 
 void
-ngx_do_object_continue(ngx_do_object_t *obj)
+ngx_do_turn_continue(ngx_do_object_t *obj)
 {
     ngx_int_t       rc;
     ngx_queue_t    *q;
-    ngx_do_call_t  *call;
+    ngx_do_mail_t  *mail;
 
     for ( ;; ) {
 
-        rc = ngx_do_object_ready(obj);
+        rc = ngx_do_turn_ready(obj);
 
         if (rc == NGX_AGAIN) {
             return;
@@ -77,7 +75,7 @@ ngx_do_object_continue(ngx_do_object_t *obj)
             if (obj->wake_pending && !ngx_queue_empty(&obj->parked)) {
                 obj->wake_pending = 0;
 
-                if (ngx_do_object_wake_enqueue(obj) == NGX_OK) {
+                if (ngx_do_park_wake_enqueue(obj) == NGX_OK) {
                     continue;
                 }
             }
@@ -85,8 +83,8 @@ ngx_do_object_continue(ngx_do_object_t *obj)
             break;
         }
 
-        if (ngx_do_backend->async && !obj->deferred) {
-            if (ngx_do_object_group(obj) == NGX_AGAIN) {
+        if (ngx_do_object_backend->async && !obj->deferred) {
+            if (ngx_do_commit_group(obj) == NGX_AGAIN) {
                 return;
             }
 
@@ -94,9 +92,9 @@ ngx_do_object_continue(ngx_do_object_t *obj)
         }
 
         q = ngx_queue_head(&obj->mailbox);
-        call = ngx_queue_data(q, ngx_do_call_t, queue);
+        mail = ngx_queue_data(q, ngx_do_mail_t, queue);
 
-        rc = ngx_do_object_turn(obj, call, obj->ns->class->fetch);
+        rc = ngx_do_turn_one(obj, mail, obj->ns->class->fetch);
 
         if (rc == NGX_AGAIN) {
             return;
@@ -110,14 +108,14 @@ ngx_do_object_continue(ngx_do_object_t *obj)
             ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                           "do: a turn of namespace \"%V\" lost %ui commit "
                           "races", &obj->ns->name, obj->tries);
-            ngx_do_reply_simple(call->src, call->call_id,
-                                NGX_HTTP_SERVICE_UNAVAILABLE,
-                                "object is busy, try again");
+            ngx_do_wire_error(mail->src, mail->call_id,
+                              NGX_HTTP_SERVICE_UNAVAILABLE,
+                              "object is busy, try again");
         }
 
         obj->tries = 0;
         ngx_queue_remove(q);
-        ngx_do_call_free(call);
+        ngx_do_turn_mail_free(mail);
     }
 
     obj->busy = 0;
@@ -142,7 +140,7 @@ ngx_do_object_continue(ngx_do_object_t *obj)
  * waiting calls were failed).
  */
 static ngx_int_t
-ngx_do_object_ready(ngx_do_object_t *obj)
+ngx_do_turn_ready(ngx_do_object_t *obj)
 {
     ngx_int_t  rc;
 
@@ -164,12 +162,12 @@ ngx_do_object_ready(ngx_do_object_t *obj)
         obj->deferred = 1;
     }
 
-    if (ngx_do_backend->async && !obj->loaded) {
-        obj->req = ngx_do_req_create(obj, ngx_do_object_loaded);
+    if (ngx_do_object_backend->async && !obj->loaded) {
+        obj->req = ngx_do_commit_req_create(obj, ngx_do_object_loaded);
 
         rc = (obj->req == NULL)
              ? NGX_ERROR
-             : ngx_do_backend->load(obj->ns, obj->id, obj->req);
+             : ngx_do_object_backend->load(obj->ns, obj->id, obj->req);
 
         if (rc == NGX_AGAIN) {
             return NGX_AGAIN;
@@ -189,7 +187,7 @@ ngx_do_object_ready(ngx_do_object_t *obj)
     }
 
     if (obj->ns->class->init) {
-        rc = ngx_do_object_turn(obj, NULL, obj->ns->class->init);
+        rc = ngx_do_turn_one(obj, NULL, obj->ns->class->init);
 
         if (rc == NGX_AGAIN) {
             return NGX_AGAIN;
@@ -223,86 +221,32 @@ ngx_do_object_ready(ngx_do_object_t *obj)
  * this is safe); NGX_AGAIN: the commit is in flight.
  */
 ngx_int_t
-ngx_do_object_turn(ngx_do_object_t *obj, ngx_do_call_t *call,
+ngx_do_turn_one(ngx_do_object_t *obj, ngx_do_mail_t *mail,
     ngx_int_t (*handler)(ngx_do_turn_t *t))
 {
-    ngx_int_t              rc;
-    ngx_do_turn_t         *t;
-    ngx_do_storage_req_t   sreq, *req;
+    ngx_int_t       rc;
+    ngx_do_turn_t  *t;
 
-    rc = ngx_do_object_turn_run(obj, call, handler, &t);
+    rc = ngx_do_turn_run(obj, mail, handler, &t);
 
     if (rc != NGX_OK) {
         return rc;
     }
 
-    if (obj->deferred && !t->batch.clear) {
-        if (ngx_do_object_defer(obj, &t->batch) != NGX_OK) {
-            ngx_do_turn_free(t);
-            goto failed;
-        }
-
-        return ngx_do_object_committed(obj, t, NGX_OK, obj->version);
-    }
-
-    if (t->batch.writes.nelts == 0 && !t->batch.clear
-        && !t->batch.alarm_set)
-    {
-        return ngx_do_object_committed(obj, t, NGX_OK, obj->version);
-    }
-
-    if (obj->deferred) {
-        /* a clear replaces whatever was waiting to be stored */
-        ngx_do_dirty_free(obj);
-        obj->version = NGX_DO_VERSION_ANY;
-    }
-
-    if (t->batch.expire == 0) {
-        t->batch.expire = obj->expire;
-    }
-
-    if (!ngx_do_backend->async) {
-        rc = ngx_do_backend->commit(obj->ns, obj->id, obj->version,
-                                    &t->batch, &sreq);
-
-        return ngx_do_object_committed(obj, t, rc, sreq.version);
-    }
-
-    req = ngx_do_req_create(obj, ngx_do_object_commit_done);
-    if (req == NULL) {
-        ngx_do_turn_free(t);
-        goto failed;
-    }
-
-    rc = ngx_do_backend->commit(obj->ns, obj->id, obj->version, &t->batch,
-                                req);
-
-    if (rc == NGX_AGAIN) {
-        obj->req = req;
-        obj->turn = t;
-        return NGX_AGAIN;
-    }
-
-    ngx_do_req_free(req);
-
-    return ngx_do_object_committed(obj, t, rc, 0);
-
-failed:
-
-    return ngx_do_object_turn_fail(obj, call);
+    return ngx_do_commit_turn(obj, t);
 }
 
 
 /* a turn that could not run: the cache may be stale, the caller hears 503 */
-static ngx_int_t
-ngx_do_object_turn_fail(ngx_do_object_t *obj, ngx_do_call_t *call)
+ngx_int_t
+ngx_do_turn_fail(ngx_do_object_t *obj, ngx_do_mail_t *mail)
 {
     ngx_do_cache_drop(obj);
 
-    if (call) {
-        ngx_do_reply_simple(call->src, call->call_id,
-                            NGX_HTTP_SERVICE_UNAVAILABLE,
-                            "object is busy, try again");
+    if (mail) {
+        ngx_do_wire_error(mail->src, mail->call_id,
+                          NGX_HTTP_SERVICE_UNAVAILABLE,
+                          "object is busy, try again");
     }
 
     return NGX_ERROR;
@@ -311,15 +255,15 @@ ngx_do_object_turn_fail(ngx_do_object_t *obj, ngx_do_call_t *call)
 
 /* what runs a call's turn, by the call's kind */
 static ngx_do_turn_handler_pt
-ngx_do_turn_handler(ngx_do_object_t *obj, ngx_do_call_t *call)
+ngx_do_turn_handler(ngx_do_object_t *obj, ngx_do_mail_t *mail)
 {
-    switch (call->req.kind) {
+    switch (mail->req.kind) {
 
     case NGX_DO_TURN_ALARM:
         return ngx_do_alarm_fire;
 
     case NGX_DO_TURN_WAKE:
-        return ngx_do_object_wake_turn;
+        return ngx_do_park_wake_turn;
 
     default: /* NGX_DO_TURN_HTTP, NGX_DO_TURN_GATE, NGX_DO_TURN_NOTICE */
         return obj->ns->class->fetch;
@@ -333,7 +277,7 @@ ngx_do_turn_handler(ngx_do_object_t *obj, ngx_do_call_t *call)
  * the object), or NGX_ERROR (the call got its error reply).
  */
 ngx_int_t
-ngx_do_object_turn_run(ngx_do_object_t *obj, ngx_do_call_t *call,
+ngx_do_turn_run(ngx_do_object_t *obj, ngx_do_mail_t *mail,
     ngx_int_t (*handler)(ngx_do_turn_t *t), ngx_do_turn_t **tp)
 {
     uint64_t               version;
@@ -349,8 +293,8 @@ ngx_do_object_turn_run(ngx_do_object_t *obj, ngx_do_call_t *call,
      * asynchronous backend's objects trust their loaded state and find out
      * at commit time.
      */
-    if (!obj->deferred && !ngx_do_backend->async) {
-        if (ngx_do_backend->version(obj->id, &version) != NGX_OK) {
+    if (!obj->deferred && !ngx_do_object_backend->async) {
+        if (ngx_do_object_backend->version(obj->id, &version) != NGX_OK) {
             goto failed;
         }
 
@@ -364,7 +308,7 @@ ngx_do_object_turn_run(ngx_do_object_t *obj, ngx_do_call_t *call,
         }
     }
 
-    pool = ngx_do_pool_get();
+    pool = ngx_do_object_pool_get();
     if (pool == NULL) {
         goto failed;
     }
@@ -374,16 +318,16 @@ ngx_do_object_turn_run(ngx_do_object_t *obj, ngx_do_call_t *call,
         || ngx_array_init(&t->batch.writes, pool, 4, sizeof(ngx_do_write_t))
            != NGX_OK)
     {
-        ngx_do_pool_put(pool);
+        ngx_do_object_pool_put(pool);
         goto failed;
     }
 
     t->pool = pool;
     t->obj = obj;
-    t->call = call;
+    t->mail = mail;
 
-    if (call) {
-        handler = ngx_do_turn_handler(obj, call);
+    if (mail) {
+        handler = ngx_do_turn_handler(obj, mail);
     }
 
     t->handler = handler;
@@ -394,22 +338,22 @@ ngx_do_object_turn_run(ngx_do_object_t *obj, ngx_do_call_t *call,
         rc = ngx_do_turn_alarm_index(t);
     }
 
-    if (rc == NGX_DECLINED && call == NULL) {
+    if (rc == NGX_DECLINED && mail == NULL) {
         ngx_do_turn_free(t);
         return NGX_DECLINED;
     }
 
-    if (rc != NGX_OK || t->failed || (call && !t->replied && !t->park)) {
+    if (rc != NGX_OK || t->failed || (mail && !t->replied && !t->park)) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "do: a handler of namespace \"%V\" failed",
                       &obj->ns->name);
         ngx_do_cache_drop(obj);
         ngx_do_turn_free(t);
 
-        if (call) {
-            ngx_do_reply_simple(call->src, call->call_id,
-                                NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                "object handler failed");
+        if (mail) {
+            ngx_do_wire_error(mail->src, mail->call_id,
+                              NGX_HTTP_INTERNAL_SERVER_ERROR,
+                              "object handler failed");
         }
 
         return NGX_ERROR;
@@ -421,21 +365,21 @@ ngx_do_object_turn_run(ngx_do_object_t *obj, ngx_do_call_t *call,
 
 failed:
 
-    return ngx_do_object_turn_fail(obj, call);
+    return ngx_do_turn_fail(obj, mail);
 }
 
 
 /* a call that its object drops unrun: another worker's caller hears 503 */
 void
-ngx_do_call_abandon(ngx_do_call_t *call)
+ngx_do_turn_mail_abandon(ngx_do_mail_t *mail)
 {
-    if (call->src < ngx_do_runtime.workers && call->src != ngx_worker) {
-        ngx_do_reply_simple(call->src, call->call_id,
-                            NGX_HTTP_SERVICE_UNAVAILABLE,
-                            "owner worker is exiting");
+    if (mail->src < ngx_do_runtime.workers && mail->src != ngx_worker) {
+        ngx_do_wire_error(mail->src, mail->call_id,
+                          NGX_HTTP_SERVICE_UNAVAILABLE,
+                          "owner worker is exiting");
     }
 
-    ngx_do_call_free(call);
+    ngx_do_turn_mail_free(mail);
 }
 
 
@@ -444,7 +388,7 @@ ngx_do_call_abandon(ngx_do_call_t *call)
  * the parked queue), and the answers it gave parked calls.
  */
 void
-ngx_do_turn_release(ngx_do_object_t *obj, ngx_do_call_t *call,
+ngx_do_turn_release(ngx_do_object_t *obj, ngx_do_mail_t *mail,
     ngx_do_turn_t *t, uint64_t version)
 {
     ngx_uint_t      i;
@@ -461,24 +405,24 @@ ngx_do_turn_release(ngx_do_object_t *obj, ngx_do_call_t *call,
                 ngx_del_timer(&park->timer);
             }
 
-            ngx_do_reply_deliver(park->call->src, park->call->call_id,
-                                 park->reply, park->reply_len);
-            park->call->park = NULL;
-            ngx_do_call_free(park->call);
+            ngx_do_wire_deliver(park->mail->src, park->mail->call_id,
+                                park->reply, park->reply_len);
+            park->mail->park = NULL;
+            ngx_do_turn_mail_free(park->mail);
             ngx_free(park);
         }
 
         t->answers->nelts = 0;
     }
 
-    if (call == NULL) {
+    if (mail == NULL) {
         return;
     }
 
-    switch (call->req.kind) {
+    switch (mail->req.kind) {
 
     case NGX_DO_TURN_ALARM:
-        ngx_do_alarm_done((void *) (uintptr_t) call->call_id, t->status);
+        ngx_do_alarm_done((void *) (uintptr_t) mail->call_id, t->status);
         return;
 
     case NGX_DO_TURN_WAKE:
@@ -489,18 +433,18 @@ ngx_do_turn_release(ngx_do_object_t *obj, ngx_do_call_t *call,
     }
 
     if (!t->park) {
-        ngx_do_reply_send(obj, call, t, version);
+        ngx_do_wire_send(obj, mail, t, version);
         return;
     }
 
     park = ngx_calloc(sizeof(ngx_do_park_t), ngx_cycle->log);
     if (park == NULL) {
-        ngx_do_reply_simple(call->src, call->call_id,
-                            NGX_HTTP_SERVICE_UNAVAILABLE, "out of memory");
+        ngx_do_wire_error(mail->src, mail->call_id,
+                          NGX_HTTP_SERVICE_UNAVAILABLE, "out of memory");
         return;
     }
 
-    park->call = call;
+    park->mail = mail;
     park->obj = obj;
     park->status = t->park_status;
     park->msg = t->park_msg;
@@ -510,7 +454,7 @@ ngx_do_turn_release(ngx_do_object_t *obj, ngx_do_call_t *call,
 
     /* not cancelable: a worker being replaced stays until it answered */
 
-    call->park = park;
+    mail->park = park;
     ngx_queue_insert_tail(&obj->parked, &park->queue);
     ngx_do_stats->parked++;
     ngx_add_timer(&park->timer, t->park_timeout);
@@ -537,19 +481,19 @@ ngx_do_turn_free(ngx_do_turn_t *t)
         }
     }
 
-    ngx_do_pool_put(t->pool);
+    ngx_do_object_pool_put(t->pool);
 }
 
 
 void
-ngx_do_call_free(ngx_do_call_t *call)
+ngx_do_turn_mail_free(ngx_do_mail_t *mail)
 {
-    if (call->park) {
+    if (mail->park) {
         return;
     }
 
-    ngx_free(call->buf);
-    ngx_free(call);
+    ngx_free(mail->buf);
+    ngx_free(mail);
 }
 
 

@@ -24,12 +24,12 @@
  * Takes ownership of buf.
  */
 void
-ngx_do_call_receive(ngx_uint_t src, uint64_t call_id, u_char *buf,
+ngx_do_wire_receive(ngx_uint_t src, uint64_t call_id, u_char *buf,
     size_t len, ngx_uint_t transient)
 {
     u_char               *p;
     size_t                need;
-    ngx_do_call_t        *call;
+    ngx_do_mail_t        *mail;
     ngx_do_object_t      *obj;
     ngx_do_namespace_t  **nss;
     ngx_do_call_wire_t   *w;
@@ -54,47 +54,47 @@ ngx_do_call_receive(ngx_uint_t src, uint64_t call_id, u_char *buf,
         goto invalid;
     }
 
-    call = ngx_calloc(sizeof(ngx_do_call_t), ngx_cycle->log);
-    if (call == NULL) {
+    mail = ngx_calloc(sizeof(ngx_do_mail_t), ngx_cycle->log);
+    if (mail == NULL) {
         ngx_free(buf);
-        ngx_do_reply_simple(src, call_id, NGX_HTTP_SERVICE_UNAVAILABLE,
-                            "out of memory");
+        ngx_do_wire_error(src, call_id, NGX_HTTP_SERVICE_UNAVAILABLE,
+                          "out of memory");
         return;
     }
 
-    call->src = src;
-    call->call_id = call_id;
-    call->buf = buf;
-    call->req.kind = w->kind;
-    call->req.method = w->method;
+    mail->src = src;
+    mail->call_id = call_id;
+    mail->buf = buf;
+    mail->req.kind = w->kind;
+    mail->req.method = w->method;
 
     p = buf + sizeof(ngx_do_call_wire_t);
-    call->req.args.data = p;
-    call->req.args.len = w->args_len;
+    mail->req.args.data = p;
+    mail->req.args.len = w->args_len;
     p += w->args_len;
-    call->req.if_match.data = p;
-    call->req.if_match.len = w->if_match_len;
+    mail->req.if_match.data = p;
+    mail->req.if_match.len = w->if_match_len;
     p += w->if_match_len;
-    call->req.if_none_match.data = p;
-    call->req.if_none_match.len = w->if_none_match_len;
+    mail->req.if_none_match.data = p;
+    mail->req.if_none_match.len = w->if_none_match_len;
     p += w->if_none_match_len;
-    call->req.body.data = p;
-    call->req.body.len = w->body_len;
+    mail->req.body.data = p;
+    mail->req.body.len = w->body_len;
 
     nss = ngx_do_runtime.namespaces->elts;
 
     obj = ngx_do_object_get(w->id, nss[w->ns], transient);
     if (obj == NULL) {
         ngx_free(buf);
-        ngx_free(call);
-        ngx_do_reply_simple(src, call_id, NGX_HTTP_SERVICE_UNAVAILABLE,
-                            "out of memory");
+        ngx_free(mail);
+        ngx_do_wire_error(src, call_id, NGX_HTTP_SERVICE_UNAVAILABLE,
+                          "out of memory");
         return;
     }
 
-    ngx_queue_insert_tail(&obj->mailbox, &call->queue);
+    ngx_queue_insert_tail(&obj->mailbox, &mail->queue);
 
-    ngx_do_object_run(obj);
+    ngx_do_turn_mailbox(obj);
 
     return;
 
@@ -104,17 +104,17 @@ invalid:
                   "do: malformed call of %uz bytes from worker %ui",
                   len, src);
     ngx_free(buf);
-    ngx_do_reply_simple(src, call_id, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                        "malformed call");
+    ngx_do_wire_error(src, call_id, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                      "malformed call");
 }
 
 
 /*
- * The wire form of a call (ngx_do_call_receive() reads it), in memory of
+ * The wire form of a call (ngx_do_wire_receive() reads it), in memory of
  * ngx_alloc(); NULL strings are empty.
  */
 u_char *
-ngx_do_call_build(ngx_do_namespace_t *ns, u_char *id, ngx_uint_t kind,
+ngx_do_wire_call(ngx_do_namespace_t *ns, u_char *id, ngx_uint_t kind,
     ngx_uint_t method, ngx_str_t *args, ngx_str_t *if_match,
     ngx_str_t *if_none_match, ngx_str_t *body, size_t *len)
 {
@@ -163,24 +163,24 @@ ngx_do_call_build(ngx_do_namespace_t *ns, u_char *id, ngx_uint_t kind,
 
 /* an alarm call into the object's mailbox; may finish before it returns */
 void
-ngx_do_call_alarm(ngx_do_namespace_t *ns, u_char *id, void *data)
+ngx_do_wire_alarm(ngx_do_namespace_t *ns, u_char *id, void *data)
 {
     u_char  *buf;
     size_t   len;
 
-    buf = ngx_do_call_build(ns, id, NGX_DO_TURN_ALARM, 0, NULL, NULL, NULL,
-                            NULL, &len);
+    buf = ngx_do_wire_call(ns, id, NGX_DO_TURN_ALARM, 0, NULL, NULL, NULL,
+                           NULL, &len);
     if (buf == NULL) {
         ngx_do_alarm_done(data, NGX_HTTP_SERVICE_UNAVAILABLE);
         return;
     }
 
-    ngx_do_call_receive(NGX_DO_ALARM_SRC, (uintptr_t) data, buf, len, 0);
+    ngx_do_wire_receive(NGX_DO_ALARM_SRC, (uintptr_t) data, buf, len, 0);
 }
 
 
 u_char *
-ngx_do_reply_build(ngx_do_object_t *obj, ngx_uint_t status,
+ngx_do_wire_reply(ngx_do_object_t *obj, ngx_uint_t status,
     ngx_str_t *content_type, ngx_str_t *body, uint64_t etag, size_t *len)
 {
     u_char               *buf, *p;
@@ -210,31 +210,31 @@ ngx_do_reply_build(ngx_do_object_t *obj, ngx_uint_t status,
 
 
 void
-ngx_do_reply_send(ngx_do_object_t *obj, ngx_do_call_t *call, ngx_do_turn_t *t,
+ngx_do_wire_send(ngx_do_object_t *obj, ngx_do_mail_t *mail, ngx_do_turn_t *t,
     uint64_t version)
 {
     u_char  *buf;
     size_t   len;
 
-    buf = ngx_do_reply_build(obj, t->status, &t->content_type, &t->body,
-                             (t->etag == NGX_DO_ETAG_COMMIT) ? version
+    buf = ngx_do_wire_reply(obj, t->status, &t->content_type, &t->body,
+                            (t->etag == NGX_DO_ETAG_COMMIT) ? version
                                                              : t->etag,
-                             &len);
+                            &len);
     if (buf == NULL) {
         return;
     }
 
-    ngx_do_reply_deliver(call->src, call->call_id, buf, len);
+    ngx_do_wire_deliver(mail->src, mail->call_id, buf, len);
 }
 
 
 /* a reply to its caller: this worker, or another over its channel */
 void
-ngx_do_reply_deliver(ngx_uint_t src, uint64_t call_id, u_char *buf,
+ngx_do_wire_deliver(ngx_uint_t src, uint64_t call_id, u_char *buf,
     size_t len)
 {
     if (src == ngx_worker) {
-        ngx_do_deliver(call_id, buf, len);
+        ngx_do_object_deliver(call_id, buf, len);
         return;
     }
 
@@ -245,15 +245,15 @@ ngx_do_reply_deliver(ngx_uint_t src, uint64_t call_id, u_char *buf,
         ngx_free(buf);
 
         /* a short answer may still pass, and the client is not left hanging */
-        ngx_do_reply_simple(src, call_id, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                            "reply could not be sent");
+        ngx_do_wire_error(src, call_id, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                          "reply could not be sent");
     }
 }
 
 
 /* a runtime error reply, for calls that no class handler answered */
 void
-ngx_do_reply_simple(ngx_uint_t src, uint64_t call_id, ngx_uint_t status,
+ngx_do_wire_error(ngx_uint_t src, uint64_t call_id, ngx_uint_t status,
     const char *msg)
 {
     u_char               *buf, *p;
@@ -291,7 +291,7 @@ ngx_do_reply_simple(ngx_uint_t src, uint64_t call_id, ngx_uint_t status,
     (void) ngx_sprintf(p, "{\"error\":\"%s\"}\n", msg);
 
     if (src == ngx_worker) {
-        ngx_do_deliver(call_id, buf, len);
+        ngx_do_object_deliver(call_id, buf, len);
         return;
     }
 
@@ -302,7 +302,7 @@ ngx_do_reply_simple(ngx_uint_t src, uint64_t call_id, ngx_uint_t status,
 
 
 ngx_int_t
-ngx_do_reply_parse(u_char *buf, size_t len, ngx_do_reply_wire_t **hdr,
+ngx_do_wire_parse(u_char *buf, size_t len, ngx_do_reply_wire_t **hdr,
     ngx_str_t *content_type, ngx_str_t *body)
 {
     ngx_do_reply_wire_t  *w;
