@@ -26,6 +26,11 @@
 
 #define NGX_DO_VERSION_ANY        ((uint64_t) -1)
 
+/* an object ID's first 8 hex digits, as debug lines print it ("%08xD") */
+#define ngx_do_id_prefix(id)                                                 \
+    (((uint32_t) (id)[0] << 24) | ((uint32_t) (id)[1] << 16)                 \
+     | ((uint32_t) (id)[2] << 8) | (uint32_t) (id)[3])
+
 #define NGX_DO_IPC_CALL           1
 #define NGX_DO_IPC_REPLY          2
 
@@ -204,6 +209,10 @@ ngx_int_t ngx_do_ipc_init_worker(ngx_cycle_t *cycle,
 void ngx_do_ipc_exit_worker(void);
 ngx_int_t ngx_do_ipc_send(ngx_uint_t dst, ngx_uint_t type, uint64_t call_id,
     u_char *buf, size_t len);
+
+
+/* ngx_do_turn.c: "http", "gate", ... for debug lines */
+char *ngx_do_turn_kind_name(ngx_uint_t kind);
 
 
 /* ngx_do_object.c */

@@ -73,6 +73,8 @@ static u_char                  ngx_do_alarm_scanning[NGX_DO_SHARDS];
 static ngx_uint_t              ngx_do_alarm_mine[NGX_DO_SHARDS];
 static ngx_uint_t              ngx_do_alarm_nmine;
 static ngx_event_t             ngx_do_alarm_timer;
+/* the data of timers (nginx's debug lines read a timer's data as one) */
+static ngx_connection_t        ngx_do_alarm_dumb;
 static uint64_t                ngx_do_alarm_armed;
 static ngx_rbtree_t            ngx_do_alarm_calls;
 static ngx_rbtree_node_t       ngx_do_alarm_sentinel;
@@ -121,6 +123,8 @@ ngx_do_alarms_init(ngx_cycle_t *cycle, ngx_do_backend_t *backend)
     }
 
     ngx_do_alarm_timer.handler = ngx_do_alarm_timer_handler;
+    ngx_do_alarm_timer.data = &ngx_do_alarm_dumb;
+    ngx_do_alarm_dumb.fd = (ngx_socket_t) -1;
     ngx_do_alarm_timer.log = cycle->log;
     ngx_do_alarm_timer.cancelable = 1;
     ngx_do_alarm_armed = NGX_DO_ALARM_NONE;

@@ -342,6 +342,10 @@ ngx_do_commit_group_end(ngx_do_object_t *obj, ngx_int_t rc, uint64_t version,
     n = obj->ngroup;
     obj->ngroup = 0;
 
+    ngx_log_debug4(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
+                   "do group commit: object %08xD, %ui calls, version %uL, "
+                   "rc %i", ngx_do_id_prefix(obj->id), n, version, rc);
+
     if (rc == NGX_OK) {
         obj->version = version;
 
@@ -445,6 +449,12 @@ ngx_do_commit_end(ngx_do_object_t *obj, ngx_do_turn_t *t, ngx_int_t rc,
     ngx_do_write_t  *w;
 
     mail = t->mail;
+
+    ngx_log_debug5(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
+                   "do commit: object %08xD, version %uL, %ui writes%s, "
+                   "rc %i", ngx_do_id_prefix(obj->id), version,
+                   t->batch.writes.nelts, obj->deferred ? " deferred" : "",
+                   rc);
 
     if (rc == NGX_BUSY) {
         ngx_do_stats->conflicts++;

@@ -188,6 +188,10 @@ ngx_do_defer_flush_done(ngx_do_object_t *obj, ngx_int_t rc)
 {
     ngx_do_dirty_t  *d, *n, *newer;
 
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
+                   "do flush: object %08xD, rc %i",
+                   ngx_do_id_prefix(obj->id), rc);
+
     if (rc == NGX_OK) {
         ngx_do_defer_list_free(obj->flushing);
         obj->flushing = NULL;

@@ -45,6 +45,8 @@ static uint64_t                ngx_do_activations;
  */
 static ngx_uint_t              ngx_do_objects_final;
 static ngx_event_t             ngx_do_sweep_event;
+/* the data of timers (nginx's debug lines read a timer's data as one) */
+static ngx_connection_t        ngx_do_object_dumb;
 static ngx_pool_t             *ngx_do_pools[8];
 static ngx_uint_t              ngx_do_npools;
 
@@ -68,6 +70,8 @@ ngx_do_objects_init(ngx_cycle_t *cycle, ngx_do_backend_t *backend,
 
     if (backend->sweep && ngx_worker == 0) {
         ngx_do_sweep_event.handler = ngx_do_object_sweep_handler;
+        ngx_do_sweep_event.data = &ngx_do_object_dumb;
+        ngx_do_object_dumb.fd = (ngx_socket_t) -1;
         ngx_do_sweep_event.log = cycle->log;
         ngx_do_sweep_event.cancelable = 1;
         ngx_add_timer(&ngx_do_sweep_event, 1000);

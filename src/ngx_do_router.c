@@ -78,6 +78,8 @@ static ngx_queue_t             ngx_do_router_notices;
 static ngx_uint_t             *ngx_do_router_remote;
 static ngx_pid_t              *ngx_do_router_owner_pid;
 static ngx_event_t             ngx_do_router_watch_event;
+/* the data of timers (nginx's debug lines read a timer's data as one) */
+static ngx_connection_t        ngx_do_router_dumb;
 
 
 /* in a worker, once the runtime settings are known */
@@ -95,11 +97,15 @@ ngx_do_router_init(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    ngx_do_router_dumb.fd = (ngx_socket_t) -1;
+
     ngx_do_router_watch_event.handler = ngx_do_router_watch;
+    ngx_do_router_watch_event.data = &ngx_do_router_dumb;
     ngx_do_router_watch_event.log = cycle->log;
     ngx_do_router_watch_event.cancelable = 1;
 
     ngx_do_router_notify_event.handler = ngx_do_router_notify_handler;
+    ngx_do_router_notify_event.data = &ngx_do_router_dumb;
     ngx_do_router_notify_event.log = cycle->log;
     ngx_do_router_notify_event.cancelable = 1;
     ngx_queue_init(&ngx_do_router_notices);
@@ -223,6 +229,10 @@ ngx_do_router_notify_handler(ngx_event_t *ev)
 
         owner = ngx_do_id_owner(n->id);
 
+        ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ev->log, 0,
+                       "do notice to object %08xD, owner worker %ui",
+                       ngx_do_id_prefix(n->id), owner);
+
         /* call id 0: no reply is awaited, any that comes is dropped */
 
         if (owner != ngx_worker && ngx_do_runtime.workers > 1
@@ -339,6 +349,12 @@ ngx_do_router_send(ngx_http_request_t *r, ngx_do_namespace_t *ns,
     local = (pending->owner == ngx_worker || ngx_do_runtime.workers == 1
              || ngx_exiting);
 
+    ngx_log_debug5(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "do call %uL: %s to object %08xD, %s worker %ui",
+                   call_id, ngx_do_turn_kind_name(kind),
+                   ngx_do_id_prefix(id),
+                   local ? "here, owner" : "forwarded to", pending->owner);
+
     if (!local) {
         rc = ngx_do_ipc_send(pending->owner, NGX_DO_IPC_CALL, call_id, buf,
                              len);
@@ -385,6 +401,10 @@ ngx_do_router_deliver(uint64_t call_id, u_char *buf, size_t len)
     ngx_http_do_reply_t    reply;
 
     pending = ngx_do_router_find(call_id);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
+                   "do call %uL: reply of %uz bytes%s", call_id, len,
+                   pending ? "" : " dropped, nobody waits");
 
     if (pending == NULL) {
         /* the request timed out or went away meanwhile */
@@ -480,6 +500,9 @@ ngx_do_router_timeout(ngx_event_t *ev)
 
     ngx_log_error(NGX_LOG_ERR, ev->log, 0,
                   "do: call to owner worker %ui timed out", pending->owner);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                   "do call %uL: timed out", (uint64_t) pending->node.key);
 
     ngx_do_stats->timeouts++;
 
@@ -615,6 +638,11 @@ void
 ngx_do_router_ipc(ngx_uint_t type, ngx_uint_t src, uint64_t call_id,
     u_char *buf, size_t len)
 {
+    ngx_log_debug4(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
+                   "do ipc received: %s %uL from worker %ui, %uz bytes",
+                   type == NGX_DO_IPC_REPLY ? "reply" : "call", call_id, src,
+                   len);
+
     if (type == NGX_DO_IPC_REPLY) {
         ngx_do_router_deliver(call_id, buf, len);
         return;
@@ -633,6 +661,11 @@ void
 ngx_do_router_bounce(ngx_uint_t type, ngx_uint_t src, uint64_t call_id,
     u_char *buf, size_t len)
 {
+    ngx_log_debug3(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
+                   "do ipc bounced: %s %uL for worker %ui",
+                   type == NGX_DO_IPC_CALL ? "call, runs here" : "reply, lost",
+                   call_id, src);
+
     if (type == NGX_DO_IPC_CALL) {
         ngx_do_wire_receive(ngx_worker, call_id, buf, len, 1);
         return;

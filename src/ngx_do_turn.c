@@ -253,6 +253,15 @@ ngx_do_turn_fail(ngx_do_object_t *obj, ngx_do_mail_t *mail)
 }
 
 
+char *
+ngx_do_turn_kind_name(ngx_uint_t kind)
+{
+    static char  *names[] = { "http", "gate", "notice", "alarm", "wake" };
+
+    return kind < sizeof(names) / sizeof(names[0]) ? names[kind] : "unknown";
+}
+
+
 /* what runs a call's turn, by the call's kind */
 static ngx_do_turn_handler_pt
 ngx_do_turn_handler(ngx_do_object_t *obj, ngx_do_mail_t *mail)
@@ -332,7 +341,20 @@ ngx_do_turn_run(ngx_do_object_t *obj, ngx_do_mail_t *mail,
 
     t->handler = handler;
 
+    ngx_log_debug4(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
+                   "do turn start: object %08xD of \"%V\", %s, call %uL",
+                   ngx_do_id_prefix(obj->id), &obj->ns->name,
+                   mail ? ngx_do_turn_kind_name(mail->req.kind)
+                        : (handler == obj->ns->class->init ? "init"
+                                                           : "evict"),
+                   mail ? mail->call_id : 0);
+
     rc = handler(t);
+
+    ngx_log_debug5(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
+                   "do turn end: object %08xD, rc %i, status %ui, "
+                   "%ui writes%s", ngx_do_id_prefix(obj->id), rc, t->status,
+                   t->batch.writes.nelts, t->park ? ", parked" : "");
 
     if (rc == NGX_OK && t->alarms && !t->failed) {
         rc = ngx_do_turn_alarm_index(t);

@@ -83,6 +83,12 @@ ngx_do_wire_receive(ngx_uint_t src, uint64_t call_id, u_char *buf,
 
     nss = ngx_do_runtime.namespaces->elts;
 
+    ngx_log_debug5(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
+                   "do call received: call %uL, %s, object %08xD of \"%V\", "
+                   "from worker %i", call_id, ngx_do_turn_kind_name(w->kind),
+                   ngx_do_id_prefix(w->id), &nss[w->ns]->name,
+                   (ngx_int_t) src);
+
     obj = ngx_do_object_get(w->id, nss[w->ns], transient);
     if (obj == NULL) {
         ngx_free(buf);
@@ -233,6 +239,11 @@ void
 ngx_do_wire_deliver(ngx_uint_t src, uint64_t call_id, u_char *buf,
     size_t len)
 {
+    ngx_log_debug4(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
+                   "do reply sent: call %uL, %uz bytes, %s worker %ui",
+                   call_id, len, src == ngx_worker ? "to this" : "over IPC to",
+                   src);
+
     if (src == ngx_worker) {
         ngx_do_object_deliver(call_id, buf, len);
         return;
@@ -268,6 +279,10 @@ ngx_do_wire_error(ngx_uint_t src, uint64_t call_id, ngx_uint_t status,
     if (src == NGX_DO_WAKE_SRC) {
         return;
     }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
+                   "do reply sent: call %uL, error %ui \"%s\"",
+                   call_id, status, msg);
 
     len = sizeof(ngx_do_reply_wire_t) + sizeof("application/json") - 1
           + sizeof("{\"error\":\"\"}\n") - 1 + ngx_strlen(msg);
