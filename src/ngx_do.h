@@ -26,6 +26,11 @@
 
 #define NGX_DO_VERSION_ANY        ((uint64_t) -1)
 
+/* an object ID's first 8 hex digits, as debug lines print it ("%08xD") */
+#define ngx_do_id_prefix(id)                                                 \
+    (((uint32_t) (id)[0] << 24) | ((uint32_t) (id)[1] << 16)                 \
+     | ((uint32_t) (id)[2] << 8) | (uint32_t) (id)[3])
+
 #define NGX_DO_IPC_CALL           1
 #define NGX_DO_IPC_REPLY          2
 
@@ -54,6 +59,7 @@ extern ngx_do_runtime_t        ngx_do_runtime;
  */
 typedef struct {
     uint32_t                   ns;
+    uint32_t                   kind;          /* NGX_DO_TURN_HTTP, ... */
     uint32_t                   method;
     uint32_t                   args_len;
     uint32_t                   if_match_len;
@@ -238,6 +244,10 @@ ngx_int_t ngx_do_ipc_send(ngx_uint_t dst, ngx_uint_t type, uint64_t call_id,
     u_char *buf, size_t len);
 
 
+/* ngx_do_turn.c: "http", "gate", ... for debug lines */
+char *ngx_do_turn_kind_name(ngx_uint_t kind);
+
+
 /* ngx_do_object.c */
 typedef void (*ngx_do_deliver_pt)(uint64_t call_id, u_char *buf, size_t len);
 
@@ -245,34 +255,48 @@ ngx_int_t ngx_do_objects_init(ngx_cycle_t *cycle, ngx_do_backend_t *backend,
     ngx_do_deliver_pt deliver);
 void ngx_do_objects_exit(void);
 void ngx_do_objects_hand_over(void);
-void ngx_do_call_receive(ngx_uint_t src, uint64_t call_id, u_char *buf,
+
+/* ngx_do_wire.c */
+void ngx_do_wire_receive(ngx_uint_t src, uint64_t call_id, u_char *buf,
     size_t len, ngx_uint_t transient);
-u_char *ngx_do_call_build(ngx_do_namespace_t *ns, u_char *id,
-    ngx_uint_t method, ngx_str_t *args, ngx_str_t *if_match,
+u_char *ngx_do_wire_call(ngx_do_namespace_t *ns, u_char *id,
+    ngx_uint_t kind, ngx_uint_t method, ngx_str_t *args, ngx_str_t *if_match,
     ngx_str_t *if_none_match, ngx_str_t *body, size_t *len);
-ngx_int_t ngx_do_reply_parse(u_char *buf, size_t len,
+ngx_int_t ngx_do_wire_parse(u_char *buf, size_t len,
     ngx_do_reply_wire_t **hdr, ngx_str_t *content_type, ngx_str_t *body);
 
 
 /* ngx_do_alarm.c */
-#define NGX_DO_ALARM_SRC          ((ngx_uint_t) -1)
-#define NGX_DO_WAKE_SRC           ((ngx_uint_t) -2)
 #define NGX_DO_ALARM_KEY          "\0alarms"
 
 ngx_int_t ngx_do_alarms_init(ngx_cycle_t *cycle, ngx_do_backend_t *backend);
 void ngx_do_alarms_exit(void);
+
+
+/*
+ * Objects and alarms know each other only through these two small
+ * interfaces.  Alarms, for objects: a commit put an alarm time into the
+ * index (scheduled); the turn of an alarm call runs fire, and its end,
+ * committed or failed, is told to done with the alarm's data; a turn that
+ * changed alarms asks next for the time that goes to the index.
+ */
 void ngx_do_alarm_scheduled(u_char *id, uint64_t when);
-void ngx_do_alarm_done(uint64_t call_id, ngx_uint_t status);
+void ngx_do_alarm_done(void *data, ngx_uint_t status);
 ngx_int_t ngx_do_alarm_fire(ngx_do_turn_t *t);
 ngx_int_t ngx_do_alarm_next(ngx_do_turn_t *t, uint64_t *when);
 
-
-/* ngx_do_object.c, for ngx_do_alarm.c */
+/*
+ * Objects, for alarms (ngx_do_wire.c, ngx_do_api.c): an alarm call into
+ * an object's mailbox, which always ends in ngx_do_alarm_done(data), and
+ * in its turn the data back, the runtime's reserved keys, and the note
+ * that alarms changed.
+ */
+void ngx_do_wire_alarm(ngx_do_namespace_t *ns, u_char *id, void *data);
+void *ngx_do_turn_alarm_data(ngx_do_turn_t *t);
 ngx_int_t ngx_do_put_reserved(ngx_do_turn_t *t, ngx_str_t *key,
     ngx_str_t *value);
 ngx_int_t ngx_do_delete_reserved(ngx_do_turn_t *t, ngx_str_t *key);
 void ngx_do_turn_alarms_changed(ngx_do_turn_t *t);
-uint64_t ngx_do_turn_call_id(ngx_do_turn_t *t);
 
 
 /* ngx_do_status.c: per-worker counters, each written by its worker only */

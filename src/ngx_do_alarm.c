@@ -58,7 +58,6 @@ static void ngx_do_alarm_arm(void);
 static void ngx_do_alarm_scan(ngx_uint_t shard, uint64_t now);
 static void ngx_do_alarm_scanned(ngx_do_storage_req_t *req);
 static void ngx_do_alarm_found(ngx_uint_t shard, ngx_do_storage_req_t *req);
-static void ngx_do_alarm_dispatch(ngx_do_alarm_call_t *ac);
 static void ngx_do_alarm_retry_handler(ngx_event_t *ev);
 static void ngx_do_alarm_free(ngx_do_alarm_call_t *ac);
 static ngx_int_t ngx_do_alarm_read(ngx_do_turn_t *t, ngx_array_t **list);
@@ -74,6 +73,8 @@ static u_char                  ngx_do_alarm_scanning[NGX_DO_SHARDS];
 static ngx_uint_t              ngx_do_alarm_mine[NGX_DO_SHARDS];
 static ngx_uint_t              ngx_do_alarm_nmine;
 static ngx_event_t             ngx_do_alarm_timer;
+/* the data of timers (nginx's debug lines read a timer's data as one) */
+static ngx_connection_t        ngx_do_alarm_dumb;
 static uint64_t                ngx_do_alarm_armed;
 static ngx_rbtree_t            ngx_do_alarm_calls;
 static ngx_rbtree_node_t       ngx_do_alarm_sentinel;
@@ -122,6 +123,8 @@ ngx_do_alarms_init(ngx_cycle_t *cycle, ngx_do_backend_t *backend)
     }
 
     ngx_do_alarm_timer.handler = ngx_do_alarm_timer_handler;
+    ngx_do_alarm_timer.data = &ngx_do_alarm_dumb;
+    ngx_do_alarm_dumb.fd = (ngx_socket_t) -1;
     ngx_do_alarm_timer.log = cycle->log;
     ngx_do_alarm_timer.cancelable = 1;
     ngx_do_alarm_armed = NGX_DO_ALARM_NONE;
@@ -399,7 +402,7 @@ ngx_do_alarm_found(ngx_uint_t shard, ngx_do_storage_req_t *req)
 
         ngx_rbtree_insert(&ngx_do_alarm_calls, &ac->node.node);
 
-        ngx_do_alarm_dispatch(ac);
+        ngx_do_wire_alarm(ac->ns, ac->node.id, ac);
     }
 
     ngx_do_alarm_due[shard] = ngx_min(ngx_do_alarm_due[shard], next);
@@ -414,37 +417,19 @@ done:
 }
 
 
-/* the alarm call goes into the object's mailbox; may finish before return */
-static void
-ngx_do_alarm_dispatch(ngx_do_alarm_call_t *ac)
-{
-    u_char  *buf;
-    size_t   len;
-
-    buf = ngx_do_call_build(ac->ns, ac->node.id, NGX_DO_METHOD_ALARM, NULL,
-                            NULL, NULL, NULL, &len);
-    if (buf == NULL) {
-        ngx_do_alarm_done((uintptr_t) ac, NGX_HTTP_SERVICE_UNAVAILABLE);
-        return;
-    }
-
-    ngx_do_call_receive(NGX_DO_ALARM_SRC, (uintptr_t) ac, buf, len, 0);
-}
-
-
 /*
  * An alarm turn ended: committed (status below 500), or failed and to be
  * retried.  Only failures of the handler itself (500) count towards giving
  * up: an alarm is not dropped because storage was down for a while.
  */
 void
-ngx_do_alarm_done(uint64_t call_id, ngx_uint_t status)
+ngx_do_alarm_done(void *data, ngx_uint_t status)
 {
     u_char                hex[NGX_DO_ID_HEX_LEN];
     ngx_msec_t            delay;
     ngx_do_alarm_call_t  *ac;
 
-    ac = (ngx_do_alarm_call_t *) (uintptr_t) call_id;
+    ac = data;
 
     if (!ngx_do_alarm_enabled) {
         /* freed with the others at exit */
@@ -508,7 +493,11 @@ ngx_do_alarm_done(uint64_t call_id, ngx_uint_t status)
 static void
 ngx_do_alarm_retry_handler(ngx_event_t *ev)
 {
-    ngx_do_alarm_dispatch(ev->data);
+    ngx_do_alarm_call_t  *ac;
+
+    ac = ev->data;
+
+    ngx_do_wire_alarm(ac->ns, ac->node.id, ac);
 }
 
 
@@ -539,7 +528,7 @@ ngx_do_alarm_fire(ngx_do_turn_t *t)
     ngx_do_class_t       *class;
     ngx_do_alarm_call_t  *ac;
 
-    ac = (ngx_do_alarm_call_t *) (uintptr_t) ngx_do_turn_call_id(t);
+    ac = ngx_do_turn_alarm_data(t);
     class = ngx_do_turn_namespace(t)->class;
 
     if (ngx_do_alarm_read(t, &list) != NGX_OK

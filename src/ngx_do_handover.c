@@ -86,6 +86,8 @@ static ngx_uint_t              ngx_do_handover_overlap_flag;
 static ngx_uint_t              ngx_do_handover_held[NGX_DO_SHARDS];
 static ngx_uint_t              ngx_do_handover_nheld;
 static ngx_event_t             ngx_do_handover_event;
+/* the data of timers (nginx's debug lines read a timer's data as one) */
+static ngx_connection_t        ngx_do_handover_dumb;
 static void                  (*ngx_do_handover_release_all)(void);
 
 
@@ -174,6 +176,8 @@ ngx_do_handover_init_worker(ngx_cycle_t *cycle, ngx_shm_zone_t *shm_zone,
     ngx_do_handover_overlap_flag = ngx_do_handover_older();
 
     ngx_do_handover_event.handler = ngx_do_handover_tick;
+    ngx_do_handover_event.data = &ngx_do_handover_dumb;
+    ngx_do_handover_dumb.fd = (ngx_socket_t) -1;
     ngx_do_handover_event.log = cycle->log;
     ngx_do_handover_event.cancelable = 1;
 

@@ -184,6 +184,11 @@ ngx_do_id_owner(u_char *id)
 }
 
 
+/*
+ * ngx_str_rbtree_insert_value() for a key of fixed length kept in the node
+ * itself: the memory backend keeps these nodes in shared memory, where an
+ * ngx_str_t per object would cost 16 bytes and a pointer to itself.
+ */
 void
 ngx_do_id_rbtree_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
     ngx_rbtree_node_t *sentinel)

@@ -106,6 +106,8 @@ static ngx_do_ipc_in_t        *ngx_do_ipc_in;
 static ngx_do_ipc_handler_pt   ngx_do_ipc_handler;
 static ngx_do_ipc_handler_pt   ngx_do_ipc_bouncer;
 static ngx_event_t             ngx_do_ipc_linger;
+/* the data of timers (nginx's debug lines read a timer's data as one) */
+static ngx_connection_t        ngx_do_ipc_dumb;
 
 
 /* in the master, for each configuration cycle */
@@ -249,6 +251,8 @@ ngx_do_ipc_init_worker(ngx_cycle_t *cycle, ngx_do_ipc_handler_pt handler,
 
     /* not cancelable: see ngx_do_ipc_linger_handler() */
     ngx_do_ipc_linger.handler = ngx_do_ipc_linger_handler;
+    ngx_do_ipc_linger.data = &ngx_do_ipc_dumb;
+    ngx_do_ipc_dumb.fd = (ngx_socket_t) -1;
     ngx_do_ipc_linger.log = cycle->log;
     ngx_add_timer(&ngx_do_ipc_linger, NGX_DO_IPC_HEARTBEAT);
 

@@ -31,28 +31,33 @@ typedef struct {
     ngx_http_do_reply_pt       handler;
     void                      *data;
     ngx_uint_t                 owner;
-    unsigned                   pending:1;
+    unsigned                   in_tree:1;
     unsigned                   remote:1;      /* sent over a channel */
-} ngx_do_router_call_t;
+} ngx_do_pending_t;
 
 
 /* a call without a request, waiting for the notify event */
 typedef struct {
     ngx_queue_t                queue;
     ngx_do_namespace_t        *ns;
-    ngx_uint_t                 method;
+    ngx_uint_t                 method;        /* kind NGX_DO_TURN_NOTICE */
     u_char                     id[NGX_DO_ID_LEN];
     ngx_str_t                  args;
 } ngx_do_router_notice_t;
 
 
+static ngx_int_t ngx_do_router_send(ngx_http_request_t *r,
+    ngx_do_namespace_t *ns, u_char *id, ngx_uint_t kind, ngx_uint_t method,
+    ngx_str_t *args, ngx_str_t *if_match, ngx_str_t *if_none_match,
+    ngx_str_t *body, ngx_msec_t timeout, ngx_http_do_reply_pt handler,
+    void *data);
 static void ngx_do_router_notify_handler(ngx_event_t *ev);
-static ngx_do_router_call_t *ngx_do_router_find(uint64_t call_id);
-static void ngx_do_router_fail(ngx_do_router_call_t *call,
+static ngx_do_pending_t *ngx_do_router_find(uint64_t call_id);
+static void ngx_do_router_fail(ngx_do_pending_t *pending,
     ngx_uint_t status);
 static void ngx_do_router_timeout(ngx_event_t *ev);
 static void ngx_do_router_cleanup(void *data);
-static void ngx_do_router_unpend(ngx_do_router_call_t *call);
+static void ngx_do_router_unpend(ngx_do_pending_t *pending);
 static void ngx_do_router_watch_start(void);
 static void ngx_do_router_watch(ngx_event_t *ev);
 
@@ -73,6 +78,8 @@ static ngx_queue_t             ngx_do_router_notices;
 static ngx_uint_t             *ngx_do_router_remote;
 static ngx_pid_t              *ngx_do_router_owner_pid;
 static ngx_event_t             ngx_do_router_watch_event;
+/* the data of timers (nginx's debug lines read a timer's data as one) */
+static ngx_connection_t        ngx_do_router_dumb;
 
 
 /* in a worker, once the runtime settings are known */
@@ -90,11 +97,15 @@ ngx_do_router_init(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    ngx_do_router_dumb.fd = (ngx_socket_t) -1;
+
     ngx_do_router_watch_event.handler = ngx_do_router_watch;
+    ngx_do_router_watch_event.data = &ngx_do_router_dumb;
     ngx_do_router_watch_event.log = cycle->log;
     ngx_do_router_watch_event.cancelable = 1;
 
     ngx_do_router_notify_event.handler = ngx_do_router_notify_handler;
+    ngx_do_router_notify_event.data = &ngx_do_router_dumb;
     ngx_do_router_notify_event.log = cycle->log;
     ngx_do_router_notify_event.cancelable = 1;
     ngx_queue_init(&ngx_do_router_notices);
@@ -142,8 +153,8 @@ ngx_http_do_call(ngx_http_request_t *r, ngx_do_namespace_t *ns, u_char *id,
 
     ngx_str_null(&empty);
 
-    return ngx_do_router_dispatch(r, ns, id, method, args, &empty, &empty,
-                                &empty, timeout, handler, data);
+    return ngx_do_router_send(r, ns, id, NGX_DO_TURN_GATE, method, args,
+                              &empty, &empty, &empty, timeout, handler, data);
 }
 
 
@@ -206,8 +217,8 @@ ngx_do_router_notify_handler(ngx_event_t *ev)
         q = ngx_queue_head(&ngx_do_router_notices);
         n = ngx_queue_data(q, ngx_do_router_notice_t, queue);
 
-        buf = ngx_do_call_build(n->ns, n->id, n->method, &n->args, NULL,
-                                NULL, NULL, &len);
+        buf = ngx_do_wire_call(n->ns, n->id, NGX_DO_TURN_NOTICE, n->method,
+                               &n->args, NULL, NULL, NULL, &len);
         if (buf == NULL) {
             if (!ngx_do_router_final) {
                 ngx_add_timer(ev, 50);
@@ -217,6 +228,10 @@ ngx_do_router_notify_handler(ngx_event_t *ev)
         }
 
         owner = ngx_do_id_owner(n->id);
+
+        ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ev->log, 0,
+                       "do notice to object %08xD, owner worker %ui",
+                       ngx_do_id_prefix(n->id), owner);
 
         /* call id 0: no reply is awaited, any that comes is dropped */
 
@@ -244,8 +259,21 @@ ngx_do_router_notify_handler(ngx_event_t *ev)
         ngx_queue_remove(q);
         ngx_free(n);
 
-        ngx_do_call_receive(ngx_worker, 0, buf, len, owner != ngx_worker);
+        ngx_do_wire_receive(ngx_worker, 0, buf, len, owner != ngx_worker);
     }
+}
+
+
+/* a call of kind NGX_DO_TURN_HTTP, for do_pass */
+ngx_int_t
+ngx_do_router_dispatch(ngx_http_request_t *r, ngx_do_namespace_t *ns,
+    u_char *id, ngx_uint_t method, ngx_str_t *args, ngx_str_t *if_match,
+    ngx_str_t *if_none_match, ngx_str_t *body, ngx_msec_t timeout,
+    ngx_http_do_reply_pt handler, void *data)
+{
+    return ngx_do_router_send(r, ns, id, NGX_DO_TURN_HTTP, method, args,
+                              if_match, if_none_match, body, timeout, handler,
+                              data);
 }
 
 
@@ -254,11 +282,11 @@ ngx_do_router_notify_handler(ngx_event_t *ev)
  * it to the owner: this worker's mailbox or a channel.  The handler runs
  * once, maybe before this returns (a local owner answers at once).
  */
-ngx_int_t
-ngx_do_router_dispatch(ngx_http_request_t *r, ngx_do_namespace_t *ns,
-    u_char *id, ngx_uint_t method, ngx_str_t *args, ngx_str_t *if_match,
-    ngx_str_t *if_none_match, ngx_str_t *body, ngx_msec_t timeout,
-    ngx_http_do_reply_pt handler, void *data)
+static ngx_int_t
+ngx_do_router_send(ngx_http_request_t *r, ngx_do_namespace_t *ns,
+    u_char *id, ngx_uint_t kind, ngx_uint_t method, ngx_str_t *args,
+    ngx_str_t *if_match, ngx_str_t *if_none_match, ngx_str_t *body,
+    ngx_msec_t timeout, ngx_http_do_reply_pt handler, void *data)
 {
     u_char                *buf;
     size_t                 len;
@@ -266,14 +294,14 @@ ngx_do_router_dispatch(ngx_http_request_t *r, ngx_do_namespace_t *ns,
     ngx_int_t              rc;
     ngx_uint_t             local;
     ngx_pool_cleanup_t    *cln;
-    ngx_do_router_call_t  *call;
+    ngx_do_pending_t      *pending;
 
     if (timeout == 0) {
         timeout = ngx_do_runtime.call_timeout;
     }
 
-    call = ngx_pcalloc(r->pool, sizeof(ngx_do_router_call_t));
-    if (call == NULL) {
+    pending = ngx_pcalloc(r->pool, sizeof(ngx_do_pending_t));
+    if (pending == NULL) {
         return NGX_ERROR;
     }
 
@@ -282,52 +310,59 @@ ngx_do_router_dispatch(ngx_http_request_t *r, ngx_do_namespace_t *ns,
         return NGX_ERROR;
     }
 
-    buf = ngx_do_call_build(ns, id, method, args, if_match, if_none_match,
-                            body, &len);
+    buf = ngx_do_wire_call(ns, id, kind, method, args, if_match,
+                           if_none_match, body, &len);
     if (buf == NULL) {
         return NGX_ERROR;
     }
 
     call_id = ((uint64_t) ngx_pid << 32) | ++ngx_do_router_calls;
 
-    call->request = r;
-    call->handler = handler;
-    call->data = data;
-    call->owner = ngx_do_id_owner(id);
+    pending->request = r;
+    pending->handler = handler;
+    pending->data = data;
+    pending->owner = ngx_do_id_owner(id);
 
     cln->handler = ngx_do_router_cleanup;
-    cln->data = call;
+    cln->data = pending;
 
-    call->node.key = (ngx_rbtree_key_t) call_id;
-    ngx_rbtree_insert(&ngx_do_router_pending, &call->node);
-    call->pending = 1;
+    pending->node.key = (ngx_rbtree_key_t) call_id;
+    ngx_rbtree_insert(&ngx_do_router_pending, &pending->node);
+    pending->in_tree = 1;
 
-    call->timer.handler = ngx_do_router_timeout;
-    call->timer.data = call;
-    call->timer.log = r->connection->log;
+    pending->timer.handler = ngx_do_router_timeout;
+    pending->timer.data = pending;
+    pending->timer.log = r->connection->log;
 
     /*
      * The timer is armed before the call is handed over: a local owner may
      * answer at once, and the answer may finalize the request and free its
      * pool, call included.  Nothing of the call is read after the handover.
      */
-    ngx_add_timer(&call->timer, timeout);
+    ngx_add_timer(&pending->timer, timeout);
 
     /*
      * A worker that is being replaced runs calls itself: the owner of its
      * generation may exit with the call unread, and conditional commits
      * keep such a turn safe beside the new owner.
      */
-    local = (call->owner == ngx_worker || ngx_do_runtime.workers == 1
+    local = (pending->owner == ngx_worker || ngx_do_runtime.workers == 1
              || ngx_exiting);
 
+    ngx_log_debug5(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "do call %uL: %s to object %08xD, %s worker %ui",
+                   call_id, ngx_do_turn_kind_name(kind),
+                   ngx_do_id_prefix(id),
+                   local ? "here, owner" : "forwarded to", pending->owner);
+
     if (!local) {
-        rc = ngx_do_ipc_send(call->owner, NGX_DO_IPC_CALL, call_id, buf, len);
+        rc = ngx_do_ipc_send(pending->owner, NGX_DO_IPC_CALL, call_id, buf,
+                             len);
 
         if (rc == NGX_OK) {
             ngx_do_stats->forwarded++;
-            call->remote = 1;
-            ngx_do_router_remote[call->owner]++;
+            pending->remote = 1;
+            ngx_do_router_remote[pending->owner]++;
 
             if (!ngx_do_router_watch_event.timer_set) {
                 ngx_do_router_watch_start();
@@ -338,17 +373,17 @@ ngx_do_router_dispatch(ngx_http_request_t *r, ngx_do_namespace_t *ns,
 
         if (rc == NGX_BUSY) {
             ngx_free(buf);
-            ngx_do_router_fail(call, NGX_HTTP_SERVICE_UNAVAILABLE);
+            ngx_do_router_fail(pending, NGX_HTTP_SERVICE_UNAVAILABLE);
             return NGX_OK;
         }
 
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "do: owner worker %ui is unreachable, "
-                      "running the call here", call->owner);
+                      "running the call here", pending->owner);
     }
 
-    ngx_do_call_receive(ngx_worker, call_id, buf, len,
-                        call->owner != ngx_worker);
+    ngx_do_wire_receive(ngx_worker, call_id, buf, len,
+                        pending->owner != ngx_worker);
 
     return NGX_OK;
 }
@@ -361,32 +396,36 @@ ngx_do_router_deliver(uint64_t call_id, u_char *buf, size_t len)
     ngx_connection_t      *c;
     ngx_http_request_t    *r;
     ngx_pool_cleanup_t    *cln;
-    ngx_do_router_call_t  *call;
+    ngx_do_pending_t      *pending;
     ngx_do_reply_wire_t   *w;
     ngx_http_do_reply_t    reply;
 
-    call = ngx_do_router_find(call_id);
+    pending = ngx_do_router_find(call_id);
 
-    if (call == NULL) {
+    ngx_log_debug3(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
+                   "do call %uL: reply of %uz bytes%s", call_id, len,
+                   pending ? "" : " dropped, nobody waits");
+
+    if (pending == NULL) {
         /* the request timed out or went away meanwhile */
         ngx_free(buf);
         return;
     }
 
-    r = call->request;
+    r = pending->request;
     c = r->connection;
 
-    ngx_do_router_unpend(call);
+    ngx_do_router_unpend(pending);
 
     ngx_memzero(&reply, sizeof(ngx_http_do_reply_t));
 
-    if (ngx_do_reply_parse(buf, len, &w, &reply.content_type, &reply.body)
+    if (ngx_do_wire_parse(buf, len, &w, &reply.content_type, &reply.body)
         != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ERR, c->log, 0,
                       "do: malformed reply of %uz bytes dropped", len);
         ngx_free(buf);
-        ngx_do_router_fail(call, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_do_router_fail(pending, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
@@ -394,7 +433,7 @@ ngx_do_router_deliver(uint64_t call_id, u_char *buf, size_t len)
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
         ngx_free(buf);
-        ngx_do_router_fail(call, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_do_router_fail(pending, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
@@ -406,12 +445,12 @@ ngx_do_router_deliver(uint64_t call_id, u_char *buf, size_t len)
     reply.etag = w->etag;
     reply.activation = w->activation;
 
-    call->handler(r, call->data, &reply);
+    pending->handler(r, pending->data, &reply);
     ngx_http_run_posted_requests(c);
 }
 
 
-static ngx_do_router_call_t *
+static ngx_do_pending_t *
 ngx_do_router_find(uint64_t call_id)
 {
     ngx_rbtree_key_t    key;
@@ -425,29 +464,29 @@ ngx_do_router_find(uint64_t call_id)
     }
 
     return (node == ngx_do_router_pending.sentinel)
-           ? NULL : (ngx_do_router_call_t *) node;
+           ? NULL : (ngx_do_pending_t *) node;
 }
 
 
 /* answers a call that got no reply: handler sees reply->failed */
 static void
-ngx_do_router_fail(ngx_do_router_call_t *call, ngx_uint_t status)
+ngx_do_router_fail(ngx_do_pending_t *pending, ngx_uint_t status)
 {
     ngx_connection_t     *c;
     ngx_http_request_t   *r;
     ngx_http_do_reply_t   reply;
 
-    r = call->request;
+    r = pending->request;
     c = r->connection;
 
-    ngx_do_router_unpend(call);
+    ngx_do_router_unpend(pending);
 
     ngx_memzero(&reply, sizeof(ngx_http_do_reply_t));
     reply.status = status;
-    reply.owner = call->owner;
+    reply.owner = pending->owner;
     reply.failed = 1;
 
-    call->handler(r, call->data, &reply);
+    pending->handler(r, pending->data, &reply);
     ngx_http_run_posted_requests(c);
 }
 
@@ -455,16 +494,19 @@ ngx_do_router_fail(ngx_do_router_call_t *call, ngx_uint_t status)
 static void
 ngx_do_router_timeout(ngx_event_t *ev)
 {
-    ngx_do_router_call_t  *call;
+    ngx_do_pending_t  *pending;
 
-    call = ev->data;
+    pending = ev->data;
 
     ngx_log_error(NGX_LOG_ERR, ev->log, 0,
-                  "do: call to owner worker %ui timed out", call->owner);
+                  "do: call to owner worker %ui timed out", pending->owner);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                   "do call %uL: timed out", (uint64_t) pending->node.key);
 
     ngx_do_stats->timeouts++;
 
-    ngx_do_router_fail(call, NGX_HTTP_GATEWAY_TIME_OUT);
+    ngx_do_router_fail(pending, NGX_HTTP_GATEWAY_TIME_OUT);
 }
 
 
@@ -477,20 +519,20 @@ ngx_do_router_cleanup(void *data)
 
 /* the call waits no more: out of the pending tree, its timer stopped */
 static void
-ngx_do_router_unpend(ngx_do_router_call_t *call)
+ngx_do_router_unpend(ngx_do_pending_t *pending)
 {
-    if (call->pending) {
-        ngx_rbtree_delete(&ngx_do_router_pending, &call->node);
-        call->pending = 0;
+    if (pending->in_tree) {
+        ngx_rbtree_delete(&ngx_do_router_pending, &pending->node);
+        pending->in_tree = 0;
     }
 
-    if (call->remote) {
-        ngx_do_router_remote[call->owner]--;
-        call->remote = 0;
+    if (pending->remote) {
+        ngx_do_router_remote[pending->owner]--;
+        pending->remote = 0;
     }
 
-    if (call->timer.timer_set) {
-        ngx_del_timer(&call->timer);
+    if (pending->timer.timer_set) {
+        ngx_del_timer(&pending->timer);
     }
 }
 
@@ -520,7 +562,7 @@ ngx_do_router_watch(ngx_event_t *ev)
     ngx_pid_t              pid;
     ngx_uint_t             w, n, waiting;
     ngx_rbtree_node_t     *node;
-    ngx_do_router_call_t  *call;
+    ngx_do_pending_t      *pending;
 
     waiting = 0;
 
@@ -568,18 +610,18 @@ ngx_do_router_watch(ngx_event_t *ev)
              node && n < ngx_do_router_remote[w];
              node = ngx_rbtree_next(&ngx_do_router_pending, node))
         {
-            call = (ngx_do_router_call_t *) node;
+            pending = (ngx_do_pending_t *) node;
 
-            if (call->remote && call->owner == w) {
+            if (pending->remote && pending->owner == w) {
                 ids[n++] = (uint64_t) node->key;
             }
         }
 
         while (n) {
-            call = ngx_do_router_find(ids[--n]);
+            pending = ngx_do_router_find(ids[--n]);
 
-            if (call && call->remote && call->owner == w) {
-                ngx_do_router_fail(call, NGX_HTTP_BAD_GATEWAY);
+            if (pending && pending->remote && pending->owner == w) {
+                ngx_do_router_fail(pending, NGX_HTTP_BAD_GATEWAY);
             }
         }
 
@@ -596,12 +638,17 @@ void
 ngx_do_router_ipc(ngx_uint_t type, ngx_uint_t src, uint64_t call_id,
     u_char *buf, size_t len)
 {
+    ngx_log_debug4(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
+                   "do ipc received: %s %uL from worker %ui, %uz bytes",
+                   type == NGX_DO_IPC_REPLY ? "reply" : "call", call_id, src,
+                   len);
+
     if (type == NGX_DO_IPC_REPLY) {
         ngx_do_router_deliver(call_id, buf, len);
         return;
     }
 
-    ngx_do_call_receive(src, call_id, buf, len, 0);
+    ngx_do_wire_receive(src, call_id, buf, len, 0);
 }
 
 
@@ -614,8 +661,13 @@ void
 ngx_do_router_bounce(ngx_uint_t type, ngx_uint_t src, uint64_t call_id,
     u_char *buf, size_t len)
 {
+    ngx_log_debug3(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
+                   "do ipc bounced: %s %uL for worker %ui",
+                   type == NGX_DO_IPC_CALL ? "call, runs here" : "reply, lost",
+                   call_id, src);
+
     if (type == NGX_DO_IPC_CALL) {
-        ngx_do_call_receive(ngx_worker, call_id, buf, len, 1);
+        ngx_do_wire_receive(ngx_worker, call_id, buf, len, 1);
         return;
     }
 

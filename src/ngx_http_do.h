@@ -31,11 +31,29 @@
 #define NGX_DO_MAX_BATCH          128
 #define NGX_DO_ETAG_COMMIT        ((uint64_t) -1)
 
-/* the method of a call made by a gate module, not by an HTTP client */
-#define NGX_DO_METHOD_GATE        0x40000000
-/* the methods of alarm and wake turns (classes see their callbacks) */
-#define NGX_DO_METHOD_ALARM       0x20000000
-#define NGX_DO_METHOD_WAKE        0x10000000
+/*
+ * The kind of a call, in ngx_do_request_t.kind: what made the turn.
+ *
+ * NGX_DO_TURN_HTTP    an HTTP request through do_pass: method, args,
+ *                     If-Match, If-None-Match and body as the client sent
+ * NGX_DO_TURN_GATE    a call of an nginx module for a request
+ *                     (ngx_http_do_call(): do_limit, do_lock), whose reply
+ *                     the module reads; method and args are the module's
+ * NGX_DO_TURN_NOTICE  a call whose reply nobody waits for
+ *                     (ngx_http_do_notify(): do_lock's release or renewal
+ *                     at the end of a request); it cannot park
+ * NGX_DO_TURN_ALARM   an alarm came due: the class sees class->alarm
+ * NGX_DO_TURN_WAKE    the object has parked calls: the class sees
+ *                     class->wake
+ *
+ * class->fetch sees HTTP, GATE and NOTICE calls.  The WebSocket events
+ * (open, message, close) will be kinds of their own, after these.
+ */
+#define NGX_DO_TURN_HTTP          0
+#define NGX_DO_TURN_GATE          1
+#define NGX_DO_TURN_NOTICE        2
+#define NGX_DO_TURN_ALARM         3
+#define NGX_DO_TURN_WAKE          4
 
 
 typedef struct ngx_do_turn_s       ngx_do_turn_t;
@@ -43,8 +61,9 @@ typedef struct ngx_do_namespace_s  ngx_do_namespace_t;
 typedef struct ngx_do_class_s      ngx_do_class_t;
 
 
-/* one HTTP call as the class sees it; all strings live as long as the turn */
+/* one call as the class sees it; all strings live as long as the turn */
 typedef struct {
+    ngx_uint_t                 kind;          /* NGX_DO_TURN_HTTP, ... */
     ngx_uint_t                 method;        /* NGX_HTTP_GET, ... */
     ngx_str_t                  args;          /* raw query string */
     ngx_str_t                  if_match;
@@ -165,7 +184,8 @@ typedef void (*ngx_http_do_reply_pt)(ngx_http_request_t *r, void *data,
     ngx_http_do_reply_t *reply);
 
 /*
- * Sends a call (method and query args, no body) to the object with this ID;
+ * Sends a call of kind NGX_DO_TURN_GATE (an HTTP method and query args, no
+ * body) to the object with this ID;
  * the handler runs exactly once, possibly before this returns, at the
  * latest after timeout (0: do_call_timeout).  NGX_ERROR: the call could
  * not be made (the handler will not run).
@@ -175,8 +195,9 @@ ngx_int_t ngx_http_do_call(ngx_http_request_t *r, ngx_do_namespace_t *ns,
     ngx_http_do_reply_pt handler, void *data);
 
 /*
- * A call whose reply nobody waits for, sent once the current event is
- * handled (safe from a pool cleanup): a lock release at a request's end.
+ * A call of kind NGX_DO_TURN_NOTICE, whose reply nobody waits for, sent
+ * once the current event is handled (safe from a pool cleanup): a lock
+ * release at a request's end.
  */
 ngx_int_t ngx_http_do_notify(ngx_do_namespace_t *ns, u_char *id,
     ngx_uint_t method, ngx_str_t *args);

@@ -152,7 +152,7 @@ ngx_do_lock_init_conf(ngx_conf_t *cf, void *data)
 static ngx_int_t
 ngx_do_lock_fetch(ngx_do_turn_t *t)
 {
-    switch (ngx_do_turn_request(t)->method & ~NGX_DO_METHOD_GATE) {
+    switch (ngx_do_turn_request(t)->method) {
 
     case NGX_HTTP_POST:
         return ngx_do_lock_acquire(t);
@@ -192,7 +192,7 @@ ngx_do_lock_acquire(ngx_do_turn_t *t)
         return ngx_do_reply_error(t, NGX_HTTP_BAD_REQUEST, err);
     }
 
-    if (!(req->method & NGX_DO_METHOD_GATE)
+    if (req->kind == NGX_DO_TURN_HTTP
         && wait + 500 > ngx_do_call_timeout())
     {
         /* the caller would give up first, and a grant would go nowhere */

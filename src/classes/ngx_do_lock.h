@@ -9,7 +9,7 @@
  *           acquire of the holder: {"token", "fence", "expires"});
  *       423 {"error"} held, or the wait= ended first.  Through do_pass,
  *           wait= must end 500 ms before do_call_timeout (400 otherwise);
- *           the gate's calls (NGX_DO_METHOD_GATE) wait as long as they
+ *           the gate's calls (NGX_DO_TURN_GATE) wait as long as they
  *           say.
  *   PUT    ?token=S[&ttl=T]          renew the lease
  *       200 {"fence", "ttl_ms", "expires"}; 409 the token does not hold it

@@ -255,7 +255,7 @@ ngx_do_rate_limiter_fetch(ngx_do_turn_t *t)
     st = ngx_do_turn_state(t);
     now = ngx_do_rate_limiter_now();
 
-    if (req->method == NGX_DO_METHOD_GATE) {
+    if (req->kind == NGX_DO_TURN_GATE || req->kind == NGX_DO_TURN_NOTICE) {
         if (ngx_do_arg(t, "op", &op) == NGX_OK
             && op.len == 6 && ngx_strncmp(op.data, "refund", 6) == 0)
         {

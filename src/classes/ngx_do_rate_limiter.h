@@ -4,7 +4,7 @@
  * (do_limit, ngx_http_do_limit_module.c), and its parameters, from which
  * the gate builds the RateLimit headers.
  *
- *   gate call (NGX_DO_METHOD_GATE), args "op=take"
+ *   gate call (kind NGX_DO_TURN_GATE, POST), args "op=take"
  *       200 (pass) or 429 (reject), text/plain body
  *       "<remaining> <next ms> <retry ms> <delay ms>": remaining requests
  *       pass at once; "next" is the time until one request more than those

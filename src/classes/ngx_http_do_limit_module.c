@@ -273,7 +273,7 @@ ngx_http_do_limit_handler(ngx_http_request_t *r)
 
         ctx->outstanding++;
 
-        if (ngx_http_do_call(r, limit[i]->ns, res->id, NGX_DO_METHOD_GATE,
+        if (ngx_http_do_call(r, limit[i]->ns, res->id, NGX_HTTP_POST,
                              &ngx_http_do_limit_take, 0,
                              ngx_http_do_limit_reply, res)
             != NGX_OK)
@@ -519,7 +519,7 @@ ngx_http_do_limit_reject(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx,
 
         if (res->status == NGX_HTTP_OK && !res->failed) {
             (void) ngx_http_do_call(r, res->limit->ns, res->id,
-                                    NGX_DO_METHOD_GATE,
+                                    NGX_HTTP_POST,
                                     &ngx_http_do_limit_give, 0,
                                     ngx_http_do_limit_refund_reply, NULL);
         }

@@ -258,8 +258,7 @@ ngx_http_do_lock_acquire(ngx_http_request_t *r, ngx_http_do_lock_t *lock,
     ctx->waiting = 1;
     ctx->in_handler = 1;
 
-    if (ngx_http_do_call(r, lock->ns, ctx->id,
-                         NGX_DO_METHOD_GATE | NGX_HTTP_POST, &args,
+    if (ngx_http_do_call(r, lock->ns, ctx->id, NGX_HTTP_POST, &args,
                          lock->wait + ngx_do_call_timeout(),
                          ngx_http_do_lock_reply, ctx)
         != NGX_OK)
@@ -413,8 +412,7 @@ ngx_http_do_lock_send(ngx_http_do_lock_ctx_t *ctx, ngx_uint_t method)
     args.data = buf;
     args.len = p - buf;
 
-    if (ngx_http_do_notify(ctx->lock->ns, ctx->id,
-                           NGX_DO_METHOD_GATE | method, &args)
+    if (ngx_http_do_notify(ctx->lock->ns, ctx->id, method, &args)
         != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,

@@ -1,0 +1,345 @@
+
+/*
+ * The wire of calls and replies.
+ *
+ * One byte layout (ngx_do_call_wire_t and ngx_do_reply_wire_t in
+ * ngx_do.h) serves a local call and an IPC message alike.  A call that
+ * arrives is checked against its own lengths, becomes a mailbox entry and
+ * goes to its object; a reply goes back to its caller, in this worker
+ * (the router's deliver handler) or over the caller's channel.  Alarm and
+ * wake calls have no caller: their answers end here.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+
+#include "ngx_do_object.h"
+
+
+/*
+ * A call arrived for an object this worker runs (its own or, with
+ * transient set, one it runs once while its workers are being replaced).
+ * Takes ownership of buf.
+ */
+void
+ngx_do_wire_receive(ngx_uint_t src, uint64_t call_id, u_char *buf,
+    size_t len, ngx_uint_t transient)
+{
+    u_char               *p;
+    size_t                need;
+    ngx_do_mail_t        *mail;
+    ngx_do_object_t      *obj;
+    ngx_do_namespace_t  **nss;
+    ngx_do_call_wire_t   *w;
+
+    w = (ngx_do_call_wire_t *) buf;
+
+    if (len < sizeof(ngx_do_call_wire_t)) {
+        goto invalid;
+    }
+
+    need = sizeof(ngx_do_call_wire_t) + (size_t) w->args_len
+           + w->if_match_len + w->if_none_match_len + w->body_len;
+
+    if (need != len || w->ns >= ngx_do_runtime.namespaces->nelts) {
+        goto invalid;
+    }
+
+    /* alarm and wake calls come from this worker, never over the wire */
+    if (w->kind == NGX_DO_TURN_ALARM ? src != NGX_DO_ALARM_SRC
+                                     : w->kind > NGX_DO_TURN_NOTICE)
+    {
+        goto invalid;
+    }
+
+    mail = ngx_calloc(sizeof(ngx_do_mail_t), ngx_cycle->log);
+    if (mail == NULL) {
+        ngx_free(buf);
+        ngx_do_wire_error(src, call_id, NGX_HTTP_SERVICE_UNAVAILABLE,
+                          "out of memory");
+        return;
+    }
+
+    mail->src = src;
+    mail->call_id = call_id;
+    mail->buf = buf;
+    mail->req.kind = w->kind;
+    mail->req.method = w->method;
+
+    p = buf + sizeof(ngx_do_call_wire_t);
+    mail->req.args.data = p;
+    mail->req.args.len = w->args_len;
+    p += w->args_len;
+    mail->req.if_match.data = p;
+    mail->req.if_match.len = w->if_match_len;
+    p += w->if_match_len;
+    mail->req.if_none_match.data = p;
+    mail->req.if_none_match.len = w->if_none_match_len;
+    p += w->if_none_match_len;
+    mail->req.body.data = p;
+    mail->req.body.len = w->body_len;
+
+    nss = ngx_do_runtime.namespaces->elts;
+
+    ngx_log_debug5(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
+                   "do call received: call %uL, %s, object %08xD of \"%V\", "
+                   "from worker %i", call_id, ngx_do_turn_kind_name(w->kind),
+                   ngx_do_id_prefix(w->id), &nss[w->ns]->name,
+                   (ngx_int_t) src);
+
+    obj = ngx_do_object_get(w->id, nss[w->ns], transient);
+    if (obj == NULL) {
+        ngx_free(buf);
+        ngx_free(mail);
+        ngx_do_wire_error(src, call_id, NGX_HTTP_SERVICE_UNAVAILABLE,
+                          "out of memory");
+        return;
+    }
+
+    ngx_queue_insert_tail(&obj->mailbox, &mail->queue);
+
+    ngx_do_turn_mailbox(obj);
+
+    return;
+
+invalid:
+
+    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                  "do: malformed call of %uz bytes from worker %ui",
+                  len, src);
+    ngx_free(buf);
+    ngx_do_wire_error(src, call_id, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                      "malformed call");
+}
+
+
+/*
+ * The wire form of a call (ngx_do_wire_receive() reads it), in memory of
+ * ngx_alloc(); NULL strings are empty.
+ */
+u_char *
+ngx_do_wire_call(ngx_do_namespace_t *ns, u_char *id, ngx_uint_t kind,
+    ngx_uint_t method, ngx_str_t *args, ngx_str_t *if_match,
+    ngx_str_t *if_none_match, ngx_str_t *body, size_t *len)
+{
+    u_char              *buf, *p;
+    ngx_str_t            empty, *part[4];
+    ngx_uint_t           i;
+    ngx_do_call_wire_t  *w;
+
+    ngx_str_null(&empty);
+
+    part[0] = args ? args : &empty;
+    part[1] = if_match ? if_match : &empty;
+    part[2] = if_none_match ? if_none_match : &empty;
+    part[3] = body ? body : &empty;
+
+    *len = sizeof(ngx_do_call_wire_t);
+
+    for (i = 0; i < 4; i++) {
+        *len += part[i]->len;
+    }
+
+    buf = ngx_alloc(*len, ngx_cycle->log);
+    if (buf == NULL) {
+        return NULL;
+    }
+
+    w = (ngx_do_call_wire_t *) buf;
+    w->ns = (uint32_t) ns->index;
+    w->kind = (uint32_t) kind;
+    w->method = (uint32_t) method;
+    w->args_len = (uint32_t) part[0]->len;
+    w->if_match_len = (uint32_t) part[1]->len;
+    w->if_none_match_len = (uint32_t) part[2]->len;
+    w->body_len = (uint32_t) part[3]->len;
+    ngx_memcpy(w->id, id, NGX_DO_ID_LEN);
+
+    p = buf + sizeof(ngx_do_call_wire_t);
+
+    for (i = 0; i < 4; i++) {
+        p = ngx_do_cpymem(p, part[i]->data, part[i]->len);
+    }
+
+    return buf;
+}
+
+
+/* an alarm call into the object's mailbox; may finish before it returns */
+void
+ngx_do_wire_alarm(ngx_do_namespace_t *ns, u_char *id, void *data)
+{
+    u_char  *buf;
+    size_t   len;
+
+    buf = ngx_do_wire_call(ns, id, NGX_DO_TURN_ALARM, 0, NULL, NULL, NULL,
+                           NULL, &len);
+    if (buf == NULL) {
+        ngx_do_alarm_done(data, NGX_HTTP_SERVICE_UNAVAILABLE);
+        return;
+    }
+
+    ngx_do_wire_receive(NGX_DO_ALARM_SRC, (uintptr_t) data, buf, len, 0);
+}
+
+
+u_char *
+ngx_do_wire_reply(ngx_do_object_t *obj, ngx_uint_t status,
+    ngx_str_t *content_type, ngx_str_t *body, uint64_t etag, size_t *len)
+{
+    u_char               *buf, *p;
+    ngx_do_reply_wire_t  *w;
+
+    *len = sizeof(ngx_do_reply_wire_t) + content_type->len + body->len;
+
+    buf = ngx_alloc(*len, ngx_cycle->log);
+    if (buf == NULL) {
+        return NULL;
+    }
+
+    w = (ngx_do_reply_wire_t *) buf;
+    w->status = (uint32_t) status;
+    w->owner = (uint32_t) ngx_worker;
+    w->activation = obj->activation;
+    w->etag = etag;
+    w->content_type_len = (uint32_t) content_type->len;
+    w->body_len = (uint32_t) body->len;
+
+    p = buf + sizeof(ngx_do_reply_wire_t);
+    p = ngx_do_cpymem(p, content_type->data, content_type->len);
+    (void) ngx_do_cpymem(p, body->data, body->len);
+
+    return buf;
+}
+
+
+void
+ngx_do_wire_send(ngx_do_object_t *obj, ngx_do_mail_t *mail, ngx_do_turn_t *t,
+    uint64_t version)
+{
+    u_char  *buf;
+    size_t   len;
+
+    buf = ngx_do_wire_reply(obj, t->status, &t->content_type, &t->body,
+                            (t->etag == NGX_DO_ETAG_COMMIT) ? version
+                                                             : t->etag,
+                            &len);
+    if (buf == NULL) {
+        return;
+    }
+
+    ngx_do_wire_deliver(mail->src, mail->call_id, buf, len);
+}
+
+
+/* a reply to its caller: this worker, or another over its channel */
+void
+ngx_do_wire_deliver(ngx_uint_t src, uint64_t call_id, u_char *buf,
+    size_t len)
+{
+    ngx_log_debug4(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
+                   "do reply sent: call %uL, %uz bytes, %s worker %ui",
+                   call_id, len, src == ngx_worker ? "to this" : "over IPC to",
+                   src);
+
+    if (src == ngx_worker) {
+        ngx_do_object_deliver(call_id, buf, len);
+        return;
+    }
+
+    if (ngx_do_ipc_send(src, NGX_DO_IPC_REPLY, call_id, buf, len) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "do: reply of %uz bytes to worker %ui could not be "
+                      "sent", len, src);
+        ngx_free(buf);
+
+        /* a short answer may still pass, and the client is not left hanging */
+        ngx_do_wire_error(src, call_id, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                          "reply could not be sent");
+    }
+}
+
+
+/* a runtime error reply, for calls that no class handler answered */
+void
+ngx_do_wire_error(ngx_uint_t src, uint64_t call_id, ngx_uint_t status,
+    const char *msg)
+{
+    u_char               *buf, *p;
+    size_t                len;
+    ngx_do_reply_wire_t  *w;
+
+    if (src == NGX_DO_ALARM_SRC) {
+        ngx_do_alarm_done((void *) (uintptr_t) call_id, status);
+        return;
+    }
+
+    if (src == NGX_DO_WAKE_SRC) {
+        return;
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
+                   "do reply sent: call %uL, error %ui \"%s\"",
+                   call_id, status, msg);
+
+    len = sizeof(ngx_do_reply_wire_t) + sizeof("application/json") - 1
+          + sizeof("{\"error\":\"\"}\n") - 1 + ngx_strlen(msg);
+
+    buf = ngx_alloc(len, ngx_cycle->log);
+    if (buf == NULL) {
+        return;
+    }
+
+    w = (ngx_do_reply_wire_t *) buf;
+    w->status = (uint32_t) status;
+    w->owner = (uint32_t) ngx_worker;
+    w->activation = 0;
+    w->etag = 0;
+    w->content_type_len = sizeof("application/json") - 1;
+    w->body_len = (uint32_t) (len - sizeof(ngx_do_reply_wire_t)
+                              - w->content_type_len);
+
+    p = buf + sizeof(ngx_do_reply_wire_t);
+    p = ngx_cpymem(p, "application/json", sizeof("application/json") - 1);
+    (void) ngx_sprintf(p, "{\"error\":\"%s\"}\n", msg);
+
+    if (src == ngx_worker) {
+        ngx_do_object_deliver(call_id, buf, len);
+        return;
+    }
+
+    if (ngx_do_ipc_send(src, NGX_DO_IPC_REPLY, call_id, buf, len) != NGX_OK) {
+        ngx_free(buf);
+    }
+}
+
+
+ngx_int_t
+ngx_do_wire_parse(u_char *buf, size_t len, ngx_do_reply_wire_t **hdr,
+    ngx_str_t *content_type, ngx_str_t *body)
+{
+    ngx_do_reply_wire_t  *w;
+
+    if (len < sizeof(ngx_do_reply_wire_t)) {
+        return NGX_ERROR;
+    }
+
+    w = (ngx_do_reply_wire_t *) buf;
+
+    if (sizeof(ngx_do_reply_wire_t) + (size_t) w->content_type_len
+        + w->body_len != len
+        || w->status < 100 || w->status > 599)
+    {
+        return NGX_ERROR;
+    }
+
+    *hdr = w;
+    content_type->data = buf + sizeof(ngx_do_reply_wire_t);
+    content_type->len = w->content_type_len;
+    body->data = content_type->data + content_type->len;
+    body->len = w->body_len;
+
+    return NGX_OK;
+}
