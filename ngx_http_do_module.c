@@ -26,6 +26,12 @@ static ngx_int_t ngx_http_do_postconfiguration(ngx_conf_t *cf);
 static void *ngx_http_do_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_do_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_do_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_do_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static ngx_int_t ngx_http_do_ws_list(ngx_conf_t *cf, ngx_array_t *in,
+    ngx_array_t **out);
+static char *ngx_http_do_ws_keepalive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_do_storage(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_do_secret(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -91,10 +97,38 @@ static ngx_command_t  ngx_http_do_commands[] = {
       NULL },
 
     { ngx_string("do_pass"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
       ngx_http_do_pass,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("do_ws_keepalive"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_do_ws_keepalive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("do_ws_send_queue"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_do_loc_conf_t, ws.send_queue),
+      NULL },
+
+    { ngx_string("do_ws_origins"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_conf_set_str_array_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_do_loc_conf_t, origins),
+      NULL },
+
+    { ngx_string("do_ws_protocols"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_conf_set_str_array_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_do_loc_conf_t, protocols),
       NULL },
 
     { ngx_string("do_status"),
@@ -119,7 +153,7 @@ static ngx_http_module_t  ngx_http_do_module_ctx = {
     NULL,                                  /* merge server configuration */
 
     ngx_http_do_create_loc_conf,           /* create location configuration */
-    NULL                                   /* merge location configuration */
+    ngx_http_do_merge_loc_conf             /* merge location configuration */
 };
 
 
@@ -326,6 +360,15 @@ ngx_http_do_postconfiguration(ngx_conf_t *cf)
                           &p[i]->ns_name, p[i]->file, p[i]->line);
             return NGX_ERROR;
         }
+
+        if (p[i]->member && p[i]->ns->class->ws_open == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "member= needs a class that takes WebSockets, "
+                          "\"%V\" is of class \"%V\" in %s:%ui",
+                          &p[i]->ns_name, &p[i]->ns->class->name,
+                          p[i]->file, p[i]->line);
+            return NGX_ERROR;
+        }
     }
 
     if (dmcf->backend == NULL) {
@@ -450,7 +493,116 @@ ngx_http_do_init_main_conf(ngx_conf_t *cf, void *conf)
 static void *
 ngx_http_do_create_loc_conf(ngx_conf_t *cf)
 {
-    return ngx_pcalloc(cf->pool, sizeof(ngx_http_do_loc_conf_t));
+    ngx_http_do_loc_conf_t  *dlcf;
+
+    dlcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_do_loc_conf_t));
+    if (dlcf == NULL) {
+        return NULL;
+    }
+
+    dlcf->ws.send_queue = NGX_CONF_UNSET_SIZE;
+    dlcf->ws.ping_interval = NGX_CONF_UNSET_MSEC;
+    dlcf->ws.ping_timeout = NGX_CONF_UNSET_MSEC;
+    dlcf->origins = NGX_CONF_UNSET_PTR;
+    dlcf->protocols = NGX_CONF_UNSET_PTR;
+
+    return dlcf;
+}
+
+
+/* the WebSocket settings are inherited; do_pass itself is not */
+static char *
+ngx_http_do_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_do_loc_conf_t  *prev = parent;
+    ngx_http_do_loc_conf_t  *conf = child;
+
+    ngx_conf_merge_size_value(conf->ws.send_queue, prev->ws.send_queue,
+                              256 * 1024);
+    ngx_conf_merge_msec_value(conf->ws.ping_interval, prev->ws.ping_interval,
+                              30000);
+    ngx_conf_merge_msec_value(conf->ws.ping_timeout, prev->ws.ping_timeout,
+                              10000);
+    ngx_conf_merge_ptr_value(conf->origins, prev->origins, NULL);
+    ngx_conf_merge_ptr_value(conf->protocols, prev->protocols, NULL);
+
+    if (ngx_http_do_ws_list(cf, conf->origins, &conf->ws.origins) != NGX_OK
+        || ngx_http_do_ws_list(cf, conf->protocols, &conf->ws.protocols)
+           != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* a list of do_ws_origins or do_ws_protocols, as the handshake reads it */
+static ngx_int_t
+ngx_http_do_ws_list(ngx_conf_t *cf, ngx_array_t *in, ngx_array_t **out)
+{
+    ngx_str_t        *s;
+    ngx_uint_t        i;
+    ngx_do_ws_str_t  *w;
+
+    *out = NULL;
+
+    if (in == NULL) {
+        return NGX_OK;
+    }
+
+    *out = ngx_array_create(cf->pool, in->nelts, sizeof(ngx_do_ws_str_t));
+    if (*out == NULL) {
+        return NGX_ERROR;
+    }
+
+    s = in->elts;
+
+    for (i = 0; i < in->nelts; i++) {
+        w = ngx_array_push(*out);
+        if (w == NULL) {
+            return NGX_ERROR;
+        }
+
+        w->data = s[i].data;
+        w->len = s[i].len;
+    }
+
+    return NGX_OK;
+}
+
+
+/* do_ws_keepalive INTERVAL [TIMEOUT]: 0 turns the pings off */
+static char *
+ngx_http_do_ws_keepalive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_do_loc_conf_t  *dlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (dlcf->ws.ping_interval != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    dlcf->ws.ping_interval = ngx_parse_time(&value[1], 0);
+
+    if (dlcf->ws.ping_interval == (ngx_msec_t) NGX_ERROR) {
+        return "has an invalid interval";
+    }
+
+    if (cf->args->nelts == 3) {
+        dlcf->ws.ping_timeout = ngx_parse_time(&value[2], 0);
+
+        if (dlcf->ws.ping_timeout == (ngx_msec_t) NGX_ERROR
+            || dlcf->ws.ping_timeout == 0)
+        {
+            return "has an invalid timeout";
+        }
+    }
+
+    return NGX_CONF_OK;
 }
 
 
@@ -622,6 +774,7 @@ ngx_http_do_namespace(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ns->class = class;
     ns->max_key = 2048;
     ns->max_value = 128 * 1024;
+    ns->max_message = 64 * 1024;
 
     if (class->create_conf) {
         ns->conf = class->create_conf(cf);
@@ -690,7 +843,10 @@ ngx_http_do_namespace_name(ngx_conf_t *cf, ngx_str_t *name)
 }
 
 
-/* max_key=, max_value=, or a parameter of the namespace's class */
+/*
+ * max_key=, max_value=, max_message= (one WebSocket message), or a
+ * parameter of the namespace's class
+ */
 static ngx_int_t
 ngx_http_do_namespace_param(ngx_conf_t *cf, ngx_do_namespace_t *ns,
     ngx_str_t *param)
@@ -700,7 +856,8 @@ ngx_http_do_namespace_param(ngx_conf_t *cf, ngx_do_namespace_t *ns,
     ngx_str_t   s;
 
     if (ngx_strncmp(param->data, "max_key=", 8) == 0
-        || ngx_strncmp(param->data, "max_value=", 10) == 0)
+        || ngx_strncmp(param->data, "max_value=", 10) == 0
+        || ngx_strncmp(param->data, "max_message=", 12) == 0)
     {
         s.data = (u_char *) ngx_strchr(param->data, '=') + 1;
         s.len = param->data + param->len - s.data;
@@ -717,8 +874,11 @@ ngx_http_do_namespace_param(ngx_conf_t *cf, ngx_do_namespace_t *ns,
         if (param->data[4] == 'k') {
             ns->max_key = size;
 
-        } else {
+        } else if (param->data[4] == 'v') {
             ns->max_value = size;
+
+        } else {
+            ns->max_message = size;
         }
 
         return NGX_OK;
@@ -746,7 +906,7 @@ ngx_http_do_namespace_param(ngx_conf_t *cf, ngx_do_namespace_t *ns,
 }
 
 
-/* do_pass NS name=EXPR | id=EXPR | unique */
+/* do_pass NS name=EXPR | id=EXPR | unique [member=EXPR] */
 static char *
 ngx_http_do_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -807,6 +967,36 @@ ngx_http_do_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         ccv.cf = cf;
         ccv.value = &expr;
         ccv.complex_value = dlcf->expr;
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (cf->args->nelts == 4) {
+        if (ngx_strncmp(value[3].data, "member=", 7) != 0
+            || value[3].len == 7)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\", expected member=",
+                               &value[3]);
+            return NGX_CONF_ERROR;
+        }
+
+        dlcf->member = ngx_palloc(cf->pool,
+                                  sizeof(ngx_http_complex_value_t));
+        if (dlcf->member == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        expr.data = value[3].data + 7;
+        expr.len = value[3].len - 7;
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+        ccv.cf = cf;
+        ccv.value = &expr;
+        ccv.complex_value = dlcf->member;
 
         if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
             return NGX_CONF_ERROR;
@@ -937,7 +1127,9 @@ ngx_http_do_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    if (ngx_do_router_init(cycle) != NGX_OK) {
+    if (ngx_do_router_init(cycle) != NGX_OK
+        || ngx_do_fanout_init(cycle) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -955,6 +1147,7 @@ ngx_http_do_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
+    ngx_do_fanout_exit();
     ngx_do_router_exit(cycle);
     ngx_do_alarms_exit();
     ngx_do_objects_exit();

@@ -164,7 +164,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     }
 
-    if (ngx_do_ws_accept(&hs.key, accept) == 0) {
+    if (ngx_do_ws_accept_key(&hs.key, accept) == 0) {
         for (i = 0; i < NGX_DO_WS_ACCEPT_LEN - 1; i++) {
             if (strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                        "0123456789+/", accept[i]) == NULL

@@ -33,6 +33,7 @@
 
 #define NGX_DO_IPC_CALL           1
 #define NGX_DO_IPC_REPLY          2
+#define NGX_DO_IPC_FANOUT         3
 
 
 /*
@@ -65,11 +66,18 @@ typedef struct {
     uint32_t                   if_match_len;
     uint32_t                   if_none_match_len;
     uint32_t                   body_len;
+    uint32_t                   member_len;    /* WebSocket turns, then: */
+    uint64_t                   conn;
     u_char                     id[NGX_DO_ID_LEN];
 } ngx_do_call_wire_t;
 
 
-/* The wire form of a reply: this header, then content type and body. */
+/*
+ * The wire form of a reply: this header, then content type and body.  A
+ * reply to a WebSocket turn: status 101 (accepted), 200, or the close
+ * code the connection gets (1000-4999); body the frames for it; content
+ * type the close reason; etag the sequence number the connection is at.
+ */
 typedef struct {
     uint32_t                   status;
     uint32_t                   owner;
@@ -203,6 +211,20 @@ ngx_int_t ngx_do_router_dispatch(ngx_http_request_t *r,
     ngx_str_t *if_match, ngx_str_t *if_none_match, ngx_str_t *body,
     ngx_msec_t timeout, ngx_http_do_reply_pt handler, void *data);
 void ngx_do_router_deliver(uint64_t call_id, u_char *buf, size_t len);
+
+/*
+ * WebSocket calls: the open carries the handshake's request; a message or
+ * a close has none, its handler gets the reply (or failed) once and the
+ * reply's strings only during the call.
+ */
+typedef void (*ngx_do_router_ws_pt)(void *data, ngx_http_do_reply_t *reply);
+
+ngx_int_t ngx_do_router_ws_open(ngx_http_request_t *r, ngx_do_namespace_t *ns,
+    u_char *id, ngx_str_t *member, uint64_t conn,
+    ngx_http_do_reply_pt handler, void *data);
+ngx_int_t ngx_do_router_ws(ngx_do_namespace_t *ns, u_char *id,
+    ngx_uint_t kind, ngx_uint_t method, ngx_str_t *member, uint64_t conn,
+    ngx_str_t *body, ngx_log_t *log, ngx_do_router_ws_pt handler, void *data);
 void ngx_do_router_ipc(ngx_uint_t type, ngx_uint_t src, uint64_t call_id,
     u_char *buf, size_t len);
 void ngx_do_router_bounce(ngx_uint_t type, ngx_uint_t src, uint64_t call_id,
@@ -262,8 +284,20 @@ void ngx_do_wire_receive(ngx_uint_t src, uint64_t call_id, u_char *buf,
 u_char *ngx_do_wire_call(ngx_do_namespace_t *ns, u_char *id,
     ngx_uint_t kind, ngx_uint_t method, ngx_str_t *args, ngx_str_t *if_match,
     ngx_str_t *if_none_match, ngx_str_t *body, size_t *len);
+u_char *ngx_do_wire_call_ws(ngx_do_namespace_t *ns, u_char *id,
+    ngx_uint_t kind, ngx_uint_t method, ngx_str_t *args, ngx_str_t *member,
+    uint64_t conn, ngx_str_t *body, size_t *len);
 ngx_int_t ngx_do_wire_parse(u_char *buf, size_t len,
     ngx_do_reply_wire_t **hdr, ngx_str_t *content_type, ngx_str_t *body);
+
+
+/* ngx_do_fanout.c: WebSocket members of objects, per worker */
+ngx_int_t ngx_do_fanout_init(ngx_cycle_t *cycle);
+void ngx_do_fanout_exit(void);
+void ngx_do_fanout_receive(ngx_uint_t src, u_char *buf, size_t len);
+ngx_int_t ngx_do_fanout_send(ngx_do_namespace_t *ns, u_char *id,
+    uint64_t seq, ngx_str_t *frames);
+ngx_pid_t ngx_do_fanout_conn_pid(uint64_t conn);
 
 
 /* ngx_do_alarm.c */

@@ -429,9 +429,12 @@ ngx_do_ipc_send(ngx_uint_t dst, ngx_uint_t type, uint64_t call_id,
 
     peer = &ngx_do_ipc_peers[dst];
 
-    /* a full queue refuses new calls; replies to calls it took still go */
+    /*
+     * A full queue refuses new calls and fan-outs; replies to calls it took
+     * still go
+     */
     if (len > NGX_DO_IPC_MAX_MESSAGE
-        || (type == NGX_DO_IPC_CALL
+        || (type != NGX_DO_IPC_REPLY
             && peer->queued + len > NGX_DO_IPC_MAX_QUEUE))
     {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
@@ -715,7 +718,7 @@ ngx_do_ipc_receive(ngx_do_ipc_hdr_t *hdr, u_char *data, size_t size)
         || hdr->generation != (uint32_t) ngx_do_runtime.generation
         || hdr->src >= ngx_do_ipc_nchans
         || hdr->len > NGX_DO_IPC_MAX_MESSAGE
-        || (hdr->type != NGX_DO_IPC_CALL && hdr->type != NGX_DO_IPC_REPLY))
+        || hdr->type < NGX_DO_IPC_CALL || hdr->type > NGX_DO_IPC_FANOUT)
     {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                       "do: foreign or stale channel message dropped "

@@ -133,6 +133,13 @@ struct ngx_do_park_s {
 };
 
 
+/* a message a turn sends to its object's WebSockets once committed */
+typedef struct {
+    ngx_str_t                  frame;
+    uint64_t                   seq;
+} ngx_do_turn_cast_t;
+
+
 struct ngx_do_turn_s {
     ngx_do_object_t           *obj;
     ngx_do_mail_t             *mail;
@@ -147,6 +154,8 @@ struct ngx_do_turn_s {
     ngx_msec_t                 park_timeout;
     ngx_uint_t                 park_status;
     const char                *park_msg;
+    ngx_array_t               *casts;         /* ngx_do_turn_cast_t */
+    size_t                     body_size;     /* ngx_do_ws_reply() room */
     unsigned                   replied:1;
     unsigned                   failed:1;
     unsigned                   park:1;

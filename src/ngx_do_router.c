@@ -23,12 +23,17 @@
 #define NGX_DO_ROUTER_WATCH       250
 
 
-/* a call waiting for its reply, in the worker's pending tree */
+/*
+ * A call waiting for its reply, in the worker's pending tree: a request's
+ * (in its pool), or a WebSocket's (request NULL, ws_handler set, in
+ * memory of its own, freed once answered).
+ */
 typedef struct {
     ngx_rbtree_node_t          node;          /* key: the call id */
     ngx_http_request_t        *request;
     ngx_event_t                timer;
     ngx_http_do_reply_pt       handler;
+    ngx_do_router_ws_pt        ws_handler;
     void                      *data;
     ngx_uint_t                 owner;
     unsigned                   in_tree:1;
@@ -51,6 +56,10 @@ static ngx_int_t ngx_do_router_send(ngx_http_request_t *r,
     ngx_str_t *args, ngx_str_t *if_match, ngx_str_t *if_none_match,
     ngx_str_t *body, ngx_msec_t timeout, ngx_http_do_reply_pt handler,
     void *data);
+static ngx_int_t ngx_do_router_pend(ngx_do_pending_t *pending, u_char *id,
+    u_char *buf, size_t len, ngx_msec_t timeout, ngx_log_t *log);
+static void ngx_do_router_answer(ngx_do_pending_t *pending,
+    ngx_http_do_reply_t *reply);
 static void ngx_do_router_notify_handler(ngx_event_t *ev);
 static ngx_do_pending_t *ngx_do_router_find(uint64_t call_id);
 static void ngx_do_router_fail(ngx_do_pending_t *pending,
@@ -290,15 +299,8 @@ ngx_do_router_send(ngx_http_request_t *r, ngx_do_namespace_t *ns,
 {
     u_char                *buf;
     size_t                 len;
-    uint64_t               call_id;
-    ngx_int_t              rc;
-    ngx_uint_t             local;
     ngx_pool_cleanup_t    *cln;
     ngx_do_pending_t      *pending;
-
-    if (timeout == 0) {
-        timeout = ngx_do_runtime.call_timeout;
-    }
 
     pending = ngx_pcalloc(r->pool, sizeof(ngx_do_pending_t));
     if (pending == NULL) {
@@ -316,15 +318,110 @@ ngx_do_router_send(ngx_http_request_t *r, ngx_do_namespace_t *ns,
         return NGX_ERROR;
     }
 
-    call_id = ((uint64_t) ngx_pid << 32) | ++ngx_do_router_calls;
+    pending->request = r;
+    pending->handler = handler;
+    pending->data = data;
+
+    cln->handler = ngx_do_router_cleanup;
+    cln->data = pending;
+
+    return ngx_do_router_pend(pending, id, buf, len, timeout,
+                              r->connection->log);
+}
+
+
+/* a WebSocket's handshake: a call of its request, with member and conn */
+ngx_int_t
+ngx_do_router_ws_open(ngx_http_request_t *r, ngx_do_namespace_t *ns,
+    u_char *id, ngx_str_t *member, uint64_t conn,
+    ngx_http_do_reply_pt handler, void *data)
+{
+    u_char                *buf;
+    size_t                 len;
+    ngx_pool_cleanup_t    *cln;
+    ngx_do_pending_t      *pending;
+
+    pending = ngx_pcalloc(r->pool, sizeof(ngx_do_pending_t));
+    if (pending == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    buf = ngx_do_wire_call_ws(ns, id, NGX_DO_TURN_WS_OPEN, NGX_HTTP_GET,
+                              &r->args, member, conn, NULL, &len);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
 
     pending->request = r;
     pending->handler = handler;
     pending->data = data;
-    pending->owner = ngx_do_id_owner(id);
 
     cln->handler = ngx_do_router_cleanup;
     cln->data = pending;
+
+    return ngx_do_router_pend(pending, id, buf, len, 0, r->connection->log);
+}
+
+
+/*
+ * A WebSocket's message or close: no request waits, the handler does,
+ * exactly once (with failed set after do_call_timeout or when the owner's
+ * channel is full or the owner died).
+ */
+ngx_int_t
+ngx_do_router_ws(ngx_do_namespace_t *ns, u_char *id, ngx_uint_t kind,
+    ngx_uint_t method, ngx_str_t *member, uint64_t conn, ngx_str_t *body,
+    ngx_log_t *log, ngx_do_router_ws_pt handler, void *data)
+{
+    u_char            *buf;
+    size_t             len;
+    ngx_do_pending_t  *pending;
+
+    pending = ngx_calloc(sizeof(ngx_do_pending_t), log);
+    if (pending == NULL) {
+        return NGX_ERROR;
+    }
+
+    buf = ngx_do_wire_call_ws(ns, id, kind, method, NULL, member, conn, body,
+                              &len);
+    if (buf == NULL) {
+        ngx_free(pending);
+        return NGX_ERROR;
+    }
+
+    pending->ws_handler = handler;
+    pending->data = data;
+
+    return ngx_do_router_pend(pending, id, buf, len, 0, log);
+}
+
+
+/*
+ * Parks a built call in the pending tree with its timeout and hands it to
+ * the owner: this worker's mailbox or a channel.  The handler runs once,
+ * maybe before this returns (a local owner answers at once).
+ */
+static ngx_int_t
+ngx_do_router_pend(ngx_do_pending_t *pending, u_char *id, u_char *buf,
+    size_t len, ngx_msec_t timeout, ngx_log_t *log)
+{
+    uint64_t    call_id;
+    ngx_int_t   rc;
+    ngx_uint_t  local, kind;
+
+    if (timeout == 0) {
+        timeout = ngx_do_runtime.call_timeout;
+    }
+
+    kind = ((ngx_do_call_wire_t *) buf)->kind;
+    call_id = ((uint64_t) ngx_pid << 32) | ++ngx_do_router_calls;
+
+    pending->owner = ngx_do_id_owner(id);
 
     pending->node.key = (ngx_rbtree_key_t) call_id;
     ngx_rbtree_insert(&ngx_do_router_pending, &pending->node);
@@ -332,7 +429,7 @@ ngx_do_router_send(ngx_http_request_t *r, ngx_do_namespace_t *ns,
 
     pending->timer.handler = ngx_do_router_timeout;
     pending->timer.data = pending;
-    pending->timer.log = r->connection->log;
+    pending->timer.log = log;
 
     /*
      * The timer is armed before the call is handed over: a local owner may
@@ -349,7 +446,7 @@ ngx_do_router_send(ngx_http_request_t *r, ngx_do_namespace_t *ns,
     local = (pending->owner == ngx_worker || ngx_do_runtime.workers == 1
              || ngx_exiting);
 
-    ngx_log_debug5(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+    ngx_log_debug5(NGX_LOG_DEBUG_HTTP, log, 0,
                    "do call %uL: %s to object %08xD, %s worker %ui",
                    call_id, ngx_do_turn_kind_name(kind),
                    ngx_do_id_prefix(id),
@@ -377,7 +474,7 @@ ngx_do_router_send(ngx_http_request_t *r, ngx_do_namespace_t *ns,
             return NGX_OK;
         }
 
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_WARN, log, 0,
                       "do: owner worker %ui is unreachable, "
                       "running the call here", pending->owner);
     }
@@ -412,9 +509,6 @@ ngx_do_router_deliver(uint64_t call_id, u_char *buf, size_t len)
         return;
     }
 
-    r = pending->request;
-    c = r->connection;
-
     ngx_do_router_unpend(pending);
 
     ngx_memzero(&reply, sizeof(ngx_http_do_reply_t));
@@ -422,12 +516,26 @@ ngx_do_router_deliver(uint64_t call_id, u_char *buf, size_t len)
     if (ngx_do_wire_parse(buf, len, &w, &reply.content_type, &reply.body)
         != NGX_OK)
     {
-        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+        ngx_log_error(NGX_LOG_ERR, pending->timer.log, 0,
                       "do: malformed reply of %uz bytes dropped", len);
         ngx_free(buf);
         ngx_do_router_fail(pending, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
+
+    reply.status = w->status;
+    reply.owner = w->owner;
+    reply.etag = w->etag;
+    reply.activation = w->activation;
+
+    if (pending->request == NULL) {
+        ngx_do_router_answer(pending, &reply);
+        ngx_free(buf);
+        return;
+    }
+
+    r = pending->request;
+    c = r->connection;
 
     /* the reply lives as long as the request: no copy of the body */
     cln = ngx_pool_cleanup_add(r->pool, 0);
@@ -440,13 +548,17 @@ ngx_do_router_deliver(uint64_t call_id, u_char *buf, size_t len)
     cln->handler = ngx_free;
     cln->data = buf;
 
-    reply.status = w->status;
-    reply.owner = w->owner;
-    reply.etag = w->etag;
-    reply.activation = w->activation;
-
     pending->handler(r, pending->data, &reply);
     ngx_http_run_posted_requests(c);
+}
+
+
+/* a WebSocket's call is answered: its handler, then the call is freed */
+static void
+ngx_do_router_answer(ngx_do_pending_t *pending, ngx_http_do_reply_t *reply)
+{
+    pending->ws_handler(pending->data, reply);
+    ngx_free(pending);
 }
 
 
@@ -476,15 +588,20 @@ ngx_do_router_fail(ngx_do_pending_t *pending, ngx_uint_t status)
     ngx_http_request_t   *r;
     ngx_http_do_reply_t   reply;
 
-    r = pending->request;
-    c = r->connection;
-
     ngx_do_router_unpend(pending);
 
     ngx_memzero(&reply, sizeof(ngx_http_do_reply_t));
     reply.status = status;
     reply.owner = pending->owner;
     reply.failed = 1;
+
+    if (pending->request == NULL) {
+        ngx_do_router_answer(pending, &reply);
+        return;
+    }
+
+    r = pending->request;
+    c = r->connection;
 
     pending->handler(r, pending->data, &reply);
     ngx_http_run_posted_requests(c);
@@ -645,6 +762,11 @@ ngx_do_router_ipc(ngx_uint_t type, ngx_uint_t src, uint64_t call_id,
 
     if (type == NGX_DO_IPC_REPLY) {
         ngx_do_router_deliver(call_id, buf, len);
+        return;
+    }
+
+    if (type == NGX_DO_IPC_FANOUT) {
+        ngx_do_fanout_receive(src, buf, len);
         return;
     }
 

@@ -25,6 +25,7 @@
 #include "ngx_do_object.h"
 
 
+static void ngx_do_turn_broadcast(ngx_do_object_t *obj, ngx_do_turn_t *t);
 static ngx_int_t ngx_do_turn_ready(ngx_do_object_t *obj);
 static ngx_do_turn_handler_pt ngx_do_turn_handler(ngx_do_object_t *obj,
     ngx_do_mail_t *mail);
@@ -256,7 +257,8 @@ ngx_do_turn_fail(ngx_do_object_t *obj, ngx_do_mail_t *mail)
 char *
 ngx_do_turn_kind_name(ngx_uint_t kind)
 {
-    static char  *names[] = { "http", "gate", "notice", "alarm", "wake" };
+    static char  *names[] = { "http", "gate", "notice", "alarm", "wake",
+                              "ws open", "ws message", "ws close" };
 
     return kind < sizeof(names) / sizeof(names[0]) ? names[kind] : "unknown";
 }
@@ -273,6 +275,15 @@ ngx_do_turn_handler(ngx_do_object_t *obj, ngx_do_mail_t *mail)
 
     case NGX_DO_TURN_WAKE:
         return ngx_do_park_wake_turn;
+
+    case NGX_DO_TURN_WS_OPEN:
+        return obj->ns->class->ws_open;
+
+    case NGX_DO_TURN_WS_MESSAGE:
+        return obj->ns->class->ws_message;
+
+    case NGX_DO_TURN_WS_CLOSE:
+        return obj->ns->class->ws_close;
 
     default: /* NGX_DO_TURN_HTTP, NGX_DO_TURN_GATE, NGX_DO_TURN_NOTICE */
         return obj->ns->class->fetch;
@@ -337,9 +348,22 @@ ngx_do_turn_run(ngx_do_object_t *obj, ngx_do_mail_t *mail,
 
     if (mail) {
         handler = ngx_do_turn_handler(obj, mail);
+
+        /* a WebSocket message or close needs no reply of the class */
+        if (mail->req.kind == NGX_DO_TURN_WS_MESSAGE
+            || mail->req.kind == NGX_DO_TURN_WS_CLOSE)
+        {
+            t->status = NGX_HTTP_OK;
+            t->replied = 1;
+        }
     }
 
     t->handler = handler;
+
+    if (handler == NULL) {
+        ngx_do_turn_free(t);
+        goto failed;
+    }
 
     ngx_log_debug4(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
                    "do turn start: object %08xD of \"%V\", %s, call %uL",
@@ -438,16 +462,19 @@ ngx_do_turn_release(ngx_do_object_t *obj, ngx_do_mail_t *mail,
     }
 
     if (mail == NULL) {
+        ngx_do_turn_broadcast(obj, t);
         return;
     }
 
     switch (mail->req.kind) {
 
     case NGX_DO_TURN_ALARM:
+        ngx_do_turn_broadcast(obj, t);
         ngx_do_alarm_done((void *) (uintptr_t) mail->call_id, t->status);
         return;
 
     case NGX_DO_TURN_WAKE:
+        ngx_do_turn_broadcast(obj, t);
         return;
 
     default:
@@ -456,8 +483,11 @@ ngx_do_turn_release(ngx_do_object_t *obj, ngx_do_mail_t *mail,
 
     if (!t->park) {
         ngx_do_wire_send(obj, mail, t, version);
+        ngx_do_turn_broadcast(obj, t);
         return;
     }
+
+    ngx_do_turn_broadcast(obj, t);
 
     park = ngx_calloc(sizeof(ngx_do_park_t), ngx_cycle->log);
     if (park == NULL) {
@@ -484,6 +514,28 @@ ngx_do_turn_release(ngx_do_object_t *obj, ngx_do_mail_t *mail,
     if (!obj->wake.timer_set && obj->ns->class->wake) {
         ngx_add_timer(&obj->wake, ngx_exiting ? 100 : 250);
     }
+}
+
+
+/* after the turn's reply: its messages to the object's WebSockets */
+static void
+ngx_do_turn_broadcast(ngx_do_object_t *obj, ngx_do_turn_t *t)
+{
+    ngx_uint_t            i;
+    ngx_do_turn_cast_t   *cast;
+
+    if (t->casts == NULL) {
+        return;
+    }
+
+    cast = t->casts->elts;
+
+    for (i = 0; i < t->casts->nelts; i++) {
+        (void) ngx_do_fanout_send(obj->ns, obj->id, cast[i].seq,
+                                  &cast[i].frame);
+    }
+
+    t->casts->nelts = 0;
 }
 
 

@@ -18,6 +18,11 @@
 #include "ngx_do_object.h"
 
 
+static u_char *ngx_do_wire_build(ngx_do_namespace_t *ns, u_char *id,
+    ngx_uint_t kind, ngx_uint_t method, ngx_str_t **in, uint64_t conn,
+    size_t *len);
+
+
 /*
  * A call arrived for an object this worker runs (its own or, with
  * transient set, one it runs once while its workers are being replaced).
@@ -41,7 +46,8 @@ ngx_do_wire_receive(ngx_uint_t src, uint64_t call_id, u_char *buf,
     }
 
     need = sizeof(ngx_do_call_wire_t) + (size_t) w->args_len
-           + w->if_match_len + w->if_none_match_len + w->body_len;
+           + w->if_match_len + w->if_none_match_len + w->body_len
+           + w->member_len;
 
     if (need != len || w->ns >= ngx_do_runtime.namespaces->nelts) {
         goto invalid;
@@ -49,7 +55,8 @@ ngx_do_wire_receive(ngx_uint_t src, uint64_t call_id, u_char *buf,
 
     /* alarm and wake calls come from this worker, never over the wire */
     if (w->kind == NGX_DO_TURN_ALARM ? src != NGX_DO_ALARM_SRC
-                                     : w->kind > NGX_DO_TURN_NOTICE)
+                                     : (w->kind == NGX_DO_TURN_WAKE
+                                        || w->kind > NGX_DO_TURN_WS_CLOSE))
     {
         goto invalid;
     }
@@ -80,6 +87,10 @@ ngx_do_wire_receive(ngx_uint_t src, uint64_t call_id, u_char *buf,
     p += w->if_none_match_len;
     mail->req.body.data = p;
     mail->req.body.len = w->body_len;
+    p += w->body_len;
+    mail->req.member.data = p;
+    mail->req.member.len = w->member_len;
+    mail->req.conn = w->conn;
 
     nss = ngx_do_runtime.namespaces->elts;
 
@@ -124,21 +135,51 @@ ngx_do_wire_call(ngx_do_namespace_t *ns, u_char *id, ngx_uint_t kind,
     ngx_uint_t method, ngx_str_t *args, ngx_str_t *if_match,
     ngx_str_t *if_none_match, ngx_str_t *body, size_t *len)
 {
+    ngx_str_t  *part[5];
+
+    part[0] = args;
+    part[1] = if_match;
+    part[2] = if_none_match;
+    part[3] = body;
+    part[4] = NULL;
+
+    return ngx_do_wire_build(ns, id, kind, method, part, 0, len);
+}
+
+
+/* a WebSocket turn's call: the member and the connection instead of ETags */
+u_char *
+ngx_do_wire_call_ws(ngx_do_namespace_t *ns, u_char *id, ngx_uint_t kind,
+    ngx_uint_t method, ngx_str_t *args, ngx_str_t *member, uint64_t conn,
+    ngx_str_t *body, size_t *len)
+{
+    ngx_str_t  *part[5];
+
+    part[0] = args;
+    part[1] = NULL;
+    part[2] = NULL;
+    part[3] = body;
+    part[4] = member;
+
+    return ngx_do_wire_build(ns, id, kind, method, part, conn, len);
+}
+
+
+static u_char *
+ngx_do_wire_build(ngx_do_namespace_t *ns, u_char *id, ngx_uint_t kind,
+    ngx_uint_t method, ngx_str_t **in, uint64_t conn, size_t *len)
+{
     u_char              *buf, *p;
-    ngx_str_t            empty, *part[4];
+    ngx_str_t            empty, *part[5];
     ngx_uint_t           i;
     ngx_do_call_wire_t  *w;
 
     ngx_str_null(&empty);
 
-    part[0] = args ? args : &empty;
-    part[1] = if_match ? if_match : &empty;
-    part[2] = if_none_match ? if_none_match : &empty;
-    part[3] = body ? body : &empty;
-
     *len = sizeof(ngx_do_call_wire_t);
 
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < 5; i++) {
+        part[i] = in[i] ? in[i] : &empty;
         *len += part[i]->len;
     }
 
@@ -155,11 +196,13 @@ ngx_do_wire_call(ngx_do_namespace_t *ns, u_char *id, ngx_uint_t kind,
     w->if_match_len = (uint32_t) part[1]->len;
     w->if_none_match_len = (uint32_t) part[2]->len;
     w->body_len = (uint32_t) part[3]->len;
+    w->member_len = (uint32_t) part[4]->len;
+    w->conn = conn;
     ngx_memcpy(w->id, id, NGX_DO_ID_LEN);
 
     p = buf + sizeof(ngx_do_call_wire_t);
 
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < 5; i++) {
         p = ngx_do_cpymem(p, part[i]->data, part[i]->len);
     }
 
@@ -330,7 +373,8 @@ ngx_do_wire_parse(u_char *buf, size_t len, ngx_do_reply_wire_t **hdr,
 
     if (sizeof(ngx_do_reply_wire_t) + (size_t) w->content_type_len
         + w->body_len != len
-        || w->status < 100 || w->status > 599)
+        || w->status < 100 || (w->status > 599 && w->status < 1000)
+        || w->status > 4999)
     {
         return NGX_ERROR;
     }

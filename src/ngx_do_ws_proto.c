@@ -318,7 +318,7 @@ ngx_do_ws_base64_value(u_char c)
  * does not have a valid key's length.
  */
 int
-ngx_do_ws_accept(const ngx_do_ws_str_t *key, u_char *accept)
+ngx_do_ws_accept_key(const ngx_do_ws_str_t *key, u_char *accept)
 {
     u_char  buf[NGX_DO_WS_KEY_LEN + sizeof(NGX_DO_WS_GUID) - 1];
     u_char  md[SHA_DIGEST_LENGTH];

@@ -163,7 +163,8 @@ int ngx_do_ws_handshake_check(const ngx_do_ws_handshake_t *hs,
 unsigned ngx_do_ws_handshake_status(int verdict);
 const char *ngx_do_ws_handshake_reason(int verdict);
 int ngx_do_ws_key_valid(const ngx_do_ws_str_t *key);
-int ngx_do_ws_accept(const ngx_do_ws_str_t *key, u_char *accept);
+int ngx_do_ws_accept_key(const ngx_do_ws_str_t *key,
+    u_char *accept);
 
 /* Text. */
 void ngx_do_ws_utf8_feed(ngx_do_ws_utf8_t *u, const u_char *p, size_t len);

@@ -46,14 +46,33 @@
  * NGX_DO_TURN_WAKE    the object has parked calls: the class sees
  *                     class->wake
  *
- * class->fetch sees HTTP, GATE and NOTICE calls.  The WebSocket events
- * (open, message, close) will be kinds of their own, after these.
+ * NGX_DO_TURN_WS_OPEN     a WebSocket handshake through do_pass: args
+ *                         and member (do_pass member=); the class sees
+ *                         class->ws_open, and accepts the connection with
+ *                         ngx_do_ws_accept() or refuses it with an HTTP
+ *                         error reply
+ * NGX_DO_TURN_WS_MESSAGE  a whole message of an accepted connection: body,
+ *                         method NGX_DO_WS_TEXT or NGX_DO_WS_BINARY,
+ *                         member; class->ws_message
+ * NGX_DO_TURN_WS_CLOSE    the connection is gone (the client closed it,
+ *                         broke the protocol, fell behind, or its worker
+ *                         stopped): class->ws_close, no reply
+ *
+ * class->fetch sees HTTP, GATE and NOTICE calls.  WebSocket turns carry
+ * conn, the connection's number, unique among the running workers.
  */
 #define NGX_DO_TURN_HTTP          0
 #define NGX_DO_TURN_GATE          1
 #define NGX_DO_TURN_NOTICE        2
 #define NGX_DO_TURN_ALARM         3
 #define NGX_DO_TURN_WAKE          4
+#define NGX_DO_TURN_WS_OPEN       5
+#define NGX_DO_TURN_WS_MESSAGE    6
+#define NGX_DO_TURN_WS_CLOSE      7
+
+/* the method of a NGX_DO_TURN_WS_MESSAGE call: its frames' opcode */
+#define NGX_DO_WS_TEXT            1
+#define NGX_DO_WS_BINARY          2
 
 
 typedef struct ngx_do_turn_s       ngx_do_turn_t;
@@ -69,6 +88,8 @@ typedef struct {
     ngx_str_t                  if_match;
     ngx_str_t                  if_none_match;
     ngx_str_t                  body;
+    ngx_str_t                  member;        /* WebSocket turns */
+    uint64_t                   conn;          /* WebSocket turns */
 } ngx_do_request_t;
 
 
@@ -148,6 +169,18 @@ struct ngx_do_class_s {
      * (a lock released elsewhere goes to a waiter of this worker)
      */
     ngx_int_t                (*wake)(ngx_do_turn_t *t);
+
+    /*
+     * WebSockets (a class without ws_open answers an upgrade request
+     * like any other request, through fetch): a connection's handshake,
+     * its messages and its end, each a turn like any other, in the order
+     * the connection made them.  What a turn sends to its own connection
+     * (ngx_do_ws_reply()) and to every connection of the object
+     * (ngx_do_ws_broadcast()) leaves after the turn's commit.
+     */
+    ngx_int_t                (*ws_open)(ngx_do_turn_t *t);
+    ngx_int_t                (*ws_message)(ngx_do_turn_t *t);
+    ngx_int_t                (*ws_close)(ngx_do_turn_t *t);
 };
 
 
@@ -158,6 +191,7 @@ struct ngx_do_namespace_s {
     void                      *conf;
     size_t                     max_key;
     size_t                     max_value;
+    size_t                     max_message;   /* one WebSocket message */
 };
 
 
@@ -352,6 +386,40 @@ ngx_int_t ngx_do_reply_parked(ngx_do_turn_t *t, ngx_do_request_t *req,
 /* a query argument of any request of the turn (ngx_do_arg() for parked) */
 ngx_int_t ngx_do_request_arg(ngx_do_turn_t *t, ngx_do_request_t *req,
     const char *name, ngx_str_t *value);
+
+
+
+/*
+ * WebSockets.  In a ws_open turn: accepts the connection (101); seq is the
+ * object's sequence number the connection starts after (0 for a class
+ * that numbers nothing).  Without it the turn's reply refuses the
+ * handshake with its HTTP status.
+ */
+ngx_int_t ngx_do_ws_accept(ngx_do_turn_t *t, uint64_t seq);
+
+/* a text message to the turn's own connection (ws_open, ws_message) */
+ngx_int_t ngx_do_ws_reply(ngx_do_turn_t *t, ngx_str_t *text);
+
+/*
+ * closes the turn's own connection with code (1000-4999) and a reason of
+ * at most 123 bytes, after what the turn sent it; in ws_open, instead of
+ * accepting (the client sees the reason, which an HTTP refusal hides)
+ */
+ngx_int_t ngx_do_ws_reply_close(ngx_do_turn_t *t, ngx_uint_t code,
+    const char *reason);
+
+/*
+ * A text message to every WebSocket of the object, in every worker, after
+ * the turn's commit.  seq: the object's own sequence number for it, one
+ * more than the last; each connection receives numbered messages in
+ * order and each once, or is closed with 1013 (it missed one, or fell
+ * behind) so that it can resume.  seq 0: not numbered (presence).
+ */
+ngx_int_t ngx_do_ws_broadcast(ngx_do_turn_t *t, ngx_str_t *text,
+    uint64_t seq);
+
+/* 1: conn (from a WebSocket turn) may still be open: its worker runs */
+ngx_uint_t ngx_do_ws_alive(ngx_do_turn_t *t, uint64_t conn);
 
 
 #endif /* _NGX_HTTP_DO_H_INCLUDED_ */

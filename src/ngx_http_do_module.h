@@ -15,6 +15,7 @@
 #include <ngx_http.h>
 
 #include "ngx_do.h"
+#include "ngx_do_ws.h"
 
 
 #define NGX_HTTP_DO_NAME          1
@@ -47,8 +48,12 @@ typedef struct {
     ngx_do_namespace_t        *ns;
     ngx_uint_t                 strategy;
     ngx_http_complex_value_t  *expr;
+    ngx_http_complex_value_t  *member;        /* WebSockets: member= */
     u_char                    *file;
     ngx_uint_t                 line;
+    ngx_do_ws_conf_t           ws;            /* do_ws_* */
+    ngx_array_t               *origins;       /* ngx_str_t */
+    ngx_array_t               *protocols;     /* ngx_str_t */
 } ngx_http_do_loc_conf_t;
 
 
@@ -56,6 +61,8 @@ typedef struct {
 typedef struct {
     ngx_uint_t                 owner;
     u_char                     id[NGX_DO_ID_LEN];
+    ngx_do_ws_t               *ws;            /* an upgrade, until 101 */
+    void                      *member;
     unsigned                   has_id:1;
 } ngx_http_do_ctx_t;
 

@@ -17,6 +17,10 @@
 #include "ngx_http_do_module.h"
 
 
+static ngx_int_t ngx_http_do_pass_upgrade(ngx_http_request_t *r,
+    ngx_http_do_loc_conf_t *dlcf, ngx_http_do_ctx_t *ctx);
+static void ngx_http_do_pass_opened(ngx_http_request_t *r, void *data,
+    ngx_http_do_reply_t *reply);
 static void ngx_http_do_pass_body(ngx_http_request_t *r);
 static void ngx_http_do_pass_reply(ngx_http_request_t *r, void *data,
     ngx_http_do_reply_t *reply);
@@ -104,6 +108,14 @@ ngx_http_do_pass_handler(ngx_http_request_t *r)
     ctx->has_id = 1;
     ctx->owner = ngx_do_id_owner(ctx->id);
 
+    if (dlcf->ns->class->ws_open) {
+        rc = ngx_http_do_pass_upgrade(r, dlcf, ctx);
+
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+    }
+
     r->request_body_in_single_buf = 1;
 
     rc = ngx_http_read_client_request_body(r, ngx_http_do_pass_body);
@@ -113,6 +125,89 @@ ngx_http_do_pass_handler(ngx_http_request_t *r)
     }
 
     return NGX_DONE;
+}
+
+
+/*
+ * A WebSocket handshake to a class that takes WebSockets: checked here,
+ * then the object decides (its ws_open turn); NGX_DECLINED, not an
+ * upgrade request
+ */
+static ngx_int_t
+ngx_http_do_pass_upgrade(ngx_http_request_t *r, ngx_http_do_loc_conf_t *dlcf,
+    ngx_http_do_ctx_t *ctx)
+{
+    uint64_t   conn;
+    ngx_int_t  rc;
+    ngx_str_t  protocol, member;
+
+    rc = ngx_do_ws_handshake(r, &dlcf->ws, &protocol);
+
+    if (rc == NGX_DECLINED) {
+        return NGX_DECLINED;
+    }
+
+    if (rc != NGX_OK) {
+        return ngx_http_do_pass_error(r, rc, "websocket handshake refused");
+    }
+
+    ngx_str_null(&member);
+
+    if (dlcf->member
+        && ngx_http_complex_value(r, dlcf->member, &member) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (member.len > NGX_HTTP_DO_MAX_NAME) {
+        return ngx_http_do_pass_error(r, NGX_HTTP_BAD_REQUEST,
+                                      "member name too long");
+    }
+
+    ctx->ws = ngx_do_ws_create(r, &dlcf->ws, &protocol,
+                               dlcf->ns->max_message);
+    if (ctx->ws == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->member = ngx_do_fanout_member(ctx->ws, dlcf->ns, ctx->id, &member,
+                                       &conn);
+    if (ctx->member == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_do_router_ws_open(r, dlcf->ns, ctx->id, &member, conn,
+                              ngx_http_do_pass_opened, ctx)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+/*
+ * The object answered the handshake: the connection becomes a WebSocket,
+ * or the refusal is the response (the request's end then frees the
+ * WebSocket never started)
+ */
+static void
+ngx_http_do_pass_opened(ngx_http_request_t *r, void *data,
+    ngx_http_do_reply_t *reply)
+{
+    ngx_http_do_ctx_t  *ctx = data;
+
+    ctx->owner = reply->owner;
+
+    if (ngx_do_fanout_opened(ctx->member, reply) == NGX_OK) {
+        ngx_do_ws_start(ctx->ws, r);
+        return;
+    }
+
+    ngx_http_do_pass_reply(r, data, reply);
 }
 
 

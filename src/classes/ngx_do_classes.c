@@ -12,11 +12,13 @@
 #include "ngx_do_store.h"
 #include "ngx_do_rate_limiter.h"
 #include "ngx_do_lock.h"
+#include "ngx_do_room.h"
 
 
 ngx_do_class_t  *ngx_do_builtin_classes[] = {
     &ngx_do_store_class,
     &ngx_do_rate_limiter_class,
     &ngx_do_lock_class,
+    &ngx_do_room_class,
     NULL
 };

@@ -76,7 +76,10 @@ ngx_do_class_t  ngx_do_lock_class = {
     ngx_do_lock_fetch,                     /* fetch */
     NULL,                                  /* evict */
     ngx_do_lock_alarm,                     /* alarm */
-    ngx_do_lock_wake                       /* wake */
+    ngx_do_lock_wake,                      /* wake */
+    NULL,                                  /* ws_open */
+    NULL,                                  /* ws_message */
+    NULL                                   /* ws_close */
 };
 
 

@@ -61,7 +61,10 @@ ngx_do_class_t  ngx_do_rate_limiter_class = {
     ngx_do_rate_limiter_fetch,             /* fetch */
     ngx_do_rate_limiter_evict,             /* evict */
     NULL,                                  /* alarm */
-    NULL                                   /* wake */
+    NULL,                                  /* wake */
+    NULL,                                  /* ws_open */
+    NULL,                                  /* ws_message */
+    NULL                                   /* ws_close */
 };
 
 

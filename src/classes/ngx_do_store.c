@@ -68,7 +68,10 @@ ngx_do_class_t  ngx_do_store_class = {
     ngx_do_store_fetch,                    /* fetch */
     NULL,                                  /* evict */
     ngx_do_store_alarm,                    /* alarm */
-    NULL                                   /* wake */
+    NULL,                                  /* wake */
+    NULL,                                  /* ws_open */
+    NULL,                                  /* ws_message */
+    NULL                                   /* ws_close */
 };
 
 

@@ -945,12 +945,12 @@ test_handshake(void)
 
     set(&key, "dGhlIHNhbXBsZSBub25jZQ==");
     memset(acc, 0, sizeof(acc));
-    rc = ngx_do_ws_accept(&key, acc);
+    rc = ngx_do_ws_accept_key(&key, acc);
     ok(rc == 0 && strcmp((char *) acc, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") == 0,
        "accept: the RFC's key gives s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
 
     set(&key, "dGhlIHNhbXBsZSBub25jZQ=");
-    ok(ngx_do_ws_accept(&key, acc) == -1,
+    ok(ngx_do_ws_accept_key(&key, acc) == -1,
        "accept: a key of the wrong length is refused");
 
     hs_default(&hs);
