@@ -973,6 +973,9 @@ ngx_do_ws_event(ngx_do_ws_t *ws, ngx_int_t rc, ngx_do_ws_event_t *ev)
         ngx_log_error(NGX_LOG_INFO, ws->connection->log, 0,
                       "do: websocket closed with %ui: the client broke "
                       "the protocol", (ngx_uint_t) ev->code);
+
+        /* RFC 6455 7.1.7: the connection fails, no answer is awaited */
+        ws->failing = 1;
         ngx_do_ws_close(ws, ev->code, NULL);
         return NGX_DONE;
 
@@ -1154,7 +1157,8 @@ ngx_do_ws_check(ngx_do_ws_conn_t *wc)
     }
 
     if (wc->dead
-        || (ws->close_sent && ws->close_received && ws->out == NULL))
+        || (ws->close_sent && (ws->close_received || ws->failing)
+            && ws->out == NULL))
     {
         ngx_do_ws_finalize(wc);
     }

@@ -69,6 +69,7 @@ struct ngx_do_ws_s {
     unsigned                   started:1;     /* the connection is ours */
     unsigned                   close_sent:1;
     unsigned                   close_received:1;
+    unsigned                   failing:1;     /* no close frame awaited */
     unsigned                   ping_sent:1;
     unsigned                   finalized:1;
     unsigned                   handling:1;    /* inside an event handler */
