@@ -348,6 +348,11 @@ typedef struct {
     ngx_atomic_uint_t          alarms_failed;
     ngx_atomic_uint_t          parked;
     ngx_atomic_uint_t          park_timeouts;
+    ngx_atomic_uint_t          ws_connections;
+    ngx_atomic_uint_t          ws_queued_bytes;
+    ngx_atomic_uint_t          ws_messages_in;
+    ngx_atomic_uint_t          ws_frames_out;
+    ngx_atomic_uint_t          ws_slow_closed;
 } ngx_do_stats_t;
 
 extern ngx_do_stats_t         *ngx_do_stats;

@@ -117,7 +117,12 @@ ngx_do_log_gate(void)
     F(alarms_fired, "counter", "alarm turns run to success")                  \
     F(alarms_failed, "counter", "alarm turns that failed (retried)")        \
     F(parked, "counter", "calls parked to be answered later (lock waiters)") \
-    F(park_timeouts, "counter", "parked calls answered by their timeout")
+    F(park_timeouts, "counter", "parked calls answered by their timeout")   \
+    F(ws_connections, "gauge", "WebSocket connections open")                 \
+    F(ws_queued_bytes, "gauge", "bytes waiting in WebSocket send queues")    \
+    F(ws_messages_in, "counter", "WebSocket messages received")              \
+    F(ws_frames_out, "counter", "WebSocket frames queued to members")        \
+    F(ws_slow_closed, "counter", "WebSocket members closed for lagging (1013)")
 
 
 /* the metrics as JSON or Prometheus text, in the given pool */

@@ -451,11 +451,9 @@ ngx_do_ws_start_handler(ngx_event_t *ev)
 
     ws->started = 1;
     ws->last_in = ngx_current_msec;
+    ngx_do_stats->ws_connections++;
 
-    if (ws->close_sent) {
-        ngx_add_timer(&ws->ping, NGX_DO_WS_CLOSE_WAIT);
-
-    } else if (ws->conf->ping_interval) {
+    if (!ws->close_sent && ws->conf->ping_interval) {
         ngx_add_timer(&ws->ping, ws->conf->ping_interval);
     }
 
@@ -536,6 +534,8 @@ ngx_do_ws_queue(ngx_do_ws_t *ws, ngx_do_ws_out_t *out)
     *ws->out_last = out;
     ws->out_last = &out->next;
     ws->queued += out->last - out->pos;
+    ngx_do_stats->ws_queued_bytes += out->last - out->pos;
+    ngx_do_stats->ws_frames_out++;
 }
 
 
@@ -629,6 +629,9 @@ ngx_do_ws_overflow(ngx_do_ws_t *ws)
                   "do: websocket closed: %uz bytes queued, over "
                   "do_ws_send_queue", ws->queued);
 
+    ngx_do_stats->ws_slow_closed++;
+    ngx_do_stats->ws_queued_bytes -= ws->queued;
+
     out = ws->out;
 
     if (out && ws->started && out->pos != (u_char *) (out + 1)) {
@@ -649,6 +652,8 @@ ngx_do_ws_overflow(ngx_do_ws_t *ws)
         ws->out_last = &ws->out;
         ws->queued = 0;
     }
+
+    ngx_do_stats->ws_queued_bytes += ws->queued;
 
     while (out) {
         next = out->next;
@@ -695,14 +700,13 @@ ngx_do_ws_close(ngx_do_ws_t *ws, ngx_uint_t code, ngx_str_t *reason)
                    "do ws: close %ui sent", code);
 
     if (ws->started) {
-        ngx_do_ws_flush(ws);
-
-        /* the client's close frame is awaited this long */
+        /* no pings now; the wait for the client's close starts once ours
+         * is written (the write itself is bounded by send_timeout) */
         if (ws->ping.timer_set) {
             ngx_del_timer(&ws->ping);
         }
 
-        ngx_add_timer(&ws->ping, NGX_DO_WS_CLOSE_WAIT);
+        ngx_do_ws_flush(ws);
 
         if (!ws->handling) {
             ngx_post_event(ws->connection->write, &ngx_posted_events);
@@ -790,6 +794,7 @@ ngx_do_ws_flush(ngx_do_ws_t *ws)
 
         out->pos += n;
         ws->queued -= n;
+        ngx_do_stats->ws_queued_bytes -= n;
 
         if (out->pos < out->last) {
             continue;
@@ -806,8 +811,15 @@ ngx_do_ws_flush(ngx_do_ws_t *ws)
             ngx_del_timer(c->write);
         }
 
-        if (ws->close_sent && !ws->handling) {
-            ngx_post_event(c->write, &ngx_posted_events);
+        if (ws->close_sent) {
+            /* the client's close frame is awaited this long */
+            if (!ws->ping.timer_set && ws->started) {
+                ngx_add_timer(&ws->ping, NGX_DO_WS_CLOSE_WAIT);
+            }
+
+            if (!ws->handling) {
+                ngx_post_event(c->write, &ngx_posted_events);
+            }
         }
 
         return;
@@ -995,6 +1007,8 @@ ngx_do_ws_event(ngx_do_ws_t *ws, ngx_int_t rc, ngx_do_ws_event_t *ev)
         return NGX_OK;
 
     case NGX_DO_WS_MESSAGE_END:
+        ngx_do_stats->ws_messages_in++;
+
         if (!ws->close_sent && ws->message) {
             ws->message(ws, ws->msg_opcode,
                         ws->msg ? ws->msg : (u_char *) "", ws->msg_len);
@@ -1175,6 +1189,7 @@ ngx_do_ws_finalize(ngx_do_ws_conn_t *wc)
     c = ws->connection;
 
     ws->finalized = 1;
+    ngx_do_stats->ws_connections--;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
                    "do ws: finalize, code %ui", ws->code);
@@ -1211,6 +1226,8 @@ static void
 ngx_do_ws_free_queue(ngx_do_ws_t *ws)
 {
     ngx_do_ws_out_t  *out, *next;
+
+    ngx_do_stats->ws_queued_bytes -= ws->queued;
 
     for (out = ws->out; out; out = next) {
         next = out->next;

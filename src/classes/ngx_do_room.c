@@ -164,6 +164,7 @@ ngx_do_room_init_conf(ngx_conf_t *cf, void *data)
 static ngx_int_t
 ngx_do_room_init(ngx_do_turn_t *t)
 {
+    uint64_t        version;
     ngx_int_t       rc;
     ngx_str_t       value;
     ngx_do_room_t  *room;
@@ -171,7 +172,7 @@ ngx_do_room_init(ngx_do_turn_t *t)
     room = ngx_do_turn_state(t);
     room->seq = 0;
 
-    rc = ngx_do_get(t, &ngx_do_room_seq_key, &value, NULL);
+    rc = ngx_do_get(t, &ngx_do_room_seq_key, &value, &version);
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;

@@ -63,11 +63,16 @@ sub connect {
 
 sub sock { $_[0]{sock} }
 
+# more input before the deadline (0: only what is there now); at the end
+# of the connection {eof} is set
 sub _fill {
     my ($self, $deadline) = @_;
+    return 0 if $self->{eof};
     my $left = $deadline - time;
-    return 0 if $left <= 0 || !$self->{sel}->can_read($left);
-    my $n = sysread($self->{sock}, $self->{buf}, 65536, length $self->{buf});
+    $left = 0 if $left < 0;
+    return 0 unless $self->{sel}->can_read($left);
+    my $n = sysread($self->{sock}, $self->{buf}, 262144, length $self->{buf});
+    $self->{eof} = 1 unless $n;
     return $n ? 1 : 0;
 }
 
@@ -119,10 +124,7 @@ sub read_frame {
     while (1) {
         my $f = $self->_parse;
         return $f if $f;
-        if (!$self->_fill($deadline)) {
-            $self->{eof} = 1 if time < $deadline;
-            return undef;
-        }
+        return undef unless $self->_fill($deadline);
     }
 }
 
@@ -184,15 +186,10 @@ sub close_code {
 sub closed {
     my ($self, $timeout) = @_;
     my $deadline = time + ($timeout // $self->{timeout});
-    while (time < $deadline) {
-        return 1 if $self->{eof};
-        my $left = $deadline - time;
-        next unless $self->{sel}->can_read($left);
-        my $n = sysread($self->{sock}, $self->{buf}, 65536,
-                        length $self->{buf});
-        return 1 unless $n;
+    while (!$self->{eof} && time < $deadline) {
+        $self->_fill($deadline);
     }
-    return 0;
+    return $self->{eof} ? 1 : 0;
 }
 
 sub DESTROY { close $_[0]{sock} if $_[0]{sock} }
