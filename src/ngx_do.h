@@ -62,8 +62,8 @@ typedef struct {
     uint32_t                   ns;
     uint32_t                   kind;          /* NGX_DO_TURN_HTTP, ... */
     uint32_t                   method;
-    uint32_t                   args_len;
-    uint32_t                   if_match_len;
+    uint32_t                   args_len;      /* the strings' lengths, */
+    uint32_t                   if_match_len;  /* in their order */
     uint32_t                   if_none_match_len;
     uint32_t                   body_len;
     uint32_t                   member_len;    /* WebSocket turns, then: */

@@ -19,6 +19,8 @@
 
 
 static ngx_do_write_t *ngx_do_api_batch_find(ngx_do_turn_t *t, ngx_str_t *key);
+static ngx_int_t ngx_do_api_copy(ngx_do_turn_t *t, ngx_str_t *from,
+    ngx_str_t *value);
 
 
 ngx_do_request_t *
@@ -169,17 +171,9 @@ ngx_do_get(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value,
             return NGX_DECLINED;
         }
 
-        value->data = ngx_pnalloc(t->pool, d->value.len + 1);
-        if (value->data == NULL) {
-            t->failed = 1;
-            return NGX_ERROR;
-        }
-
-        ngx_memcpy(value->data, d->value.data, d->value.len);
-        value->len = d->value.len;
         *version = 0;
 
-        return NGX_OK;
+        return ngx_do_api_copy(t, &d->value, value);
     }
 
     hash = ngx_crc32_short(key->data, key->len);
@@ -232,15 +226,24 @@ ngx_do_get(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value,
     }
 
     /* a copy: the cache may change before the turn ends */
-    value->data = ngx_pnalloc(t->pool, e->value.len + 1);
+    *version = e->version;
+
+    return ngx_do_api_copy(t, &e->value, value);
+}
+
+
+/* a value the turn reads, copied into its pool */
+static ngx_int_t
+ngx_do_api_copy(ngx_do_turn_t *t, ngx_str_t *from, ngx_str_t *value)
+{
+    value->data = ngx_pnalloc(t->pool, from->len + 1);
     if (value->data == NULL) {
         t->failed = 1;
         return NGX_ERROR;
     }
 
-    ngx_memcpy(value->data, e->value.data, e->value.len);
-    value->len = e->value.len;
-    *version = e->version;
+    ngx_memcpy(value->data, from->data, from->len);
+    value->len = from->len;
 
     return NGX_OK;
 }

@@ -56,6 +56,9 @@ static ngx_int_t ngx_do_router_send(ngx_http_request_t *r,
     ngx_str_t *args, ngx_str_t *if_match, ngx_str_t *if_none_match,
     ngx_str_t *body, ngx_msec_t timeout, ngx_http_do_reply_pt handler,
     void *data);
+static ngx_int_t ngx_do_router_request(ngx_http_request_t *r, u_char *id,
+    u_char *buf, size_t len, ngx_msec_t timeout,
+    ngx_http_do_reply_pt handler, void *data);
 static ngx_int_t ngx_do_router_pend(ngx_do_pending_t *pending, u_char *id,
     u_char *buf, size_t len, ngx_msec_t timeout, ngx_log_t *log);
 static void ngx_do_router_answer(ngx_do_pending_t *pending,
@@ -297,24 +300,52 @@ ngx_do_router_send(ngx_http_request_t *r, ngx_do_namespace_t *ns,
     ngx_str_t *if_match, ngx_str_t *if_none_match, ngx_str_t *body,
     ngx_msec_t timeout, ngx_http_do_reply_pt handler, void *data)
 {
-    u_char                *buf;
-    size_t                 len;
-    ngx_pool_cleanup_t    *cln;
-    ngx_do_pending_t      *pending;
-
-    pending = ngx_pcalloc(r->pool, sizeof(ngx_do_pending_t));
-    if (pending == NULL) {
-        return NGX_ERROR;
-    }
-
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return NGX_ERROR;
-    }
+    u_char  *buf;
+    size_t   len;
 
     buf = ngx_do_wire_call(ns, id, kind, method, args, if_match,
                            if_none_match, body, &len);
     if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    return ngx_do_router_request(r, id, buf, len, timeout, handler, data);
+}
+
+
+/* a WebSocket's handshake: a call of its request, with member and conn */
+ngx_int_t
+ngx_do_router_ws_open(ngx_http_request_t *r, ngx_do_namespace_t *ns,
+    u_char *id, ngx_str_t *member, uint64_t conn,
+    ngx_http_do_reply_pt handler, void *data)
+{
+    u_char  *buf;
+    size_t   len;
+
+    buf = ngx_do_wire_call_ws(ns, id, NGX_DO_TURN_WS_OPEN, NGX_HTTP_GET,
+                              &r->args, member, conn, NULL, &len);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    return ngx_do_router_request(r, id, buf, len, 0, handler, data);
+}
+
+
+/* a built call that a request waits for: pending as long as its pool */
+static ngx_int_t
+ngx_do_router_request(ngx_http_request_t *r, u_char *id, u_char *buf,
+    size_t len, ngx_msec_t timeout, ngx_http_do_reply_pt handler,
+    void *data)
+{
+    ngx_pool_cleanup_t  *cln;
+    ngx_do_pending_t    *pending;
+
+    pending = ngx_pcalloc(r->pool, sizeof(ngx_do_pending_t));
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+
+    if (pending == NULL || cln == NULL) {
+        ngx_free(buf);
         return NGX_ERROR;
     }
 
@@ -327,44 +358,6 @@ ngx_do_router_send(ngx_http_request_t *r, ngx_do_namespace_t *ns,
 
     return ngx_do_router_pend(pending, id, buf, len, timeout,
                               r->connection->log);
-}
-
-
-/* a WebSocket's handshake: a call of its request, with member and conn */
-ngx_int_t
-ngx_do_router_ws_open(ngx_http_request_t *r, ngx_do_namespace_t *ns,
-    u_char *id, ngx_str_t *member, uint64_t conn,
-    ngx_http_do_reply_pt handler, void *data)
-{
-    u_char                *buf;
-    size_t                 len;
-    ngx_pool_cleanup_t    *cln;
-    ngx_do_pending_t      *pending;
-
-    pending = ngx_pcalloc(r->pool, sizeof(ngx_do_pending_t));
-    if (pending == NULL) {
-        return NGX_ERROR;
-    }
-
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return NGX_ERROR;
-    }
-
-    buf = ngx_do_wire_call_ws(ns, id, NGX_DO_TURN_WS_OPEN, NGX_HTTP_GET,
-                              &r->args, member, conn, NULL, &len);
-    if (buf == NULL) {
-        return NGX_ERROR;
-    }
-
-    pending->request = r;
-    pending->handler = handler;
-    pending->data = data;
-
-    cln->handler = ngx_do_router_cleanup;
-    cln->data = pending;
-
-    return ngx_do_router_pend(pending, id, buf, len, 0, r->connection->log);
 }
 
 

@@ -34,6 +34,9 @@ ngx_do_wire_receive(ngx_uint_t src, uint64_t call_id, u_char *buf,
 {
     u_char               *p;
     size_t                need;
+    uint32_t             *part_len;
+    ngx_str_t            *part[5];
+    ngx_uint_t            i;
     ngx_do_mail_t        *mail;
     ngx_do_object_t      *obj;
     ngx_do_namespace_t  **nss;
@@ -75,21 +78,22 @@ ngx_do_wire_receive(ngx_uint_t src, uint64_t call_id, u_char *buf,
     mail->req.kind = w->kind;
     mail->req.method = w->method;
 
+    /* the strings follow the header in the order of the lengths */
+    part[0] = &mail->req.args;
+    part[1] = &mail->req.if_match;
+    part[2] = &mail->req.if_none_match;
+    part[3] = &mail->req.body;
+    part[4] = &mail->req.member;
+    part_len = &w->args_len;
+
     p = buf + sizeof(ngx_do_call_wire_t);
-    mail->req.args.data = p;
-    mail->req.args.len = w->args_len;
-    p += w->args_len;
-    mail->req.if_match.data = p;
-    mail->req.if_match.len = w->if_match_len;
-    p += w->if_match_len;
-    mail->req.if_none_match.data = p;
-    mail->req.if_none_match.len = w->if_none_match_len;
-    p += w->if_none_match_len;
-    mail->req.body.data = p;
-    mail->req.body.len = w->body_len;
-    p += w->body_len;
-    mail->req.member.data = p;
-    mail->req.member.len = w->member_len;
+
+    for (i = 0; i < 5; i++) {
+        part[i]->data = p;
+        part[i]->len = part_len[i];
+        p += part_len[i];
+    }
+
     mail->req.conn = w->conn;
 
     nss = ngx_do_runtime.namespaces->elts;

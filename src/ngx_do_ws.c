@@ -634,14 +634,8 @@ ngx_do_ws_overflow(ngx_do_ws_t *ws)
 
     out = ws->out;
 
-    if (out && ws->started && out->pos != (u_char *) (out + 1)) {
-        ws->queued = out->last - out->pos;
-        ws->out_last = &out->next;
-        out = out->next;
-        *ws->out_last = NULL;
-
-    } else if (out && !ws->started) {
-        /* the 101 answer is still to go */
+    /* a frame half written stays, and so does a 101 not yet sent */
+    if (out && (!ws->started || out->pos != (u_char *) (out + 1))) {
         ws->queued = out->last - out->pos;
         ws->out_last = &out->next;
         out = out->next;

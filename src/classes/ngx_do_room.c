@@ -67,6 +67,8 @@ static ngx_int_t ngx_do_room_presence(ngx_do_turn_t *t, const char *type,
     ngx_str_t *member);
 static ngx_int_t ngx_do_room_send(ngx_do_turn_t *t, json_t *ev,
     uint64_t seq, ngx_uint_t broadcast);
+static ngx_int_t ngx_do_room_text(ngx_do_turn_t *t, json_t *ev,
+    ngx_str_t *text);
 static uint64_t ngx_do_room_first(ngx_do_turn_t *t);
 static ngx_int_t ngx_do_room_key(ngx_do_turn_t *t, char kind, uint64_t n,
     ngx_str_t *key);
@@ -474,7 +476,6 @@ static ngx_int_t
 ngx_do_room_publish(ngx_do_turn_t *t, ngx_str_t *from, ngx_str_t *data,
     uint64_t *seq)
 {
-    char                *text;
     json_t              *ev;
     ngx_str_t            key, value;
     ngx_do_room_t       *room;
@@ -492,24 +493,9 @@ ngx_do_room_publish(ngx_do_turn_t *t, ngx_str_t *from, ngx_str_t *data,
         return NGX_DECLINED;
     }
 
-    text = json_dumps(ev, JSON_COMPACT);
-    json_decref(ev);
-
-    if (text == NULL) {
+    if (ngx_do_room_text(t, ev, &value) != NGX_OK) {
         return NGX_ERROR;
     }
-
-    /* what is put stays the turn's until the commit: in its pool */
-    value.len = ngx_strlen(text);
-    value.data = ngx_pnalloc(ngx_do_turn_pool(t), value.len);
-
-    if (value.data == NULL) {
-        free(text);
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(value.data, text, value.len);
-    free(text);
 
     *seq = ++room->seq;
 
@@ -668,29 +654,49 @@ static ngx_int_t
 ngx_do_room_send(ngx_do_turn_t *t, json_t *ev, uint64_t seq,
     ngx_uint_t broadcast)
 {
-    char       *text;
-    ngx_int_t   rc;
-    ngx_str_t   s;
+    ngx_str_t  text;
+
+    if (ngx_do_room_text(t, ev, &text) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return broadcast ? ngx_do_ws_broadcast(t, &text, seq)
+                     : ngx_do_ws_reply(t, &text);
+}
+
+
+/*
+ * ev as compact JSON in the turn's pool (what is put must stay until the
+ * commit); takes ev
+ */
+static ngx_int_t
+ngx_do_room_text(ngx_do_turn_t *t, json_t *ev, ngx_str_t *text)
+{
+    char  *s;
 
     if (ev == NULL) {
         return NGX_ERROR;
     }
 
-    text = json_dumps(ev, JSON_COMPACT);
+    s = json_dumps(ev, JSON_COMPACT);
     json_decref(ev);
 
-    if (text == NULL) {
+    if (s == NULL) {
         return NGX_ERROR;
     }
 
-    s.data = (u_char *) text;
-    s.len = ngx_strlen(text);
+    text->len = ngx_strlen(s);
+    text->data = ngx_pnalloc(ngx_do_turn_pool(t), text->len);
 
-    rc = broadcast ? ngx_do_ws_broadcast(t, &s, seq) : ngx_do_ws_reply(t, &s);
+    if (text->data == NULL) {
+        free(s);
+        return NGX_ERROR;
+    }
 
-    free(text);
+    ngx_memcpy(text->data, s, text->len);
+    free(s);
 
-    return rc;
+    return NGX_OK;
 }
 
 
