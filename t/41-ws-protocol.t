@@ -10,12 +10,14 @@ use lib "$FindBin::Bin/lib";
 
 use JSON::PP;
 use Test::More;
-use DoTest qw(http);
+use DoTest qw(http wait_for);
 use DoWs;
 
 my $t = DoTest->new(workers => 2, http => <<'EOF')->start;
     %%STORAGE%%
     do_namespace rooms room history=10 max_message=1k;
+    do_namespace joins rate_limiter rate=1r/m burst=1;
+    log_format ws '$status $do_object_id $request_uri';
     server {
         listen 127.0.0.1:%%PORT%%;
         location ~ ^/rooms/(?<room>[\w-]+)$ {
@@ -28,6 +30,11 @@ my $t = DoTest->new(workers => 2, http => <<'EOF')->start;
         }
         location ~ ^/alive/(?<room>[\w-]+)$ {
             do_ws_keepalive 1s 1s;
+            do_pass rooms name=$room member=$arg_member;
+        }
+        location ~ ^/gated/(?<room>[\w-]+)$ {
+            access_log %%PREFIX%%/logs/ws.log ws;
+            do_limit joins key=$arg_member;
             do_pass rooms name=$room member=$arg_member;
         }
         location = /static { return 200 "ok\n"; }
@@ -100,6 +107,17 @@ my $f = $r->read_frame(5);
 is($f && $f->{op}, 8, '... and the room closes it at once');
 is($f && $f->{code}, 1008, '... with 1008');
 like($f && $f->{reason}, qr/member name/, '... saying why');
+
+# gates run before the handshake, and the access log has the 101
+my @g = map { DoWs->connect($p, '/gated/g?member=gus') } 1 .. 3;
+is(join(' ', map { $_->{status} } @g), '101 101 429',
+   'do_limit on the handshake: burst=1 lets two joins of one member in');
+undef @g;
+ok(wait_for(sub {
+    open my $lf, '<', $t->prefix . '/logs/ws.log' or return 0;
+    my @l = <$lf>;
+    (grep { m{^101 [0-9a-f]{64} /gated/g\?member=gus$} } @l) == 2
+}, 5), 'the access log has each WebSocket with status 101 and $do_object_id');
 
 # 2. malformed frames: each closes with its code, the worker serves on
 my @bad = (
