@@ -32,6 +32,8 @@ static ngx_int_t ngx_http_do_ws_list(ngx_conf_t *cf, ngx_array_t *in,
     ngx_array_t **out);
 static char *ngx_http_do_ws_keepalive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_do_ws_message_rate(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_do_storage(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_do_secret(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -106,6 +108,13 @@ static ngx_command_t  ngx_http_do_commands[] = {
     { ngx_string("do_ws_keepalive"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_http_do_ws_keepalive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("do_ws_message_rate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_do_ws_message_rate,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -503,6 +512,8 @@ ngx_http_do_create_loc_conf(ngx_conf_t *cf)
     dlcf->ws.send_queue = NGX_CONF_UNSET_SIZE;
     dlcf->ws.ping_interval = NGX_CONF_UNSET_MSEC;
     dlcf->ws.ping_timeout = NGX_CONF_UNSET_MSEC;
+    dlcf->ws.message_interval = NGX_CONF_UNSET_MSEC;
+    dlcf->ws.message_burst = NGX_CONF_UNSET_UINT;
     dlcf->origins = NGX_CONF_UNSET_PTR;
     dlcf->protocols = NGX_CONF_UNSET_PTR;
 
@@ -523,6 +534,10 @@ ngx_http_do_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               30000);
     ngx_conf_merge_msec_value(conf->ws.ping_timeout, prev->ws.ping_timeout,
                               10000);
+    ngx_conf_merge_msec_value(conf->ws.message_interval,
+                              prev->ws.message_interval, 0);
+    ngx_conf_merge_uint_value(conf->ws.message_burst,
+                              prev->ws.message_burst, 0);
     ngx_conf_merge_ptr_value(conf->origins, prev->origins, NULL);
     ngx_conf_merge_ptr_value(conf->protocols, prev->protocols, NULL);
 
@@ -569,6 +584,65 @@ ngx_http_do_ws_list(ngx_conf_t *cf, ngx_array_t *in, ngx_array_t **out)
     }
 
     return NGX_OK;
+}
+
+
+/* do_ws_message_rate RATE [burst=N]: RATE as 10r/s or 30r/m, 1000r/s at most */
+static char *
+ngx_http_do_ws_message_rate(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_do_loc_conf_t  *dlcf = conf;
+
+    u_char     *p;
+    ngx_int_t   n, per, burst;
+    ngx_str_t  *value;
+
+    if (dlcf->ws.message_interval != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    p = value[1].data + value[1].len - 3;
+
+    if (value[1].len < 4 || ngx_strncmp(p, "r/", 2) != 0
+        || (p[2] != 's' && p[2] != 'm'))
+    {
+        goto invalid;
+    }
+
+    per = (p[2] == 's') ? 1000 : 60000;
+    n = ngx_atoi(value[1].data, value[1].len - 3);
+
+    if (n <= 0 || per / n == 0) {
+        goto invalid;
+    }
+
+    dlcf->ws.message_interval = per / n;
+    burst = 0;
+
+    if (cf->args->nelts == 3) {
+        if (ngx_strncmp(value[2].data, "burst=", 6) != 0) {
+            goto invalid;
+        }
+
+        burst = ngx_atoi(value[2].data + 6, value[2].len - 6);
+
+        if (burst == NGX_ERROR) {
+            goto invalid;
+        }
+    }
+
+    dlcf->ws.message_burst = burst;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid do_ws_message_rate \"%V\", expected a rate "
+                       "such as 10r/s or 30r/m, then burst=number",
+                       &value[1]);
+    return NGX_CONF_ERROR;
 }
 
 

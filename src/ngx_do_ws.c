@@ -80,6 +80,7 @@ static void ngx_do_ws_read(ngx_do_ws_conn_t *wc);
 static void ngx_do_ws_consume(ngx_do_ws_conn_t *wc, u_char *p, u_char *last);
 static ngx_int_t ngx_do_ws_event(ngx_do_ws_t *ws, ngx_int_t rc,
     ngx_do_ws_event_t *ev);
+static ngx_uint_t ngx_do_ws_over_rate(ngx_do_ws_t *ws);
 static ngx_int_t ngx_do_ws_append(ngx_do_ws_t *ws, u_char *data, size_t len);
 static void ngx_do_ws_check(ngx_do_ws_conn_t *wc);
 static void ngx_do_ws_finalize(ngx_do_ws_conn_t *wc);
@@ -973,6 +974,8 @@ ngx_do_ws_consume(ngx_do_ws_conn_t *wc, u_char *p, u_char *last)
 static ngx_int_t
 ngx_do_ws_event(ngx_do_ws_t *ws, ngx_int_t rc, ngx_do_ws_event_t *ev)
 {
+    ngx_str_t  reason;
+
     switch (rc) {
 
     case NGX_DO_WS_ERROR:
@@ -1002,6 +1005,14 @@ ngx_do_ws_event(ngx_do_ws_t *ws, ngx_int_t rc, ngx_do_ws_event_t *ev)
 
     case NGX_DO_WS_MESSAGE_END:
         ngx_do_stats->ws_messages_in++;
+
+        if (!ws->close_sent && ngx_do_ws_over_rate(ws)) {
+            ngx_log_error(NGX_LOG_INFO, ws->connection->log, 0,
+                          "do: websocket closed: over do_ws_message_rate");
+            ngx_str_set(&reason, "message rate exceeded");
+            ngx_do_ws_close(ws, NGX_DO_WS_CLOSE_POLICY, &reason);
+            return NGX_DONE;
+        }
 
         if (!ws->close_sent && ws->message) {
             ws->message(ws, ws->msg_opcode,
@@ -1039,6 +1050,37 @@ ngx_do_ws_event(ngx_do_ws_t *ws, ngx_int_t rc, ngx_do_ws_event_t *ev)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * do_ws_message_rate, as GCRA: a message is allowed while the time it
+ * would be due at is no more than burst intervals ahead of now
+ */
+static ngx_uint_t
+ngx_do_ws_over_rate(ngx_do_ws_t *ws)
+{
+    ngx_msec_t  now, interval;
+
+    interval = ws->conf->message_interval;
+
+    if (interval == 0) {
+        return 0;
+    }
+
+    now = ngx_current_msec;
+
+    if ((ngx_msec_int_t) (ws->tat - now) < 0) {
+        ws->tat = now;
+    }
+
+    if (ws->tat - now > interval * ws->conf->message_burst) {
+        return 1;
+    }
+
+    ws->tat += interval;
+
+    return 0;
 }
 
 

@@ -22,6 +22,8 @@ typedef struct {
     size_t                     send_queue;    /* bytes a member may lag */
     ngx_msec_t                 ping_interval;
     ngx_msec_t                 ping_timeout;
+    ngx_msec_t                 message_interval; /* 0: no message rate */
+    ngx_uint_t                 message_burst;
     ngx_array_t               *origins;       /* ngx_do_ws_str_t */
     ngx_array_t               *protocols;     /* ngx_do_ws_str_t */
 } ngx_do_ws_conf_t;
@@ -63,6 +65,7 @@ struct ngx_do_ws_s {
 
     ngx_event_t                ping;
     ngx_msec_t                 last_in;
+    ngx_msec_t                 tat;           /* the message rate's GCRA */
     ngx_uint_t                 code;          /* the close code */
     ngx_uint_t                 paused;
 

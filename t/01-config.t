@@ -141,6 +141,27 @@ fails_like("do_namespace api rate_limiter rate=1r/s;\n"
            . "location / { do_limit api key=\$uri status=200; } }\n",
            qr/invalid status "status=200"/, $base + 2, 'do_limit status=200');
 
+fails_like("${ok_ns}server { listen 127.0.0.1:%%PORT%%;\n"
+           . "location / { do_pass state name=\$uri member=\$arg_m; } }\n",
+           qr/member= needs a class that takes WebSockets, "state" is of class "store"/,
+           $base + 2, 'member= on a class without WebSockets');
+fails_like("do_namespace rooms room;\nserver { listen 127.0.0.1:%%PORT%%;\n"
+           . "location / { do_pass rooms name=\$uri who=\$arg_m; } }\n",
+           qr/invalid parameter "who=\$arg_m", expected member=/, $base + 2,
+           'do_pass with an unknown parameter');
+fails_like("do_namespace rooms room history=20000;\n",
+           qr/invalid number "history=20000"/, $base, 'room history over 10000');
+fails_like("do_namespace rooms room speed=1;\n",
+           qr/unknown room parameter "speed=1"/, $base, 'unknown room parameter');
+fails_like("${ok_ns}server { listen 127.0.0.1:%%PORT%%;\n"
+           . "location / { do_ws_message_rate fast; } }\n",
+           qr/invalid do_ws_message_rate "fast"/, $base + 2,
+           'do_ws_message_rate without a rate');
+fails_like("${ok_ns}server { listen 127.0.0.1:%%PORT%%;\n"
+           . "location / { do_ws_keepalive 10s 0; } }\n",
+           qr/do_ws_keepalive.*invalid timeout/, $base + 2,
+           'do_ws_keepalive with a zero timeout');
+
 {
     my $t = DoTest->new(http => '');
     my $f = $t->prefix . '/short.secret';

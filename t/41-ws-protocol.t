@@ -37,6 +37,10 @@ my $t = DoTest->new(workers => 2, http => <<'EOF')->start;
             do_limit joins key=$arg_member;
             do_pass rooms name=$room member=$arg_member;
         }
+        location ~ ^/rated/(?<room>[\w-]+)$ {
+            do_ws_message_rate 1r/s burst=3;
+            do_pass rooms name=$room member=$arg_member;
+        }
         location = /static { return 200 "ok\n"; }
     }
 EOF
@@ -196,7 +200,22 @@ $f = $a->read_frame(5) while $f && $f->{op} != 8;
 is($f && $f->{code}, 4001, 'the close handshake echoes the code');
 ok($a->closed(5), '... and the server ends the connection');
 
-# 4. the keepalive: pings, and a client that never answers is closed
+# 4. do_ws_message_rate 1r/s burst=3: four at once pass, the fifth closes
+my $rt = join_room('/rated/r?member=fast');
+$rt->send_raw(join '', map { DoWs::frame('text', "q$_") } 1 .. 6);
+my @passed;
+while (my $g = $rt->read_frame(5)) {
+    if ($g->{op} == 8) {
+        is($g->{code}, 1008, 'over do_ws_message_rate: closed with 1008');
+        like($g->{reason}, qr/rate/, '... message rate exceeded');
+        last;
+    }
+    my $ev = $J->decode($g->{payload});
+    push @passed, $ev->{data} if $ev->{type} eq 'message';
+}
+is("@passed", 'q1 q2 q3 q4', '... after burst + 1 messages went through');
+
+# 5. the keepalive: pings, and a client that never answers is closed
 my $k = join_room('/alive/k?member=quiet');
 $f = $k->read_frame(3);
 is($f && $f->{op}, 9, 'an idle connection gets a ping after 1s');
