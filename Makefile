@@ -42,7 +42,8 @@ FUZZ_SECONDS ?= 60
 
 DEB_PKGS   := nginx nginx-dev libhiredis-dev libjansson-dev libssl-dev \
               libpcre2-dev zlib1g-dev redis-server wrk perl gcc make curl \
-              valgrind chromium chromium-driver python3-selenium
+              valgrind chromium chromium-driver python3-selenium \
+              libio-socket-ssl-perl openssl
 
 .PHONY: all deps build run test test-asan test-valgrind static lint clean \
         fuzz fuzz-deps fuzz-run

@@ -439,6 +439,12 @@ ngx_do_ws_start_handler(ngx_event_t *ev)
     hc->busy = NULL;
     hc->nbusy = 0;
 
+#if (NGX_HTTP_SSL)
+    if (c->ssl) {
+        ngx_ssl_free_buffer(c);
+    }
+#endif
+
     if (c->read->timer_set) {
         ngx_del_timer(c->read);
     }

@@ -16,13 +16,22 @@ use Time::HiRes qw(time);
 our %OP = (cont => 0, text => 1, binary => 2, close => 8, ping => 9,
            pong => 10);
 
-# DoWs->connect($port, $uri, headers => {...}, key => ..., version => ...)
+# DoWs->connect($port, $uri, headers => {...}, key => ..., version => ...,
+#               tls => 1)
 # Returns the client after a 101, or {status, head} of the refusal.
 sub connect {
     my ($class, $port, $uri, %a) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
-                                  Timeout => 10)
-        or return { status => 0, error => "connect: $!" };
+    my $s;
+    if ($a{tls}) {
+        require IO::Socket::SSL;
+        $s = IO::Socket::SSL->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Timeout => 10, SSL_verify_mode => 0)
+            or return { status => 0, error => "connect: $!" };
+    } else {
+        $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                   Timeout => 10)
+            or return { status => 0, error => "connect: $!" };
+    }
     binmode $s;
     my $key = $a{key} // encode_base64(join('', map { chr rand 256 } 1 .. 16),
                                        '');
@@ -70,7 +79,8 @@ sub _fill {
     return 0 if $self->{eof};
     my $left = $deadline - time;
     $left = 0 if $left < 0;
-    return 0 unless $self->{sel}->can_read($left);
+    my $tls_buffered = $self->{sock}->can('pending') && $self->{sock}->pending;
+    return 0 unless $tls_buffered || $self->{sel}->can_read($left);
     my $n = sysread($self->{sock}, $self->{buf}, 262144, length $self->{buf});
     $self->{eof} = 1 unless $n;
     return $n ? 1 : 0;
