@@ -1,9 +1,9 @@
 
 /*
- * WebSocket connections: the handshake of a do_pass request, then the
- * connection taken over from nginx's HTTP code, frames read through the
- * pure parser (ngx_do_ws_proto.c) and a send queue written as the socket
- * allows.
+ * WebSocket connections: after the handshake (checked by do_pass,
+ * ngx_http_do_pass.c), the connection taken over from nginx's HTTP code,
+ * frames read through the pure parser (ngx_do_ws_proto.c) and a send
+ * queue written as the socket allows.
  *
  * A WebSocket is created when its object accepted the join (the 101 answer
  * is the first thing queued) and started in a posted event, where the
@@ -36,7 +36,6 @@
 #define NGX_DO_WS_READ_BUF        16384
 #define NGX_DO_WS_CLOSE_WAIT      2000
 #define NGX_DO_WS_KEEP_MSG        4096
-#define NGX_DO_WS_UPGRADE_REQUIRED  426
 
 
 typedef struct ngx_do_ws_out_s  ngx_do_ws_out_t;
@@ -63,8 +62,6 @@ typedef struct {
 } ngx_do_ws_conn_t;
 
 
-static ngx_int_t ngx_do_ws_header(ngx_http_request_t *r, const char *name,
-    ngx_do_ws_str_t *value);
 static ngx_do_ws_out_t *ngx_do_ws_out_alloc(ngx_do_ws_t *ws, size_t len);
 static void ngx_do_ws_queue(ngx_do_ws_t *ws, ngx_do_ws_out_t *out);
 static void ngx_do_ws_flush(ngx_do_ws_t *ws);
@@ -90,172 +87,14 @@ static void ngx_do_ws_free_queue(ngx_do_ws_t *ws);
 static u_char  ngx_do_ws_read_buf[NGX_DO_WS_READ_BUF];
 
 
-ngx_int_t
-ngx_do_ws_handshake(ngx_http_request_t *r, ngx_do_ws_conf_t *conf,
-    ngx_str_t *protocol)
-{
-    int                     verdict;
-    ngx_uint_t              status;
-    ngx_table_elt_t        *h;
-    ngx_do_ws_policy_t      policy;
-    const ngx_do_ws_str_t  *chosen;
-    ngx_do_ws_handshake_t   hs;
-
-    ngx_str_null(protocol);
-
-    if (r->headers_in.upgrade == NULL) {
-        return NGX_DECLINED;
-    }
-
-    if (r->method != NGX_HTTP_GET
-        || r->http_version != NGX_HTTP_VERSION_11
-        || r->headers_in.content_length_n > 0
-        || r->headers_in.chunked)
-    {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "do: websocket handshake refused: not an HTTP/1.1 "
-                      "GET without a body");
-        return NGX_HTTP_BAD_REQUEST;
-    }
-
-    ngx_memzero(&hs, sizeof(ngx_do_ws_handshake_t));
-
-    if (ngx_do_ws_header(r, "Upgrade", &hs.upgrade) != NGX_OK
-        || ngx_do_ws_header(r, "Connection", &hs.connection) != NGX_OK
-        || ngx_do_ws_header(r, "Sec-WebSocket-Version", &hs.version)
-           != NGX_OK
-        || ngx_do_ws_header(r, "Sec-WebSocket-Key", &hs.key) != NGX_OK
-        || ngx_do_ws_header(r, "Origin", &hs.origin) != NGX_OK
-        || ngx_do_ws_header(r, "Sec-WebSocket-Protocol", &hs.protocol)
-           != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_memzero(&policy, sizeof(ngx_do_ws_policy_t));
-
-    if (conf->origins) {
-        policy.origins = conf->origins->elts;
-        policy.norigins = conf->origins->nelts;
-    }
-
-    if (conf->protocols) {
-        policy.protocols = conf->protocols->elts;
-        policy.nprotocols = conf->protocols->nelts;
-    }
-
-    verdict = ngx_do_ws_handshake_check(&hs, &policy, &chosen);
-
-    if (verdict != NGX_DO_WS_HS_OK) {
-        status = ngx_do_ws_handshake_status(verdict);
-
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "do: websocket handshake refused: %s",
-                      ngx_do_ws_handshake_reason(verdict));
-
-        if (status == NGX_DO_WS_UPGRADE_REQUIRED) {
-            h = ngx_list_push(&r->headers_out.headers);
-            if (h == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            h->hash = 1;
-            ngx_str_set(&h->key, "Sec-WebSocket-Version");
-            ngx_str_set(&h->value, "13");
-        }
-
-        return status;
-    }
-
-    if (chosen) {
-        protocol->data = (u_char *) chosen->data;
-        protocol->len = chosen->len;
-    }
-
-    return NGX_OK;
-}
-
-
-/* a request header by name, its lines joined with ", "; data NULL: absent */
-static ngx_int_t
-ngx_do_ws_header(ngx_http_request_t *r, const char *name,
-    ngx_do_ws_str_t *value)
-{
-    u_char           *p;
-    size_t            len, n;
-    ngx_uint_t        i, count;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h, *first;
-
-    len = ngx_strlen(name);
-    first = NULL;
-    count = 0;
-    n = 0;
-
-    for (part = &r->headers_in.headers.part; part; part = part->next) {
-        h = part->elts;
-
-        for (i = 0; i < part->nelts; i++) {
-            if (h[i].key.len == len
-                && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
-            {
-                first = first ? first : &h[i];
-                n += h[i].value.len + (count ? 2 : 0);
-                count++;
-            }
-        }
-    }
-
-    value->data = NULL;
-    value->len = 0;
-
-    if (first == NULL) {
-        return NGX_OK;
-    }
-
-    if (count == 1) {
-        value->data = first->value.data;
-        value->len = first->value.len;
-        return NGX_OK;
-    }
-
-    value->data = ngx_pnalloc(r->pool, n);
-    if (value->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    p = (u_char *) value->data;
-
-    for (part = &r->headers_in.headers.part; part; part = part->next) {
-        h = part->elts;
-
-        for (i = 0; i < part->nelts; i++) {
-            if (h[i].key.len == len
-                && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
-            {
-                if (p != value->data) {
-                    *p++ = ','; *p++ = ' ';
-                }
-
-                p = ngx_cpymem(p, h[i].value.data, h[i].value.len);
-            }
-        }
-    }
-
-    value->len = n;
-
-    return NGX_OK;
-}
-
-
 ngx_do_ws_t *
 ngx_do_ws_create(ngx_http_request_t *r, ngx_do_ws_conf_t *conf,
-    ngx_str_t *protocol, size_t max_message)
+    ngx_str_t *key, ngx_str_t *protocol, size_t max_message)
 {
     u_char                    *p;
     size_t                     len;
     ngx_do_ws_t               *ws;
-    ngx_do_ws_str_t            key;
+    ngx_do_ws_str_t            wkey;
     ngx_connection_t          *c;
     ngx_do_ws_out_t           *out;
     ngx_do_ws_conn_t          *wc;
@@ -265,9 +104,10 @@ ngx_do_ws_create(ngx_http_request_t *r, ngx_do_ws_conf_t *conf,
 
     c = r->connection;
 
-    if (ngx_do_ws_header(r, "Sec-WebSocket-Key", &key) != NGX_OK
-        || ngx_do_ws_accept_key(&key, accept) != 0)
-    {
+    wkey.data = key->data;
+    wkey.len = key->len;
+
+    if (ngx_do_ws_accept_key(&wkey, accept) != 0) {
         return NULL;
     }
 

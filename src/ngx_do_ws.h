@@ -80,21 +80,13 @@ struct ngx_do_ws_s {
 
 
 /*
- * The handshake of a request to a WebSocket location: NGX_DECLINED (not an
- * upgrade request), NGX_OK (valid; *protocol is the chosen subprotocol,
- * len 0 for none), or the HTTP status to refuse it with (the 426 answer's
- * Sec-WebSocket-Version header is added here).
- */
-ngx_int_t ngx_do_ws_handshake(ngx_http_request_t *r, ngx_do_ws_conf_t *conf,
-    ngx_str_t *protocol);
-
-/*
- * A WebSocket for an accepted handshake, its 101 answer queued first; it
- * queues what is sent to it until ngx_do_ws_start() takes the connection
- * over.  Allocated in the connection's pool: it outlives the request.
+ * A WebSocket for an accepted handshake (key: the client's
+ * Sec-WebSocket-Key), its 101 answer queued first; it queues what is sent
+ * to it until ngx_do_ws_start() takes the connection over.  Allocated in
+ * the connection's pool: it outlives the request.
  */
 ngx_do_ws_t *ngx_do_ws_create(ngx_http_request_t *r, ngx_do_ws_conf_t *conf,
-    ngx_str_t *protocol, size_t max_message);
+    ngx_str_t *key, ngx_str_t *protocol, size_t max_message);
 
 /*
  * Takes r's connection over: frees the request (logged with status 101)

@@ -4,8 +4,10 @@
  * object.  It finds the object's ID (name=, id= or unique), reads the
  * body, hands the call to the router (src/ngx_do_router.c), which brings
  * it to the owner worker and the reply back, and writes the reply as the
- * response, or a JSON error.  Also the variables of a do_pass request:
- * $do_object_id, $do_owner, and $do_worker.
+ * response, or a JSON error; for a class that takes WebSockets, checks an
+ * upgrade request's handshake and offers it to the object.  Also the
+ * variables of a do_pass request: $do_object_id, $do_owner, and
+ * $do_worker.
  */
 
 
@@ -17,6 +19,13 @@
 #include "ngx_http_do_module.h"
 
 
+#define NGX_HTTP_DO_UPGRADE_REQUIRED  426
+
+
+static ngx_int_t ngx_http_do_pass_handshake(ngx_http_request_t *r,
+    ngx_do_ws_conf_t *conf, ngx_str_t *protocol, ngx_str_t *key);
+static ngx_int_t ngx_http_do_pass_header(ngx_http_request_t *r,
+    const char *name, ngx_do_ws_str_t *value);
 static ngx_int_t ngx_http_do_pass_upgrade(ngx_http_request_t *r,
     ngx_http_do_loc_conf_t *dlcf, ngx_http_do_ctx_t *ctx);
 static void ngx_http_do_pass_opened(ngx_http_request_t *r, void *data,
@@ -139,9 +148,9 @@ ngx_http_do_pass_upgrade(ngx_http_request_t *r, ngx_http_do_loc_conf_t *dlcf,
 {
     uint64_t   conn;
     ngx_int_t  rc;
-    ngx_str_t  protocol, member;
+    ngx_str_t  protocol, member, key;
 
-    rc = ngx_do_ws_handshake(r, &dlcf->ws, &protocol);
+    rc = ngx_http_do_pass_handshake(r, &dlcf->ws, &protocol, &key);
 
     if (rc == NGX_DECLINED) {
         return NGX_DECLINED;
@@ -164,7 +173,7 @@ ngx_http_do_pass_upgrade(ngx_http_request_t *r, ngx_http_do_loc_conf_t *dlcf,
                                       "member name too long");
     }
 
-    ctx->ws = ngx_do_ws_create(r, &dlcf->ws, &protocol,
+    ctx->ws = ngx_do_ws_create(r, &dlcf->ws, &key, &protocol,
                                dlcf->ns->max_message);
     if (ctx->ws == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -208,6 +217,174 @@ ngx_http_do_pass_opened(ngx_http_request_t *r, void *data,
     }
 
     ngx_http_do_pass_reply(r, data, reply);
+}
+
+
+/*
+ * The handshake of a request to a WebSocket location: NGX_DECLINED (not an
+ * upgrade request), NGX_OK (valid: *protocol is the chosen subprotocol, len
+ * 0 for none, *key the client's key), or the HTTP status to refuse it with
+ * (the 426 answer's Sec-WebSocket-Version header is added here).  The
+ * verdicts are the pure checks of ngx_do_ws_proto.c.
+ */
+static ngx_int_t
+ngx_http_do_pass_handshake(ngx_http_request_t *r, ngx_do_ws_conf_t *conf,
+    ngx_str_t *protocol, ngx_str_t *key)
+{
+    int                     verdict;
+    ngx_uint_t              status;
+    ngx_table_elt_t        *h;
+    ngx_do_ws_policy_t      policy;
+    const ngx_do_ws_str_t  *chosen;
+    ngx_do_ws_handshake_t   hs;
+
+    ngx_str_null(protocol);
+
+    if (r->headers_in.upgrade == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (r->method != NGX_HTTP_GET
+        || r->http_version != NGX_HTTP_VERSION_11
+        || r->headers_in.content_length_n > 0
+        || r->headers_in.chunked)
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "do: websocket handshake refused: not an HTTP/1.1 "
+                      "GET without a body");
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    ngx_memzero(&hs, sizeof(ngx_do_ws_handshake_t));
+
+    if (ngx_http_do_pass_header(r, "Upgrade", &hs.upgrade) != NGX_OK
+        || ngx_http_do_pass_header(r, "Connection", &hs.connection) != NGX_OK
+        || ngx_http_do_pass_header(r, "Sec-WebSocket-Version", &hs.version)
+           != NGX_OK
+        || ngx_http_do_pass_header(r, "Sec-WebSocket-Key", &hs.key) != NGX_OK
+        || ngx_http_do_pass_header(r, "Origin", &hs.origin) != NGX_OK
+        || ngx_http_do_pass_header(r, "Sec-WebSocket-Protocol", &hs.protocol)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memzero(&policy, sizeof(ngx_do_ws_policy_t));
+
+    if (conf->origins) {
+        policy.origins = conf->origins->elts;
+        policy.norigins = conf->origins->nelts;
+    }
+
+    if (conf->protocols) {
+        policy.protocols = conf->protocols->elts;
+        policy.nprotocols = conf->protocols->nelts;
+    }
+
+    verdict = ngx_do_ws_handshake_check(&hs, &policy, &chosen);
+
+    if (verdict != NGX_DO_WS_HS_OK) {
+        status = ngx_do_ws_handshake_status(verdict);
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "do: websocket handshake refused: %s",
+                      ngx_do_ws_handshake_reason(verdict));
+
+        if (status == NGX_HTTP_DO_UPGRADE_REQUIRED) {
+            h = ngx_list_push(&r->headers_out.headers);
+            if (h == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            h->hash = 1;
+            ngx_str_set(&h->key, "Sec-WebSocket-Version");
+            ngx_str_set(&h->value, "13");
+        }
+
+        return status;
+    }
+
+    if (chosen) {
+        protocol->data = (u_char *) chosen->data;
+        protocol->len = chosen->len;
+    }
+
+    key->data = (u_char *) hs.key.data;
+    key->len = hs.key.len;
+
+    return NGX_OK;
+}
+
+
+/* a request header by name, its lines joined with ", "; data NULL: absent */
+static ngx_int_t
+ngx_http_do_pass_header(ngx_http_request_t *r, const char *name,
+    ngx_do_ws_str_t *value)
+{
+    u_char           *p;
+    size_t            len, n;
+    ngx_uint_t        i, count;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *first;
+
+    len = ngx_strlen(name);
+    first = NULL;
+    count = 0;
+    n = 0;
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            if (h[i].key.len == len
+                && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+            {
+                first = first ? first : &h[i];
+                n += h[i].value.len + (count ? 2 : 0);
+                count++;
+            }
+        }
+    }
+
+    value->data = NULL;
+    value->len = 0;
+
+    if (first == NULL) {
+        return NGX_OK;
+    }
+
+    if (count == 1) {
+        value->data = first->value.data;
+        value->len = first->value.len;
+        return NGX_OK;
+    }
+
+    value->data = ngx_pnalloc(r->pool, n);
+    if (value->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = (u_char *) value->data;
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            if (h[i].key.len == len
+                && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+            {
+                if (p != value->data) {
+                    *p++ = ','; *p++ = ' ';
+                }
+
+                p = ngx_cpymem(p, h[i].value.data, h[i].value.len);
+            }
+        }
+    }
+
+    value->len = n;
+
+    return NGX_OK;
 }
 
 
