@@ -1130,6 +1130,10 @@ ngx_http_do_init_module(ngx_cycle_t *cycle)
 
     ngx_http_do_generation++;
 
+    if (dmcf->handover_zone) {
+        ngx_do_handover_announce(dmcf->handover_zone, ngx_http_do_generation);
+    }
+
     /* one worker, or no master: every call is local, no channels */
     return ngx_do_ipc_init_master(cycle,
                                   (ccf->master && ccf->worker_processes > 1)

@@ -375,6 +375,9 @@ ngx_int_t ngx_do_handover_init_worker(ngx_cycle_t *cycle,
     ngx_shm_zone_t *shm_zone, void (*release_all)(void));
 void ngx_do_handover_exit_worker(void);
 ngx_uint_t ngx_do_handover_old(void);
+void ngx_do_handover_announce(ngx_shm_zone_t *shm_zone,
+    ngx_uint_t generation);
+ngx_uint_t ngx_do_handover_replaced(void);
 ngx_uint_t ngx_do_handover_overlap(void);
 ngx_int_t ngx_do_handover_hold(u_char *id, ngx_uint_t transient,
     ngx_uint_t force);

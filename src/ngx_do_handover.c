@@ -68,6 +68,7 @@ typedef struct {
     ngx_atomic_t               newest;        /* generation */
     ngx_do_handover_worker_t   workers[NGX_DO_HANDOVER_SLOTS];
     ngx_atomic_t               hold[NGX_DO_SHARDS];
+    ngx_atomic_t               announced;     /* the master's newest */
 } ngx_do_handover_sh_t;
 
 
@@ -230,6 +231,32 @@ ngx_do_handover_old(void)
            || ngx_do_handover_sh == NULL
            || ngx_do_handover_me == NULL
            || ngx_do_handover_sh->newest > ngx_do_runtime.generation;
+}
+
+
+/*
+ * In the master, as a configuration is loaded: its generation, so that the
+ * workers it replaces know it before they are told to stop
+ */
+void
+ngx_do_handover_announce(ngx_shm_zone_t *shm_zone, ngx_uint_t generation)
+{
+    ngx_do_handover_sh_t  *sh;
+
+    sh = shm_zone->data;
+
+    if (sh && sh->announced < generation) {
+        sh->announced = generation;
+    }
+}
+
+
+/* this worker stops because newer workers replace it (a reload) */
+ngx_uint_t
+ngx_do_handover_replaced(void)
+{
+    return ngx_do_handover_sh
+           && ngx_do_handover_sh->announced > ngx_do_runtime.generation;
 }
 
 

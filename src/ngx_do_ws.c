@@ -692,7 +692,7 @@ ngx_do_ws_read_handler(ngx_event_t *rev)
     if (c->close) {
         /* graceful shutdown: newer workers run, or nginx stops */
         c->close = 0;
-        ngx_do_ws_close(ws, ngx_do_handover_old()
+        ngx_do_ws_close(ws, ngx_do_handover_replaced()
                             ? NGX_DO_WS_CLOSE_RESTART
                             : NGX_DO_WS_CLOSE_GOING_AWAY, NULL);
     }

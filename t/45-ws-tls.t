@@ -64,5 +64,13 @@ is($sec->close_code(5), 1000, 'the TLS member closes cleanly');
 undef $sec;
 undef $plain;
 
+# nginx stops: a WebSocket is closed with 1001 (a reload says 1012, see
+# t/42-room.t), over TLS too
+my $last = DoWs->connect($t->port_n(2), '/rooms/tls?member=last', tls => 1);
+is(ev($last->read_message(5))->{type}, 'welcome', 'one more member');
+kill 'QUIT', $t->pid;
+is($last->close_code(10), 1001, 'nginx stopping closes it with 1001');
+undef $last;
+
 $t->check_logs;
 done_testing;
