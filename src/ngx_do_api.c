@@ -19,6 +19,7 @@
 
 
 static ngx_do_write_t *ngx_do_api_batch_find(ngx_do_turn_t *t, ngx_str_t *key);
+static ngx_do_write_t *ngx_do_api_write(ngx_do_turn_t *t, ngx_str_t *key);
 static ngx_int_t ngx_do_api_copy(ngx_do_turn_t *t, ngx_str_t *from,
     ngx_str_t *value);
 
@@ -232,6 +233,28 @@ ngx_do_get(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value,
 }
 
 
+/* the turn's buffered write of key, new or the one it made before */
+static ngx_do_write_t *
+ngx_do_api_write(ngx_do_turn_t *t, ngx_str_t *key)
+{
+    ngx_do_write_t  *w;
+
+    w = ngx_do_api_batch_find(t, key);
+
+    if (w == NULL) {
+        w = ngx_array_push(&t->batch.writes);
+        if (w == NULL) {
+            t->failed = 1;
+            return NULL;
+        }
+
+        w->key = *key;
+    }
+
+    return w;
+}
+
+
 /* a value the turn reads, copied into its pool */
 static ngx_int_t
 ngx_do_api_copy(ngx_do_turn_t *t, ngx_str_t *from, ngx_str_t *value)
@@ -275,16 +298,9 @@ ngx_do_put_reserved(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value)
         return NGX_DECLINED;
     }
 
-    w = ngx_do_api_batch_find(t, key);
-
+    w = ngx_do_api_write(t, key);
     if (w == NULL) {
-        w = ngx_array_push(&t->batch.writes);
-        if (w == NULL) {
-            t->failed = 1;
-            return NGX_ERROR;
-        }
-
-        w->key = *key;
+        return NGX_ERROR;
     }
 
     w->value = *value;
@@ -323,16 +339,9 @@ ngx_do_delete_reserved(ngx_do_turn_t *t, ngx_str_t *key)
         return rc;
     }
 
-    w = ngx_do_api_batch_find(t, key);
-
+    w = ngx_do_api_write(t, key);
     if (w == NULL) {
-        w = ngx_array_push(&t->batch.writes);
-        if (w == NULL) {
-            t->failed = 1;
-            return NGX_ERROR;
-        }
-
-        w->key = *key;
+        return NGX_ERROR;
     }
 
     w->value.len = 0;

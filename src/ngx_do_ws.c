@@ -382,6 +382,10 @@ ngx_do_ws_queue(ngx_do_ws_t *ws, ngx_do_ws_out_t *out)
     ws->out_last = &out->next;
     ws->queued += out->last - out->pos;
     ngx_do_stats->ws_queued_bytes += out->last - out->pos;
+
+    if (out->control) {
+        ws->exempt += out->last - out->pos;
+    }
     ngx_do_stats->ws_frames_out++;
 }
 
@@ -395,7 +399,7 @@ ngx_do_ws_send(ngx_do_ws_t *ws, ngx_uint_t opcode, u_char *data, size_t len)
         return NGX_DECLINED;
     }
 
-    if (ws->queued + len > ws->conf->send_queue) {
+    if (ws->queued - ws->exempt + len > ws->conf->send_queue) {
         ngx_do_ws_overflow(ws);
         return NGX_DECLINED;
     }
@@ -437,7 +441,7 @@ ngx_do_ws_send_frames(ngx_do_ws_t *ws, u_char *data, size_t len,
         return NGX_OK;
     }
 
-    if (capped && ws->queued + len > ws->conf->send_queue) {
+    if (capped && ws->queued - ws->exempt + len > ws->conf->send_queue) {
         ngx_do_ws_overflow(ws);
         return NGX_DECLINED;
     }
@@ -484,6 +488,7 @@ ngx_do_ws_overflow(ngx_do_ws_t *ws)
     /* a frame half written stays, and so does a 101 not yet sent */
     if (out && (!ws->started || out->pos != (u_char *) (out + 1))) {
         ws->queued = out->last - out->pos;
+        ws->exempt = out->control ? ws->queued : 0;
         ws->out_last = &out->next;
         out = out->next;
         *ws->out_last = NULL;
@@ -492,6 +497,7 @@ ngx_do_ws_overflow(ngx_do_ws_t *ws)
         ws->out = NULL;
         ws->out_last = &ws->out;
         ws->queued = 0;
+        ws->exempt = 0;
     }
 
     ngx_do_stats->ws_queued_bytes += ws->queued;
@@ -636,6 +642,10 @@ ngx_do_ws_flush(ngx_do_ws_t *ws)
         out->pos += n;
         ws->queued -= n;
         ngx_do_stats->ws_queued_bytes -= n;
+
+        if (out->control) {
+            ws->exempt -= n;
+        }
 
         if (out->pos < out->last) {
             continue;
@@ -1119,4 +1129,5 @@ ngx_do_ws_free_queue(ngx_do_ws_t *ws)
     ws->out = NULL;
     ws->out_last = &ws->out;
     ws->queued = 0;
+    ws->exempt = 0;
 }

@@ -62,6 +62,7 @@ struct ngx_do_ws_s {
     struct ngx_do_ws_out_s    *out;           /* the send queue */
     struct ngx_do_ws_out_s   **out_last;
     size_t                     queued;        /* bytes not yet written */
+    size_t                     exempt;        /* of those, not capped */
 
     ngx_event_t                ping;
     ngx_msec_t                 last_in;

@@ -45,6 +45,12 @@ static size_t ngx_do_ws_base64_encode(u_char *dst, const u_char *src,
 static unsigned ngx_do_ws_parse_opcode(ngx_do_ws_parser_t *p, u_char ch);
 static unsigned ngx_do_ws_parse_length(ngx_do_ws_parser_t *p, u_char ch);
 static unsigned ngx_do_ws_frame_length(ngx_do_ws_parser_t *p);
+static int ngx_do_ws_parse_header(ngx_do_ws_parser_t *p, u_char ch,
+    ngx_do_ws_event_t *ev, unsigned *code);
+static int ngx_do_ws_parse_payload(ngx_do_ws_parser_t *p, u_char **pos,
+    u_char *last, ngx_do_ws_event_t *ev, unsigned *code);
+static int ngx_do_ws_parse_control(ngx_do_ws_parser_t *p, u_char **pos,
+    u_char *last, ngx_do_ws_event_t *ev, unsigned *code);
 static int ngx_do_ws_frame_begin(ngx_do_ws_parser_t *p,
     ngx_do_ws_event_t *ev);
 static int ngx_do_ws_control_done(ngx_do_ws_parser_t *p,
@@ -506,7 +512,6 @@ ngx_do_ws_parse(ngx_do_ws_parser_t *p, u_char **pos, u_char *last,
     ngx_do_ws_event_t *ev)
 {
     int        rc;
-    size_t     n;
     u_char    *b;
     unsigned   code;
 
@@ -521,216 +526,238 @@ ngx_do_ws_parse(ngx_do_ws_parser_t *p, u_char **pos, u_char *last,
     }
 
     b = *pos;
+    code = 0;
 
     for ( ;; ) {
 
         switch (p->state) {
 
-        case NGX_DO_WS_ST_OPCODE:
-
-            if (b == last) {
-                goto again;
-            }
-
-            code = ngx_do_ws_parse_opcode(p, *b++);
-            if (code) {
-                goto failed;
-            }
-
-            p->state = NGX_DO_WS_ST_LENGTH;
-            break;
-
-        case NGX_DO_WS_ST_LENGTH:
-
-            if (b == last) {
-                goto again;
-            }
-
-            code = ngx_do_ws_parse_length(p, *b++);
-            if (code) {
-                goto failed;
-            }
-
-            if (p->state != NGX_DO_WS_ST_LENGTH) {
-                break;
-            }
-
-            /* a 7-bit length: the header ends here or after the mask */
-
-            code = ngx_do_ws_frame_length(p);
-            if (code) {
-                goto failed;
-            }
-
-            if (p->state == NGX_DO_WS_ST_MASK) {
-                break;
-            }
-
-            rc = ngx_do_ws_frame_begin(p, ev);
-            if (rc != NGX_DO_WS_AGAIN) {
-                *pos = b;
-                return rc;
-            }
-
-            break;
-
-        case NGX_DO_WS_ST_EXTLEN:
-
-            if (b == last) {
-                goto again;
-            }
-
-            p->hdr[p->hdr_len++] = *b++;
-
-            if (p->hdr_len < p->hdr_need) {
-                break;
-            }
-
-            code = ngx_do_ws_frame_length(p);
-            if (code) {
-                goto failed;
-            }
-
-            if (p->state == NGX_DO_WS_ST_MASK) {
-                break;
-            }
-
-            rc = ngx_do_ws_frame_begin(p, ev);
-            if (rc != NGX_DO_WS_AGAIN) {
-                *pos = b;
-                return rc;
-            }
-
-            break;
-
-        case NGX_DO_WS_ST_MASK:
-
-            if (b == last) {
-                goto again;
-            }
-
-            p->mask[p->hdr_len++] = *b++;
-
-            if (p->hdr_len < 4) {
-                break;
-            }
-
-            rc = ngx_do_ws_frame_begin(p, ev);
-            if (rc != NGX_DO_WS_AGAIN) {
-                *pos = b;
-                return rc;
-            }
-
-            break;
-
         case NGX_DO_WS_ST_PAYLOAD:
-
-            if (p->frame_done == p->frame_len) {
-                p->state = NGX_DO_WS_ST_OPCODE;
-
-                if (!p->fin) {
-                    break;
-                }
-
-                if (p->msg_opcode == NGX_DO_WS_OP_TEXT
-                    && !ngx_do_ws_utf8_done(&p->utf8))
-                {
-                    code = NGX_DO_WS_CLOSE_INVALID_DATA;
-                    goto failed;
-                }
-
-                ev->opcode = p->msg_opcode;
-                p->msg_opcode = 0;
-
-                *pos = b;
-                return NGX_DO_WS_MESSAGE_END;
-            }
-
-            if (b == last) {
-                goto again;
-            }
-
-            n = last - b;
-
-            if ((uint64_t) n > p->frame_len - p->frame_done) {
-                n = (size_t) (p->frame_len - p->frame_done);
-            }
-
-            if (p->masked) {
-                ngx_do_ws_unmask(p, b, b, n);
-            }
-
-            p->frame_done += n;
-
-            if (p->msg_opcode == NGX_DO_WS_OP_TEXT) {
-                ngx_do_ws_utf8_feed(&p->utf8, b, n);
-
-                if (p->utf8.bad) {
-                    b += n;
-                    code = NGX_DO_WS_CLOSE_INVALID_DATA;
-                    goto failed;
-                }
-            }
-
-            ev->opcode = p->msg_opcode;
-            ev->data = b;
-            ev->len = n;
-
-            *pos = b + n;
-            return NGX_DO_WS_DATA;
+            rc = ngx_do_ws_parse_payload(p, &b, last, ev, &code);
+            break;
 
         case NGX_DO_WS_ST_CONTROL:
-
-            if (p->frame_done == p->frame_len) {
-                rc = ngx_do_ws_control_done(p, ev);
-                if (rc == NGX_DO_WS_ERROR) {
-                    code = ev->code;
-                    goto failed;
-                }
-
-                *pos = b;
-                return rc;
-            }
-
-            if (b == last) {
-                goto again;
-            }
-
-            n = last - b;
-
-            if ((uint64_t) n > p->frame_len - p->frame_done) {
-                n = (size_t) (p->frame_len - p->frame_done);
-            }
-
-            if (p->masked) {
-                ngx_do_ws_unmask(p, p->ctl + p->ctl_len, b, n);
-
-            } else {
-                memcpy(p->ctl + p->ctl_len, b, n);
-            }
-
-            p->ctl_len += n;
-            p->frame_done += n;
-            b += n;
+            rc = ngx_do_ws_parse_control(p, &b, last, ev, &code);
             break;
 
-        default: /* NGX_DO_WS_ST_CLOSED */
+        case NGX_DO_WS_ST_CLOSED:
             b = last;
-            goto again;
+            rc = NGX_DO_WS_AGAIN;
+            break;
+
+        default: /* the header: opcode, length, extended length, mask */
+            if (b == last) {
+                rc = NGX_DO_WS_AGAIN;
+                break;
+            }
+
+            rc = ngx_do_ws_parse_header(p, *b++, ev, &code);
+
+            if (rc == NGX_DO_WS_AGAIN && !code) {
+                continue;
+            }
+        }
+
+        if (code) {
+            p->error = code;
+            ev->code = code;
+            *pos = b;
+            return NGX_DO_WS_ERROR;
+        }
+
+        /*
+         * a frame that ended with the input (or a fragment before the next
+         * frame's header, which the loop reads on)
+         */
+        if (rc == NGX_DO_WS_AGAIN && b < last
+            && p->state == NGX_DO_WS_ST_OPCODE)
+        {
+            continue;
+        }
+
+        *pos = b;
+        return rc;
+    }
+}
+
+
+/*
+ * One byte of a frame header.  NGX_DO_WS_AGAIN: the header goes on, or
+ * the payload starts (the state says which); an event from
+ * ngx_do_ws_frame_begin(); or *code, the frame breaks the protocol.
+ */
+static int
+ngx_do_ws_parse_header(ngx_do_ws_parser_t *p, u_char ch,
+    ngx_do_ws_event_t *ev, unsigned *code)
+{
+    switch (p->state) {
+
+    case NGX_DO_WS_ST_OPCODE:
+        *code = ngx_do_ws_parse_opcode(p, ch);
+
+        if (*code == 0) {
+            p->state = NGX_DO_WS_ST_LENGTH;
+        }
+
+        return NGX_DO_WS_AGAIN;
+
+    case NGX_DO_WS_ST_LENGTH:
+        *code = ngx_do_ws_parse_length(p, ch);
+
+        if (*code || p->state != NGX_DO_WS_ST_LENGTH) {
+            return NGX_DO_WS_AGAIN;
+        }
+
+        /* a 7-bit length: the header ends here or after the mask */
+        break;
+
+    case NGX_DO_WS_ST_EXTLEN:
+        p->hdr[p->hdr_len++] = ch;
+
+        if (p->hdr_len < p->hdr_need) {
+            return NGX_DO_WS_AGAIN;
+        }
+
+        break;
+
+    default: /* NGX_DO_WS_ST_MASK */
+        p->mask[p->hdr_len++] = ch;
+
+        if (p->hdr_len < 4) {
+            return NGX_DO_WS_AGAIN;
+        }
+
+        return ngx_do_ws_frame_begin(p, ev);
+    }
+
+    *code = ngx_do_ws_frame_length(p);
+
+    if (*code || p->state == NGX_DO_WS_ST_MASK) {
+        return NGX_DO_WS_AGAIN;
+    }
+
+    return ngx_do_ws_frame_begin(p, ev);
+}
+
+
+/*
+ * A data frame's payload: DATA (unmasked in place), MESSAGE_END, or
+ * NGX_DO_WS_AGAIN when the input ended or a fragment did (the state is
+ * then NGX_DO_WS_ST_OPCODE); *code on invalid UTF-8
+ */
+static int
+ngx_do_ws_parse_payload(ngx_do_ws_parser_t *p, u_char **pos, u_char *last,
+    ngx_do_ws_event_t *ev, unsigned *code)
+{
+    size_t   n;
+    u_char  *b;
+
+    b = *pos;
+
+    if (p->frame_done == p->frame_len) {
+        p->state = NGX_DO_WS_ST_OPCODE;
+
+        if (!p->fin) {
+            return NGX_DO_WS_AGAIN;
+        }
+
+        if (p->msg_opcode == NGX_DO_WS_OP_TEXT
+            && !ngx_do_ws_utf8_done(&p->utf8))
+        {
+            *code = NGX_DO_WS_CLOSE_INVALID_DATA;
+            return NGX_DO_WS_ERROR;
+        }
+
+        ev->opcode = p->msg_opcode;
+        p->msg_opcode = 0;
+
+        return NGX_DO_WS_MESSAGE_END;
+    }
+
+    if (b == last) {
+        return NGX_DO_WS_AGAIN;
+    }
+
+    n = last - b;
+
+    if ((uint64_t) n > p->frame_len - p->frame_done) {
+        n = (size_t) (p->frame_len - p->frame_done);
+    }
+
+    if (p->masked) {
+        ngx_do_ws_unmask(p, b, b, n);
+    }
+
+    p->frame_done += n;
+
+    if (p->msg_opcode == NGX_DO_WS_OP_TEXT) {
+        ngx_do_ws_utf8_feed(&p->utf8, b, n);
+
+        if (p->utf8.bad) {
+            *pos = b + n;
+            *code = NGX_DO_WS_CLOSE_INVALID_DATA;
+            return NGX_DO_WS_ERROR;
         }
     }
 
-again:
+    ev->opcode = p->msg_opcode;
+    ev->data = b;
+    ev->len = n;
 
-    *pos = b;
-    return NGX_DO_WS_AGAIN;
+    *pos = b + n;
 
-failed:
+    return NGX_DO_WS_DATA;
+}
 
-    p->error = code;
-    ev->code = code;
-    *pos = b;
-    return NGX_DO_WS_ERROR;
+
+/*
+ * A control frame's payload, gathered in the parser: its event once
+ * whole, NGX_DO_WS_AGAIN when the input ended first; *code when invalid
+ */
+static int
+ngx_do_ws_parse_control(ngx_do_ws_parser_t *p, u_char **pos, u_char *last,
+    ngx_do_ws_event_t *ev, unsigned *code)
+{
+    int      rc;
+    size_t   n;
+    u_char  *b;
+
+    b = *pos;
+
+    if (p->frame_done < p->frame_len) {
+        if (b == last) {
+            return NGX_DO_WS_AGAIN;
+        }
+
+        n = last - b;
+
+        if ((uint64_t) n > p->frame_len - p->frame_done) {
+            n = (size_t) (p->frame_len - p->frame_done);
+        }
+
+        if (p->masked) {
+            ngx_do_ws_unmask(p, p->ctl + p->ctl_len, b, n);
+
+        } else {
+            memcpy(p->ctl + p->ctl_len, b, n);
+        }
+
+        p->ctl_len += n;
+        p->frame_done += n;
+        *pos = b + n;
+
+        if (p->frame_done < p->frame_len) {
+            return NGX_DO_WS_AGAIN;
+        }
+    }
+
+    rc = ngx_do_ws_control_done(p, ev);
+
+    if (rc == NGX_DO_WS_ERROR) {
+        *code = ev->code;
+    }
+
+    return rc;
 }
 
 

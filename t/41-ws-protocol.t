@@ -10,6 +10,7 @@ use lib "$FindBin::Bin/lib";
 
 use JSON::PP;
 use Test::More;
+use Time::HiRes qw(time);
 use DoTest qw(http wait_for);
 use DoWs;
 
@@ -41,11 +42,27 @@ my $t = DoTest->new(workers => 2, http => <<'EOF')->start;
             do_ws_message_rate 1r/s burst=3;
             do_pass rooms name=$room member=$arg_member;
         }
+        location ~ ^/tiny/(?<room>[\w-]+)$ {
+            do_ws_send_queue 1k;
+            do_ws_keepalive 0;
+            do_pass rooms name=$room member=$arg_member;
+        }
         location = /static { return 200 "ok\n"; }
     }
 EOF
 my $p = $t->port;
 my $J = JSON::PP->new->utf8;
+
+# the next event of a type, skipping others
+sub ev_type {
+    my ($ws, $type) = @_;
+    while (my $g = $ws->read_message(5)) {
+        return undef if $g->{op} != 1;
+        my $ev = $J->decode($g->{payload});
+        return $ev if $ev->{type} eq $type;
+    }
+    return undef;
+}
 
 sub join_room {
     my ($uri, %a) = @_;
@@ -203,17 +220,37 @@ ok($a->closed(5), '... and the server ends the connection');
 # 4. do_ws_message_rate 1r/s burst=3: four at once pass, the fifth closes
 my $rt = join_room('/rated/r?member=fast');
 $rt->send_raw(join '', map { DoWs::frame('text', "q$_") } 1 .. 6);
-my @passed;
-while (my $g = $rt->read_frame(5)) {
-    if ($g->{op} == 8) {
-        is($g->{code}, 1008, 'over do_ws_message_rate: closed with 1008');
-        like($g->{reason}, qr/rate/, '... message rate exceeded');
-        last;
-    }
-    my $ev = $J->decode($g->{payload});
-    push @passed, $ev->{data} if $ev->{type} eq 'message';
+my $g;
+do { $g = $rt->read_frame(5) } while $g && $g->{op} != 8;
+is($g && $g->{code}, 1008, 'over do_ws_message_rate: closed with 1008');
+like($g && $g->{reason}, qr/rate/, '... message rate exceeded');
+my $kept = $J->decode(http($p, 'GET', '/rated/r?since=0')->{body});
+is(join(' ', map { $_->{data} } @{ $kept->{messages} }), 'q1 q2 q3 q4',
+   '... after burst + 1 messages went through');
+
+# do_ws_send_queue 1k: a join's replay of 10 messages of 900 bytes does
+# not count against it; do_ws_keepalive 0: no pings
+for my $i (1 .. 10) {
+    http($p, 'POST', "/tiny/t?from=f", body => "$i " . ('y' x 900));
 }
-is("@passed", 'q1 q2 q3 q4', '... after burst + 1 messages went through');
+my $tiny = DoWs->connect($p, '/tiny/t?member=t');
+my $n = 0;
+while (my $g = $tiny->read_frame(2)) {
+    my $ev = $J->decode($g->{payload});
+    $n++ if $ev->{type} eq 'message';
+    last if $n == 10;
+}
+is($n, 10, 'a join gets its whole replay (9 KB) past do_ws_send_queue 1k');
+my ($pinged, $until) = (0, time + 2.5);
+while (time < $until) {
+    my $g = $tiny->read_frame($until - time) or last;
+    $pinged++ if $g->{op} == 9;
+}
+ok(!$pinged, 'do_ws_keepalive 0: no ping after 2.5 s idle');
+$tiny->send_text('still here');
+my $back = ev_type($tiny, 'message');
+is($back && $back->{data}, 'still here', '... and the connection works');
+undef $tiny;
 
 # 5. the keepalive: pings, and a client that never answers is closed
 my $k = join_room('/alive/k?member=quiet');

@@ -19,6 +19,7 @@ my $t = DoTest->new(workers => 2, http => <<'EOF')->start;
     do_idle_timeout 1s;
     do_namespace rooms room history=20 max_members=3 max_message=2k;
     do_namespace big room history=1000;
+    do_namespace quiet room presence=off;
     server {
         listen 127.0.0.1:%%PORT%% reuseport sndbuf=32k;
         location ~ ^/rooms/(?<room>[\w-]+)$ {
@@ -30,6 +31,9 @@ my $t = DoTest->new(workers => 2, http => <<'EOF')->start;
             add_header X-Owner $do_owner always;
             add_header X-Worker $do_worker always;
             add_header X-Pid $pid always;
+        }
+        location ~ ^/quiet/(?<room>[\w-]+)$ {
+            do_pass quiet name=$room member=$arg_member;
         }
         location = /status { do_status; }
     }
@@ -168,6 +172,21 @@ is(http($p, 'PUT', '/rooms/p')->{status}, 405, 'PUT: 405');
 undef $a;
 undef $b;
 
+# presence=off: no join or leave events, no names, messages as usual
+my ($q1, $wq) = enter('/quiet/q?member=q1');
+my ($q2) = enter('/quiet/q?member=q2');
+is_deeply($wq->{members}, ['q1'], 'presence=off: the welcome names only '
+   . 'the member itself');
+my $quiet = $q1->read_frame(1);
+ok(!$quiet, '... and nobody hears of a join');
+$q2->send_text('hush');
+$e = ev($q1->read_message(5));
+is($e && $e->{data}, 'hush', '... messages go to all as usual');
+is($J->decode(http($p, 'GET', '/quiet/q')->{body})->{count}, 2,
+   '... and the room counts its members');
+undef $q1;
+undef $q2;
+
 # 5. a member that stops reading: closed with 1013, the others go on
 my ($slow) = enter('/big/s?member=slow');
 setsockopt($slow->sock, Socket::SOL_SOCKET(), Socket::SO_RCVBUF(), 4096);
@@ -218,6 +237,10 @@ for my $ws (@members) {
     $all++ if $g && $g->{data} eq 'after the nap';
 }
 is($all, 100, '... reaches all 100 members');
+my ($extra, $we) = enter('/big/hib?member=extra');
+is($we->{count}, 101, 'the 101st member is welcomed with the count, 101');
+is(scalar @{ $we->{members} }, 101, '... and at most 100 other names');
+undef $extra;
 undef @members;
 
 # 7. a reload under traffic: members are closed with 1012, come back with

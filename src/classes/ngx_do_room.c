@@ -30,12 +30,14 @@
 #define NGX_DO_ROOM_MAX_HISTORY   10000
 #define NGX_DO_ROOM_MAX_NAME      64
 #define NGX_DO_ROOM_MAX_LIST      1000000
+#define NGX_DO_ROOM_WELCOME_NAMES 100
 #define NGX_DO_ROOM_KEY_LEN       (2 + 16)
 
 
 typedef struct {
     ngx_uint_t                 history;
     ngx_uint_t                 max_members;
+    ngx_flag_t                 presence;
 } ngx_do_room_conf_t;
 
 
@@ -109,12 +111,13 @@ ngx_do_room_create_conf(ngx_conf_t *cf)
 
     conf->history = NGX_CONF_UNSET_UINT;
     conf->max_members = NGX_CONF_UNSET_UINT;
+    conf->presence = NGX_CONF_UNSET;
 
     return conf;
 }
 
 
-/* history=100  max_members=10000 */
+/* history=100  max_members=10000  presence=on|off */
 static char *
 ngx_do_room_parse_param(ngx_conf_t *cf, void *data, ngx_str_t *param)
 {
@@ -123,6 +126,18 @@ ngx_do_room_parse_param(ngx_conf_t *cf, void *data, ngx_str_t *param)
     ngx_int_t    n;
     ngx_uint_t  *field;
     size_t       skip;
+
+    if (param->len == 11 && ngx_strncmp(param->data, "presence=on", 11) == 0)
+    {
+        conf->presence = 1;
+        return NGX_CONF_OK;
+    }
+
+    if (param->len == 12 && ngx_strncmp(param->data, "presence=off", 12) == 0)
+    {
+        conf->presence = 0;
+        return NGX_CONF_OK;
+    }
 
     if (ngx_strncmp(param->data, "history=", 8) == 0) {
         field = &conf->history;
@@ -157,6 +172,7 @@ ngx_do_room_init_conf(ngx_conf_t *cf, void *data)
 
     ngx_conf_init_uint_value(conf->history, 100);
     ngx_conf_init_uint_value(conf->max_members, 10000);
+    ngx_conf_init_value(conf->presence, 1);
 
     return NGX_CONF_OK;
 }
@@ -256,7 +272,6 @@ ngx_do_room_open(ngx_do_turn_t *t)
 {
     uint64_t             since, first;
     ngx_int_t            rc;
-    ngx_uint_t           n;
     ngx_str_t            key;
     json_t              *names, *ev;
     ngx_do_room_t       *room;
@@ -289,9 +304,11 @@ ngx_do_room_open(ngx_do_turn_t *t)
         }
     }
 
+    /* the first names only: a big room's welcome stays small */
     names = json_array();
     if (names == NULL
-        || ngx_do_room_members(t, names, 0, &n) != NGX_OK
+        || (conf->presence
+            && ngx_do_room_members(t, names, 0, NULL) != NGX_OK)
         || json_array_append_new(names,
                json_stringn((char *) req->member.data, req->member.len))
            != 0)
@@ -307,7 +324,7 @@ ngx_do_room_open(ngx_do_turn_t *t)
         return NGX_ERROR;
     }
 
-    room->members = n + 1;
+    room->members++;
 
     first = ngx_do_room_first(t);
 
@@ -348,7 +365,8 @@ ngx_do_room_open(ngx_do_turn_t *t)
         return NGX_ERROR;
     }
 
-    return ngx_do_room_presence(t, "join", &req->member);
+    return conf->presence ? ngx_do_room_presence(t, "join", &req->member)
+                          : NGX_OK;
 }
 
 
@@ -375,10 +393,11 @@ ngx_do_room_message(ngx_do_turn_t *t)
 static ngx_int_t
 ngx_do_room_close(ngx_do_turn_t *t)
 {
-    ngx_int_t          rc;
-    ngx_str_t          key;
-    ngx_do_room_t     *room;
-    ngx_do_request_t  *req;
+    ngx_int_t            rc;
+    ngx_str_t            key;
+    ngx_do_room_t       *room;
+    ngx_do_request_t    *req;
+    ngx_do_room_conf_t  *conf;
 
     req = ngx_do_turn_request(t);
     room = ngx_do_turn_state(t);
@@ -397,7 +416,10 @@ ngx_do_room_close(ngx_do_turn_t *t)
         room->members--;
     }
 
-    return ngx_do_room_presence(t, "leave", &req->member);
+    conf = ngx_do_turn_namespace(t)->conf;
+
+    return conf->presence ? ngx_do_room_presence(t, "leave", &req->member)
+                          : NGX_OK;
 }
 
 
@@ -531,8 +553,9 @@ ngx_do_room_publish(ngx_do_turn_t *t, ngx_str_t *from, ngx_str_t *data,
 
 /*
  * Counts the stored members, their names into names if set; purge:
- * members whose connection went with its worker are deleted.  Storage
- * lists what is committed: a member the turn added is not in it.
+ * members whose connection went with its worker are deleted.  count NULL:
+ * only the first NGX_DO_ROOM_WELCOME_NAMES names.  Storage lists what is
+ * committed: a member the turn added is not in it.
  */
 static ngx_int_t
 ngx_do_room_members(ngx_do_turn_t *t, json_t *names, ngx_uint_t purge,
@@ -546,7 +569,7 @@ ngx_do_room_members(ngx_do_turn_t *t, json_t *names, ngx_uint_t purge,
 
     ngx_memzero(&opts, sizeof(ngx_do_list_opts_t));
     ngx_str_set(&opts.prefix, "m:");
-    opts.limit = NGX_DO_ROOM_MAX_LIST;
+    opts.limit = count ? NGX_DO_ROOM_MAX_LIST : NGX_DO_ROOM_WELCOME_NAMES;
 
     if (ngx_do_list(t, &opts, &items) != NGX_OK) {
         return NGX_ERROR;
@@ -581,7 +604,9 @@ ngx_do_room_members(ngx_do_turn_t *t, json_t *names, ngx_uint_t purge,
         }
     }
 
-    *count = n;
+    if (count) {
+        *count = n;
+    }
 
     return NGX_OK;
 }

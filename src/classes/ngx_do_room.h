@@ -3,13 +3,14 @@
  * The "room" class: a chat room over WebSockets, and its HTTP side.
  *
  * Parameters of do_namespace: history=N (messages kept, default 100,
- * 0..10000), max_members=N (default 10000, 0: no limit); the namespace's
+ * 0..10000), max_members=N (default 10000, 0: no limit), presence=on|off
+ * (off: no join/leave events, no names in welcome); the namespace's
  * max_message= bounds one message.
  *
  * WebSocket (do_pass with member=): a client joins with
  * GET /rooms/NAME?since=SEQ (since: optional) and gets, in order:
  *   {"type":"welcome","member":M,"seq":S,"first":F,"count":N,
- *    "members":[...]}
+ *    "members":[its own name and up to 100 others]}
  *   {"type":"reset","since":X,"first":F}      only when X < F - 1
  *   the stored messages after since (all of the history without since)
  *   then every message and presence event of the room, live.
