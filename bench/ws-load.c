@@ -128,6 +128,19 @@ static uint64_t     last_rx;
 static int          opened, closed_by_peer, failed;
 
 
+/* CPU time (user + system) this process used, in ns */
+static uint64_t
+cpu_ns(void)
+{
+    struct rusage  ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+
+    return (uint64_t) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000
+           + (uint64_t) (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000;
+}
+
+
 static uint64_t
 clock_ns(void)
 {
@@ -910,7 +923,7 @@ main(int argc, char **argv)
     int            opt, i, k, started, pending;
     long           pss0, pss1, rss0, rss1;
     double         elapsed;
-    uint64_t       t0, quiet_since, expected, sent;
+    uint64_t       t0, quiet_since, expected, sent, cpu0, cpu1;
     struct rlimit  rl;
 
     while ((opt = getopt(argc, argv, "p:u:n:s:d:w:W:b:m:P:c:t:")) != -1) {
@@ -1028,10 +1041,16 @@ main(int argc, char **argv)
     win_start = now_ns + (uint64_t) (warmup * 1e9);
     win_end = win_start + (uint64_t) (seconds * 1e9);
 
+    cpu0 = 0;
     while (now_ns < win_end) {
         senders_run();
         poll_once(1);
+        if (cpu0 == 0 && now_ns >= win_start) {
+            cpu0 = cpu_ns();
+        }
     }
+
+    cpu1 = cpu_ns();
 
     sending = 0;
 
@@ -1059,7 +1078,8 @@ main(int argc, char **argv)
     printf("members=%d connected=%d senders=%d sent=%llu expected=%llu"
            " deliveries=%llu distinct=%llu rate=%.0f p50_ms=%.3f"
            " p99_ms=%.3f lost=%llu dups=%llu closed=%d events=%llu"
-           " junk=%llu pss0_kb=%ld pss1_kb=%ld rss0_kb=%ld rss1_kb=%ld\n",
+           " junk=%llu load_cpu=%.0f%% pss0_kb=%ld pss1_kb=%ld rss0_kb=%ld"
+           " rss1_kb=%ld\n",
            members, i, nsenders, (unsigned long long) sent,
            (unsigned long long) expected, (unsigned long long) deliveries,
            (unsigned long long) distinct, win_deliveries / elapsed,
@@ -1068,6 +1088,7 @@ main(int argc, char **argv)
                                                      : 0),
            (unsigned long long) dups, closed_by_peer,
            (unsigned long long) events, (unsigned long long) junk,
+           cpu0 ? (cpu1 - cpu0) / (seconds * 1e7) : 0.0,
            pss0, pss1, rss0, rss1);
 
     for (i = 0; i < members; i++) {

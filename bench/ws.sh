@@ -207,9 +207,9 @@ for n in $sizes; do
     done
 done
 
-fmt="%-7s %7s %12s %8s %8s %8s %5s %6s %7s %9s\n"
+fmt="%-7s %7s %12s %8s %8s %8s %5s %6s %7s %9s %8s\n"
 printf "\n$fmt" server members deliveries/s "p50 ms" "p99 ms" lost dups \
-    closed "x nchan" "p99/nchan"
+    closed "x nchan" "p99/nchan" "load CPU"
 for n in $sizes; do
     c=${res[nchan,$n]}
     for server in ngx_do nchan node; do
@@ -223,7 +223,7 @@ for n in $sizes; do
             "$(field lost "$r")" "$(field dups "$r")" "$(field closed "$r")" \
             "$(ratio "$(field rate "$r")" "$(field rate "$c")" 2>/dev/null)" \
             "$(ratio "$(field p99_ms "$r")" "$(field p99_ms "$c")" \
-               2>/dev/null)"
+               2>/dev/null)" "$(field load_cpu "$r")"
     done
 done
 
