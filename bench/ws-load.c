@@ -7,8 +7,11 @@
  * to everyone is done announcing), optionally measures the server's
  * memory (PSS of a process and its children), then lets S of the members
  * send closed-loop: a sender has at most `window` messages in flight and
- * sends the next one when one of its own comes back to it (or after a
- * second without any, so a lost message does not stop it).
+ * sends the next one when one of its own comes back to it.  A message of
+ * its own that does not come back (lost) does not stop it: a later one
+ * coming back settles the earlier ones, and it gives up waiting after
+ * four times the mean echo time (at least a second); "gave_up" counts
+ * those messages.
  *
  * A message is the text "s<sender> <counter> <send time in ns> " padded
  * with 'x'.  Every member keeps a bitmap per sender of the counters it
@@ -96,7 +99,7 @@ typedef struct {
 typedef struct {
     int        conn;
     uint32_t   next;            /* counter of its next message */
-    int        inflight;
+    uint32_t   settled;         /* counters below it came back or are lost */
     uint64_t   progress;        /* when it last sent or got its own back */
 } sender_t;
 
@@ -125,6 +128,8 @@ static uint64_t     hist[HIST_SIZE];
 static uint64_t     win_deliveries;
 static uint64_t     deliveries, distinct, dups, events, junk;
 static uint64_t     last_rx;
+static uint64_t     gave_up;
+static double       echo_ns = 1e6;          /* mean echo time (EWMA) */
 static int          opened, closed_by_peer, failed;
 
 
@@ -400,7 +405,6 @@ sender_send(sender_t *s)
     ws_send_frame(&conns[s->conn], 1, text, n);
 
     s->next++;
-    s->inflight++;
     s->progress = now_ns;
 }
 
@@ -418,12 +422,14 @@ senders_run(void)
             continue;
         }
 
-        /* a message of its own that never came back does not stop it */
-        if (s->inflight > 0 && now_ns - s->progress > 1000000000ULL) {
-            s->inflight = 0;
+        if (s->settled < s->next
+            && now_ns - s->progress > (echo_ns * 4 > 1e9 ? echo_ns * 4 : 1e9))
+        {
+            gave_up += s->next - s->settled;
+            s->settled = s->next;
         }
 
-        while (s->inflight < window) {
+        while (s->next - s->settled < (uint32_t) window) {
             sender_send(s);
         }
     }
@@ -488,9 +494,10 @@ on_chat(conn_t *c, const char *p, size_t len)
     sn->bits[ctr / 8] |= 1 << (ctr % 8);
     distinct++;
 
-    if (c->sender == (int) k) {
-        senders[k].inflight--;
+    if (c->sender == (int) k && ctr >= senders[k].settled) {
+        senders[k].settled = ctr + 1;
         senders[k].progress = now_ns;
+        echo_ns = echo_ns * 0.9 + (double) (now_ns - ts) * 0.1;
     }
 
     if (now_ns >= win_start && now_ns < win_end && sending) {
@@ -1078,8 +1085,8 @@ main(int argc, char **argv)
     printf("members=%d connected=%d senders=%d sent=%llu expected=%llu"
            " deliveries=%llu distinct=%llu rate=%.0f p50_ms=%.3f"
            " p99_ms=%.3f lost=%llu dups=%llu closed=%d events=%llu"
-           " junk=%llu load_cpu=%.0f%% pss0_kb=%ld pss1_kb=%ld rss0_kb=%ld"
-           " rss1_kb=%ld\n",
+           " junk=%llu gave_up=%llu load_cpu=%.0f%% pss0_kb=%ld pss1_kb=%ld"
+           " rss0_kb=%ld rss1_kb=%ld\n",
            members, i, nsenders, (unsigned long long) sent,
            (unsigned long long) expected, (unsigned long long) deliveries,
            (unsigned long long) distinct, win_deliveries / elapsed,
@@ -1088,6 +1095,7 @@ main(int argc, char **argv)
                                                      : 0),
            (unsigned long long) dups, closed_by_peer,
            (unsigned long long) events, (unsigned long long) junk,
+           (unsigned long long) gave_up,
            cpu0 ? (cpu1 - cpu0) / (seconds * 1e7) : 0.0,
            pss0, pss1, rss0, rss1);
 
