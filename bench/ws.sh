@@ -1,6 +1,7 @@
 #!/bin/bash
 # WebSocket chat rooms, side by side in one run:
-#   ngx_do's room class (2 workers, memory storage, history=100);
+#   ngx_do's room class (2 workers, memory storage, history=100,
+#   presence=off: nchan and the relay send no join or leave events);
 #   nchan (Debian's libnginx-mod-nchan, 2 workers, nchan_pubsub with one
 #   channel per room, messages published over the subscribers' own
 #   websockets, nchan_message_buffer_length 100);
@@ -121,7 +122,7 @@ conf_do() {
     ws_head "load_module $module;"
     cat <<CONF
     do_secret $dir/secret;
-    do_namespace rooms room history=100 max_members=0;
+    do_namespace rooms room history=100 max_members=0 presence=off;
     server {
         listen 127.0.0.1:$port backlog=4096;
         root $dir/html;

@@ -208,14 +208,15 @@ ngx_do_ws_start(ngx_do_ws_t *ws, ngx_http_request_t *r)
 static void
 ngx_do_ws_start_handler(ngx_event_t *ev)
 {
-    size_t                  n;
-    ngx_buf_t              *b;
-    ngx_chain_t            *cl, *ln;
-    ngx_do_ws_t            *ws;
-    ngx_connection_t       *c;
-    ngx_do_ws_conn_t       *wc;
-    ngx_http_request_t     *r;
-    ngx_http_connection_t  *hc;
+    size_t                     n;
+    ngx_buf_t                 *b;
+    ngx_chain_t               *cl, *ln;
+    ngx_do_ws_t               *ws;
+    ngx_connection_t          *c;
+    ngx_do_ws_conn_t          *wc;
+    ngx_http_request_t        *r;
+    ngx_http_connection_t     *hc;
+    ngx_http_core_loc_conf_t  *clcf;
 
     wc = ev->data;
     ws = &wc->ws;
@@ -243,6 +244,14 @@ ngx_do_ws_start_handler(ngx_event_t *ev)
     r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
     r->keepalive = 0;
     r->lingering_close = 0;
+
+    /* small frames both ways: no Nagle delay (as for proxied upgrades) */
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (clcf->tcp_nodelay && ngx_tcp_nodelay(c) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_ERROR);
+        return;
+    }
 
     wc->request = NULL;
 
