@@ -82,6 +82,15 @@ ngx_int_t ngx_http_do_send(ngx_http_request_t *r, ngx_uint_t status,
     uint64_t activation);
 
 
+/* src/ngx_http_do_pass.c: the do_ws_* directives */
+char *ngx_http_do_pass_merge_ws(ngx_conf_t *cf, ngx_http_do_loc_conf_t *prev,
+    ngx_http_do_loc_conf_t *conf);
+char *ngx_http_do_ws_keepalive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_do_ws_message_rate(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+
 /* src/ngx_http_do_status.c */
 ngx_int_t ngx_http_do_status_handler(ngx_http_request_t *r);
 

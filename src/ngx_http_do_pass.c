@@ -5,7 +5,8 @@
  * body, hands the call to the router (src/ngx_do_router.c), which brings
  * it to the owner worker and the reply back, and writes the reply as the
  * response, or a JSON error; for a class that takes WebSockets, checks an
- * upgrade request's handshake and offers it to the object.  Also the
+ * upgrade request's handshake and offers it to the object, under the
+ * location's do_ws_* settings (their directives are here too).  Also the
  * variables of a do_pass request: $do_object_id, $do_owner, and
  * $do_worker.
  */
@@ -22,6 +23,8 @@
 #define NGX_HTTP_DO_UPGRADE_REQUIRED  426
 
 
+static ngx_int_t ngx_http_do_ws_list(ngx_conf_t *cf, ngx_array_t *in,
+    ngx_array_t **out);
 static ngx_int_t ngx_http_do_pass_handshake(ngx_http_request_t *r,
     ngx_do_ws_conf_t *conf, ngx_str_t *protocol, ngx_str_t *key);
 static ngx_int_t ngx_http_do_pass_header(ngx_http_request_t *r,
@@ -731,4 +734,161 @@ ngx_http_do_pass_add_variables(ngx_conf_t *cf)
     }
 
     return NGX_OK;
+}
+
+
+/* the WebSocket settings of a location, inherited from its parents */
+char *
+ngx_http_do_pass_merge_ws(ngx_conf_t *cf, ngx_http_do_loc_conf_t *prev,
+    ngx_http_do_loc_conf_t *conf)
+{
+    ngx_conf_merge_size_value(conf->ws.send_queue, prev->ws.send_queue,
+                              256 * 1024);
+    ngx_conf_merge_msec_value(conf->ws.ping_interval, prev->ws.ping_interval,
+                              30000);
+    ngx_conf_merge_msec_value(conf->ws.ping_timeout, prev->ws.ping_timeout,
+                              10000);
+    ngx_conf_merge_msec_value(conf->ws.message_interval,
+                              prev->ws.message_interval, 0);
+    ngx_conf_merge_uint_value(conf->ws.message_burst,
+                              prev->ws.message_burst, 0);
+    ngx_conf_merge_ptr_value(conf->origins, prev->origins, NULL);
+    ngx_conf_merge_ptr_value(conf->protocols, prev->protocols, NULL);
+
+    if (ngx_http_do_ws_list(cf, conf->origins, &conf->ws.origins) != NGX_OK
+        || ngx_http_do_ws_list(cf, conf->protocols, &conf->ws.protocols)
+           != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* a list of do_ws_origins or do_ws_protocols, as the handshake reads it */
+static ngx_int_t
+ngx_http_do_ws_list(ngx_conf_t *cf, ngx_array_t *in, ngx_array_t **out)
+{
+    ngx_str_t        *s;
+    ngx_uint_t        i;
+    ngx_do_ws_str_t  *w;
+
+    *out = NULL;
+
+    if (in == NULL) {
+        return NGX_OK;
+    }
+
+    *out = ngx_array_create(cf->pool, in->nelts, sizeof(ngx_do_ws_str_t));
+    if (*out == NULL) {
+        return NGX_ERROR;
+    }
+
+    s = in->elts;
+
+    for (i = 0; i < in->nelts; i++) {
+        w = ngx_array_push(*out);
+        if (w == NULL) {
+            return NGX_ERROR;
+        }
+
+        w->data = s[i].data;
+        w->len = s[i].len;
+    }
+
+    return NGX_OK;
+}
+
+
+/* do_ws_message_rate RATE [burst=N]: RATE as 10r/s or 30r/m, 1000r/s at most */
+char *
+ngx_http_do_ws_message_rate(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_do_loc_conf_t  *dlcf = conf;
+
+    u_char     *p;
+    ngx_int_t   n, per, burst;
+    ngx_str_t  *value;
+
+    if (dlcf->ws.message_interval != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    p = value[1].data + value[1].len - 3;
+
+    if (value[1].len < 4 || ngx_strncmp(p, "r/", 2) != 0
+        || (p[2] != 's' && p[2] != 'm'))
+    {
+        goto invalid;
+    }
+
+    per = (p[2] == 's') ? 1000 : 60000;
+    n = ngx_atoi(value[1].data, value[1].len - 3);
+
+    if (n <= 0 || per / n == 0) {
+        goto invalid;
+    }
+
+    dlcf->ws.message_interval = per / n;
+    burst = 0;
+
+    if (cf->args->nelts == 3) {
+        if (ngx_strncmp(value[2].data, "burst=", 6) != 0) {
+            goto invalid;
+        }
+
+        burst = ngx_atoi(value[2].data + 6, value[2].len - 6);
+
+        if (burst == NGX_ERROR) {
+            goto invalid;
+        }
+    }
+
+    dlcf->ws.message_burst = burst;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid do_ws_message_rate \"%V\", expected a rate "
+                       "such as 10r/s or 30r/m, then burst=number",
+                       &value[1]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* do_ws_keepalive INTERVAL [TIMEOUT]: 0 turns the pings off */
+char *
+ngx_http_do_ws_keepalive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_do_loc_conf_t  *dlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (dlcf->ws.ping_interval != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    dlcf->ws.ping_interval = ngx_parse_time(&value[1], 0);
+
+    if (dlcf->ws.ping_interval == (ngx_msec_t) NGX_ERROR) {
+        return "has an invalid interval";
+    }
+
+    if (cf->args->nelts == 3) {
+        dlcf->ws.ping_timeout = ngx_parse_time(&value[2], 0);
+
+        if (dlcf->ws.ping_timeout == (ngx_msec_t) NGX_ERROR
+            || dlcf->ws.ping_timeout == 0)
+        {
+            return "has an invalid timeout";
+        }
+    }
+
+    return NGX_CONF_OK;
 }
