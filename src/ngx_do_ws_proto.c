@@ -51,6 +51,8 @@ static int ngx_do_ws_parse_payload(ngx_do_ws_parser_t *p, u_char **pos,
     u_char *last, ngx_do_ws_event_t *ev, unsigned *code);
 static int ngx_do_ws_parse_control(ngx_do_ws_parser_t *p, u_char **pos,
     u_char *last, ngx_do_ws_event_t *ev, unsigned *code);
+static size_t ngx_do_ws_frame_part(ngx_do_ws_parser_t *p, u_char *b,
+    u_char *last);
 static int ngx_do_ws_frame_begin(ngx_do_ws_parser_t *p,
     ngx_do_ws_event_t *ev);
 static int ngx_do_ws_control_done(ngx_do_ws_parser_t *p,
@@ -678,11 +680,7 @@ ngx_do_ws_parse_payload(ngx_do_ws_parser_t *p, u_char **pos, u_char *last,
         return NGX_DO_WS_AGAIN;
     }
 
-    n = last - b;
-
-    if ((uint64_t) n > p->frame_len - p->frame_done) {
-        n = (size_t) (p->frame_len - p->frame_done);
-    }
+    n = ngx_do_ws_frame_part(p, b, last);
 
     if (p->masked) {
         ngx_do_ws_unmask(p, b, b, n);
@@ -710,6 +708,18 @@ ngx_do_ws_parse_payload(ngx_do_ws_parser_t *p, u_char **pos, u_char *last,
 }
 
 
+/* how much of the frame's payload the input holds */
+static size_t
+ngx_do_ws_frame_part(ngx_do_ws_parser_t *p, u_char *b, u_char *last)
+{
+    uint64_t  left;
+
+    left = p->frame_len - p->frame_done;
+
+    return ((uint64_t) (last - b) > left) ? (size_t) left : (size_t) (last - b);
+}
+
+
 /*
  * A control frame's payload, gathered in the parser: its event once
  * whole, NGX_DO_WS_AGAIN when the input ended first; *code when invalid
@@ -729,11 +739,7 @@ ngx_do_ws_parse_control(ngx_do_ws_parser_t *p, u_char **pos, u_char *last,
             return NGX_DO_WS_AGAIN;
         }
 
-        n = last - b;
-
-        if ((uint64_t) n > p->frame_len - p->frame_done) {
-            n = (size_t) (p->frame_len - p->frame_done);
-        }
+        n = ngx_do_ws_frame_part(p, b, last);
 
         if (p->masked) {
             ngx_do_ws_unmask(p, p->ctl + p->ctl_len, b, n);

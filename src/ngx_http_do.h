@@ -236,6 +236,9 @@ ngx_int_t ngx_http_do_call(ngx_http_request_t *r, ngx_do_namespace_t *ns,
 ngx_int_t ngx_http_do_notify(ngx_do_namespace_t *ns, u_char *id,
     ngx_uint_t method, ngx_str_t *args);
 
+/* registers a module's variables: a table ending with ngx_http_null_variable */
+ngx_int_t ngx_http_do_add_variables(ngx_conf_t *cf, ngx_http_variable_t *vars);
+
 /* adds a response header; the value is copied into the request pool */
 ngx_int_t ngx_http_do_add_header(ngx_http_request_t *r, const char *name,
     u_char *value, size_t len);
