@@ -21,6 +21,10 @@
 #include "ngx_http_do_module.h"
 
 
+/* the largest do_secret file read whole; a larger one is refused */
+#define NGX_HTTP_DO_SECRET_MAX  4096
+
+
 static ngx_int_t ngx_http_do_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_do_postconfiguration(ngx_conf_t *cf);
 static void *ngx_http_do_create_main_conf(ngx_conf_t *cf);
@@ -582,13 +586,16 @@ ngx_http_do_storage(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* do_secret FILE: the key of object IDs is SHA-256 of the file's content */
+/*
+ * do_secret FILE: the key of object IDs is SHA-256 of the file's content,
+ * which may be 4 KiB at most (a larger file is refused, not truncated)
+ */
 static char *
 ngx_http_do_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_do_main_conf_t  *dmcf = conf;
 
-    u_char           *p, *last, buf[4096];
+    u_char           *p, *last, buf[NGX_HTTP_DO_SECRET_MAX + 1];
     ssize_t           n;
     ngx_fd_t          fd;
     ngx_str_t        *value, file;
@@ -619,6 +626,14 @@ ngx_http_do_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (n == -1) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
                            ngx_read_fd_n " \"%V\" failed", &file);
+        return NGX_CONF_ERROR;
+    }
+
+    if (n > NGX_HTTP_DO_SECRET_MAX) {
+        ngx_explicit_memzero(buf, sizeof(buf));
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "do secret file \"%V\" is larger than %d bytes",
+                           &file, NGX_HTTP_DO_SECRET_MAX);
         return NGX_CONF_ERROR;
     }
 

@@ -173,6 +173,22 @@ fails_like("${ok_ns}server { listen 127.0.0.1:%%PORT%%;\n"
 }
 
 {
+    my $t = DoTest->new(http => '');
+    my $f = $t->prefix . '/long.secret';
+    open my $fh, '>', $f or die;
+    print $fh 'k' x 4097;
+    close $fh;
+    fails_like("do_secret $f;\n$ok_ns", qr/is larger than 4096 bytes/,
+               $base, 'a secret over 4 KiB is refused, not truncated');
+
+    open $fh, '>', $f or die;
+    print $fh 'k' x 4096;
+    close $fh;
+    my ($rc, $out) = nginx_t("do_secret $f;\n$ok_ns");
+    is($rc, 0, 'a secret of exactly 4 KiB is accepted') or diag $out;
+}
+
+{
     my ($rc, $out) = nginx_t("${ok_ns}server { listen 127.0.0.1:%%PORT%%;\n"
                               . "location / { do_pass state name=\$uri; } }\n");
     is($rc, 0, 'a correct configuration passes nginx -t') or diag $out;
