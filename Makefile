@@ -8,6 +8,8 @@
 #   make fuzz-run   run each for FUZZ_SECONDS (60) on its seed corpus
 #   make static NGINX_SRC=/path/to/nginx   build nginx with the module inside
 #   make lint       cppcheck
+#   make install    the module in Debian's layout (DESTDIR= to stage it)
+#   make deb        a Debian package of it, in build/
 
 SHELL      := /bin/bash
 NGINX      ?= /usr/sbin/nginx
@@ -46,7 +48,7 @@ DEB_PKGS   := nginx nginx-dev libhiredis-dev libjansson-dev libssl-dev \
               libio-socket-ssl-perl openssl
 
 .PHONY: all deps build run test test-asan test-valgrind static lint clean \
-        fuzz fuzz-deps fuzz-run
+        fuzz fuzz-deps fuzz-run install uninstall deb
 
 all: build
 
@@ -155,6 +157,42 @@ fuzz-run: fuzz
 	        echo "fuzz: $$t failed, see $(FUZZ_BUILD)/crashes/"; exit 1; \
 	    fi; \
 	done
+
+# Installed as Debian installs its own dynamic modules (libnginx-mod-*):
+# the .so in /usr/lib/nginx/modules, its load_module line in
+# modules-available, enabled by a symlink in modules-enabled, which
+# Debian's nginx.conf includes.  The examples go with the documentation.
+VERSION   := $(shell sed -n 's/^\#define NGX_DO_VERSION *"\(.*\)"/\1/p' \
+                 src/ngx_http_do.h)
+MODS_DIR  := /usr/lib/nginx/modules
+AVAIL_DIR := /usr/share/nginx/modules-available
+ENABL_DIR := /etc/nginx/modules-enabled
+DOC_DIR   := /usr/share/doc/libnginx-mod-http-do
+
+install: build
+	install -D -m 644 $(MODULE) $(DESTDIR)$(MODS_DIR)/ngx_http_do_module.so
+	install -D -m 644 packaging/mod-http-do.conf \
+	    $(DESTDIR)$(AVAIL_DIR)/mod-http-do.conf
+	install -d $(DESTDIR)$(ENABL_DIR)
+	ln -sf $(AVAIL_DIR)/mod-http-do.conf \
+	    $(DESTDIR)$(ENABL_DIR)/50-mod-http-do.conf
+	install -D -m 644 -t $(DESTDIR)$(DOC_DIR) README.md CHANGELOG.md LICENSE
+	install -D -m 644 -t $(DESTDIR)$(DOC_DIR)/examples conf-examples/*.conf
+	install -D -m 644 -t $(DESTDIR)$(DOC_DIR)/examples/conf.d \
+	    conf-examples/conf.d/*.conf
+	install -D -m 644 -t $(DESTDIR)$(DOC_DIR)/examples/chat \
+	    conf-examples/chat/*
+
+uninstall:
+	rm -f $(DESTDIR)$(ENABL_DIR)/50-mod-http-do.conf \
+	    $(DESTDIR)$(AVAIL_DIR)/mod-http-do.conf \
+	    $(DESTDIR)$(MODS_DIR)/ngx_http_do_module.so
+	rm -rf $(DESTDIR)$(DOC_DIR)
+
+deb: build
+	rm -rf $(BUILD)/deb-root
+	$(MAKE) --no-print-directory install DESTDIR=$(abspath $(BUILD))/deb-root
+	packaging/mkdeb $(BUILD)/deb-root $(VERSION) $(BUILD)
 
 static:
 	@test -n "$(NGINX_SRC)" || { echo "usage: make static NGINX_SRC=/path/to/nginx"; exit 1; }

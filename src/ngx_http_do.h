@@ -26,6 +26,9 @@
 #include <ngx_http.h>
 
 
+/* the module's version: do_status reports it, packages are named by it */
+#define NGX_DO_VERSION            "0.5.0"
+
 #define NGX_DO_ID_LEN             32
 #define NGX_DO_ID_HEX_LEN         64
 #define NGX_DO_MAX_BATCH          128
