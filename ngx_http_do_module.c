@@ -350,6 +350,7 @@ ngx_http_do_gate_param(ngx_conf_t *cf, ngx_str_t *param,
 static ngx_int_t
 ngx_http_do_postconfiguration(ngx_conf_t *cf)
 {
+    size_t                     size;
     ngx_uint_t                 i;
     ngx_http_do_loc_conf_t   **p;
     ngx_http_do_main_conf_t   *dmcf;
@@ -415,14 +416,16 @@ ngx_http_do_postconfiguration(ngx_conf_t *cf)
     if (dmcf->status_zone == NULL) {
         ngx_str_t  name = ngx_string("do_status");
 
-        dmcf->status_zone = ngx_shared_memory_add(cf, &name,
-                                                  ngx_do_status_zone_size(),
+        size = ngx_do_status_zone_size(dmcf->namespaces.nelts);
+
+        dmcf->status_zone = ngx_shared_memory_add(cf, &name, size,
                                                   &ngx_http_do_module);
         if (dmcf->status_zone == NULL) {
             return NGX_ERROR;
         }
 
         dmcf->status_zone->init = ngx_do_status_init_zone;
+        dmcf->status_zone->data = &dmcf->namespaces;
     }
 
     if (dmcf->handover_zone == NULL) {

@@ -333,7 +333,10 @@ ngx_int_t ngx_do_delete_reserved(ngx_do_turn_t *t, ngx_str_t *key);
 void ngx_do_turn_alarms_changed(ngx_do_turn_t *t);
 
 
-/* ngx_do_status.c: per-worker counters, each written by its worker only */
+/*
+ * ngx_do_status.c: per-worker counters, each written by its worker only;
+ * per-namespace ones (ngx_do_status_count()) are shared
+ */
 typedef struct {
     ngx_atomic_uint_t          pid;
     ngx_atomic_uint_t          objects;
@@ -357,8 +360,12 @@ typedef struct {
 
 extern ngx_do_stats_t         *ngx_do_stats;
 
-size_t ngx_do_status_zone_size(void);
+size_t ngx_do_status_zone_size(ngx_uint_t namespaces);
+
+/* shm_zone->data: the namespaces (ngx_do_namespace_t *), each gets stats */
 ngx_int_t ngx_do_status_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+void ngx_do_status_observe(ngx_do_namespace_t *ns, uint64_t usec);
+uint64_t ngx_do_status_usec(void);
 void ngx_do_status_init_worker(ngx_shm_zone_t *shm_zone, ngx_uint_t workers);
 ngx_int_t ngx_do_status_render(ngx_pool_t *pool, ngx_uint_t prometheus,
     const char *backend, ngx_uint_t connected, size_t storage_size,

@@ -415,6 +415,8 @@ ngx_do_commit_group_end(ngx_do_object_t *obj, ngx_int_t rc, uint64_t version,
         ngx_do_stats->storage_full++;
     }
 
+    ngx_do_status_count(obj->ns, NGX_DO_STAT_COMMIT_FAILURES);
+
     /* an unavailable storage fails every commit: log it once a second */
     if (rc != NGX_ERROR || ngx_do_log_gate()) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
@@ -467,6 +469,7 @@ ngx_do_commit_end(ngx_do_object_t *obj, ngx_do_turn_t *t, ngx_int_t rc,
     if (rc != NGX_OK) {
         ngx_do_cache_drop(obj);
         ngx_do_turn_free(t);
+        ngx_do_status_count(obj->ns, NGX_DO_STAT_COMMIT_FAILURES);
 
         if (rc == NGX_DECLINED) {
             ngx_do_stats->storage_full++;
@@ -551,6 +554,7 @@ ngx_do_commit_handler(ngx_do_storage_req_t *req)
         } else if (rc == NGX_OK || !obj->active) {
             /* evicted, or its memory turned out stale: it goes */
             ngx_do_stats->evictions++;
+            ngx_do_status_count(obj->ns, NGX_DO_STAT_EVICTIONS);
             ngx_do_object_close(obj);
 
         } else {
@@ -578,6 +582,7 @@ ngx_do_commit_handler(ngx_do_storage_req_t *req)
         mail = ngx_queue_data(q, ngx_do_mail_t, queue);
 
         if (rc == NGX_BUSY) {
+            ngx_do_status_count(obj->ns, NGX_DO_STAT_COMMIT_FAILURES);
             ngx_do_wire_error(mail->src, mail->call_id,
                               NGX_HTTP_SERVICE_UNAVAILABLE,
                               "object is busy, try again");

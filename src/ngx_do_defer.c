@@ -225,6 +225,8 @@ ngx_do_defer_flush_done(ngx_do_object_t *obj, ngx_int_t rc)
         ngx_do_stats->storage_full++;
     }
 
+    ngx_do_status_count(obj->ns, NGX_DO_STAT_COMMIT_FAILURES);
+
     if (ngx_do_log_gate()) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "do: deferred writes of namespace \"%V\" could not "

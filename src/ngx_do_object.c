@@ -263,6 +263,7 @@ ngx_do_object_get(u_char *id, ngx_do_namespace_t *ns, ngx_uint_t transient)
     }
     ngx_do_object_stats();
     ngx_do_stats->activations++;
+    ngx_do_status_count(ns, NGX_DO_STAT_ACTIVATIONS);
 
     return obj;
 }
@@ -505,6 +506,7 @@ ngx_do_object_idle(ngx_event_t *ev)
     }
 
     ngx_do_stats->evictions++;
+    ngx_do_status_count(obj->ns, NGX_DO_STAT_EVICTIONS);
     ngx_do_object_close(obj);
 }
 

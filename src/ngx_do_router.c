@@ -36,6 +36,8 @@ typedef struct {
     ngx_do_router_ws_pt        ws_handler;
     void                      *data;
     ngx_uint_t                 owner;
+    ngx_do_namespace_t        *ns;
+    uint64_t                   start;         /* usec, for do_status */
     unsigned                   in_tree:1;
     unsigned                   remote:1;      /* sent over a channel */
 } ngx_do_pending_t;
@@ -198,6 +200,7 @@ ngx_http_do_notify(ngx_do_namespace_t *ns, u_char *id, ngx_uint_t method,
     (void) ngx_do_cpymem(n->args.data, args->data, args->len);
 
     ngx_queue_insert_tail(&ngx_do_router_notices, &n->queue);
+    ngx_do_status_count(ns, NGX_DO_STAT_CALLS);
 
     if (!ngx_do_router_notify_event.posted) {
         ngx_post_event(&ngx_do_router_notify_event, &ngx_posted_events);
@@ -403,16 +406,24 @@ static ngx_int_t
 ngx_do_router_pend(ngx_do_pending_t *pending, u_char *id, u_char *buf,
     size_t len, ngx_msec_t timeout, ngx_log_t *log)
 {
-    uint64_t    call_id;
-    ngx_int_t   rc;
-    ngx_uint_t  local, kind;
+    uint64_t              call_id;
+    ngx_int_t             rc;
+    ngx_uint_t            local, kind;
+    ngx_do_call_wire_t   *w;
+    ngx_do_namespace_t  **nss;
 
     if (timeout == 0) {
         timeout = ngx_do_runtime.call_timeout;
     }
 
-    kind = ((ngx_do_call_wire_t *) buf)->kind;
+    w = (ngx_do_call_wire_t *) buf;
+    kind = w->kind;
     call_id = ((uint64_t) ngx_pid << 32) | ++ngx_do_router_calls;
+
+    nss = ngx_do_runtime.namespaces->elts;
+    pending->ns = nss[w->ns];
+    pending->start = ngx_do_status_usec();
+    ngx_do_status_count(pending->ns, NGX_DO_STAT_CALLS);
 
     pending->owner = ngx_do_id_owner(id);
 
@@ -503,6 +514,9 @@ ngx_do_router_deliver(uint64_t call_id, u_char *buf, size_t len)
     }
 
     ngx_do_router_unpend(pending);
+
+    ngx_do_status_observe(pending->ns,
+                          ngx_do_status_usec() - pending->start);
 
     ngx_memzero(&reply, sizeof(ngx_http_do_reply_t));
 

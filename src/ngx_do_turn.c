@@ -106,6 +106,7 @@ ngx_do_turn_continue(ngx_do_object_t *obj)
                 continue;
             }
 
+            ngx_do_status_count(obj->ns, NGX_DO_STAT_COMMIT_FAILURES);
             ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                           "do: a turn of namespace \"%V\" lost %ui commit "
                           "races", &obj->ns->name, obj->tries);

@@ -195,6 +195,7 @@ struct ngx_do_namespace_s {
     size_t                     max_key;
     size_t                     max_value;
     size_t                     max_message;   /* one WebSocket message */
+    void                      *stats;         /* do_status's counters */
 };
 
 
@@ -367,6 +368,24 @@ ngx_msec_t ngx_do_call_timeout(void);
  * such line a second for the whole nginx, whichever worker asks first
  */
 ngx_uint_t ngx_do_log_gate(void);
+
+
+/*
+ * Per-namespace counters of do_status, shared by all workers: what a gate
+ * decided (do_limit, do_lock) and what the runtime did for the namespace.
+ */
+#define NGX_DO_STAT_CALLS            0
+#define NGX_DO_STAT_LIMIT_PASSED     1
+#define NGX_DO_STAT_LIMIT_DELAYED    2
+#define NGX_DO_STAT_LIMIT_REJECTED   3
+#define NGX_DO_STAT_LOCK_GRANTS      4
+#define NGX_DO_STAT_LOCK_TIMEOUTS    5
+#define NGX_DO_STAT_ACTIVATIONS      6
+#define NGX_DO_STAT_EVICTIONS        7
+#define NGX_DO_STAT_COMMIT_FAILURES  8
+#define NGX_DO_STAT_N                9
+
+void ngx_do_status_count(ngx_do_namespace_t *ns, ngx_uint_t counter);
 
 
 /*

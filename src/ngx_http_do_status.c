@@ -1,8 +1,9 @@
 
 /*
  * do_status: the runtime's counters (src/ngx_do_status.c) and the storage
- * backend's usage, as JSON or, with ?format=prometheus, as Prometheus
- * text.
+ * backend's usage, as JSON (no format=, or format=json) or, with
+ * ?format=prometheus, as Prometheus text; any other format is refused
+ * with 400, so that a typo never scrapes the wrong form.
  */
 
 
@@ -23,6 +24,10 @@ ngx_http_do_status_handler(ngx_http_request_t *r)
     ngx_do_storage_usage_t    usage;
     ngx_http_do_main_conf_t  *dmcf;
 
+    static ngx_str_t  unknown = ngx_string("{\"error\":\"unknown format, "
+                                           "expected json or prometheus\"}"
+                                           "\n");
+
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
     }
@@ -31,9 +36,19 @@ ngx_http_do_status_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    prometheus = (ngx_http_arg(r, (u_char *) "format", 6, &fmt) == NGX_OK
-                  && fmt.len == 10
-                  && ngx_strncmp(fmt.data, "prometheus", 10) == 0);
+    ngx_str_set(&ct, "application/json");
+    prometheus = 0;
+
+    if (ngx_http_arg(r, (u_char *) "format", 6, &fmt) == NGX_OK) {
+
+        if (fmt.len == 10 && ngx_strncmp(fmt.data, "prometheus", 10) == 0) {
+            prometheus = 1;
+
+        } else if (fmt.len != 4 || ngx_strncmp(fmt.data, "json", 4) != 0) {
+            return ngx_http_do_send(r, NGX_HTTP_BAD_REQUEST, &ct, &unknown,
+                                    0, 0);
+        }
+    }
 
     dmcf = ngx_http_get_module_main_conf(r, ngx_http_do_module);
 
@@ -53,9 +68,6 @@ ngx_http_do_status_handler(ngx_http_request_t *r)
 
     if (prometheus) {
         ngx_str_set(&ct, "text/plain; version=0.0.4");
-
-    } else {
-        ngx_str_set(&ct, "application/json");
     }
 
     return ngx_http_do_send(r, NGX_HTTP_OK, &ct, &out, 0, 0);

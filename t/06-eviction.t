@@ -51,7 +51,7 @@ is(total('activations'), 2, 'do_status counts two activations');
 
 my $prom = http($p, 'GET', '/status?format=prometheus');
 like($prom->{headers}{'content-type'}, qr{^text/plain}, 'Prometheus format');
-like($prom->{body}, qr/^ngx_do_activations\{worker="\d"\} \d+$/m,
+like($prom->{body}, qr/^ngx_do_activations_total\{worker="\d"\} \d+$/m,
      '... with per-worker counters');
 like($prom->{body}, qr/^ngx_do_storage_free_bytes \d+$/m,
      '... and storage usage');

@@ -23,6 +23,7 @@ my $conf = <<'EOF';
     do_namespace many  rate_limiter rate=100r/s;
     do_namespace slim  rate_limiter rate=1r/m;
     do_namespace grow  rate_limiter rate=1r/m burst=%%BURST%%;
+    do_limit_log_level info;
 
     upstream origin { server 127.0.0.1:%%PORT2%%; }
 

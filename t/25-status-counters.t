@@ -49,7 +49,9 @@ sub prometheus {
     die "do_status: $r->{status}" unless $r->{status} == 200;
     my %sum;
     for my $c (@COUNTERS) {
-        my @v = $r->{body} =~ /^ngx_do_${c}\{worker="\d+"\} (\d+)$/mg;
+        # a counter's name ends in _total, a gauge's (objects) does not
+        my $name = $c eq 'objects' ? "ngx_do_$c" : "ngx_do_${c}_total";
+        my @v = $r->{body} =~ /^$name\{worker="\d+"\} (\d+)$/mg;
         die "prometheus: no $c" unless @v;
         $sum{$c} += $_ for @v;
     }

@@ -11,6 +11,10 @@
  * delay, with delay=).  A limiter that cannot answer fails open or closed
  * as its namespace says.
  *
+ * Rejections are logged at do_limit_log_level, delays one level lower,
+ * with the namespace and the key, and counted per namespace in do_status
+ * (passed, delayed, rejected).
+ *
  * Like limit_req, a request is limited once: an internal redirect (index,
  * try_files, error_page) clears the module contexts, so the context is
  * also kept in a pool cleanup and found there again; a request that has
@@ -34,6 +38,9 @@
 #define NGX_HTTP_DO_LIMIT_REJECTED          3
 #define NGX_HTTP_DO_LIMIT_REJECTED_DRY_RUN  4
 
+/* the bytes of a key that a log line shows */
+#define NGX_HTTP_DO_LIMIT_LOG_KEY           128
+
 
 typedef struct {
     ngx_str_t                  ns_name;
@@ -48,6 +55,8 @@ typedef struct {
 
 typedef struct {
     ngx_array_t               *limits;        /* ngx_http_do_limit_t * */
+    ngx_uint_t                 limit_log_level;
+    ngx_uint_t                 delay_log_level;
 } ngx_http_do_limit_loc_conf_t;
 
 
@@ -60,6 +69,7 @@ typedef struct {
 typedef struct {
     ngx_http_do_limit_t       *limit;
     ngx_http_request_t        *request;
+    ngx_str_t                  key;
     u_char                     id[NGX_DO_ID_LEN];
     ngx_uint_t                 status;        /* 0: skipped (empty key) */
     int64_t                    remaining;
@@ -106,6 +116,7 @@ static uint64_t ngx_http_do_limit_window(ngx_do_rate_limiter_conf_t *conf,
 static void ngx_http_do_limit_refund_reply(ngx_http_request_t *r,
     void *data, ngx_http_do_reply_t *reply);
 static void ngx_http_do_limit_delay(ngx_http_request_t *r);
+static size_t ngx_http_do_limit_log_key(u_char *buf, ngx_str_t *key);
 static ngx_int_t ngx_http_do_limit_status_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_do_limit_remaining_variable(ngx_http_request_t *r,
@@ -121,6 +132,15 @@ static char *ngx_http_do_limit(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 
+static ngx_conf_enum_t  ngx_http_do_limit_log_levels[] = {
+    { ngx_string("info"), NGX_LOG_INFO },
+    { ngx_string("notice"), NGX_LOG_NOTICE },
+    { ngx_string("warn"), NGX_LOG_WARN },
+    { ngx_string("error"), NGX_LOG_ERR },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_http_do_limit_commands[] = {
 
     { ngx_string("do_limit"),
@@ -129,6 +149,13 @@ static ngx_command_t  ngx_http_do_limit_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
+
+    { ngx_string("do_limit_log_level"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_do_limit_loc_conf_t, limit_log_level),
+      &ngx_http_do_limit_log_levels },
 
       ngx_null_command
 };
@@ -269,6 +296,7 @@ ngx_http_do_limit_handler(ngx_http_request_t *r)
             continue;
         }
 
+        res->key = key;
         ngx_do_id_from_name(limit[i]->ns, &key, res->id);
 
         ctx->outstanding++;
@@ -465,9 +493,14 @@ static ngx_int_t
 ngx_http_do_limit_weigh(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx,
     ngx_http_do_limit_result_t *res, ngx_uint_t *dry)
 {
-    ngx_do_rate_limiter_conf_t  *conf;
+    size_t                         len;
+    ngx_do_namespace_t            *ns;
+    ngx_do_rate_limiter_conf_t    *conf;
+    ngx_http_do_limit_loc_conf_t  *llcf;
+    u_char                         key[4 * NGX_HTTP_DO_LIMIT_LOG_KEY + 3];
 
-    conf = res->limit->ns->conf;
+    ns = res->limit->ns;
+    conf = ns->conf;
 
     if (res->failed) {
         if (ngx_do_log_gate()) {
@@ -484,14 +517,38 @@ ngx_http_do_limit_weigh(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx,
         ctx->remaining = res->remaining;
     }
 
+    llcf = ngx_http_get_module_loc_conf(r, ngx_http_do_limit_module);
+
     if (res->status != NGX_HTTP_TOO_MANY_REQUESTS) {
+
+        if (res->delay <= 0) {
+            ngx_do_status_count(ns, NGX_DO_STAT_LIMIT_PASSED);
+            return NGX_OK;
+        }
+
+        ngx_do_status_count(ns, NGX_DO_STAT_LIMIT_DELAYED);
+
+        if (r->connection->log->log_level >= llcf->delay_log_level) {
+            len = ngx_http_do_limit_log_key(key, &res->key);
+
+            ngx_log_error(llcf->delay_log_level, r->connection->log, 0,
+                          "do: delaying request by \"%V\", %L ms, "
+                          "key \"%*s\"", &ns->name, res->delay, len, key);
+        }
+
         return NGX_OK;
     }
 
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "do: limiting requests%s by \"%V\", retry in %L ms",
-                  conf->dry_run ? ", dry run," : "", &res->limit->ns->name,
-                  res->retry);
+    ngx_do_status_count(ns, NGX_DO_STAT_LIMIT_REJECTED);
+
+    if (r->connection->log->log_level >= llcf->limit_log_level) {
+        len = ngx_http_do_limit_log_key(key, &res->key);
+
+        ngx_log_error(llcf->limit_log_level, r->connection->log, 0,
+                      "do: limiting requests%s by \"%V\", retry in %L ms, "
+                      "key \"%*s\"", conf->dry_run ? ", dry run," : "",
+                      &ns->name, res->retry, len, key);
+    }
 
     if (conf->dry_run) {
         *dry = 1;
@@ -597,6 +654,44 @@ ngx_http_do_limit_delay(ngx_http_request_t *r)
     r->write_event_handler = ngx_http_core_run_phases;
 
     ngx_http_core_run_phases(r);
+}
+
+
+/*
+ * A key as a log line shows it: its first NGX_HTTP_DO_LIMIT_LOG_KEY bytes,
+ * those outside printable ASCII, double quotes and backslashes as \xNN,
+ * then "..." if it is longer; buf holds 4 * NGX_HTTP_DO_LIMIT_LOG_KEY + 3
+ * bytes.
+ */
+static size_t
+ngx_http_do_limit_log_key(u_char *buf, ngx_str_t *key)
+{
+    u_char         c, *p;
+    ngx_uint_t     i, n;
+    static u_char  hex[] = "0123456789abcdef";
+
+    p = buf;
+    n = ngx_min(key->len, NGX_HTTP_DO_LIMIT_LOG_KEY);
+
+    for (i = 0; i < n; i++) {
+        c = key->data[i];
+
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
+            *p++ = '\\';
+            *p++ = 'x';
+            *p++ = hex[c >> 4];
+            *p++ = hex[c & 0xf];
+
+        } else {
+            *p++ = c;
+        }
+    }
+
+    if (key->len > n) {
+        p = ngx_cpymem(p, "...", 3);
+    }
+
+    return p - buf;
 }
 
 
@@ -836,7 +931,16 @@ ngx_http_do_limit_create_main_conf(ngx_conf_t *cf)
 static void *
 ngx_http_do_limit_create_loc_conf(ngx_conf_t *cf)
 {
-    return ngx_pcalloc(cf->pool, sizeof(ngx_http_do_limit_loc_conf_t));
+    ngx_http_do_limit_loc_conf_t  *llcf;
+
+    llcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_do_limit_loc_conf_t));
+    if (llcf == NULL) {
+        return NULL;
+    }
+
+    llcf->limit_log_level = NGX_CONF_UNSET_UINT;
+
+    return llcf;
 }
 
 
@@ -849,6 +953,13 @@ ngx_http_do_limit_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (conf->limits == NULL) {
         conf->limits = prev->limits;
     }
+
+    ngx_conf_merge_uint_value(conf->limit_log_level, prev->limit_log_level,
+                              NGX_LOG_ERR);
+
+    /* as limit_req: delays one level below rejections, info at least */
+    conf->delay_log_level = (conf->limit_log_level == NGX_LOG_INFO)
+                            ? NGX_LOG_INFO : conf->limit_log_level + 1;
 
     return NGX_CONF_OK;
 }

@@ -13,6 +13,10 @@
  * the lease is bound to the request, and ttl= only bounds how long a
  * crashed worker can keep the lock.
  *
+ * A request refused because the lock stayed held is logged at
+ * do_lock_log_level with the namespace and the key; grants and such
+ * refusals are counted per namespace in do_status.
+ *
  * The calls it makes and the replies it reads are those of the lock class,
  * documented in ngx_do_lock.h.
  */
@@ -31,6 +35,9 @@
 
 #define NGX_HTTP_DO_LOCK_TOKEN_LEN  32
 
+/* the bytes of a key that a log line shows */
+#define NGX_HTTP_DO_LOCK_LOG_KEY    128
+
 
 typedef struct {
     ngx_str_t                  ns_name;
@@ -46,6 +53,7 @@ typedef struct {
 
 typedef struct {
     ngx_http_do_lock_t        *lock;
+    ngx_uint_t                 log_level;
 } ngx_http_do_lock_loc_conf_t;
 
 
@@ -57,6 +65,7 @@ typedef struct {
 typedef struct {
     ngx_http_request_t        *request;
     ngx_http_do_lock_t        *lock;
+    ngx_str_t                  key;
     u_char                     id[NGX_DO_ID_LEN];
     u_char                     token[NGX_HTTP_DO_LOCK_TOKEN_LEN];
     ngx_str_t                  fence;
@@ -72,9 +81,11 @@ typedef struct {
 
 static ngx_int_t ngx_http_do_lock_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_do_lock_acquire(ngx_http_request_t *r,
-    ngx_http_do_lock_t *lock, u_char *id);
+    ngx_http_do_lock_t *lock, ngx_str_t *key, u_char *id);
 static void ngx_http_do_lock_reply(ngx_http_request_t *r, void *data,
     ngx_http_do_reply_t *reply);
+static void ngx_http_do_lock_refused(ngx_http_request_t *r,
+    ngx_http_do_lock_ctx_t *ctx);
 static void ngx_http_do_lock_cleanup(void *data);
 static ngx_http_do_lock_ctx_t *ngx_http_do_lock_find(ngx_http_request_t *r,
     ngx_http_do_lock_t *lock, u_char *id);
@@ -94,6 +105,15 @@ static char *ngx_http_do_lock(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 
+static ngx_conf_enum_t  ngx_http_do_lock_log_levels[] = {
+    { ngx_string("info"), NGX_LOG_INFO },
+    { ngx_string("notice"), NGX_LOG_NOTICE },
+    { ngx_string("warn"), NGX_LOG_WARN },
+    { ngx_string("error"), NGX_LOG_ERR },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_http_do_lock_commands[] = {
 
     { ngx_string("do_lock"),
@@ -102,6 +122,13 @@ static ngx_command_t  ngx_http_do_lock_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
+
+    { ngx_string("do_lock_log_level"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_do_lock_loc_conf_t, log_level),
+      &ngx_http_do_lock_log_levels },
 
       ngx_null_command
 };
@@ -193,7 +220,7 @@ ngx_http_do_lock_handler(ngx_http_request_t *r)
         return ctx->status ? (ngx_int_t) ctx->status : NGX_DECLINED;
     }
 
-    return ngx_http_do_lock_acquire(r, lock, id);
+    return ngx_http_do_lock_acquire(r, lock, &key, id);
 }
 
 
@@ -203,7 +230,7 @@ ngx_http_do_lock_handler(ngx_http_request_t *r)
  */
 static ngx_int_t
 ngx_http_do_lock_acquire(ngx_http_request_t *r, ngx_http_do_lock_t *lock,
-    u_char *id)
+    ngx_str_t *key, u_char *id)
 {
     u_char                  *p;
     ngx_str_t                args;
@@ -218,6 +245,7 @@ ngx_http_do_lock_acquire(ngx_http_request_t *r, ngx_http_do_lock_t *lock,
 
     ctx->request = r;
     ctx->lock = lock;
+    ctx->key = *key;
 
     if (RAND_bytes(random, sizeof(random)) != 1) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -302,9 +330,7 @@ ngx_http_do_lock_reply(ngx_http_request_t *r, void *data,
     }
 
     if (reply->status == 423) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "do: lock \"%V\" is held, request refused",
-                      &ctx->lock->ns_name);
+        ngx_http_do_lock_refused(r, ctx);
         ctx->status = ctx->lock->status;
         ctx->release = 0;
         goto done;
@@ -340,6 +366,8 @@ ngx_http_do_lock_reply(ngx_http_request_t *r, void *data,
             ctx->fence.len = ngx_sprintf(ctx->fence.data, "%L",
                                          (int64_t) json_integer_value(fence))
                              - ctx->fence.data;
+
+            ngx_do_status_count(ctx->lock->ns, NGX_DO_STAT_LOCK_GRANTS);
         }
 
         /* the lease is renewed while the request runs: a third of it */
@@ -364,6 +392,57 @@ done:
     if (!ctx->in_handler) {
         ngx_http_core_run_phases(r);
     }
+}
+
+
+/*
+ * The lock stayed held for wait=: counted, and logged at do_lock_log_level
+ * with the key, its first NGX_HTTP_DO_LOCK_LOG_KEY bytes shown, those
+ * outside printable ASCII, double quotes and backslashes as \xNN, then
+ * "..." if it is longer
+ */
+static void
+ngx_http_do_lock_refused(ngx_http_request_t *r, ngx_http_do_lock_ctx_t *ctx)
+{
+    u_char                        c, *p;
+    ngx_uint_t                    i, n;
+    ngx_http_do_lock_loc_conf_t  *dlcf;
+    u_char                        key[4 * NGX_HTTP_DO_LOCK_LOG_KEY + 3];
+    static u_char                 hex[] = "0123456789abcdef";
+
+    ngx_do_status_count(ctx->lock->ns, NGX_DO_STAT_LOCK_TIMEOUTS);
+
+    dlcf = ngx_http_get_module_loc_conf(r, ngx_http_do_lock_module);
+
+    if (r->connection->log->log_level < dlcf->log_level) {
+        return;
+    }
+
+    p = key;
+    n = ngx_min(ctx->key.len, NGX_HTTP_DO_LOCK_LOG_KEY);
+
+    for (i = 0; i < n; i++) {
+        c = ctx->key.data[i];
+
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
+            *p++ = '\\';
+            *p++ = 'x';
+            *p++ = hex[c >> 4];
+            *p++ = hex[c & 0xf];
+
+        } else {
+            *p++ = c;
+        }
+    }
+
+    if (ctx->key.len > n) {
+        p = ngx_cpymem(p, "...", 3);
+    }
+
+    ngx_log_error(dlcf->log_level, r->connection->log, 0,
+                  "do: lock \"%V\" is held, request refused after "
+                  "wait=%Mms, key \"%*s\"", &ctx->lock->ns_name,
+                  ctx->lock->wait, (size_t) (p - key), key);
 }
 
 
@@ -579,7 +658,16 @@ ngx_http_do_lock_create_main_conf(ngx_conf_t *cf)
 static void *
 ngx_http_do_lock_create_loc_conf(ngx_conf_t *cf)
 {
-    return ngx_pcalloc(cf->pool, sizeof(ngx_http_do_lock_loc_conf_t));
+    ngx_http_do_lock_loc_conf_t  *dlcf;
+
+    dlcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_do_lock_loc_conf_t));
+    if (dlcf == NULL) {
+        return NULL;
+    }
+
+    dlcf->log_level = NGX_CONF_UNSET_UINT;
+
+    return dlcf;
 }
 
 
@@ -592,6 +680,8 @@ ngx_http_do_lock_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (conf->lock == NULL) {
         conf->lock = prev->lock;
     }
+
+    ngx_conf_merge_uint_value(conf->log_level, prev->log_level, NGX_LOG_ERR);
 
     return NGX_CONF_OK;
 }

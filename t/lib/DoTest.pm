@@ -302,8 +302,11 @@ sub expect_killed {
 }
 
 # The module's own lines that say something went wrong inside it: every
-# "do:" line at [error], and these warnings.
-my $MODULE_TROUBLE = qr/\[error\] .*\bdo: |\bdo: .*(?:unreachable,\ running
+# "do:" line at [error] but the gates' refusals (do_limit_log_level and
+# do_lock_log_level are error by default), and these warnings.
+my $MODULE_TROUBLE = qr/\[error\]\ .*\bdo:\ (?!limiting\ requests
+                                          |lock\ "[^"]*"\ is\ held,)
+                        |\bdo: .*(?:unreachable,\ running
                         |lost\ \d+\ commit\ races|did\ not\ give\ it\ back)/x;
 
 # Stops nginx gracefully if it still runs (asserted), then one test: the
