@@ -42,6 +42,8 @@ static ngx_int_t ngx_do_rate_limiter_evict(ngx_do_turn_t *t);
 static ngx_int_t ngx_do_rate_limiter_take(ngx_do_turn_t *t,
     ngx_do_rate_limiter_conf_t *conf, ngx_do_rate_limiter_state_t *st,
     int64_t now);
+static void ngx_do_rate_limiter_args(ngx_do_turn_t *t,
+    ngx_do_rate_limiter_conf_t *conf, int64_t *burst, int64_t *delay);
 static ngx_int_t ngx_do_rate_limiter_refund(ngx_do_turn_t *t,
     ngx_do_rate_limiter_conf_t *conf, ngx_do_rate_limiter_state_t *st,
     int64_t now);
@@ -211,7 +213,20 @@ ngx_do_rate_limiter_init_conf(ngx_conf_t *cf, void *data)
         return "delay= must not exceed burst=";
     }
 
+    if (!ngx_do_rate_limiter_burst_fits(conf, conf->burst)) {
+        return "burst= is too large for the rate";
+    }
+
     return NGX_CONF_OK;
+}
+
+
+/* (burst + 1) intervals stay far from int64_t's end: TATs add to them */
+ngx_uint_t
+ngx_do_rate_limiter_burst_fits(ngx_do_rate_limiter_conf_t *conf,
+    ngx_uint_t burst)
+{
+    return (int64_t) burst + 1 <= INT64_MAX / 4 / conf->interval;
 }
 
 
@@ -293,11 +308,13 @@ static ngx_int_t
 ngx_do_rate_limiter_take(ngx_do_turn_t *t, ngx_do_rate_limiter_conf_t *conf,
     ngx_do_rate_limiter_state_t *st, int64_t now)
 {
-    int64_t     tat, tau, wait, delay, reset, remaining, next;
+    int64_t     tat, tau, wait, delay, reset, remaining, next, burst, nd;
     ngx_str_t   body;
     u_char      buf[96];
 
-    tau = (int64_t) conf->burst * conf->interval;
+    ngx_do_rate_limiter_args(t, conf, &burst, &nd);
+
+    tau = burst * conf->interval;
     tat = ngx_max(st->tat, now);
 
     /* a TAT beyond any possible one: the clock went back; start afresh */
@@ -319,8 +336,8 @@ ngx_do_rate_limiter_take(ngx_do_turn_t *t, ngx_do_rate_limiter_conf_t *conf,
 
     delay = 0;
 
-    if (conf->delay >= 0) {
-        delay = tat - now - (int64_t) conf->delay * conf->interval;
+    if (nd >= 0) {
+        delay = tat - now - nd * conf->interval;
         delay = ngx_max(delay, 0);
     }
 
@@ -346,6 +363,47 @@ ngx_do_rate_limiter_take(ngx_do_turn_t *t, ngx_do_rate_limiter_conf_t *conf,
                - buf;
 
     return ngx_do_reply(t, NGX_HTTP_OK, "text/plain", &body, 0);
+}
+
+
+/*
+ * The bucket of this take: the namespace's burst= and delay=, or those of
+ * the do_limit that asks ("burst=N", "delay=N" or "delay=nodelay", checked
+ * against the rate when nginx.conf was read), as limit_req's burst and
+ * delay belong to each limit_req, not to its zone.
+ */
+static void
+ngx_do_rate_limiter_args(ngx_do_turn_t *t, ngx_do_rate_limiter_conf_t *conf,
+    int64_t *burst, int64_t *delay)
+{
+    ngx_int_t  n;
+    ngx_str_t  s;
+
+    *burst = conf->burst;
+    *delay = conf->delay;
+
+    if (ngx_do_arg(t, "burst", &s) == NGX_OK) {
+        n = ngx_atoi(s.data, s.len);
+
+        if (n != NGX_ERROR) {
+            *burst = n;
+        }
+    }
+
+    if (ngx_do_arg(t, "delay", &s) == NGX_OK) {
+        n = ngx_atoi(s.data, s.len);
+
+        if (n != NGX_ERROR) {
+            *delay = n;
+
+        } else if (s.len == 7 && ngx_strncmp(s.data, "nodelay", 7) == 0) {
+            *delay = -1;
+        }
+    }
+
+    if (*delay > *burst) {
+        *delay = *burst;
+    }
 }
 
 

@@ -11,6 +11,8 @@
  *       would pass (the RateLimit field's t; on a rejection, the retry
  *       time); "retry" is 0 on a pass; "delay" is how long the gate holds
  *       a passing request (delay=), 0 on a rejection
+ *       a do_limit with its own burst= or delay= adds "&burst=N" and
+ *       "&delay=N" or "&delay=nodelay": the bucket of that take
  *   gate call, args "op=refund"
  *       gives back the token a take took (the request was rejected by
  *       another limit); nobody waits for its answer
@@ -41,6 +43,10 @@ typedef struct {
 
 
 extern ngx_do_class_t  ngx_do_rate_limiter_class;
+
+
+ngx_uint_t ngx_do_rate_limiter_burst_fits(ngx_do_rate_limiter_conf_t *conf,
+    ngx_uint_t burst);
 
 
 #endif /* _NGX_DO_RATE_LIMITER_H_INCLUDED_ */

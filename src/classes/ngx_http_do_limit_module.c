@@ -37,6 +37,11 @@
 #define NGX_HTTP_DO_LIMIT_DELAYED           2
 #define NGX_HTTP_DO_LIMIT_REJECTED          3
 #define NGX_HTTP_DO_LIMIT_REJECTED_DRY_RUN  4
+#define NGX_HTTP_DO_LIMIT_DELAYED_DRY_RUN   5
+
+
+#define NGX_HTTP_DO_LIMIT_UNSET            -2
+#define NGX_HTTP_DO_LIMIT_NODELAY          -1
 
 /* the bytes of a key that a log line shows */
 #define NGX_HTTP_DO_LIMIT_LOG_KEY           128
@@ -46,8 +51,11 @@ typedef struct {
     ngx_str_t                  ns_name;
     ngx_do_namespace_t        *ns;
     ngx_http_complex_value_t   key;
-    ngx_uint_t                 status;
+    ngx_uint_t                 status;        /* 0: do_limit_status */
     ngx_flag_t                 headers;
+    ngx_int_t                  burst;         /* or UNSET: the namespace's */
+    ngx_int_t                  delay;         /* or UNSET, or NODELAY */
+    ngx_str_t                  take;          /* the take call's args */
     u_char                    *file;
     ngx_uint_t                 line;
 } ngx_http_do_limit_t;
@@ -57,6 +65,8 @@ typedef struct {
     ngx_array_t               *limits;        /* ngx_http_do_limit_t * */
     ngx_uint_t                 limit_log_level;
     ngx_uint_t                 delay_log_level;
+    ngx_uint_t                 status;        /* do_limit_status */
+    ngx_flag_t                 dry_run;       /* unset: the namespace's */
 } ngx_http_do_limit_loc_conf_t;
 
 
@@ -100,6 +110,8 @@ static void ngx_http_do_limit_reply(ngx_http_request_t *r, void *data,
     ngx_http_do_reply_t *reply);
 static ngx_int_t ngx_http_do_limit_decide(ngx_http_request_t *r,
     ngx_http_do_limit_ctx_t *ctx);
+static ngx_flag_t ngx_http_do_limit_dry_run(ngx_http_request_t *r,
+    ngx_http_do_limit_t *limit);
 static ngx_int_t ngx_http_do_limit_weigh(ngx_http_request_t *r,
     ngx_http_do_limit_ctx_t *ctx, ngx_http_do_limit_result_t *res,
     ngx_uint_t *dry);
@@ -110,7 +122,7 @@ static ngx_int_t ngx_http_do_limit_hold(ngx_http_request_t *r,
 static ngx_int_t ngx_http_do_limit_headers(ngx_http_request_t *r,
     ngx_http_do_limit_result_t *res, ngx_uint_t rejected);
 static void ngx_http_do_limit_policy(ngx_do_rate_limiter_conf_t *conf,
-    uint64_t *q, uint64_t *w);
+    uint64_t burst, uint64_t *q, uint64_t *w);
 static uint64_t ngx_http_do_limit_window(ngx_do_rate_limiter_conf_t *conf,
     uint64_t q);
 static void ngx_http_do_limit_refund_reply(ngx_http_request_t *r,
@@ -130,6 +142,15 @@ static char *ngx_http_do_limit_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static char *ngx_http_do_limit(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_do_limit_bucket(ngx_conf_t *cf,
+    ngx_http_do_limit_t *limit, ngx_str_t *param);
+static ngx_int_t ngx_http_do_limit_take_args(ngx_conf_t *cf,
+    ngx_http_do_limit_t *limit);
+
+
+static ngx_conf_num_bounds_t  ngx_http_do_limit_status_bounds = {
+    ngx_conf_check_num_bounds, 400, 599
+};
 
 
 static ngx_conf_enum_t  ngx_http_do_limit_log_levels[] = {
@@ -156,6 +177,20 @@ static ngx_command_t  ngx_http_do_limit_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_do_limit_loc_conf_t, limit_log_level),
       &ngx_http_do_limit_log_levels },
+
+    { ngx_string("do_limit_status"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_do_limit_loc_conf_t, status),
+      &ngx_http_do_limit_status_bounds },
+
+    { ngx_string("do_limit_dry_run"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_do_limit_loc_conf_t, dry_run),
+      NULL },
 
       ngx_null_command
 };
@@ -209,11 +244,11 @@ static ngx_str_t  ngx_http_do_limit_status_names[] = {
     ngx_string("PASSED"),
     ngx_string("DELAYED"),
     ngx_string("REJECTED"),
-    ngx_string("REJECTED_DRY_RUN")
+    ngx_string("REJECTED_DRY_RUN"),
+    ngx_string("DELAYED_DRY_RUN")
 };
 
 
-static ngx_str_t  ngx_http_do_limit_take = ngx_string("op=take");
 static ngx_str_t  ngx_http_do_limit_give = ngx_string("op=refund");
 
 
@@ -302,7 +337,7 @@ ngx_http_do_limit_handler(ngx_http_request_t *r)
         ctx->outstanding++;
 
         if (ngx_http_do_call(r, limit[i]->ns, res->id, NGX_HTTP_POST,
-                             &ngx_http_do_limit_take, 0,
+                             &limit[i]->take, 0,
                              ngx_http_do_limit_reply, res)
             != NGX_OK)
         {
@@ -423,13 +458,14 @@ ngx_http_do_limit_decide(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx)
 {
     int64_t                      delay;
     ngx_int_t                    rc;
-    ngx_uint_t                   i, dry, applied;
+    ngx_uint_t                   i, dry, dry_delayed, applied;
     ngx_http_do_limit_result_t  *res, *rejected;
 
     ctx->waiting = 0;
     rejected = NULL;
     delay = 0;
     dry = 0;
+    dry_delayed = 0;
     applied = 0;
 
     for (i = 0; i < ctx->n; i++) {
@@ -443,7 +479,13 @@ ngx_http_do_limit_decide(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx)
 
         rc = ngx_http_do_limit_weigh(r, ctx, res, &dry);
 
-        if (rc == NGX_OK) {
+        if (rc == NGX_OK && res->delay > 0
+            && ngx_http_do_limit_dry_run(r, res->limit))
+        {
+            /* as limit_req's dry run: not held, but marked */
+            dry_delayed = 1;
+
+        } else if (rc == NGX_OK) {
             delay = ngx_max(delay, res->delay);
 
         } else if (rc == NGX_BUSY
@@ -475,12 +517,27 @@ ngx_http_do_limit_decide(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx)
 
     if (applied) {
         ctx->status = dry ? NGX_HTTP_DO_LIMIT_REJECTED_DRY_RUN
-                          : NGX_HTTP_DO_LIMIT_PASSED;
+                          : dry_delayed ? NGX_HTTP_DO_LIMIT_DELAYED_DRY_RUN
+                                        : NGX_HTTP_DO_LIMIT_PASSED;
     }
 
     ctx->done = 1;
 
     return NGX_DECLINED;
+}
+
+
+/* do_limit_dry_run of the location, or the namespace's dry_run */
+static ngx_flag_t
+ngx_http_do_limit_dry_run(ngx_http_request_t *r, ngx_http_do_limit_t *limit)
+{
+    ngx_do_rate_limiter_conf_t    *conf;
+    ngx_http_do_limit_loc_conf_t  *llcf;
+
+    conf = limit->ns->conf;
+    llcf = ngx_http_get_module_loc_conf(r, ngx_http_do_limit_module);
+
+    return (llcf->dry_run != NGX_CONF_UNSET) ? llcf->dry_run : conf->dry_run;
 }
 
 
@@ -494,6 +551,7 @@ ngx_http_do_limit_weigh(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx,
     ngx_http_do_limit_result_t *res, ngx_uint_t *dry)
 {
     size_t                         len;
+    ngx_flag_t                     dry_run;
     ngx_do_namespace_t            *ns;
     ngx_do_rate_limiter_conf_t    *conf;
     ngx_http_do_limit_loc_conf_t  *llcf;
@@ -501,6 +559,7 @@ ngx_http_do_limit_weigh(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx,
 
     ns = res->limit->ns;
     conf = ns->conf;
+    dry_run = ngx_http_do_limit_dry_run(r, res->limit);
 
     if (res->failed) {
         if (ngx_do_log_gate()) {
@@ -532,8 +591,9 @@ ngx_http_do_limit_weigh(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx,
             len = ngx_http_do_limit_log_key(key, &res->key);
 
             ngx_log_error(llcf->delay_log_level, r->connection->log, 0,
-                          "do: delaying request by \"%V\", %L ms, "
-                          "key \"%*s\"", &ns->name, res->delay, len, key);
+                          "do: delaying request%s by \"%V\", %L ms, "
+                          "key \"%*s\"", dry_run ? ", dry run," : "",
+                          &ns->name, res->delay, len, key);
         }
 
         return NGX_OK;
@@ -546,11 +606,11 @@ ngx_http_do_limit_weigh(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx,
 
         ngx_log_error(llcf->limit_log_level, r->connection->log, 0,
                       "do: limiting requests%s by \"%V\", retry in %L ms, "
-                      "key \"%*s\"", conf->dry_run ? ", dry run," : "",
+                      "key \"%*s\"", dry_run ? ", dry run," : "",
                       &ns->name, res->retry, len, key);
     }
 
-    if (conf->dry_run) {
+    if (dry_run) {
         *dry = 1;
         return NGX_DECLINED;
     }
@@ -564,8 +624,9 @@ static ngx_int_t
 ngx_http_do_limit_reject(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx,
     ngx_http_do_limit_result_t *rejected)
 {
-    ngx_uint_t                   i;
-    ngx_http_do_limit_result_t  *res;
+    ngx_uint_t                     i;
+    ngx_http_do_limit_result_t    *res;
+    ngx_http_do_limit_loc_conf_t  *llcf;
 
     ctx->status = NGX_HTTP_DO_LIMIT_REJECTED;
     ctx->remaining = 0;
@@ -590,7 +651,13 @@ ngx_http_do_limit_reject(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return rejected->limit->status;
+    if (rejected->limit->status) {
+        return rejected->limit->status;
+    }
+
+    llcf = ngx_http_get_module_loc_conf(r, ngx_http_do_limit_module);
+
+    return llcf->status;
 }
 
 
@@ -705,13 +772,17 @@ static ngx_int_t
 ngx_http_do_limit_headers(ngx_http_request_t *r,
     ngx_http_do_limit_result_t *res, ngx_uint_t rejected)
 {
-    u_char     *p;
-    uint64_t    q, w;
-    ngx_str_t  *name;
+    u_char                      *p;
+    uint64_t                     q, w, burst;
+    ngx_str_t                   *name;
+    ngx_do_rate_limiter_conf_t  *conf;
 
     name = &res->limit->ns->name;
+    conf = res->limit->ns->conf;
+    burst = (res->limit->burst != NGX_HTTP_DO_LIMIT_UNSET)
+            ? (uint64_t) res->limit->burst : conf->burst;
 
-    ngx_http_do_limit_policy(res->limit->ns->conf, &q, &w);
+    ngx_http_do_limit_policy(conf, burst, &q, &w);
 
     p = ngx_pnalloc(r->pool, name->len + 2 * NGX_INT64_LEN + 16);
     if (p == NULL) {
@@ -770,19 +841,19 @@ ngx_http_do_limit_headers(ngx_http_request_t *r,
  * most burst + 1 per second when the bucket holds less than a second).
  */
 static void
-ngx_http_do_limit_policy(ngx_do_rate_limiter_conf_t *conf, uint64_t *q,
-    uint64_t *w)
+ngx_http_do_limit_policy(ngx_do_rate_limiter_conf_t *conf, uint64_t burst,
+    uint64_t *q, uint64_t *w)
 {
     uint64_t  q1, w1, w2;
 
-    *q = (uint64_t) conf->burst + 1;
+    *q = burst + 1;
     *w = ngx_http_do_limit_window(conf, *q);
 
-    if (conf->burst == 0) {
+    if (burst == 0) {
         return;
     }
 
-    q1 = conf->burst;
+    q1 = burst;
     w1 = ngx_http_do_limit_window(conf, q1);
     w2 = *w;
 
@@ -886,7 +957,9 @@ ngx_http_do_limit_init(ngx_conf_t *cf)
                                                 &ngx_do_rate_limiter_class,
                                                 "do_limit", all[i]->file,
                                                 all[i]->line);
-        if (all[i]->ns == NULL) {
+        if (all[i]->ns == NULL
+            || ngx_http_do_limit_take_args(cf, all[i]) != NGX_OK)
+        {
             return NGX_ERROR;
         }
     }
@@ -939,6 +1012,8 @@ ngx_http_do_limit_create_loc_conf(ngx_conf_t *cf)
     }
 
     llcf->limit_log_level = NGX_CONF_UNSET_UINT;
+    llcf->status = NGX_CONF_UNSET_UINT;
+    llcf->dry_run = NGX_CONF_UNSET;
 
     return llcf;
 }
@@ -961,11 +1036,20 @@ ngx_http_do_limit_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     conf->delay_log_level = (conf->limit_log_level == NGX_LOG_INFO)
                             ? NGX_LOG_INFO : conf->limit_log_level + 1;
 
+    ngx_conf_merge_uint_value(conf->status, prev->status,
+                              NGX_HTTP_TOO_MANY_REQUESTS);
+
+    /* still unset: each namespace's dry_run decides */
+    ngx_conf_merge_value(conf->dry_run, prev->dry_run, NGX_CONF_UNSET);
+
     return NGX_CONF_OK;
 }
 
 
-/* do_limit NS key=EXPR [status=429] [headers=on|off] */
+/*
+ * do_limit NS key=EXPR [burst=N] [delay=N | nodelay] [status=CODE]
+ *     [headers=on|off]
+ */
 static char *
 ngx_http_do_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -1000,7 +1084,8 @@ ngx_http_do_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     *ref = limit;
 
     limit->ns_name = value[1];
-    limit->status = NGX_HTTP_TOO_MANY_REQUESTS;
+    limit->burst = NGX_HTTP_DO_LIMIT_UNSET;
+    limit->delay = NGX_HTTP_DO_LIMIT_UNSET;
     limit->file = cf->conf_file->file.name.data;
     limit->line = cf->conf_file->line;
 
@@ -1027,6 +1112,19 @@ ngx_http_do_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "burst=", 6) == 0
+            || ngx_strncmp(value[i].data, "delay=", 6) == 0
+            || ngx_strcmp(value[i].data, "nodelay") == 0)
+        {
+            if (ngx_http_do_limit_bucket(cf, limit, &value[i])
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid parameter \"%V\"", &value[i]);
         return NGX_CONF_ERROR;
@@ -1048,4 +1146,113 @@ ngx_http_do_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     *ref = limit;
 
     return NGX_CONF_OK;
+}
+
+
+/* burst=N, delay=N, nodelay: this limit's bucket, as limit_req's own */
+static char *
+ngx_http_do_limit_bucket(ngx_conf_t *cf, ngx_http_do_limit_t *limit,
+    ngx_str_t *param)
+{
+    ngx_int_t  n;
+
+    if (param->data[0] == 'n') {
+        if (limit->delay != NGX_HTTP_DO_LIMIT_UNSET) {
+            goto duplicate;
+        }
+
+        limit->delay = NGX_HTTP_DO_LIMIT_NODELAY;
+        return NGX_CONF_OK;
+    }
+
+    n = ngx_atoi(param->data + 6, param->len - 6);
+
+    if (n == NGX_ERROR || n > 1000000000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid number in \"%V\"", param);
+        return NGX_CONF_ERROR;
+    }
+
+    if (param->data[0] == 'b') {
+        if (limit->burst != NGX_HTTP_DO_LIMIT_UNSET) {
+            goto duplicate;
+        }
+
+        limit->burst = n;
+
+    } else {
+        if (limit->delay != NGX_HTTP_DO_LIMIT_UNSET) {
+            goto duplicate;
+        }
+
+        limit->delay = n;
+    }
+
+    return NGX_CONF_OK;
+
+duplicate:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"%V\": burst= or delay= given twice", param);
+    return NGX_CONF_ERROR;
+}
+
+
+/*
+ * The take call's args, once the namespace is known: "op=take", and the
+ * limit's own burst= and delay= if it has them, checked against the
+ * namespace's rate and the other's value.
+ */
+static ngx_int_t
+ngx_http_do_limit_take_args(ngx_conf_t *cf, ngx_http_do_limit_t *limit)
+{
+    u_char                      *p;
+    ngx_int_t                    burst, delay;
+    ngx_do_rate_limiter_conf_t  *conf;
+
+    conf = limit->ns->conf;
+
+    burst = (limit->burst != NGX_HTTP_DO_LIMIT_UNSET) ? limit->burst
+                                                      : (ngx_int_t) conf->burst;
+    delay = (limit->delay != NGX_HTTP_DO_LIMIT_UNSET) ? limit->delay
+                                                      : conf->delay;
+
+    if (delay > burst) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "do_limit \"%V\": delay %i exceeds burst %i in %s:%ui",
+                      &limit->ns_name, delay, burst, limit->file, limit->line);
+        return NGX_ERROR;
+    }
+
+    if (!ngx_do_rate_limiter_burst_fits(conf, burst)) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "do_limit \"%V\": burst %i is too large for the rate "
+                      "in %s:%ui", &limit->ns_name, burst, limit->file,
+                      limit->line);
+        return NGX_ERROR;
+    }
+
+    p = ngx_pnalloc(cf->pool, sizeof("op=take&burst=&delay=nodelay")
+                              + 2 * NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    limit->take.data = p;
+    p = ngx_cpymem(p, "op=take", 7);
+
+    if (limit->burst != NGX_HTTP_DO_LIMIT_UNSET) {
+        p = ngx_sprintf(p, "&burst=%i", limit->burst);
+    }
+
+    if (limit->delay == NGX_HTTP_DO_LIMIT_NODELAY) {
+        p = ngx_cpymem(p, "&delay=nodelay", 14);
+
+    } else if (limit->delay != NGX_HTTP_DO_LIMIT_UNSET) {
+        p = ngx_sprintf(p, "&delay=%i", limit->delay);
+    }
+
+    limit->take.len = p - limit->take.data;
+
+    return NGX_OK;
 }
