@@ -19,7 +19,7 @@
  * fail at once, so callers answer 503 fast.  A connection whose oldest
  * command (held or sent) goes unanswered for timeout= is dropped, which
  * answers every command on it with an error.  Errors are logged at most
- * once a second (ngx_do_log_gate()), except a failed AUTH or SELECT.
+ * once a second (ngx_do_log_throttled()), except a failed AUTH or SELECT.
  */
 
 
@@ -108,17 +108,14 @@ static ngx_do_redis_conn_t    *ngx_do_redis_conns;
 static ngx_log_t              *ngx_do_redis_log;
 
 
-/* rate-limited error log: one line a second for all workers together */
+/* throttled: one line a second for all workers together */
 static void
 ngx_do_redis_error(const char *what, const char *detail)
 {
-    if (!ngx_do_log_gate()) {
-        return;
-    }
-
-    ngx_log_error(NGX_LOG_ERR, ngx_do_redis_log, 0,
-                  "do: redis %V: %s%s%s", &ngx_do_redis_conf->url, what,
-                  detail ? ": " : "", detail ? detail : "");
+    ngx_do_log_throttled(NGX_LOG_ERR, ngx_do_redis_log, 0,
+                         NGX_DO_LOG_UNAVAILABLE, "do: redis %V: %s%s%s",
+                         &ngx_do_redis_conf->url, what, detail ? ": " : "",
+                         detail ? detail : "");
 }
 
 
@@ -507,8 +504,10 @@ ngx_do_redis_setup(redisAsyncContext *ac, const char *name, int argc,
 static void
 ngx_do_redis_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
+    size_t                n;
     redisReply           *reply = r;
     ngx_do_redis_conn_t  *conn;
+    u_char                esc[NGX_DO_REDIS_ERROR_LEN];
 
     conn = ac->data;
 
@@ -519,10 +518,11 @@ ngx_do_redis_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
 
     if (reply->type == REDIS_REPLY_ERROR) {
         /* a wrong password or db: nothing on this connection can work */
+        n = ngx_do_log_escape(esc, sizeof(esc), (u_char *) reply->str,
+                              reply->len);
         ngx_log_error(NGX_LOG_ERR, ngx_do_redis_log, 0,
                       "do: redis %V: %s failed: %*s",
-                      &ngx_do_redis_conf->url, (char *) privdata,
-                      (size_t) reply->len, reply->str);
+                      &ngx_do_redis_conf->url, (char *) privdata, n, esc);
 
         conn->state = NGX_DO_REDIS_DOWN;
         ngx_do_redis_fail_held(conn);

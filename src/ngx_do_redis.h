@@ -13,6 +13,10 @@
 #include <ngx_core.h>
 
 
+/* a Redis error reply in a log line: its first 256 bytes, escaped */
+#define NGX_DO_REDIS_ERROR_LEN    (4 * 256 + 3)
+
+
 typedef struct {
     ngx_str_t                  url;           /* for log lines, no password */
     ngx_str_t                  host;          /* NUL-terminated */

@@ -5,8 +5,8 @@
  * do_status reads all of them, so nothing here takes a lock.  Counters
  * accumulate over reloads and respawns, as Prometheus expects; "objects"
  * is the number of objects the slot's current worker holds in memory.
- * The zone also holds the second of the last outage error line, so that
- * all workers together log one such line a second.
+ * The zone also holds the error log's throttle (ngx_do_log.c), so that
+ * all workers together log one line a second of each kind.
  */
 
 
@@ -21,7 +21,7 @@
 
 typedef struct {
     ngx_uint_t                 workers;
-    ngx_atomic_t               logged;
+    ngx_do_log_slot_t          log[NGX_DO_LOG_KINDS];
     ngx_do_stats_t             slot[NGX_DO_STATUS_SLOTS];
 } ngx_do_status_sh_t;
 
@@ -70,6 +70,8 @@ ngx_do_status_init_worker(ngx_shm_zone_t *shm_zone, ngx_uint_t workers)
 {
     ngx_do_status_sh = shm_zone->data;
 
+    ngx_do_log_share(ngx_do_status_sh ? ngx_do_status_sh->log : NULL);
+
     if (ngx_do_status_sh == NULL || ngx_worker >= NGX_DO_STATUS_SLOTS) {
         return;
     }
@@ -78,30 +80,6 @@ ngx_do_status_init_worker(ngx_shm_zone_t *shm_zone, ngx_uint_t workers)
     ngx_do_stats = &ngx_do_status_sh->slot[ngx_worker];
     ngx_do_stats->pid = ngx_pid;
     ngx_do_stats->objects = 0;
-}
-
-
-/*
- * The second only moves forward: a worker whose cached time lags behind
- * another's cannot log a second line for a second already logged.
- */
-ngx_uint_t
-ngx_do_log_gate(void)
-{
-    ngx_atomic_uint_t        now, last;
-    ngx_atomic_t            *logged;
-    static ngx_atomic_t      local;
-
-    logged = ngx_do_status_sh ? &ngx_do_status_sh->logged : &local;
-
-    now = (ngx_atomic_uint_t) ngx_time();
-    last = *logged;
-
-    if (now <= last) {
-        return 0;
-    }
-
-    return ngx_atomic_cmp_set(logged, last, now) ? 1 : 0;
 }
 
 

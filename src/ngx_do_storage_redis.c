@@ -480,6 +480,9 @@ ngx_do_storage_redis_loaded(void *data, void *r)
     ngx_do_storage_req_t  *req = data;
     redisReply            *reply = r;
 
+    size_t  n;
+    u_char  esc[NGX_DO_REDIS_ERROR_LEN];
+
     req->rc = NGX_ERROR;
     req->version = 0;
 
@@ -491,13 +494,16 @@ ngx_do_storage_redis_loaded(void *data, void *r)
         || reply->element[1]->type != REDIS_REPLY_ARRAY
         || reply->element[1]->elements % 2)
     {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "do: redis: unexpected reply to a load (type %d%s%*s)",
-                      reply->type,
-                      reply->type == REDIS_REPLY_ERROR ? ": " : "",
-                      reply->type == REDIS_REPLY_ERROR ? (size_t) reply->len
-                                                       : (size_t) 0,
-                      reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+        n = (reply->type == REDIS_REPLY_ERROR)
+            ? ngx_do_log_escape(esc, sizeof(esc), (u_char *) reply->str,
+                                reply->len)
+            : 0;
+
+        ngx_do_log_throttled(NGX_LOG_ERR, ngx_cycle->log, 0,
+                             NGX_DO_LOG_REPLY,
+                             "do: redis: unexpected reply to a load "
+                             "(type %d%s%*s)", reply->type, n ? ": " : "",
+                             n, esc);
         goto done;
     }
 
@@ -750,6 +756,9 @@ ngx_do_storage_redis_committed(void *data, void *r)
     ngx_do_storage_req_t  *req = data;
     redisReply            *reply = r;
 
+    size_t  n;
+    u_char  esc[NGX_DO_REDIS_ERROR_LEN];
+
     req->rc = NGX_ERROR;
 
     if (reply == NULL) {
@@ -785,20 +794,22 @@ ngx_do_storage_redis_committed(void *data, void *r)
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "do: redis: commit failed: %*s",
-                      (size_t) reply->len, reply->str);
-
         if (reply->len >= 3 && ngx_strncmp(reply->str, "OOM", 3) == 0) {
             req->rc = NGX_DECLINED;
         }
 
+        n = ngx_do_log_escape(esc, sizeof(esc), (u_char *) reply->str,
+                              reply->len);
+        ngx_do_log_throttled(NGX_LOG_ERR, ngx_cycle->log, 0,
+                             req->rc == NGX_DECLINED ? NGX_DO_LOG_FULL
+                                                     : NGX_DO_LOG_REPLY,
+                             "do: redis: commit failed: %*s", n, esc);
         goto done;
     }
 
-    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                  "do: redis: unexpected reply type %d to a commit",
-                  reply->type);
+    ngx_do_log_throttled(NGX_LOG_ERR, ngx_cycle->log, 0, NGX_DO_LOG_REPLY,
+                         "do: redis: unexpected reply type %d to a commit",
+                         reply->type);
 
 done:
 
