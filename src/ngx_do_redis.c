@@ -8,7 +8,9 @@
  * data already in the socket, so the read handler keeps reading while the
  * socket has bytes (FIONREAD).
  *
- * Each worker opens pool= connections after fork and never shares them.  A
+ * Each worker opens pool= connections after fork and never shares them,
+ * to the addresses the host had at configuration (a worker never waits
+ * for DNS; after a failure a connection tries the next address).  A
  * connection is CONNECTING (the TCP connect, then AUTH and SELECT), READY
  * (both have succeeded), or DOWN (waiting to reconnect, with a backoff from
  * 100 ms to 5 s).  A command goes to a READY connection, the hinted one
@@ -55,6 +57,7 @@ typedef struct {
     ngx_uint_t                 state;
     ngx_uint_t                 pending;
     ngx_uint_t                 setup;
+    ngx_uint_t                 addr;          /* in conf->addrs */
     ngx_queue_t                held;          /* ngx_do_redis_cmd_t */
     ngx_msec_t                 backoff;
     ngx_event_t                timeout;
@@ -400,7 +403,8 @@ ngx_do_redis_connect(ngx_do_redis_conn_t *conn)
         ac = redisAsyncConnectUnix((const char *) conf->unix_path.data);
 
     } else {
-        ac = redisAsyncConnect((const char *) conf->host.data,
+        /* a numeric address: hiredis resolves nothing */
+        ac = redisAsyncConnect((const char *) conf->addrs[conn->addr].data,
                                (int) conf->port);
     }
 
@@ -641,6 +645,11 @@ ngx_do_redis_down(ngx_do_redis_conn_t *conn)
     conn->state = NGX_DO_REDIS_DOWN;
     ngx_do_redis_fail_held(conn);
     conn->pending = 0;
+
+    /* the next try goes to the host's next address, if it has several */
+    if (ngx_do_redis_conf->naddrs) {
+        conn->addr = (conn->addr + 1) % ngx_do_redis_conf->naddrs;
+    }
 
     if (conn->timeout.timer_set) {
         ngx_del_timer(&conn->timeout);
