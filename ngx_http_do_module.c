@@ -539,7 +539,7 @@ ngx_http_do_storage(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_do_main_conf_t  *dmcf = conf;
 
-    u_char             buf[NGX_MAX_ERROR_STR], *p;
+    u_char             buf[NGX_MAX_ERROR_STR], *p, *u;
     ngx_int_t          rc;
     ngx_str_t         *value;
     ngx_uint_t         i;
@@ -554,11 +554,13 @@ ngx_http_do_storage(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     backend = ngx_do_storage_find(&value[1]);
 
     if (backend == NULL) {
-        p = ngx_do_storage_forms(buf, buf + sizeof(buf));
+        /* the URL's credentials hidden */
+        u = ngx_do_log_url(buf, buf + sizeof(buf) / 2, &value[1]);
+        p = ngx_do_storage_forms(u, buf + sizeof(buf));
 
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "unsupported do storage \"%V\", expected %*s",
-                           &value[1], (size_t) (p - buf), buf);
+                           "unsupported do storage \"%*s\", expected %*s",
+                           (size_t) (u - buf), buf, (size_t) (p - u), u);
         return NGX_CONF_ERROR;
     }
 

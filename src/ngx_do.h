@@ -333,6 +333,16 @@ ngx_int_t ngx_do_delete_reserved(ngx_do_turn_t *t, ngx_str_t *key);
 void ngx_do_turn_alarms_changed(ngx_do_turn_t *t);
 
 
+/* ngx_do_log.c: a kind's slot, shared by the workers (in the status zone) */
+typedef struct {
+    ngx_atomic_t               second;        /* of the last line */
+    ngx_atomic_t               suppressed;    /* lines since */
+} ngx_do_log_slot_t;
+
+void ngx_do_log_share(ngx_do_log_slot_t *slots);
+u_char *ngx_do_log_url(u_char *buf, u_char *last, ngx_str_t *url);
+
+
 /*
  * ngx_do_status.c: per-worker counters, each written by its worker only;
  * per-namespace ones (ngx_do_status_count()) are shared

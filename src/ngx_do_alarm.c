@@ -318,13 +318,13 @@ ngx_do_alarm_scanned(ngx_do_storage_req_t *req)
 static void
 ngx_do_alarm_found(ngx_uint_t shard, ngx_do_storage_req_t *req)
 {
+    size_t                n;
     uint64_t              now, next;
     ngx_uint_t            i, j;
     ngx_do_kv_t          *kv;
     ngx_do_namespace_t  **nss, *ns;
     ngx_do_alarm_call_t  *ac;
-
-    static time_t         logged;
+    u_char                esc[NGX_DO_LOG_ESCAPE_LEN];
 
     now = ngx_do_now();
 
@@ -371,12 +371,12 @@ ngx_do_alarm_found(ngx_uint_t shard, ngx_do_storage_req_t *req)
         if (ns == NULL || kv[i].value.len != NGX_DO_ID_LEN
             || ns->class->deferred)
         {
-            if (logged != ngx_time()) {
-                logged = ngx_time();
-                ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                              "do: alarm of unknown namespace \"%V\" "
-                              "skipped", &kv[i].key);
-            }
+            n = ngx_do_log_escape(esc, sizeof(esc), kv[i].key.data,
+                                  kv[i].key.len);
+            ngx_do_log_throttled(NGX_LOG_WARN, ngx_cycle->log, 0,
+                                 NGX_DO_LOG_ALARM,
+                                 "do: alarm of unknown namespace \"%*s\" "
+                                 "skipped", n, esc);
 
             continue;
         }
@@ -464,10 +464,11 @@ ngx_do_alarm_done(void *data, ngx_uint_t status)
                                               NGX_DO_ALARM_TRIES);
         ac->outages++;
 
-        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                      "do: alarm of \"%V\" object %*s could not run "
-                      "(%ui), retry in %M ms", &ac->ns->name, (size_t) 16,
-                      hex, status, delay);
+        ngx_do_log_throttled(NGX_LOG_WARN, ngx_cycle->log, 0,
+                             NGX_DO_LOG_ALARM,
+                             "do: alarm of \"%V\" object %*s could not run "
+                             "(%ui), retry in %M ms", &ac->ns->name,
+                             (size_t) 16, hex, status, delay);
 
     } else if (ac->tries++ == NGX_DO_ALARM_TRIES) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
@@ -480,10 +481,11 @@ ngx_do_alarm_done(void *data, ngx_uint_t status)
     } else {
         delay = NGX_DO_ALARM_RETRY << (ac->tries - 1);
 
-        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                      "do: alarm of \"%V\" object %*s failed, retry %ui "
-                      "of %d in %M ms", &ac->ns->name, (size_t) 16, hex,
-                      ac->tries, NGX_DO_ALARM_TRIES, delay);
+        ngx_do_log_throttled(NGX_LOG_WARN, ngx_cycle->log, 0,
+                             NGX_DO_LOG_ALARM,
+                             "do: alarm of \"%V\" object %*s failed, retry "
+                             "%ui of %d in %M ms", &ac->ns->name, (size_t) 16,
+                             hex, ac->tries, NGX_DO_ALARM_TRIES, delay);
     }
 
     ngx_add_timer(&ac->retry, delay);
@@ -520,6 +522,7 @@ ngx_do_alarm_free(ngx_do_alarm_call_t *ac)
 ngx_int_t
 ngx_do_alarm_fire(ngx_do_turn_t *t)
 {
+    size_t                n;
     uint64_t              now;
     ngx_int_t             rc;
     ngx_uint_t            i;
@@ -527,6 +530,7 @@ ngx_do_alarm_fire(ngx_do_turn_t *t)
     ngx_do_alarm_t       *a, *d;
     ngx_do_class_t       *class;
     ngx_do_alarm_call_t  *ac;
+    u_char                esc[NGX_DO_LOG_ESCAPE_LEN];
 
     ac = ngx_do_turn_alarm_data(t);
     class = ngx_do_turn_namespace(t)->class;
@@ -567,9 +571,11 @@ ngx_do_alarm_fire(ngx_do_turn_t *t)
     for (i = 0; i < due.nelts; i++) {
 
         if (ac->giveup) {
+            n = ngx_do_log_escape(esc, sizeof(esc), d[i].name.data,
+                                  d[i].name.len);
             ngx_log_error(NGX_LOG_ERR, ngx_do_turn_log(t), 0,
-                          "do: alarm \"%V\" of namespace \"%V\" dropped "
-                          "after %d retries", &d[i].name,
+                          "do: alarm \"%*s\" of namespace \"%V\" dropped "
+                          "after %d retries", n, esc,
                           &ngx_do_turn_namespace(t)->name,
                           NGX_DO_ALARM_TRIES);
             continue;

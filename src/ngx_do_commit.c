@@ -417,13 +417,14 @@ ngx_do_commit_group_end(ngx_do_object_t *obj, ngx_int_t rc, uint64_t version,
 
     ngx_do_status_count(obj->ns, NGX_DO_STAT_COMMIT_FAILURES);
 
-    /* an unavailable storage fails every commit: log it once a second */
-    if (rc != NGX_ERROR || ngx_do_log_gate()) {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "do: a commit of %ui calls of namespace \"%V\" "
-                      "failed%s", n, &obj->ns->name,
-                      rc == NGX_BUSY ? " (lost every race)" : "");
-    }
+    ngx_do_log_throttled(NGX_LOG_ERR, ngx_cycle->log, 0,
+                         rc == NGX_BUSY ? NGX_DO_LOG_BUSY
+                         : rc == NGX_DECLINED ? NGX_DO_LOG_FULL
+                         : NGX_DO_LOG_UNAVAILABLE,
+                         "do: a commit of %ui calls of namespace \"%V\" "
+                         "failed%s", n, &obj->ns->name,
+                         rc == NGX_BUSY ? " (lost every race)"
+                         : rc == NGX_DECLINED ? " (storage is full)" : "");
 
     for (i = 0; i < n; i++) {
         t = obj->group[i];
@@ -473,9 +474,10 @@ ngx_do_commit_end(ngx_do_object_t *obj, ngx_do_turn_t *t, ngx_int_t rc,
 
         if (rc == NGX_DECLINED) {
             ngx_do_stats->storage_full++;
-            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                          "do: storage is full, a turn of namespace \"%V\" "
-                          "was not committed", &obj->ns->name);
+            ngx_do_log_throttled(NGX_LOG_ERR, ngx_cycle->log, 0,
+                                 NGX_DO_LOG_FULL,
+                                 "do: storage is full, a turn of namespace "
+                                 "\"%V\" was not committed", &obj->ns->name);
         }
 
         if (mail) {

@@ -227,12 +227,12 @@ ngx_do_defer_flush_done(ngx_do_object_t *obj, ngx_int_t rc)
 
     ngx_do_status_count(obj->ns, NGX_DO_STAT_COMMIT_FAILURES);
 
-    if (ngx_do_log_gate()) {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "do: deferred writes of namespace \"%V\" could not "
-                      "be stored%s, will retry", &obj->ns->name,
-                      rc == NGX_DECLINED ? " (storage is full)" : "");
-    }
+    ngx_do_log_throttled(NGX_LOG_ERR, ngx_cycle->log, 0,
+                         rc == NGX_DECLINED ? NGX_DO_LOG_FULL
+                                            : NGX_DO_LOG_UNAVAILABLE,
+                         "do: deferred writes of namespace \"%V\" could not "
+                         "be stored%s, will retry", &obj->ns->name,
+                         rc == NGX_DECLINED ? " (storage is full)" : "");
 
     if (!obj->flush.timer_set) {
         ngx_add_timer(&obj->flush, ngx_do_runtime.flush_interval);

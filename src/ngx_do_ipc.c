@@ -437,10 +437,10 @@ ngx_do_ipc_send(ngx_uint_t dst, ngx_uint_t type, uint64_t call_id,
         || (type != NGX_DO_IPC_REPLY
             && peer->queued + len > NGX_DO_IPC_MAX_QUEUE))
     {
-        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                      "do: channel to worker %ui is full "
-                      "(%uz bytes queued), message of %uz bytes refused",
-                      dst, peer->queued, len);
+        ngx_do_log_throttled(NGX_LOG_WARN, ngx_cycle->log, 0, NGX_DO_LOG_IPC,
+                             "do: channel to worker %ui is full "
+                             "(%uz bytes queued), message of %uz bytes "
+                             "refused", dst, peer->queued, len);
         return NGX_BUSY;
     }
 
@@ -545,14 +545,16 @@ ngx_do_ipc_flush(ngx_do_ipc_peer_t *peer)
             if (err == NGX_ECONNREFUSED || err == NGX_EPIPE
                 || err == NGX_ENOTCONN)
             {
-                ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, err,
-                              "do: worker channel closed");
+                ngx_do_log_throttled(NGX_LOG_WARN, ngx_cycle->log, err,
+                                     NGX_DO_LOG_IPC,
+                                     "do: worker channel closed");
                 return NGX_DECLINED;
             }
 
             /* anything else (ENOBUFS, ...) may pass: retry later */
-            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, err,
-                          "do: sendmsg() to a worker channel failed");
+            ngx_do_log_throttled(NGX_LOG_ERR, ngx_cycle->log, err,
+                                 NGX_DO_LOG_IPC,
+                                 "do: sendmsg() to a worker channel failed");
 
             if (!peer->retry.timer_set) {
                 ngx_add_timer(&peer->retry, NGX_DO_IPC_RETRY);

@@ -8,7 +8,9 @@
  * data already in the socket, so the read handler keeps reading while the
  * socket has bytes (FIONREAD).
  *
- * Each worker opens pool= connections after fork and never shares them.  A
+ * Each worker opens pool= connections after fork and never shares them,
+ * to the addresses the host had at configuration (a worker never waits
+ * for DNS; after a failure a connection tries the next address).  A
  * connection is CONNECTING (the TCP connect, then AUTH and SELECT), READY
  * (both have succeeded), or DOWN (waiting to reconnect, with a backoff from
  * 100 ms to 5 s).  A command goes to a READY connection, the hinted one
@@ -19,7 +21,7 @@
  * fail at once, so callers answer 503 fast.  A connection whose oldest
  * command (held or sent) goes unanswered for timeout= is dropped, which
  * answers every command on it with an error.  Errors are logged at most
- * once a second (ngx_do_log_gate()), except a failed AUTH or SELECT.
+ * once a second (ngx_do_log_throttled()), except a failed AUTH or SELECT.
  */
 
 
@@ -55,6 +57,7 @@ typedef struct {
     ngx_uint_t                 state;
     ngx_uint_t                 pending;
     ngx_uint_t                 setup;
+    ngx_uint_t                 addr;          /* in conf->addrs */
     ngx_queue_t                held;          /* ngx_do_redis_cmd_t */
     ngx_msec_t                 backoff;
     ngx_event_t                timeout;
@@ -108,17 +111,14 @@ static ngx_do_redis_conn_t    *ngx_do_redis_conns;
 static ngx_log_t              *ngx_do_redis_log;
 
 
-/* rate-limited error log: one line a second for all workers together */
+/* throttled: one line a second for all workers together */
 static void
 ngx_do_redis_error(const char *what, const char *detail)
 {
-    if (!ngx_do_log_gate()) {
-        return;
-    }
-
-    ngx_log_error(NGX_LOG_ERR, ngx_do_redis_log, 0,
-                  "do: redis %V: %s%s%s", &ngx_do_redis_conf->url, what,
-                  detail ? ": " : "", detail ? detail : "");
+    ngx_do_log_throttled(NGX_LOG_ERR, ngx_do_redis_log, 0,
+                         NGX_DO_LOG_UNAVAILABLE, "do: redis %V: %s%s%s",
+                         &ngx_do_redis_conf->url, what, detail ? ": " : "",
+                         detail ? detail : "");
 }
 
 
@@ -403,7 +403,8 @@ ngx_do_redis_connect(ngx_do_redis_conn_t *conn)
         ac = redisAsyncConnectUnix((const char *) conf->unix_path.data);
 
     } else {
-        ac = redisAsyncConnect((const char *) conf->host.data,
+        /* a numeric address: hiredis resolves nothing */
+        ac = redisAsyncConnect((const char *) conf->addrs[conn->addr].data,
                                (int) conf->port);
     }
 
@@ -507,8 +508,10 @@ ngx_do_redis_setup(redisAsyncContext *ac, const char *name, int argc,
 static void
 ngx_do_redis_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
+    size_t                n;
     redisReply           *reply = r;
     ngx_do_redis_conn_t  *conn;
+    u_char                esc[NGX_DO_REDIS_ERROR_LEN];
 
     conn = ac->data;
 
@@ -519,10 +522,11 @@ ngx_do_redis_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
 
     if (reply->type == REDIS_REPLY_ERROR) {
         /* a wrong password or db: nothing on this connection can work */
+        n = ngx_do_log_escape(esc, sizeof(esc), (u_char *) reply->str,
+                              reply->len);
         ngx_log_error(NGX_LOG_ERR, ngx_do_redis_log, 0,
                       "do: redis %V: %s failed: %*s",
-                      &ngx_do_redis_conf->url, (char *) privdata,
-                      (size_t) reply->len, reply->str);
+                      &ngx_do_redis_conf->url, (char *) privdata, n, esc);
 
         conn->state = NGX_DO_REDIS_DOWN;
         ngx_do_redis_fail_held(conn);
@@ -641,6 +645,11 @@ ngx_do_redis_down(ngx_do_redis_conn_t *conn)
     conn->state = NGX_DO_REDIS_DOWN;
     ngx_do_redis_fail_held(conn);
     conn->pending = 0;
+
+    /* the next try goes to the host's next address, if it has several */
+    if (ngx_do_redis_conf->naddrs) {
+        conn->addr = (conn->addr + 1) % ngx_do_redis_conf->naddrs;
+    }
 
     if (conn->timeout.timer_set) {
         ngx_del_timer(&conn->timeout);

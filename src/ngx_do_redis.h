@@ -13,9 +13,22 @@
 #include <ngx_core.h>
 
 
+/* a Redis error reply in a log line: its first 256 bytes, escaped */
+#define NGX_DO_REDIS_ERROR_LEN    (4 * 256 + 3)
+
+
+/* the longest password that password_file= takes */
+#define NGX_DO_REDIS_PASSWORD_MAX 512
+
+
+/*
+ * addrs are the host's addresses, resolved at configuration (numeric,
+ * NUL-terminated): a connection tries the next one after a failure.
+ */
 typedef struct {
     ngx_str_t                  url;           /* for log lines, no password */
-    ngx_str_t                  host;          /* NUL-terminated */
+    ngx_str_t                 *addrs;
+    ngx_uint_t                 naddrs;
     in_port_t                  port;
     ngx_str_t                  unix_path;     /* NUL-terminated */
     ngx_str_t                  user;
@@ -24,6 +37,7 @@ typedef struct {
     ngx_msec_t                 timeout;
     ngx_uint_t                 pool;
     ngx_str_t                  prefix;
+    unsigned                   password_file:1;
 } ngx_do_redis_conf_t;
 
 

@@ -478,9 +478,9 @@ ngx_do_router_pend(ngx_do_pending_t *pending, u_char *id, u_char *buf,
             return NGX_OK;
         }
 
-        ngx_log_error(NGX_LOG_WARN, log, 0,
-                      "do: owner worker %ui is unreachable, "
-                      "running the call here", pending->owner);
+        ngx_do_log_throttled(NGX_LOG_WARN, log, 0, NGX_DO_LOG_IPC,
+                             "do: owner worker %ui is unreachable, "
+                             "running the call here", pending->owner);
     }
 
     ngx_do_wire_receive(ngx_worker, call_id, buf, len,
@@ -622,8 +622,9 @@ ngx_do_router_timeout(ngx_event_t *ev)
 
     pending = ev->data;
 
-    ngx_log_error(NGX_LOG_ERR, ev->log, 0,
-                  "do: call to owner worker %ui timed out", pending->owner);
+    ngx_do_log_throttled(NGX_LOG_ERR, ev->log, 0, NGX_DO_LOG_TIMEOUT,
+                         "do: call to owner worker %ui timed out",
+                         pending->owner);
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ev->log, 0,
                    "do call %uL: timed out", (uint64_t) pending->node.key);

@@ -11,8 +11,8 @@
  * up to 16, so a reload that adds a few keeps the zone; one that outgrows
  * it gets a new zone, and every counter starts again from zero.  "objects"
  * is the number of objects the slot's current worker holds in memory.
- * The zone also holds the second of the last outage error line, so that
- * all workers together log one such line a second.
+ * The zone also holds the error log's throttle (ngx_do_log.c), so that
+ * all workers together log one line a second of each kind.
  */
 
 
@@ -48,10 +48,10 @@ typedef struct {
 
 typedef struct {
     ngx_uint_t                 workers;
-    ngx_atomic_t               logged;
     ngx_uint_t                 round;
     ngx_uint_t                 nrecords;
     ngx_do_status_ns_t        *records;
+    ngx_do_log_slot_t          log[NGX_DO_LOG_KINDS];
     ngx_do_stats_t             slot[NGX_DO_STATUS_SLOTS];
 } ngx_do_status_sh_t;
 
@@ -282,6 +282,8 @@ ngx_do_status_init_worker(ngx_shm_zone_t *shm_zone, ngx_uint_t workers)
 {
     ngx_do_status_sh = shm_zone->data;
 
+    ngx_do_log_share(ngx_do_status_sh ? ngx_do_status_sh->log : NULL);
+
     if (ngx_do_status_sh == NULL || ngx_worker >= NGX_DO_STATUS_SLOTS) {
         return;
     }
@@ -343,30 +345,6 @@ ngx_do_status_usec(void)
     }
 
     return (uint64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-
-/*
- * The second only moves forward: a worker whose cached time lags behind
- * another's cannot log a second line for a second already logged.
- */
-ngx_uint_t
-ngx_do_log_gate(void)
-{
-    ngx_atomic_uint_t        now, last;
-    ngx_atomic_t            *logged;
-    static ngx_atomic_t      local;
-
-    logged = ngx_do_status_sh ? &ngx_do_status_sh->logged : &local;
-
-    now = (ngx_atomic_uint_t) ngx_time();
-    last = *logged;
-
-    if (now <= last) {
-        return 0;
-    }
-
-    return ngx_atomic_cmp_set(logged, last, now) ? 1 : 0;
 }
 
 

@@ -2,8 +2,9 @@
 /*
  * The redis storage backend: objects' state in Redis, so that it survives
  * a full stop of nginx and can be shared by several nginx nodes.  It also
- * parses its do_storage URL and parameters, and opens and closes the
- * worker's connections (src/ngx_do_redis.c).
+ * parses its do_storage URL (resolving its host at configuration) and
+ * parameters (reading password_file=), and opens and closes the worker's
+ * connections (src/ngx_do_redis.c).
  *
  * Layout, with the default prefix "do:" (one hash tag per object, so that
  * both keys of an object land on one Redis Cluster slot):
@@ -50,12 +51,18 @@
 
 static void *ngx_do_storage_redis_create_conf(ngx_conf_t *cf,
     ngx_str_t *url);
+static void ngx_do_storage_redis_invalid(ngx_conf_t *cf, ngx_str_t *url,
+    char *reason);
 static ngx_int_t ngx_do_storage_redis_url_unix(ngx_conf_t *cf,
     ngx_do_redis_conf_t *rc, ngx_str_t *url);
 static ngx_int_t ngx_do_storage_redis_url_tcp(ngx_conf_t *cf,
     ngx_do_redis_conf_t *rc, ngx_str_t *url);
+static ngx_int_t ngx_do_storage_redis_addrs(ngx_conf_t *cf,
+    ngx_do_redis_conf_t *rc, ngx_url_t *u);
 static ngx_int_t ngx_do_storage_redis_parse_param(ngx_conf_t *cf, void *conf,
     ngx_str_t *param);
+static ngx_int_t ngx_do_storage_redis_password_file(ngx_conf_t *cf,
+    ngx_do_redis_conf_t *rc, ngx_str_t *name);
 static ngx_int_t ngx_do_storage_redis_init_worker(ngx_cycle_t *cycle,
     void *conf);
 static void ngx_do_storage_redis_usage(ngx_do_storage_usage_t *usage);
@@ -160,7 +167,7 @@ static const char  ngx_do_storage_redis_commit_script[] =
 
 /*
  * do_storage redis://[user:password@]host[:port][/db] [timeout=] [pool=]
- *            [prefix=]
+ *            [prefix=] [password_file=]
  * do_storage redis+unix:///path[?db=N] [...]
  *
  * The parts of the URL; the password is kept out of log lines.
@@ -188,12 +195,30 @@ ngx_do_storage_redis_create_conf(ngx_conf_t *cf, ngx_str_t *url)
     }
 
     if (rv == NGX_DECLINED) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid redis URL \"%V\"",
-                           url);
+        ngx_do_storage_redis_invalid(cf, url, NULL);
         return NULL;
     }
 
     return (rv == NGX_OK) ? rc : NULL;
+}
+
+
+/* "invalid redis URL", or the reason, with the URL's credentials hidden */
+static void
+ngx_do_storage_redis_invalid(ngx_conf_t *cf, ngx_str_t *url, char *reason)
+{
+    u_char  *p, buf[NGX_MAX_CONF_ERRSTR];
+
+    p = ngx_do_log_url(buf, buf + sizeof(buf), url);
+
+    if (reason == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid redis URL \"%*s\"",
+                           (size_t) (p - buf), buf);
+        return;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s in redis URL \"%*s\"",
+                       reason, (size_t) (p - buf), buf);
 }
 
 
@@ -247,13 +272,20 @@ ngx_do_storage_redis_url_unix(ngx_conf_t *cf, ngx_do_redis_conf_t *rc,
 }
 
 
-/* redis://[user:password@]host[:port][/db]; NGX_DECLINED: invalid */
+/*
+ * redis://[user:password@]host[:port][/db]; NGX_DECLINED: invalid.  The
+ * host is resolved here, as nginx resolves upstream servers, so that a
+ * worker connects to addresses and never waits for DNS; the name stays in
+ * the URL of log lines.  In "x@host", x is the password (requirepass);
+ * rc->user.data is set only when the URL has "user:password@".
+ */
 static ngx_int_t
 ngx_do_storage_redis_url_tcp(ngx_conf_t *cf, ngx_do_redis_conf_t *rc,
     ngx_str_t *url)
 {
     u_char     *p, *last, *at, *colon, *slash, *q;
     ngx_int_t   n;
+    ngx_url_t   u;
 
     last = url->data + url->len;
     p = url->data + sizeof("redis://") - 1;
@@ -296,37 +328,37 @@ ngx_do_storage_redis_url_tcp(ngx_conf_t *cf, ngx_do_redis_conf_t *rc,
         last = slash;
     }
 
-    colon = ngx_strlchr(p, last, ':');
-    rc->port = 6379;
-
-    if (colon) {
-        n = ngx_atoi(colon + 1, last - colon - 1);
-        if (n < 1 || n > 65535) {
-            return NGX_DECLINED;
-        }
-
-        rc->port = (in_port_t) n;
-        last = colon;
-    }
-
-    if (p == last) {
+    if (last - p >= 5 && ngx_strncasecmp(p, (u_char *) "unix:", 5) == 0) {
         return NGX_DECLINED;
     }
 
-    rc->host.len = last - p;
-    rc->host.data = ngx_pnalloc(cf->pool, rc->host.len + 1);
-    if (rc->host.data == NULL) {
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url.data = p;
+    u.url.len = last - p;
+    u.default_port = 6379;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
+        if (u.err == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_do_storage_redis_invalid(cf, url, u.err);
         return NGX_ERROR;
     }
 
-    (void) ngx_cpystrn(rc->host.data, p, rc->host.len + 1);
+    rc->port = u.no_port ? u.default_port : u.port;
 
-    rc->url.data = ngx_pnalloc(cf->pool, rc->host.len + 64);
+    if (ngx_do_storage_redis_addrs(cf, rc, &u) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc->url.data = ngx_pnalloc(cf->pool, u.host.len + 64);
     if (rc->url.data == NULL) {
         return NGX_ERROR;
     }
 
-    rc->url.len = ngx_sprintf(rc->url.data, "redis://%V:%d/%ui", &rc->host,
+    rc->url.len = ngx_sprintf(rc->url.data, "redis://%V:%d/%ui", &u.host,
                               (int) rc->port, rc->db)
                   - rc->url.data;
 
@@ -334,7 +366,38 @@ ngx_do_storage_redis_url_tcp(ngx_conf_t *cf, ngx_do_redis_conf_t *rc,
 }
 
 
-/* timeout=, pool=, prefix= */
+/* the resolved addresses as hiredis takes them: numeric, NUL-terminated */
+static ngx_int_t
+ngx_do_storage_redis_addrs(ngx_conf_t *cf, ngx_do_redis_conf_t *rc,
+    ngx_url_t *u)
+{
+    size_t      len;
+    ngx_uint_t  i;
+
+    rc->addrs = ngx_pcalloc(cf->pool, u->naddrs * sizeof(ngx_str_t));
+    if (rc->addrs == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < u->naddrs; i++) {
+        rc->addrs[i].data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
+        if (rc->addrs[i].data == NULL) {
+            return NGX_ERROR;
+        }
+
+        len = ngx_sock_ntop(u->addrs[i].sockaddr, u->addrs[i].socklen,
+                            rc->addrs[i].data, NGX_SOCKADDR_STRLEN, 0);
+        rc->addrs[i].data[len] = '\0';
+        rc->addrs[i].len = len;
+    }
+
+    rc->naddrs = u->naddrs;
+
+    return NGX_OK;
+}
+
+
+/* timeout=, pool=, prefix=, password_file= */
 static ngx_int_t
 ngx_do_storage_redis_parse_param(ngx_conf_t *cf, void *conf, ngx_str_t *param)
 {
@@ -388,7 +451,113 @@ ngx_do_storage_redis_parse_param(ngx_conf_t *cf, void *conf, ngx_str_t *param)
         return NGX_OK;
     }
 
+    if (ngx_strncmp(param->data, "password_file=", 14) == 0) {
+        s.data = param->data + 14;
+        s.len = param->len - 14;
+
+        return ngx_do_storage_redis_password_file(cf, rc, &s);
+    }
+
+    if (ngx_strncmp(param->data, "password=", 9) == 0) {
+        /* not echoed as an invalid parameter: it may be a password */
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "do_storage has no password= parameter, use "
+                           "password_file= or the URL");
+        return NGX_ERROR;
+    }
+
     return NGX_DECLINED;
+}
+
+
+/*
+ * password_file=PATH: the password, read now: at most 512 bytes, a final
+ * newline stripped.  The URL may name an ACL user ("user@" or "user:@")
+ * but not hold a password too.  No line ever shows the content.
+ */
+static ngx_int_t
+ngx_do_storage_redis_password_file(ngx_conf_t *cf, ngx_do_redis_conf_t *rc,
+    ngx_str_t *name)
+{
+    ssize_t     n;
+    ngx_fd_t    fd;
+    ngx_str_t   file;
+    u_char      buf[NGX_DO_REDIS_PASSWORD_MAX + 3];
+
+    if (rc->password_file) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "duplicate redis password_file=");
+        return NGX_ERROR;
+    }
+
+    if (rc->password.len) {
+        if (rc->user.data) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "the redis URL holds a password already, "
+                               "password_file= would be a second one");
+            return NGX_ERROR;
+        }
+
+        /* "user@host": with password_file=, that is the ACL user */
+        rc->user = rc->password;
+        ngx_str_null(&rc->password);
+    }
+
+    file = *name;
+
+    if (file.len == 0 || ngx_conf_full_name(cf->cycle, &file, 1) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid redis password_file= \"%V\"", name);
+        return NGX_ERROR;
+    }
+
+    rc->password_file = 1;
+
+    fd = ngx_open_file(file.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%V\" failed", &file);
+        return NGX_ERROR;
+    }
+
+    n = ngx_read_fd(fd, buf, sizeof(buf));
+
+    (void) ngx_close_file(fd);
+
+    if (n == -1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_read_fd_n " \"%V\" failed", &file);
+        return NGX_ERROR;
+    }
+
+    if (n && buf[n - 1] == '\n') {
+        n--;
+
+        if (n && buf[n - 1] == '\r') {
+            n--;
+        }
+    }
+
+    if (n == 0 || n > NGX_DO_REDIS_PASSWORD_MAX) {
+        ngx_explicit_memzero(buf, sizeof(buf));
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "redis password file \"%V\" is %s", &file,
+                           n ? "over " ngx_value(NGX_DO_REDIS_PASSWORD_MAX)
+                               " bytes"
+                             : "empty");
+        return NGX_ERROR;
+    }
+
+    rc->password.len = n;
+    rc->password.data = ngx_pnalloc(cf->pool, n);
+    if (rc->password.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(rc->password.data, buf, n);
+    ngx_explicit_memzero(buf, sizeof(buf));
+
+    return NGX_OK;
 }
 
 
@@ -480,6 +649,9 @@ ngx_do_storage_redis_loaded(void *data, void *r)
     ngx_do_storage_req_t  *req = data;
     redisReply            *reply = r;
 
+    size_t  n;
+    u_char  esc[NGX_DO_REDIS_ERROR_LEN];
+
     req->rc = NGX_ERROR;
     req->version = 0;
 
@@ -491,13 +663,16 @@ ngx_do_storage_redis_loaded(void *data, void *r)
         || reply->element[1]->type != REDIS_REPLY_ARRAY
         || reply->element[1]->elements % 2)
     {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "do: redis: unexpected reply to a load (type %d%s%*s)",
-                      reply->type,
-                      reply->type == REDIS_REPLY_ERROR ? ": " : "",
-                      reply->type == REDIS_REPLY_ERROR ? (size_t) reply->len
-                                                       : (size_t) 0,
-                      reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+        n = (reply->type == REDIS_REPLY_ERROR)
+            ? ngx_do_log_escape(esc, sizeof(esc), (u_char *) reply->str,
+                                reply->len)
+            : 0;
+
+        ngx_do_log_throttled(NGX_LOG_ERR, ngx_cycle->log, 0,
+                             NGX_DO_LOG_REPLY,
+                             "do: redis: unexpected reply to a load "
+                             "(type %d%s%*s)", reply->type, n ? ": " : "",
+                             n, esc);
         goto done;
     }
 
@@ -750,6 +925,9 @@ ngx_do_storage_redis_committed(void *data, void *r)
     ngx_do_storage_req_t  *req = data;
     redisReply            *reply = r;
 
+    size_t  n;
+    u_char  esc[NGX_DO_REDIS_ERROR_LEN];
+
     req->rc = NGX_ERROR;
 
     if (reply == NULL) {
@@ -785,20 +963,22 @@ ngx_do_storage_redis_committed(void *data, void *r)
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "do: redis: commit failed: %*s",
-                      (size_t) reply->len, reply->str);
-
         if (reply->len >= 3 && ngx_strncmp(reply->str, "OOM", 3) == 0) {
             req->rc = NGX_DECLINED;
         }
 
+        n = ngx_do_log_escape(esc, sizeof(esc), (u_char *) reply->str,
+                              reply->len);
+        ngx_do_log_throttled(NGX_LOG_ERR, ngx_cycle->log, 0,
+                             req->rc == NGX_DECLINED ? NGX_DO_LOG_FULL
+                                                     : NGX_DO_LOG_REPLY,
+                             "do: redis: commit failed: %*s", n, esc);
         goto done;
     }
 
-    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                  "do: redis: unexpected reply type %d to a commit",
-                  reply->type);
+    ngx_do_log_throttled(NGX_LOG_ERR, ngx_cycle->log, 0, NGX_DO_LOG_REPLY,
+                         "do: redis: unexpected reply type %d to a commit",
+                         reply->type);
 
 done:
 

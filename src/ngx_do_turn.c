@@ -107,9 +107,10 @@ ngx_do_turn_continue(ngx_do_object_t *obj)
             }
 
             ngx_do_status_count(obj->ns, NGX_DO_STAT_COMMIT_FAILURES);
-            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                          "do: a turn of namespace \"%V\" lost %ui commit "
-                          "races", &obj->ns->name, obj->tries);
+            ngx_do_log_throttled(NGX_LOG_WARN, ngx_cycle->log, 0,
+                                 NGX_DO_LOG_BUSY,
+                                 "do: a turn of namespace \"%V\" lost %ui "
+                                 "commit races", &obj->ns->name, obj->tries);
             ngx_do_wire_error(mail->src, mail->call_id,
                               NGX_HTTP_SERVICE_UNAVAILABLE,
                               "object is busy, try again");
@@ -200,9 +201,10 @@ ngx_do_turn_ready(ngx_do_object_t *obj)
         }
 
         if (rc != NGX_OK) {
-            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                          "do: activation of an object of namespace "
-                          "\"%V\" failed", &obj->ns->name);
+            ngx_do_log_throttled(NGX_LOG_ERR, ngx_cycle->log, 0,
+                                 NGX_DO_LOG_HANDLER,
+                                 "do: activation of an object of namespace "
+                                 "\"%V\" failed", &obj->ns->name);
             ngx_do_object_fail_all(obj, "object activation failed");
             return NGX_AGAIN;
         }
@@ -391,9 +393,10 @@ ngx_do_turn_run(ngx_do_object_t *obj, ngx_do_mail_t *mail,
     }
 
     if (rc != NGX_OK || t->failed || (mail && !t->replied && !t->park)) {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "do: a handler of namespace \"%V\" failed",
-                      &obj->ns->name);
+        ngx_do_log_throttled(NGX_LOG_ERR, ngx_cycle->log, 0,
+                             NGX_DO_LOG_HANDLER,
+                             "do: a handler of namespace \"%V\" failed",
+                             &obj->ns->name);
         ngx_do_cache_drop(obj);
         ngx_do_turn_free(t);
 

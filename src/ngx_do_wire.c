@@ -297,9 +297,9 @@ ngx_do_wire_deliver(ngx_uint_t src, uint64_t call_id, u_char *buf,
     }
 
     if (ngx_do_ipc_send(src, NGX_DO_IPC_REPLY, call_id, buf, len) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "do: reply of %uz bytes to worker %ui could not be "
-                      "sent", len, src);
+        ngx_do_log_throttled(NGX_LOG_ERR, ngx_cycle->log, 0, NGX_DO_LOG_IPC,
+                             "do: reply of %uz bytes to worker %ui could not "
+                             "be sent", len, src);
         ngx_free(buf);
 
         /* a short answer may still pass, and the client is not left hanging */

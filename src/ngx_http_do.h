@@ -364,10 +364,46 @@ uint64_t ngx_do_now(void);
 ngx_msec_t ngx_do_call_timeout(void);
 
 /*
- * 1: the caller may log an error that repeats while storage is down; one
- * such line a second for the whole nginx, whichever worker asks first
+ * Errors that can repeat with every request go through
+ * ngx_do_log_throttled(): at most one line a second of each kind for the
+ * whole nginx, whichever worker logs first; the next line of the kind ends
+ * with "(N similar errors suppressed)".  err as in ngx_log_error().
+ *
+ * NGX_DO_LOG_UNAVAILABLE  storage or an object did not answer: Redis
+ *                         connections and commands, failed commits and
+ *                         flushes, gates left without an answer
+ * NGX_DO_LOG_FULL         storage refused a write: it is full
+ * NGX_DO_LOG_BUSY         turns that lost every commit race
+ * NGX_DO_LOG_REPLY        storage answered what it should not (damaged
+ *                         data, script errors)
+ * NGX_DO_LOG_HANDLER      class handlers and activations that failed
+ * NGX_DO_LOG_IPC          messages not sent to another worker
+ * NGX_DO_LOG_TIMEOUT      calls whose owner did not answer in time
+ * NGX_DO_LOG_ALARM        alarms that could not run, or were skipped
  */
-ngx_uint_t ngx_do_log_gate(void);
+#define NGX_DO_LOG_UNAVAILABLE    0
+#define NGX_DO_LOG_FULL           1
+#define NGX_DO_LOG_BUSY           2
+#define NGX_DO_LOG_REPLY          3
+#define NGX_DO_LOG_HANDLER        4
+#define NGX_DO_LOG_IPC            5
+#define NGX_DO_LOG_TIMEOUT        6
+#define NGX_DO_LOG_ALARM          7
+#define NGX_DO_LOG_KINDS          8
+
+void ngx_do_log_throttled(ngx_uint_t level, ngx_log_t *log, ngx_err_t err,
+    ngx_uint_t kind, const char *fmt, ...);
+
+/*
+ * Bytes from clients or storage (IDs, names, keys, replies) in a log line:
+ * into buf, as many as its size holds (NGX_DO_LOG_ESCAPE_LEN: 64), with
+ * control and non-ASCII bytes and the backslash as \xNN, and "..." when
+ * cut; the length (print with "%*s").
+ */
+#define NGX_DO_LOG_ESCAPE_LEN     (4 * 64 + 3)
+
+size_t ngx_do_log_escape(u_char *buf, size_t size, u_char *data,
+    size_t len);
 
 
 /*

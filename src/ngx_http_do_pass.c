@@ -66,10 +66,12 @@ static ngx_http_variable_t  ngx_http_do_pass_vars[] = {
 ngx_int_t
 ngx_http_do_pass_handler(ngx_http_request_t *r)
 {
+    size_t                    n;
     ngx_int_t                 rc;
     ngx_str_t                 value;
     ngx_http_do_ctx_t        *ctx;
     ngx_http_do_loc_conf_t   *dlcf;
+    u_char                    esc[NGX_DO_LOG_ESCAPE_LEN];
 
     dlcf = ngx_http_get_module_loc_conf(r, ngx_http_do_module);
 
@@ -108,10 +110,10 @@ ngx_http_do_pass_handler(ngx_http_request_t *r)
         }
 
         if (ngx_do_id_from_string(dlcf->ns, &value, ctx->id) != NGX_OK) {
+            n = ngx_do_log_escape(esc, sizeof(esc), value.data, value.len);
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "do: invalid object id \"%*s\" for namespace "
-                          "\"%V\"", ngx_min(value.len, 80), value.data,
-                          &dlcf->ns->name);
+                          "\"%V\"", n, esc, &dlcf->ns->name);
             return ngx_http_do_pass_error(r, NGX_HTTP_BAD_REQUEST,
                                           "invalid object id");
         }

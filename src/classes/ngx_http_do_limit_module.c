@@ -562,12 +562,11 @@ ngx_http_do_limit_weigh(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx,
     dry_run = ngx_http_do_limit_dry_run(r, res->limit);
 
     if (res->failed) {
-        if (ngx_do_log_gate()) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "do: rate limiter \"%V\" did not answer (%ui), "
-                          "failing %s", &res->limit->ns->name, res->status,
-                          conf->fail_closed ? "closed" : "open");
-        }
+        ngx_do_log_throttled(NGX_LOG_ERR, r->connection->log, 0,
+                             NGX_DO_LOG_UNAVAILABLE,
+                             "do: rate limiter \"%V\" did not answer (%ui), "
+                             "failing %s", &res->limit->ns->name, res->status,
+                             conf->fail_closed ? "closed" : "open");
 
         return conf->fail_closed ? NGX_BUSY : NGX_DECLINED;
     }

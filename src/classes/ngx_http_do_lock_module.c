@@ -314,17 +314,20 @@ ngx_http_do_lock_reply(ngx_http_request_t *r, void *data,
 {
     ngx_http_do_lock_ctx_t  *ctx = data;
 
+    size_t         n;
     json_t        *root, *fence, *ttl;
     json_error_t   err;
+    u_char         esc[NGX_DO_LOG_ESCAPE_LEN];
 
     ctx->waiting = 0;
     ctx->done = 1;
 
     if (reply->failed) {
         /* the owner may still grant it: the cleanup releases it then */
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "do: lock \"%V\" did not answer (%ui)",
-                      &ctx->lock->ns_name, reply->status);
+        ngx_do_log_throttled(NGX_LOG_ERR, r->connection->log, 0,
+                             NGX_DO_LOG_UNAVAILABLE,
+                             "do: lock \"%V\" did not answer (%ui)",
+                             &ctx->lock->ns_name, reply->status);
         ctx->status = NGX_HTTP_SERVICE_UNAVAILABLE;
         goto done;
     }
@@ -337,9 +340,12 @@ ngx_http_do_lock_reply(ngx_http_request_t *r, void *data,
     }
 
     if (reply->status != NGX_HTTP_OK) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "do: lock \"%V\" answered %ui: %V",
-                      &ctx->lock->ns_name, reply->status, &reply->body);
+        n = ngx_do_log_escape(esc, sizeof(esc), reply->body.data,
+                              reply->body.len);
+        ngx_do_log_throttled(NGX_LOG_ERR, r->connection->log, 0,
+                             NGX_DO_LOG_UNAVAILABLE,
+                             "do: lock \"%V\" answered %ui: %*s",
+                             &ctx->lock->ns_name, reply->status, n, esc);
         ctx->status = (reply->status == 507 || reply->status >= 500)
                       ? NGX_HTTP_SERVICE_UNAVAILABLE
                       : NGX_HTTP_INTERNAL_SERVER_ERROR;

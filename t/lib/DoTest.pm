@@ -191,6 +191,11 @@ sub start {
         $env{LSAN_OPTIONS} = 'print_suppressions=0';
     }
 
+    # new(preload => [...]): libraries that watch nginx (after ASan's)
+    $env{LD_PRELOAD} = join ' ', grep { defined } $env{LD_PRELOAD},
+                                                 @{ $self->{preload} }
+        if $self->{preload};
+
     my $pid = fork() // die "fork: $!";
     if ($pid == 0) {
         @ENV{keys %env} = values %env;
