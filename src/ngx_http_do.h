@@ -318,6 +318,15 @@ ngx_int_t ngx_do_reply(ngx_do_turn_t *t, ngx_uint_t status,
     const char *content_type, ngx_str_t *body, uint64_t etag);
 
 /*
+ * ngx_do_reply() with a body of len bytes that the handler writes at the
+ * address returned, before it returns: the body is built once, in the
+ * buffer the reply leaves in, not copied (for large replies; not with
+ * ngx_do_ws_reply()).  NULL: out of memory.
+ */
+u_char *ngx_do_reply_buf(ngx_do_turn_t *t, ngx_uint_t status,
+    const char *content_type, size_t len, uint64_t etag);
+
+/*
  * A reply of jansson's JSON (compact), to the turn's call (parked NULL) or
  * to a parked call; takes root (NULL: out of memory, NGX_ERROR)
  */
