@@ -29,6 +29,8 @@
 #define NGX_DO_ID_LEN             32
 #define NGX_DO_ID_HEX_LEN         64
 #define NGX_DO_MAX_BATCH          128
+/* no call carries a longer body: one channel message holds it */
+#define NGX_DO_MAX_BODY           (32 * 1024 * 1024)
 #define NGX_DO_ETAG_COMMIT        ((uint64_t) -1)
 
 /*
