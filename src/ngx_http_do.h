@@ -183,6 +183,17 @@ struct ngx_do_class_s {
     ngx_int_t                (*ws_open)(ngx_do_turn_t *t);
     ngx_int_t                (*ws_message)(ngx_do_turn_t *t);
     ngx_int_t                (*ws_close)(ngx_do_turn_t *t);
+
+    /*
+     * the longest body that a request through do_pass may bring: what the
+     * request could store (NULL: the namespace's max_value).  A longer one
+     * is refused with 413 where it arrives, from its Content-Length or
+     * while it is read, and never reaches the object; *msg is the error
+     * the 413 says, "body too large" unless set.
+     */
+    size_t                   (*max_body)(ngx_do_namespace_t *ns,
+                                         ngx_http_request_t *r,
+                                         const char **msg);
 };
 
 

@@ -28,7 +28,10 @@
 #define NGX_DO_STORE_LIST_BUDGET   (8 * 1024 * 1024)
 
 
+static size_t ngx_do_store_max_body(ngx_do_namespace_t *ns,
+    ngx_http_request_t *r, const char **msg);
 static size_t ngx_do_store_batch_max(ngx_do_namespace_t *ns);
+static ngx_uint_t ngx_do_store_has_arg(ngx_str_t *args, const char *name);
 static ngx_int_t ngx_do_store_fetch(ngx_do_turn_t *t);
 static ngx_int_t ngx_do_store_alarm(ngx_do_turn_t *t, ngx_str_t *name);
 static ngx_int_t ngx_do_store_ttl_name(ngx_do_turn_t *t, ngx_str_t *key,
@@ -75,8 +78,25 @@ ngx_do_class_t  ngx_do_store_class = {
     NULL,                                  /* wake */
     NULL,                                  /* ws_open */
     NULL,                                  /* ws_message */
-    NULL                                   /* ws_close */
+    NULL,                                  /* ws_close */
+    ngx_do_store_max_body                  /* max_body */
 };
+
+
+/* a batch's body holds at most a batch; any other's, one value */
+static size_t
+ngx_do_store_max_body(ngx_do_namespace_t *ns, ngx_http_request_t *r,
+    const char **msg)
+{
+    if (r->method == NGX_HTTP_POST && !ngx_do_store_has_arg(&r->args, "op")) {
+        *msg = "batch too large";
+        return ngx_do_store_batch_max(ns);
+    }
+
+    *msg = "key or value too large";
+
+    return ns->max_value;
+}
 
 
 /*
@@ -93,6 +113,36 @@ ngx_do_store_batch_max(ngx_do_namespace_t *ns)
           + 1024;
 
     return ngx_min(max, NGX_DO_MAX_BODY);
+}
+
+
+/* the argument is in the query string, as ngx_do_arg() finds it */
+static ngx_uint_t
+ngx_do_store_has_arg(ngx_str_t *args, const char *name)
+{
+    u_char  *p, *last, *amp;
+    size_t   len;
+
+    len = ngx_strlen(name);
+    p = args->data;
+    last = p + args->len;
+
+    while (p < last) {
+        amp = ngx_strlchr(p, last, '&');
+        if (amp == NULL) {
+            amp = last;
+        }
+
+        if ((size_t) (amp - p) >= len && ngx_strncmp(p, name, len) == 0
+            && ((size_t) (amp - p) == len || p[len] == '='))
+        {
+            return 1;
+        }
+
+        p = amp + 1;
+    }
+
+    return 0;
 }
 
 
