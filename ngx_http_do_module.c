@@ -357,6 +357,10 @@ ngx_http_do_postconfiguration(ngx_conf_t *cf)
 
     dmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_do_module);
 
+    if (dmcf->passes.nelts) {
+        ngx_http_do_pass_init_body_filter();
+    }
+
     p = dmcf->passes.elts;
 
     for (i = 0; i < dmcf->passes.nelts; i++) {

@@ -423,6 +423,11 @@ ngx_int_t
 ngx_do_reply(ngx_do_turn_t *t, ngx_uint_t status, const char *content_type,
     ngx_str_t *body, uint64_t etag)
 {
+    if (t->wire) {
+        ngx_free(t->wire);
+        t->wire = NULL;
+    }
+
     t->status = status;
     t->content_type.data = (u_char *) content_type;
     t->content_type.len = ngx_strlen(content_type);
@@ -443,6 +448,29 @@ ngx_do_reply(ngx_do_turn_t *t, ngx_uint_t status, const char *content_type,
     t->replied = 1;
 
     return NGX_OK;
+}
+
+
+/* the reply's body is written into the wire form it is sent in */
+u_char *
+ngx_do_reply_buf(ngx_do_turn_t *t, ngx_uint_t status,
+    const char *content_type, size_t len, uint64_t etag)
+{
+    if (ngx_do_reply(t, status, content_type, NULL, etag) != NGX_OK) {
+        return NULL;
+    }
+
+    t->wire = ngx_do_wire_reply_alloc(t->obj, status, &t->content_type, len,
+                                      0, &t->wire_len);
+    if (t->wire == NULL) {
+        t->failed = 1;
+        return NULL;
+    }
+
+    t->body.data = t->wire + t->wire_len - len;
+    t->body.len = len;
+
+    return t->body.data;
 }
 
 

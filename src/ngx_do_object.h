@@ -150,6 +150,8 @@ struct ngx_do_turn_s {
     ngx_str_t                  content_type;
     ngx_str_t                  body;
     uint64_t                   etag;
+    u_char                    *wire;          /* ngx_do_reply_buf() */
+    size_t                     wire_len;
     ngx_array_t               *answers;       /* ngx_do_park_t * */
     ngx_msec_t                 park_timeout;
     ngx_uint_t                 park_status;
@@ -229,6 +231,8 @@ void ngx_do_park_free_all(ngx_do_object_t *obj);
 /* ngx_do_wire.c */
 u_char *ngx_do_wire_reply(ngx_do_object_t *obj, ngx_uint_t status,
     ngx_str_t *content_type, ngx_str_t *body, uint64_t etag, size_t *len);
+u_char *ngx_do_wire_reply_alloc(ngx_do_object_t *obj, ngx_uint_t status,
+    ngx_str_t *content_type, size_t body_len, uint64_t etag, size_t *len);
 void ngx_do_wire_send(ngx_do_object_t *obj, ngx_do_mail_t *mail,
     ngx_do_turn_t *t, uint64_t version);
 void ngx_do_wire_deliver(ngx_uint_t src, uint64_t call_id,

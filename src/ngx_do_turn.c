@@ -543,7 +543,10 @@ ngx_do_turn_broadcast(ngx_do_object_t *obj, ngx_do_turn_t *t)
 }
 
 
-/* a turn that ends: answers it gave to parked calls but never sent are void */
+/*
+ * a turn that ends: answers it gave to parked calls but never sent are
+ * void, and so is a reply built in place that was not sent
+ */
 void
 ngx_do_turn_free(ngx_do_turn_t *t)
 {
@@ -557,6 +560,10 @@ ngx_do_turn_free(ngx_do_turn_t *t)
             ngx_free(pp[i]->reply);
             pp[i]->reply = NULL;
         }
+    }
+
+    if (t->wire) {
+        ngx_free(t->wire);
     }
 
     ngx_do_object_pool_put(t->pool);

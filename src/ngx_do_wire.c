@@ -236,10 +236,32 @@ u_char *
 ngx_do_wire_reply(ngx_do_object_t *obj, ngx_uint_t status,
     ngx_str_t *content_type, ngx_str_t *body, uint64_t etag, size_t *len)
 {
-    u_char               *buf, *p;
+    u_char  *buf;
+
+    buf = ngx_do_wire_reply_alloc(obj, status, content_type, body->len, etag,
+                                  len);
+    if (buf == NULL) {
+        return NULL;
+    }
+
+    (void) ngx_do_cpymem(buf + *len - body->len, body->data, body->len);
+
+    return buf;
+}
+
+
+/*
+ * A reply's wire form in memory of ngx_alloc(), all but its body, which is
+ * the last body_len of the *len bytes
+ */
+u_char *
+ngx_do_wire_reply_alloc(ngx_do_object_t *obj, ngx_uint_t status,
+    ngx_str_t *content_type, size_t body_len, uint64_t etag, size_t *len)
+{
+    u_char               *buf;
     ngx_do_reply_wire_t  *w;
 
-    *len = sizeof(ngx_do_reply_wire_t) + content_type->len + body->len;
+    *len = sizeof(ngx_do_reply_wire_t) + content_type->len + body_len;
 
     buf = ngx_alloc(*len, ngx_cycle->log);
     if (buf == NULL) {
@@ -252,29 +274,41 @@ ngx_do_wire_reply(ngx_do_object_t *obj, ngx_uint_t status,
     w->activation = obj->activation;
     w->etag = etag;
     w->content_type_len = (uint32_t) content_type->len;
-    w->body_len = (uint32_t) body->len;
+    w->body_len = (uint32_t) body_len;
 
-    p = buf + sizeof(ngx_do_reply_wire_t);
-    p = ngx_do_cpymem(p, content_type->data, content_type->len);
-    (void) ngx_do_cpymem(p, body->data, body->len);
+    (void) ngx_do_cpymem(buf + sizeof(ngx_do_reply_wire_t),
+                         content_type->data, content_type->len);
 
     return buf;
 }
 
 
+/* a committed turn's reply: the one it built in place, or a copy of it */
 void
 ngx_do_wire_send(ngx_do_object_t *obj, ngx_do_mail_t *mail, ngx_do_turn_t *t,
     uint64_t version)
 {
-    u_char  *buf;
-    size_t   len;
+    u_char               *buf;
+    size_t                len;
+    uint64_t              etag;
+    ngx_do_reply_wire_t  *w;
 
-    buf = ngx_do_wire_reply(obj, t->status, &t->content_type, &t->body,
-                            (t->etag == NGX_DO_ETAG_COMMIT) ? version
-                                                             : t->etag,
-                            &len);
-    if (buf == NULL) {
-        return;
+    etag = (t->etag == NGX_DO_ETAG_COMMIT) ? version : t->etag;
+
+    if (t->wire) {
+        buf = t->wire;
+        len = t->wire_len;
+        t->wire = NULL;
+
+        w = (ngx_do_reply_wire_t *) buf;
+        w->etag = etag;
+
+    } else {
+        buf = ngx_do_wire_reply(obj, t->status, &t->content_type, &t->body,
+                                etag, &len);
+        if (buf == NULL) {
+            return;
+        }
     }
 
     ngx_do_wire_deliver(mail->src, mail->call_id, buf, len);

@@ -32,6 +32,8 @@
 #define NGX_DO_ID_LEN             32
 #define NGX_DO_ID_HEX_LEN         64
 #define NGX_DO_MAX_BATCH          128
+/* no call carries a longer body: one channel message holds it */
+#define NGX_DO_MAX_BODY           (32 * 1024 * 1024)
 #define NGX_DO_ETAG_COMMIT        ((uint64_t) -1)
 
 /*
@@ -184,6 +186,17 @@ struct ngx_do_class_s {
     ngx_int_t                (*ws_open)(ngx_do_turn_t *t);
     ngx_int_t                (*ws_message)(ngx_do_turn_t *t);
     ngx_int_t                (*ws_close)(ngx_do_turn_t *t);
+
+    /*
+     * the longest body that a request through do_pass may bring: what the
+     * request could store (NULL: the namespace's max_value).  A longer one
+     * is refused with 413 where it arrives, from its Content-Length or
+     * while it is read, and never reaches the object; *msg is the error
+     * the 413 says, "body too large" unless set.
+     */
+    size_t                   (*max_body)(ngx_do_namespace_t *ns,
+                                         ngx_http_request_t *r,
+                                         const char **msg);
 };
 
 
@@ -320,6 +333,15 @@ ngx_int_t ngx_do_list(ngx_do_turn_t *t, ngx_do_list_opts_t *opts,
  */
 ngx_int_t ngx_do_reply(ngx_do_turn_t *t, ngx_uint_t status,
     const char *content_type, ngx_str_t *body, uint64_t etag);
+
+/*
+ * ngx_do_reply() with a body of len bytes that the handler writes at the
+ * address returned, before it returns: the body is built once, in the
+ * buffer the reply leaves in, not copied (for large replies; not with
+ * ngx_do_ws_reply()).  NULL: out of memory.
+ */
+u_char *ngx_do_reply_buf(ngx_do_turn_t *t, ngx_uint_t status,
+    const char *content_type, size_t len, uint64_t etag);
 
 /*
  * A reply of jansson's JSON (compact), to the turn's call (parked NULL) or

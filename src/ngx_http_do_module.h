@@ -57,9 +57,14 @@ typedef struct {
 } ngx_http_do_loc_conf_t;
 
 
-/* a do_pass request's object, for the response and the variables */
+/*
+ * a do_pass request's object, for the response and the variables; and its
+ * body's limit (0 until it is read) and the bytes of it read so far
+ */
 typedef struct {
     ngx_uint_t                 owner;
+    size_t                     max_body;
+    off_t                      received;
     u_char                     id[NGX_DO_ID_LEN];
     ngx_do_ws_t               *ws;            /* an upgrade, until 101 */
     void                      *member;
@@ -77,6 +82,7 @@ extern ngx_do_class_t  *ngx_do_builtin_classes[];
 /* src/ngx_http_do_pass.c */
 ngx_int_t ngx_http_do_pass_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_do_pass_add_variables(ngx_conf_t *cf);
+void ngx_http_do_pass_init_body_filter(void);
 ngx_int_t ngx_http_do_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *content_type, ngx_str_t *body, uint64_t etag,
     uint64_t activation);

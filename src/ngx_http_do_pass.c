@@ -4,11 +4,13 @@
  * object.  It finds the object's ID (name=, id= or unique), reads the
  * body, hands the call to the router (src/ngx_do_router.c), which brings
  * it to the owner worker and the reply back, and writes the reply as the
- * response, or a JSON error; for a class that takes WebSockets, checks an
- * upgrade request's handshake and offers it to the object, under the
- * location's do_ws_* settings (their directives are here too).  Also the
- * variables of a do_pass request: $do_object_id, $do_owner, and
- * $do_worker.
+ * response, or a JSON error.  A body longer than the request could store
+ * (the class's max_body, else max_value) is refused here with 413: from
+ * its Content-Length before it is read, or by a request body filter as
+ * it grows.  For a class that takes WebSockets, it checks an upgrade
+ * request's handshake and offers it to the object, under the location's
+ * do_ws_* settings (their directives are here too).  Also the variables
+ * of a do_pass request: $do_object_id, $do_owner, and $do_worker.
  */
 
 
@@ -33,6 +35,10 @@ static ngx_int_t ngx_http_do_pass_upgrade(ngx_http_request_t *r,
     ngx_http_do_loc_conf_t *dlcf, ngx_http_do_ctx_t *ctx);
 static void ngx_http_do_pass_opened(ngx_http_request_t *r, void *data,
     ngx_http_do_reply_t *reply);
+static size_t ngx_http_do_pass_max_body(ngx_http_request_t *r,
+    ngx_do_namespace_t *ns, const char **msg);
+static ngx_int_t ngx_http_do_pass_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
 static void ngx_http_do_pass_body(ngx_http_request_t *r);
 static void ngx_http_do_pass_reply(ngx_http_request_t *r, void *data,
     ngx_http_do_reply_t *reply);
@@ -62,6 +68,9 @@ static ngx_http_variable_t  ngx_http_do_pass_vars[] = {
 };
 
 
+static ngx_http_request_body_filter_pt   ngx_http_do_pass_next_body_filter;
+
+
 /* the content handler: the object's ID, then the body, then the call */
 ngx_int_t
 ngx_http_do_pass_handler(ngx_http_request_t *r)
@@ -69,6 +78,7 @@ ngx_http_do_pass_handler(ngx_http_request_t *r)
     size_t                    n;
     ngx_int_t                 rc;
     ngx_str_t                 value;
+    const char               *msg;
     ngx_http_do_ctx_t        *ctx;
     ngx_http_do_loc_conf_t   *dlcf;
     u_char                    esc[NGX_DO_LOG_ESCAPE_LEN];
@@ -128,6 +138,24 @@ ngx_http_do_pass_handler(ngx_http_request_t *r)
         if (rc != NGX_DECLINED) {
             return rc;
         }
+    }
+
+    /* a body longer than the call could store is not read */
+    ctx->max_body = ngx_http_do_pass_max_body(r, dlcf->ns, &msg);
+
+    if (r->headers_in.content_length_n > (off_t) ctx->max_body) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "do: a body of %O bytes is over the %uz bytes a "
+                      "request to namespace \"%V\" may bring",
+                      r->headers_in.content_length_n, ctx->max_body,
+                      &dlcf->ns->name);
+
+        /* as nginx refuses a body over client_max_body_size */
+        r->expect_tested = 1;
+        r->keepalive = 0;
+
+        return ngx_http_do_pass_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                      msg);
     }
 
     r->request_body_in_single_buf = 1;
@@ -390,6 +418,71 @@ ngx_http_do_pass_header(ngx_http_request_t *r, const char *name,
     value->len = n;
 
     return NGX_OK;
+}
+
+
+/* the longest body a request may bring: what its class says it could store */
+static size_t
+ngx_http_do_pass_max_body(ngx_http_request_t *r, ngx_do_namespace_t *ns,
+    const char **msg)
+{
+    size_t  max;
+
+    *msg = "body too large";
+
+    max = ns->class->max_body ? ns->class->max_body(ns, r, msg)
+                              : ns->max_value;
+
+    return ngx_min(max, NGX_DO_MAX_BODY);
+}
+
+
+/* do_pass's body filter joins nginx's chain, as modules' filters do */
+void
+ngx_http_do_pass_init_body_filter(void)
+{
+    ngx_http_do_pass_next_body_filter = ngx_http_top_request_body_filter;
+    ngx_http_top_request_body_filter = ngx_http_do_pass_body_filter;
+}
+
+
+/*
+ * Counts a do_pass request's body as it is read: one that turns out longer
+ * than its limit (chunked, or HTTP/2 without a length) ends the request
+ * with 413 at once, as nginx does past client_max_body_size, and nothing
+ * of it goes to the object
+ */
+static ngx_int_t
+ngx_http_do_pass_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_chain_t              *cl;
+    ngx_http_do_ctx_t        *ctx;
+    ngx_http_do_loc_conf_t   *dlcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_do_module);
+
+    if (ctx == NULL || ctx->max_body == 0) {
+        return ngx_http_do_pass_next_body_filter(r, in);
+    }
+
+    for (cl = in; cl; cl = cl->next) {
+        ctx->received += ngx_buf_size(cl->buf);
+    }
+
+    if (ctx->received > (off_t) ctx->max_body) {
+        dlcf = ngx_http_get_module_loc_conf(r, ngx_http_do_module);
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "do: a body over the %uz bytes a request to namespace "
+                      "\"%V\" may bring was cut at %O bytes",
+                      ctx->max_body, &dlcf->ns->name, ctx->received);
+
+        r->lingering_close = 1;
+
+        return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+    }
+
+    return ngx_http_do_pass_next_body_filter(r, in);
 }
 
 

@@ -66,7 +66,8 @@ ngx_do_class_t  ngx_do_rate_limiter_class = {
     NULL,                                  /* wake */
     NULL,                                  /* ws_open */
     NULL,                                  /* ws_message */
-    NULL                                   /* ws_close */
+    NULL,                                  /* ws_close */
+    NULL                                   /* max_body */
 };
 
 

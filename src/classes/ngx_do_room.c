@@ -57,6 +57,8 @@ static ngx_int_t ngx_do_room_fetch(ngx_do_turn_t *t);
 static ngx_int_t ngx_do_room_open(ngx_do_turn_t *t);
 static ngx_int_t ngx_do_room_message(ngx_do_turn_t *t);
 static ngx_int_t ngx_do_room_close(ngx_do_turn_t *t);
+static size_t ngx_do_room_max_body(ngx_do_namespace_t *ns,
+    ngx_http_request_t *r, const char **msg);
 static ngx_int_t ngx_do_room_info(ngx_do_turn_t *t);
 static ngx_int_t ngx_do_room_since(ngx_do_turn_t *t, uint64_t since);
 static ngx_int_t ngx_do_room_publish(ngx_do_turn_t *t, ngx_str_t *from,
@@ -92,8 +94,20 @@ ngx_do_class_t  ngx_do_room_class = {
     NULL,                                  /* wake */
     ngx_do_room_open,                      /* ws_open */
     ngx_do_room_message,                   /* ws_message */
-    ngx_do_room_close                      /* ws_close */
+    ngx_do_room_close,                     /* ws_close */
+    ngx_do_room_max_body                   /* max_body */
 };
+
+
+/* a message posted over HTTP is bounded as one from a WebSocket */
+static size_t
+ngx_do_room_max_body(ngx_do_namespace_t *ns, ngx_http_request_t *r,
+    const char **msg)
+{
+    *msg = "message too large";
+
+    return ns->max_message;
+}
 
 
 static ngx_str_t  ngx_do_room_seq_key = ngx_string("seq");

@@ -5,7 +5,7 @@
  * Parameters of do_namespace: history=N (messages kept, default 100,
  * 0..10000), max_members=N (default 10000, 0: no limit), presence=on|off
  * (off: no join/leave events, no names in welcome); the namespace's
- * max_message= bounds one message.
+ * max_message= bounds one message, also one posted over HTTP (413).
  *
  * WebSocket (do_pass with member=): a client joins with
  * GET /rooms/NAME?since=SEQ (since: optional) and gets, in order:

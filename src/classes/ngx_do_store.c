@@ -24,7 +24,14 @@
 #define NGX_DO_STORE_LIST_DEFAULT  1000
 #define NGX_DO_STORE_LIST_MAX      10000
 
+/* a listing's response, as encoded, unless its first item alone is longer */
+#define NGX_DO_STORE_LIST_BUDGET   (8 * 1024 * 1024)
 
+
+static size_t ngx_do_store_max_body(ngx_do_namespace_t *ns,
+    ngx_http_request_t *r, const char **msg);
+static size_t ngx_do_store_batch_max(ngx_do_namespace_t *ns);
+static ngx_uint_t ngx_do_store_has_arg(ngx_str_t *args, const char *name);
 static ngx_int_t ngx_do_store_fetch(ngx_do_turn_t *t);
 static ngx_int_t ngx_do_store_alarm(ngx_do_turn_t *t, ngx_str_t *name);
 static ngx_int_t ngx_do_store_ttl_name(ngx_do_turn_t *t, ngx_str_t *key,
@@ -71,8 +78,72 @@ ngx_do_class_t  ngx_do_store_class = {
     NULL,                                  /* wake */
     NULL,                                  /* ws_open */
     NULL,                                  /* ws_message */
-    NULL                                   /* ws_close */
+    NULL,                                  /* ws_close */
+    ngx_do_store_max_body                  /* max_body */
 };
+
+
+/* a batch's body holds at most a batch; any other's, one value */
+static size_t
+ngx_do_store_max_body(ngx_do_namespace_t *ns, ngx_http_request_t *r,
+    const char **msg)
+{
+    if (r->method == NGX_HTTP_POST && !ngx_do_store_has_arg(&r->args, "op")) {
+        *msg = "batch too large";
+        return ngx_do_store_batch_max(ns);
+    }
+
+    *msg = "key or value too large";
+
+    return ns->max_value;
+}
+
+
+/*
+ * The longest batch: 128 puts of a key and a value, 128 gets and 128
+ * deletes of a key, each at the namespace's limits and with 64 bytes of
+ * JSON around it (quotes, separators, white space, a few escapes)
+ */
+static size_t
+ngx_do_store_batch_max(ngx_do_namespace_t *ns)
+{
+    size_t  max;
+
+    max = NGX_DO_MAX_BATCH * (ns->max_value + 3 * ns->max_key + 3 * 64)
+          + 1024;
+
+    return ngx_min(max, NGX_DO_MAX_BODY);
+}
+
+
+/* the argument is in the query string, as ngx_do_arg() finds it */
+static ngx_uint_t
+ngx_do_store_has_arg(ngx_str_t *args, const char *name)
+{
+    u_char  *p, *last, *amp;
+    size_t   len;
+
+    len = ngx_strlen(name);
+    p = args->data;
+    last = p + args->len;
+
+    while (p < last) {
+        amp = ngx_strlchr(p, last, '&');
+        if (amp == NULL) {
+            amp = last;
+        }
+
+        if ((size_t) (amp - p) >= len && ngx_strncmp(p, name, len) == 0
+            && ((size_t) (amp - p) == len || p[len] == '='))
+        {
+            return 1;
+        }
+
+        p = amp + 1;
+    }
+
+    return 0;
+}
 
 
 /* a TTL came due: the key goes */
@@ -263,10 +334,8 @@ static ngx_int_t
 ngx_do_store_list(ngx_do_turn_t *t)
 {
     int64_t              limit;
-    json_t              *root, *items, *item;
     ngx_str_t            s;
-    ngx_uint_t           i, truncated;
-    ngx_do_kv_t         *kv;
+    ngx_uint_t           n;
     ngx_array_t         *out;
     ngx_do_list_opts_t   opts;
 
@@ -295,43 +364,18 @@ ngx_do_store_list(ngx_do_turn_t *t)
     /* one more than asked tells whether the list was cut */
     opts.limit = (ngx_uint_t) limit + 1;
 
+    /* raw bytes never take more room encoded: this bounds the copies */
+    opts.max_bytes = NGX_DO_STORE_LIST_BUDGET;
+
     if (ngx_do_list(t, &opts, &out) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    truncated = (out->nelts > (ngx_uint_t) limit) || opts.truncated;
+    n = ngx_min(out->nelts, (ngx_uint_t) limit);
 
-    root = json_object();
-    items = json_array();
-
-    if (root == NULL || items == NULL) {
-        json_decref(root);
-        json_decref(items);
-        return NGX_ERROR;
-    }
-
-    json_object_set_new(root, "items", items);
-
-    kv = out->elts;
-
-    for (i = 0; i < out->nelts && i < (ngx_uint_t) limit; i++) {
-        item = json_object();
-        if (item == NULL) {
-            json_decref(root);
-            return NGX_ERROR;
-        }
-
-        json_object_set_new(item, "key", ngx_do_store_json_bytes(&kv[i].key));
-        json_object_set_new(item, "value",
-                            ngx_do_store_json_bytes(&kv[i].value));
-        json_object_set_new(item, "version",
-                            json_integer((json_int_t) kv[i].version));
-        json_array_append_new(items, item);
-    }
-
-    json_object_set_new(root, "truncated", json_boolean(truncated));
-
-    return ngx_do_reply_json(t, NULL, NGX_HTTP_OK, root, 0);
+    return ngx_do_store_json_list(t, out->elts, n,
+                                  out->nelts > n || opts.truncated,
+                                  NGX_DO_STORE_LIST_BUDGET);
 }
 
 
@@ -550,6 +594,7 @@ ngx_do_store_incr(ngx_do_turn_t *t, ngx_str_t *key)
 /*
  * {"get":[k,..], "delete":[k,..], "put":{k:v,..}}: reads see the state
  * before the batch; deletes apply before puts; all of it commits at once.
+ * Its length and its entries are bounded before jansson parses it.
  */
 static ngx_int_t
 ngx_do_store_batch(ngx_do_turn_t *t)
@@ -564,12 +609,24 @@ ngx_do_store_batch(ngx_do_turn_t *t)
 
     req = ngx_do_turn_request(t);
 
+    /* do_pass refused longer ones where they arrived */
+    if (req->body.len > ngx_do_store_batch_max(ngx_do_turn_namespace(t))) {
+        return ngx_do_reply_error(t, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                  "batch too large");
+    }
+
+    err = ngx_do_store_json_batch_scan(&req->body);
+
+    if (err) {
+        return ngx_do_reply_error(t, NGX_HTTP_BAD_REQUEST, err);
+    }
+
     in = json_loadb((const char *) req->body.data, req->body.len, 0, &jerr);
 
     if (in == NULL || !json_is_object(in)) {
         json_decref(in);
         return ngx_do_reply_error(t, NGX_HTTP_BAD_REQUEST,
-                                  "body must be a JSON object");
+                                  NGX_DO_STORE_NOT_OBJECT);
     }
 
     rc = ngx_do_store_batch_parse(t, in, &gets, &dels, &err);
@@ -676,8 +733,7 @@ ngx_do_store_batch_parse(ngx_do_turn_t *t, json_t *in, ngx_array_t *gets,
         rc = NGX_DECLINED;
     }
 
-    *err = "get and delete take arrays of at most 128 strings, put an "
-           "object of at most 128 strings";
+    *err = NGX_DO_STORE_BAD_BATCH;
 
     return rc;
 }
