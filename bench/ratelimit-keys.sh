@@ -1,13 +1,21 @@
 #!/bin/bash
-# Memory with many distinct keys: wrk sends requests whose keys never repeat
-# (about 1e6 of them by default) through do_limit with 2 workers; every
-# second it prints the objects held in memory, the workers' RSS and the
-# storage zone's free bytes, then keeps watching after the load stops until
-# the idle keys are forgotten.
+# Memory with many distinct keys: requests whose keys never repeat go
+# through do_limit (2 workers, memory storage of ZONE) for the load's
+# seconds; every second it prints the objects held in memory, the PSS of
+# nginx (master and workers, the zone included) and the storage zone's
+# free bytes, then keeps watching after the load stops, until the keys are
+# forgotten.  With the default rate=1r/m a key stays live for a minute (the
+# case bench/limits.sh measures beside limit_req); with e.g. 100r/s one is
+# forgotten about a second after its request.
 #
-#   bench/ratelimit-keys.sh [seconds of load, default 15]
+#   bench/ratelimit-keys.sh [seconds of load, default 15] [rate, default 1r/m]
+#                           [seconds to watch after, default 65]
+#                           [zone, default 2048m]
 
 secs=${1:-15}
+rate=${2:-1r/m}
+after=${3:-65}
+zone=${4:-2048m}
 conns=64
 . "$(dirname "$0")/lib.sh"
 
@@ -20,8 +28,8 @@ end
 LUA
 
 start_nginx "$(conf_head 2)
-    do_storage memory size=64m;
-    do_namespace dl rate_limiter rate=100r/s;
+    do_storage memory size=$zone;
+    do_namespace dl rate_limiter rate=$rate;
     server {
         listen 127.0.0.1:$port;
         root $dir/html;
@@ -31,29 +39,25 @@ start_nginx "$(conf_head 2)
 }" 0-1
 
 sample() {
-    local st objects free rss
+    local st objects free
     st=$(curl -s "http://127.0.0.1:$port/status")
     objects=$(echo "$st" | perl -ne 'my $n = 0; $n += $1 while /"objects":(\d+)/g; print $n')
     free=$(echo "$st" | perl -ne '/"free":(\d+)/ and print $1')
-    rss=0
-    for w in $(pgrep -P "$pid"); do
-        rss=$((rss + $(awk '/VmRSS/ { print $2 }' "/proc/$w/status")))
-    done
-    printf "%6s %12s %14s %12s\n" "$1" "$objects" "$((rss / 1024)) MiB" \
-        "$((free / 1024)) KiB"
+    printf "%6s %12s %14s %12s\n" "$1" "$objects" \
+        "$(($(pss_kb "$pid") / 1024)) MiB" "$((free / 1024)) KiB"
 }
 
-printf "%6s %12s %14s %12s\n" second objects "workers RSS" "zone free"
+printf "%6s %12s %14s %12s\n" second objects "nginx PSS" "zone free"
 sample 0
-wrk -t1 -c"$conns" -d"${secs}s" -s "$dir/unique.lua" "http://127.0.0.1:$port/" \
-    > "$dir/wrk.out" &
+taskset -c 1 wrk -t1 -c"$conns" -d"${secs}s" -s "$dir/unique.lua" \
+    "http://127.0.0.1:$port/" > "$dir/wrk.out" &
 wrk_pid=$!
 for s in $(seq 1 "$secs"); do
     sleep 1
     sample "$s"
 done
 wait "$wrk_pid"
-for s in $(seq $((secs + 1)) $((secs + 4))); do
+for s in $(seq $((secs + 1)) $((secs + after))); do
     sleep 1
     sample "$s"
 done

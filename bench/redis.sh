@@ -4,23 +4,20 @@
 # core 1, redis-server unpinned):
 #   store incr on one object: memory | redis
 #   store get on one object:  memory | redis (a read checks the version)
-#   do_limit over 10k keys:  memory | redis | Lua + Redis fixed window
-# The Lua peer is Debian's libnginx-mod-http-lua (installed here if
-# missing) with a cosocket RESP client inline (INCR + EXPIRE per request,
-# pipelined, keepalive pool), since Debian has no lua-resty-redis package.
-# Prints req/s, p99, Redis commands per request, and ratios.  Load goes to
-# 127.0.0.1 only and every run stops by itself.
+#   do_limit over 10k keys:  memory | redis | Lua + Redis GCRA
+# The Lua peer (lib.sh's lua_gcra) is Debian's libnginx-mod-http-lua with
+# lua-resty-redis (Debian's lua-nginx-redis; both installed here if
+# missing): one EVALSHA per request on a keepalive pool.  Prints req/s,
+# p99, Redis scripts (EVAL/EVALSHA) per request, and ratios.  Load goes to
+# 127.0.0.1 only and every run stops by itself.  bench/limits.sh runs the
+# do_limit rows side by side with medians.
 #
 #   bench/redis.sh [seconds per run, default 5] [connections, default 64]
 
 secs=${1:-5}
 conns=${2:-64}
+bench_packages="libnginx-mod-http-lua lua-nginx-redis wrk redis-server"
 . "$(dirname "$0")/lib.sh"
-
-if [ ! -f /usr/lib/nginx/modules/ngx_http_lua_module.so ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        libnginx-mod-http-lua >/dev/null
-fi
 
 start_redis
 
@@ -28,6 +25,7 @@ conf() {
     echo "$3"
     conf_head 2
     cat <<CONF
+    ${3:+$lua_http}
     do_storage $1;
     do_namespace st store;
     do_namespace dl rate_limiter rate=100r/s burst=50;
@@ -41,42 +39,12 @@ conf() {
 CONF
 }
 
-# commands sent by clients (EVAL, INCR, ...): a script's own calls not counted
-commands() {
-    redis-cli -p "$rport" INFO commandstats \
-        | awk -F'[=,:]' '/^cmdstat_(eval|evalsha|incr|expire)[^_]/ { n += $3 }
-                        END { print n + 0 }'
-}
-
-# "the OpenResty way": a fixed-window counter in Redis per key and second
-cat > "$dir/gate.lua" <<'LUA'
-local sock = ngx.socket.tcp()
-sock:settimeout(1000)
-local ok = sock:connect("127.0.0.1", tonumber(ngx.var.redis_port))
-if not ok then
-    return ngx.exit(503)
-end
-local key = "fw:" .. (ngx.var.arg_k or "") .. ":" .. math.floor(ngx.now())
-sock:send("*2\r\n$4\r\nINCR\r\n$" .. #key .. "\r\n" .. key .. "\r\n"
-          .. "*3\r\n$6\r\nEXPIRE\r\n$" .. #key .. "\r\n" .. key .. "\r\n"
-          .. "$1\r\n2\r\n")
-local n = sock:receive("*l")
-sock:receive("*l")
-sock:setkeepalive(10000, 128)
-if not n or tonumber(string.sub(n, 2)) > 150 then
-    return ngx.exit(429)
-end
-LUA
-
-lua_gate="set \$redis_port $rport; access_by_lua_file $dir/gate.lua;"
-
-lua_modules="load_module /usr/lib/nginx/modules/ndk_http_module.so;
-load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;"
+lua_gate=$(lua_gcra 100 50)
 
 redis="redis://127.0.0.1:$rport/0"
 
-printf "%-34s %12s %10s %14s\n" "case (2 workers)" "req/s" p99 "redis cmd/req"
-echo "(commands sent to Redis per request; a script counts as one)"
+printf "%-34s %12s %10s %14s\n" "case (2 workers)" "req/s" p99 "scripts/req"
+echo "(EVAL/EVALSHA sent to Redis per request)"
 
 declare -A rps=()
 
@@ -84,10 +52,10 @@ run() {
     local name=$1 storage=$2 location=$3 modules=$4; shift 4
     local before after r p n
     start_nginx "$(conf "$storage" "$location" "$modules")"
-    before=$(commands)
-    read -r r p _ n < <(measure "$@")
+    before=$(redis_scripts)
+    read -r r p _ n _ < <(measure "$@")
     sleep 1.2   # the last deferred flushes
-    after=$(commands)
+    after=$(redis_scripts)
     stop_nginx
     printf "%-34s %12s %10s %14s\n" "$name" "$r" "$p" \
         "$(awk -v a="$before" -v b="$after" -v n="$n" \
@@ -101,10 +69,10 @@ run "store get, memory"   "memory" "" "" "http://127.0.0.1:$port/s/hot?key=n"
 run "store get, redis"    "$redis" "" "" "http://127.0.0.1:$port/s/hot?key=n"
 run "do_limit 10k, memory" "memory" "do_limit dl key=\$arg_k;" "" -s "$dir/keys.lua" "http://127.0.0.1:$port/"
 run "do_limit 10k, redis"  "$redis" "do_limit dl key=\$arg_k;" "" -s "$dir/keys.lua" "http://127.0.0.1:$port/"
-run "lua+redis 10k, fixed window" "memory" "$lua_gate" "$lua_modules" -s "$dir/keys.lua" "http://127.0.0.1:$port/"
+run "lua+redis 10k, gcra" "memory" "$lua_gate" "$lua_modules" -s "$dir/keys.lua" "http://127.0.0.1:$port/"
 
 echo
 echo "store incr redis/memory:    $(ratio "${rps[store incr, redis]}" "${rps[store incr, memory]}")"
 echo "store get redis/memory:     $(ratio "${rps[store get, redis]}" "${rps[store get, memory]}")"
 echo "do_limit redis/memory:      $(ratio "${rps[do_limit 10k, redis]}" "${rps[do_limit 10k, memory]}")"
-echo "do_limit redis / lua+redis: $(ratio "${rps[do_limit 10k, redis]}" "${rps[lua+redis 10k, fixed window]}")"
+echo "do_limit redis / lua+redis: $(ratio "${rps[do_limit 10k, redis]}" "${rps[lua+redis 10k, gcra]}")"
