@@ -129,7 +129,7 @@ ngx_do_log_escape(u_char *buf, size_t size, u_char *data, size_t len)
     for (i = 0; i < n; i++) {
         c = data[i];
 
-        if (c < 0x20 || c > 0x7e || c == '\\') {
+        if (c < 0x20 || c > 0x7e || c == '\\' || c == '"') {
             *p++ = '\\';
             *p++ = 'x';
             *p++ = hex[c >> 4];

@@ -418,9 +418,10 @@ void ngx_do_log_throttled(ngx_uint_t level, ngx_log_t *log, ngx_err_t err,
 
 /*
  * Bytes from clients or storage (IDs, names, keys, replies) in a log line:
- * into buf, as many as its size holds (NGX_DO_LOG_ESCAPE_LEN: 64), with
- * control and non-ASCII bytes and the backslash as \xNN, and "..." when
- * cut; the length (print with "%*s").
+ * into buf, as many as its size holds (NGX_DO_LOG_ESCAPE_LEN: 64; a buf
+ * of 4 * N + 3 bytes holds N), with control and non-ASCII bytes, the
+ * backslash and the double quote as \xNN, and "..." when cut; the length
+ * (print with "%*s").
  */
 #define NGX_DO_LOG_ESCAPE_LEN     (4 * 64 + 3)
 

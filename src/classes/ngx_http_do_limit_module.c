@@ -128,7 +128,6 @@ static uint64_t ngx_http_do_limit_window(ngx_do_rate_limiter_conf_t *conf,
 static void ngx_http_do_limit_refund_reply(ngx_http_request_t *r,
     void *data, ngx_http_do_reply_t *reply);
 static void ngx_http_do_limit_delay(ngx_http_request_t *r);
-static size_t ngx_http_do_limit_log_key(u_char *buf, ngx_str_t *key);
 static ngx_int_t ngx_http_do_limit_status_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_do_limit_remaining_variable(ngx_http_request_t *r,
@@ -587,7 +586,8 @@ ngx_http_do_limit_weigh(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx,
         ngx_do_status_count(ns, NGX_DO_STAT_LIMIT_DELAYED);
 
         if (r->connection->log->log_level >= llcf->delay_log_level) {
-            len = ngx_http_do_limit_log_key(key, &res->key);
+            len = ngx_do_log_escape(key, sizeof(key), res->key.data,
+                                    res->key.len);
 
             ngx_log_error(llcf->delay_log_level, r->connection->log, 0,
                           "do: delaying request%s by \"%V\", %L ms, "
@@ -601,7 +601,8 @@ ngx_http_do_limit_weigh(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx,
     ngx_do_status_count(ns, NGX_DO_STAT_LIMIT_REJECTED);
 
     if (r->connection->log->log_level >= llcf->limit_log_level) {
-        len = ngx_http_do_limit_log_key(key, &res->key);
+        len = ngx_do_log_escape(key, sizeof(key), res->key.data,
+                                    res->key.len);
 
         ngx_log_error(llcf->limit_log_level, r->connection->log, 0,
                       "do: limiting requests%s by \"%V\", retry in %L ms, "
@@ -720,44 +721,6 @@ ngx_http_do_limit_delay(ngx_http_request_t *r)
     r->write_event_handler = ngx_http_core_run_phases;
 
     ngx_http_core_run_phases(r);
-}
-
-
-/*
- * A key as a log line shows it: its first NGX_HTTP_DO_LIMIT_LOG_KEY bytes,
- * those outside printable ASCII, double quotes and backslashes as \xNN,
- * then "..." if it is longer; buf holds 4 * NGX_HTTP_DO_LIMIT_LOG_KEY + 3
- * bytes.
- */
-static size_t
-ngx_http_do_limit_log_key(u_char *buf, ngx_str_t *key)
-{
-    u_char         c, *p;
-    ngx_uint_t     i, n;
-    static u_char  hex[] = "0123456789abcdef";
-
-    p = buf;
-    n = ngx_min(key->len, NGX_HTTP_DO_LIMIT_LOG_KEY);
-
-    for (i = 0; i < n; i++) {
-        c = key->data[i];
-
-        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
-            *p++ = '\\';
-            *p++ = 'x';
-            *p++ = hex[c >> 4];
-            *p++ = hex[c & 0xf];
-
-        } else {
-            *p++ = c;
-        }
-    }
-
-    if (key->len > n) {
-        p = ngx_cpymem(p, "...", 3);
-    }
-
-    return p - buf;
 }
 
 

@@ -403,18 +403,14 @@ done:
 
 /*
  * The lock stayed held for wait=: counted, and logged at do_lock_log_level
- * with the key, its first NGX_HTTP_DO_LOCK_LOG_KEY bytes shown, those
- * outside printable ASCII, double quotes and backslashes as \xNN, then
- * "..." if it is longer
+ * with the key (its first NGX_HTTP_DO_LOCK_LOG_KEY bytes, escaped)
  */
 static void
 ngx_http_do_lock_refused(ngx_http_request_t *r, ngx_http_do_lock_ctx_t *ctx)
 {
-    u_char                        c, *p;
-    ngx_uint_t                    i, n;
+    size_t                        len;
     ngx_http_do_lock_loc_conf_t  *dlcf;
     u_char                        key[4 * NGX_HTTP_DO_LOCK_LOG_KEY + 3];
-    static u_char                 hex[] = "0123456789abcdef";
 
     ngx_do_status_count(ctx->lock->ns, NGX_DO_STAT_LOCK_TIMEOUTS);
 
@@ -424,31 +420,12 @@ ngx_http_do_lock_refused(ngx_http_request_t *r, ngx_http_do_lock_ctx_t *ctx)
         return;
     }
 
-    p = key;
-    n = ngx_min(ctx->key.len, NGX_HTTP_DO_LOCK_LOG_KEY);
-
-    for (i = 0; i < n; i++) {
-        c = ctx->key.data[i];
-
-        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
-            *p++ = '\\';
-            *p++ = 'x';
-            *p++ = hex[c >> 4];
-            *p++ = hex[c & 0xf];
-
-        } else {
-            *p++ = c;
-        }
-    }
-
-    if (ctx->key.len > n) {
-        p = ngx_cpymem(p, "...", 3);
-    }
+    len = ngx_do_log_escape(key, sizeof(key), ctx->key.data, ctx->key.len);
 
     ngx_log_error(dlcf->log_level, r->connection->log, 0,
                   "do: lock \"%V\" is held, request refused after "
                   "wait=%Mms, key \"%*s\"", &ctx->lock->ns_name,
-                  ctx->lock->wait, (size_t) (p - key), key);
+                  ctx->lock->wait, len, key);
 }
 
 
