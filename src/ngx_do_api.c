@@ -137,7 +137,6 @@ ngx_int_t
 ngx_do_get(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value,
     uint64_t *version)
 {
-    uint32_t         hash;
     ngx_int_t        rc;
     ngx_str_t        v;
     ngx_do_dirty_t  *d;
@@ -177,8 +176,7 @@ ngx_do_get(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value,
         return ngx_do_api_copy(t, &d->value, value);
     }
 
-    hash = ngx_crc32_short(key->data, key->len);
-    e = ngx_do_cache_find(t->obj, key, hash);
+    e = ngx_do_cache_find(t->obj, key);
 
     if (e == NULL && ngx_do_object_backend->async) {
         /* the loaded state is complete: not in it, not in storage */
