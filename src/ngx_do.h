@@ -301,8 +301,6 @@ ngx_pid_t ngx_do_fanout_conn_pid(uint64_t conn);
 
 
 /* ngx_do_alarm.c */
-#define NGX_DO_ALARM_KEY          "\0alarms"
-
 ngx_int_t ngx_do_alarms_init(ngx_cycle_t *cycle, ngx_do_backend_t *backend);
 void ngx_do_alarms_exit(void);
 
@@ -327,9 +325,13 @@ ngx_int_t ngx_do_alarm_next(ngx_do_turn_t *t, uint64_t *when);
  */
 void ngx_do_wire_alarm(ngx_do_namespace_t *ns, u_char *id, void *data);
 void *ngx_do_turn_alarm_data(ngx_do_turn_t *t);
+ngx_int_t ngx_do_get_reserved(ngx_do_turn_t *t, ngx_str_t *key,
+    ngx_str_t *value, uint64_t *version);
 ngx_int_t ngx_do_put_reserved(ngx_do_turn_t *t, ngx_str_t *key,
     ngx_str_t *value);
 ngx_int_t ngx_do_delete_reserved(ngx_do_turn_t *t, ngx_str_t *key);
+ngx_int_t ngx_do_list_reserved(ngx_do_turn_t *t, ngx_str_t *prefix,
+    ngx_uint_t limit, ngx_array_t **keys);
 void ngx_do_turn_alarms_changed(ngx_do_turn_t *t);
 
 

@@ -2,10 +2,11 @@
 /*
  * Alarms: scheduled turns.
  *
- * An object's alarms live in its own state, under a reserved key, as a
- * list of (time, name); a turn that changes them also puts the object's
- * earliest time into its shard's alarm index, in the same commit (both
- * backends keep one index per shard, ordered by time).  The worker that
+ * An object's alarms live in its own state, each under two reserved keys
+ * (see "How an object stores its alarms" below); a turn that changes them
+ * also puts the object's earliest time into its shard's alarm index, in
+ * the same commit (both backends keep one index per shard, ordered by
+ * time).  The worker that
  * owns a shard reads the due part of its index when the shard's next time
  * comes, so that a thousand or a million alarms cost one timer per worker,
  * and reads of the index only for shards with something due.  The times
@@ -14,7 +15,7 @@
  * (which finds what other workers wrote, during a reload).
  *
  * A due object gets a call like any other: it waits its turn.  The turn
- * removes the due alarms from the list and runs class->alarm for each;
+ * removes the due alarms from the object and runs class->alarm for each;
  * its commit stores both, so an alarm is gone only once its handler's
  * work is stored (at least once).  A failed turn is retried after 2 s,
  * 4 s, ... 6 times, then its due alarms are dropped (logged).
@@ -34,6 +35,23 @@
 #define NGX_DO_ALARM_TRIES        6
 #define NGX_DO_ALARM_NONE         ((uint64_t) -1)
 
+/*
+ * How an object stores its alarms: two reserved keys each,
+ *
+ *   "\0n" name                       its time (8 bytes, big-endian)
+ *   "\0t" time (8 bytes, big-endian) name      an empty value
+ *
+ * the first to look an alarm up by name, the second to keep the alarms in
+ * time order: storage orders an object's keys by their bytes (so does the
+ * cache of an asynchronous backend, for reserved keys), so the first
+ * "\0t" key is the next alarm.  Both cost O(log n) in the object's keys,
+ * however many alarms it has.
+ */
+#define NGX_DO_ALARM_NAME         'n'
+#define NGX_DO_ALARM_TIME         't'
+#define NGX_DO_ALARM_TIME_LEN     10          /* "\0t" and the time */
+#define NGX_DO_ALARM_FIRE_MAX     128         /* alarms run by one turn */
+
 
 /* an alarm call in flight or waiting to be retried, by object ID */
 typedef struct {
@@ -46,12 +64,6 @@ typedef struct {
 } ngx_do_alarm_call_t;
 
 
-/* one alarm of the list an object stores */
-typedef struct {
-    ngx_str_t                  name;
-    uint64_t                   when;
-} ngx_do_alarm_t;
-
 
 static void ngx_do_alarm_timer_handler(ngx_event_t *ev);
 static void ngx_do_alarm_arm(void);
@@ -60,10 +72,16 @@ static void ngx_do_alarm_scanned(ngx_do_storage_req_t *req);
 static void ngx_do_alarm_found(ngx_uint_t shard, ngx_do_storage_req_t *req);
 static void ngx_do_alarm_retry_handler(ngx_event_t *ev);
 static void ngx_do_alarm_free(ngx_do_alarm_call_t *ac);
-static ngx_int_t ngx_do_alarm_read(ngx_do_turn_t *t, ngx_array_t **list);
-static ngx_int_t ngx_do_alarm_write(ngx_do_turn_t *t, ngx_array_t *list);
-static ngx_do_alarm_t *ngx_do_alarm_find(ngx_array_t *list,
-    ngx_str_t *name);
+static ngx_int_t ngx_do_alarm_lookup(ngx_do_turn_t *t, ngx_str_t *name,
+    uint64_t *when);
+static ngx_int_t ngx_do_alarm_store(ngx_do_turn_t *t, ngx_str_t *name,
+    uint64_t when);
+static ngx_int_t ngx_do_alarm_remove(ngx_do_turn_t *t, ngx_str_t *time_key);
+static ngx_int_t ngx_do_alarm_key(ngx_do_turn_t *t, u_char kind,
+    ngx_str_t *name, uint64_t when, ngx_str_t *key);
+static ngx_int_t ngx_do_alarm_migrate(ngx_do_turn_t *t);
+static void ngx_do_alarm_put64(u_char *p, uint64_t n);
+static uint64_t ngx_do_alarm_get64(u_char *p);
 
 
 static ngx_do_backend_t       *ngx_do_alarm_backend;
@@ -81,8 +99,10 @@ static ngx_rbtree_node_t       ngx_do_alarm_sentinel;
 static ngx_do_alarm_call_t    *ngx_do_alarm_current;
 static ngx_uint_t              ngx_do_alarm_enabled;
 
-static ngx_str_t               ngx_do_alarm_key =
-    { sizeof(NGX_DO_ALARM_KEY) - 1, (u_char *) NGX_DO_ALARM_KEY };
+static ngx_str_t               ngx_do_alarm_times = { 2, (u_char *) "\0t" };
+/* where earlier versions kept an object's alarms, see migrate */
+static ngx_str_t               ngx_do_alarm_list =
+    { sizeof("\0alarms") - 1, (u_char *) "\0alarms" };
 
 
 uint64_t
@@ -516,18 +536,19 @@ ngx_do_alarm_free(ngx_do_alarm_call_t *ac)
 
 
 /*
- * The handler of an alarm call's turn: takes the due alarms off the list
- * and runs the class for each, all in this one turn.
+ * The handler of an alarm call's turn: takes the due alarms out of the
+ * object's index (the first NGX_DO_ALARM_FIRE_MAX; more make the object
+ * due again at once) and runs the class for each, all in this one turn.
  */
 ngx_int_t
 ngx_do_alarm_fire(ngx_do_turn_t *t)
 {
-    size_t                n;
+    size_t                len;
     uint64_t              now;
     ngx_int_t             rc;
-    ngx_uint_t            i;
-    ngx_array_t          *list, due;
-    ngx_do_alarm_t       *a, *d;
+    ngx_str_t            *k, name;
+    ngx_uint_t            i, n;
+    ngx_array_t          *keys;
     ngx_do_class_t       *class;
     ngx_do_alarm_call_t  *ac;
     u_char                esc[NGX_DO_LOG_ESCAPE_LEN];
@@ -535,47 +556,47 @@ ngx_do_alarm_fire(ngx_do_turn_t *t)
     ac = ngx_do_turn_alarm_data(t);
     class = ngx_do_turn_namespace(t)->class;
 
-    if (ngx_do_alarm_read(t, &list) != NGX_OK
-        || ngx_array_init(&due, ngx_do_turn_pool(t), 4,
-                          sizeof(ngx_do_alarm_t))
+    if (ngx_do_alarm_migrate(t) != NGX_OK
+        || ngx_do_list_reserved(t, &ngx_do_alarm_times, NGX_DO_ALARM_FIRE_MAX,
+                                &keys)
            != NGX_OK)
     {
         return NGX_ERROR;
     }
 
     now = ngx_do_now();
-    a = list->elts;
+    k = keys->elts;
 
-    for (i = 0; i < list->nelts; /* void */) {
-        if (a[i].when > now) {
-            i++;
-            continue;
+    for (n = 0; n < keys->nelts; n++) {
+        if (k[n].len >= NGX_DO_ALARM_TIME_LEN
+            && ngx_do_alarm_get64(k[n].data + 2) > now)
+        {
+            break;
         }
 
-        d = ngx_array_push(&due);
-        if (d == NULL) {
+        if (ngx_do_alarm_remove(t, &k[n]) != NGX_OK) {
             return NGX_ERROR;
         }
-
-        *d = a[i];
-        a[i] = a[--list->nelts];
     }
 
     /* also when nothing was due: the index learns the true next time */
-    if (ngx_do_alarm_write(t, list) != NGX_OK) {
-        return NGX_ERROR;
-    }
+    ngx_do_turn_alarms_changed(t);
 
-    d = due.elts;
+    for (i = 0; i < n; i++) {
 
-    for (i = 0; i < due.nelts; i++) {
+        if (k[i].len < NGX_DO_ALARM_TIME_LEN) {
+            /* damaged, and dropped */
+            continue;
+        }
+
+        name.data = k[i].data + NGX_DO_ALARM_TIME_LEN;
+        name.len = k[i].len - NGX_DO_ALARM_TIME_LEN;
 
         if (ac->giveup) {
-            n = ngx_do_log_escape(esc, sizeof(esc), d[i].name.data,
-                                  d[i].name.len);
+            len = ngx_do_log_escape(esc, sizeof(esc), name.data, name.len);
             ngx_log_error(NGX_LOG_ERR, ngx_do_turn_log(t), 0,
                           "do: alarm \"%*s\" of namespace \"%V\" dropped "
-                          "after %d retries", n, esc,
+                          "after %d retries", len, esc,
                           &ngx_do_turn_namespace(t)->name,
                           NGX_DO_ALARM_TRIES);
             continue;
@@ -586,7 +607,7 @@ ngx_do_alarm_fire(ngx_do_turn_t *t)
         }
 
         ngx_do_alarm_current = ac;
-        rc = class->alarm(t, &d[i].name);
+        rc = class->alarm(t, &name);
         ngx_do_alarm_current = NULL;
 
         if (rc != NGX_OK) {
@@ -609,22 +630,28 @@ ngx_do_alarm_retries(ngx_do_turn_t *t)
 ngx_int_t
 ngx_do_alarm_next(ngx_do_turn_t *t, uint64_t *when)
 {
-    ngx_uint_t       i;
-    ngx_array_t     *list;
-    ngx_do_alarm_t  *a;
+    ngx_str_t    *k;
+    ngx_array_t  *keys;
 
-    if (ngx_do_alarm_read(t, &list) != NGX_OK) {
+    *when = 0;
+
+    if (ngx_do_turn_namespace(t)->class->deferred) {
+        return NGX_OK;
+    }
+
+    if (ngx_do_list_reserved(t, &ngx_do_alarm_times, 1, &keys) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    *when = 0;
-    a = list->elts;
-
-    for (i = 0; i < list->nelts; i++) {
-        if (*when == 0 || a[i].when < *when) {
-            *when = a[i].when;
-        }
+    if (keys->nelts == 0) {
+        return NGX_OK;
     }
+
+    k = keys->elts;
+
+    /* a damaged key: due at once, and its turn drops it */
+    *when = (k->len >= NGX_DO_ALARM_TIME_LEN) ? ngx_do_alarm_get64(k->data + 2)
+                                              : 1;
 
     return NGX_OK;
 }
@@ -633,82 +660,158 @@ ngx_do_alarm_next(ngx_do_turn_t *t, uint64_t *when)
 ngx_int_t
 ngx_do_set_alarm(ngx_do_turn_t *t, ngx_str_t *name, uint64_t when)
 {
-    ngx_array_t     *list;
-    ngx_do_alarm_t  *a;
-
     if (ngx_do_turn_namespace(t)->class->deferred) {
         return NGX_ERROR;
     }
 
-    if (name->len > NGX_DO_ALARM_MAX_NAME) {
+    if (name->len > ngx_do_turn_namespace(t)->max_key + NGX_DO_ALARM_MAX_NAME)
+    {
         return NGX_DECLINED;
     }
 
-    if (ngx_do_alarm_read(t, &list) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    a = ngx_do_alarm_find(list, name);
-
-    if (a == NULL) {
-        a = ngx_array_push(list);
-        if (a == NULL) {
-            return NGX_ERROR;
-        }
-
-        a->name = *name;
-    }
-
     /* 0 means "none" in the index: the past is the past */
-    a->when = when ? when : 1;
-
-    return ngx_do_alarm_write(t, list);
+    return ngx_do_alarm_store(t, name, when ? when : 1);
 }
 
 
 ngx_int_t
 ngx_do_get_alarm(ngx_do_turn_t *t, ngx_str_t *name, uint64_t *when)
 {
-    ngx_array_t     *list;
-    ngx_do_alarm_t  *a;
-
-    if (ngx_do_alarm_read(t, &list) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    a = ngx_do_alarm_find(list, name);
-
-    if (a == NULL) {
-        return NGX_DECLINED;
-    }
-
-    *when = a->when;
-
-    return NGX_OK;
+    return ngx_do_alarm_lookup(t, name, when);
 }
 
 
 ngx_int_t
 ngx_do_delete_alarm(ngx_do_turn_t *t, ngx_str_t *name)
 {
-    ngx_array_t     *list;
-    ngx_do_alarm_t  *a, *last;
+    return ngx_do_alarm_store(t, name, 0);
+}
 
-    if (ngx_do_alarm_read(t, &list) != NGX_OK) {
+
+/* an alarm's time: NGX_OK, NGX_DECLINED (not set), NGX_ERROR */
+static ngx_int_t
+ngx_do_alarm_lookup(ngx_do_turn_t *t, ngx_str_t *name, uint64_t *when)
+{
+    uint64_t   version;
+    ngx_int_t  rc;
+    ngx_str_t  key, value;
+
+    if (ngx_do_alarm_migrate(t) != NGX_OK
+        || ngx_do_alarm_key(t, NGX_DO_ALARM_NAME, name, 0, &key) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    a = ngx_do_alarm_find(list, name);
+    rc = ngx_do_get_reserved(t, &key, &value, &version);
 
-    if (a == NULL) {
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (value.len != 8) {
+        ngx_log_error(NGX_LOG_ERR, ngx_do_turn_log(t), 0,
+                      "do: a stored alarm of an object of namespace \"%V\" "
+                      "is damaged, ignored",
+                      &ngx_do_turn_namespace(t)->name);
         return NGX_DECLINED;
     }
 
-    last = (ngx_do_alarm_t *) list->elts + list->nelts - 1;
-    *a = *last;
-    list->nelts--;
+    *when = ngx_do_alarm_get64(value.data);
 
-    if (ngx_do_alarm_write(t, list) != NGX_OK) {
+    return NGX_OK;
+}
+
+
+/*
+ * Sets an alarm, or removes it (when 0): both of its keys.  NGX_OK,
+ * NGX_DECLINED (a removed alarm was not set), NGX_ERROR.
+ */
+static ngx_int_t
+ngx_do_alarm_store(ngx_do_turn_t *t, ngx_str_t *name, uint64_t when)
+{
+    uint64_t   old;
+    ngx_int_t  rc;
+    ngx_str_t  key, value;
+
+    rc = ngx_do_alarm_lookup(t, name, &old);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_OK && old == when) {
+        return NGX_OK;
+    }
+
+    if (rc == NGX_DECLINED && when == 0) {
+        return NGX_DECLINED;
+    }
+
+    ngx_do_turn_alarms_changed(t);
+
+    if (rc == NGX_OK
+        && (ngx_do_alarm_key(t, NGX_DO_ALARM_TIME, name, old, &key) != NGX_OK
+            || ngx_do_delete_reserved(t, &key) == NGX_ERROR))
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_do_alarm_key(t, NGX_DO_ALARM_NAME, name, 0, &key) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (when == 0) {
+        return (ngx_do_delete_reserved(t, &key) == NGX_ERROR) ? NGX_ERROR
+                                                               : NGX_OK;
+    }
+
+    value.data = ngx_pnalloc(ngx_do_turn_pool(t), 8);
+    if (value.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_do_alarm_put64(value.data, when);
+    value.len = 8;
+
+    rc = ngx_do_put_reserved(t, &key, &value);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_do_alarm_key(t, NGX_DO_ALARM_TIME, name, when, &key) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&value, "");
+
+    return ngx_do_put_reserved(t, &key, &value);
+}
+
+
+/* a due alarm, by its key in time order, leaves: both of its keys */
+static ngx_int_t
+ngx_do_alarm_remove(ngx_do_turn_t *t, ngx_str_t *time_key)
+{
+    ngx_str_t  name, key;
+
+    if (ngx_do_delete_reserved(t, time_key) == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (time_key->len < NGX_DO_ALARM_TIME_LEN) {
+        ngx_log_error(NGX_LOG_ERR, ngx_do_turn_log(t), 0,
+                      "do: a stored alarm of an object of namespace \"%V\" "
+                      "is damaged, dropped", &ngx_do_turn_namespace(t)->name);
+        return NGX_OK;
+    }
+
+    name.data = time_key->data + NGX_DO_ALARM_TIME_LEN;
+    name.len = time_key->len - NGX_DO_ALARM_TIME_LEN;
+
+    if (ngx_do_alarm_key(t, NGX_DO_ALARM_NAME, &name, 0, &key) != NGX_OK
+        || ngx_do_delete_reserved(t, &key) == NGX_ERROR)
+    {
         return NGX_ERROR;
     }
 
@@ -716,54 +819,60 @@ ngx_do_delete_alarm(ngx_do_turn_t *t, ngx_str_t *name)
 }
 
 
-static ngx_do_alarm_t *
-ngx_do_alarm_find(ngx_array_t *list, ngx_str_t *name)
+/* an alarm's key: by name ("\0n" name) or in time order ("\0t" time name) */
+static ngx_int_t
+ngx_do_alarm_key(ngx_do_turn_t *t, u_char kind, ngx_str_t *name,
+    uint64_t when, ngx_str_t *key)
 {
-    ngx_uint_t       i;
-    ngx_do_alarm_t  *a;
+    u_char  *p;
 
-    a = list->elts;
-
-    for (i = 0; i < list->nelts; i++) {
-        if (a[i].name.len == name->len
-            && ngx_memcmp(a[i].name.data, name->data, name->len) == 0)
-        {
-            return &a[i];
-        }
+    p = ngx_pnalloc(ngx_do_turn_pool(t), NGX_DO_ALARM_TIME_LEN + name->len);
+    if (p == NULL) {
+        return NGX_ERROR;
     }
 
-    return NULL;
+    key->data = p;
+    *p++ = '\0';
+    *p++ = kind;
+
+    if (kind == NGX_DO_ALARM_TIME) {
+        ngx_do_alarm_put64(p, when);
+        p += 8;
+    }
+
+    p = ngx_do_cpymem(p, name->data, name->len);
+    key->len = p - key->data;
+
+    return NGX_OK;
 }
 
 
 /*
- * The stored list: for each alarm 8 bytes of time and 2 of name length
- * (little-endian), then the name.  Names point into the turn's copy.
+ * Alarms stored by earlier versions: one list under "\0alarms", for each
+ * alarm 8 bytes of time and 2 of name length (little-endian), then the
+ * name.  The first turn that meets one moves its alarms to their own keys.
  */
 static ngx_int_t
-ngx_do_alarm_read(ngx_do_turn_t *t, ngx_array_t **list)
+ngx_do_alarm_migrate(ngx_do_turn_t *t)
 {
-    u_char          *p, *last;
-    uint64_t         version, when;
-    ngx_int_t        rc;
-    ngx_str_t        value;
-    ngx_uint_t       i, len;
-    ngx_do_alarm_t  *a;
+    u_char      *p, *last;
+    uint64_t     version, when;
+    ngx_int_t    rc;
+    ngx_str_t    value, name;
+    ngx_uint_t   i;
 
-    *list = ngx_array_create(ngx_do_turn_pool(t), 4, sizeof(ngx_do_alarm_t));
-    if (*list == NULL) {
-        return NGX_ERROR;
-    }
-
-    rc = ngx_do_get(t, &ngx_do_alarm_key, &value, &version);
-
-    if (rc == NGX_DECLINED) {
-        return NGX_OK;
-    }
+    rc = ngx_do_get_reserved(t, &ngx_do_alarm_list, &value, &version);
 
     if (rc != NGX_OK) {
+        return (rc == NGX_DECLINED) ? NGX_OK : NGX_ERROR;
+    }
+
+    /* first: the alarms below look for the list again */
+    if (ngx_do_delete_reserved(t, &ngx_do_alarm_list) == NGX_ERROR) {
         return NGX_ERROR;
     }
+
+    ngx_do_turn_alarms_changed(t);
 
     p = value.data;
     last = p + value.len;
@@ -775,22 +884,19 @@ ngx_do_alarm_read(ngx_do_turn_t *t, ngx_array_t **list)
             when |= (uint64_t) p[i] << (8 * i);
         }
 
-        len = p[8] | (p[9] << 8);
+        name.len = p[8] | (p[9] << 8);
         p += 10;
 
-        if ((size_t) (last - p) < len) {
+        if ((size_t) (last - p) < name.len) {
             break;
         }
 
-        a = ngx_array_push(*list);
-        if (a == NULL) {
+        name.data = p;
+        p += name.len;
+
+        if (ngx_do_alarm_store(t, &name, when ? when : 1) == NGX_ERROR) {
             return NGX_ERROR;
         }
-
-        a->when = when;
-        a->name.data = p;
-        a->name.len = len;
-        p += len;
     }
 
     if (p != last) {
@@ -804,49 +910,28 @@ ngx_do_alarm_read(ngx_do_turn_t *t, ngx_array_t **list)
 }
 
 
-static ngx_int_t
-ngx_do_alarm_write(ngx_do_turn_t *t, ngx_array_t *list)
+static void
+ngx_do_alarm_put64(u_char *p, uint64_t n)
 {
-    u_char          *p;
-    size_t           len;
-    ngx_int_t        rc;
-    ngx_str_t        value;
-    ngx_uint_t       i, j;
-    ngx_do_alarm_t  *a;
+    ngx_uint_t  i;
 
-    ngx_do_turn_alarms_changed(t);
+    for (i = 0; i < 8; i++) {
+        p[i] = (u_char) (n >> (8 * (7 - i)));
+    }
+}
 
-    a = list->elts;
 
-    if (list->nelts == 0) {
-        rc = ngx_do_delete_reserved(t, &ngx_do_alarm_key);
-        return (rc == NGX_ERROR) ? NGX_ERROR : NGX_OK;
+static uint64_t
+ngx_do_alarm_get64(u_char *p)
+{
+    uint64_t    n;
+    ngx_uint_t  i;
+
+    n = 0;
+
+    for (i = 0; i < 8; i++) {
+        n = (n << 8) | p[i];
     }
 
-    len = 0;
-
-    for (i = 0; i < list->nelts; i++) {
-        len += 10 + a[i].name.len;
-    }
-
-    p = ngx_pnalloc(ngx_do_turn_pool(t), len);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    value.data = p;
-    value.len = len;
-
-    for (i = 0; i < list->nelts; i++) {
-        for (j = 0; j < 8; j++) {
-            *p++ = (u_char) (a[i].when >> (8 * j));
-        }
-
-        *p++ = (u_char) (a[i].name.len & 0xff);
-        *p++ = (u_char) (a[i].name.len >> 8);
-        p = ngx_cpymem(p, a[i].name.data, a[i].name.len);
-    }
-
-    /* NGX_DECLINED: more alarms than the namespace's max_value holds */
-    return ngx_do_put_reserved(t, &ngx_do_alarm_key, &value);
+    return n;
 }

@@ -22,6 +22,20 @@ static ngx_do_write_t *ngx_do_api_batch_find(ngx_do_turn_t *t, ngx_str_t *key);
 static ngx_do_write_t *ngx_do_api_write(ngx_do_turn_t *t, ngx_str_t *key);
 static ngx_int_t ngx_do_api_copy(ngx_do_turn_t *t, ngx_str_t *from,
     ngx_str_t *value);
+static ngx_int_t ngx_do_api_stored(ngx_do_turn_t *t, ngx_str_t *prefix,
+    ngx_uint_t limit, ngx_array_t *out);
+static int ngx_libc_cdecl ngx_do_api_key_cmp(const void *one, const void *two);
+
+
+/* keys that start with a zero byte are the runtime's (alarms) */
+#define ngx_do_key_reserved(key)  ((key)->len && (key)->data[0] == '\0')
+
+/*
+ * the longest reserved key: an alarm's name (up to max_key +
+ * NGX_DO_ALARM_MAX_NAME) and a prefix of its own
+ */
+#define ngx_do_key_reserved_max(ns)                                           \
+    ((ns)->max_key + NGX_DO_ALARM_MAX_NAME + 16)
 
 
 ngx_do_request_t *
@@ -137,7 +151,19 @@ ngx_int_t
 ngx_do_get(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value,
     uint64_t *version)
 {
-    uint32_t         hash;
+    if (ngx_do_key_reserved(key)) {
+        return NGX_DECLINED;
+    }
+
+    return ngx_do_get_reserved(t, key, value, version);
+}
+
+
+/* ngx_do_get() of any key, the runtime's reserved ones too */
+ngx_int_t
+ngx_do_get_reserved(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value,
+    uint64_t *version)
+{
     ngx_int_t        rc;
     ngx_str_t        v;
     ngx_do_dirty_t  *d;
@@ -177,8 +203,7 @@ ngx_do_get(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value,
         return ngx_do_api_copy(t, &d->value, value);
     }
 
-    hash = ngx_crc32_short(key->data, key->len);
-    e = ngx_do_cache_find(t->obj, key, hash);
+    e = ngx_do_cache_find(t->obj, key);
 
     if (e == NULL && ngx_do_object_backend->async) {
         /* the loaded state is complete: not in it, not in storage */
@@ -272,14 +297,10 @@ ngx_do_api_copy(ngx_do_turn_t *t, ngx_str_t *from, ngx_str_t *value)
 }
 
 
-/* keys that start with a zero byte are the runtime's (alarms) */
-#define ngx_do_key_reserved(key)  ((key)->len && (key)->data[0] == '\0')
-
-
 ngx_int_t
 ngx_do_put(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value)
 {
-    if (ngx_do_key_reserved(key)) {
+    if (ngx_do_key_reserved(key) || key->len > t->obj->ns->max_key) {
         return NGX_DECLINED;
     }
 
@@ -292,8 +313,9 @@ ngx_do_put_reserved(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value)
 {
     ngx_do_write_t  *w;
 
-    if (key->len == 0 || key->len > t->obj->ns->max_key
-        || value->len > t->obj->ns->max_value)
+    /* the runtime's values are its own, and small */
+    if (key->len == 0 || key->len > ngx_do_key_reserved_max(t->obj->ns)
+        || (value->len > t->obj->ns->max_value && !ngx_do_key_reserved(key)))
     {
         return NGX_DECLINED;
     }
@@ -313,7 +335,7 @@ ngx_do_put_reserved(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value)
 ngx_int_t
 ngx_do_delete(ngx_do_turn_t *t, ngx_str_t *key)
 {
-    if (ngx_do_key_reserved(key)) {
+    if (ngx_do_key_reserved(key) || key->len > t->obj->ns->max_key) {
         return NGX_DECLINED;
     }
 
@@ -329,11 +351,11 @@ ngx_do_delete_reserved(ngx_do_turn_t *t, ngx_str_t *key)
     ngx_str_t        value;
     ngx_do_write_t  *w;
 
-    if (key->len == 0 || key->len > t->obj->ns->max_key) {
+    if (key->len == 0 || key->len > ngx_do_key_reserved_max(t->obj->ns)) {
         return NGX_DECLINED;
     }
 
-    rc = ngx_do_get(t, key, &value, &version);
+    rc = ngx_do_get_reserved(t, key, &value, &version);
 
     if (rc != NGX_OK) {
         return rc;
@@ -416,6 +438,145 @@ ngx_do_list(ngx_do_turn_t *t, ngx_do_list_opts_t *opts, ngx_array_t **items)
     *items = out;
 
     return NGX_OK;
+}
+
+
+/*
+ * The first keys of a reserved prefix in byte order, as the turn sees
+ * them (its own writes included), at most limit, into an array of
+ * ngx_str_t: for the alarm index of an object, whose first key is its
+ * next alarm.  Costs O(log n) in the object's keys, plus the turn's
+ * writes.  Not for deferred classes (their unstored writes are not seen).
+ */
+ngx_int_t
+ngx_do_list_reserved(ngx_do_turn_t *t, ngx_str_t *prefix, ngx_uint_t limit,
+    ngx_array_t **keys)
+{
+    ngx_str_t       *k, *s;
+    ngx_uint_t       i, deletes;
+    ngx_array_t     *out, stored;
+    ngx_do_write_t  *w;
+
+    out = ngx_array_create(t->pool, limit + 1, sizeof(ngx_str_t));
+    if (out == NULL) {
+        goto failed;
+    }
+
+    deletes = 0;
+    w = t->batch.writes.elts;
+
+    for (i = 0; i < t->batch.writes.nelts; i++) {
+        if (w[i].key.len < prefix->len
+            || ngx_memcmp(w[i].key.data, prefix->data, prefix->len) != 0)
+        {
+            continue;
+        }
+
+        if (w[i].delete) {
+            deletes++;
+            continue;
+        }
+
+        k = ngx_array_push(out);
+        if (k == NULL) {
+            goto failed;
+        }
+
+        *k = w[i].key;
+    }
+
+    if (!t->batch.clear) {
+        /* the turn's deletes hide at most as many stored keys */
+        if (ngx_array_init(&stored, t->pool, limit + deletes,
+                           sizeof(ngx_str_t))
+            != NGX_OK
+            || ngx_do_api_stored(t, prefix, limit + deletes, &stored)
+               != NGX_OK)
+        {
+            goto failed;
+        }
+
+        s = stored.elts;
+
+        for (i = 0; i < stored.nelts; i++) {
+            if (ngx_do_api_batch_find(t, &s[i])) {
+                /* deleted, or written again: then it is in out already */
+                continue;
+            }
+
+            k = ngx_array_push(out);
+            if (k == NULL) {
+                goto failed;
+            }
+
+            *k = s[i];
+        }
+    }
+
+    ngx_qsort(out->elts, out->nelts, sizeof(ngx_str_t), ngx_do_api_key_cmp);
+
+    if (out->nelts > limit) {
+        out->nelts = limit;
+    }
+
+    *keys = out;
+
+    return NGX_OK;
+
+failed:
+
+    t->failed = 1;
+    return NGX_ERROR;
+}
+
+
+/* the first stored keys of a reserved prefix: the cache or storage */
+static ngx_int_t
+ngx_do_api_stored(ngx_do_turn_t *t, ngx_str_t *prefix, ngx_uint_t limit,
+    ngx_array_t *out)
+{
+    ngx_str_t           *k;
+    ngx_uint_t           i;
+    ngx_array_t          kvs;
+    ngx_do_kv_t         *kv;
+    ngx_do_list_opts_t   opts;
+
+    if (ngx_do_object_backend->async) {
+        return ngx_do_cache_range(t->obj, prefix, limit, t->pool, out);
+    }
+
+    ngx_memzero(&opts, sizeof(ngx_do_list_opts_t));
+    opts.prefix = *prefix;
+    opts.limit = limit;
+
+    if (ngx_array_init(&kvs, t->pool, limit, sizeof(ngx_do_kv_t)) != NGX_OK
+        || ngx_do_object_backend->list(t->obj->id, &opts, t->pool, &kvs)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    kv = kvs.elts;
+
+    for (i = 0; i < kvs.nelts; i++) {
+        k = ngx_array_push(out);
+        if (k == NULL) {
+            return NGX_ERROR;
+        }
+
+        *k = kv[i].key;
+    }
+
+    return NGX_OK;
+}
+
+
+static int ngx_libc_cdecl
+ngx_do_api_key_cmp(const void *one, const void *two)
+{
+    const ngx_str_t  *a = one, *b = two;
+
+    return (int) ngx_memn2cmp(a->data, b->data, a->len, b->len);
 }
 
 

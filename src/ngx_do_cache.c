@@ -4,8 +4,15 @@
  * object's version (a NULL value: known absent).  On a synchronous
  * backend it keeps what turns read, without values over 64 KiB and
  * dropped whole past 1 MiB; on an asynchronous backend it is the object's
- * complete state, loaded at activation, and listings read it.  A failed
- * or lost commit drops it all.
+ * complete state, loaded at activation, and listings read it (a key not
+ * in it is absent: no NULL values there).  A failed or lost commit drops
+ * it all.
+ *
+ * The tree is ordered by a hash of the key, then by the key's bytes.  The
+ * runtime's reserved keys (a zero byte first) all hash to 0: they sit
+ * together at the start of the tree in byte order, where
+ * ngx_do_cache_range() finds the first of a prefix in O(log n) (the
+ * alarms of an object by time, see ngx_do_alarm.c).
  */
 
 
@@ -21,6 +28,9 @@
 
 
 static int ngx_libc_cdecl ngx_do_cache_kv_cmp(const void *one, const void *two);
+static uint32_t ngx_do_cache_hash(ngx_str_t *key);
+static ngx_int_t ngx_do_cache_cmp(ngx_rbtree_node_t *node, uint32_t hash,
+    ngx_str_t *key);
 static void ngx_do_cache_remove(ngx_do_object_t *obj, ngx_do_cache_t *e);
 
 
@@ -127,10 +137,143 @@ ngx_do_cache_kv_cmp(const void *one, const void *two)
 }
 
 
-ngx_do_cache_t *
-ngx_do_cache_find(ngx_do_object_t *obj, ngx_str_t *key, uint32_t hash)
+static uint32_t
+ngx_do_cache_hash(ngx_str_t *key)
 {
-    return (ngx_do_cache_t *) ngx_str_rbtree_lookup(&obj->cache, key, hash);
+    if (key->len && key->data[0] == '\0') {
+        return 0;
+    }
+
+    return ngx_crc32_short(key->data, key->len);
+}
+
+
+/* the order of the tree: where a key goes relative to a node */
+static ngx_int_t
+ngx_do_cache_cmp(ngx_rbtree_node_t *node, uint32_t hash, ngx_str_t *key)
+{
+    ngx_do_cache_t  *e;
+
+    if ((ngx_rbtree_key_t) hash != node->key) {
+        return ((ngx_rbtree_key_t) hash < node->key) ? -1 : 1;
+    }
+
+    e = (ngx_do_cache_t *) node;
+
+    return ngx_memn2cmp(key->data, e->node.str.data, key->len,
+                        e->node.str.len);
+}
+
+
+void
+ngx_do_cache_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
+    ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t  **p;
+    ngx_do_cache_t      *n;
+
+    n = (ngx_do_cache_t *) node;
+
+    for ( ;; ) {
+        p = (ngx_do_cache_cmp(temp, (uint32_t) node->key, &n->node.str) < 0)
+            ? &temp->left : &temp->right;
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+ngx_do_cache_t *
+ngx_do_cache_find(ngx_do_object_t *obj, ngx_str_t *key)
+{
+    uint32_t            hash;
+    ngx_int_t           rc;
+    ngx_rbtree_node_t  *node;
+
+    hash = ngx_do_cache_hash(key);
+    node = obj->cache.root;
+
+    while (node != obj->cache.sentinel) {
+        rc = ngx_do_cache_cmp(node, hash, key);
+
+        if (rc == 0) {
+            return (ngx_do_cache_t *) node;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+/*
+ * Up to limit keys of a reserved prefix in byte order, copied into pool
+ * (an asynchronous backend's cache: the complete state)
+ */
+ngx_int_t
+ngx_do_cache_range(ngx_do_object_t *obj, ngx_str_t *prefix, ngx_uint_t limit,
+    ngx_pool_t *pool, ngx_array_t *out)
+{
+    ngx_str_t          *k;
+    ngx_do_cache_t     *e;
+    ngx_rbtree_node_t  *node, *found;
+
+    /* the first reserved key not below the prefix */
+    found = NULL;
+    node = obj->cache.root;
+
+    while (node != obj->cache.sentinel) {
+        if (ngx_do_cache_cmp(node, 0, prefix) <= 0) {
+            found = node;
+            node = node->left;
+
+        } else {
+            node = node->right;
+        }
+    }
+
+    for (node = found;
+         node && out->nelts < limit;
+         node = ngx_rbtree_next(&obj->cache, node))
+    {
+        e = (ngx_do_cache_t *) node;
+
+        if (node->key != 0 || e->node.str.len < prefix->len
+            || ngx_memcmp(e->node.str.data, prefix->data, prefix->len) != 0)
+        {
+            break;
+        }
+
+        if (e->value.data == NULL) {
+            continue;
+        }
+
+        k = ngx_array_push(out);
+        if (k == NULL) {
+            return NGX_ERROR;
+        }
+
+        k->len = e->node.str.len;
+        k->data = ngx_pnalloc(pool, k->len);
+        if (k->data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(k->data, e->node.str.data, k->len);
+    }
+
+    return NGX_OK;
 }
 
 
@@ -143,12 +286,9 @@ ngx_do_cache_set(ngx_do_object_t *obj, ngx_str_t *key, ngx_str_t *value,
     uint64_t version, ngx_uint_t copy)
 {
     u_char          *data;
-    uint32_t         hash;
     ngx_do_cache_t  *e;
 
-    hash = ngx_crc32_short(key->data, key->len);
-
-    e = ngx_do_cache_find(obj, key, hash);
+    e = ngx_do_cache_find(obj, key);
 
     if (e && copy && value && e->value.data && e->value.len == value->len) {
         /* the common case of a counter or a timestamp: no allocation */
@@ -159,6 +299,11 @@ ngx_do_cache_set(ngx_do_object_t *obj, ngx_str_t *key, ngx_str_t *value,
 
     if (e) {
         ngx_do_cache_remove(obj, e);
+    }
+
+    if (value == NULL && ngx_do_object_backend->async) {
+        /* the complete state: absent is not in it */
+        return;
     }
 
     data = NULL;
@@ -200,7 +345,7 @@ ngx_do_cache_set(ngx_do_object_t *obj, ngx_str_t *key, ngx_str_t *value,
         return;
     }
 
-    e->node.node.key = hash;
+    e->node.node.key = ngx_do_cache_hash(key);
     e->node.str.data = (u_char *) (e + 1);
     e->node.str.len = key->len;
     ngx_memcpy(e->node.str.data, key->data, key->len);
@@ -226,7 +371,7 @@ ngx_do_cache_version(ngx_do_object_t *obj, ngx_str_t *key, uint64_t version)
 {
     ngx_do_cache_t  *e;
 
-    e = ngx_do_cache_find(obj, key, ngx_crc32_short(key->data, key->len));
+    e = ngx_do_cache_find(obj, key);
 
     if (e) {
         e->version = version;

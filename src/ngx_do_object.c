@@ -244,8 +244,7 @@ ngx_do_object_get(u_char *id, ngx_do_namespace_t *ns, ngx_uint_t transient)
     obj->ns = ns;
     ngx_queue_init(&obj->mailbox);
     ngx_queue_init(&obj->parked);
-    ngx_rbtree_init(&obj->cache, &obj->sentinel,
-                    ngx_str_rbtree_insert_value);
+    ngx_rbtree_init(&obj->cache, &obj->sentinel, ngx_do_cache_insert);
     obj->activation = ((uint64_t) ngx_pid << 32) | ++ngx_do_activations;
     obj->transient = transient ? 1 : 0;
 

@@ -32,7 +32,7 @@
 typedef ngx_int_t (*ngx_do_turn_handler_pt)(ngx_do_turn_t *t);
 
 
-/* a key of the object cache, in a tree of ngx_str_rbtree_insert_value() */
+/* a key of the object cache, in a tree of ngx_do_cache_insert() */
 typedef struct {
     ngx_str_node_t             node;          /* node.str: the key */
     ngx_str_t                  value;         /* data NULL: known absent */
@@ -244,8 +244,11 @@ void ngx_do_wire_error(ngx_uint_t src, uint64_t call_id,
 /* ngx_do_cache.c */
 ngx_int_t ngx_do_cache_list(ngx_do_turn_t *t,
     ngx_do_list_opts_t *opts, ngx_array_t *out);
-ngx_do_cache_t *ngx_do_cache_find(ngx_do_object_t *obj,
-    ngx_str_t *key, uint32_t hash);
+void ngx_do_cache_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
+    ngx_rbtree_node_t *sentinel);
+ngx_do_cache_t *ngx_do_cache_find(ngx_do_object_t *obj, ngx_str_t *key);
+ngx_int_t ngx_do_cache_range(ngx_do_object_t *obj, ngx_str_t *prefix,
+    ngx_uint_t limit, ngx_pool_t *pool, ngx_array_t *out);
 void ngx_do_cache_set(ngx_do_object_t *obj, ngx_str_t *key,
     ngx_str_t *value, uint64_t version, ngx_uint_t copy);
 void ngx_do_cache_version(ngx_do_object_t *obj, ngx_str_t *key,

@@ -24,6 +24,8 @@
 
 #define NGX_DO_MEMORY_ZONE_NAME   "do_storage"
 #define NGX_DO_MEMORY_DEFAULT_SIZE  (64 * 1024 * 1024)
+/* pages a zone has besides the alarm index and the zone's own header */
+#define NGX_DO_MEMORY_MIN_PAGES   8
 
 
 /* do_storage memory [size=64m] */
@@ -43,7 +45,10 @@ typedef struct {
 } ngx_do_memory_sh_t;
 
 
-/* the alarm index: one tree per shard, allocated with the first alarm */
+/*
+ * The alarm index: one tree per shard (64 KiB), allocated with the zone:
+ * do_storage refuses a size that cannot hold it
+ */
 typedef struct ngx_do_memory_alarms_s {
     ngx_rbtree_t               trees[NGX_DO_SHARDS];
     ngx_rbtree_node_t          sentinels[NGX_DO_SHARDS];
@@ -81,6 +86,7 @@ typedef struct {
 static void *ngx_do_memory_create_conf(ngx_conf_t *cf, ngx_str_t *arg);
 static ngx_int_t ngx_do_memory_parse_param(ngx_conf_t *cf, void *conf,
     ngx_str_t *param);
+static size_t ngx_do_memory_min_size(void);
 static ngx_int_t ngx_do_memory_init_conf(ngx_conf_t *cf, void *conf,
     void *tag);
 static ngx_int_t ngx_do_memory_init_zone(ngx_shm_zone_t *shm_zone,
@@ -193,17 +199,42 @@ ngx_do_memory_parse_param(ngx_conf_t *cf, void *conf, ngx_str_t *param)
 
     size = ngx_parse_size(&s);
 
-    if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
+    if (size == NGX_ERROR || size < (ssize_t) ngx_do_memory_min_size()) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid do storage size \"%V\", "
-                           "at least %uzk is needed", param,
-                           (8 * ngx_pagesize) >> 10);
+                           "at least %uzk is needed (the alarm index takes "
+                           "%uzk)", param,
+                           (ngx_do_memory_min_size() + 1023) >> 10,
+                           sizeof(ngx_do_memory_alarms_t) >> 10);
         return NGX_ERROR;
     }
 
     mcf->size = size;
 
     return NGX_OK;
+}
+
+
+/*
+ * The least zone size: the alarm index, a page for the zone's own header
+ * and NGX_DO_MEMORY_MIN_PAGES for objects, as the slab allocator counts
+ * (ngx_slab_init(): a slot and statistics per size class, a descriptor per
+ * page, and a first page aligned, which may cost one)
+ */
+static size_t
+ngx_do_memory_min_size(void)
+{
+    size_t  head, pages;
+
+    head = sizeof(ngx_slab_pool_t)
+           + (ngx_pagesize_shift - 3)
+             * (sizeof(ngx_slab_page_t) + sizeof(ngx_slab_stat_t));
+
+    pages = (sizeof(ngx_do_memory_alarms_t) + ngx_pagesize - 1)
+            / ngx_pagesize
+            + 1 + NGX_DO_MEMORY_MIN_PAGES;
+
+    return head + (pages + 1) * (ngx_pagesize + sizeof(ngx_slab_page_t));
 }
 
 
@@ -265,6 +296,14 @@ ngx_do_memory_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     shm_zone->data = sh;
     ngx_do_memory_shpool = shpool;
     ngx_do_memory_sh = sh;
+
+    /* now, so that no alarm finds the zone too full for it */
+    if (ngx_do_memory_alarms_index() != NGX_OK) {
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                      "do: the storage zone is too small for the alarm "
+                      "index");
+        return NGX_ERROR;
+    }
 
     return NGX_OK;
 }
@@ -641,7 +680,11 @@ done:
 }
 
 
-/* the alarm index, allocated with the first alarm; under the mutex */
+/*
+ * The alarm index: allocated with the zone (or by the first alarm, in a
+ * zone that an earlier version made without it); under the mutex, or
+ * before the workers start
+ */
 static ngx_int_t
 ngx_do_memory_alarms_index(void)
 {

@@ -360,14 +360,19 @@ ngx_int_t ngx_do_reply_error(ngx_do_turn_t *t, ngx_uint_t status,
  * Alarms: scheduled turns.  An object has any number of named alarms
  * (the empty name is Cloudflare's single alarm), each an absolute time in
  * milliseconds of the wall clock.  They are stored with the object's state
- * by the turn's commit (so a rolled back turn sets none) and fire as
- * turns of their own, through class->alarm, after restarts too.  A failed
- * alarm turn is retried from 2 s on, doubling, 6 times, then dropped.
- * Deferred-durability classes have no alarms (NGX_ERROR).
+ * by the turn's commit (so a rolled back turn sets none), each on its own
+ * (looking one up costs O(log n), and storage bounds how many there are),
+ * and fire as turns of their own, through class->alarm, after restarts
+ * too.  A failed alarm turn is retried from 2 s on, doubling, 6 times,
+ * then dropped.  Deferred-durability classes have no alarms (NGX_ERROR).
+ *
+ * A name is at most NGX_DO_ALARM_MAX_NAME bytes longer than the
+ * namespace's max_key: any key can name an alarm, with a prefix (the
+ * store's TTLs are "ttl:K").
  */
 #define NGX_DO_ALARM_MAX_NAME     2048
 
-/* NGX_OK, NGX_DECLINED (name too long, or too many alarms), NGX_ERROR */
+/* NGX_OK, NGX_DECLINED (name too long), NGX_ERROR */
 ngx_int_t ngx_do_set_alarm(ngx_do_turn_t *t, ngx_str_t *name, uint64_t when);
 
 /* NGX_OK with *when, NGX_DECLINED (not set), NGX_ERROR */

@@ -470,9 +470,10 @@ ngx_do_store_put(ngx_do_turn_t *t, ngx_str_t *key)
     }
 
     if (rc == NGX_DECLINED && ttl) {
+        /* not for a key within max_key: an alarm's name may be longer */
         ngx_do_rollback(t);
-        return ngx_do_reply_error(t, NGX_HTTP_INSUFFICIENT_STORAGE,
-                                  "too many keys with a ttl");
+        return ngx_do_reply_error(t, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                  "key too large for a ttl");
     }
 
     root = json_object();
