@@ -81,7 +81,7 @@ sub parse_prometheus {
         }
         die "line $n: $family has no HELP or TYPE before its samples\n"
             unless defined $f{$family}{help} && defined $f{$family}{type};
-        die "line $n: $family's samples are not together\n"
+        die "line $n: ${family}'s samples are not together\n"
             if $closed{$family};
         $closed{$current} = 1 if defined $current && $current ne $family;
         $current = $family;
