@@ -63,6 +63,8 @@ typedef struct ngx_do_object_s  ngx_do_object_t;
  * for deferred state (see ngx_do_handover.c); deferred: the class asks for
  * deferred durability and gets it, since the shard is held and no older
  * worker runs; otherwise its turns check and commit like any other's.
+ * solo: so many next group commits take one call each (a quota refused
+ * a group).
  */
 struct ngx_do_object_s {
     ngx_do_object_t           *next;          /* in its hash bucket */
@@ -88,6 +90,7 @@ struct ngx_do_object_s {
     ngx_do_turn_t             *turn;
     ngx_do_turn_t             *group[NGX_DO_GROUP_MAX];
     ngx_uint_t                 ngroup;
+    ngx_uint_t                 solo;
     ngx_uint_t                 tries;
     ngx_msec_t                 expire;
     unsigned                   busy:1;

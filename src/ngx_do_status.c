@@ -114,6 +114,7 @@ ngx_do_log_gate(void)
     F(timeouts, "counter", "calls whose owner did not answer in time")        \
     F(conflicts, "counter", "commits retried after a version conflict")       \
     F(storage_full, "counter", "commits refused by full storage")         \
+    F(quota_exceeded, "counter", "commits refused by a namespace quota")      \
     F(alarms_fired, "counter", "alarm turns run to success")                  \
     F(alarms_failed, "counter", "alarm turns that failed (retried)")        \
     F(parked, "counter", "calls parked to be answered later (lock waiters)") \

@@ -192,6 +192,15 @@ struct ngx_do_namespace_s {
     size_t                     max_key;
     size_t                     max_value;
     size_t                     max_message;   /* one WebSocket message */
+
+    /*
+     * quotas (0: none): the bytes of keys and values, and the objects
+     * with any state, that the namespace's objects may keep in storage
+     */
+    off_t                      max_bytes;
+    ngx_uint_t                 max_objects;
+    u_char                    *file;          /* where it is declared */
+    ngx_uint_t                 line;
 };
 
 
