@@ -96,6 +96,13 @@ static ngx_command_t  ngx_http_do_commands[] = {
       offsetof(ngx_http_do_main_conf_t, call_timeout),
       NULL },
 
+    { ngx_string("do_max_objects"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_do_main_conf_t, max_objects),
+      NULL },
+
     { ngx_string("do_pass"),
       NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
       ngx_http_do_pass,
@@ -479,6 +486,7 @@ ngx_http_do_create_main_conf(ngx_conf_t *cf)
     dmcf->idle_timeout = NGX_CONF_UNSET_MSEC;
     dmcf->call_timeout = NGX_CONF_UNSET_MSEC;
     dmcf->flush_interval = NGX_CONF_UNSET_MSEC;
+    dmcf->max_objects = NGX_CONF_UNSET;
 
     return dmcf;
 }
@@ -492,6 +500,7 @@ ngx_http_do_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(dmcf->idle_timeout, 60000);
     ngx_conf_init_msec_value(dmcf->call_timeout, 10000);
     ngx_conf_init_msec_value(dmcf->flush_interval, 1000);
+    ngx_conf_init_value(dmcf->max_objects, 100000);
 
     if (dmcf->flush_interval == 0) {
         dmcf->flush_interval = 1;
@@ -1133,6 +1142,7 @@ ngx_http_do_init_process(ngx_cycle_t *cycle)
     ngx_do_runtime.idle_timeout = dmcf->idle_timeout;
     ngx_do_runtime.flush_interval = dmcf->flush_interval;
     ngx_do_runtime.call_timeout = dmcf->call_timeout;
+    ngx_do_runtime.max_objects = dmcf->max_objects;
     ngx_do_runtime.generation = ngx_http_do_generation;
 
     if (dmcf->backend->init_worker(cycle, dmcf->backend_conf) != NGX_OK) {

@@ -53,6 +53,7 @@ typedef struct {
     ngx_msec_t                 idle_timeout;
     ngx_msec_t                 flush_interval;
     ngx_msec_t                 call_timeout;
+    ngx_uint_t                 max_objects;   /* per worker, 0: no cap */
     ngx_uint_t                 generation;
     u_char                     secret[32];
 } ngx_do_runtime_t;
@@ -378,6 +379,7 @@ typedef struct {
     ngx_atomic_uint_t          objects;
     ngx_atomic_uint_t          activations;
     ngx_atomic_uint_t          evictions;
+    ngx_atomic_uint_t          cap_evictions;
     ngx_atomic_uint_t          turns;
     ngx_atomic_uint_t          forwarded;
     ngx_atomic_uint_t          timeouts;

@@ -109,6 +109,7 @@ ngx_do_log_gate(void)
     F(objects, "gauge", "objects held in memory")                             \
     F(activations, "counter", "object activations")                           \
     F(evictions, "counter", "idle objects evicted")                           \
+    F(cap_evictions, "counter", "objects evicted for do_max_objects")         \
     F(turns, "counter", "turns run")                                          \
     F(forwarded, "counter", "calls forwarded to the owner worker")            \
     F(timeouts, "counter", "calls whose owner did not answer in time")        \
