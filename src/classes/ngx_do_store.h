@@ -23,7 +23,9 @@
  *
  * Keys and values that are not UTF-8 appear in JSON as {"base64": "..."}.
  * Errors are {"error": "..."}: 400 (bad arguments), 405, 412, 413 (over
- * max_key= or max_value=), 507 (storage full).  A ttl= (nginx time syntax;
+ * max_key= or max_value=), 414 (a GET of a key over max_key=), 507
+ * (storage full, or a namespace quota: "namespace quota max_bytes
+ * exceeded", "... max_objects exceeded").  A ttl= (nginx time syntax;
  * a bare number is seconds) deletes the key when it comes due; a PUT
  * without ttl= removes it, incr and a batch's puts keep it, DELETE and a
  * batch's delete remove it.
