@@ -41,6 +41,10 @@ static char *ngx_http_do_namespace(ngx_conf_t *cf, ngx_command_t *cmd,
 static ngx_int_t ngx_http_do_namespace_name(ngx_conf_t *cf, ngx_str_t *name);
 static ngx_int_t ngx_http_do_namespace_param(ngx_conf_t *cf,
     ngx_do_namespace_t *ns, ngx_str_t *param);
+static ngx_int_t ngx_http_do_namespace_quota(ngx_conf_t *cf,
+    ngx_do_namespace_t *ns, ngx_str_t *param);
+static ngx_int_t ngx_http_do_check_quotas(ngx_conf_t *cf,
+    ngx_http_do_main_conf_t *dmcf);
 static ngx_do_class_t *ngx_http_do_find_class(ngx_http_do_main_conf_t *dmcf,
     ngx_str_t *name);
 static char *ngx_http_do_pass(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -94,6 +98,13 @@ static ngx_command_t  ngx_http_do_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_do_main_conf_t, call_timeout),
+      NULL },
+
+    { ngx_string("do_max_objects"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_do_main_conf_t, max_objects),
       NULL },
 
     { ngx_string("do_pass"),
@@ -409,6 +420,10 @@ ngx_http_do_postconfiguration(ngx_conf_t *cf)
         return NGX_OK;
     }
 
+    if (ngx_http_do_check_quotas(cf, dmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (dmcf->backend->init_conf
         && dmcf->backend->init_conf(cf, dmcf->backend_conf,
                                     &ngx_http_do_module)
@@ -482,6 +497,7 @@ ngx_http_do_create_main_conf(ngx_conf_t *cf)
     dmcf->idle_timeout = NGX_CONF_UNSET_MSEC;
     dmcf->call_timeout = NGX_CONF_UNSET_MSEC;
     dmcf->flush_interval = NGX_CONF_UNSET_MSEC;
+    dmcf->max_objects = NGX_CONF_UNSET;
 
     return dmcf;
 }
@@ -495,6 +511,7 @@ ngx_http_do_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(dmcf->idle_timeout, 60000);
     ngx_conf_init_msec_value(dmcf->call_timeout, 10000);
     ngx_conf_init_msec_value(dmcf->flush_interval, 1000);
+    ngx_conf_init_value(dmcf->max_objects, 100000);
 
     if (dmcf->flush_interval == 0) {
         dmcf->flush_interval = 1;
@@ -682,7 +699,10 @@ ngx_http_do_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* do_namespace NAME CLASS [max_key=SIZE] [max_value=SIZE] [class params] */
+/*
+ * do_namespace NAME CLASS [max_key=SIZE] [max_value=SIZE] [max_bytes=SIZE]
+ *              [max_objects=N] [class params]
+ */
 static char *
 ngx_http_do_namespace(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -719,6 +739,8 @@ ngx_http_do_namespace(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ns->max_key = 2048;
     ns->max_value = 128 * 1024;
     ns->max_message = 64 * 1024;
+    ns->file = cf->conf_file->file.name.data;
+    ns->line = cf->conf_file->line;
 
     if (class->create_conf) {
         ns->conf = class->create_conf(cf);
@@ -788,8 +810,8 @@ ngx_http_do_namespace_name(ngx_conf_t *cf, ngx_str_t *name)
 
 
 /*
- * max_key=, max_value=, max_message= (one WebSocket message), or a
- * parameter of the namespace's class
+ * max_key=, max_value=, max_message= (one WebSocket message), the quotas,
+ * or a parameter of the namespace's class
  */
 static ngx_int_t
 ngx_http_do_namespace_param(ngx_conf_t *cf, ngx_do_namespace_t *ns,
@@ -828,6 +850,12 @@ ngx_http_do_namespace_param(ngx_conf_t *cf, ngx_do_namespace_t *ns,
         return NGX_OK;
     }
 
+    if (ngx_strncmp(param->data, "max_bytes=", 10) == 0
+        || ngx_strncmp(param->data, "max_objects=", 12) == 0)
+    {
+        return ngx_http_do_namespace_quota(cf, ns, param);
+    }
+
     if (ns->class->parse_param == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid parameter \"%V\" for do class \"%V\"",
@@ -844,6 +872,106 @@ ngx_http_do_namespace_param(ngx_conf_t *cf, ngx_do_namespace_t *ns,
     if (rv != NGX_CONF_OK) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s \"%V\"", rv, param);
         return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * max_bytes=SIZE, max_objects=N.  A deferred class releases its replies
+ * before its writes are stored, so nothing could refuse them: no quota.
+ */
+static ngx_int_t
+ngx_http_do_namespace_quota(ngx_conf_t *cf, ngx_do_namespace_t *ns,
+    ngx_str_t *param)
+{
+    off_t      size;
+    ngx_int_t  n;
+    ngx_str_t  s;
+
+    if (ns->class->deferred) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" needs a class whose writes are stored "
+                           "before its replies, \"%V\" defers them",
+                           param, &ns->class->name);
+        return NGX_ERROR;
+    }
+
+    s.data = (u_char *) ngx_strchr(param->data, '=') + 1;
+    s.len = param->data + param->len - s.data;
+
+    if (param->data[4] == 'b') {
+        size = ngx_parse_offset(&s);
+
+        if (size <= 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid size in \"%V\"", param);
+            return NGX_ERROR;
+        }
+
+        ns->max_bytes = size;
+        return NGX_OK;
+    }
+
+    n = ngx_atoi(s.data, s.len);
+
+    if (n <= 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid number in \"%V\"", param);
+        return NGX_ERROR;
+    }
+
+    ns->max_objects = n;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A namespace's max_bytes= must fit in storage of a known size; quotas
+ * that together exceed it leave the namespaces without one (locks,
+ * limiters) no room they can count on: a warning.
+ */
+static ngx_int_t
+ngx_http_do_check_quotas(ngx_conf_t *cf, ngx_http_do_main_conf_t *dmcf)
+{
+    off_t                 sum;
+    size_t                capacity;
+    ngx_uint_t            i;
+    ngx_do_namespace_t  **ns;
+
+    if (dmcf->backend->capacity == NULL) {
+        return NGX_OK;
+    }
+
+    capacity = dmcf->backend->capacity(dmcf->backend_conf);
+
+    if (capacity == 0) {
+        return NGX_OK;
+    }
+
+    sum = 0;
+    ns = dmcf->namespaces.elts;
+
+    for (i = 0; i < dmcf->namespaces.nelts; i++) {
+        if (ns[i]->max_bytes > (off_t) capacity) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "max_bytes=%O of do namespace \"%V\" exceeds "
+                          "the storage size %uz in %s:%ui",
+                          ns[i]->max_bytes, &ns[i]->name, capacity,
+                          ns[i]->file, ns[i]->line);
+            return NGX_ERROR;
+        }
+
+        sum += ns[i]->max_bytes;
+    }
+
+    if (sum > (off_t) capacity) {
+        ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                      "do: the namespaces' max_bytes= add up to %O, more "
+                      "than the storage size %uz: a namespace may find "
+                      "storage full before its quota", sum, capacity);
     }
 
     return NGX_OK;
@@ -1038,6 +1166,7 @@ ngx_http_do_init_process(ngx_cycle_t *cycle)
     ngx_do_runtime.idle_timeout = dmcf->idle_timeout;
     ngx_do_runtime.flush_interval = dmcf->flush_interval;
     ngx_do_runtime.call_timeout = dmcf->call_timeout;
+    ngx_do_runtime.max_objects = dmcf->max_objects;
     ngx_do_runtime.generation = ngx_http_do_generation;
 
     if (dmcf->backend->init_worker(cycle, dmcf->backend_conf) != NGX_OK) {

@@ -26,6 +26,13 @@
 
 #define NGX_DO_VERSION_ANY        ((uint64_t) -1)
 
+/* a commit that a namespace's quota refused: max_bytes=, max_objects= */
+#define NGX_DO_QUOTA_BYTES        -100
+#define NGX_DO_QUOTA_OBJECTS      -101
+
+#define ngx_do_quota_refused(rc)                                             \
+    ((rc) == NGX_DO_QUOTA_BYTES || (rc) == NGX_DO_QUOTA_OBJECTS)
+
 /* an object ID's first 8 hex digits, as debug lines print it ("%08xD") */
 #define ngx_do_id_prefix(id)                                                 \
     (((uint32_t) (id)[0] << 24) | ((uint32_t) (id)[1] << 16)                 \
@@ -46,6 +53,7 @@ typedef struct {
     ngx_msec_t                 idle_timeout;
     ngx_msec_t                 flush_interval;
     ngx_msec_t                 call_timeout;
+    ngx_uint_t                 max_objects;   /* per worker, 0: no cap */
     ngx_uint_t                 generation;
     u_char                     secret[32];
 } ngx_do_runtime_t;
@@ -145,7 +153,17 @@ struct ngx_do_storage_req_s {
  * init_conf adds what the configuration needs (shared zones, with tag);
  * init_worker and exit_worker run in each worker; secret gives the random
  * key of IDs when do_secret is unset (NULL: do_secret is required); usage
- * fills the status page.
+ * fills the status page; capacity says how many bytes the configured
+ * storage holds at most (0: no bound known), against which the shell
+ * checks the namespaces' max_bytes=.
+ *
+ * Quotas: a commit also keeps each namespace's count of bytes (keys and
+ * values) and of objects with state, atomically with the writes, and
+ * refuses a batch that would take a count over max_bytes= or
+ * max_objects= (NGX_DO_QUOTA_BYTES, NGX_DO_QUOTA_OBJECTS) before it
+ * changes anything; a batch that does not grow a count always passes.
+ * State with an expiry (batch.expire) is not counted: storage drops it on
+ * its own.
  */
 typedef struct {
     size_t                     size;          /* a memory zone, or 0 */
@@ -169,6 +187,7 @@ typedef struct {
     void                     (*exit_worker)(void);
     ngx_int_t                (*secret)(u_char *secret);
     void                     (*usage)(ngx_do_storage_usage_t *usage);
+    size_t                   (*capacity)(void *conf);
 
     ngx_int_t                (*version)(u_char *id, uint64_t *version);
     ngx_int_t                (*get)(u_char *id, ngx_str_t *key,
@@ -194,6 +213,27 @@ typedef struct {
                                        ngx_uint_t limit,
                                        ngx_do_storage_req_t *req);
 } ngx_do_backend_t;
+
+
+/*
+ * ngx_do_quota.c: a namespace's count in a backend's shared memory zone
+ * (bytes of keys and values, objects with state), under the zone's lock
+ */
+typedef struct ngx_do_quota_s  ngx_do_quota_t;
+
+struct ngx_do_quota_s {
+    ngx_do_quota_t            *next;
+    off_t                      bytes;
+    ngx_int_t                  objects;
+    size_t                     name_len;
+    u_char                     name[1];
+};
+
+ngx_do_quota_t *ngx_do_quota_find(ngx_slab_pool_t *shpool,
+    ngx_do_quota_t **list, ngx_do_namespace_t *ns);
+ngx_int_t ngx_do_quota_allow(ngx_do_namespace_t *ns, ngx_do_quota_t *q,
+    off_t bytes, ngx_int_t objects);
+void ngx_do_quota_add(ngx_do_quota_t *q, off_t bytes, ngx_int_t objects);
 
 
 /* ngx_do_storage.c: the backends, the first one the default */
@@ -354,11 +394,13 @@ typedef struct {
     ngx_atomic_uint_t          objects;
     ngx_atomic_uint_t          activations;
     ngx_atomic_uint_t          evictions;
+    ngx_atomic_uint_t          cap_evictions;
     ngx_atomic_uint_t          turns;
     ngx_atomic_uint_t          forwarded;
     ngx_atomic_uint_t          timeouts;
     ngx_atomic_uint_t          conflicts;
     ngx_atomic_uint_t          storage_full;
+    ngx_atomic_uint_t          quota_exceeded;
     ngx_atomic_uint_t          alarms_fired;
     ngx_atomic_uint_t          alarms_failed;
     ngx_atomic_uint_t          parked;

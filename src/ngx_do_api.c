@@ -18,6 +18,10 @@
 #include "ngx_do_object.h"
 
 
+/* keys that start with a zero byte are the runtime's (alarms) */
+#define ngx_do_key_reserved(key)  ((key)->len && (key)->data[0] == '\0')
+
+
 static ngx_do_write_t *ngx_do_api_batch_find(ngx_do_turn_t *t, ngx_str_t *key);
 static ngx_do_write_t *ngx_do_api_write(ngx_do_turn_t *t, ngx_str_t *key);
 static ngx_int_t ngx_do_api_copy(ngx_do_turn_t *t, ngx_str_t *from,
@@ -169,6 +173,14 @@ ngx_do_get_reserved(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *value,
     ngx_do_dirty_t  *d;
     ngx_do_cache_t  *e;
     ngx_do_write_t  *w;
+
+    if (key->len > t->obj->ns->max_key && !ngx_do_key_reserved(key)) {
+        /* no such key can be stored: neither read nor cached */
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
+                       "do get: a key of %uz bytes is over max_key",
+                       key->len);
+        return NGX_DECLINED;
+    }
 
     w = ngx_do_api_batch_find(t, key);
 

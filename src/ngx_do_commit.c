@@ -28,6 +28,8 @@ static ngx_int_t ngx_do_commit_group_batch(ngx_do_object_t *obj,
 static void ngx_do_commit_group_done(ngx_do_storage_req_t *req);
 static void ngx_do_commit_group_end(ngx_do_object_t *obj, ngx_int_t rc,
     uint64_t version, ngx_do_storage_req_t *fresh);
+static ngx_uint_t ngx_do_commit_status(ngx_do_object_t *obj, ngx_int_t rc,
+    const char **msg);
 
 
 /*
@@ -184,7 +186,7 @@ ngx_do_commit_group_run(ngx_do_object_t *obj)
     ngx_do_write_t  *w;
 
     while (!ngx_queue_empty(&obj->mailbox)
-           && obj->ngroup < NGX_DO_GROUP_MAX
+           && obj->ngroup < (obj->solo ? 1 : NGX_DO_GROUP_MAX)
            && obj->loaded)
     {
         q = ngx_queue_head(&obj->mailbox);
@@ -333,7 +335,8 @@ static void
 ngx_do_commit_group_end(ngx_do_object_t *obj, ngx_int_t rc, uint64_t version,
     ngx_do_storage_req_t *fresh)
 {
-    ngx_uint_t       i, n;
+    ngx_uint_t       i, n, status;
+    const char      *msg;
     ngx_do_kv_t     *kv;
     ngx_do_turn_t   *t;
     ngx_do_mail_t   *mail;
@@ -341,6 +344,10 @@ ngx_do_commit_group_end(ngx_do_object_t *obj, ngx_int_t rc, uint64_t version,
 
     n = obj->ngroup;
     obj->ngroup = 0;
+
+    if (obj->solo) {
+        obj->solo--;
+    }
 
     ngx_log_debug4(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
                    "do group commit: object %08xD, %ui calls, version %uL, "
@@ -401,44 +408,92 @@ ngx_do_commit_group_end(ngx_do_object_t *obj, ngx_int_t rc, uint64_t version,
             obj->loaded = 1;
         }
 
-        /* back to the front of the mailbox, in their order */
-        for (i = n; i > 0; i--) {
-            t = obj->group[i - 1];
-            ngx_queue_insert_head(&obj->mailbox, &t->mail->queue);
-            ngx_do_turn_free(t);
-        }
+        goto again;
+    }
 
-        return;
+    if (ngx_do_quota_refused(rc) && n > 1) {
+        /* whose writes were too many: each call commits alone, once */
+        obj->solo = n;
+        goto again;
     }
 
     if (rc == NGX_DECLINED) {
         ngx_do_stats->storage_full++;
     }
 
+    status = ngx_do_commit_status(obj, rc, &msg);
+
     ngx_do_status_count(obj->ns, NGX_DO_STAT_COMMIT_FAILURES);
 
-    ngx_do_log_throttled(NGX_LOG_ERR, ngx_cycle->log, 0,
-                         rc == NGX_BUSY ? NGX_DO_LOG_BUSY
-                         : rc == NGX_DECLINED ? NGX_DO_LOG_FULL
-                         : NGX_DO_LOG_UNAVAILABLE,
-                         "do: a commit of %ui calls of namespace \"%V\" "
-                         "failed%s", n, &obj->ns->name,
-                         rc == NGX_BUSY ? " (lost every race)"
-                         : rc == NGX_DECLINED ? " (storage is full)" : "");
+    /* a quota refusal has its own line */
+    if (!ngx_do_quota_refused(rc)) {
+        ngx_do_log_throttled(NGX_LOG_ERR, ngx_cycle->log, 0,
+                             rc == NGX_BUSY ? NGX_DO_LOG_BUSY
+                             : rc == NGX_DECLINED ? NGX_DO_LOG_FULL
+                             : NGX_DO_LOG_UNAVAILABLE,
+                             "do: a commit of %ui calls of namespace \"%V\" "
+                             "failed%s", n, &obj->ns->name,
+                             rc == NGX_BUSY ? " (lost every race)"
+                             : rc == NGX_DECLINED ? " (storage is full)" : "");
+    }
 
     for (i = 0; i < n; i++) {
         t = obj->group[i];
         mail = t->mail;
-        ngx_do_wire_error(mail->src, mail->call_id,
-                          rc == NGX_DECLINED ? 507
-                                               : NGX_HTTP_SERVICE_UNAVAILABLE,
-                          rc == NGX_DECLINED ? "storage is full"
-                                               : "storage is unavailable");
+        ngx_do_wire_error(mail->src, mail->call_id, status, msg);
         ngx_do_turn_free(t);
         ngx_do_turn_mail_free(mail);
     }
 
     obj->tries = 0;
+
+    return;
+
+again:
+
+    /* back to the front of the mailbox, in their order */
+    for (i = n; i > 0; i--) {
+        t = obj->group[i - 1];
+        ngx_queue_insert_head(&obj->mailbox, &t->mail->queue);
+        ngx_do_turn_free(t);
+    }
+}
+
+
+/*
+ * The status and message for the calls of a commit that failed with rc;
+ * a quota refusal is counted and logged, once a second at most (a
+ * tenant at its quota may well go on trying)
+ */
+static ngx_uint_t
+ngx_do_commit_status(ngx_do_object_t *obj, ngx_int_t rc, const char **msg)
+{
+    switch (rc) {
+
+    case NGX_DO_QUOTA_BYTES:
+    case NGX_DO_QUOTA_OBJECTS:
+        *msg = (rc == NGX_DO_QUOTA_BYTES)
+               ? "namespace quota max_bytes exceeded"
+               : "namespace quota max_objects exceeded";
+
+        ngx_do_stats->quota_exceeded++;
+
+        ngx_do_log_throttled(NGX_LOG_WARN, ngx_cycle->log, 0,
+                             NGX_DO_LOG_QUOTA,
+                             "do: namespace \"%V\": %s, a commit was "
+                             "refused", &obj->ns->name,
+                             *msg + sizeof("namespace ") - 1);
+
+        return 507;
+
+    case NGX_DECLINED:
+        *msg = "storage is full";
+        return 507;
+
+    default:
+        *msg = "storage is unavailable";
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
 }
 
 
@@ -447,7 +502,8 @@ static ngx_int_t
 ngx_do_commit_end(ngx_do_object_t *obj, ngx_do_turn_t *t, ngx_int_t rc,
     uint64_t version)
 {
-    ngx_uint_t       i;
+    ngx_uint_t       i, status;
+    const char      *msg;
     ngx_do_mail_t   *mail;
     ngx_do_write_t  *w;
 
@@ -480,13 +536,10 @@ ngx_do_commit_end(ngx_do_object_t *obj, ngx_do_turn_t *t, ngx_int_t rc,
                                  "\"%V\" was not committed", &obj->ns->name);
         }
 
+        status = ngx_do_commit_status(obj, rc, &msg);
+
         if (mail) {
-            ngx_do_wire_error(mail->src, mail->call_id,
-                              rc == NGX_DECLINED
-                              ? 507 : NGX_HTTP_SERVICE_UNAVAILABLE,
-                              rc == NGX_DECLINED
-                              ? "storage is full"
-                              : "storage is unavailable");
+            ngx_do_wire_error(mail->src, mail->call_id, status, msg);
         }
 
         return NGX_ERROR;

@@ -11,7 +11,10 @@
  * cache of it, and each of its turns checks and commits against the
  * stored version (ngx_do_turn.c, ngx_do_commit.c).  Idle objects run the
  * class's evict turn and go after do_idle_timeout, once their deferred
- * writes are stored.  The turn pools and the objects gauge live here too.
+ * writes are stored.  do_max_objects caps how many a worker holds: a new
+ * object first makes room by evicting the least recently called idle ones
+ * (their state is in storage; they come back at their next call).  The
+ * turn pools and the objects gauge live here too.
  */
 
 
@@ -26,6 +29,8 @@ static void ngx_do_object_sweep_handler(ngx_event_t *ev);
 static void ngx_do_object_stats(void);
 static ngx_uint_t ngx_do_object_hash(u_char *id);
 static void ngx_do_objects_grow(void);
+static void ngx_do_objects_trim(void);
+static ngx_uint_t ngx_do_object_evictable(ngx_do_object_t *obj);
 static void ngx_do_object_idle(ngx_event_t *ev);
 
 
@@ -38,6 +43,9 @@ static ngx_do_object_t       **ngx_do_objects;
 static ngx_uint_t              ngx_do_objects_mask;
 static ngx_uint_t              ngx_do_nobjects;
 static uint64_t                ngx_do_activations;
+
+/* every object, the least recently called first; O(1) per call */
+static ngx_queue_t             ngx_do_objects_lru;
 
 /*
  * Turn pools are reset and reused, not created per turn; a list (not one
@@ -64,6 +72,8 @@ ngx_do_objects_init(ngx_cycle_t *cycle, ngx_do_backend_t *backend,
     if (ngx_do_objects == NULL) {
         return NGX_ERROR;
     }
+
+    ngx_queue_init(&ngx_do_objects_lru);
 
     ngx_do_object_backend = backend;
     ngx_do_object_deliver = deliver;
@@ -214,8 +224,17 @@ ngx_do_object_get(u_char *id, ngx_do_namespace_t *ns, ngx_uint_t transient)
     for (obj = *bucket; obj; obj = obj->next) {
         if (ngx_memcmp(obj->id, id, NGX_DO_ID_LEN) == 0) {
             /* its idle timer stays: re-armed lazily after the turn */
+            ngx_queue_remove(&obj->lru);
+            ngx_queue_insert_tail(&ngx_do_objects_lru, &obj->lru);
             return obj;
         }
+    }
+
+    if (ngx_do_runtime.max_objects
+        && ngx_do_nobjects >= ngx_do_runtime.max_objects
+        && !ngx_exiting && !ngx_do_objects_final)
+    {
+        ngx_do_objects_trim();
     }
 
     obj = ngx_calloc(sizeof(ngx_do_object_t) + ns->class->object_size,
@@ -255,6 +274,7 @@ ngx_do_object_get(u_char *id, ngx_do_namespace_t *ns, ngx_uint_t transient)
 
     obj->next = *bucket;
     *bucket = obj;
+    ngx_queue_insert_tail(&ngx_do_objects_lru, &obj->lru);
     ngx_do_nobjects++;
 
     if (ngx_do_nobjects > ngx_do_objects_mask) {
@@ -265,6 +285,62 @@ ngx_do_object_get(u_char *id, ngx_do_namespace_t *ns, ngx_uint_t transient)
     ngx_do_status_count(ns, NGX_DO_STAT_ACTIVATIONS);
 
     return obj;
+}
+
+
+/*
+ * Makes room under do_max_objects: the least recently called objects that
+ * are idle go.  A few are looked at; those that cannot go now move to the
+ * queue's end, so that the next look starts elsewhere.  While none is
+ * idle (all run or wait for calls), the cap is passed.
+ */
+static void
+ngx_do_objects_trim(void)
+{
+    ngx_uint_t        n;
+    ngx_queue_t      *q;
+    ngx_do_object_t  *obj;
+
+    for (n = 0;
+         n < 16 && ngx_do_nobjects >= ngx_do_runtime.max_objects
+         && !ngx_queue_empty(&ngx_do_objects_lru);
+         n++)
+    {
+        q = ngx_queue_head(&ngx_do_objects_lru);
+        obj = ngx_queue_data(q, ngx_do_object_t, lru);
+
+        ngx_queue_remove(q);
+        ngx_queue_insert_tail(&ngx_do_objects_lru, q);
+
+        if (!ngx_do_object_evictable(obj)) {
+            continue;
+        }
+
+        ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
+                       "do evict: object %08xD of \"%V\" for "
+                       "do_max_objects", ngx_do_id_prefix(obj->id),
+                       &obj->ns->name);
+
+        if (ngx_do_object_close(obj) == NGX_OK) {
+            ngx_do_stats->cap_evictions++;
+        }
+    }
+}
+
+
+/*
+ * Idle: no call runs or waits, none is parked, and nothing it keeps
+ * would be lost (deferred writes are stored first, which an asynchronous
+ * backend cannot do at once: such an object waits for its flush).
+ */
+static ngx_uint_t
+ngx_do_object_evictable(ngx_do_object_t *obj)
+{
+    return !obj->busy && !obj->closing && obj->ngroup == 0
+           && ngx_queue_empty(&obj->mailbox)
+           && ngx_queue_empty(&obj->parked)
+           && obj->flushing == NULL
+           && (obj->dirty == NULL || !ngx_do_object_backend->async);
 }
 
 
@@ -513,9 +589,10 @@ ngx_do_object_idle(ngx_event_t *ev)
 /*
  * Drops the object once its deferred writes are stored; an asynchronous
  * flush finishes the job from its handler.  A flush that fails keeps the
- * object (and its unsaved state) for another try.
+ * object (and its unsaved state) for another try.  NGX_OK: it is gone;
+ * NGX_AGAIN: it goes after the flush; NGX_DECLINED: it stays.
  */
-void
+ngx_int_t
 ngx_do_object_close(ngx_do_object_t *obj)
 {
     ngx_int_t  rc;
@@ -525,16 +602,18 @@ ngx_do_object_close(ngx_do_object_t *obj)
     rc = ngx_do_defer_flush(obj);
 
     if (rc == NGX_AGAIN) {
-        return;
+        return NGX_AGAIN;
     }
 
     if (rc != NGX_OK && !ngx_exiting) {
         obj->closing = 0;
         ngx_add_timer(&obj->idle, ngx_do_object_idle_time(obj));
-        return;
+        return NGX_DECLINED;
     }
 
     ngx_do_object_free(obj);
+
+    return NGX_OK;
 }
 
 
@@ -617,6 +696,7 @@ ngx_do_object_free(ngx_do_object_t *obj)
     }
 
     *op = obj->next;
+    ngx_queue_remove(&obj->lru);
     ngx_do_nobjects--;
     ngx_do_object_stats();
     ngx_free(obj);

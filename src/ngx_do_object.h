@@ -63,9 +63,13 @@ typedef struct ngx_do_object_s  ngx_do_object_t;
  * for deferred state (see ngx_do_handover.c); deferred: the class asks for
  * deferred durability and gets it, since the shard is held and no older
  * worker runs; otherwise its turns check and commit like any other's.
+ * lru: its place in the worker's queue of objects, the least recently
+ * called first (do_max_objects evicts from there).  solo: so many next
+ * group commits take one call each (a quota refused a group).
  */
 struct ngx_do_object_s {
     ngx_do_object_t           *next;          /* in its hash bucket */
+    ngx_queue_t                lru;
     u_char                     id[NGX_DO_ID_LEN];
     ngx_do_namespace_t        *ns;
     void                      *state;         /* class->object_size bytes */
@@ -88,6 +92,7 @@ struct ngx_do_object_s {
     ngx_do_turn_t             *turn;
     ngx_do_turn_t             *group[NGX_DO_GROUP_MAX];
     ngx_uint_t                 ngroup;
+    ngx_uint_t                 solo;
     ngx_uint_t                 tries;
     ngx_msec_t                 expire;
     unsigned                   busy:1;
@@ -181,7 +186,7 @@ void ngx_do_object_refresh(ngx_do_object_t *obj);
 ngx_uint_t ngx_do_object_stale(ngx_do_object_t *obj,
     ngx_int_t (*handler)(ngx_do_turn_t *t));
 ngx_msec_t ngx_do_object_idle_time(ngx_do_object_t *obj);
-void ngx_do_object_close(ngx_do_object_t *obj);
+ngx_int_t ngx_do_object_close(ngx_do_object_t *obj);
 void ngx_do_object_free(ngx_do_object_t *obj);
 
 

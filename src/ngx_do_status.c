@@ -353,11 +353,13 @@ ngx_do_status_usec(void)
     F(objects, "gauge", "objects held in memory")                             \
     F(activations, "counter", "object activations")                           \
     F(evictions, "counter", "idle objects evicted")                           \
+    F(cap_evictions, "counter", "objects evicted for do_max_objects")         \
     F(turns, "counter", "turns run")                                          \
     F(forwarded, "counter", "calls forwarded to the owner worker")            \
     F(timeouts, "counter", "calls whose owner did not answer in time")        \
     F(conflicts, "counter", "commits retried after a version conflict")       \
     F(storage_full, "counter", "commits refused by full storage")         \
+    F(quota_exceeded, "counter", "commits refused by a namespace quota")      \
     F(alarms_fired, "counter", "alarm turns run to success")                  \
     F(alarms_failed, "counter", "alarm turns that failed (retried)")        \
     F(parked, "counter", "calls parked to be answered later (lock waiters)") \

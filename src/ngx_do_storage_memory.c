@@ -11,6 +11,9 @@
  *
  * The zone, "do_storage", is added by init_conf with do_storage's size=;
  * without do_secret the key of IDs is the random one kept in it.
+ *
+ * Quotas: each namespace's count lives in the zone (ngx_do_quota.c); a
+ * commit checks and moves it under the mutex, with the writes.
  */
 
 
@@ -42,7 +45,16 @@ typedef struct {
     ngx_rbtree_key_t           sweep;         /* where the last sweep ended */
     u_char                     secret[32];
     struct ngx_do_memory_alarms_s  *alarms;   /* NULL: no alarm yet */
+    ngx_do_quota_t            *quotas;
 } ngx_do_memory_sh_t;
+
+
+/* what a batch changes in its namespace's count */
+typedef struct {
+    ngx_do_quota_t            *quota;
+    off_t                      bytes;
+    ngx_int_t                  objects;
+} ngx_do_memory_delta_t;
 
 
 /*
@@ -67,6 +79,7 @@ typedef struct {
     ngx_rbtree_t               keys;
     ngx_rbtree_node_t          sentinel;
     ngx_uint_t                 nkeys;
+    off_t                      bytes;         /* of its keys and values */
     ngx_rbtree_node_t          alarm;
     size_t                     ns_len;
     u_char                     ns[1];
@@ -94,6 +107,7 @@ static ngx_int_t ngx_do_memory_init_zone(ngx_shm_zone_t *shm_zone,
 static ngx_int_t ngx_do_memory_init_worker(ngx_cycle_t *cycle, void *conf);
 static ngx_int_t ngx_do_memory_secret(u_char *secret);
 static void ngx_do_memory_usage(ngx_do_storage_usage_t *usage);
+static size_t ngx_do_memory_capacity(void *conf);
 
 static ngx_int_t ngx_do_memory_version(u_char *id, uint64_t *version);
 static ngx_int_t ngx_do_memory_get(u_char *id, ngx_str_t *key,
@@ -110,6 +124,9 @@ static ngx_int_t ngx_do_memory_list_last(ngx_do_memory_object_t *obj,
 static ngx_uint_t ngx_do_memory_list_in_range(ngx_do_memory_kv_t *kv,
     ngx_do_list_opts_t *opts);
 static ngx_int_t ngx_do_memory_alarms_index(void);
+static ngx_int_t ngx_do_memory_quota_check(ngx_do_namespace_t *ns,
+    ngx_do_memory_object_t *obj, ngx_do_batch_t *batch,
+    ngx_do_memory_delta_t *delta);
 static ngx_do_memory_object_t *ngx_do_memory_object_create(
     ngx_do_namespace_t *ns, u_char *id);
 static ngx_int_t ngx_do_memory_reserve(ngx_do_memory_object_t *obj,
@@ -152,6 +169,7 @@ ngx_do_backend_t  ngx_do_memory_backend = {
     NULL,                                  /* exit_worker */
     ngx_do_memory_secret,
     ngx_do_memory_usage,
+    ngx_do_memory_capacity,
     ngx_do_memory_version,
     ngx_do_memory_get,
     ngx_do_memory_list,
@@ -285,6 +303,7 @@ ngx_do_memory_init_zone(ngx_shm_zone_t *shm_zone, void *data)
                     ngx_do_id_rbtree_insert);
     sh->commits = 0;
     sh->alarms = NULL;
+    sh->quotas = NULL;
 
     if (RAND_bytes(sh->secret, sizeof(sh->secret)) != 1) {
         return NGX_ERROR;
@@ -349,6 +368,15 @@ ngx_do_memory_usage(ngx_do_storage_usage_t *usage)
 
     usage->size = ngx_do_memory_shpool->end - (u_char *) ngx_do_memory_shpool;
     usage->free = ngx_do_memory_shpool->pfree * ngx_pagesize;
+}
+
+
+static size_t
+ngx_do_memory_capacity(void *conf)
+{
+    ngx_do_memory_conf_t  *mcf = conf;
+
+    return mcf->size;
 }
 
 
@@ -605,6 +633,7 @@ ngx_do_memory_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
     ngx_int_t                 rc;
     ngx_uint_t                i, n, created;
     ngx_do_memory_kv_t      **nodes;
+    ngx_do_memory_delta_t     delta;
     ngx_do_memory_object_t   *obj;
 
     n = batch->writes.nelts;
@@ -637,6 +666,11 @@ ngx_do_memory_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
         goto done;
     }
 
+    rc = ngx_do_memory_quota_check(ns, obj, batch, &delta);
+    if (rc != NGX_OK) {
+        goto done;
+    }
+
     if (obj == NULL) {
         obj = ngx_do_memory_object_create(ns, id);
         if (obj == NULL) {
@@ -654,6 +688,8 @@ ngx_do_memory_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
 
     req->version = ngx_do_memory_apply(obj, batch, values, nodes);
     created = 0;
+
+    ngx_do_quota_add(delta.quota, delta.bytes, delta.objects);
 
 done:
 
@@ -712,6 +748,68 @@ ngx_do_memory_alarms_index(void)
 }
 
 
+/*
+ * What the batch makes of the object's count in its namespace (an object
+ * counts while it has keys and no expiry), and whether the quotas allow
+ * it: NGX_OK with delta, NGX_DO_QUOTA_BYTES, NGX_DO_QUOTA_OBJECTS, or
+ * NGX_DECLINED (no room for the record).  Under the mutex.
+ */
+static ngx_int_t
+ngx_do_memory_quota_check(ngx_do_namespace_t *ns,
+    ngx_do_memory_object_t *obj, ngx_do_batch_t *batch,
+    ngx_do_memory_delta_t *delta)
+{
+    off_t                bytes;
+    ngx_int_t            nkeys, before;
+    ngx_uint_t           i;
+    ngx_do_write_t      *w;
+    ngx_do_memory_kv_t  *kv;
+
+    delta->quota = ngx_do_quota_find(ngx_do_memory_shpool,
+                                     &ngx_do_memory_sh->quotas, ns);
+    if (delta->quota == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (obj && !batch->clear) {
+        bytes = obj->bytes;
+        nkeys = obj->nkeys;
+
+    } else {
+        bytes = 0;
+        nkeys = 0;
+    }
+
+    w = batch->writes.elts;
+
+    for (i = 0; i < batch->writes.nelts; i++) {
+        kv = (obj && !batch->clear) ? ngx_do_memory_kv_find(obj, &w[i].key)
+                                    : NULL;
+        if (kv) {
+            bytes -= kv->key_len + kv->value_len;
+            nkeys--;
+        }
+
+        if (!w[i].delete) {
+            bytes += w[i].key.len + w[i].value.len;
+            nkeys++;
+        }
+    }
+
+    if (nkeys == 0 || batch->expire) {
+        bytes = 0;
+    }
+
+    before = (obj && obj->nkeys && obj->expires == 0);
+
+    delta->bytes = bytes - (before ? obj->bytes : 0);
+    delta->objects = (bytes > 0) - before;
+
+    return ngx_do_quota_allow(ns, delta->quota, delta->bytes,
+                              delta->objects);
+}
+
+
 /* a new, empty object in the tree; under the mutex */
 static ngx_do_memory_object_t *
 ngx_do_memory_object_create(ngx_do_namespace_t *ns, u_char *id)
@@ -733,6 +831,7 @@ ngx_do_memory_object_create(ngx_do_namespace_t *ns, u_char *id)
     obj->version = 0;
     obj->expires = 0;
     obj->nkeys = 0;
+    obj->bytes = 0;
     ngx_rbtree_init(&obj->keys, &obj->sentinel, ngx_do_memory_kv_insert);
     ngx_rbtree_insert(&ngx_do_memory_sh->objects, &obj->node.node);
 
@@ -839,6 +938,7 @@ ngx_do_memory_apply(ngx_do_memory_object_t *obj, ngx_do_batch_t *batch,
             }
 
             ngx_slab_free_locked(ngx_do_memory_shpool, kv->value);
+            obj->bytes -= kv->value_len;
 
         } else {
             kv->key_len = w[i].key.len;
@@ -846,6 +946,7 @@ ngx_do_memory_apply(ngx_do_memory_object_t *obj, ngx_do_batch_t *batch,
             kv->node.key = 0;
             ngx_rbtree_insert(&obj->keys, &kv->node);
             obj->nkeys++;
+            obj->bytes += kv->key_len;
             nodes[i] = NULL;
         }
 
@@ -853,6 +954,7 @@ ngx_do_memory_apply(ngx_do_memory_object_t *obj, ngx_do_batch_t *batch,
         kv->value = values[i];
         kv->value_len = w[i].value.len;
         kv->version = next;
+        obj->bytes += kv->value_len;
         values[i] = NULL;
     }
 
@@ -1201,7 +1303,8 @@ static void
 ngx_do_memory_kv_free(ngx_do_memory_object_t *obj, ngx_do_memory_kv_t *kv)
 {
     ngx_rbtree_delete(&obj->keys, &kv->node);
+    obj->nkeys--;
+    obj->bytes -= kv->key_len + kv->value_len;
     ngx_slab_free_locked(ngx_do_memory_shpool, kv->value);
     ngx_slab_free_locked(ngx_do_memory_shpool, kv);
-    obj->nkeys--;
 }

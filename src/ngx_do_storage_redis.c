@@ -11,8 +11,11 @@
  *
  *   do:{<namespace>:<64 hex ID>}:kv   hash: key -> "<version>:<value>"
  *   do:{<namespace>:<64 hex ID>}:v    string: the object's version
+ *   do:{<namespace>:<64 hex ID>}:b    string: the bytes the object counts
+ *                                     for its namespace (absent: none)
  *   do:alarms:<shard>                 sorted set: "<namespace>:<64 hex ID>"
  *                                     scored by its next alarm (ms)
+ *   do:quota:<namespace>              hash: bytes, objects (the quotas)
  *
  * An object is loaded whole when it activates (one script: the version and
  * HGETALL); from then on its reads never leave the worker.  A turn's batch
@@ -30,7 +33,10 @@
  * a forgotten rate limiter stays in Redis.  A commit that changes an
  * object's alarms updates its shard's alarm index in the same script (so
  * on Redis Cluster the index and the object must share a node: see the
- * README).
+ * README).  The same script keeps the namespace's count for its quotas
+ * and refuses a batch that would take it over one, before it writes
+ * anything; an object without :b (written before counts existed, or
+ * with an expiry until now) is counted whole when it is next written.
  */
 
 
@@ -104,6 +110,7 @@ ngx_do_backend_t  ngx_do_storage_redis_backend = {
     ngx_do_redis_exit,
     NULL,                                  /* secret: do_secret is needed */
     ngx_do_storage_redis_usage,
+    NULL,                                  /* capacity: unknown */
     NULL,                                  /* version */
     NULL,                                  /* get */
     NULL,                                  /* list */
@@ -126,6 +133,13 @@ static const char  ngx_do_storage_redis_check_script[] =
     "if tonumber(ARGV[1]) == v then return v end "
     "return {-1, redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[1])}";
 
+/*
+ * The commit.  ARGV: the expected version ("-1": any), clear, expiry,
+ * claim token, alarm ("-": unchanged, "0": none), alarm member,
+ * max_bytes and max_objects ("0": none), then the writes ("p" key value,
+ * "d" key).  nb and nf: the object's bytes and fields after the batch,
+ * counted only without an expiry; -2 and -3: a quota refused it.
+ */
 static const char  ngx_do_storage_redis_commit_script[] =
     "local v = tonumber(redis.call('GET', KEYS[2]) or '0') "
     "local c = false "
@@ -138,6 +152,40 @@ static const char  ngx_do_storage_redis_commit_script[] =
     "  end "
     "end "
     "if c then redis.call('DEL', KEYS[3]) end "
+    "local cb = tonumber(redis.call('GET', KEYS[5]) or '-1') "
+    "local nb, nf, i = 0, 0, 9 "
+    "if ARGV[3] == '0' then "
+    "  if ARGV[2] ~= '1' then "
+    "    nf = redis.call('HLEN', KEYS[1]) "
+    "    if cb >= 0 then nb = cb else "
+    "      local a = redis.call('HGETALL', KEYS[1]) "
+    "      for j = 1, #a, 2 do "
+    "        nb = nb + #a[j] + #a[j + 1] - string.find(a[j + 1], ':', 1, true) "
+    "      end "
+    "    end "
+    "  end "
+    "  while i <= #ARGV do "
+    "    local o = false "
+    "    if ARGV[2] ~= '1' then "
+    "      o = redis.call('HGET', KEYS[1], ARGV[i + 1]) "
+    "    end "
+    "    if o then "
+    "      nb = nb - #ARGV[i + 1] - #o + string.find(o, ':', 1, true) "
+    "      nf = nf - 1 "
+    "    end "
+    "    if ARGV[i] == 'p' then "
+    "      nb = nb + #ARGV[i + 1] + #ARGV[i + 2]; nf = nf + 1; i = i + 3 "
+    "    else i = i + 2 end "
+    "  end "
+    "end "
+    "if nf == 0 then nb = 0 end "
+    "local db, dn = nb, 0 "
+    "if nf > 0 then dn = 1 end "
+    "if cb >= 0 then db = db - cb; dn = dn - 1 end "
+    "if db > 0 and ARGV[7] ~= '0' and tonumber(redis.call('HGET', KEYS[6], "
+    "    'bytes') or '0') + db > tonumber(ARGV[7]) then return -2 end "
+    "if dn > 0 and ARGV[8] ~= '0' and tonumber(redis.call('HGET', KEYS[6], "
+    "    'objects') or '0') + dn > tonumber(ARGV[8]) then return -3 end "
     "local n = v + 1 "
     "if ARGV[2] == '1' then redis.call('DEL', KEYS[1]) end "
     "if ARGV[5] == '0' then "
@@ -145,7 +193,7 @@ static const char  ngx_do_storage_redis_commit_script[] =
     "elseif ARGV[5] ~= '-' then "
     "  redis.call('ZADD', KEYS[4], ARGV[5], ARGV[6]) "
     "end "
-    "local i = 7 "
+    "i = 9 "
     "while i <= #ARGV do "
     "  if ARGV[i] == 'p' then "
     "    redis.call('HSET', KEYS[1], ARGV[i + 1], n .. ':' .. ARGV[i + 2]) "
@@ -162,6 +210,10 @@ static const char  ngx_do_storage_redis_commit_script[] =
     "else "
     "  redis.call('PERSIST', KEYS[1]) "
     "end "
+    "if db ~= 0 then redis.call('HINCRBY', KEYS[6], 'bytes', db) end "
+    "if dn ~= 0 then redis.call('HINCRBY', KEYS[6], 'objects', dn) end "
+    "if nf > 0 then redis.call('SET', KEYS[5], nb) "
+    "elseif cb >= 0 then redis.call('DEL', KEYS[5]) end "
     "return n";
 
 
@@ -767,12 +819,12 @@ static ngx_int_t
 ngx_do_storage_redis_commit(ngx_do_namespace_t *ns, u_char *id,
     uint64_t expected, ngx_do_batch_t *batch, ngx_do_storage_req_t *req)
 {
-    u_char       *kv, *v, *c, *a, *e;
+    u_char       *kv, *v, *c, *b, *a, *q, *e;
     size_t       *argvlen;
     ngx_int_t     rc;
     ngx_uint_t    argc;
     const char  **argv;
-    u_char        buf[5 * NGX_DO_REDIS_KEY_LEN + 4 * NGX_INT64_LEN];
+    u_char        buf[6 * NGX_DO_REDIS_KEY_LEN + 6 * NGX_INT64_LEN];
 
     if (ngx_do_storage_redis_conf->prefix.len + ns->name.len
         > NGX_DO_REDIS_MAX_NAMES)
@@ -780,7 +832,7 @@ ngx_do_storage_redis_commit(ngx_do_namespace_t *ns, u_char *id,
         return NGX_ERROR;
     }
 
-    argc = 13 + 3 * batch->writes.nelts;
+    argc = 17 + 3 * batch->writes.nelts;
 
     argv = ngx_alloc(argc * (sizeof(char *) + sizeof(size_t)), ngx_cycle->log);
     if (argv == NULL) {
@@ -792,9 +844,12 @@ ngx_do_storage_redis_commit(ngx_do_namespace_t *ns, u_char *id,
     kv = buf;
     v = ngx_do_storage_redis_key(kv, ns, id, ":kv");
     c = ngx_do_storage_redis_key(v, ns, id, ":v");
-    a = ngx_do_storage_redis_key(c, ns, id, ":c");
-    e = ngx_sprintf(a, "%Valarms:%ui", &ngx_do_storage_redis_conf->prefix,
+    b = ngx_do_storage_redis_key(c, ns, id, ":c");
+    a = ngx_do_storage_redis_key(b, ns, id, ":b");
+    q = ngx_sprintf(a, "%Valarms:%ui", &ngx_do_storage_redis_conf->prefix,
                     ngx_do_id_shard(id));
+    e = ngx_sprintf(q, "%Vquota:%V", &ngx_do_storage_redis_conf->prefix,
+                    &ns->name);
 
     argv[0] = "EVAL";
     argvlen[0] = 4;
@@ -823,19 +878,23 @@ ngx_do_storage_redis_commit(ngx_do_namespace_t *ns, u_char *id,
 
     argv[1] = ngx_do_storage_redis_commit_script;
     argvlen[1] = sizeof(ngx_do_storage_redis_commit_script) - 1;
-    argv[2] = "4";
+    argv[2] = "6";
     argvlen[2] = 1;
     argv[3] = (const char *) kv;
     argvlen[3] = v - kv;
     argv[4] = (const char *) v;
     argvlen[4] = c - v;
     argv[5] = (const char *) c;
-    argvlen[5] = a - c;
+    argvlen[5] = b - c;
     argv[6] = (const char *) a;
-    argvlen[6] = e - a;
+    argvlen[6] = q - a;
+    argv[7] = (const char *) b;
+    argvlen[7] = a - b;
+    argv[8] = (const char *) q;
+    argvlen[8] = e - q;
 
-    argc = ngx_do_storage_redis_commit_args(ns, batch, expected, kv, argv,
-                                            argvlen, e);
+    argc = 9 + ngx_do_storage_redis_commit_args(ns, batch, expected, kv,
+                                                argv + 9, argvlen + 9, e);
 
     /* hiredis copies the command: nothing here must outlive the call */
     rc = ngx_do_redis_command(ngx_do_storage_redis_hint(id),
@@ -848,11 +907,12 @@ ngx_do_storage_redis_commit(ngx_do_namespace_t *ns, u_char *id,
 }
 
 /*
- * The commit script's ARGV, from argv[7] on: expected version, clear,
+ * The commit script's ARGV, into argv from 0: expected version, clear,
  * expiry, this worker's claim token, the next alarm ("-": unchanged, "0":
- * none), the alarm index member, then the writes ("p" key value, "d"
- * key).  kv is the object's :kv key; numbers are printed from e on.  The
- * number of arguments.
+ * none), the alarm index member, the namespace's max_bytes and
+ * max_objects, then the writes ("p" key value, "d" key).  kv is the
+ * object's :kv key; numbers are printed from e on.  The number of
+ * arguments.
  */
 static ngx_uint_t
 ngx_do_storage_redis_commit_args(ngx_do_namespace_t *ns, ngx_do_batch_t *batch,
@@ -863,41 +923,48 @@ ngx_do_storage_redis_commit_args(ngx_do_namespace_t *ns, ngx_do_batch_t *batch,
     ngx_do_write_t  *w;
 
     if (expected == NGX_DO_VERSION_ANY) {
-        argv[7] = "-1";
-        argvlen[7] = 2;
+        argv[0] = "-1";
+        argvlen[0] = 2;
 
     } else {
-        argv[7] = (const char *) e;
-        argvlen[7] = ngx_sprintf(e, "%uL", expected) - e;
-        e += argvlen[7];
+        argv[0] = (const char *) e;
+        argvlen[0] = ngx_sprintf(e, "%uL", expected) - e;
+        e += argvlen[0];
     }
 
-    argv[8] = batch->clear ? "1" : "0";
-    argvlen[8] = 1;
+    argv[1] = batch->clear ? "1" : "0";
+    argvlen[1] = 1;
 
-    argv[9] = (const char *) e;
-    argvlen[9] = ngx_sprintf(e, "%M", batch->expire) - e;
-    e += argvlen[9];
+    argv[2] = (const char *) e;
+    argvlen[2] = ngx_sprintf(e, "%M", batch->expire) - e;
+    e += argvlen[2];
 
-    argv[10] = (const char *) e;
-    argvlen[10] = ngx_sprintf(e, "%P", ngx_pid) - e;
-    e += argvlen[10];
+    argv[3] = (const char *) e;
+    argvlen[3] = ngx_sprintf(e, "%P", ngx_pid) - e;
+    e += argvlen[3];
 
     if (batch->alarm_set) {
-        argv[11] = (const char *) e;
-        argvlen[11] = ngx_sprintf(e, "%uL", batch->alarm) - e;
-        e += argvlen[11];
+        argv[4] = (const char *) e;
+        argvlen[4] = ngx_sprintf(e, "%uL", batch->alarm) - e;
+        e += argvlen[4];
 
     } else {
-        argv[11] = "-";
-        argvlen[11] = 1;
+        argv[4] = "-";
+        argvlen[4] = 1;
     }
 
     /* the member: the object's hash tag (in its :kv key) without braces */
-    argv[12] = (const char *) kv + ngx_do_storage_redis_conf->prefix.len + 1;
-    argvlen[12] = ns->name.len + 1 + NGX_DO_ID_HEX_LEN;
+    argv[5] = (const char *) kv + ngx_do_storage_redis_conf->prefix.len + 1;
+    argvlen[5] = ns->name.len + 1 + NGX_DO_ID_HEX_LEN;
 
-    argc = 13;
+    argv[6] = (const char *) e;
+    argvlen[6] = ngx_sprintf(e, "%O", ns->max_bytes) - e;
+    e += argvlen[6];
+
+    argv[7] = (const char *) e;
+    argvlen[7] = ngx_sprintf(e, "%ui", ns->max_objects) - e;
+
+    argc = 8;
     w = batch->writes.elts;
 
     for (i = 0; i < batch->writes.nelts; i++) {
@@ -912,13 +979,14 @@ ngx_do_storage_redis_commit_args(ngx_do_namespace_t *ns, ngx_do_batch_t *batch,
         }
     }
 
-
     return argc;
 }
 
 
-
-/* the new version, -1 (the version moved on), or an error */
+/*
+ * the new version, -1 (the version moved on), -2 or -3 (a quota refused
+ * it), or an error
+ */
 static void
 ngx_do_storage_redis_committed(void *data, void *r)
 {
@@ -953,6 +1021,10 @@ ngx_do_storage_redis_committed(void *data, void *r)
     if (reply->type == REDIS_REPLY_INTEGER) {
         if (reply->integer == -1) {
             req->rc = NGX_BUSY;
+
+        } else if (reply->integer == -2 || reply->integer == -3) {
+            req->rc = (reply->integer == -2) ? NGX_DO_QUOTA_BYTES
+                                             : NGX_DO_QUOTA_OBJECTS;
 
         } else if (reply->integer >= 0) {
             req->version = (uint64_t) reply->integer;

@@ -209,6 +209,15 @@ struct ngx_do_namespace_s {
     size_t                     max_value;
     size_t                     max_message;   /* one WebSocket message */
     void                      *stats;         /* do_status's counters */
+
+    /*
+     * quotas (0: none): the bytes of keys and values, and the objects
+     * with any state, that the namespace's objects may keep in storage
+     */
+    off_t                      max_bytes;
+    ngx_uint_t                 max_objects;
+    u_char                    *file;          /* where it is declared */
+    ngx_uint_t                 line;
 };
 
 
@@ -407,6 +416,7 @@ ngx_msec_t ngx_do_call_timeout(void);
  * NGX_DO_LOG_IPC          messages not sent to another worker
  * NGX_DO_LOG_TIMEOUT      calls whose owner did not answer in time
  * NGX_DO_LOG_ALARM        alarms that could not run, or were skipped
+ * NGX_DO_LOG_QUOTA        commits refused by a namespace quota
  */
 #define NGX_DO_LOG_UNAVAILABLE    0
 #define NGX_DO_LOG_FULL           1
@@ -416,7 +426,8 @@ ngx_msec_t ngx_do_call_timeout(void);
 #define NGX_DO_LOG_IPC            5
 #define NGX_DO_LOG_TIMEOUT        6
 #define NGX_DO_LOG_ALARM          7
-#define NGX_DO_LOG_KINDS          8
+#define NGX_DO_LOG_QUOTA          8
+#define NGX_DO_LOG_KINDS          9
 
 void ngx_do_log_throttled(ngx_uint_t level, ngx_log_t *log, ngx_err_t err,
     ngx_uint_t kind, const char *fmt, ...);

@@ -38,6 +38,7 @@ typedef struct {
     ngx_msec_t                 idle_timeout;
     ngx_msec_t                 call_timeout;
     ngx_msec_t                 flush_interval;
+    ngx_int_t                  max_objects;   /* do_max_objects */
     u_char                     secret[32];
     ngx_flag_t                 secret_set;
 } ngx_http_do_main_conf_t;

@@ -274,7 +274,8 @@ $t->check_logs('db out of range', expect => [qr/do: redis \S+: (SELECT failed|is
 $t = start_during_setup($two, "redis://127.0.0.1:$tp/1 pool=2");
 ($st, $slow) = puts($t, 'one', 3);
 is($st, '200 200 200', 'a db that exists: calls made during SELECT succeed');
-is($two->cli('-n', 1, 'DBSIZE'), "6\n", '... their keys are in db 1');
+# three objects of three keys (:kv, :v, :b) and their namespace's count
+is($two->cli('-n', 1, 'DBSIZE'), "10\n", '... their keys are in db 1');
 is($two->cli('DBSIZE'), "0\n", '... and none in db 0');
 $t->stop;
 $t->check_logs('db 1');

@@ -259,6 +259,12 @@ ngx_do_store_fetch(ngx_do_turn_t *t)
 
     case NGX_HTTP_GET:
     case NGX_HTTP_HEAD:
+        if (has_key && key.len > ngx_do_turn_namespace(t)->max_key) {
+            /* no such key can be stored: nothing is read, nothing cached */
+            return ngx_do_reply_error(t, NGX_HTTP_REQUEST_URI_TOO_LARGE,
+                                      "key is longer than max_key");
+        }
+
         return has_key ? ngx_do_store_get(t, &key) : ngx_do_store_list(t);
 
     case NGX_HTTP_PUT:

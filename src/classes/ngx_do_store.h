@@ -29,7 +29,9 @@
  * Errors are {"error": "..."}: 400 (bad arguments), 405, 412, 413 (over
  * max_key= or max_value=; a body longer than its request could store,
  * max_value or a batch's bound, is refused by do_pass before it is read),
- * 507 (storage full).  A ttl= (nginx time syntax;
+ * 414 (a GET of a key over max_key=), 507 (storage full, or a namespace
+ * quota: "namespace quota max_bytes exceeded", "... max_objects
+ * exceeded").  A ttl= (nginx time syntax;
  * a bare number is seconds) deletes the key when it comes due; a PUT
  * without ttl= removes it, incr and a batch's puts keep it, DELETE and a
  * batch's delete remove it.
