@@ -297,9 +297,10 @@ ngx_do_object_get(u_char *id, ngx_do_namespace_t *ns, ngx_uint_t transient)
 static void
 ngx_do_objects_trim(void)
 {
-    ngx_uint_t        n;
-    ngx_queue_t      *q;
-    ngx_do_object_t  *obj;
+    ngx_uint_t           n;
+    ngx_queue_t         *q;
+    ngx_do_object_t     *obj;
+    ngx_do_namespace_t  *ns;
 
     for (n = 0;
          n < 16 && ngx_do_nobjects >= ngx_do_runtime.max_objects
@@ -321,8 +322,11 @@ ngx_do_objects_trim(void)
                        "do_max_objects", ngx_do_id_prefix(obj->id),
                        &obj->ns->name);
 
+        ns = obj->ns;
+
         if (ngx_do_object_close(obj) == NGX_OK) {
             ngx_do_stats->cap_evictions++;
+            ngx_do_status_count(ns, NGX_DO_STAT_EVICTIONS);
         }
     }
 }
