@@ -79,7 +79,10 @@ ngx_do_class_t  ngx_do_lock_class = {
     ngx_do_lock_wake,                      /* wake */
     NULL,                                  /* ws_open */
     NULL,                                  /* ws_message */
-    NULL                                   /* ws_close */
+    NULL,                                  /* ws_close */
+    NULL,                                  /* init_namespace */
+    NULL,                                  /* pass */
+    NULL                                   /* usage */
 };
 
 

@@ -71,7 +71,10 @@ ngx_do_class_t  ngx_do_store_class = {
     NULL,                                  /* wake */
     NULL,                                  /* ws_open */
     NULL,                                  /* ws_message */
-    NULL                                   /* ws_close */
+    NULL,                                  /* ws_close */
+    NULL,                                  /* init_namespace */
+    NULL,                                  /* pass */
+    NULL                                   /* usage */
 };
 
 
