@@ -547,7 +547,7 @@ ngx_do_status_prometheus_tables(u_char *p, u_char *last,
         "entries in the namespace's own table (rate_limiter on memory "
         "storage: buckets)",
         "size of the zone of the namespace's own table",
-        "free pages in the zone of the namespace's own table"
+        "bytes not allocated in the zone of the namespace's own table"
     };
 
     ns = namespaces->elts;

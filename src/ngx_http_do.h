@@ -218,7 +218,7 @@ struct ngx_do_class_s {
 struct ngx_do_table_usage_s {
     ngx_uint_t                 entries;
     size_t                     size;          /* bytes of its zone */
-    size_t                     free;          /* free pages, in bytes */
+    size_t                     free;          /* bytes not allocated */
 };
 
 

@@ -271,10 +271,15 @@ ngx_do_buckets_tat(ngx_do_namespace_t *ns, ngx_str_t *key)
 }
 
 
-/* read without the lock: a gauge may be a take behind */
+/*
+ * Read without the lock (a gauge may be a take behind): the free bytes are
+ * the free pages and the free chunks of the pages in use, from the slab
+ * pool's statistics (slot i holds chunks of 1 << (min_shift + i) bytes)
+ */
 void
 ngx_do_buckets_usage(ngx_do_namespace_t *ns, ngx_do_table_usage_t *usage)
 {
+    ngx_uint_t                   i;
     ngx_slab_pool_t             *shpool;
     ngx_do_buckets_sh_t         *sh;
     ngx_do_rate_limiter_conf_t  *conf;
@@ -286,6 +291,11 @@ ngx_do_buckets_usage(ngx_do_namespace_t *ns, ngx_do_table_usage_t *usage)
     usage->entries = sh->count;
     usage->size = shpool->end - (u_char *) shpool;
     usage->free = shpool->pfree * ngx_pagesize;
+
+    for (i = 0; i < ngx_pagesize_shift - shpool->min_shift; i++) {
+        usage->free += (shpool->stats[i].total - shpool->stats[i].used)
+                       << (shpool->min_shift + i);
+    }
 }
 
 
