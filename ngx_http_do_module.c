@@ -363,6 +363,7 @@ ngx_http_do_postconfiguration(ngx_conf_t *cf)
 {
     size_t                     size;
     ngx_uint_t                 i;
+    ngx_do_namespace_t       **ns;
     ngx_http_do_loc_conf_t   **p;
     ngx_http_do_main_conf_t   *dmcf;
 
@@ -430,6 +431,17 @@ ngx_http_do_postconfiguration(ngx_conf_t *cf)
            != NGX_OK)
     {
         return NGX_ERROR;
+    }
+
+    ns = dmcf->namespaces.elts;
+
+    for (i = 0; i < dmcf->namespaces.nelts; i++) {
+        if (ns[i]->class->init_namespace
+            && ns[i]->class->init_namespace(cf, ns[i], dmcf->backend->local)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
     }
 
     if (dmcf->status_zone == NULL) {

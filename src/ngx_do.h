@@ -151,6 +151,8 @@ struct ngx_do_storage_req_s {
  * (create_conf parses it, NULL when do_storage is absent: the defaults),
  * parse_param each further argument (NGX_DECLINED: not one of its own);
  * init_conf adds what the configuration needs (shared zones, with tag);
+ * local says that state lives in this node's shared memory, which is
+ * what classes learn through their init_namespace;
  * init_worker and exit_worker run in each worker; secret gives the random
  * key of IDs when do_secret is unset (NULL: do_secret is required); usage
  * fills the status page; capacity says how many bytes the configured
@@ -175,6 +177,7 @@ typedef struct {
 typedef struct {
     ngx_str_t                  name;
     ngx_uint_t                 async;
+    ngx_uint_t                 local;         /* this node's shared memory */
 
     /* "name" alone, or a URL scheme "name://" followed by the rest */
     const char               **forms;         /* NULL-terminated */
@@ -418,8 +421,6 @@ size_t ngx_do_status_zone_size(ngx_uint_t namespaces);
 
 /* shm_zone->data: the namespaces (ngx_do_namespace_t *), each gets stats */
 ngx_int_t ngx_do_status_init_zone(ngx_shm_zone_t *shm_zone, void *data);
-void ngx_do_status_observe(ngx_do_namespace_t *ns, uint64_t usec);
-uint64_t ngx_do_status_usec(void);
 void ngx_do_status_init_worker(ngx_shm_zone_t *shm_zone, ngx_uint_t workers);
 ngx_int_t ngx_do_status_render(ngx_pool_t *pool, ngx_uint_t prometheus,
     const char *backend, ngx_uint_t connected, size_t storage_size,

@@ -75,6 +75,8 @@ static u_char *ngx_do_status_prometheus_ns(u_char *p, u_char *last,
     ngx_array_t *namespaces);
 static u_char *ngx_do_status_histogram(u_char *p, u_char *last,
     ngx_array_t *namespaces);
+static u_char *ngx_do_status_prometheus_tables(u_char *p, u_char *last,
+    ngx_array_t *namespaces);
 static u_char *ngx_do_status_json(u_char *p, u_char *last, ngx_uint_t n);
 static u_char *ngx_do_status_json_ns(u_char *p, u_char *last,
     ngx_array_t *namespaces);
@@ -436,6 +438,7 @@ ngx_do_status_render(ngx_pool_t *pool, ngx_uint_t prometheus,
 
         p = ngx_do_status_prometheus_ns(p, last, namespaces);
         p = ngx_do_status_histogram(p, last, namespaces);
+        p = ngx_do_status_prometheus_tables(p, last, namespaces);
 
     } else {
         p = ngx_slprintf(p, last, "{\"version\":\"" NGX_DO_VERSION "\","
@@ -517,6 +520,57 @@ ngx_do_status_prometheus_ns(u_char *p, u_char *last, ngx_array_t *namespaces)
             p = ngx_slprintf(p, last, "%s{namespace=\"", name);
             p = ngx_do_status_escape(p, last, &ns[i]->name);
             p = ngx_slprintf(p, last, "\"} %uA\n", rec->counter[k]);
+        }
+    }
+
+    return p;
+}
+
+
+/*
+ * the tables that classes keep outside objects (a rate limiter's buckets
+ * on memory storage): entries, zone size, free bytes, per namespace
+ */
+static u_char *
+ngx_do_status_prometheus_tables(u_char *p, u_char *last,
+    ngx_array_t *namespaces)
+{
+    ngx_uint_t             i, k;
+    ngx_do_namespace_t   **ns;
+    ngx_do_table_usage_t   u;
+    uint64_t               v[3];
+
+    static const char  *names[3] = {
+        "ngx_do_table_entries", "ngx_do_table_bytes",
+        "ngx_do_table_free_bytes"
+    };
+
+    static const char  *help[3] = {
+        "entries in the namespace's own table (rate_limiter on memory "
+        "storage: buckets)",
+        "size of the zone of the namespace's own table",
+        "bytes not allocated in the zone of the namespace's own table"
+    };
+
+    ns = namespaces->elts;
+
+    for (k = 0; k < 3; k++) {
+        p = ngx_do_status_family(p, last, names[k], "gauge", help[k]);
+
+        for (i = 0; i < namespaces->nelts; i++) {
+            if (ns[i]->class->usage == NULL
+                || ns[i]->class->usage(ns[i], &u) != NGX_OK)
+            {
+                continue;
+            }
+
+            v[0] = u.entries;
+            v[1] = u.size;
+            v[2] = u.free;
+
+            p = ngx_slprintf(p, last, "%s{namespace=\"", names[k]);
+            p = ngx_do_status_escape(p, last, &ns[i]->name);
+            p = ngx_slprintf(p, last, "\"} %uL\n", v[k]);
         }
     }
 
@@ -607,10 +661,11 @@ ngx_do_status_json(u_char *p, u_char *last, ngx_uint_t n)
 static u_char *
 ngx_do_status_json_ns(u_char *p, u_char *last, ngx_array_t *namespaces)
 {
-    uint64_t              count;
-    ngx_uint_t            i, k, b, first;
-    ngx_do_namespace_t  **ns;
-    ngx_do_status_ns_t   *rec;
+    uint64_t               count;
+    ngx_uint_t             i, k, b, first;
+    ngx_do_namespace_t   **ns;
+    ngx_do_status_ns_t    *rec;
+    ngx_do_table_usage_t   u;
 
     ns = namespaces->elts;
     first = 1;
@@ -647,7 +702,15 @@ ngx_do_status_json_ns(u_char *p, u_char *last, ngx_array_t *namespaces)
 
         p = ngx_slprintf(p, last, "},\"count\":%uL,\"sum\":", count);
         p = ngx_do_status_seconds(p, last, rec->usec);
-        p = ngx_slprintf(p, last, "}}");
+        p = ngx_slprintf(p, last, "}");
+
+        if (ns[i]->class->usage && ns[i]->class->usage(ns[i], &u) == NGX_OK) {
+            p = ngx_slprintf(p, last, ",\"table\":{\"entries\":%ui,"
+                             "\"size\":%uz,\"free\":%uz}",
+                             u.entries, u.size, u.free);
+        }
+
+        p = ngx_slprintf(p, last, "}");
     }
 
     return p;

@@ -161,6 +161,7 @@ static const char  *ngx_do_memory_forms[] = { "memory", NULL };
 ngx_do_backend_t  ngx_do_memory_backend = {
     ngx_string("memory"),
     0,                                     /* async */
+    1,                                     /* local */
     ngx_do_memory_forms,
     ngx_do_memory_create_conf,
     ngx_do_memory_parse_param,

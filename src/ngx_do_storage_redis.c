@@ -102,6 +102,7 @@ static const char  *ngx_do_storage_redis_forms[] = {
 ngx_do_backend_t  ngx_do_storage_redis_backend = {
     ngx_string("redis"),
     1,                                     /* async */
+    0,                                     /* local */
     ngx_do_storage_redis_forms,
     ngx_do_storage_redis_create_conf,
     ngx_do_storage_redis_parse_param,

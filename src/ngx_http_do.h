@@ -80,9 +80,11 @@
 #define NGX_DO_WS_BINARY          2
 
 
-typedef struct ngx_do_turn_s       ngx_do_turn_t;
-typedef struct ngx_do_namespace_s  ngx_do_namespace_t;
-typedef struct ngx_do_class_s      ngx_do_class_t;
+typedef struct ngx_do_turn_s         ngx_do_turn_t;
+typedef struct ngx_do_namespace_s    ngx_do_namespace_t;
+typedef struct ngx_do_class_s        ngx_do_class_t;
+typedef struct ngx_http_do_reply_s   ngx_http_do_reply_t;
+typedef struct ngx_do_table_usage_s  ngx_do_table_usage_t;
 
 
 /* one call as the class sees it; all strings live as long as the turn */
@@ -197,6 +199,39 @@ struct ngx_do_class_s {
     size_t                   (*max_body)(ngx_do_namespace_t *ns,
                                          ngx_http_request_t *r,
                                          const char **msg);
+
+    /*
+     * State a class keeps outside objects (a rate limiter's buckets on
+     * memory storage), for the three callbacks below.  init_namespace
+     * runs once the http block is parsed, for each of the class's
+     * namespaces, with local set when the storage is this node's shared
+     * memory (do_storage memory); it may add shared zones.
+     */
+    ngx_int_t                (*init_namespace)(ngx_conf_t *cf,
+                                               ngx_do_namespace_t *ns,
+                                               ngx_uint_t local);
+
+    /*
+     * answers a do_pass request in the worker that accepted it, without
+     * an object: name is the name of name=, NULL for id= and unique.
+     * NGX_OK with reply's status, content type and body set (in the
+     * request pool); NGX_DECLINED: the object answers; NGX_ERROR: 500.
+     */
+    ngx_int_t                (*pass)(ngx_http_request_t *r,
+                                     ngx_do_namespace_t *ns, ngx_str_t *name,
+                                     ngx_http_do_reply_t *reply);
+
+    /* do_status: the namespace's own table; NGX_DECLINED: it has none */
+    ngx_int_t                (*usage)(ngx_do_namespace_t *ns,
+                                      ngx_do_table_usage_t *usage);
+};
+
+
+/* a class's table outside objects, as do_status shows it (class->usage) */
+struct ngx_do_table_usage_s {
+    ngx_uint_t                 entries;
+    size_t                     size;          /* bytes of its zone */
+    size_t                     free;          /* bytes not allocated */
 };
 
 
@@ -230,7 +265,7 @@ ngx_int_t ngx_do_register_class(ngx_conf_t *cf, ngx_do_class_t *class);
  * did not answer within do_call_timeout) or 503 (its channel is full).
  * The strings live as long as the request.
  */
-typedef struct {
+struct ngx_http_do_reply_s {
     ngx_uint_t                 status;
     ngx_str_t                  content_type;
     ngx_str_t                  body;
@@ -238,7 +273,7 @@ typedef struct {
     uint64_t                   activation;
     ngx_uint_t                 owner;
     unsigned                   failed:1;
-} ngx_http_do_reply_t;
+};
 
 typedef void (*ngx_http_do_reply_pt)(ngx_http_request_t *r, void *data,
     ngx_http_do_reply_t *reply);
@@ -461,6 +496,12 @@ size_t ngx_do_log_escape(u_char *buf, size_t size, u_char *data,
 #define NGX_DO_STAT_N                9
 
 void ngx_do_status_count(ngx_do_namespace_t *ns, ngx_uint_t counter);
+
+/* a call of the namespace was answered usec after it was made */
+void ngx_do_status_observe(ngx_do_namespace_t *ns, uint64_t usec);
+
+/* a monotonic clock in microseconds, for durations */
+uint64_t ngx_do_status_usec(void);
 
 
 /*

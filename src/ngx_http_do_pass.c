@@ -31,6 +31,8 @@ static ngx_int_t ngx_http_do_pass_handshake(ngx_http_request_t *r,
     ngx_do_ws_conf_t *conf, ngx_str_t *protocol, ngx_str_t *key);
 static ngx_int_t ngx_http_do_pass_header(ngx_http_request_t *r,
     const char *name, ngx_do_ws_str_t *value);
+static ngx_int_t ngx_http_do_pass_direct(ngx_http_request_t *r,
+    ngx_do_namespace_t *ns, ngx_str_t *name);
 static ngx_int_t ngx_http_do_pass_upgrade(ngx_http_request_t *r,
     ngx_http_do_loc_conf_t *dlcf, ngx_http_do_ctx_t *ctx);
 static void ngx_http_do_pass_opened(ngx_http_request_t *r, void *data,
@@ -158,6 +160,15 @@ ngx_http_do_pass_handler(ngx_http_request_t *r)
                                       msg);
     }
 
+    if (dlcf->ns->class->pass) {
+        rc = ngx_http_do_pass_direct(r, dlcf->ns,
+                                     (dlcf->strategy == NGX_HTTP_DO_NAME)
+                                     ? &value : NULL);
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+    }
+
     r->request_body_in_single_buf = 1;
 
     rc = ngx_http_read_client_request_body(r, ngx_http_do_pass_body);
@@ -167,6 +178,43 @@ ngx_http_do_pass_handler(ngx_http_request_t *r)
     }
 
     return NGX_DONE;
+}
+
+
+/*
+ * A class that answers some requests without an object (class->pass: a
+ * rate limiter's bucket on memory storage): its answer, sent at once;
+ * NGX_DECLINED, the object answers
+ */
+static ngx_int_t
+ngx_http_do_pass_direct(ngx_http_request_t *r, ngx_do_namespace_t *ns,
+    ngx_str_t *name)
+{
+    ngx_int_t            rc;
+    ngx_http_do_reply_t  reply;
+
+    ngx_memzero(&reply, sizeof(ngx_http_do_reply_t));
+
+    rc = ns->class->pass(r, ns, name, &reply);
+
+    if (rc == NGX_DECLINED) {
+        return NGX_DECLINED;
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "do pass answered by class \"%V\": %ui",
+                   &ns->class->name, reply.status);
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+
+    return ngx_http_do_send(r, reply.status, &reply.content_type,
+                            &reply.body, 0, 0);
 }
 
 

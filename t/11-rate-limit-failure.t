@@ -1,6 +1,9 @@
 # When a limiter's owner cannot answer (here: its worker is stopped), the
 # gate does not hang: after do_call_timeout it fails open or closed as the
 # namespace says, with an error log line, and recovers when the owner does.
+# Limiters have owners on Redis storage only (on memory every worker
+# decides in the namespace's bucket table, whose failure, a table full of
+# live buckets, is in 54-limit-buckets.t), so this runs against Redis.
 
 use strict;
 use warnings;
@@ -13,8 +16,11 @@ use DoTest qw(http wait_for);
 
 my $secret = "a test secret of some length\n";
 
+$ENV{DO_BACKEND} = 'redis';
+
 my $t = DoTest->new(workers => 2, http => <<'EOF');
     do_secret %%PREFIX%%/do.secret;
+    %%STORAGE%%
     do_call_timeout 1s;
     do_namespace open   rate_limiter rate=1r/m burst=100;
     do_namespace closed rate_limiter rate=1r/m burst=100 fail=closed;

@@ -80,7 +80,10 @@ ngx_do_class_t  ngx_do_lock_class = {
     NULL,                                  /* ws_open */
     NULL,                                  /* ws_message */
     NULL,                                  /* ws_close */
-    NULL                                   /* max_body */
+    NULL,                                  /* max_body */
+    NULL,                                  /* init_namespace */
+    NULL,                                  /* pass */
+    NULL                                   /* usage */
 };
 
 

@@ -15,6 +15,11 @@
  * once the bucket is full again the object forgets itself: it is evicted
  * and its key deleted, so idle keys cost nothing.
  *
+ * That is the path on Redis.  On memory storage a key needs no object: its
+ * bucket is one TAT in the namespace's table (ngx_do_buckets.c), decided
+ * under the table's lock by the worker that accepted the request.  Both
+ * paths share the arithmetic below (ngx_do_rate_limiter_gcra()).
+ *
  * Its calls and replies (what do_limit reads) are in ngx_do_rate_limiter.h.
  */
 
@@ -25,6 +30,18 @@
 
 #include "ngx_http_do.h"
 #include "ngx_do_rate_limiter.h"
+#include "ngx_do_buckets.h"
+
+
+/* a bucket table's zone, unless size= says otherwise */
+#define NGX_DO_RATE_LIMITER_SIZE  (10 * 1024 * 1024)
+
+/*
+ * microseconds by which the clocks of two workers may disagree (each
+ * reads its own cached time) before a TAT counts as from a clock that
+ * went back
+ */
+#define NGX_DO_RATE_LIMITER_SKEW  1000000
 
 
 typedef struct {
@@ -49,7 +66,14 @@ static ngx_int_t ngx_do_rate_limiter_refund(ngx_do_turn_t *t,
     int64_t now);
 static ngx_int_t ngx_do_rate_limiter_store(ngx_do_turn_t *t,
     ngx_do_rate_limiter_state_t *st, int64_t now);
-static int64_t ngx_do_rate_limiter_now(void);
+static ngx_int_t ngx_do_rate_limiter_init_namespace(ngx_conf_t *cf,
+    ngx_do_namespace_t *ns, ngx_uint_t local);
+static ngx_int_t ngx_do_rate_limiter_pass(ngx_http_request_t *r,
+    ngx_do_namespace_t *ns, ngx_str_t *name, ngx_http_do_reply_t *reply);
+static ngx_int_t ngx_do_rate_limiter_usage(ngx_do_namespace_t *ns,
+    ngx_do_table_usage_t *usage);
+static uint64_t ngx_do_rate_limiter_window(ngx_do_rate_limiter_conf_t *conf,
+    uint64_t q);
 
 
 ngx_do_class_t  ngx_do_rate_limiter_class = {
@@ -67,7 +91,10 @@ ngx_do_class_t  ngx_do_rate_limiter_class = {
     NULL,                                  /* ws_open */
     NULL,                                  /* ws_message */
     NULL,                                  /* ws_close */
-    NULL                                   /* max_body */
+    NULL,                                  /* max_body */
+    ngx_do_rate_limiter_init_namespace,    /* init_namespace */
+    ngx_do_rate_limiter_pass,              /* pass */
+    ngx_do_rate_limiter_usage              /* usage */
 };
 
 
@@ -85,20 +112,45 @@ ngx_do_rate_limiter_create_conf(ngx_conf_t *cf)
     }
 
     conf->delay = -1;
+    conf->size = NGX_DO_RATE_LIMITER_SIZE;
 
     return conf;
 }
 
 
-/* rate=N[.ddd]r/s|r/m  burst=N  delay=N  nodelay  dry_run  fail=open|closed */
+/*
+ * rate=N[.ddd]r/s|r/m  burst=N  delay=N  nodelay  dry_run  fail=open|closed
+ * size=SIZE
+ */
 static char *
 ngx_do_rate_limiter_parse_param(ngx_conf_t *cf, void *data, ngx_str_t *param)
 {
     ngx_do_rate_limiter_conf_t  *conf = data;
 
     u_char     *p, *last;
+    ssize_t     size;
     uint64_t    milli;
     ngx_int_t   n, frac;
+    ngx_str_t   s;
+
+    if (ngx_strncmp(param->data, "size=", 5) == 0) {
+        s.data = param->data + 5;
+        s.len = param->len - 5;
+
+        size = ngx_parse_size(&s);
+
+        if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid bucket table size \"%V\", "
+                               "at least %uzk is needed", param,
+                               (8 * ngx_pagesize) >> 10);
+            return NGX_CONF_ERROR;
+        }
+
+        conf->size = size;
+
+        return NGX_CONF_OK;
+    }
 
     if (ngx_strncmp(param->data, "rate=", 5) == 0) {
         p = param->data + 5;
@@ -218,6 +270,8 @@ ngx_do_rate_limiter_init_conf(ngx_conf_t *cf, void *data)
         return "burst= is too large for the rate";
     }
 
+    conf->burst_max = conf->burst;
+
     return NGX_CONF_OK;
 }
 
@@ -262,12 +316,12 @@ ngx_do_rate_limiter_init(ngx_do_turn_t *t)
 static ngx_int_t
 ngx_do_rate_limiter_fetch(ngx_do_turn_t *t)
 {
-    int64_t                       now, tat, reset;
+    int64_t                       now;
     ngx_str_t                     op, body;
     ngx_do_request_t             *req;
     ngx_do_rate_limiter_conf_t   *conf;
     ngx_do_rate_limiter_state_t  *st;
-    u_char                        buf[128];
+    u_char                        buf[NGX_DO_RATE_LIMITER_INSPECT_LEN];
 
     req = ngx_do_turn_request(t);
     conf = ngx_do_turn_namespace(t)->conf;
@@ -289,17 +343,8 @@ ngx_do_rate_limiter_fetch(ngx_do_turn_t *t)
                                   "method not allowed");
     }
 
-    tat = ngx_max(st->tat, now);
-    reset = tat - now;
-
     body.data = buf;
-    body.len = ngx_sprintf(buf, "{\"limit\":%uz,\"remaining\":%L,"
-                           "\"reset_ms\":%L}\n",
-                           conf->burst + 1,
-                           (conf->burst * conf->interval + conf->interval
-                            - reset) / conf->interval,
-                           (reset + 999) / 1000)
-               - buf;
+    body.len = ngx_do_rate_limiter_inspect(conf, st->tat, now, buf);
 
     return ngx_do_reply(t, NGX_HTTP_OK, "application/json", &body, 0);
 }
@@ -309,61 +354,28 @@ static ngx_int_t
 ngx_do_rate_limiter_take(ngx_do_turn_t *t, ngx_do_rate_limiter_conf_t *conf,
     ngx_do_rate_limiter_state_t *st, int64_t now)
 {
-    int64_t     tat, tau, wait, delay, reset, remaining, next, burst, nd;
-    ngx_str_t   body;
-    u_char      buf[96];
+    int64_t                        burst, delay;
+    ngx_int_t                      rc;
+    ngx_str_t                      body;
+    ngx_do_rate_limiter_verdict_t  v;
+    u_char                         buf[4 * NGX_INT64_LEN];
 
-    ngx_do_rate_limiter_args(t, conf, &burst, &nd);
+    ngx_do_rate_limiter_args(t, conf, &burst, &delay);
 
-    tau = burst * conf->interval;
-    tat = ngx_max(st->tat, now);
+    rc = ngx_do_rate_limiter_gcra(conf, burst, delay, now, &st->tat, &v);
 
-    /* a TAT beyond any possible one: the clock went back; start afresh */
-    if (tat - now > tau + conf->interval) {
-        tat = now;
-    }
-
-    wait = tat - now - tau;
-
-    if (wait > 0) {
-        body.data = buf;
-        body.len = ngx_sprintf(buf, "0 %L %L 0", (wait + 999) / 1000,
-                               (wait + 999) / 1000)
-                   - buf;
-
-        return ngx_do_reply(t, NGX_HTTP_TOO_MANY_REQUESTS, "text/plain",
-                            &body, 0);
-    }
-
-    delay = 0;
-
-    if (nd >= 0) {
-        delay = tat - now - nd * conf->interval;
-        delay = ngx_max(delay, 0);
-    }
-
-    st->tat = tat + conf->interval;
-
-    if (ngx_do_rate_limiter_store(t, st, now) != NGX_OK) {
+    if (rc == NGX_OK && ngx_do_rate_limiter_store(t, st, now) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    /*
-     * "remaining" more pass at once; the one after them passes when the
-     * TAT they leave, reset + remaining * T from now, is within tau: in
-     * (0, T] from now
-     */
-    reset = st->tat - now;
-    remaining = ngx_max((tau + conf->interval - reset) / conf->interval, 0);
-    next = reset + remaining * conf->interval - tau;
-
     body.data = buf;
-    body.len = ngx_sprintf(buf, "%L %L 0 %L", remaining,
-                           (ngx_max(next, 0) + 999) / 1000,
-                           (delay + 999) / 1000)
+    body.len = ngx_sprintf(buf, "%L %L %L %L", v.remaining, v.next, v.retry,
+                           v.delay)
                - buf;
 
-    return ngx_do_reply(t, NGX_HTTP_OK, "text/plain", &body, 0);
+    return ngx_do_reply(t, (rc == NGX_OK) ? NGX_HTTP_OK
+                                          : NGX_HTTP_TOO_MANY_REQUESTS,
+                        "text/plain", &body, 0);
 }
 
 
@@ -401,10 +413,6 @@ ngx_do_rate_limiter_args(ngx_do_turn_t *t, ngx_do_rate_limiter_conf_t *conf,
             *delay = -1;
         }
     }
-
-    if (*delay > *burst) {
-        *delay = *burst;
-    }
 }
 
 
@@ -414,7 +422,7 @@ ngx_do_rate_limiter_refund(ngx_do_turn_t *t, ngx_do_rate_limiter_conf_t *conf,
     ngx_do_rate_limiter_state_t *st, int64_t now)
 {
     if (st->tat > now) {
-        st->tat = ngx_max(st->tat - conf->interval, now);
+        ngx_do_rate_limiter_gcra_refund(conf, now, &st->tat);
 
         if (ngx_do_rate_limiter_store(t, st, now) != NGX_OK) {
             return NGX_ERROR;
@@ -479,7 +487,221 @@ ngx_do_rate_limiter_evict(ngx_do_turn_t *t)
 }
 
 
-static int64_t
+ngx_int_t
+ngx_do_rate_limiter_gcra(ngx_do_rate_limiter_conf_t *conf, int64_t burst,
+    int64_t delay, int64_t now, int64_t *tat,
+    ngx_do_rate_limiter_verdict_t *v)
+{
+    int64_t  t, tau, wait, reset, next;
+
+    tau = burst * conf->interval;
+    t = ngx_max(*tat, now);
+
+    /*
+     * a TAT further ahead than any take leaves (the largest burst, one
+     * interval, and what the workers' clocks may disagree by): the clock
+     * went back; start afresh
+     */
+    if (t - now > (int64_t) conf->burst_max * conf->interval + conf->interval
+                  + NGX_DO_RATE_LIMITER_SKEW)
+    {
+        t = now;
+    }
+
+    wait = t - now - tau;
+
+    if (wait > 0) {
+        v->remaining = 0;
+        v->next = (wait + 999) / 1000;
+        v->retry = v->next;
+        v->delay = 0;
+
+        return NGX_BUSY;
+    }
+
+    v->retry = 0;
+    v->delay = 0;
+
+    if (delay >= 0) {
+        delay = ngx_min(delay, burst);
+        v->delay = ngx_max(t - now - delay * conf->interval, 0);
+        v->delay = (v->delay + 999) / 1000;
+    }
+
+    *tat = t + conf->interval;
+
+    /*
+     * "remaining" more pass at once; the one after them passes when the
+     * TAT they leave, reset + remaining * T from now, is within tau: in
+     * (0, T] from now
+     */
+    reset = *tat - now;
+    v->remaining = ngx_max((tau + conf->interval - reset) / conf->interval,
+                           0);
+    next = reset + v->remaining * conf->interval - tau;
+    v->next = (ngx_max(next, 0) + 999) / 1000;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_do_rate_limiter_gcra_refund(ngx_do_rate_limiter_conf_t *conf,
+    int64_t now, int64_t *tat)
+{
+    if (*tat > now) {
+        *tat = ngx_max(*tat - conf->interval, now);
+    }
+}
+
+
+size_t
+ngx_do_rate_limiter_inspect(ngx_do_rate_limiter_conf_t *conf, int64_t tat,
+    int64_t now, u_char *buf)
+{
+    int64_t  reset, remaining;
+
+    reset = ngx_max(tat, now) - now;
+    remaining = (conf->burst * conf->interval + conf->interval - reset)
+                / conf->interval;
+
+    return ngx_sprintf(buf, "{\"limit\":%ui,\"remaining\":%L,"
+                       "\"reset_ms\":%L}\n",
+                       conf->burst + 1, ngx_max(remaining, 0),
+                       (reset + 999) / 1000)
+           - buf;
+}
+
+
+/*
+ * The bucket (burst + 1 requests, refilled at the rate) as a quota q per
+ * window w of whole seconds.  A client that sends q at once every w
+ * seconds is never rejected when q <= burst + 1 and q <= rate * w; r (at
+ * most burst after a request passed) never exceeds q when q >= burst.  So
+ * q is burst or burst + 1 (1 without a burst), each with the fewest whole
+ * seconds that refill it, w = ceil(q / rate); of the two, the one with the
+ * higher q / w wins, on a tie the larger q.  q / w is the rate itself when
+ * some w in whole seconds refills q exactly, and below it otherwise (at
+ * most burst + 1 per second when the bucket holds less than a second).
+ */
+void
+ngx_do_rate_limiter_policy(ngx_do_rate_limiter_conf_t *conf, uint64_t burst,
+    uint64_t *q, uint64_t *w)
+{
+    uint64_t  q1, w1, w2;
+
+    *q = burst + 1;
+    *w = ngx_do_rate_limiter_window(conf, *q);
+
+    if (burst == 0) {
+        return;
+    }
+
+    q1 = burst;
+    w1 = ngx_do_rate_limiter_window(conf, q1);
+    w2 = *w;
+
+    /*
+     * q1 / w1 > (q1 + 1) / w2, that is q1 * (w2 - w1) > w1: no overflow,
+     * as w2 - w1 is at most 60001 (at 0.001r/m)
+     */
+    if (q1 * (w2 - w1) > w1) {
+        *q = q1;
+        *w = w1;
+    }
+}
+
+
+/* the fewest whole seconds in which the rate grants q requests */
+static uint64_t
+ngx_do_rate_limiter_window(ngx_do_rate_limiter_conf_t *conf, uint64_t q)
+{
+    uint64_t  n;
+
+    /* the rate is rate_milli / 1000 per period: q * period * 1000 / milli */
+    n = q * conf->period * 1000;
+
+    return (n + conf->rate_milli - 1) / conf->rate_milli;
+}
+
+
+/* on memory storage the namespace's keys are buckets in a table */
+static ngx_int_t
+ngx_do_rate_limiter_init_namespace(ngx_conf_t *cf, ngx_do_namespace_t *ns,
+    ngx_uint_t local)
+{
+    if (!local) {
+        return NGX_OK;
+    }
+
+    return ngx_do_buckets_add(cf, ns);
+}
+
+
+/*
+ * do_pass on memory storage: a key's bucket inspected in the table (a
+ * GET or HEAD with name=, the name being the key); an ID names no bucket
+ */
+static ngx_int_t
+ngx_do_rate_limiter_pass(ngx_http_request_t *r, ngx_do_namespace_t *ns,
+    ngx_str_t *name, ngx_http_do_reply_t *reply)
+{
+    ngx_do_rate_limiter_conf_t  *conf;
+
+    conf = ns->conf;
+
+    if (conf->buckets == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ngx_str_set(&reply->content_type, "application/json");
+
+    if (name == NULL) {
+        reply->status = NGX_HTTP_BAD_REQUEST;
+        ngx_str_set(&reply->body, "{\"error\":\"a rate_limiter on memory "
+                    "storage is keyed by name: use do_pass name=\"}\n");
+        return NGX_OK;
+    }
+
+    if (r->method != NGX_HTTP_GET && r->method != NGX_HTTP_HEAD) {
+        reply->status = NGX_HTTP_NOT_ALLOWED;
+        ngx_str_set(&reply->body, "{\"error\":\"method not allowed\"}\n");
+        return NGX_OK;
+    }
+
+    reply->body.data = ngx_pnalloc(r->pool, NGX_DO_RATE_LIMITER_INSPECT_LEN);
+    if (reply->body.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    reply->status = NGX_HTTP_OK;
+    reply->body.len = ngx_do_rate_limiter_inspect(conf,
+                                                  ngx_do_buckets_tat(ns, name),
+                                                  ngx_do_rate_limiter_now(),
+                                                  reply->body.data);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_do_rate_limiter_usage(ngx_do_namespace_t *ns, ngx_do_table_usage_t *usage)
+{
+    ngx_do_rate_limiter_conf_t  *conf;
+
+    conf = ns->conf;
+
+    if (conf->buckets == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ngx_do_buckets_usage(ns, usage);
+
+    return NGX_OK;
+}
+
+
+int64_t
 ngx_do_rate_limiter_now(void)
 {
     ngx_time_t  *tp;

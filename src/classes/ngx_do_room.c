@@ -95,7 +95,10 @@ ngx_do_class_t  ngx_do_room_class = {
     ngx_do_room_open,                      /* ws_open */
     ngx_do_room_message,                   /* ws_message */
     ngx_do_room_close,                     /* ws_close */
-    ngx_do_room_max_body                   /* max_body */
+    ngx_do_room_max_body,                  /* max_body */
+    NULL,                                  /* init_namespace */
+    NULL,                                  /* pass */
+    NULL                                   /* usage */
 };
 
 

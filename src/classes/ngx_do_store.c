@@ -79,7 +79,10 @@ ngx_do_class_t  ngx_do_store_class = {
     NULL,                                  /* ws_open */
     NULL,                                  /* ws_message */
     NULL,                                  /* ws_close */
-    ngx_do_store_max_body                  /* max_body */
+    ngx_do_store_max_body,                 /* max_body */
+    NULL,                                  /* init_namespace */
+    NULL,                                  /* pass */
+    NULL                                   /* usage */
 };
 
 

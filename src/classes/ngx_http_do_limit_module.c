@@ -2,14 +2,17 @@
 /*
  * ngx_http_do_limit_module: the do_limit gate.
  *
- * In the access phase, every do_limit of the location sends one call to
- * the rate_limiter object of its key (idFromName of the key in the
- * namespace); the calls go out together, so a request waits one round trip
- * at most.  When all have answered: any rejection answers the request with
- * the limit's status, Retry-After and RateLimit headers, and gives back the
- * tokens the other limits took; otherwise the request goes on (after a
- * delay, with delay=).  A limiter that cannot answer fails open or closed
- * as its namespace says.
+ * In the access phase, every do_limit of the location takes from the
+ * bucket of its key.  On memory storage the bucket is in the namespace's
+ * table (ngx_do_buckets.c) and the take is decided here, at once; on Redis
+ * it is the rate_limiter object of the key (idFromName of the key in the
+ * namespace), and the calls go out together, so a request waits one round
+ * trip at most.  When all have answered: any rejection answers the request
+ * with the limit's status, Retry-After and RateLimit headers, and gives
+ * back the tokens the other limits took; otherwise the request goes on
+ * (after a delay, with delay=).  A limiter that cannot answer (its owner,
+ * or a table full of live buckets) fails open or closed as its namespace
+ * says.
  *
  * Rejections are logged at do_limit_log_level, delays one level lower,
  * with the namespace and the key, and counted per namespace in do_status
@@ -31,6 +34,7 @@
 
 #include "ngx_http_do.h"
 #include "ngx_do_rate_limiter.h"
+#include "ngx_do_buckets.h"
 
 
 #define NGX_HTTP_DO_LIMIT_PASSED            1
@@ -55,6 +59,8 @@ typedef struct {
     ngx_flag_t                 headers;
     ngx_int_t                  burst;         /* or UNSET: the namespace's */
     ngx_int_t                  delay;         /* or UNSET, or NODELAY */
+    int64_t                    bucket_burst;  /* in force: the limit's, */
+    int64_t                    bucket_delay;  /* or the namespace's */
     ngx_str_t                  take;          /* the take call's args */
     u_char                    *file;
     ngx_uint_t                 line;
@@ -106,6 +112,7 @@ static ngx_int_t ngx_http_do_limit_handler(ngx_http_request_t *r);
 static ngx_http_do_limit_ctx_t *ngx_http_do_limit_get_ctx(
     ngx_http_request_t *r);
 static void ngx_http_do_limit_cleanup(void *data);
+static void ngx_http_do_limit_table(ngx_http_do_limit_result_t *res);
 static void ngx_http_do_limit_reply(ngx_http_request_t *r, void *data,
     ngx_http_do_reply_t *reply);
 static ngx_int_t ngx_http_do_limit_decide(ngx_http_request_t *r,
@@ -121,10 +128,6 @@ static ngx_int_t ngx_http_do_limit_hold(ngx_http_request_t *r,
     ngx_http_do_limit_ctx_t *ctx, int64_t delay);
 static ngx_int_t ngx_http_do_limit_headers(ngx_http_request_t *r,
     ngx_http_do_limit_result_t *res, ngx_uint_t rejected);
-static void ngx_http_do_limit_policy(ngx_do_rate_limiter_conf_t *conf,
-    uint64_t burst, uint64_t *q, uint64_t *w);
-static uint64_t ngx_http_do_limit_window(ngx_do_rate_limiter_conf_t *conf,
-    uint64_t q);
 static void ngx_http_do_limit_refund_reply(ngx_http_request_t *r,
     void *data, ngx_http_do_reply_t *reply);
 static void ngx_http_do_limit_delay(ngx_http_request_t *r);
@@ -331,6 +334,12 @@ ngx_http_do_limit_handler(ngx_http_request_t *r)
         }
 
         res->key = key;
+
+        if (((ngx_do_rate_limiter_conf_t *) limit[i]->ns->conf)->buckets) {
+            ngx_http_do_limit_table(res);
+            continue;
+        }
+
         ngx_do_id_from_name(limit[i]->ns, &key, res->id);
 
         ctx->outstanding++;
@@ -386,6 +395,30 @@ ngx_http_do_limit_get_ctx(ngx_http_request_t *r)
     }
 
     return ctx;
+}
+
+
+/* on memory storage: the take decided in the namespace's bucket table */
+static void
+ngx_http_do_limit_table(ngx_http_do_limit_result_t *res)
+{
+    ngx_int_t                       rc;
+    ngx_do_rate_limiter_verdict_t   v;
+
+    rc = ngx_do_buckets_take(res->limit->ns, &res->key,
+                             res->limit->bucket_burst,
+                             res->limit->bucket_delay, &v,
+                             res->request->connection->log);
+
+    res->status = (rc == NGX_OK) ? NGX_HTTP_OK
+                  : (rc == NGX_BUSY) ? NGX_HTTP_TOO_MANY_REQUESTS
+                  : (rc == NGX_DECLINED) ? NGX_HTTP_INSUFFICIENT_STORAGE
+                                         : NGX_HTTP_INTERNAL_SERVER_ERROR;
+    res->failed = (rc != NGX_OK && rc != NGX_BUSY);
+    res->remaining = v.remaining;
+    res->next = v.next;
+    res->retry = v.retry;
+    res->delay = v.delay;
 }
 
 
@@ -560,6 +593,16 @@ ngx_http_do_limit_weigh(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx,
     conf = ns->conf;
     dry_run = ngx_http_do_limit_dry_run(r, res->limit);
 
+    if (res->failed && res->status == NGX_HTTP_INSUFFICIENT_STORAGE) {
+        ngx_do_log_throttled(NGX_LOG_ERR, r->connection->log, 0,
+                             NGX_DO_LOG_FULL,
+                             "do: rate limiter \"%V\": no room for a new "
+                             "key among the live buckets (size=), failing %s",
+                             &ns->name, conf->fail_closed ? "closed" : "open");
+
+        return conf->fail_closed ? NGX_BUSY : NGX_DECLINED;
+    }
+
     if (res->failed) {
         ngx_do_log_throttled(NGX_LOG_ERR, r->connection->log, 0,
                              NGX_DO_LOG_UNAVAILABLE,
@@ -625,6 +668,7 @@ ngx_http_do_limit_reject(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx,
     ngx_http_do_limit_result_t *rejected)
 {
     ngx_uint_t                     i;
+    ngx_do_namespace_t            *ns;
     ngx_http_do_limit_result_t    *res;
     ngx_http_do_limit_loc_conf_t  *llcf;
 
@@ -635,12 +679,20 @@ ngx_http_do_limit_reject(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx,
     for (i = 0; i < ctx->n; i++) {
         res = &ctx->results[i];
 
-        if (res->status == NGX_HTTP_OK && !res->failed) {
-            (void) ngx_http_do_call(r, res->limit->ns, res->id,
-                                    NGX_HTTP_POST,
-                                    &ngx_http_do_limit_give, 0,
-                                    ngx_http_do_limit_refund_reply, NULL);
+        if (res->status != NGX_HTTP_OK || res->failed) {
+            continue;
         }
+
+        ns = res->limit->ns;
+
+        if (((ngx_do_rate_limiter_conf_t *) ns->conf)->buckets) {
+            ngx_do_buckets_refund(ns, &res->key);
+            continue;
+        }
+
+        (void) ngx_http_do_call(r, ns, res->id, NGX_HTTP_POST,
+                                &ngx_http_do_limit_give, 0,
+                                ngx_http_do_limit_refund_reply, NULL);
     }
 
     if (rejected->failed) {
@@ -725,7 +777,7 @@ ngx_http_do_limit_delay(ngx_http_request_t *r)
 
 
 /*
- * draft-ietf-httpapi-ratelimit-headers-10, see ngx_http_do_limit_policy:
+ * draft-ietf-httpapi-ratelimit-headers-10, see ngx_do_rate_limiter_policy:
  *   RateLimit-Policy: "ns";q=<quota>;w=<window seconds>
  *   RateLimit: "ns";r=<remaining>;t=<seconds until one more than r passes>
  * and Retry-After on a rejection (then t is the same).
@@ -735,16 +787,14 @@ ngx_http_do_limit_headers(ngx_http_request_t *r,
     ngx_http_do_limit_result_t *res, ngx_uint_t rejected)
 {
     u_char                      *p;
-    uint64_t                     q, w, burst;
+    uint64_t                     q, w;
     ngx_str_t                   *name;
     ngx_do_rate_limiter_conf_t  *conf;
 
     name = &res->limit->ns->name;
     conf = res->limit->ns->conf;
-    burst = (res->limit->burst != NGX_HTTP_DO_LIMIT_UNSET)
-            ? (uint64_t) res->limit->burst : conf->burst;
 
-    ngx_http_do_limit_policy(conf, burst, &q, &w);
+    ngx_do_rate_limiter_policy(conf, res->limit->bucket_burst, &q, &w);
 
     p = ngx_pnalloc(r->pool, name->len + 2 * NGX_INT64_LEN + 16);
     if (p == NULL) {
@@ -788,58 +838,6 @@ ngx_http_do_limit_headers(ngx_http_request_t *r,
                                                     ngx_max((res->retry + 999)
                                                             / 1000, 1))
                                         - p);
-}
-
-
-/*
- * The bucket (burst + 1 requests, refilled at the rate) as a quota q per
- * window w of whole seconds.  A client that sends q at once every w
- * seconds is never rejected when q <= burst + 1 and q <= rate * w; r (at
- * most burst after a request passed) never exceeds q when q >= burst.  So
- * q is burst or burst + 1 (1 without a burst), each with the fewest whole
- * seconds that refill it, w = ceil(q / rate); of the two, the one with the
- * higher q / w wins, on a tie the larger q.  q / w is the rate itself when
- * some w in whole seconds refills q exactly, and below it otherwise (at
- * most burst + 1 per second when the bucket holds less than a second).
- */
-static void
-ngx_http_do_limit_policy(ngx_do_rate_limiter_conf_t *conf, uint64_t burst,
-    uint64_t *q, uint64_t *w)
-{
-    uint64_t  q1, w1, w2;
-
-    *q = burst + 1;
-    *w = ngx_http_do_limit_window(conf, *q);
-
-    if (burst == 0) {
-        return;
-    }
-
-    q1 = burst;
-    w1 = ngx_http_do_limit_window(conf, q1);
-    w2 = *w;
-
-    /*
-     * q1 / w1 > (q1 + 1) / w2, that is q1 * (w2 - w1) > w1: no overflow,
-     * as w2 - w1 is at most 60001 (at 0.001r/m)
-     */
-    if (q1 * (w2 - w1) > w1) {
-        *q = q1;
-        *w = w1;
-    }
-}
-
-
-/* the fewest whole seconds in which the rate grants q requests */
-static uint64_t
-ngx_http_do_limit_window(ngx_do_rate_limiter_conf_t *conf, uint64_t q)
-{
-    uint64_t  n;
-
-    /* the rate is rate_milli / 1000 per period: q * period * 1000 / milli */
-    n = q * conf->period * 1000;
-
-    return (n + conf->rate_milli - 1) / conf->rate_milli;
 }
 
 
@@ -1193,6 +1191,10 @@ ngx_http_do_limit_take_args(ngx_conf_t *cf, ngx_http_do_limit_t *limit)
                       limit->line);
         return NGX_ERROR;
     }
+
+    limit->bucket_burst = burst;
+    limit->bucket_delay = delay;
+    conf->burst_max = ngx_max(conf->burst_max, (ngx_uint_t) burst);
 
     p = ngx_pnalloc(cf->pool, sizeof("op=take&burst=&delay=nodelay")
                               + 2 * NGX_INT_T_LEN);

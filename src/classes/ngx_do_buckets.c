@@ -1,0 +1,457 @@
+
+/*
+ * The buckets of a rate_limiter namespace on memory storage.
+ *
+ * A key of a rate limiter is a bucket, and a bucket is one TAT (see
+ * ngx_do_rate_limiter_gcra()): it needs no object, no owner worker and no
+ * call.  The namespace keeps its buckets in a shared zone of its own,
+ * "do_buckets:<namespace>" (size=, so its mutex is nobody else's), and the
+ * worker that accepted a request reads the TAT, decides and writes it
+ * back under the zone's mutex.  One read-modify-write under one lock is as
+ * serial as one owner's turns: exact across all workers, and across
+ * reloads, since nginx keeps a zone whose name and size stay the same, and
+ * old and new workers share it while they overlap.
+ *
+ * Nodes are kept as limit_req keeps its own: a red-black tree keyed by the
+ * CRC32 of the key (then its bytes), the key inline in the node, and a
+ * queue of the buckets from the most recently used.  The node is small: the
+ * tree's links, the key's length, the queue's links, the TAT and the key.
+ *
+ * A full bucket (TAT <= now) is worth nothing: no bucket reads the same.
+ * So a new key first frees the least recently used buckets that are full,
+ * two at most, as limit_req does, and stops at a live one: with one rate
+ * per namespace, the buckets behind it were mostly used later and are live
+ * too.  Not always (a bucket with a long backlog stays live long after its
+ * last use), so when the zone has no room left, the look goes on through
+ * 64 more, and moves the live ones it passes to the head of the queue,
+ * where later looks do not stop at them again.  A live bucket is never
+ * dropped to make room: when there is still none, the take fails
+ * (NGX_DECLINED) and the gate fails open or closed as the namespace says.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_http_do.h"
+#include "ngx_do_rate_limiter.h"
+#include "ngx_do_buckets.h"
+
+
+#define NGX_DO_BUCKETS_ZONE       "do_buckets:"
+
+/* full buckets a new key looks for; and when the zone is out of memory */
+#define NGX_DO_BUCKETS_LOOK       2
+#define NGX_DO_BUCKETS_LOOK_FULL  64
+
+
+/*
+ * A bucket, laid over its tree node from the node's color on (as
+ * limit_req's nodes): the node's key is the CRC32 of the key's bytes.
+ */
+typedef struct {
+    u_char                     color;
+    u_char                     dummy;
+    u_short                    len;
+    ngx_queue_t                queue;
+    int64_t                    tat;
+    u_char                     data[1];
+} ngx_do_bucket_t;
+
+
+typedef struct {
+    ngx_rbtree_t               rbtree;
+    ngx_rbtree_node_t          sentinel;
+    ngx_queue_t                queue;         /* most recently used first */
+    ngx_uint_t                 count;
+} ngx_do_buckets_sh_t;
+
+
+static ngx_int_t ngx_do_buckets_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static ngx_do_bucket_t *ngx_do_buckets_lookup(ngx_do_buckets_sh_t *sh,
+    ngx_str_t *key, uint32_t hash);
+static ngx_do_bucket_t *ngx_do_buckets_insert(ngx_slab_pool_t *shpool,
+    ngx_do_buckets_sh_t *sh, ngx_str_t *key, uint32_t hash, int64_t now);
+static void ngx_do_buckets_expire(ngx_slab_pool_t *shpool,
+    ngx_do_buckets_sh_t *sh, ngx_uint_t n, ngx_uint_t full, int64_t now);
+static void ngx_do_buckets_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+
+
+#define ngx_do_bucket_node(b)                                                \
+    ((ngx_rbtree_node_t *) ((u_char *) (b)                                   \
+                            - offsetof(ngx_rbtree_node_t, color)))
+
+
+ngx_int_t
+ngx_do_buckets_add(ngx_conf_t *cf, ngx_do_namespace_t *ns)
+{
+    ngx_str_t                    name;
+    ngx_do_rate_limiter_conf_t  *conf;
+
+    conf = ns->conf;
+
+    name.len = sizeof(NGX_DO_BUCKETS_ZONE) - 1 + ns->name.len;
+    name.data = ngx_pnalloc(cf->pool, name.len);
+    if (name.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(ngx_cpymem(name.data, NGX_DO_BUCKETS_ZONE,
+                          sizeof(NGX_DO_BUCKETS_ZONE) - 1),
+               ns->name.data, ns->name.len);
+
+    conf->buckets = ngx_shared_memory_add(cf, &name, conf->size,
+                                          &ngx_do_rate_limiter_class);
+    if (conf->buckets == NULL) {
+        return NGX_ERROR;
+    }
+
+    conf->buckets->init = ngx_do_buckets_init_zone;
+
+    return NGX_OK;
+}
+
+
+/* a new zone gets an empty table; a zone kept by a reload keeps its own */
+static ngx_int_t
+ngx_do_buckets_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_slab_pool_t      *shpool;
+    ngx_do_buckets_sh_t  *sh;
+
+    if (data) {
+        shm_zone->data = data;
+        return NGX_OK;
+    }
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    sh = ngx_slab_alloc(shpool, sizeof(ngx_do_buckets_sh_t));
+    if (sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_rbtree_init(&sh->rbtree, &sh->sentinel, ngx_do_buckets_rbtree_insert);
+    ngx_queue_init(&sh->queue);
+    sh->count = 0;
+
+    shpool->data = sh;
+
+    /* the gate logs a full table itself, throttled */
+    shpool->log_nomem = 0;
+
+    shm_zone->data = sh;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_do_buckets_take(ngx_do_namespace_t *ns, ngx_str_t *key, int64_t burst,
+    int64_t delay, ngx_do_rate_limiter_verdict_t *v, ngx_log_t *log)
+{
+    int64_t                      now;
+    uint32_t                     hash;
+    uint64_t                     start;
+    ngx_int_t                    rc;
+    ngx_slab_pool_t             *shpool;
+    ngx_do_bucket_t             *b;
+    ngx_do_buckets_sh_t         *sh;
+    ngx_do_rate_limiter_conf_t  *conf;
+
+    ngx_memzero(v, sizeof(ngx_do_rate_limiter_verdict_t));
+
+    if (key->len > NGX_DO_BUCKETS_MAX_KEY) {
+        return NGX_ERROR;
+    }
+
+    conf = ns->conf;
+    shpool = (ngx_slab_pool_t *) conf->buckets->shm.addr;
+    sh = conf->buckets->data;
+
+    start = ngx_do_status_usec();
+    hash = ngx_crc32_short(key->data, key->len);
+    now = ngx_do_rate_limiter_now();
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    b = ngx_do_buckets_lookup(sh, key, hash);
+
+    if (b) {
+        ngx_queue_remove(&b->queue);
+        ngx_queue_insert_head(&sh->queue, &b->queue);
+
+        rc = ngx_do_rate_limiter_gcra(conf, burst, delay, now, &b->tat, v);
+
+    } else {
+        b = ngx_do_buckets_insert(shpool, sh, key, hash, now);
+
+        rc = b ? ngx_do_rate_limiter_gcra(conf, burst, delay, now, &b->tat, v)
+               : NGX_DECLINED;
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    ngx_do_status_count(ns, NGX_DO_STAT_CALLS);
+    ngx_do_status_observe(ns, ngx_do_status_usec() - start);
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "do buckets \"%V\": take %i, remaining %L, %ui buckets",
+                   &ns->name, rc, v->remaining, sh->count);
+
+    return rc;
+}
+
+
+void
+ngx_do_buckets_refund(ngx_do_namespace_t *ns, ngx_str_t *key)
+{
+    int64_t                      now;
+    uint32_t                     hash;
+    uint64_t                     start;
+    ngx_slab_pool_t             *shpool;
+    ngx_do_bucket_t             *b;
+    ngx_do_rate_limiter_conf_t  *conf;
+
+    if (key->len > NGX_DO_BUCKETS_MAX_KEY) {
+        return;
+    }
+
+    conf = ns->conf;
+    shpool = (ngx_slab_pool_t *) conf->buckets->shm.addr;
+
+    start = ngx_do_status_usec();
+    hash = ngx_crc32_short(key->data, key->len);
+    now = ngx_do_rate_limiter_now();
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    /* a bucket that is gone was full: there is nothing to give back */
+    b = ngx_do_buckets_lookup(conf->buckets->data, key, hash);
+
+    if (b) {
+        ngx_do_rate_limiter_gcra_refund(conf, now, &b->tat);
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    ngx_do_status_count(ns, NGX_DO_STAT_CALLS);
+    ngx_do_status_observe(ns, ngx_do_status_usec() - start);
+}
+
+
+int64_t
+ngx_do_buckets_tat(ngx_do_namespace_t *ns, ngx_str_t *key)
+{
+    int64_t                      tat;
+    uint32_t                     hash;
+    ngx_slab_pool_t             *shpool;
+    ngx_do_bucket_t             *b;
+    ngx_do_rate_limiter_conf_t  *conf;
+
+    if (key->len > NGX_DO_BUCKETS_MAX_KEY) {
+        return 0;
+    }
+
+    conf = ns->conf;
+    shpool = (ngx_slab_pool_t *) conf->buckets->shm.addr;
+
+    hash = ngx_crc32_short(key->data, key->len);
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    b = ngx_do_buckets_lookup(conf->buckets->data, key, hash);
+    tat = b ? b->tat : 0;
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return tat;
+}
+
+
+/*
+ * Read without the lock (a gauge may be a take behind): the free bytes are
+ * the free pages and the free chunks of the pages in use, from the slab
+ * pool's statistics (slot i holds chunks of 1 << (min_shift + i) bytes)
+ */
+void
+ngx_do_buckets_usage(ngx_do_namespace_t *ns, ngx_do_table_usage_t *usage)
+{
+    ngx_uint_t                   i;
+    ngx_slab_pool_t             *shpool;
+    ngx_do_buckets_sh_t         *sh;
+    ngx_do_rate_limiter_conf_t  *conf;
+
+    conf = ns->conf;
+    shpool = (ngx_slab_pool_t *) conf->buckets->shm.addr;
+    sh = conf->buckets->data;
+
+    usage->entries = sh->count;
+    usage->size = shpool->end - (u_char *) shpool;
+    usage->free = shpool->pfree * ngx_pagesize;
+
+    for (i = 0; i < ngx_pagesize_shift - shpool->min_shift; i++) {
+        usage->free += (shpool->stats[i].total - shpool->stats[i].used)
+                       << (shpool->min_shift + i);
+    }
+}
+
+
+static ngx_do_bucket_t *
+ngx_do_buckets_lookup(ngx_do_buckets_sh_t *sh, ngx_str_t *key,
+    uint32_t hash)
+{
+    ngx_int_t           rc;
+    ngx_do_bucket_t    *b;
+    ngx_rbtree_node_t  *node, *sentinel;
+
+    node = sh->rbtree.root;
+    sentinel = sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        b = (ngx_do_bucket_t *) &node->color;
+
+        rc = ngx_memn2cmp(key->data, b->data, key->len, (size_t) b->len);
+
+        if (rc == 0) {
+            return b;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+/*
+ * A new key's bucket, at the head of the queue, full (TAT 0); full buckets
+ * are freed first, and never a live one: NULL when there is no room
+ */
+static ngx_do_bucket_t *
+ngx_do_buckets_insert(ngx_slab_pool_t *shpool, ngx_do_buckets_sh_t *sh,
+    ngx_str_t *key, uint32_t hash, int64_t now)
+{
+    size_t              size;
+    ngx_do_bucket_t    *b;
+    ngx_rbtree_node_t  *node;
+
+    ngx_do_buckets_expire(shpool, sh, NGX_DO_BUCKETS_LOOK, 0, now);
+
+    size = offsetof(ngx_rbtree_node_t, color)
+           + offsetof(ngx_do_bucket_t, data) + key->len;
+
+    node = ngx_slab_alloc_locked(shpool, size);
+
+    if (node == NULL) {
+        ngx_do_buckets_expire(shpool, sh, NGX_DO_BUCKETS_LOOK_FULL, 1, now);
+
+        node = ngx_slab_alloc_locked(shpool, size);
+
+        if (node == NULL) {
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                           "do buckets: no room for a new key, %ui live",
+                           sh->count);
+            return NULL;
+        }
+    }
+
+    node->key = hash;
+
+    b = (ngx_do_bucket_t *) &node->color;
+
+    b->len = (u_short) key->len;
+    b->tat = 0;
+    ngx_memcpy(b->data, key->data, key->len);
+
+    ngx_rbtree_insert(&sh->rbtree, node);
+    ngx_queue_insert_head(&sh->queue, &b->queue);
+    sh->count++;
+
+    return b;
+}
+
+
+/*
+ * Looks at up to n of the least recently used buckets and frees the full
+ * ones; at a live one it stops, or, when the zone is full, moves it to the
+ * head of the queue and goes on
+ */
+static void
+ngx_do_buckets_expire(ngx_slab_pool_t *shpool, ngx_do_buckets_sh_t *sh,
+    ngx_uint_t n, ngx_uint_t full, int64_t now)
+{
+    ngx_uint_t        i;
+    ngx_queue_t      *q;
+    ngx_do_bucket_t  *b;
+
+    n = ngx_min(n, sh->count);
+
+    for (i = 0; i < n; i++) {
+        q = ngx_queue_last(&sh->queue);
+        b = ngx_queue_data(q, ngx_do_bucket_t, queue);
+
+        if (b->tat > now) {
+            if (!full) {
+                return;
+            }
+
+            ngx_queue_remove(q);
+            ngx_queue_insert_head(&sh->queue, q);
+            continue;
+        }
+
+        ngx_queue_remove(q);
+
+        ngx_rbtree_delete(&sh->rbtree, ngx_do_bucket_node(b));
+        ngx_slab_free_locked(shpool, ngx_do_bucket_node(b));
+        sh->count--;
+    }
+}
+
+
+/* by the CRC32, then by the key's bytes, as ngx_do_buckets_lookup() */
+static void
+ngx_do_buckets_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_do_bucket_t     *b, *bt;
+    ngx_rbtree_node_t  **p;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else {
+            b = (ngx_do_bucket_t *) &node->color;
+            bt = (ngx_do_bucket_t *) &temp->color;
+
+            p = (ngx_memn2cmp(b->data, bt->data, b->len, bt->len) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
