@@ -29,7 +29,7 @@
 #            requests on a connection of each kind, interleaved
 #   million  KEYS distinct keys (rate=1r/m), each hit once: req/s on new
 #            keys and the PSS of nginx once all are live, do_limit
-#            (do_storage memory size=2048m) vs limit_req (zone 256m)
+#            (its bucket table size=256m) vs limit_req (zone 256m)
 #
 # The Lua peers run in Debian's libnginx-mod-http-lua with lua-resty-redis
 # (Debian's lua-nginx-redis); missing packages are installed with apt-get.
@@ -39,7 +39,7 @@
 #                   [--keys N] [--requests N] [--zone SIZE] [--only LIST]
 #
 # Defaults: 10 s per run, 3 repetitions, 25 s with new keys, 1000000 keys,
-# 50000 requests per side for the forwarding cost, a 2048m zone for the new
+# 50000 requests per side for the forwarding cost, a 256m bucket table for the new
 # keys; --quick checks that everything works (1 s runs, 1 repetition,
 # 20000 keys, 2000 requests); --only picks cases (e.g. limit,forward).
 
@@ -48,7 +48,7 @@ reps=3
 new_secs=25
 keys=1000000
 requests=50000
-zone=2048m
+zone=256m
 only=limit,store,redis,newkeys,lock,forward,million
 
 while [ $# -gt 0 ]; do
@@ -259,7 +259,7 @@ limit_rows() {
     local w cpus key name args do_conf peer_conf http
     http="limit_req_zone \$arg_k zone=lr:64m rate=1000000r/s;
     limit_req_log_level info;
-    do_namespace dl rate_limiter $fast;"
+    do_namespace dl rate_limiter $fast size=64m;"
     for w in 1 2; do
         cpus=0
         [ "$w" = 2 ] && cpus=0-1
@@ -333,13 +333,14 @@ redis_rows() {
 
 # --- newkeys and million: every key new -----------------------------------
 
-# status_line: objects held and the zone's use, from do_status
+# status_line: objects held, and the limiter's bucket table, from do_status
 status_line() {
     curl -s "$url/status" | perl -ne '
         my $n = 0; $n += $1 while /"objects":(\d+)/g;
-        my ($s) = /"size":(\d+)/; my ($f) = /"free":(\d+)/;
-        printf "objects %d, zone %.0f of %.0f MB used", $n,
-               ($s - $f) / 1048576, $s / 1048576 if defined $s'
+        my ($e, $s, $f) =
+            /"table":\{"entries":(\d+),"size":(\d+),"free":(\d+)/;
+        printf "objects %d, buckets %d, table %.0f of %.0f MB used", $n,
+               $e, ($s - $f) / 1048576, $s / 1048576 if defined $s'
 }
 
 # still_limited OK: of 20 keys among the first OK sent, how many a second
@@ -426,8 +427,7 @@ settle_mem() {
 }
 
 newkeys_confs() {
-    do_conf=$(conf 2 "" "do_storage memory size=$zone;
-    do_namespace dl rate_limiter rate=1r/m fail=closed;" \
+    do_conf=$(conf 2 "" "do_namespace dl rate_limiter rate=1r/m fail=closed size=$zone;" \
         "location / { do_limit dl key=\$arg_k; }")
     peer_conf=$(conf 2 "" "limit_req_zone \$arg_k zone=lr:256m rate=1r/m;
     limit_req_status 429;" "location / { limit_req zone=lr; }")

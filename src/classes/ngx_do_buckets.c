@@ -64,11 +64,13 @@ typedef struct {
     ngx_rbtree_node_t          sentinel;
     ngx_queue_t                queue;         /* most recently used first */
     ngx_uint_t                 count;
+    int64_t                    now;           /* the latest time decided at */
 } ngx_do_buckets_sh_t;
 
 
 static ngx_int_t ngx_do_buckets_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
+static int64_t ngx_do_buckets_now(ngx_do_buckets_sh_t *sh, int64_t now);
 static ngx_do_bucket_t *ngx_do_buckets_lookup(ngx_do_buckets_sh_t *sh,
     ngx_str_t *key, uint32_t hash);
 static ngx_do_bucket_t *ngx_do_buckets_insert(ngx_slab_pool_t *shpool,
@@ -136,6 +138,7 @@ ngx_do_buckets_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_rbtree_init(&sh->rbtree, &sh->sentinel, ngx_do_buckets_rbtree_insert);
     ngx_queue_init(&sh->queue);
     sh->count = 0;
+    sh->now = 0;
 
     shpool->data = sh;
 
@@ -145,6 +148,27 @@ ngx_do_buckets_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     shm_zone->data = sh;
 
     return NGX_OK;
+}
+
+
+/*
+ * Under the lock: the time to decide at.  Each worker's clock is the one
+ * it cached at its last event loop turn, so workers lag one another by a
+ * few milliseconds; a bucket's time must not go back when the next worker
+ * is behind (it would see a fuller bucket as emptier and reject within
+ * the limit), as limit_req counts no negative elapsed time.  A clock set
+ * back by more than a second is taken as it is.
+ */
+static int64_t
+ngx_do_buckets_now(ngx_do_buckets_sh_t *sh, int64_t now)
+{
+    if (now < sh->now && sh->now - now < 1000000) {
+        return sh->now;
+    }
+
+    sh->now = now;
+
+    return now;
 }
 
 
@@ -176,6 +200,8 @@ ngx_do_buckets_take(ngx_do_namespace_t *ns, ngx_str_t *key, int64_t burst,
     now = ngx_do_rate_limiter_now();
 
     ngx_shmtx_lock(&shpool->mutex);
+
+    now = ngx_do_buckets_now(sh, now);
 
     b = ngx_do_buckets_lookup(sh, key, hash);
 
@@ -227,6 +253,8 @@ ngx_do_buckets_refund(ngx_do_namespace_t *ns, ngx_str_t *key)
     now = ngx_do_rate_limiter_now();
 
     ngx_shmtx_lock(&shpool->mutex);
+
+    now = ngx_do_buckets_now(conf->buckets->data, now);
 
     /* a bucket that is gone was full: there is nothing to give back */
     b = ngx_do_buckets_lookup(conf->buckets->data, key, hash);
