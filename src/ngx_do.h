@@ -449,4 +449,51 @@ void ngx_do_handover_release(u_char *id);
 ngx_pid_t ngx_do_handover_peer(ngx_uint_t worker);
 
 
+/*
+ * ngx_do_storage_memory.c and ngx_do_storage_memory_keys.c: the memory
+ * backend's objects in its zone, touched only under the zone's mutex.  An
+ * object: alarm is its place in its shard's alarm index (key: the time of
+ * its next alarm, 0: not in the index); ns its namespace's name, for the
+ * alarm calls; keys its keys (ngx_do_memory_kv_t) in the order of list().
+ */
+typedef struct {
+    ngx_do_id_node_t           node;
+    uint64_t                   version;
+    uint64_t                   expires;       /* ms of wall clock, 0: never */
+    ngx_rbtree_t               keys;
+    ngx_rbtree_node_t          sentinel;
+    ngx_uint_t                 nkeys;
+    off_t                      bytes;         /* of its keys and values */
+    ngx_rbtree_node_t          alarm;
+    size_t                     ns_len;
+    u_char                     ns[1];
+} ngx_do_memory_object_t;
+
+
+typedef struct {
+    ngx_rbtree_node_t          node;
+    uint64_t                   version;
+    u_char                    *value;
+    size_t                     value_len;
+    size_t                     key_len;
+    u_char                     key[1];
+} ngx_do_memory_kv_t;
+
+extern ngx_slab_pool_t        *ngx_do_memory_shpool;
+
+void ngx_do_memory_keys_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+ngx_do_memory_kv_t *ngx_do_memory_keys_find(ngx_do_memory_object_t *obj,
+    ngx_str_t *key);
+ngx_int_t ngx_do_memory_keys_list(ngx_do_memory_object_t *obj,
+    ngx_do_list_opts_t *opts, ngx_pool_t *pool, ngx_array_t *out);
+ngx_int_t ngx_do_memory_keys_reserve(ngx_do_memory_object_t *obj,
+    ngx_do_batch_t *batch, u_char **values, ngx_do_memory_kv_t **nodes);
+void ngx_do_memory_keys_apply(ngx_do_memory_object_t *obj,
+    ngx_do_batch_t *batch, u_char **values, ngx_do_memory_kv_t **nodes,
+    uint64_t version);
+void ngx_do_memory_keys_free(ngx_do_memory_object_t *obj,
+    ngx_do_memory_kv_t *kv);
+
+
 #endif /* _NGX_DO_H_INCLUDED_ */

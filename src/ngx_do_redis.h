@@ -1,7 +1,8 @@
 
 /*
- * The worker's Redis connections (ngx_do_redis.c), for the redis storage
- * backend.
+ * The redis storage backend's own declarations: its configuration
+ * (ngx_do_storage_redis_conf.c) and the worker's Redis connections
+ * (ngx_do_redis.c).
  */
 
 
@@ -39,6 +40,12 @@ typedef struct {
     ngx_str_t                  prefix;
     unsigned                   password_file:1;
 } ngx_do_redis_conf_t;
+
+
+/* ngx_do_storage_redis_conf.c: do_storage's redis URL, then each parameter */
+void *ngx_do_storage_redis_conf_create(ngx_conf_t *cf, ngx_str_t *url);
+ngx_int_t ngx_do_storage_redis_conf_param(ngx_conf_t *cf, void *conf,
+    ngx_str_t *param);
 
 
 /* the reply (a redisReply *), or NULL when the connection failed first */

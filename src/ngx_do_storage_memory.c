@@ -7,7 +7,9 @@
  *
  * Layout: one red-black tree of objects keyed by a hash of the object ID,
  * and in every object one tree of keys ordered by their bytes (the order of
- * list()).  Values are separate slab allocations.
+ * list()).  Values are separate slab allocations.  Here are the zone, its
+ * objects, commits, the alarm index and expiry; an object's keys, their
+ * list and a batch's writes into them are in ngx_do_storage_memory_keys.c.
  *
  * The zone, "do_storage", is added by init_conf with do_storage's size=;
  * without do_secret the key of IDs is the random one kept in it.
@@ -67,35 +69,6 @@ typedef struct ngx_do_memory_alarms_s {
 } ngx_do_memory_alarms_t;
 
 
-/*
- * An object.  alarm: its place in its shard's alarm index (key: the time
- * of its next alarm, 0: not in the index); ns: its namespace's name, for
- * the alarm calls.
- */
-typedef struct {
-    ngx_do_id_node_t           node;
-    uint64_t                   version;
-    uint64_t                   expires;       /* ms of wall clock, 0: never */
-    ngx_rbtree_t               keys;
-    ngx_rbtree_node_t          sentinel;
-    ngx_uint_t                 nkeys;
-    off_t                      bytes;         /* of its keys and values */
-    ngx_rbtree_node_t          alarm;
-    size_t                     ns_len;
-    u_char                     ns[1];
-} ngx_do_memory_object_t;
-
-
-typedef struct {
-    ngx_rbtree_node_t          node;
-    uint64_t                   version;
-    u_char                    *value;
-    size_t                     value_len;
-    size_t                     key_len;
-    u_char                     key[1];
-} ngx_do_memory_kv_t;
-
-
 static void *ngx_do_memory_create_conf(ngx_conf_t *cf, ngx_str_t *arg);
 static ngx_int_t ngx_do_memory_parse_param(ngx_conf_t *cf, void *conf,
     ngx_str_t *param);
@@ -117,20 +90,12 @@ static ngx_int_t ngx_do_memory_list(u_char *id, ngx_do_list_opts_t *opts,
 static ngx_int_t ngx_do_memory_commit(ngx_do_namespace_t *ns, u_char *id,
     uint64_t expected, ngx_do_batch_t *batch, ngx_do_storage_req_t *req);
 
-static ngx_rbtree_node_t *ngx_do_memory_list_first(
-    ngx_do_memory_object_t *obj, ngx_do_list_opts_t *opts);
-static ngx_int_t ngx_do_memory_list_last(ngx_do_memory_object_t *obj,
-    ngx_do_list_opts_t *opts, ngx_pool_t *pool, ngx_rbtree_node_t **node);
-static ngx_uint_t ngx_do_memory_list_in_range(ngx_do_memory_kv_t *kv,
-    ngx_do_list_opts_t *opts);
 static ngx_int_t ngx_do_memory_alarms_index(void);
 static ngx_int_t ngx_do_memory_quota_check(ngx_do_namespace_t *ns,
     ngx_do_memory_object_t *obj, ngx_do_batch_t *batch,
     ngx_do_memory_delta_t *delta);
 static ngx_do_memory_object_t *ngx_do_memory_object_create(
     ngx_do_namespace_t *ns, u_char *id);
-static ngx_int_t ngx_do_memory_reserve(ngx_do_memory_object_t *obj,
-    ngx_do_batch_t *batch, u_char **values, ngx_do_memory_kv_t **nodes);
 static uint64_t ngx_do_memory_apply(ngx_do_memory_object_t *obj,
     ngx_do_batch_t *batch, u_char **values, ngx_do_memory_kv_t **nodes);
 
@@ -141,18 +106,6 @@ static ngx_int_t ngx_do_memory_alarms(ngx_uint_t shard, uint64_t now,
     ngx_uint_t limit, ngx_do_storage_req_t *req);
 static void ngx_do_memory_alarm_set(ngx_do_memory_object_t *obj,
     uint64_t when);
-static ngx_int_t ngx_do_memory_cmp(u_char *k1, size_t l1, u_char *k2,
-    size_t l2);
-static void ngx_do_memory_kv_insert(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
-static ngx_do_memory_kv_t *ngx_do_memory_kv_find(ngx_do_memory_object_t *obj,
-    ngx_str_t *key);
-static ngx_rbtree_node_t *ngx_do_memory_lower_bound(
-    ngx_do_memory_object_t *obj, ngx_str_t *key);
-static ngx_rbtree_node_t *ngx_do_memory_prev(ngx_rbtree_t *tree,
-    ngx_rbtree_node_t *node);
-static void ngx_do_memory_kv_free(ngx_do_memory_object_t *obj,
-    ngx_do_memory_kv_t *kv);
 
 
 static const char  *ngx_do_memory_forms[] = { "memory", NULL };
@@ -181,7 +134,7 @@ ngx_do_backend_t  ngx_do_memory_backend = {
 };
 
 
-static ngx_slab_pool_t     *ngx_do_memory_shpool;
+ngx_slab_pool_t            *ngx_do_memory_shpool;
 static ngx_do_memory_sh_t  *ngx_do_memory_sh;
 
 
@@ -412,7 +365,7 @@ ngx_do_memory_get(u_char *id, ngx_str_t *key, ngx_str_t *value,
     ngx_shmtx_lock(&ngx_do_memory_shpool->mutex);
 
     obj = ngx_do_memory_object(id);
-    kv = obj ? ngx_do_memory_kv_find(obj, key) : NULL;
+    kv = obj ? ngx_do_memory_keys_find(obj, key) : NULL;
 
     if (kv) {
         p = ngx_alloc(kv->value_len + 1, ngx_cycle->log);
@@ -435,189 +388,22 @@ ngx_do_memory_get(u_char *id, ngx_str_t *key, ngx_str_t *value,
 }
 
 
+/* an object's keys in list() order: ngx_do_storage_memory_keys.c */
 static ngx_int_t
 ngx_do_memory_list(u_char *id, ngx_do_list_opts_t *opts, ngx_pool_t *pool,
     ngx_array_t *out)
 {
-    size_t                   bytes;
     ngx_int_t                rc;
-    ngx_do_kv_t             *item;
-    ngx_rbtree_node_t       *node;
-    ngx_do_memory_kv_t      *kv;
     ngx_do_memory_object_t  *obj;
-
-    rc = NGX_OK;
 
     ngx_shmtx_lock(&ngx_do_memory_shpool->mutex);
 
     obj = ngx_do_memory_object(id);
-    if (obj == NULL) {
-        goto done;
-    }
-
-    if (opts->reverse) {
-        rc = ngx_do_memory_list_last(obj, opts, pool, &node);
-        if (rc != NGX_OK) {
-            goto done;
-        }
-
-    } else {
-        node = ngx_do_memory_list_first(obj, opts);
-    }
-
-    bytes = 0;
-
-    while (node && out->nelts < opts->limit) {
-        kv = (ngx_do_memory_kv_t *) node;
-
-        /* a list never holds the zone for more than so many bytes */
-        bytes += kv->key_len + kv->value_len;
-
-        if (opts->max_bytes && bytes > opts->max_bytes && out->nelts) {
-            opts->truncated = 1;
-            break;
-        }
-
-        if (!ngx_do_memory_list_in_range(kv, opts)) {
-            break;
-        }
-
-        item = ngx_array_push(out);
-        if (item == NULL) {
-            rc = NGX_ERROR;
-            goto done;
-        }
-
-        item->key.data = ngx_pnalloc(pool, kv->key_len + kv->value_len + 1);
-        if (item->key.data == NULL) {
-            rc = NGX_ERROR;
-            goto done;
-        }
-
-        item->key.len = kv->key_len;
-        ngx_memcpy(item->key.data, kv->key, kv->key_len);
-        item->value.data = item->key.data + kv->key_len;
-        item->value.len = kv->value_len;
-        (void) ngx_do_cpymem(item->value.data, kv->value, kv->value_len);
-        item->version = kv->version;
-
-        node = opts->reverse ? ngx_do_memory_prev(&obj->keys, node)
-                             : ngx_rbtree_next(&obj->keys, node);
-    }
-
-done:
+    rc = obj ? ngx_do_memory_keys_list(obj, opts, pool, out) : NGX_OK;
 
     ngx_shmtx_unlock(&ngx_do_memory_shpool->mutex);
 
     return rc;
-}
-
-
-/* where a list in key order starts: the first key from start and prefix */
-static ngx_rbtree_node_t *
-ngx_do_memory_list_first(ngx_do_memory_object_t *obj,
-    ngx_do_list_opts_t *opts)
-{
-    ngx_str_t  *from;
-
-    from = &opts->start;
-
-    if (opts->prefix.len
-        && ngx_do_memory_cmp(opts->prefix.data, opts->prefix.len,
-                             from->data, from->len) > 0)
-    {
-        from = &opts->prefix;
-    }
-
-    return ngx_do_memory_lower_bound(obj, from);
-}
-
-
-/*
- * Where a reverse list starts: the last key below both end and everything
- * the prefix starts (*node NULL: none).  NGX_ERROR: no memory.
- */
-static ngx_int_t
-ngx_do_memory_list_last(ngx_do_memory_object_t *obj, ngx_do_list_opts_t *opts,
-    ngx_pool_t *pool, ngx_rbtree_node_t **node)
-{
-    ngx_str_t           hi, succ;
-    ngx_rbtree_t       *tree;
-    ngx_rbtree_node_t  *n;
-
-    hi = opts->end;
-
-    if (opts->prefix.len) {
-        succ.data = ngx_pnalloc(pool, opts->prefix.len);
-        if (succ.data == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_memcpy(succ.data, opts->prefix.data, opts->prefix.len);
-        succ.len = opts->prefix.len;
-
-        while (succ.len && succ.data[succ.len - 1] == 0xff) {
-            succ.len--;
-        }
-
-        if (succ.len) {
-            succ.data[succ.len - 1]++;
-
-            if (hi.len == 0
-                || ngx_do_memory_cmp(succ.data, succ.len, hi.data, hi.len)
-                   < 0)
-            {
-                hi = succ;
-            }
-        }
-    }
-
-    tree = &obj->keys;
-    n = hi.len ? ngx_do_memory_lower_bound(obj, &hi) : NULL;
-
-    if (n) {
-        *node = ngx_do_memory_prev(tree, n);
-        return NGX_OK;
-    }
-
-    /* nothing at or above hi: the last key */
-    n = tree->root;
-
-    if (n == tree->sentinel) {
-        *node = NULL;
-        return NGX_OK;
-    }
-
-    while (n->right != tree->sentinel) {
-        n = n->right;
-    }
-
-    *node = n;
-
-    return NGX_OK;
-}
-
-
-/* whether a key the list reached is still within prefix, start and end */
-static ngx_uint_t
-ngx_do_memory_list_in_range(ngx_do_memory_kv_t *kv, ngx_do_list_opts_t *opts)
-{
-    if (opts->prefix.len
-        && (kv->key_len < opts->prefix.len
-            || ngx_memcmp(kv->key, opts->prefix.data, opts->prefix.len) != 0))
-    {
-        return 0;
-    }
-
-    if (opts->reverse) {
-        return opts->start.len == 0
-               || ngx_do_memory_cmp(kv->key, kv->key_len, opts->start.data,
-                                    opts->start.len) >= 0;
-    }
-
-    return opts->end.len == 0
-           || ngx_do_memory_cmp(kv->key, kv->key_len, opts->end.data,
-                                opts->end.len) < 0;
 }
 
 
@@ -682,7 +468,7 @@ ngx_do_memory_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
         created = 1;
     }
 
-    if (ngx_do_memory_reserve(obj, batch, values, nodes) != NGX_OK) {
+    if (ngx_do_memory_keys_reserve(obj, batch, values, nodes) != NGX_OK) {
         rc = NGX_DECLINED;
         goto done;
     }
@@ -784,7 +570,7 @@ ngx_do_memory_quota_check(ngx_do_namespace_t *ns,
     w = batch->writes.elts;
 
     for (i = 0; i < batch->writes.nelts; i++) {
-        kv = (obj && !batch->clear) ? ngx_do_memory_kv_find(obj, &w[i].key)
+        kv = (obj && !batch->clear) ? ngx_do_memory_keys_find(obj, &w[i].key)
                                     : NULL;
         if (kv) {
             bytes -= kv->key_len + kv->value_len;
@@ -833,7 +619,7 @@ ngx_do_memory_object_create(ngx_do_namespace_t *ns, u_char *id)
     obj->expires = 0;
     obj->nkeys = 0;
     obj->bytes = 0;
-    ngx_rbtree_init(&obj->keys, &obj->sentinel, ngx_do_memory_kv_insert);
+    ngx_rbtree_init(&obj->keys, &obj->sentinel, ngx_do_memory_keys_insert);
     ngx_rbtree_insert(&ngx_do_memory_sh->objects, &obj->node.node);
 
     return obj;
@@ -841,123 +627,19 @@ ngx_do_memory_object_create(ngx_do_namespace_t *ns, u_char *id)
 
 
 /*
- * Allocates all a batch needs before anything changes, so that a full zone
- * refuses the batch whole: values[i] for a value that cannot be written in
- * place, nodes[i] for a key that is new.  NGX_DECLINED: the zone is full
- * (the caller frees what was taken).
- */
-static ngx_int_t
-ngx_do_memory_reserve(ngx_do_memory_object_t *obj, ngx_do_batch_t *batch,
-    u_char **values, ngx_do_memory_kv_t **nodes)
-{
-    ngx_uint_t           i;
-    ngx_do_write_t      *w;
-    ngx_do_memory_kv_t  *kv;
-
-    w = batch->writes.elts;
-
-    for (i = 0; i < batch->writes.nelts; i++) {
-        if (w[i].delete) {
-            continue;
-        }
-
-        kv = batch->clear ? NULL : ngx_do_memory_kv_find(obj, &w[i].key);
-
-        if (kv && kv->value_len == w[i].value.len) {
-            /* same size: overwritten in place, nothing to allocate */
-            continue;
-        }
-
-        values[i] = ngx_slab_alloc_locked(ngx_do_memory_shpool,
-                                          w[i].value.len + 1);
-        if (values[i] == NULL) {
-            return NGX_DECLINED;
-        }
-
-        if (kv) {
-            continue;
-        }
-
-        nodes[i] = ngx_slab_alloc_locked(ngx_do_memory_shpool,
-                                         offsetof(ngx_do_memory_kv_t, key)
-                                         + w[i].key.len);
-        if (nodes[i] == NULL) {
-            return NGX_DECLINED;
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-/*
- * Applies a batch whose memory ngx_do_memory_reserve() took: nothing here
- * can fail.  What it uses of values and nodes it sets to NULL.  The
- * object's new version, 0 when it emptied and was removed.
+ * Applies a batch whose memory ngx_do_memory_keys_reserve() took: nothing
+ * here can fail.  The object's new version, 0 when it emptied and was
+ * removed.
  */
 static uint64_t
 ngx_do_memory_apply(ngx_do_memory_object_t *obj, ngx_do_batch_t *batch,
     u_char **values, ngx_do_memory_kv_t **nodes)
 {
-    uint64_t             next;
-    ngx_uint_t           i;
-    ngx_do_write_t      *w;
-    ngx_rbtree_node_t   *node;
-    ngx_do_memory_kv_t  *kv;
+    uint64_t  next;
 
     next = ++ngx_do_memory_sh->commits;
 
-    if (batch->clear) {
-        while (obj->keys.root != obj->keys.sentinel) {
-            node = ngx_rbtree_min(obj->keys.root, obj->keys.sentinel);
-            ngx_do_memory_kv_free(obj, (ngx_do_memory_kv_t *) node);
-        }
-    }
-
-    w = batch->writes.elts;
-
-    for (i = 0; i < batch->writes.nelts; i++) {
-        if (w[i].delete) {
-            kv = ngx_do_memory_kv_find(obj, &w[i].key);
-            if (kv) {
-                ngx_do_memory_kv_free(obj, kv);
-            }
-
-            continue;
-        }
-
-        kv = nodes[i];
-
-        if (kv == NULL) {
-            kv = ngx_do_memory_kv_find(obj, &w[i].key);
-
-            if (values[i] == NULL) {
-                (void) ngx_do_cpymem(kv->value, w[i].value.data,
-                                     w[i].value.len);
-                kv->version = next;
-                continue;
-            }
-
-            ngx_slab_free_locked(ngx_do_memory_shpool, kv->value);
-            obj->bytes -= kv->value_len;
-
-        } else {
-            kv->key_len = w[i].key.len;
-            ngx_memcpy(kv->key, w[i].key.data, w[i].key.len);
-            kv->node.key = 0;
-            ngx_rbtree_insert(&obj->keys, &kv->node);
-            obj->nkeys++;
-            obj->bytes += kv->key_len;
-            nodes[i] = NULL;
-        }
-
-        (void) ngx_do_cpymem(values[i], w[i].value.data, w[i].value.len);
-        kv->value = values[i];
-        kv->value_len = w[i].value.len;
-        kv->version = next;
-        obj->bytes += kv->value_len;
-        values[i] = NULL;
-    }
+    ngx_do_memory_keys_apply(obj, batch, values, nodes, next);
 
     if (batch->alarm_set) {
         ngx_do_memory_alarm_set(obj, batch->alarm);
@@ -1002,7 +684,7 @@ ngx_do_memory_object_free(ngx_do_memory_object_t *obj)
 
     while (obj->keys.root != obj->keys.sentinel) {
         node = ngx_rbtree_min(obj->keys.root, obj->keys.sentinel);
-        ngx_do_memory_kv_free(obj, (ngx_do_memory_kv_t *) node);
+        ngx_do_memory_keys_free(obj, (ngx_do_memory_kv_t *) node);
     }
 
     ngx_do_memory_alarm_set(obj, 0);
@@ -1162,150 +844,3 @@ ngx_do_memory_sweep(void)
     ngx_shmtx_unlock(&ngx_do_memory_shpool->mutex);
 }
 
-
-/* byte order, a prefix sorting first: the order of list() */
-static ngx_int_t
-ngx_do_memory_cmp(u_char *k1, size_t l1, u_char *k2, size_t l2)
-{
-    size_t     n;
-    ngx_int_t  rc;
-
-    n = ngx_min(l1, l2);
-    rc = n ? ngx_memcmp(k1, k2, n) : 0;
-
-    if (rc != 0) {
-        return rc;
-    }
-
-    return (l1 < l2) ? -1 : (l1 > l2);
-}
-
-
-static void
-ngx_do_memory_kv_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
-    ngx_rbtree_node_t *sentinel)
-{
-    ngx_rbtree_node_t   **p;
-    ngx_do_memory_kv_t   *n, *t;
-
-    n = (ngx_do_memory_kv_t *) node;
-
-    for ( ;; ) {
-        t = (ngx_do_memory_kv_t *) temp;
-
-        p = ngx_do_memory_cmp(n->key, n->key_len, t->key, t->key_len) < 0
-            ? &temp->left : &temp->right;
-
-        if (*p == sentinel) {
-            break;
-        }
-
-        temp = *p;
-    }
-
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
-}
-
-
-static ngx_do_memory_kv_t *
-ngx_do_memory_kv_find(ngx_do_memory_object_t *obj, ngx_str_t *key)
-{
-    ngx_int_t            rc;
-    ngx_rbtree_node_t   *node;
-    ngx_do_memory_kv_t  *kv;
-
-    node = obj->keys.root;
-
-    while (node != obj->keys.sentinel) {
-        kv = (ngx_do_memory_kv_t *) node;
-
-        rc = ngx_do_memory_cmp(key->data, key->len, kv->key, kv->key_len);
-
-        if (rc == 0) {
-            return kv;
-        }
-
-        node = (rc < 0) ? node->left : node->right;
-    }
-
-    return NULL;
-}
-
-
-/* the first key not below the given one, or NULL */
-static ngx_rbtree_node_t *
-ngx_do_memory_lower_bound(ngx_do_memory_object_t *obj, ngx_str_t *key)
-{
-    ngx_rbtree_node_t   *node, *found;
-    ngx_do_memory_kv_t  *kv;
-
-    found = NULL;
-    node = obj->keys.root;
-
-    while (node != obj->keys.sentinel) {
-        kv = (ngx_do_memory_kv_t *) node;
-
-        if (ngx_do_memory_cmp(kv->key, kv->key_len, key->data, key->len)
-            >= 0)
-        {
-            found = node;
-            node = node->left;
-
-        } else {
-            node = node->right;
-        }
-    }
-
-    return found;
-}
-
-
-/* the mirror of ngx_rbtree_next() */
-static ngx_rbtree_node_t *
-ngx_do_memory_prev(ngx_rbtree_t *tree, ngx_rbtree_node_t *node)
-{
-    ngx_rbtree_node_t  *root, *sentinel, *parent;
-
-    sentinel = tree->sentinel;
-
-    if (node->left != sentinel) {
-        node = node->left;
-
-        while (node->right != sentinel) {
-            node = node->right;
-        }
-
-        return node;
-    }
-
-    root = tree->root;
-
-    for ( ;; ) {
-        parent = node->parent;
-
-        if (node == root) {
-            return NULL;
-        }
-
-        if (node == parent->right) {
-            return parent;
-        }
-
-        node = parent;
-    }
-}
-
-
-static void
-ngx_do_memory_kv_free(ngx_do_memory_object_t *obj, ngx_do_memory_kv_t *kv)
-{
-    ngx_rbtree_delete(&obj->keys, &kv->node);
-    obj->nkeys--;
-    obj->bytes -= kv->key_len + kv->value_len;
-    ngx_slab_free_locked(ngx_do_memory_shpool, kv->value);
-    ngx_slab_free_locked(ngx_do_memory_shpool, kv);
-}

@@ -1,8 +1,9 @@
 
 /*
  * The shell's own declarations: what ngx_http_do_module.c (directives,
- * configuration, process hooks), src/ngx_http_do_pass.c (do_pass and its
- * variables) and src/ngx_http_do_status.c (do_status) share.
+ * configuration, process hooks), src/ngx_http_do_namespace.c (classes and
+ * do_namespace), src/ngx_http_do_pass.c (do_pass and its variables) and
+ * src/ngx_http_do_status.c (do_status) share.
  */
 
 
@@ -78,6 +79,12 @@ extern ngx_module_t  ngx_http_do_module;
 
 /* src/classes/ngx_do_classes.c */
 extern ngx_do_class_t  *ngx_do_builtin_classes[];
+
+
+/* src/ngx_http_do_namespace.c */
+char *ngx_http_do_namespace(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_do_namespace_check_quotas(ngx_conf_t *cf,
+    ngx_http_do_main_conf_t *dmcf);
 
 
 /* src/ngx_http_do_pass.c */
