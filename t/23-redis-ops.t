@@ -225,7 +225,7 @@ EOF
         wait_for(sub {
             @k = grep { length } split /\n/,
                  $redis->cli('--scan', '--pattern', "do:{$ns:*");
-            @k == 2;
+            @k == 1;
         }, 5);
         return sort @k;
     };
@@ -234,7 +234,9 @@ EOF
        join(' ', ('200') x 10, '429'),
        'rate=1r/s burst=9: ten pass, the eleventh is rejected');
     my @k = $keys_of->('ten');
-    is(scalar @k, 2, 'its state is in Redis (the hash and the version)');
+    is(scalar @k, 1, 'its state is in Redis (one string, the TAT)');
+    like($k[0] // '', qr/^do:\{ten:[0-9a-f]{64}\}:tat$/,
+         '... under the key\'s ID');
     for my $k (@k) {
         my $pttl = $redis->cli('PTTL', $k) + 0;
         ok($pttl > 6000 && $pttl <= 11000,

@@ -56,6 +56,8 @@ typedef struct {
     int64_t                    interval;      /* microseconds per request */
     size_t                     size;          /* size=: the table's zone */
     ngx_shm_zone_t            *buckets;
+    void                      *flush;         /* this worker's, if stored */
+    unsigned                   stored:1;      /* storage keeps the table */
     unsigned                   dry_run:1;
     unsigned                   fail_closed:1;
 } ngx_do_rate_limiter_conf_t;
