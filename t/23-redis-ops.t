@@ -28,8 +28,8 @@ sub nginx_on {
     do_storage $storage;
     do_flush_interval 100ms;
     do_namespace state store;
-    do_namespace open rate_limiter rate=1r/m burst=1000;
-    do_namespace closed rate_limiter rate=1r/m burst=1000 fail=closed;
+    do_namespace open rate_limiter rate=1r/m burst=100000;
+    do_namespace closed rate_limiter rate=1r/m burst=100000 fail=closed;
     do_namespace ten rate_limiter rate=1r/s burst=9;
     do_namespace minute rate_limiter rate=1r/m;
     do_namespace fast rate_limiter rate=10r/s burst=4;
