@@ -399,8 +399,11 @@ ngx_do_buckets_fill(ngx_do_namespace_t *ns, ngx_str_t *key, int64_t tat,
         b = ngx_do_buckets_insert(shpool, sh, key, hash, now);
     }
 
-    /* a warm bucket decided since the read: it is newer than the read */
-    if (b && (b->tat == 0 || ngx_do_bucket_cold(b, now))) {
+    /*
+     * a new bucket (TAT 0) or a cold one takes what was read; a warm one
+     * was filled or decided since the read: it is newer
+     */
+    if (b && ngx_do_bucket_cold(b, now)) {
         b->tat = tat;
 
         if (tat > now) {
