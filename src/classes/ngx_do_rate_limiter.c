@@ -63,7 +63,7 @@ static uint64_t ngx_do_rate_limiter_window(ngx_do_rate_limiter_conf_t *conf,
 ngx_do_class_t  ngx_do_rate_limiter_class = {
     ngx_string("rate_limiter"),
     0,                                     /* object_size */
-    0,                                     /* deferred */
+    1,                                     /* deferred: stored after replies */
     ngx_do_rate_limiter_create_conf,       /* create_conf */
     ngx_do_rate_limiter_parse_param,       /* parse_param */
     ngx_do_rate_limiter_init_conf,         /* init_conf */
