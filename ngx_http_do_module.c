@@ -725,7 +725,9 @@ ngx_http_do_init_module(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_do_init_process(ngx_cycle_t *cycle)
 {
+    ngx_uint_t                i;
     ngx_core_conf_t          *ccf;
+    ngx_do_namespace_t      **nss;
     ngx_http_do_main_conf_t  *dmcf;
 
     dmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_do_module);
@@ -757,6 +759,7 @@ ngx_http_do_init_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_do_backend = dmcf->backend;
+    ngx_do_storage_init_worker(dmcf->backend);
 
     if (dmcf->secret_set) {
         ngx_memcpy(ngx_do_runtime.secret, dmcf->secret, 32);
@@ -795,6 +798,16 @@ ngx_http_do_init_process(ngx_cycle_t *cycle)
 
     ngx_http_do_enabled = 1;
 
+    nss = dmcf->namespaces.elts;
+
+    for (i = 0; i < dmcf->namespaces.nelts; i++) {
+        if (nss[i]->class->init_worker
+            && nss[i]->class->init_worker(nss[i], cycle) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
     return ngx_do_ipc_init_worker(cycle, ngx_do_router_ipc,
                                   ngx_do_router_bounce);
 }
@@ -803,6 +816,10 @@ ngx_http_do_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_do_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_uint_t                i;
+    ngx_do_namespace_t      **nss;
+    ngx_http_do_main_conf_t  *dmcf;
+
     if (!ngx_http_do_enabled) {
         return;
     }
@@ -811,6 +828,16 @@ ngx_http_do_exit_process(ngx_cycle_t *cycle)
     ngx_do_router_exit(cycle);
     ngx_do_alarms_exit();
     ngx_do_objects_exit();
+
+    /* what classes keep outside objects, while storage still takes it */
+    dmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_do_module);
+    nss = dmcf->namespaces.elts;
+
+    for (i = 0; i < dmcf->namespaces.nelts; i++) {
+        if (nss[i]->class->exit_worker) {
+            nss[i]->class->exit_worker(nss[i]);
+        }
+    }
 
     if (ngx_http_do_backend->exit_worker) {
         ngx_http_do_backend->exit_worker();

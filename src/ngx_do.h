@@ -16,7 +16,6 @@
 #include "ngx_http_do.h"
 
 
-#define NGX_DO_SHARDS             1024
 #define NGX_DO_TAG_LEN            16
 #define NGX_DO_BODY_LEN           16
 
@@ -215,6 +214,16 @@ typedef struct {
     ngx_int_t                (*alarms)(ngx_uint_t shard, uint64_t now,
                                        ngx_uint_t limit,
                                        ngx_do_storage_req_t *req);
+
+    /*
+     * Cells (ngx_do_cell_get(), ngx_do_cell_put() in ngx_http_do.h);
+     * NULL: the backend keeps none
+     */
+    ngx_int_t                (*cell_get)(ngx_do_namespace_t *ns, u_char *id,
+                                         ngx_do_cell_pt handler, void *data);
+    ngx_int_t                (*cell_put)(ngx_do_namespace_t *ns,
+                                         ngx_do_cell_t *cells, ngx_uint_t n,
+                                         ngx_do_cell_pt handler, void *data);
 } ngx_do_backend_t;
 
 
@@ -243,6 +252,9 @@ void ngx_do_quota_add(ngx_do_quota_t *q, off_t bytes, ngx_int_t objects);
 extern ngx_do_backend_t       *ngx_do_backends[];
 
 ngx_do_backend_t *ngx_do_storage_find(ngx_str_t *arg);
+
+/* in a worker: the backend that the cells of ngx_http_do.h go to */
+void ngx_do_storage_init_worker(ngx_do_backend_t *backend);
 u_char *ngx_do_storage_forms(u_char *p, u_char *last);
 
 

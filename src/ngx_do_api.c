@@ -706,6 +706,13 @@ ngx_do_call_timeout(void)
 }
 
 
+ngx_msec_t
+ngx_do_flush_interval(void)
+{
+    return ngx_do_runtime.flush_interval;
+}
+
+
 void
 ngx_do_turn_alarms_changed(ngx_do_turn_t *t)
 {

@@ -20,3 +20,10 @@ ngx_do_shard_owner(ngx_uint_t shard)
 {
     return shard % ngx_do_runtime.workers;
 }
+
+
+ngx_uint_t
+ngx_do_shard_mine(ngx_uint_t shard)
+{
+    return ngx_do_shard_owner(shard) == ngx_worker;
+}

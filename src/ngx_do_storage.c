@@ -4,7 +4,8 @@
  * argument.  A backend names the forms it accepts: its name alone
  * ("memory"), or URL schemes ("redis://", "redis+unix://") followed by the
  * rest of the URL.  The first backend of the table is the default, when
- * do_storage is absent.
+ * do_storage is absent.  The cells of the class API (state that a class
+ * keeps outside objects and stores later) go to the worker's backend.
  */
 
 
@@ -26,6 +27,9 @@ ngx_do_backend_t  *ngx_do_backends[] = {
 
 
 static ngx_uint_t ngx_do_storage_scheme(const char *form);
+
+
+static ngx_do_backend_t  *ngx_do_storage_backend;
 
 
 /* the backend one of whose forms arg matches, or NULL */
@@ -93,4 +97,39 @@ ngx_do_storage_scheme(const char *form)
     len = ngx_strlen(form);
 
     return len > 3 && ngx_strcmp(form + len - 3, "://") == 0;
+}
+
+
+void
+ngx_do_storage_init_worker(ngx_do_backend_t *backend)
+{
+    ngx_do_storage_backend = backend;
+}
+
+
+ngx_int_t
+ngx_do_cell_get(ngx_do_namespace_t *ns, u_char *id, ngx_do_cell_pt handler,
+    void *data)
+{
+    if (ngx_do_storage_backend == NULL
+        || ngx_do_storage_backend->cell_get == NULL)
+    {
+        return NGX_DECLINED;
+    }
+
+    return ngx_do_storage_backend->cell_get(ns, id, handler, data);
+}
+
+
+ngx_int_t
+ngx_do_cell_put(ngx_do_namespace_t *ns, ngx_do_cell_t *cells, ngx_uint_t n,
+    ngx_do_cell_pt handler, void *data)
+{
+    if (ngx_do_storage_backend == NULL
+        || ngx_do_storage_backend->cell_put == NULL)
+    {
+        return NGX_DECLINED;
+    }
+
+    return ngx_do_storage_backend->cell_put(ns, cells, n, handler, data);
 }

@@ -130,7 +130,9 @@ ngx_do_backend_t  ngx_do_memory_backend = {
     NULL,                                  /* load */
     ngx_do_memory_commit,
     ngx_do_memory_sweep,
-    ngx_do_memory_alarms
+    ngx_do_memory_alarms,
+    NULL,                                  /* cell_get: the node keeps */
+    NULL                                   /* cell_put: nothing outside */
 };
 
 

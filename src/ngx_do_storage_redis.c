@@ -12,6 +12,8 @@
  *   do:{<namespace>:<64 hex ID>}:v    string: the object's version
  *   do:{<namespace>:<64 hex ID>}:b    string: the bytes the object counts
  *                                     for its namespace (absent: none)
+ *   do:{<namespace>:<64 hex ID>}:tat  string: a cell (ngx_do_cell_put()),
+ *                                     the TAT of a rate limiter's key
  *   do:alarms:<shard>                 sorted set: "<namespace>:<64 hex ID>"
  *                                     scored by its next alarm (ms)
  *   do:quota:<namespace>              hash: bytes, objects (the quotas)
@@ -36,6 +38,9 @@
  * and refuses a batch that would take it over one, before it writes
  * anything; an object without :b (written before counts existed, or
  * with an expiry until now) is counted whole when it is next written.
+ *
+ * Cells, state that a class keeps outside objects, are plain strings: a
+ * GET reads one, and one script writes many at once (SET with PX, or DEL).
  */
 
 
@@ -77,6 +82,19 @@ static ngx_int_t ngx_do_storage_redis_alarms(ngx_uint_t shard,
     uint64_t now, ngx_uint_t limit, ngx_do_storage_req_t *req);
 static void ngx_do_storage_redis_alarms_read(void *data, void *reply);
 static ngx_int_t ngx_do_storage_redis_unhex(u_char *hex, u_char *id);
+static ngx_int_t ngx_do_storage_redis_cell_get(ngx_do_namespace_t *ns,
+    u_char *id, ngx_do_cell_pt handler, void *data);
+static void ngx_do_storage_redis_cell_read(void *data, void *reply);
+static ngx_int_t ngx_do_storage_redis_cell_put(ngx_do_namespace_t *ns,
+    ngx_do_cell_t *cells, ngx_uint_t n, ngx_do_cell_pt handler, void *data);
+static void ngx_do_storage_redis_cell_written(void *data, void *reply);
+
+
+/* a cell command's caller, until Redis answers */
+typedef struct {
+    ngx_do_cell_pt             handler;
+    void                      *data;
+} ngx_do_storage_redis_cell_t;
 
 
 static const char  *ngx_do_storage_redis_forms[] = {
@@ -103,7 +121,9 @@ ngx_do_backend_t  ngx_do_storage_redis_backend = {
     ngx_do_storage_redis_load,
     ngx_do_storage_redis_commit,
     NULL,                                  /* sweep: Redis expires keys */
-    ngx_do_storage_redis_alarms
+    ngx_do_storage_redis_alarms,
+    ngx_do_storage_redis_cell_get,
+    ngx_do_storage_redis_cell_put
 };
 
 
@@ -112,6 +132,16 @@ static ngx_do_redis_conf_t  *ngx_do_storage_redis_conf;
 
 static const char  ngx_do_storage_redis_load_script[] =
     "return {redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[1])}";
+
+/* cells: KEYS, and for each a value and a PX ("0": none; "": DEL) */
+static const char  ngx_do_storage_redis_cells_script[] =
+    "for i = 1, #KEYS do "
+    "  local v, px = ARGV[2 * i - 1], ARGV[2 * i] "
+    "  if px == '' then redis.call('DEL', KEYS[i]) "
+    "  elseif px == '0' then redis.call('SET', KEYS[i], v) "
+    "  else redis.call('SET', KEYS[i], v, 'PX', px) end "
+    "end "
+    "return #KEYS";
 
 /* a commit with nothing to store: the version still matches, or the state */
 static const char  ngx_do_storage_redis_check_script[] =
@@ -803,4 +833,197 @@ ngx_do_storage_redis_unhex(u_char *hex, u_char *id)
     }
 
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_do_storage_redis_cell_get(ngx_do_namespace_t *ns, u_char *id,
+    ngx_do_cell_pt handler, void *data)
+{
+    size_t                        argvlen[2];
+    const char                   *argv[2];
+    ngx_do_storage_redis_cell_t  *cell;
+    u_char                        key[NGX_DO_REDIS_KEY_LEN];
+
+    if (ngx_do_storage_redis_conf->prefix.len + ns->name.len
+        > NGX_DO_REDIS_MAX_NAMES)
+    {
+        return NGX_ERROR;
+    }
+
+    cell = ngx_alloc(sizeof(ngx_do_storage_redis_cell_t), ngx_cycle->log);
+    if (cell == NULL) {
+        return NGX_ERROR;
+    }
+
+    cell->handler = handler;
+    cell->data = data;
+
+    argv[0] = "GET";
+    argvlen[0] = 3;
+    argv[1] = (const char *) key;
+    argvlen[1] = ngx_do_storage_redis_key(key, ns, id, ":tat") - key;
+
+    if (ngx_do_redis_command(ngx_do_storage_redis_hint(id),
+                             ngx_do_storage_redis_cell_read, cell, 2, argv,
+                             argvlen)
+        != NGX_OK)
+    {
+        ngx_free(cell);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* a string, nil (no value), or an error */
+static void
+ngx_do_storage_redis_cell_read(void *data, void *r)
+{
+    ngx_do_storage_redis_cell_t  *cell = data;
+    redisReply                   *reply = r;
+
+    ngx_str_t  value;
+
+    ngx_str_null(&value);
+
+    if (reply && reply->type == REDIS_REPLY_STRING) {
+        value.data = (u_char *) reply->str;
+        value.len = reply->len;
+        cell->handler(cell->data, NGX_OK, &value);
+
+    } else if (reply && reply->type == REDIS_REPLY_NIL) {
+        cell->handler(cell->data, NGX_DECLINED, &value);
+
+    } else {
+        if (reply) {
+            ngx_do_log_throttled(NGX_LOG_ERR, ngx_cycle->log, 0,
+                                 NGX_DO_LOG_REPLY,
+                                 "do: redis: unexpected reply type %d to "
+                                 "a read", reply->type);
+        }
+
+        cell->handler(cell->data, NGX_ERROR, &value);
+    }
+
+    ngx_free(cell);
+}
+
+
+/* one script: the keys, then a value and a PX for each */
+static ngx_int_t
+ngx_do_storage_redis_cell_put(ngx_do_namespace_t *ns, ngx_do_cell_t *cells,
+    ngx_uint_t n, ngx_do_cell_pt handler, void *data)
+{
+    u_char                       *buf, *p;
+    size_t                       *argvlen;
+    ngx_int_t                     rc;
+    ngx_uint_t                    i, argc;
+    const char                  **argv;
+    ngx_do_storage_redis_cell_t  *cell;
+
+    if (ngx_do_storage_redis_conf->prefix.len + ns->name.len
+        > NGX_DO_REDIS_MAX_NAMES)
+    {
+        return NGX_ERROR;
+    }
+
+    argc = 3 + 3 * n;
+
+    /* the argument vectors, then the keys and the expiries */
+    buf = ngx_alloc(argc * (sizeof(char *) + sizeof(size_t))
+                    + n * (NGX_DO_REDIS_KEY_LEN + NGX_INT64_LEN)
+                    + NGX_INT_T_LEN, ngx_cycle->log);
+    cell = ngx_alloc(sizeof(ngx_do_storage_redis_cell_t), ngx_cycle->log);
+
+    if (buf == NULL || cell == NULL) {
+        goto failed;
+    }
+
+    cell->handler = handler;
+    cell->data = data;
+
+    argv = (const char **) buf;
+    argvlen = (size_t *) (argv + argc);
+    p = (u_char *) (argvlen + argc);
+
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = ngx_do_storage_redis_cells_script;
+    argvlen[1] = sizeof(ngx_do_storage_redis_cells_script) - 1;
+    argv[2] = (const char *) p;
+    argvlen[2] = ngx_sprintf(p, "%ui", n) - p;
+    p += argvlen[2];
+
+    for (i = 0; i < n; i++) {
+        argv[3 + i] = (const char *) p;
+        p = ngx_do_storage_redis_key(p, ns, cells[i].id, ":tat");
+        argvlen[3 + i] = p - (u_char *) argv[3 + i];
+
+        argv[3 + n + 2 * i] = cells[i].delete ? ""
+                              : (const char *) cells[i].value.data;
+        argvlen[3 + n + 2 * i] = cells[i].delete ? 0 : cells[i].value.len;
+
+        if (cells[i].delete) {
+            argv[4 + n + 2 * i] = "";
+            argvlen[4 + n + 2 * i] = 0;
+            continue;
+        }
+
+        argv[4 + n + 2 * i] = (const char *) p;
+        p = ngx_sprintf(p, "%M", cells[i].ttl);
+        argvlen[4 + n + 2 * i] = p - (u_char *) argv[4 + n + 2 * i];
+    }
+
+    /* hiredis copies the command: nothing here must outlive the call */
+    rc = ngx_do_redis_command(ngx_do_storage_redis_hint(cells[0].id),
+                              ngx_do_storage_redis_cell_written, cell,
+                              (int) argc, argv, argvlen);
+    ngx_free(buf);
+
+    if (rc != NGX_OK) {
+        ngx_free(cell);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+
+failed:
+
+    if (buf) {
+        ngx_free(buf);
+    }
+
+    if (cell) {
+        ngx_free(cell);
+    }
+
+    return NGX_ERROR;
+}
+
+
+static void
+ngx_do_storage_redis_cell_written(void *data, void *r)
+{
+    ngx_do_storage_redis_cell_t  *cell = data;
+    redisReply                   *reply = r;
+
+    size_t     n;
+    ngx_int_t  rc;
+    u_char     esc[NGX_DO_REDIS_ERROR_LEN];
+
+    rc = (reply && reply->type == REDIS_REPLY_INTEGER) ? NGX_OK : NGX_ERROR;
+
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        n = ngx_do_log_escape(esc, sizeof(esc), (u_char *) reply->str,
+                              reply->len);
+        ngx_do_log_throttled(NGX_LOG_ERR, ngx_cycle->log, 0,
+                             NGX_DO_LOG_REPLY, "do: redis: a write of "
+                             "cells failed: %*s", n, esc);
+    }
+
+    cell->handler(cell->data, rc, NULL);
+
+    ngx_free(cell);
 }

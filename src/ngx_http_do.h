@@ -30,6 +30,8 @@
 #define NGX_DO_VERSION            "0.5.0"
 
 #define NGX_DO_ID_LEN             32
+/* the shards of object IDs (ngx_do_shard_mine()) */
+#define NGX_DO_SHARDS             1024
 #define NGX_DO_ID_HEX_LEN         64
 #define NGX_DO_MAX_BATCH          128
 /* no call carries a longer body: one channel message holds it */
@@ -215,7 +217,9 @@ struct ngx_do_class_s {
      * answers a do_pass request in the worker that accepted it, without
      * an object: name is the name of name=, NULL for id= and unique.
      * NGX_OK with reply's status, content type and body set (in the
-     * request pool); NGX_DECLINED: the object answers; NGX_ERROR: 500.
+     * request pool); NGX_AGAIN: the class answers later, once, with
+     * ngx_http_do_pass_answer(); NGX_DECLINED: the object answers;
+     * NGX_ERROR: 500.
      */
     ngx_int_t                (*pass)(ngx_http_request_t *r,
                                      ngx_do_namespace_t *ns, ngx_str_t *name,
@@ -224,6 +228,16 @@ struct ngx_do_class_s {
     /* do_status: the namespace's own table; NGX_DECLINED: it has none */
     ngx_int_t                (*usage)(ngx_do_namespace_t *ns,
                                       ngx_do_table_usage_t *usage);
+
+    /*
+     * For state outside objects, per namespace: init_worker runs in each
+     * worker once the runtime and storage are up; exit_worker when the
+     * worker exits, while storage still takes writes (they are waited
+     * for, up to the storage's timeout).
+     */
+    ngx_int_t                (*init_worker)(ngx_do_namespace_t *ns,
+                                            ngx_cycle_t *cycle);
+    void                     (*exit_worker)(ngx_do_namespace_t *ns);
 };
 
 
@@ -297,6 +311,10 @@ ngx_int_t ngx_http_do_call(ngx_http_request_t *r, ngx_do_namespace_t *ns,
 ngx_int_t ngx_http_do_notify(ngx_do_namespace_t *ns, u_char *id,
     ngx_uint_t method, ngx_str_t *args);
 
+/* the answer of a class's pass that returned NGX_AGAIN: the response */
+void ngx_http_do_pass_answer(ngx_http_request_t *r,
+    ngx_http_do_reply_t *reply);
+
 /* registers a module's variables: a table ending with ngx_http_null_variable */
 ngx_int_t ngx_http_do_add_variables(ngx_conf_t *cf, ngx_http_variable_t *vars);
 
@@ -327,6 +345,48 @@ ngx_int_t ngx_http_do_gate_param(ngx_conf_t *cf, ngx_str_t *param,
 
 /* the ID of a name in a namespace (Cloudflare's idFromName) */
 void ngx_do_id_from_name(ngx_do_namespace_t *ns, ngx_str_t *name, u_char *id);
+
+/*
+ * 1: this worker owns the shard (0 .. NGX_DO_SHARDS - 1), by the rule
+ * that places objects: for a class that splits work of its own by shard
+ */
+ngx_uint_t ngx_do_shard_mine(ngx_uint_t shard);
+
+
+/*
+ * Cells: one small value per ID of a namespace, kept by storage outside
+ * objects, for state that a class keeps in a table of its own and stores
+ * later (a rate limiter's TAT on Redis).  No versions: the last write
+ * wins; each value may expire.  Storage that keeps nothing outside this
+ * node (memory) has no cells: both calls return NGX_DECLINED.
+ */
+typedef struct {
+    u_char                    *id;
+    ngx_str_t                  value;
+    ngx_msec_t                 ttl;           /* 0: it stays */
+    unsigned                   delete:1;
+} ngx_do_cell_t;
+
+/*
+ * rc NGX_OK (value set, alive only during the handler), NGX_DECLINED (no
+ * value) or NGX_ERROR (storage failed)
+ */
+typedef void (*ngx_do_cell_pt)(void *data, ngx_int_t rc, ngx_str_t *value);
+
+/*
+ * Reads the cell of id: NGX_OK, the handler runs later, once; NGX_ERROR
+ * (storage is unavailable) or NGX_DECLINED: it does not
+ */
+ngx_int_t ngx_do_cell_get(ngx_do_namespace_t *ns, u_char *id,
+    ngx_do_cell_pt handler, void *data);
+
+/*
+ * Writes n cells at once (each applied whole, in order; the strings are
+ * copied before this returns): NGX_OK, the handler runs later, once, with
+ * NGX_OK or NGX_ERROR and no value; NGX_ERROR or NGX_DECLINED: it does not
+ */
+ngx_int_t ngx_do_cell_put(ngx_do_namespace_t *ns, ngx_do_cell_t *cells,
+    ngx_uint_t n, ngx_do_cell_pt handler, void *data);
 
 ngx_do_request_t *ngx_do_turn_request(ngx_do_turn_t *t);
 
@@ -433,6 +493,9 @@ uint64_t ngx_do_now(void);
 
 /* how long a caller waits for a reply (do_call_timeout) */
 ngx_msec_t ngx_do_call_timeout(void);
+
+/* within how long deferred state is stored (do_flush_interval) */
+ngx_msec_t ngx_do_flush_interval(void);
 
 /*
  * Errors that can repeat with every request go through

@@ -201,6 +201,17 @@ ngx_http_do_pass_direct(ngx_http_request_t *r, ngx_do_namespace_t *ns,
         return NGX_DECLINED;
     }
 
+    if (rc == NGX_AGAIN) {
+        /* ngx_http_do_pass_answer() finalizes it */
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            r->keepalive = 0;
+        }
+
+        r->main->count++;
+
+        return NGX_DONE;
+    }
+
     if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -215,6 +226,24 @@ ngx_http_do_pass_direct(ngx_http_request_t *r, ngx_do_namespace_t *ns,
 
     return ngx_http_do_send(r, reply.status, &reply.content_type,
                             &reply.body, 0, 0);
+}
+
+
+void
+ngx_http_do_pass_answer(ngx_http_request_t *r, ngx_http_do_reply_t *reply)
+{
+    ngx_connection_t  *c;
+
+    c = r->connection;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "do pass answered later by its class: %ui",
+                   reply->status);
+
+    ngx_http_finalize_request(r, ngx_http_do_send(r, reply->status,
+                                                  &reply->content_type,
+                                                  &reply->body, 0, 0));
+    ngx_http_run_posted_requests(c);
 }
 
 

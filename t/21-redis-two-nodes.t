@@ -80,7 +80,7 @@ my $a_pass = grep { http($pa, 'GET', '/limited/index.html?key=seq')->{status} ==
              1 .. 30;
 is($a_pass, 20, "node A alone lets exactly 20 of 30 through ($a_pass)");
 ok(DoTest::wait_for(sub { $redis->cli('--scan', '--pattern', 'do:{per_key:*')
-                          =~ /:kv/ }, 10),
+                          =~ /:tat/ }, 10),
    "node A's bucket is stored in Redis");
 my $b_pass = grep { http($pb, 'GET', '/limited/index.html?key=seq')->{status} == 200 }
              1 .. 30;

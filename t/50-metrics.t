@@ -302,15 +302,12 @@ is(http($p, 'GET', '/status?format=')->{status}, 400, 'an empty format: 400');
 # 2. do_limit on A: 7 pass (burst=6), 3 are rejected
 my @st = map { http($p, 'GET', '/a?k=x')->{status} } 1 .. 10;
 is("@st", join(' ', (200) x 7, (429) x 3), 'A: seven pass, three rejected');
-# a key is an object on Redis, a bucket in the namespace's table on memory
-my $objects = DoTest::redis_backend() ? 1 : 0;
+# a key is a bucket in the namespace's table, never an object
 ns_is($p, 'A', 'calls=10 limit_passed=7 limit_delayed=0 limit_rejected=3 '
-      . "lock_grants=0 lock_timeouts=0 activations=$objects evictions=0 "
+      . 'lock_grants=0 lock_timeouts=0 activations=0 evictions=0 '
       . 'commit_failures=0',
-      'A: 10 calls, 7 passed, 3 rejected, ' . ($objects ? 'one object'
-                                                         : 'no object')
-      . ', in both forms');
-if (!DoTest::redis_backend()) {
+      'A: 10 calls, 7 passed, 3 rejected, no object, in both forms');
+{
     ($r, $f) = prometheus($p);
     my $tbl = json_status($p)->{namespaces}{A}{table};
     is(join(' ', $tbl->{entries},

@@ -1,6 +1,6 @@
 
 /*
- * The buckets of a rate_limiter namespace on memory storage.
+ * The buckets of a rate_limiter namespace.
  *
  * A key of a rate limiter is a bucket, and a bucket is one TAT (see
  * ngx_do_rate_limiter_gcra()): it needs no object, no owner worker and no
@@ -27,6 +27,21 @@
  * where later looks do not stop at them again.  A live bucket is never
  * dropped to make room: when there is still none, the take fails
  * (NGX_DECLINED) and the gate fails open or closed as the namespace says.
+ *
+ * On Redis the table is "stored": the node's authoritative copy of what
+ * Redis keeps, one string per key.  A key the table does not have, or has
+ * full for over NGX_DO_BUCKETS_COLD, is cold: it is not decided before
+ * storage was read (ngx_do_buckets_store.c), for it may be exhausted from
+ * before a restart, or by another node.  The load fills the table only
+ * where it has no warm bucket (fill), so that however many workers load
+ * a key at once, every decision is made on one bucket under the lock.  A
+ * bucket whose TAT changed is dirty: it is pushed on one of
+ * NGX_DO_SHARDS lists (by its CRC32), linked through the zone offsets of
+ * its nodes, and the list's owner worker stores it (collect): a TAT still
+ * ahead is written, a full one that storage may hold ahead (STORED) is
+ * forgotten there, and a full one leaves the table once it is cold.  A
+ * dirty bucket is never freed elsewhere (it is linked), so the look for
+ * room passes it over like a live one.
  */
 
 
@@ -44,15 +59,22 @@
 #define NGX_DO_BUCKETS_LOOK       2
 #define NGX_DO_BUCKETS_LOOK_FULL  64
 
+/* a stored table's bucket: in a dirty list; storage may hold it ahead */
+#define NGX_DO_BUCKET_DIRTY       0x01
+#define NGX_DO_BUCKET_STORED      0x02
+
 
 /*
  * A bucket, laid over its tree node from the node's color on (as
  * limit_req's nodes): the node's key is the CRC32 of the key's bytes.
+ * next: the next bucket of its dirty list, as the offset of its node in
+ * the zone over 8 (slab chunks are 8-aligned), 0 ending the list.
  */
 typedef struct {
     u_char                     color;
-    u_char                     dummy;
+    u_char                     flags;
     u_short                    len;
+    uint32_t                   next;
     ngx_queue_t                queue;
     int64_t                    tat;
     u_char                     data[1];
@@ -65,6 +87,7 @@ typedef struct {
     ngx_queue_t                queue;         /* most recently used first */
     ngx_uint_t                 count;
     int64_t                    now;           /* the latest time decided at */
+    uint32_t                   dirty[NGX_DO_SHARDS];
 } ngx_do_buckets_sh_t;
 
 
@@ -77,6 +100,10 @@ static ngx_do_bucket_t *ngx_do_buckets_insert(ngx_slab_pool_t *shpool,
     ngx_do_buckets_sh_t *sh, ngx_str_t *key, uint32_t hash, int64_t now);
 static void ngx_do_buckets_expire(ngx_slab_pool_t *shpool,
     ngx_do_buckets_sh_t *sh, ngx_uint_t n, ngx_uint_t full, int64_t now);
+static void ngx_do_buckets_dirty(ngx_slab_pool_t *shpool,
+    ngx_do_buckets_sh_t *sh, ngx_do_bucket_t *b);
+static void ngx_do_buckets_free(ngx_slab_pool_t *shpool,
+    ngx_do_buckets_sh_t *sh, ngx_do_bucket_t *b);
 static void ngx_do_buckets_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 
@@ -84,6 +111,20 @@ static void ngx_do_buckets_rbtree_insert(ngx_rbtree_node_t *temp,
 #define ngx_do_bucket_node(b)                                                \
     ((ngx_rbtree_node_t *) ((u_char *) (b)                                   \
                             - offsetof(ngx_rbtree_node_t, color)))
+
+/* a bucket's place in the zone, for the dirty lists, and back */
+#define ngx_do_bucket_offset(shpool, b)                                      \
+    ((uint32_t) (((u_char *) ngx_do_bucket_node(b) - (u_char *) (shpool))    \
+                 >> 3))
+
+#define ngx_do_bucket_at(shpool, off)                                        \
+    ((ngx_do_bucket_t *) &((ngx_rbtree_node_t *)                             \
+                           ((u_char *) (shpool) + ((size_t) (off) << 3)))    \
+                         ->color)
+
+/* a bucket of a stored table that is no longer decided without a load */
+#define ngx_do_bucket_cold(b, now)                                           \
+    ((b)->tat + NGX_DO_BUCKETS_COLD < (now))
 
 
 ngx_int_t
@@ -135,10 +176,9 @@ ngx_do_buckets_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_ERROR;
     }
 
+    ngx_memzero(sh, sizeof(ngx_do_buckets_sh_t));
     ngx_rbtree_init(&sh->rbtree, &sh->sentinel, ngx_do_buckets_rbtree_insert);
     ngx_queue_init(&sh->queue);
-    sh->count = 0;
-    sh->now = 0;
 
     shpool->data = sh;
 
@@ -205,11 +245,24 @@ ngx_do_buckets_take(ngx_do_namespace_t *ns, ngx_str_t *key, int64_t burst,
 
     b = ngx_do_buckets_lookup(sh, key, hash);
 
+    if (conf->stored && (b == NULL || ngx_do_bucket_cold(b, now))) {
+        ngx_shmtx_unlock(&shpool->mutex);
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "do buckets \"%V\": cold key, loading it",
+                       &ns->name);
+        return NGX_AGAIN;
+    }
+
     if (b) {
         ngx_queue_remove(&b->queue);
         ngx_queue_insert_head(&sh->queue, &b->queue);
 
         rc = ngx_do_rate_limiter_gcra(conf, burst, delay, now, &b->tat, v);
+
+        if (rc == NGX_OK && conf->stored) {
+            ngx_do_buckets_dirty(shpool, sh, b);
+        }
 
     } else {
         b = ngx_do_buckets_insert(shpool, sh, key, hash, now);
@@ -259,8 +312,12 @@ ngx_do_buckets_refund(ngx_do_namespace_t *ns, ngx_str_t *key)
     /* a bucket that is gone was full: there is nothing to give back */
     b = ngx_do_buckets_lookup(conf->buckets->data, key, hash);
 
-    if (b) {
+    if (b && b->tat > now) {
         ngx_do_rate_limiter_gcra_refund(conf, now, &b->tat);
+
+        if (conf->stored) {
+            ngx_do_buckets_dirty(shpool, conf->buckets->data, b);
+        }
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
@@ -270,18 +327,208 @@ ngx_do_buckets_refund(ngx_do_namespace_t *ns, ngx_str_t *key)
 }
 
 
-int64_t
-ngx_do_buckets_tat(ngx_do_namespace_t *ns, ngx_str_t *key)
+ngx_int_t
+ngx_do_buckets_tat(ngx_do_namespace_t *ns, ngx_str_t *key, int64_t *tat)
 {
-    int64_t                      tat;
+    int64_t                      now;
     uint32_t                     hash;
+    ngx_int_t                    rc;
     ngx_slab_pool_t             *shpool;
     ngx_do_bucket_t             *b;
     ngx_do_rate_limiter_conf_t  *conf;
 
+    *tat = 0;
+
     if (key->len > NGX_DO_BUCKETS_MAX_KEY) {
-        return 0;
+        return NGX_OK;
     }
+
+    conf = ns->conf;
+    shpool = (ngx_slab_pool_t *) conf->buckets->shm.addr;
+
+    hash = ngx_crc32_short(key->data, key->len);
+    now = ngx_do_rate_limiter_now();
+    rc = NGX_OK;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    now = ngx_do_buckets_now(conf->buckets->data, now);
+
+    b = ngx_do_buckets_lookup(conf->buckets->data, key, hash);
+
+    if (conf->stored && (b == NULL || ngx_do_bucket_cold(b, now))) {
+        rc = NGX_AGAIN;
+
+    } else if (b) {
+        *tat = b->tat;
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return rc;
+}
+
+
+void
+ngx_do_buckets_fill(ngx_do_namespace_t *ns, ngx_str_t *key, int64_t tat,
+    ngx_queue_t *waiters)
+{
+    int64_t                      now;
+    uint32_t                     hash;
+    ngx_queue_t                 *q;
+    ngx_slab_pool_t             *shpool;
+    ngx_do_bucket_t             *b;
+    ngx_do_buckets_sh_t         *sh;
+    ngx_do_buckets_wait_t       *w;
+    ngx_do_rate_limiter_conf_t  *conf;
+
+    conf = ns->conf;
+    shpool = (ngx_slab_pool_t *) conf->buckets->shm.addr;
+    sh = conf->buckets->data;
+
+    hash = ngx_crc32_short(key->data, key->len);
+    now = ngx_do_rate_limiter_now();
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    now = ngx_do_buckets_now(sh, now);
+
+    b = ngx_do_buckets_lookup(sh, key, hash);
+
+    if (b == NULL) {
+        b = ngx_do_buckets_insert(shpool, sh, key, hash, now);
+    }
+
+    /*
+     * a new bucket (TAT 0) or a cold one takes what was read; a warm one
+     * was filled or decided since the read: it is newer
+     */
+    if (b && ngx_do_bucket_cold(b, now)) {
+        b->tat = tat;
+
+        if (tat > now) {
+            b->flags |= NGX_DO_BUCKET_STORED;
+        }
+    }
+
+    for (q = ngx_queue_head(waiters);
+         q != ngx_queue_sentinel(waiters);
+         q = ngx_queue_next(q))
+    {
+        w = ngx_queue_data(q, ngx_do_buckets_wait_t, queue);
+
+        if (b == NULL) {
+            w->rc = NGX_DECLINED;
+            continue;
+        }
+
+        if (w->inspect) {
+            w->tat = b->tat;
+            w->rc = NGX_OK;
+            continue;
+        }
+
+        w->rc = ngx_do_rate_limiter_gcra(conf, w->burst, w->delay, now,
+                                         &b->tat, &w->v);
+
+        if (w->rc == NGX_OK) {
+            ngx_do_buckets_dirty(shpool, sh, b);
+        }
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+/*
+ * The dirty buckets of a list, as collected: a TAT ahead is written (and
+ * storage holds it from then on), a full one that storage may hold ahead
+ * is forgotten there; full ones stay in the list until they are cold,
+ * then leave the table.
+ */
+ngx_int_t
+ngx_do_buckets_collect(ngx_do_namespace_t *ns, ngx_uint_t list,
+    ngx_do_buckets_emit_pt emit, void *data)
+{
+    int64_t                      now;
+    uint32_t                     off, keep;
+    ngx_int_t                    rc;
+    ngx_slab_pool_t             *shpool;
+    ngx_do_bucket_t             *b;
+    ngx_do_buckets_sh_t         *sh;
+    ngx_do_rate_limiter_conf_t  *conf;
+
+    conf = ns->conf;
+    shpool = (ngx_slab_pool_t *) conf->buckets->shm.addr;
+    sh = conf->buckets->data;
+
+    if (sh->dirty[list] == 0) {
+        return NGX_OK;
+    }
+
+    now = ngx_do_rate_limiter_now();
+    rc = NGX_OK;
+    keep = 0;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    now = ngx_do_buckets_now(sh, now);
+    off = sh->dirty[list];
+
+    while (off) {
+        b = ngx_do_bucket_at(shpool, off);
+
+        if (b->tat > now || (b->flags & NGX_DO_BUCKET_STORED)) {
+            if (emit(data, b->data, b->len, (b->tat > now) ? b->tat : 0, now)
+                != NGX_OK)
+            {
+                rc = NGX_ERROR;
+                break;
+            }
+        }
+
+        off = b->next;
+
+        if (b->tat > now) {
+            b->flags = NGX_DO_BUCKET_STORED;
+            continue;
+        }
+
+        b->flags &= ~NGX_DO_BUCKET_STORED;
+
+        if (ngx_do_bucket_cold(b, now)) {
+            ngx_do_buckets_free(shpool, sh, b);
+            continue;
+        }
+
+        /* full, not cold yet: in the list again, for the next look */
+        b->next = keep;
+        keep = ngx_do_bucket_offset(shpool, b);
+    }
+
+    /* what was not looked at, then what stays */
+    sh->dirty[list] = off;
+
+    while (keep) {
+        b = ngx_do_bucket_at(shpool, keep);
+        keep = b->next;
+        b->next = sh->dirty[list];
+        sh->dirty[list] = ngx_do_bucket_offset(shpool, b);
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return rc;
+}
+
+
+void
+ngx_do_buckets_redirty(ngx_do_namespace_t *ns, ngx_str_t *key)
+{
+    uint32_t                     hash;
+    ngx_slab_pool_t             *shpool;
+    ngx_do_bucket_t             *b;
+    ngx_do_rate_limiter_conf_t  *conf;
 
     conf = ns->conf;
     shpool = (ngx_slab_pool_t *) conf->buckets->shm.addr;
@@ -291,11 +538,44 @@ ngx_do_buckets_tat(ngx_do_namespace_t *ns, ngx_str_t *key)
     ngx_shmtx_lock(&shpool->mutex);
 
     b = ngx_do_buckets_lookup(conf->buckets->data, key, hash);
-    tat = b ? b->tat : 0;
+
+    if (b) {
+        b->flags |= NGX_DO_BUCKET_STORED;
+        ngx_do_buckets_dirty(shpool, conf->buckets->data, b);
+    }
 
     ngx_shmtx_unlock(&shpool->mutex);
+}
 
-    return tat;
+
+/* under the lock: b goes on its list, once */
+static void
+ngx_do_buckets_dirty(ngx_slab_pool_t *shpool, ngx_do_buckets_sh_t *sh,
+    ngx_do_bucket_t *b)
+{
+    ngx_uint_t  list;
+
+    if (b->flags & NGX_DO_BUCKET_DIRTY) {
+        return;
+    }
+
+    list = ngx_do_bucket_node(b)->key % NGX_DO_SHARDS;
+
+    b->flags |= NGX_DO_BUCKET_DIRTY;
+    b->next = sh->dirty[list];
+    sh->dirty[list] = ngx_do_bucket_offset(shpool, b);
+}
+
+
+/* under the lock: b leaves the table (and no dirty list holds it) */
+static void
+ngx_do_buckets_free(ngx_slab_pool_t *shpool, ngx_do_buckets_sh_t *sh,
+    ngx_do_bucket_t *b)
+{
+    ngx_queue_remove(&b->queue);
+    ngx_rbtree_delete(&sh->rbtree, ngx_do_bucket_node(b));
+    ngx_slab_free_locked(shpool, ngx_do_bucket_node(b));
+    sh->count--;
 }
 
 
@@ -396,7 +676,9 @@ ngx_do_buckets_insert(ngx_slab_pool_t *shpool, ngx_do_buckets_sh_t *sh,
 
     b = (ngx_do_bucket_t *) &node->color;
 
+    b->flags = 0;
     b->len = (u_short) key->len;
+    b->next = 0;
     b->tat = 0;
     ngx_memcpy(b->data, key->data, key->len);
 
@@ -410,8 +692,8 @@ ngx_do_buckets_insert(ngx_slab_pool_t *shpool, ngx_do_buckets_sh_t *sh,
 
 /*
  * Looks at up to n of the least recently used buckets and frees the full
- * ones; at a live one it stops, or, when the zone is full, moves it to the
- * head of the queue and goes on
+ * ones; at a live one (or a dirty one: a list holds it) it stops, or,
+ * when the zone is full, moves it to the head of the queue and goes on
  */
 static void
 ngx_do_buckets_expire(ngx_slab_pool_t *shpool, ngx_do_buckets_sh_t *sh,
@@ -427,7 +709,7 @@ ngx_do_buckets_expire(ngx_slab_pool_t *shpool, ngx_do_buckets_sh_t *sh,
         q = ngx_queue_last(&sh->queue);
         b = ngx_queue_data(q, ngx_do_bucket_t, queue);
 
-        if (b->tat > now) {
+        if (b->tat > now || (b->flags & NGX_DO_BUCKET_DIRTY)) {
             if (!full) {
                 return;
             }
@@ -437,11 +719,7 @@ ngx_do_buckets_expire(ngx_slab_pool_t *shpool, ngx_do_buckets_sh_t *sh,
             continue;
         }
 
-        ngx_queue_remove(q);
-
-        ngx_rbtree_delete(&sh->rbtree, ngx_do_bucket_node(b));
-        ngx_slab_free_locked(shpool, ngx_do_bucket_node(b));
-        sh->count--;
+        ngx_do_buckets_free(shpool, sh, b);
     }
 }
 

@@ -1,8 +1,11 @@
 
 /*
- * The bucket table of a rate_limiter namespace on memory storage: each key
- * a bucket (its bytes and one TAT) in a shared zone of the namespace's
- * own, decided by any worker under the zone's lock.  See ngx_do_buckets.c.
+ * The bucket table of a rate_limiter namespace: each key a bucket (its
+ * bytes and one TAT) in a shared zone of the namespace's own, decided by
+ * any worker under the zone's lock.  On memory storage the table is the
+ * state; on Redis it is the node's copy of it, loaded key by key and
+ * stored later (a "stored" table).  See ngx_do_buckets.c, and
+ * ngx_do_buckets_store.c for the loads and the flush.
  *
  * A bucket costs 64 bytes and its key, which the slab allocator rounds up
  * to a power of two: 128 bytes for keys up to 64 bytes, 256 up to 192.
@@ -23,6 +26,13 @@
 /* the longest key a bucket holds (its length is 16 bits) */
 #define NGX_DO_BUCKETS_MAX_KEY    65535
 
+/*
+ * microseconds a bucket of a stored table may have been full before it is
+ * cold: read again from storage before it decides, so that what another
+ * node stored meanwhile counts (an object's idle second, before tables)
+ */
+#define NGX_DO_BUCKETS_COLD       1000000
+
 
 /* adds the namespace's zone, "do_buckets:<namespace>" of size= bytes */
 ngx_int_t ngx_do_buckets_add(ngx_conf_t *cf, ngx_do_namespace_t *ns);
@@ -31,9 +41,10 @@ ngx_int_t ngx_do_buckets_add(ngx_conf_t *cf, ngx_do_namespace_t *ns);
  * A take from the key's bucket, judged by burst and delay (-1: nodelay),
  * as ngx_do_rate_limiter_gcra(): NGX_OK (passes), NGX_BUSY (rejected),
  * NGX_DECLINED (no room for a new bucket: the table cannot answer; *v is
- * zero), NGX_ERROR (a key over NGX_DO_BUCKETS_MAX_KEY bytes; *v is zero).
- * Counted in do_status as a call of the namespace, as a call to an
- * object would be.
+ * zero), NGX_ERROR (a key over NGX_DO_BUCKETS_MAX_KEY bytes; *v is zero),
+ * NGX_AGAIN (a stored table has the key cold: ngx_do_buckets_load()
+ * decides it once storage was read).  Counted in do_status as a call of
+ * the namespace, as a call to an object would be, when it decides.
  */
 ngx_int_t ngx_do_buckets_take(ngx_do_namespace_t *ns, ngx_str_t *key,
     int64_t burst, int64_t delay, ngx_do_rate_limiter_verdict_t *v,
@@ -45,11 +56,68 @@ ngx_int_t ngx_do_buckets_take(ngx_do_namespace_t *ns, ngx_str_t *key,
  */
 void ngx_do_buckets_refund(ngx_do_namespace_t *ns, ngx_str_t *key);
 
-/* the key's TAT, 0 when it has no bucket (full) */
-int64_t ngx_do_buckets_tat(ngx_do_namespace_t *ns, ngx_str_t *key);
+/* NGX_OK with the key's TAT (0: no bucket, full), or NGX_AGAIN (cold) */
+ngx_int_t ngx_do_buckets_tat(ngx_do_namespace_t *ns, ngx_str_t *key,
+    int64_t *tat);
 
 void ngx_do_buckets_usage(ngx_do_namespace_t *ns,
     ngx_do_table_usage_t *usage);
+
+
+/*
+ * Stored tables (ngx_do_buckets_store.c).  A request that found its key
+ * cold waits for the key's load: one read of storage per key and worker,
+ * after which its take is decided (or, inspect set, its TAT read) under
+ * the table's lock; handler then runs once with rc as a take's, or
+ * NGX_ERROR when storage did not answer.
+ */
+typedef struct ngx_do_buckets_wait_s  ngx_do_buckets_wait_t;
+
+typedef void (*ngx_do_buckets_wait_pt)(ngx_do_buckets_wait_t *w);
+
+struct ngx_do_buckets_wait_s {
+    ngx_queue_t                    queue;
+    void                          *load;      /* NULL: not waiting */
+    int64_t                        burst;
+    int64_t                        delay;
+    ngx_int_t                      rc;
+    ngx_do_rate_limiter_verdict_t  v;
+    int64_t                        tat;       /* inspect */
+    uint64_t                       start;     /* usec, for do_status */
+    ngx_do_buckets_wait_pt         handler;
+    void                          *data;
+    unsigned                       inspect:1;
+};
+
+/* NGX_OK: w waits (handler, data, burst, delay set); NGX_ERROR: it cannot */
+ngx_int_t ngx_do_buckets_load(ngx_do_namespace_t *ns, ngx_str_t *key,
+    ngx_do_buckets_wait_t *w);
+
+/* w waits no more (its request went away); its handler will not run */
+void ngx_do_buckets_cancel(ngx_do_buckets_wait_t *w);
+
+ngx_int_t ngx_do_buckets_init_worker(ngx_do_namespace_t *ns,
+    ngx_cycle_t *cycle);
+void ngx_do_buckets_exit_worker(ngx_do_namespace_t *ns);
+
+
+/*
+ * For ngx_do_buckets_store.c, under the table's lock inside.  fill: a
+ * loaded TAT becomes the key's bucket unless the table has a warm one,
+ * then the waiters of the load (ngx_do_buckets_wait_t) are decided.
+ * collect: the dirty buckets of one list (0 .. NGX_DO_SHARDS - 1) to
+ * store, each given to emit with its TAT, or with tat 0 where storage
+ * must forget it; NGX_ERROR from emit leaves the rest dirty.  redirty:
+ * the key is dirty again (its write failed).
+ */
+typedef ngx_int_t (*ngx_do_buckets_emit_pt)(void *data, u_char *key,
+    size_t len, int64_t tat, int64_t now);
+
+void ngx_do_buckets_fill(ngx_do_namespace_t *ns, ngx_str_t *key,
+    int64_t tat, ngx_queue_t *waiters);
+ngx_int_t ngx_do_buckets_collect(ngx_do_namespace_t *ns, ngx_uint_t list,
+    ngx_do_buckets_emit_pt emit, void *data);
+void ngx_do_buckets_redirty(ngx_do_namespace_t *ns, ngx_str_t *key);
 
 
 #endif /* _NGX_DO_BUCKETS_H_INCLUDED_ */

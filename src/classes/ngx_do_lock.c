@@ -83,7 +83,9 @@ ngx_do_class_t  ngx_do_lock_class = {
     NULL,                                  /* max_body */
     NULL,                                  /* init_namespace */
     NULL,                                  /* pass */
-    NULL                                   /* usage */
+    NULL,                                  /* usage */
+    NULL,                                  /* init_worker */
+    NULL                                   /* exit_worker */
 };
 
 

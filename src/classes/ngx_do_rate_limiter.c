@@ -1,26 +1,22 @@
 
 /*
- * The "rate_limiter" class: one object per key, deciding every request of
+ * The "rate_limiter" class: a bucket per key, deciding every request of
  * that key alone, so a limit is exact however many workers accept traffic.
  *
- * GCRA (a token bucket of burst + 1 refilled at rate): the object keeps one
+ * GCRA (a token bucket of burst + 1 refilled at rate): a bucket keeps one
  * theoretical arrival time (TAT, microseconds of wall-clock time).  With T
  * the interval between two requests at the rate and tau = burst * T, a
  * request at "now" passes when max(TAT, now) - now <= tau, and then TAT
  * moves on by T.  A rejected request changes nothing.  Integer arithmetic
  * only; a rate is read as thousandths, like limit_req's milli-requests.
  *
- * The state is hot and loss-tolerant: the class uses deferred durability
- * (replies go out at once, the TAT is stored within do_flush_interval), and
- * once the bucket is full again the object forgets itself: it is evicted
- * and its key deleted, so idle keys cost nothing.
+ * A key needs no object: its bucket is one TAT in the namespace's table
+ * (ngx_do_buckets.c), decided under the table's lock by the worker that
+ * accepted the request.  On Redis the table is stored: a key is read from
+ * Redis when it is cold, and its TAT stored within do_flush_interval
+ * (ngx_do_buckets_store.c), expiring when the bucket is full again.
  *
- * That is the path on Redis.  On memory storage a key needs no object: its
- * bucket is one TAT in the namespace's table (ngx_do_buckets.c), decided
- * under the table's lock by the worker that accepted the request.  Both
- * paths share the arithmetic below (ngx_do_rate_limiter_gcra()).
- *
- * Its calls and replies (what do_limit reads) are in ngx_do_rate_limiter.h.
+ * What do_limit reads is in ngx_do_rate_limiter.h.
  */
 
 
@@ -44,32 +40,20 @@
 #define NGX_DO_RATE_LIMITER_SKEW  1000000
 
 
-typedef struct {
-    int64_t                    tat;           /* microseconds, 0: full */
-} ngx_do_rate_limiter_state_t;
-
-
 static void *ngx_do_rate_limiter_create_conf(ngx_conf_t *cf);
 static char *ngx_do_rate_limiter_parse_param(ngx_conf_t *cf, void *conf,
     ngx_str_t *param);
 static char *ngx_do_rate_limiter_init_conf(ngx_conf_t *cf, void *conf);
-static ngx_int_t ngx_do_rate_limiter_init(ngx_do_turn_t *t);
 static ngx_int_t ngx_do_rate_limiter_fetch(ngx_do_turn_t *t);
-static ngx_int_t ngx_do_rate_limiter_evict(ngx_do_turn_t *t);
-static ngx_int_t ngx_do_rate_limiter_take(ngx_do_turn_t *t,
-    ngx_do_rate_limiter_conf_t *conf, ngx_do_rate_limiter_state_t *st,
-    int64_t now);
-static void ngx_do_rate_limiter_args(ngx_do_turn_t *t,
-    ngx_do_rate_limiter_conf_t *conf, int64_t *burst, int64_t *delay);
-static ngx_int_t ngx_do_rate_limiter_refund(ngx_do_turn_t *t,
-    ngx_do_rate_limiter_conf_t *conf, ngx_do_rate_limiter_state_t *st,
-    int64_t now);
-static ngx_int_t ngx_do_rate_limiter_store(ngx_do_turn_t *t,
-    ngx_do_rate_limiter_state_t *st, int64_t now);
 static ngx_int_t ngx_do_rate_limiter_init_namespace(ngx_conf_t *cf,
     ngx_do_namespace_t *ns, ngx_uint_t local);
 static ngx_int_t ngx_do_rate_limiter_pass(ngx_http_request_t *r,
     ngx_do_namespace_t *ns, ngx_str_t *name, ngx_http_do_reply_t *reply);
+static ngx_int_t ngx_do_rate_limiter_inspect_reply(ngx_http_request_t *r,
+    ngx_do_rate_limiter_conf_t *conf, int64_t tat,
+    ngx_http_do_reply_t *reply);
+static void ngx_do_rate_limiter_inspected(ngx_do_buckets_wait_t *w);
+static void ngx_do_rate_limiter_cleanup(void *data);
 static ngx_int_t ngx_do_rate_limiter_usage(ngx_do_namespace_t *ns,
     ngx_do_table_usage_t *usage);
 static uint64_t ngx_do_rate_limiter_window(ngx_do_rate_limiter_conf_t *conf,
@@ -78,14 +62,14 @@ static uint64_t ngx_do_rate_limiter_window(ngx_do_rate_limiter_conf_t *conf,
 
 ngx_do_class_t  ngx_do_rate_limiter_class = {
     ngx_string("rate_limiter"),
-    sizeof(ngx_do_rate_limiter_state_t),   /* object_size */
-    1,                                     /* deferred */
+    0,                                     /* object_size */
+    1,                                     /* deferred: stored after replies */
     ngx_do_rate_limiter_create_conf,       /* create_conf */
     ngx_do_rate_limiter_parse_param,       /* parse_param */
     ngx_do_rate_limiter_init_conf,         /* init_conf */
-    ngx_do_rate_limiter_init,              /* init */
+    NULL,                                  /* init */
     ngx_do_rate_limiter_fetch,             /* fetch */
-    ngx_do_rate_limiter_evict,             /* evict */
+    NULL,                                  /* evict */
     NULL,                                  /* alarm */
     NULL,                                  /* wake */
     NULL,                                  /* ws_open */
@@ -94,11 +78,18 @@ ngx_do_class_t  ngx_do_rate_limiter_class = {
     NULL,                                  /* max_body */
     ngx_do_rate_limiter_init_namespace,    /* init_namespace */
     ngx_do_rate_limiter_pass,              /* pass */
-    ngx_do_rate_limiter_usage              /* usage */
+    ngx_do_rate_limiter_usage,             /* usage */
+    ngx_do_buckets_init_worker,            /* init_worker */
+    ngx_do_buckets_exit_worker             /* exit_worker */
 };
 
 
-static ngx_str_t  ngx_do_rate_limiter_key = ngx_string("tat");
+/* a do_pass request that waits for its key's load */
+typedef struct {
+    ngx_http_request_t          *request;
+    ngx_do_rate_limiter_conf_t  *conf;
+    ngx_do_buckets_wait_t        wait;
+} ngx_do_rate_limiter_pass_t;
 
 
 static void *
@@ -144,6 +135,14 @@ ngx_do_rate_limiter_parse_param(ngx_conf_t *cf, void *data, ngx_str_t *param)
                                "invalid bucket table size \"%V\", "
                                "at least %uzk is needed", param,
                                (8 * ngx_pagesize) >> 10);
+            return NGX_CONF_ERROR;
+        }
+
+        /* a bucket's place in the zone is 32 bits of 8-byte units */
+        if ((uint64_t) size > ((uint64_t) 32 << 30)) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid bucket table size \"%V\", "
+                               "at most 32g", param);
             return NGX_CONF_ERROR;
         }
 
@@ -285,205 +284,16 @@ ngx_do_rate_limiter_burst_fits(ngx_do_rate_limiter_conf_t *conf,
 }
 
 
-/* activation: the stored TAT, if the bucket was not full */
-static ngx_int_t
-ngx_do_rate_limiter_init(ngx_do_turn_t *t)
-{
-    uint64_t                      version;
-    ngx_int_t                     rc, n;
-    ngx_str_t                     value;
-    ngx_do_rate_limiter_state_t  *st;
-
-    st = ngx_do_turn_state(t);
-
-    rc = ngx_do_get(t, &ngx_do_rate_limiter_key, &value, &version);
-
-    if (rc == NGX_ERROR) {
-        return NGX_ERROR;
-    }
-
-    st->tat = 0;
-
-    if (rc == NGX_OK) {
-        n = ngx_atoof(value.data, value.len);
-        st->tat = (n == NGX_ERROR) ? 0 : n;
-    }
-
-    return NGX_OK;
-}
-
-
+/*
+ * A key is a bucket of the namespace's table, never an object: a call
+ * that reaches one (ngx_http_do_call() of another module) is refused
+ */
 static ngx_int_t
 ngx_do_rate_limiter_fetch(ngx_do_turn_t *t)
 {
-    int64_t                       now;
-    ngx_str_t                     op, body;
-    ngx_do_request_t             *req;
-    ngx_do_rate_limiter_conf_t   *conf;
-    ngx_do_rate_limiter_state_t  *st;
-    u_char                        buf[NGX_DO_RATE_LIMITER_INSPECT_LEN];
-
-    req = ngx_do_turn_request(t);
-    conf = ngx_do_turn_namespace(t)->conf;
-    st = ngx_do_turn_state(t);
-    now = ngx_do_rate_limiter_now();
-
-    if (req->kind == NGX_DO_TURN_GATE || req->kind == NGX_DO_TURN_NOTICE) {
-        if (ngx_do_arg(t, "op", &op) == NGX_OK
-            && op.len == 6 && ngx_strncmp(op.data, "refund", 6) == 0)
-        {
-            return ngx_do_rate_limiter_refund(t, conf, st, now);
-        }
-
-        return ngx_do_rate_limiter_take(t, conf, st, now);
-    }
-
-    if (req->method != NGX_HTTP_GET && req->method != NGX_HTTP_HEAD) {
-        return ngx_do_reply_error(t, NGX_HTTP_NOT_ALLOWED,
-                                  "method not allowed");
-    }
-
-    body.data = buf;
-    body.len = ngx_do_rate_limiter_inspect(conf, st->tat, now, buf);
-
-    return ngx_do_reply(t, NGX_HTTP_OK, "application/json", &body, 0);
-}
-
-
-static ngx_int_t
-ngx_do_rate_limiter_take(ngx_do_turn_t *t, ngx_do_rate_limiter_conf_t *conf,
-    ngx_do_rate_limiter_state_t *st, int64_t now)
-{
-    int64_t                        burst, delay;
-    ngx_int_t                      rc;
-    ngx_str_t                      body;
-    ngx_do_rate_limiter_verdict_t  v;
-    u_char                         buf[4 * NGX_INT64_LEN];
-
-    ngx_do_rate_limiter_args(t, conf, &burst, &delay);
-
-    rc = ngx_do_rate_limiter_gcra(conf, burst, delay, now, &st->tat, &v);
-
-    if (rc == NGX_OK && ngx_do_rate_limiter_store(t, st, now) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    body.data = buf;
-    body.len = ngx_sprintf(buf, "%L %L %L %L", v.remaining, v.next, v.retry,
-                           v.delay)
-               - buf;
-
-    return ngx_do_reply(t, (rc == NGX_OK) ? NGX_HTTP_OK
-                                          : NGX_HTTP_TOO_MANY_REQUESTS,
-                        "text/plain", &body, 0);
-}
-
-
-/*
- * The bucket of this take: the namespace's burst= and delay=, or those of
- * the do_limit that asks ("burst=N", "delay=N" or "delay=nodelay", checked
- * against the rate when nginx.conf was read), as limit_req's burst and
- * delay belong to each limit_req, not to its zone.
- */
-static void
-ngx_do_rate_limiter_args(ngx_do_turn_t *t, ngx_do_rate_limiter_conf_t *conf,
-    int64_t *burst, int64_t *delay)
-{
-    ngx_int_t  n;
-    ngx_str_t  s;
-
-    *burst = conf->burst;
-    *delay = conf->delay;
-
-    if (ngx_do_arg(t, "burst", &s) == NGX_OK) {
-        n = ngx_atoi(s.data, s.len);
-
-        if (n != NGX_ERROR) {
-            *burst = n;
-        }
-    }
-
-    if (ngx_do_arg(t, "delay", &s) == NGX_OK) {
-        n = ngx_atoi(s.data, s.len);
-
-        if (n != NGX_ERROR) {
-            *delay = n;
-
-        } else if (s.len == 7 && ngx_strncmp(s.data, "nodelay", 7) == 0) {
-            *delay = -1;
-        }
-    }
-}
-
-
-/* gives back a token taken by a request that another limit rejected */
-static ngx_int_t
-ngx_do_rate_limiter_refund(ngx_do_turn_t *t, ngx_do_rate_limiter_conf_t *conf,
-    ngx_do_rate_limiter_state_t *st, int64_t now)
-{
-    if (st->tat > now) {
-        ngx_do_rate_limiter_gcra_refund(conf, now, &st->tat);
-
-        if (ngx_do_rate_limiter_store(t, st, now) != NGX_OK) {
-            return NGX_ERROR;
-        }
-    }
-
-    return ngx_do_reply(t, NGX_HTTP_OK, "text/plain", NULL, 0);
-}
-
-
-/* the TAT to storage (deferred), and an idle timeout for when it is full */
-static ngx_int_t
-ngx_do_rate_limiter_store(ngx_do_turn_t *t, ngx_do_rate_limiter_state_t *st,
-    int64_t now)
-{
-    u_char     *p;
-    ngx_str_t   value;
-
-    p = ngx_pnalloc(ngx_do_turn_pool(t), NGX_INT64_LEN);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    value.data = p;
-    value.len = ngx_sprintf(p, "%L", st->tat) - p;
-
-    if (ngx_do_put(t, &ngx_do_rate_limiter_key, &value) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    /*
-     * full again at TAT: stay a second longer, then go; and the stored
-     * TAT is worth nothing after that either, whoever holds it
-     */
-    ngx_do_set_idle_timeout(t, (ngx_msec_t) ((st->tat - now) / 1000) + 1000);
-    ngx_do_set_expire(t, (ngx_msec_t) ((st->tat - now) / 1000) + 1000);
-
-    return NGX_OK;
-}
-
-
-/* a full bucket needs no object and no storage: forget it */
-static ngx_int_t
-ngx_do_rate_limiter_evict(ngx_do_turn_t *t)
-{
-    int64_t                       now;
-    ngx_int_t                     rc;
-    ngx_do_rate_limiter_state_t  *st;
-
-    st = ngx_do_turn_state(t);
-    now = ngx_do_rate_limiter_now();
-
-    if (st->tat > now) {
-        ngx_do_set_idle_timeout(t, (ngx_msec_t) ((st->tat - now) / 1000)
-                                   + 1000);
-        return NGX_DECLINED;
-    }
-
-    rc = ngx_do_delete(t, &ngx_do_rate_limiter_key);
-
-    return (rc == NGX_ERROR) ? NGX_ERROR : NGX_OK;
+    return ngx_do_reply_error(t, NGX_HTTP_BAD_REQUEST,
+                              "a rate_limiter key is a bucket of its "
+                              "namespace's table, not an object");
 }
 
 
@@ -625,41 +435,45 @@ ngx_do_rate_limiter_window(ngx_do_rate_limiter_conf_t *conf, uint64_t q)
 }
 
 
-/* on memory storage the namespace's keys are buckets in a table */
+/*
+ * the namespace's keys are buckets in a table, which storage that is not
+ * this node's memory (Redis) keeps too
+ */
 static ngx_int_t
 ngx_do_rate_limiter_init_namespace(ngx_conf_t *cf, ngx_do_namespace_t *ns,
     ngx_uint_t local)
 {
-    if (!local) {
-        return NGX_OK;
-    }
+    ngx_do_rate_limiter_conf_t  *conf;
+
+    conf = ns->conf;
+    conf->stored = !local;
 
     return ngx_do_buckets_add(cf, ns);
 }
 
 
 /*
- * do_pass on memory storage: a key's bucket inspected in the table (a
- * GET or HEAD with name=, the name being the key); an ID names no bucket
+ * do_pass: a key's bucket inspected in the table (a GET or HEAD with
+ * name=, the name being the key), once it is loaded when a stored table
+ * has it cold; an ID names no bucket
  */
 static ngx_int_t
 ngx_do_rate_limiter_pass(ngx_http_request_t *r, ngx_do_namespace_t *ns,
     ngx_str_t *name, ngx_http_do_reply_t *reply)
 {
+    int64_t                      tat;
+    ngx_pool_cleanup_t          *cln;
+    ngx_do_rate_limiter_pass_t  *p;
     ngx_do_rate_limiter_conf_t  *conf;
 
     conf = ns->conf;
-
-    if (conf->buckets == NULL) {
-        return NGX_DECLINED;
-    }
 
     ngx_str_set(&reply->content_type, "application/json");
 
     if (name == NULL) {
         reply->status = NGX_HTTP_BAD_REQUEST;
-        ngx_str_set(&reply->body, "{\"error\":\"a rate_limiter on memory "
-                    "storage is keyed by name: use do_pass name=\"}\n");
+        ngx_str_set(&reply->body, "{\"error\":\"a rate_limiter is keyed "
+                    "by name: use do_pass name=\"}\n");
         return NGX_OK;
     }
 
@@ -669,14 +483,47 @@ ngx_do_rate_limiter_pass(ngx_http_request_t *r, ngx_do_namespace_t *ns,
         return NGX_OK;
     }
 
+    if (ngx_do_buckets_tat(ns, name, &tat) == NGX_OK) {
+        return ngx_do_rate_limiter_inspect_reply(r, conf, tat, reply);
+    }
+
+    p = ngx_pcalloc(r->pool, sizeof(ngx_do_rate_limiter_pass_t));
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (p == NULL || cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    p->request = r;
+    p->conf = conf;
+    p->wait.inspect = 1;
+    p->wait.handler = ngx_do_rate_limiter_inspected;
+    p->wait.data = p;
+
+    if (ngx_do_buckets_load(ns, name, &p->wait) != NGX_OK) {
+        reply->status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        ngx_str_set(&reply->body, "{\"error\":\"storage is "
+                    "unavailable\"}\n");
+        return NGX_OK;
+    }
+
+    cln->handler = ngx_do_rate_limiter_cleanup;
+    cln->data = &p->wait;
+
+    return NGX_AGAIN;
+}
+
+
+static ngx_int_t
+ngx_do_rate_limiter_inspect_reply(ngx_http_request_t *r,
+    ngx_do_rate_limiter_conf_t *conf, int64_t tat, ngx_http_do_reply_t *reply)
+{
     reply->body.data = ngx_pnalloc(r->pool, NGX_DO_RATE_LIMITER_INSPECT_LEN);
     if (reply->body.data == NULL) {
         return NGX_ERROR;
     }
 
     reply->status = NGX_HTTP_OK;
-    reply->body.len = ngx_do_rate_limiter_inspect(conf,
-                                                  ngx_do_buckets_tat(ns, name),
+    reply->body.len = ngx_do_rate_limiter_inspect(conf, tat,
                                                   ngx_do_rate_limiter_now(),
                                                   reply->body.data);
 
@@ -684,17 +531,47 @@ ngx_do_rate_limiter_pass(ngx_http_request_t *r, ngx_do_namespace_t *ns,
 }
 
 
+/* the key of a do_pass request is loaded: its answer */
+static void
+ngx_do_rate_limiter_inspected(ngx_do_buckets_wait_t *w)
+{
+    ngx_http_request_t          *r;
+    ngx_http_do_reply_t          reply;
+    ngx_do_rate_limiter_pass_t  *p;
+
+    p = w->data;
+    r = p->request;
+
+    ngx_memzero(&reply, sizeof(ngx_http_do_reply_t));
+    ngx_str_set(&reply.content_type, "application/json");
+
+    if (w->rc == NGX_OK) {
+        if (ngx_do_rate_limiter_inspect_reply(r, p->conf, w->tat, &reply)
+            != NGX_OK)
+        {
+            reply.status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+    } else {
+        reply.status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        ngx_str_set(&reply.body, "{\"error\":\"storage is "
+                    "unavailable\"}\n");
+    }
+
+    ngx_http_do_pass_answer(r, &reply);
+}
+
+
+static void
+ngx_do_rate_limiter_cleanup(void *data)
+{
+    ngx_do_buckets_cancel(data);
+}
+
+
 static ngx_int_t
 ngx_do_rate_limiter_usage(ngx_do_namespace_t *ns, ngx_do_table_usage_t *usage)
 {
-    ngx_do_rate_limiter_conf_t  *conf;
-
-    conf = ns->conf;
-
-    if (conf->buckets == NULL) {
-        return NGX_DECLINED;
-    }
-
     ngx_do_buckets_usage(ns, usage);
 
     return NGX_OK;

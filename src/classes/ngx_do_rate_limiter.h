@@ -1,29 +1,21 @@
 
 /*
- * The "rate_limiter" class: its calls and replies, read by its gate
- * (do_limit, ngx_http_do_limit_module.c), and its parameters, from which
- * the gate builds the RateLimit headers.
+ * The "rate_limiter" class: its parameters and its arithmetic, read by its
+ * gate (do_limit, ngx_http_do_limit_module.c) and its bucket table
+ * (ngx_do_buckets.c), from which the gate builds the RateLimit headers.
  *
- *   gate call (kind NGX_DO_TURN_GATE, POST), args "op=take"
- *       200 (pass) or 429 (reject), text/plain body
- *       "<remaining> <next ms> <retry ms> <delay ms>": remaining requests
- *       pass at once; "next" is the time until one request more than those
- *       would pass (the RateLimit field's t; on a rejection, the retry
- *       time); "retry" is 0 on a pass; "delay" is how long the gate holds
- *       a passing request (delay=), 0 on a rejection
- *       a do_limit with its own burst= or delay= adds "&burst=N" and
- *       "&delay=N" or "&delay=nodelay": the bucket of that take
- *   gate call, args "op=refund"
- *       gives back the token a take took (the request was rejected by
- *       another limit); nobody waits for its answer
- *   GET or HEAD (through do_pass: inspect without taking)
- *       200 {"limit", "remaining", "reset_ms"}; other methods 405
+ * A key is a bucket in the namespace's table, never an object: do_limit
+ * takes from it in the worker that accepted the request (on Redis after a
+ * read of a cold key), and gives a token back when another limit rejected
+ * the request.  A take decides a verdict (ngx_do_rate_limiter_verdict_t):
+ * "remaining" requests pass at once; "next" is the time until one request
+ * more than those would pass (the RateLimit field's t; on a rejection, the
+ * retry time); "retry" is 0 on a pass; "delay" is how long the gate holds
+ * a passing request (delay=), 0 on a rejection.
  *
- * These calls reach objects only on Redis storage.  On memory storage a
- * key is a bucket in the namespace's table (ngx_do_buckets.c), which
- * do_limit and do_pass name= read and write in the worker that accepted
- * the request, with the same arithmetic (ngx_do_rate_limiter_gcra()); a
- * do_pass with id= or unique is answered 400 there.
+ * do_pass name= inspects a key's bucket without taking: GET or HEAD,
+ * 200 {"limit", "remaining", "reset_ms"}; other methods 405; id= and
+ * unique 400 (the table knows keys, not IDs).
  */
 
 
@@ -45,7 +37,8 @@
  * A namespace's parameters.  burst_max is the largest burst any do_limit
  * judges its keys by (the namespace's or a do_limit's own): a TAT further
  * ahead than that allows means the clock went back.  buckets is the table
- * of the namespace's keys on memory storage (NULL: objects, on Redis).
+ * of the namespace's keys; stored, it is the node's copy of Redis, and
+ * flush this worker's loads and flush of it (ngx_do_buckets_store.c).
  */
 typedef struct {
     uint64_t                   rate_milli;    /* requests x 1000 per period */
@@ -56,6 +49,8 @@ typedef struct {
     int64_t                    interval;      /* microseconds per request */
     size_t                     size;          /* size=: the table's zone */
     ngx_shm_zone_t            *buckets;
+    void                      *flush;         /* this worker's, if stored */
+    unsigned                   stored:1;      /* storage keeps the table */
     unsigned                   dry_run:1;
     unsigned                   fail_closed:1;
 } ngx_do_rate_limiter_conf_t;

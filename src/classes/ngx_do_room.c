@@ -98,7 +98,9 @@ ngx_do_class_t  ngx_do_room_class = {
     ngx_do_room_max_body,                  /* max_body */
     NULL,                                  /* init_namespace */
     NULL,                                  /* pass */
-    NULL                                   /* usage */
+    NULL,                                  /* usage */
+    NULL,                                  /* init_worker */
+    NULL                                   /* exit_worker */
 };
 
 

@@ -82,7 +82,9 @@ ngx_do_class_t  ngx_do_store_class = {
     ngx_do_store_max_body,                 /* max_body */
     NULL,                                  /* init_namespace */
     NULL,                                  /* pass */
-    NULL                                   /* usage */
+    NULL,                                  /* usage */
+    NULL,                                  /* init_worker */
+    NULL                                   /* exit_worker */
 };
 
 

@@ -3,16 +3,15 @@
  * ngx_http_do_limit_module: the do_limit gate.
  *
  * In the access phase, every do_limit of the location takes from the
- * bucket of its key.  On memory storage the bucket is in the namespace's
- * table (ngx_do_buckets.c) and the take is decided here, at once; on Redis
- * it is the rate_limiter object of the key (idFromName of the key in the
- * namespace), and the calls go out together, so a request waits one round
- * trip at most.  When all have answered: any rejection answers the request
- * with the limit's status, Retry-After and RateLimit headers, and gives
- * back the tokens the other limits took; otherwise the request goes on
- * (after a delay, with delay=).  A limiter that cannot answer (its owner,
- * or a table full of live buckets) fails open or closed as its namespace
- * says.
+ * bucket of its key, in the namespace's table (ngx_do_buckets.c), decided
+ * here at once.  On Redis a key that the table has cold is read from
+ * Redis first (ngx_do_buckets_load()); the loads of one request go out
+ * together, so it waits one round trip at most.  When all have answered:
+ * any rejection answers the request with the limit's status, Retry-After
+ * and RateLimit headers, and gives back the tokens the other limits took;
+ * otherwise the request goes on (after a delay, with delay=).  A limiter
+ * that cannot answer (Redis, or a table full of live buckets) fails open
+ * or closed as its namespace says.
  *
  * Rejections are logged at do_limit_log_level, delays one level lower,
  * with the namespace and the key, and counted per namespace in do_status
@@ -23,8 +22,7 @@
  * also kept in a pool cleanup and found there again; a request that has
  * been decided is neither charged nor given its headers a second time.
  *
- * The calls it makes and the replies it reads are those of the
- * rate_limiter class, documented in ngx_do_rate_limiter.h.
+ * What it reads of the rate_limiter class is in ngx_do_rate_limiter.h.
  */
 
 
@@ -61,7 +59,6 @@ typedef struct {
     ngx_int_t                  delay;         /* or UNSET, or NODELAY */
     int64_t                    bucket_burst;  /* in force: the limit's, */
     int64_t                    bucket_delay;  /* or the namespace's */
-    ngx_str_t                  take;          /* the take call's args */
     u_char                    *file;
     ngx_uint_t                 line;
 } ngx_http_do_limit_t;
@@ -86,7 +83,7 @@ typedef struct {
     ngx_http_do_limit_t       *limit;
     ngx_http_request_t        *request;
     ngx_str_t                  key;
-    u_char                     id[NGX_DO_ID_LEN];
+    ngx_do_buckets_wait_t      wait;          /* a cold key's load */
     ngx_uint_t                 status;        /* 0: skipped (empty key) */
     int64_t                    remaining;
     int64_t                    next;          /* ms, see the class */
@@ -112,9 +109,10 @@ static ngx_int_t ngx_http_do_limit_handler(ngx_http_request_t *r);
 static ngx_http_do_limit_ctx_t *ngx_http_do_limit_get_ctx(
     ngx_http_request_t *r);
 static void ngx_http_do_limit_cleanup(void *data);
-static void ngx_http_do_limit_table(ngx_http_do_limit_result_t *res);
-static void ngx_http_do_limit_reply(ngx_http_request_t *r, void *data,
-    ngx_http_do_reply_t *reply);
+static ngx_int_t ngx_http_do_limit_table(ngx_http_do_limit_result_t *res);
+static void ngx_http_do_limit_verdict(ngx_http_do_limit_result_t *res,
+    ngx_int_t rc, ngx_do_rate_limiter_verdict_t *v);
+static void ngx_http_do_limit_loaded(ngx_do_buckets_wait_t *w);
 static ngx_int_t ngx_http_do_limit_decide(ngx_http_request_t *r,
     ngx_http_do_limit_ctx_t *ctx);
 static ngx_flag_t ngx_http_do_limit_dry_run(ngx_http_request_t *r,
@@ -128,8 +126,6 @@ static ngx_int_t ngx_http_do_limit_hold(ngx_http_request_t *r,
     ngx_http_do_limit_ctx_t *ctx, int64_t delay);
 static ngx_int_t ngx_http_do_limit_headers(ngx_http_request_t *r,
     ngx_http_do_limit_result_t *res, ngx_uint_t rejected);
-static void ngx_http_do_limit_refund_reply(ngx_http_request_t *r,
-    void *data, ngx_http_do_reply_t *reply);
 static void ngx_http_do_limit_delay(ngx_http_request_t *r);
 static ngx_int_t ngx_http_do_limit_status_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -146,7 +142,7 @@ static char *ngx_http_do_limit(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_do_limit_bucket(ngx_conf_t *cf,
     ngx_http_do_limit_t *limit, ngx_str_t *param);
-static ngx_int_t ngx_http_do_limit_take_args(ngx_conf_t *cf,
+static ngx_int_t ngx_http_do_limit_bucket_check(ngx_conf_t *cf,
     ngx_http_do_limit_t *limit);
 
 
@@ -251,9 +247,6 @@ static ngx_str_t  ngx_http_do_limit_status_names[] = {
 };
 
 
-static ngx_str_t  ngx_http_do_limit_give = ngx_string("op=refund");
-
-
 static ngx_int_t
 ngx_http_do_limit_handler(ngx_http_request_t *r)
 {
@@ -315,7 +308,7 @@ ngx_http_do_limit_handler(ngx_http_request_t *r)
 
     limit = llcf->limits->elts;
 
-    /* all limits are asked at once; a local owner may answer right away */
+    /* all limits are asked at once; cold keys are loaded together */
     ctx->in_handler = 1;
     ctx->waiting = 1;
 
@@ -335,23 +328,8 @@ ngx_http_do_limit_handler(ngx_http_request_t *r)
 
         res->key = key;
 
-        if (((ngx_do_rate_limiter_conf_t *) limit[i]->ns->conf)->buckets) {
-            ngx_http_do_limit_table(res);
-            continue;
-        }
-
-        ngx_do_id_from_name(limit[i]->ns, &key, res->id);
-
-        ctx->outstanding++;
-
-        if (ngx_http_do_call(r, limit[i]->ns, res->id, NGX_HTTP_POST,
-                             &limit[i]->take, 0,
-                             ngx_http_do_limit_reply, res)
-            != NGX_OK)
-        {
-            ctx->outstanding--;
-            res->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
-            res->failed = 1;
+        if (ngx_http_do_limit_table(res) == NGX_AGAIN) {
+            ctx->outstanding++;
         }
     }
 
@@ -398,8 +376,11 @@ ngx_http_do_limit_get_ctx(ngx_http_request_t *r)
 }
 
 
-/* on memory storage: the take decided in the namespace's bucket table */
-static void
+/*
+ * The take decided in the namespace's bucket table; NGX_AGAIN: its key is
+ * cold, and the load answers (ngx_http_do_limit_loaded())
+ */
+static ngx_int_t
 ngx_http_do_limit_table(ngx_http_do_limit_result_t *res)
 {
     ngx_int_t                       rc;
@@ -410,68 +391,80 @@ ngx_http_do_limit_table(ngx_http_do_limit_result_t *res)
                              res->limit->bucket_delay, &v,
                              res->request->connection->log);
 
+    if (rc != NGX_AGAIN) {
+        ngx_http_do_limit_verdict(res, rc, &v);
+        return NGX_OK;
+    }
+
+    res->wait.burst = res->limit->bucket_burst;
+    res->wait.delay = res->limit->bucket_delay;
+    res->wait.handler = ngx_http_do_limit_loaded;
+    res->wait.data = res;
+
+    if (ngx_do_buckets_load(res->limit->ns, &res->key, &res->wait)
+        != NGX_OK)
+    {
+        /* storage is unavailable: the limiter did not answer */
+        res->status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        res->failed = 1;
+        return NGX_OK;
+    }
+
+    return NGX_AGAIN;
+}
+
+
+static void
+ngx_http_do_limit_verdict(ngx_http_do_limit_result_t *res, ngx_int_t rc,
+    ngx_do_rate_limiter_verdict_t *v)
+{
     res->status = (rc == NGX_OK) ? NGX_HTTP_OK
                   : (rc == NGX_BUSY) ? NGX_HTTP_TOO_MANY_REQUESTS
                   : (rc == NGX_DECLINED) ? NGX_HTTP_INSUFFICIENT_STORAGE
                                          : NGX_HTTP_INTERNAL_SERVER_ERROR;
     res->failed = (rc != NGX_OK && rc != NGX_BUSY);
-    res->remaining = v.remaining;
-    res->next = v.next;
-    res->retry = v.retry;
-    res->delay = v.delay;
+    res->remaining = v->remaining;
+    res->next = v->next;
+    res->retry = v->retry;
+    res->delay = v->delay;
 }
 
 
-/* nothing to release: the cleanup only carries the context (see above) */
+/* the cleanup carries the context (see above), and ends the loads */
 static void
 ngx_http_do_limit_cleanup(void *data)
 {
+    ngx_http_do_limit_ctx_t  *ctx = data;
+
+    ngx_uint_t  i;
+
+    for (i = 0; ctx->results && i < ctx->n; i++) {
+        ngx_do_buckets_cancel(&ctx->results[i].wait);
+    }
 }
 
 
+/* a cold key was loaded and its take decided (or storage failed) */
 static void
-ngx_http_do_limit_reply(ngx_http_request_t *r, void *data,
-    ngx_http_do_reply_t *reply)
+ngx_http_do_limit_loaded(ngx_do_buckets_wait_t *w)
 {
-    ngx_http_do_limit_result_t  *res = data;
+    ngx_http_do_limit_result_t  *res = w->data;
 
-    u_char                   *p, *last;
-    int64_t                   v[4];
-    ngx_uint_t                i;
+    ngx_connection_t         *c;
+    ngx_http_request_t       *r;
     ngx_http_do_limit_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_do_limit_module);
+    r = res->request;
+    c = r->connection;
+    ctx = ngx_http_do_limit_get_ctx(r);
 
-    res->status = reply->status;
-    res->failed = reply->failed;
-
-    if (!reply->failed
-        && (reply->status == NGX_HTTP_OK
-            || reply->status == NGX_HTTP_TOO_MANY_REQUESTS))
-    {
-        /* "<remaining> <next ms> <retry ms> <delay ms>" */
-        p = reply->body.data;
-        last = p + reply->body.len;
-
-        for (i = 0; i < 4; i++) {
-            v[i] = 0;
-
-            while (p < last && *p >= '0' && *p <= '9') {
-                v[i] = v[i] * 10 + (*p++ - '0');
-            }
-
-            if (p < last && *p == ' ') {
-                p++;
-            }
-        }
-
-        res->remaining = v[0];
-        res->next = v[1];
-        res->retry = v[2];
-        res->delay = v[3];
+    if (w->rc == NGX_ERROR) {
+        /* storage did not answer: the limiter did not */
+        res->status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        res->failed = 1;
 
     } else {
-        res->failed = 1;
+        ngx_http_do_limit_verdict(res, w->rc, &w->v);
     }
 
     ctx->outstanding--;
@@ -482,6 +475,7 @@ ngx_http_do_limit_reply(ngx_http_request_t *r, void *data,
 
     /* the last answer: let the access phase go on */
     ngx_http_core_run_phases(r);
+    ngx_http_run_posted_requests(c);
 }
 
 
@@ -668,7 +662,6 @@ ngx_http_do_limit_reject(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx,
     ngx_http_do_limit_result_t *rejected)
 {
     ngx_uint_t                     i;
-    ngx_do_namespace_t            *ns;
     ngx_http_do_limit_result_t    *res;
     ngx_http_do_limit_loc_conf_t  *llcf;
 
@@ -683,16 +676,7 @@ ngx_http_do_limit_reject(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx,
             continue;
         }
 
-        ns = res->limit->ns;
-
-        if (((ngx_do_rate_limiter_conf_t *) ns->conf)->buckets) {
-            ngx_do_buckets_refund(ns, &res->key);
-            continue;
-        }
-
-        (void) ngx_http_do_call(r, ns, res->id, NGX_HTTP_POST,
-                                &ngx_http_do_limit_give, 0,
-                                ngx_http_do_limit_refund_reply, NULL);
+        ngx_do_buckets_refund(res->limit->ns, &res->key);
     }
 
     if (rejected->failed) {
@@ -734,14 +718,6 @@ ngx_http_do_limit_hold(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx,
     ngx_add_timer(r->connection->write, (ngx_msec_t) delay);
 
     return NGX_AGAIN;
-}
-
-
-static void
-ngx_http_do_limit_refund_reply(ngx_http_request_t *r, void *data,
-    ngx_http_do_reply_t *reply)
-{
-    /* nothing to do: a lost refund only keeps a token taken */
 }
 
 
@@ -918,7 +894,7 @@ ngx_http_do_limit_init(ngx_conf_t *cf)
                                                 "do_limit", all[i]->file,
                                                 all[i]->line);
         if (all[i]->ns == NULL
-            || ngx_http_do_limit_take_args(cf, all[i]) != NGX_OK)
+            || ngx_http_do_limit_bucket_check(cf, all[i]) != NGX_OK)
         {
             return NGX_ERROR;
         }
@@ -1159,14 +1135,13 @@ duplicate:
 
 
 /*
- * The take call's args, once the namespace is known: "op=take", and the
- * limit's own burst= and delay= if it has them, checked against the
- * namespace's rate and the other's value.
+ * The limit's bucket, once the namespace is known: its own burst= and
+ * delay= if it has them, checked against the namespace's rate and the
+ * other's value.
  */
 static ngx_int_t
-ngx_http_do_limit_take_args(ngx_conf_t *cf, ngx_http_do_limit_t *limit)
+ngx_http_do_limit_bucket_check(ngx_conf_t *cf, ngx_http_do_limit_t *limit)
 {
-    u_char                      *p;
     ngx_int_t                    burst, delay;
     ngx_do_rate_limiter_conf_t  *conf;
 
@@ -1195,28 +1170,6 @@ ngx_http_do_limit_take_args(ngx_conf_t *cf, ngx_http_do_limit_t *limit)
     limit->bucket_burst = burst;
     limit->bucket_delay = delay;
     conf->burst_max = ngx_max(conf->burst_max, (ngx_uint_t) burst);
-
-    p = ngx_pnalloc(cf->pool, sizeof("op=take&burst=&delay=nodelay")
-                              + 2 * NGX_INT_T_LEN);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    limit->take.data = p;
-    p = ngx_cpymem(p, "op=take", 7);
-
-    if (limit->burst != NGX_HTTP_DO_LIMIT_UNSET) {
-        p = ngx_sprintf(p, "&burst=%i", limit->burst);
-    }
-
-    if (limit->delay == NGX_HTTP_DO_LIMIT_NODELAY) {
-        p = ngx_cpymem(p, "&delay=nodelay", 14);
-
-    } else if (limit->delay != NGX_HTTP_DO_LIMIT_UNSET) {
-        p = ngx_sprintf(p, "&delay=%i", limit->delay);
-    }
-
-    limit->take.len = p - limit->take.data;
 
     return NGX_OK;
 }
