@@ -35,6 +35,8 @@
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
 
+#include <openssl/evp.h>
+
 #include "ngx_do.h"
 #include "ngx_do_redis.h"
 
@@ -81,6 +83,8 @@ static void ngx_do_redis_fail_held(ngx_do_redis_conn_t *conn);
 static void ngx_do_redis_reply(redisAsyncContext *ac, void *r,
     void *privdata);
 
+static void ngx_do_redis_noscript(ngx_do_redis_conn_t *conn,
+    redisReply *reply);
 static ngx_int_t ngx_do_redis_attach(ngx_do_redis_conn_t *conn);
 static void ngx_do_redis_add_read(void *data);
 static void ngx_do_redis_del_read(void *data);
@@ -106,6 +110,16 @@ typedef struct {
 } ngx_do_redis_cmd_t;
 
 
+/* a script and the SHA-1 that EVALSHA names it by, in hex */
+typedef struct {
+    const char                *text;
+    size_t                     len;
+    char                       sha[40];
+} ngx_do_redis_script_t;
+
+
+static ngx_do_redis_script_t   ngx_do_redis_scripts[NGX_DO_REDIS_SCRIPTS];
+static ngx_uint_t              ngx_do_redis_nscripts;
 static ngx_do_redis_conf_t    *ngx_do_redis_conf;
 static ngx_do_redis_conn_t    *ngx_do_redis_conns;
 static ngx_log_t              *ngx_do_redis_log;
@@ -380,6 +394,7 @@ ngx_do_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
 
     if (r != NULL && conn->state == NGX_DO_REDIS_READY) {
         conn->backoff = NGX_DO_REDIS_BACKOFF_MIN;
+        ngx_do_redis_noscript(conn, r);
     }
 
     cmd->handler(cmd->data, r);
@@ -388,11 +403,85 @@ ngx_do_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 
+ngx_int_t
+ngx_do_redis_script(const char *text, size_t len)
+{
+    u_char                  *p;
+    ngx_uint_t               i;
+    unsigned int             n;
+    ngx_do_redis_script_t   *s;
+    u_char                   md[EVP_MAX_MD_SIZE];
+    static u_char            hex[] = "0123456789abcdef";
+
+    for (i = 0; i < ngx_do_redis_nscripts; i++) {
+        if (ngx_do_redis_scripts[i].text == text) {
+            return i;
+        }
+    }
+
+    if (ngx_do_redis_nscripts == NGX_DO_REDIS_SCRIPTS
+        || EVP_Digest(text, len, md, &n, EVP_sha1(), NULL) != 1
+        || n != 20)
+    {
+        return NGX_ERROR;
+    }
+
+    s = &ngx_do_redis_scripts[ngx_do_redis_nscripts];
+    s->text = text;
+    s->len = len;
+
+    for (p = (u_char *) s->sha, i = 0; i < 20; i++) {
+        *p++ = hex[md[i] >> 4];
+        *p++ = hex[md[i] & 0xf];
+    }
+
+    return ngx_do_redis_nscripts++;
+}
+
+
+void
+ngx_do_redis_evalsha(ngx_uint_t script, const char **argv, size_t *argvlen)
+{
+    argv[0] = "EVALSHA";
+    argvlen[0] = 7;
+    argv[1] = ngx_do_redis_scripts[script].sha;
+    argvlen[1] = 40;
+}
+
+
+/*
+ * NOSCRIPT: the scripts this connection loaded are gone (SCRIPT FLUSH, or
+ * a Redis that lost them without dropping the connection).  The command
+ * fails; after the replies still due the connection is made again, and
+ * loads them again.
+ */
+static void
+ngx_do_redis_noscript(ngx_do_redis_conn_t *conn, redisReply *reply)
+{
+    if (reply->type != REDIS_REPLY_ERROR || reply->len < 8
+        || ngx_strncmp(reply->str, "NOSCRIPT", 8) != 0
+        || conn->ac == NULL)
+    {
+        return;
+    }
+
+    ngx_do_log_throttled(NGX_LOG_ERR, ngx_do_redis_log, 0,
+                         NGX_DO_LOG_UNAVAILABLE,
+                         "do: redis %V: the scripts were flushed, "
+                         "connecting again to load them",
+                         &ngx_do_redis_conf->url);
+
+    conn->state = NGX_DO_REDIS_DOWN;
+    redisAsyncDisconnect(conn->ac);
+}
+
+
 static void
 ngx_do_redis_connect(ngx_do_redis_conn_t *conn)
 {
     const char          *argv[3];
     size_t               argvlen[3];
+    ngx_uint_t           i;
     redisAsyncContext   *ac;
     ngx_do_redis_conf_t *conf;
     u_char               db[NGX_INT_T_LEN];
@@ -469,6 +558,23 @@ ngx_do_redis_connect(ngx_do_redis_conn_t *conn)
         argvlen[1] = ngx_sprintf(db, "%ui", conf->db) - db;
 
         if (ngx_do_redis_setup(ac, "SELECT", 2, argv, argvlen) != NGX_OK) {
+            goto failed;
+        }
+    }
+
+    /* the scripts, so that EVALSHA finds them on this connection */
+    argv[0] = "SCRIPT";
+    argvlen[0] = 6;
+    argv[1] = "LOAD";
+    argvlen[1] = 4;
+
+    for (i = 0; i < ngx_do_redis_nscripts; i++) {
+        argv[2] = ngx_do_redis_scripts[i].text;
+        argvlen[2] = ngx_do_redis_scripts[i].len;
+
+        if (ngx_do_redis_setup(ac, "SCRIPT LOAD", 3, argv, argvlen)
+            != NGX_OK)
+        {
             goto failed;
         }
     }

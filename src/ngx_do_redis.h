@@ -52,6 +52,19 @@ ngx_int_t ngx_do_storage_redis_conf_param(ngx_conf_t *cf, void *conf,
 typedef void (*ngx_do_redis_reply_pt)(void *data, void *reply);
 
 
+/*
+ * Scripts: registered before ngx_do_redis_init() (the index is returned),
+ * loaded on every connection with its setup (SCRIPT LOAD after AUTH and
+ * SELECT), then sent as EVALSHA: ngx_do_redis_evalsha() fills argv[0]
+ * and argv[1].  A NOSCRIPT answer (someone ran SCRIPT FLUSH) fails that
+ * command, and the connection is made again, which loads them again.
+ */
+#define NGX_DO_REDIS_SCRIPTS      8
+
+ngx_int_t ngx_do_redis_script(const char *text, size_t len);
+void ngx_do_redis_evalsha(ngx_uint_t script, const char **argv,
+    size_t *argvlen);
+
 ngx_int_t ngx_do_redis_init(ngx_cycle_t *cycle, ngx_do_redis_conf_t *conf);
 void ngx_do_redis_exit(void);
 ngx_uint_t ngx_do_redis_ready(void);

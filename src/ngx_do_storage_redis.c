@@ -129,6 +129,12 @@ ngx_do_backend_t  ngx_do_storage_redis_backend = {
 
 static ngx_do_redis_conf_t  *ngx_do_storage_redis_conf;
 
+/* the scripts' indexes for ngx_do_redis_evalsha() */
+static ngx_int_t             ngx_do_storage_redis_sha_load;
+static ngx_int_t             ngx_do_storage_redis_sha_cells;
+static ngx_int_t             ngx_do_storage_redis_sha_check;
+static ngx_int_t             ngx_do_storage_redis_sha_commit;
+
 
 static const char  ngx_do_storage_redis_load_script[] =
     "return {redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[1])}";
@@ -238,6 +244,31 @@ ngx_do_storage_redis_init_worker(ngx_cycle_t *cycle, void *conf)
 {
     ngx_do_storage_redis_conf = conf;
 
+    ngx_do_storage_redis_sha_load = ngx_do_redis_script(
+                                   ngx_do_storage_redis_load_script,
+                                   sizeof(ngx_do_storage_redis_load_script)
+                                   - 1);
+    ngx_do_storage_redis_sha_cells = ngx_do_redis_script(
+                                   ngx_do_storage_redis_cells_script,
+                                   sizeof(ngx_do_storage_redis_cells_script)
+                                   - 1);
+    ngx_do_storage_redis_sha_check = ngx_do_redis_script(
+                                   ngx_do_storage_redis_check_script,
+                                   sizeof(ngx_do_storage_redis_check_script)
+                                   - 1);
+    ngx_do_storage_redis_sha_commit = ngx_do_redis_script(
+                                   ngx_do_storage_redis_commit_script,
+                                   sizeof(ngx_do_storage_redis_commit_script)
+                                   - 1);
+
+    if (ngx_do_storage_redis_sha_load == NGX_ERROR
+        || ngx_do_storage_redis_sha_cells == NGX_ERROR
+        || ngx_do_storage_redis_sha_check == NGX_ERROR
+        || ngx_do_storage_redis_sha_commit == NGX_ERROR)
+    {
+        return NGX_ERROR;
+    }
+
     return ngx_do_redis_init(cycle, conf);
 }
 
@@ -291,10 +322,7 @@ ngx_do_storage_redis_load(ngx_do_namespace_t *ns, u_char *id,
     kv = buf;
     v = ngx_do_storage_redis_key(kv, ns, id, ":kv");
 
-    argv[0] = "EVAL";
-    argvlen[0] = 4;
-    argv[1] = ngx_do_storage_redis_load_script;
-    argvlen[1] = sizeof(ngx_do_storage_redis_load_script) - 1;
+    ngx_do_redis_evalsha(ngx_do_storage_redis_sha_load, argv, argvlen);
     argv[2] = "2";
     argvlen[2] = 1;
     argv[3] = (const char *) kv;
@@ -471,14 +499,10 @@ ngx_do_storage_redis_commit(ngx_do_namespace_t *ns, u_char *id,
     e = ngx_sprintf(q, "%Vquota:%V", &ngx_do_storage_redis_conf->prefix,
                     &ns->name);
 
-    argv[0] = "EVAL";
-    argvlen[0] = 4;
-
     if (batch->writes.nelts == 0 && !batch->clear && !batch->alarm_set
         && expected != NGX_DO_VERSION_ANY)
     {
-        argv[1] = ngx_do_storage_redis_check_script;
-        argvlen[1] = sizeof(ngx_do_storage_redis_check_script) - 1;
+        ngx_do_redis_evalsha(ngx_do_storage_redis_sha_check, argv, argvlen);
         argv[2] = "2";
         argvlen[2] = 1;
         argv[3] = (const char *) kv;
@@ -496,8 +520,7 @@ ngx_do_storage_redis_commit(ngx_do_namespace_t *ns, u_char *id,
         return (rc == NGX_OK) ? NGX_AGAIN : NGX_ERROR;
     }
 
-    argv[1] = ngx_do_storage_redis_commit_script;
-    argvlen[1] = sizeof(ngx_do_storage_redis_commit_script) - 1;
+    ngx_do_redis_evalsha(ngx_do_storage_redis_sha_commit, argv, argvlen);
     argv[2] = "6";
     argvlen[2] = 1;
     argv[3] = (const char *) kv;
@@ -948,10 +971,7 @@ ngx_do_storage_redis_cell_put(ngx_do_namespace_t *ns, ngx_do_cell_t *cells,
     argvlen = (size_t *) (argv + argc);
     p = (u_char *) (argvlen + argc);
 
-    argv[0] = "EVAL";
-    argvlen[0] = 4;
-    argv[1] = ngx_do_storage_redis_cells_script;
-    argvlen[1] = sizeof(ngx_do_storage_redis_cells_script) - 1;
+    ngx_do_redis_evalsha(ngx_do_storage_redis_sha_cells, argv, argvlen);
     argv[2] = (const char *) p;
     argvlen[2] = ngx_sprintf(p, "%ui", n) - p;
     p += argvlen[2];

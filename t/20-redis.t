@@ -228,11 +228,12 @@ sub puts {
     return ("@st", "@slow");
 }
 
-# the commands that Redis ran (or rejected) since CONFIG RESETSTAT
+# the commands that Redis ran (or rejected) since CONFIG RESETSTAT, but a
+# connection's setup (AUTH, SELECT, SCRIPT LOAD of the scripts)
 sub commands_run {
     my ($redis) = @_;
     my @c = $redis->cli('INFO', 'commandstats') =~ /^cmdstat_([\w|]+):/mg;
-    return join ' ', sort grep { !/^(auth|select|config\|resetstat)$/
+    return join ' ', sort grep { !/^(auth|select|script\|load|config\|resetstat)$/
                                  && !/^client\|pause$/ } @c;
 }
 

@@ -1,8 +1,9 @@
 # The redis storage in operation: the password@ URL form, reconnecting
 # with a backoff from 100 ms to 5 s, one error line a second while Redis
 # is down, fail=closed, rate limiter keys that expire in Redis when their
-# bucket is full again, and acknowledged writes that survive a Redis
-# restart with appendonly.
+# bucket is full again, acknowledged writes that survive a Redis
+# restart with appendonly, and scripts flushed from Redis (SCRIPT FLUSH)
+# loaded again.
 
 use strict;
 use warnings;
@@ -301,6 +302,35 @@ EOF
     is($lost, 0, '... and every acknowledged PUT');
     ok($t->stop, 'nginx stops gracefully');
     $t->check_logs('appendonly', expect => [@OUTAGE]);
+}
+
+# the scripts run as EVALSHA, loaded with each connection's setup; a
+# SCRIPT FLUSH fails the commands that meet it and the connections are
+# made again, which loads the scripts again
+{
+    my $redis = DoTest::Redis->new->start;
+    my $t = nginx_on('redis://127.0.0.1:' . $redis->port . '/0')->start;
+    my $p = $t->port;
+    is(http($p, 'PUT', '/s/sha?key=k', body => 'one')->{status}, 200,
+       'a write before SCRIPT FLUSH');
+    like($redis->cli('INFO', 'commandstats'), qr/^cmdstat_evalsha:calls=/m,
+         '... went as EVALSHA');
+    unlike($redis->cli('INFO', 'commandstats'), qr/^cmdstat_eval:/m,
+           '... never as EVAL with the script\'s text');
+    $redis->cli('SCRIPT', 'FLUSH');
+    my @st = map { http($p, 'POST', '/s/sha?key=n&op=incr')->{status} } 1 .. 3;
+    ok(wait_for(sub {
+           http($p, 'POST', '/s/sha?key=n&op=incr')->{status} == 200
+       }, 10), 'after SCRIPT FLUSH, writes are stored again')
+        or diag "@st";
+    is(http($p, 'GET', '/s/sha?key=k')->{body}, 'one',
+       '... and what was stored before is there');
+    ok(wait_for(sub { $t->error_log =~ /the scripts were flushed/ }, 5),
+       '... and the error log says what happened');
+    ok($t->stop, 'nginx stops gracefully');
+    $t->check_logs('script flush',
+                   expect => [@OUTAGE, qr/the scripts were flushed/,
+                              qr/NOSCRIPT/]);
 }
 
 done_testing();
