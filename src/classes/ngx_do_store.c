@@ -27,6 +27,10 @@
 /* a listing's response, as encoded, unless its first item alone is longer */
 #define NGX_DO_STORE_LIST_BUDGET   (8 * 1024 * 1024)
 
+/* what follows the key in a reply of ngx_do_store_json_key(), at most */
+#define NGX_DO_STORE_REST_LEN                                                \
+    (sizeof(",\"size\":,\"ttl_ms\":}") - 1 + 2 * NGX_INT64_LEN)
+
 
 static size_t ngx_do_store_max_body(ngx_do_namespace_t *ns,
     ngx_http_request_t *r, const char **msg);
@@ -392,11 +396,11 @@ ngx_do_store_list(ngx_do_turn_t *t)
 static ngx_int_t
 ngx_do_store_put(ngx_do_turn_t *t, ngx_str_t *key)
 {
-    json_t            *root;
     uint64_t           version, want;
     ngx_int_t          rc, exists, ttl;
-    ngx_str_t          value, arg, name;
+    ngx_str_t          value, arg, name, rest;
     ngx_do_request_t  *req;
+    u_char             buf[NGX_DO_STORE_REST_LEN];
 
     req = ngx_do_turn_request(t);
 
@@ -485,28 +489,21 @@ ngx_do_store_put(ngx_do_turn_t *t, ngx_str_t *key)
                                   "key too large for a ttl");
     }
 
-    root = json_object();
-    if (root == NULL) {
-        return NGX_ERROR;
-    }
+    rest.data = buf;
+    rest.len = (ttl ? ngx_sprintf(buf, ",\"size\":%uz,\"ttl_ms\":%i}",
+                                  req->body.len, ttl)
+                    : ngx_sprintf(buf, ",\"size\":%uz}", req->body.len))
+               - buf;
 
-    json_object_set_new(root, "key", ngx_do_store_json_bytes(key));
-    json_object_set_new(root, "size", json_integer(req->body.len));
-
-    if (ttl) {
-        json_object_set_new(root, "ttl_ms", json_integer(ttl));
-    }
-
-    return ngx_do_reply_json(t, NULL, NGX_HTTP_OK, root, NGX_DO_ETAG_COMMIT);
+    return ngx_do_store_json_key(t, key, &rest, NGX_DO_ETAG_COMMIT);
 }
 
 
 static ngx_int_t
 ngx_do_store_delete(ngx_do_turn_t *t, ngx_str_t *key)
 {
-    json_t     *root;
     ngx_int_t   rc;
-    ngx_str_t   name;
+    ngx_str_t   name, rest;
 
     rc = ngx_do_delete(t, key);
 
@@ -520,26 +517,25 @@ ngx_do_store_delete(ngx_do_turn_t *t, ngx_str_t *key)
         return NGX_ERROR;
     }
 
-    root = json_object();
-    if (root == NULL) {
-        return NGX_ERROR;
+    if (rc == NGX_OK) {
+        ngx_str_set(&rest, ",\"deleted\":true}");
+
+    } else {
+        ngx_str_set(&rest, ",\"deleted\":false}");
     }
 
-    json_object_set_new(root, "key", ngx_do_store_json_bytes(key));
-    json_object_set_new(root, "deleted", json_boolean(rc == NGX_OK));
-
-    return ngx_do_reply_json(t, NULL, NGX_HTTP_OK, root, 0);
+    return ngx_do_store_json_key(t, key, &rest, 0);
 }
 
 
 static ngx_int_t
 ngx_do_store_incr(ngx_do_turn_t *t, ngx_str_t *key)
 {
-    json_t     *root;
     int64_t     by, current;
     uint64_t    version;
     ngx_int_t   rc;
-    ngx_str_t   s, value;
+    ngx_str_t   s, value, rest;
+    u_char      buf[NGX_DO_STORE_REST_LEN];
 
     by = 1;
 
@@ -589,15 +585,10 @@ ngx_do_store_incr(ngx_do_turn_t *t, ngx_str_t *key)
         return NGX_ERROR;
     }
 
-    root = json_object();
-    if (root == NULL) {
-        return NGX_ERROR;
-    }
+    rest.data = buf;
+    rest.len = ngx_sprintf(buf, ",\"value\":%L}", current) - buf;
 
-    json_object_set_new(root, "key", ngx_do_store_json_bytes(key));
-    json_object_set_new(root, "value", json_integer((json_int_t) current));
-
-    return ngx_do_reply_json(t, NULL, NGX_HTTP_OK, root, NGX_DO_ETAG_COMMIT);
+    return ngx_do_store_json_key(t, key, &rest, NGX_DO_ETAG_COMMIT);
 }
 
 
