@@ -18,8 +18,33 @@
 #include "ngx_do.h"
 
 
+/* a power of two */
+#define NGX_DO_ID_CACHE_SIZE      256
+#define NGX_DO_ID_CACHE_NAME      63
+
+
+/*
+ * Names met lately and their IDs, per worker.  An ID from a name costs two
+ * HMACs, the same names mostly come again (a hot object is called by name
+ * on every request), and the answer is a pure function of the namespace
+ * and the name while the secret stays (the cache is emptied with each
+ * ngx_do_id_init()).  Direct mapped by a hash of both; a name longer than
+ * NGX_DO_ID_CACHE_NAME is not kept.  Names that collide only evict each
+ * other: the ID is always that of the name compared byte for byte.
+ */
+typedef struct {
+    ngx_do_namespace_t        *ns;           /* NULL: an empty slot */
+    u_char                     id[NGX_DO_ID_LEN];
+    u_char                     len;
+    u_char                     name[NGX_DO_ID_CACHE_NAME];
+} ngx_do_id_cached_t;
+
+
 static void ngx_do_id_mac(const char *label, ngx_do_namespace_t *ns,
     u_char *data, size_t len, u_char *out);
+
+
+static ngx_do_id_cached_t  ngx_do_id_cache[NGX_DO_ID_CACHE_SIZE];
 
 
 /*
@@ -61,6 +86,8 @@ ngx_do_id_init(u_char *secret)
 
     ngx_explicit_memzero(ipad, sizeof(ipad));
     ngx_explicit_memzero(opad, sizeof(opad));
+
+    ngx_memzero(ngx_do_id_cache, sizeof(ngx_do_id_cache));
 }
 
 
@@ -102,8 +129,38 @@ ngx_do_id_mac(const char *label, ngx_do_namespace_t *ns, u_char *data,
 void
 ngx_do_id_from_name(ngx_do_namespace_t *ns, ngx_str_t *name, u_char *id)
 {
+    uint32_t             h;
+    ngx_uint_t           i;
+    ngx_do_id_cached_t  *c;
+
+    if (name->len > NGX_DO_ID_CACHE_NAME) {
+        ngx_do_id_mac("name", ns, name->data, name->len, id);
+        ngx_do_id_mac("tag:", ns, id, NGX_DO_BODY_LEN, id + NGX_DO_BODY_LEN);
+        return;
+    }
+
+    h = (uint32_t) ns->index * 0x9e3779b1;
+
+    for (i = 0; i < name->len; i++) {
+        h = (h ^ name->data[i]) * 0x01000193;
+    }
+
+    c = &ngx_do_id_cache[(h ^ (h >> 16)) & (NGX_DO_ID_CACHE_SIZE - 1)];
+
+    if (c->ns == ns && c->len == name->len
+        && ngx_memcmp(c->name, name->data, name->len) == 0)
+    {
+        ngx_memcpy(id, c->id, NGX_DO_ID_LEN);
+        return;
+    }
+
     ngx_do_id_mac("name", ns, name->data, name->len, id);
     ngx_do_id_mac("tag:", ns, id, NGX_DO_BODY_LEN, id + NGX_DO_BODY_LEN);
+
+    c->ns = ns;
+    c->len = (u_char) name->len;
+    ngx_memcpy(c->name, name->data, name->len);
+    ngx_memcpy(c->id, id, NGX_DO_ID_LEN);
 }
 
 
