@@ -287,6 +287,7 @@ typedef struct {
 } ngx_do_id_node_t;
 
 void ngx_do_id_init(u_char *secret);
+uint32_t ngx_do_id_hash(u_char *id);
 void ngx_do_id_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 ngx_do_id_node_t *ngx_do_id_rbtree_lookup(ngx_rbtree_t *tree, u_char *id);

@@ -413,7 +413,7 @@ ngx_do_alarm_found(ngx_uint_t shard, ngx_do_storage_req_t *req)
         }
 
         ngx_memcpy(ac->node.id, kv[i].value.data, NGX_DO_ID_LEN);
-        ac->node.node.key = ngx_crc32_short(ac->node.id, NGX_DO_ID_LEN);
+        ac->node.node.key = ngx_do_id_hash(ac->node.id);
         ac->ns = ns;
         ac->retry.handler = ngx_do_alarm_retry_handler;
         ac->retry.data = ac;

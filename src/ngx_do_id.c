@@ -242,6 +242,20 @@ ngx_do_id_owner(u_char *id)
 
 
 /*
+ * The key of an ID in a tree: 32 bits of its body.  An ID's body is an
+ * HMAC output or random bytes (an ID given as a string is one of those,
+ * or its tag fails), so its bits are as good as any hash of them, and
+ * cost nothing to compute.
+ */
+uint32_t
+ngx_do_id_hash(u_char *id)
+{
+    return ((uint32_t) id[4] << 24) | ((uint32_t) id[5] << 16)
+           | ((uint32_t) id[6] << 8) | id[7];
+}
+
+
+/*
  * ngx_str_rbtree_insert_value() for a key of fixed length kept in the node
  * itself: the memory backend keeps these nodes in shared memory, where an
  * ngx_str_t per object would cost 16 bytes and a pointer to itself.
@@ -289,7 +303,7 @@ ngx_do_id_rbtree_lookup(ngx_rbtree_t *tree, u_char *id)
     ngx_do_id_node_t   *n;
     ngx_rbtree_node_t  *node;
 
-    hash = ngx_crc32_short(id, NGX_DO_ID_LEN);
+    hash = ngx_do_id_hash(id);
     node = tree->root;
 
     while (node != tree->sentinel) {

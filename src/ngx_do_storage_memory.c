@@ -614,7 +614,7 @@ ngx_do_memory_object_create(ngx_do_namespace_t *ns, u_char *id)
     obj->ns_len = ns->name.len;
     ngx_memcpy(obj->ns, ns->name.data, ns->name.len);
     ngx_memcpy(obj->node.id, id, NGX_DO_ID_LEN);
-    obj->node.node.key = ngx_crc32_short(id, NGX_DO_ID_LEN);
+    obj->node.node.key = ngx_do_id_hash(id);
     obj->version = 0;
     obj->expires = 0;
     obj->nkeys = 0;
