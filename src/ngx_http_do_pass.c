@@ -48,6 +48,9 @@ static ngx_int_t ngx_http_do_pass_read_body(ngx_http_request_t *r,
     ngx_str_t *body);
 static ngx_int_t ngx_http_do_pass_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *msg);
+static ngx_int_t ngx_http_do_pass_out(ngx_http_request_t *r,
+    const char *name, u_char *value, u_char *last);
+static u_char *ngx_http_do_pass_decimal(u_char *p, uint64_t n);
 
 static ngx_int_t ngx_http_do_pass_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -662,18 +665,25 @@ ngx_http_do_pass_read_body(ngx_http_request_t *r, ngx_str_t *body)
 }
 
 
+/*
+ * The longest values of the object's headers, written once: the ID in hex,
+ * the activation "pid.n" and the ETag "version"
+ */
+#define NGX_HTTP_DO_OBJECT_HEADERS                                           \
+    (NGX_DO_ID_HEX_LEN + 2 * NGX_INT32_LEN + 1 + NGX_INT64_LEN + 2)
+
+
 /* a response with the object's headers (DO-Object-Id, ETag, ...) */
 ngx_int_t
 ngx_http_do_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *content_type, ngx_str_t *body, uint64_t etag,
     uint64_t activation)
 {
-    u_char             *p;
+    u_char             *p, *v;
     ngx_int_t           rc;
     ngx_buf_t          *b;
     ngx_chain_t         out;
     ngx_http_do_ctx_t  *ctx;
-    u_char              hex[NGX_DO_ID_HEX_LEN];
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_do_module);
 
@@ -685,44 +695,41 @@ ngx_http_do_send(ngx_http_request_t *r, ngx_uint_t status,
     r->headers_out.content_type = *content_type;
     r->headers_out.content_type_len = content_type->len;
 
-    if (ctx && ctx->has_id) {
-        ngx_hex_dump(hex, ctx->id, NGX_DO_ID_LEN);
-
-        if (ngx_http_do_add_header(r, "DO-Object-Id", hex, sizeof(hex))
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    if (activation) {
-        p = ngx_pnalloc(r->pool, NGX_INT64_LEN * 2 + 1);
+    if ((ctx && ctx->has_id) || activation || etag) {
+        p = ngx_pnalloc(r->pool, NGX_HTTP_DO_OBJECT_HEADERS);
         if (p == NULL) {
             return NGX_ERROR;
         }
 
-        if (ngx_http_do_add_header(r, "DO-Activation", p,
-                                   ngx_sprintf(p, "%uD.%uD",
-                                               (uint32_t) (activation >> 32),
-                                               (uint32_t) activation)
-                                   - p)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-    }
+        if (ctx && ctx->has_id) {
+            v = p;
+            p = ngx_hex_dump(p, ctx->id, NGX_DO_ID_LEN);
 
-    if (etag) {
-        p = ngx_pnalloc(r->pool, NGX_INT64_LEN + 2);
-        if (p == NULL) {
-            return NGX_ERROR;
+            if (ngx_http_do_pass_out(r, "DO-Object-Id", v, p) != NGX_OK) {
+                return NGX_ERROR;
+            }
         }
 
-        if (ngx_http_do_add_header(r, "ETag", p,
-                                   ngx_sprintf(p, "\"%uL\"", etag) - p)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
+        if (activation) {
+            v = p;
+            p = ngx_http_do_pass_decimal(p, activation >> 32);
+            *p++ = '.';
+            p = ngx_http_do_pass_decimal(p, (uint32_t) activation);
+
+            if (ngx_http_do_pass_out(r, "DO-Activation", v, p) != NGX_OK) {
+                return NGX_ERROR;
+            }
+        }
+
+        if (etag) {
+            v = p;
+            *p++ = '"';
+            p = ngx_http_do_pass_decimal(p, etag);
+            *p++ = '"';
+
+            if (ngx_http_do_pass_out(r, "ETag", v, p) != NGX_OK) {
+                return NGX_ERROR;
+            }
         }
     }
 
@@ -775,6 +782,48 @@ ngx_http_do_pass_error(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_set(&ct, "application/json");
 
     return ngx_http_do_send(r, status, &ct, &body, 0, 0);
+}
+
+
+/* a response header whose value the request's pool holds already */
+static ngx_int_t
+ngx_http_do_pass_out(ngx_http_request_t *r, const char *name, u_char *value,
+    u_char *last)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value.data = value;
+    h->value.len = last - value;
+
+    return NGX_OK;
+}
+
+
+/* n in decimal; ngx_sprintf()'s "%uL" at a fraction of its cost */
+static u_char *
+ngx_http_do_pass_decimal(u_char *p, uint64_t n)
+{
+    u_char  *q, buf[NGX_INT64_LEN];
+
+    q = buf + sizeof(buf);
+
+    do {
+        *--q = (u_char) ('0' + n % 10);
+        n /= 10;
+    } while (n);
+
+    return ngx_cpymem(p, q, buf + sizeof(buf) - q);
 }
 
 
