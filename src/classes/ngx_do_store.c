@@ -60,6 +60,7 @@ static ngx_int_t ngx_do_store_batch_put(ngx_do_turn_t *t, json_t *put,
 static ngx_int_t ngx_do_store_batch_keys(ngx_do_turn_t *t, json_t *array,
     ngx_array_t *keys);
 static ngx_int_t ngx_do_store_parse_int(ngx_str_t *s, int64_t *n);
+static u_char *ngx_do_store_decimal(u_char *p, int64_t n);
 static ngx_int_t ngx_do_store_parse_etag(ngx_str_t *s, uint64_t *version);
 static json_t *ngx_do_store_json_bytes(ngx_str_t *s);
 
@@ -540,6 +541,7 @@ ngx_do_store_delete(ngx_do_turn_t *t, ngx_str_t *key)
 static ngx_int_t
 ngx_do_store_incr(ngx_do_turn_t *t, ngx_str_t *key)
 {
+    u_char     *p;
     int64_t     by, current;
     uint64_t    version;
     ngx_int_t   rc;
@@ -581,7 +583,7 @@ ngx_do_store_incr(ngx_do_turn_t *t, ngx_str_t *key)
         return NGX_ERROR;
     }
 
-    value.len = ngx_sprintf(value.data, "%L", current) - value.data;
+    value.len = ngx_do_store_decimal(value.data, current) - value.data;
 
     rc = ngx_do_put(t, key, &value);
 
@@ -594,8 +596,12 @@ ngx_do_store_incr(ngx_do_turn_t *t, ngx_str_t *key)
         return NGX_ERROR;
     }
 
+    p = ngx_cpymem(buf, ",\"value\":", sizeof(",\"value\":") - 1);
+    p = ngx_cpymem(p, value.data, value.len);
+    *p++ = '}';
+
     rest.data = buf;
-    rest.len = ngx_sprintf(buf, ",\"value\":%L}", current) - buf;
+    rest.len = p - buf;
 
     return ngx_do_store_json_key(t, key, &rest, NGX_DO_ETAG_COMMIT);
 }
@@ -938,6 +944,29 @@ ngx_do_store_parse_int(ngx_str_t *s, int64_t *n)
     *n = neg ? (int64_t) (0 - v) : (int64_t) v;
 
     return NGX_OK;
+}
+
+
+/* n in decimal, as ngx_sprintf()'s "%L" writes it, at a fraction of its cost */
+static u_char *
+ngx_do_store_decimal(u_char *p, int64_t n)
+{
+    u_char    *q, buf[NGX_INT64_LEN];
+    uint64_t   v;
+
+    v = (n < 0) ? 0 - (uint64_t) n : (uint64_t) n;
+    q = buf + sizeof(buf);
+
+    do {
+        *--q = (u_char) ('0' + v % 10);
+        v /= 10;
+    } while (v);
+
+    if (n < 0) {
+        *--q = '-';
+    }
+
+    return ngx_cpymem(p, q, buf + sizeof(buf) - q);
 }
 
 
