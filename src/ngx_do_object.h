@@ -177,6 +177,8 @@ extern ngx_do_deliver_pt       ngx_do_object_deliver;
 /* ngx_do_object.c */
 ngx_pool_t *ngx_do_object_pool_get(void);
 void ngx_do_object_pool_put(ngx_pool_t *pool);
+ngx_do_mail_t *ngx_do_object_mail_get(void);
+void ngx_do_object_mail_put(ngx_do_mail_t *mail);
 ngx_do_object_t *ngx_do_object_get(u_char *id, ngx_do_namespace_t *ns,
     ngx_uint_t transient);
 ngx_int_t ngx_do_object_place(ngx_do_object_t *obj);

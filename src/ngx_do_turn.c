@@ -578,7 +578,7 @@ ngx_do_turn_mail_free(ngx_do_mail_t *mail)
     }
 
     ngx_free(mail->buf);
-    ngx_free(mail);
+    ngx_do_object_mail_put(mail);
 }
 
 
