@@ -32,6 +32,9 @@
 /* pages a zone has besides the alarm index and the zone's own header */
 #define NGX_DO_MEMORY_MIN_PAGES   8
 
+/* the writes of a batch whose commit needs no allocation of its own */
+#define NGX_DO_MEMORY_SMALL_BATCH  8
+
 
 /* do_storage memory [size=64m] */
 typedef struct {
@@ -422,13 +425,22 @@ ngx_do_memory_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
     ngx_do_memory_kv_t      **nodes;
     ngx_do_memory_delta_t     delta;
     ngx_do_memory_object_t   *obj;
+    void                     *small[2 * (NGX_DO_MEMORY_SMALL_BATCH + 1)];
 
     n = batch->writes.nelts;
 
-    /* per write: its new value and its new key node, where it needs them */
-    values = ngx_alloc(2 * (n + 1) * sizeof(void *), ngx_cycle->log);
-    if (values == NULL) {
-        return NGX_ERROR;
+    /*
+     * per write: its new value and its new key node, where it needs them
+     * (on the stack for a small batch, as most are)
+     */
+    if (n <= NGX_DO_MEMORY_SMALL_BATCH) {
+        values = (u_char **) small;
+
+    } else {
+        values = ngx_alloc(2 * (n + 1) * sizeof(void *), ngx_cycle->log);
+        if (values == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     ngx_memzero(values, 2 * (n + 1) * sizeof(void *));
@@ -497,7 +509,9 @@ done:
 
     ngx_shmtx_unlock(&ngx_do_memory_shpool->mutex);
 
-    ngx_free(values);
+    if (values != (u_char **) small) {
+        ngx_free(values);
+    }
 
     return rc;
 }
