@@ -50,6 +50,7 @@ static ngx_int_t ngx_http_do_pass_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *msg);
 static ngx_int_t ngx_http_do_pass_out(ngx_http_request_t *r,
     const char *name, u_char *value, u_char *last);
+static u_char *ngx_http_do_pass_hex(u_char *dst, u_char *src, size_t len);
 static u_char *ngx_http_do_pass_decimal(u_char *p, uint64_t n);
 
 static ngx_int_t ngx_http_do_pass_variable(ngx_http_request_t *r,
@@ -703,7 +704,7 @@ ngx_http_do_send(ngx_http_request_t *r, ngx_uint_t status,
 
         if (ctx && ctx->has_id) {
             v = p;
-            p = ngx_hex_dump(p, ctx->id, NGX_DO_ID_LEN);
+            p = ngx_http_do_pass_hex(p, ctx->id, NGX_DO_ID_LEN);
 
             if (ngx_http_do_pass_out(r, "DO-Object-Id", v, p) != NGX_OK) {
                 return NGX_ERROR;
@@ -807,6 +808,37 @@ ngx_http_do_pass_out(ngx_http_request_t *r, const char *name, u_char *value,
     h->value.len = last - value;
 
     return NGX_OK;
+}
+
+
+/* bytes in lowercase hex, as ngx_hex_dump() writes them, a pair at once */
+static u_char *
+ngx_http_do_pass_hex(u_char *dst, u_char *src, size_t len)
+{
+    static u_char  pairs[] =
+    "000102030405060708090a0b0c0d0e0f"
+    "101112131415161718191a1b1c1d1e1f"
+    "202122232425262728292a2b2c2d2e2f"
+    "303132333435363738393a3b3c3d3e3f"
+    "404142434445464748494a4b4c4d4e4f"
+    "505152535455565758595a5b5c5d5e5f"
+    "606162636465666768696a6b6c6d6e6f"
+    "707172737475767778797a7b7c7d7e7f"
+    "808182838485868788898a8b8c8d8e8f"
+    "909192939495969798999a9b9c9d9e9f"
+    "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf"
+    "b0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+    "c0c1c2c3c4c5c6c7c8c9cacbcccdcecf"
+    "d0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
+    "e0e1e2e3e4e5e6e7e8e9eaebecedeeef"
+    "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+
+    while (len--) {
+        ngx_memcpy(dst, &pairs[*src++ * 2], 2);
+        dst += 2;
+    }
+
+    return dst;
 }
 
 
