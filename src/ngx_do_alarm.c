@@ -696,6 +696,10 @@ ngx_do_alarm_lookup(ngx_do_turn_t *t, ngx_str_t *name, uint64_t *when)
     ngx_int_t  rc;
     ngx_str_t  key, value;
 
+    if (ngx_do_turn_alarm_free(t)) {
+        return NGX_DECLINED;
+    }
+
     if (ngx_do_alarm_migrate(t) != NGX_OK
         || ngx_do_alarm_key(t, NGX_DO_ALARM_NAME, name, 0, &key) != NGX_OK)
     {

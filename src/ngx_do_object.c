@@ -533,14 +533,16 @@ ngx_do_object_fail_all(ngx_do_object_t *obj, const char *msg)
 void
 ngx_do_object_refresh(ngx_do_object_t *obj)
 {
-    uint64_t  version;
+    uint64_t  version, alarm;
 
     ngx_do_cache_drop(obj);
 
     if (ngx_do_object_backend->async) {
         obj->loaded = 0;
 
-    } else if (ngx_do_object_backend->version(obj->id, &version) == NGX_OK) {
+    } else if (ngx_do_object_backend->version(obj->id, &version, &alarm)
+               == NGX_OK)
+    {
         obj->version = version;
     }
 

@@ -65,7 +65,9 @@ typedef struct ngx_do_object_s  ngx_do_object_t;
  * worker runs; otherwise its turns check and commit like any other's.
  * lru: its place in the worker's queue of objects, the least recently
  * called first (do_max_objects evicts from there).  solo: so many next
- * group commits take one call each (a quota refused a group).
+ * group commits take one call each (a quota refused a group).  no_alarms:
+ * a synchronous backend said, as the turn began, that the object has no
+ * alarm (a turn then needs no look for one).
  */
 struct ngx_do_object_s {
     ngx_do_object_t           *next;          /* in its hash bucket */
@@ -105,6 +107,7 @@ struct ngx_do_object_s {
     unsigned                   placed:1;      /* the hold was decided */
     unsigned                   held:1;        /* its shard's hold */
     unsigned                   deferred:1;    /* deferred durability now */
+    unsigned                   no_alarms:1;
     ngx_msec_t                 hold_waited;
 };
 

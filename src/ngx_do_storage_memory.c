@@ -85,7 +85,8 @@ static ngx_int_t ngx_do_memory_secret(u_char *secret);
 static void ngx_do_memory_usage(ngx_do_storage_usage_t *usage);
 static size_t ngx_do_memory_capacity(void *conf);
 
-static ngx_int_t ngx_do_memory_version(u_char *id, uint64_t *version);
+static ngx_int_t ngx_do_memory_version(u_char *id, uint64_t *version,
+    uint64_t *alarm);
 static ngx_int_t ngx_do_memory_get(u_char *id, ngx_str_t *key,
     ngx_str_t *value, uint64_t *version);
 static ngx_int_t ngx_do_memory_list(u_char *id, ngx_do_list_opts_t *opts,
@@ -338,7 +339,7 @@ ngx_do_memory_capacity(void *conf)
 
 
 static ngx_int_t
-ngx_do_memory_version(u_char *id, uint64_t *version)
+ngx_do_memory_version(u_char *id, uint64_t *version, uint64_t *alarm)
 {
     ngx_do_memory_object_t  *obj;
 
@@ -346,6 +347,7 @@ ngx_do_memory_version(u_char *id, uint64_t *version)
 
     obj = ngx_do_memory_object(id);
     *version = obj ? obj->version : 0;
+    *alarm = obj ? (uint64_t) obj->alarm.key : 0;
 
     ngx_shmtx_unlock(&ngx_do_memory_shpool->mutex);
 
