@@ -81,13 +81,14 @@ static ngx_http_request_body_filter_pt   ngx_http_do_pass_next_body_filter;
 ngx_int_t
 ngx_http_do_pass_handler(ngx_http_request_t *r)
 {
-    size_t                    n;
-    ngx_int_t                 rc;
-    ngx_str_t                 value;
-    const char               *msg;
-    ngx_http_do_ctx_t        *ctx;
-    ngx_http_do_loc_conf_t   *dlcf;
-    u_char                    esc[NGX_DO_LOG_ESCAPE_LEN];
+    size_t                       n;
+    ngx_int_t                    rc;
+    ngx_str_t                    value;
+    const char                  *msg;
+    ngx_http_do_ctx_t           *ctx;
+    ngx_http_do_loc_conf_t      *dlcf;
+    ngx_http_variable_value_t   *vv;
+    u_char                       esc[NGX_DO_LOG_ESCAPE_LEN];
 
     dlcf = ngx_http_get_module_loc_conf(r, ngx_http_do_module);
 
@@ -108,7 +109,14 @@ ngx_http_do_pass_handler(ngx_http_request_t *r)
         break;
 
     default:
-        if (ngx_http_complex_value(r, dlcf->expr, &value) != NGX_OK) {
+        if (dlcf->var) {
+            /* as the script engine reads it, but without a copy */
+            vv = ngx_http_get_flushed_variable(r, dlcf->var - 1);
+
+            value.data = vv ? vv->data : NULL;
+            value.len = (vv && !vv->not_found) ? vv->len : 0;
+
+        } else if (ngx_http_complex_value(r, dlcf->expr, &value) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 

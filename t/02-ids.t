@@ -20,6 +20,7 @@ my $t = DoTest->new(workers => 2, http => <<'EOF');
         location = /id             { do_pass state id=$arg_id; }
         location = /other          { do_pass other id=$arg_id; }
         location = /other-name     { do_pass other name=$arg_name; }
+        location = /pair           { do_pass state name=$arg_a-$arg_b; }
         location = /new            { do_pass state unique; }
     }
 EOF
@@ -43,6 +44,13 @@ isnt($beta, $id, 'another name gives another ID');
 my $empty = http($p, 'GET', '/other-name?name=');
 is($empty->{status}, 400, 'an empty name is 400');
 like($empty->{body}, qr/invalid object name/, '... saying so');
+
+my $unset = http($p, 'GET', '/other-name?key=k');
+is($unset->{status}, 400, 'a name variable that is not set is 400');
+
+is(http($p, 'GET', '/pair?a=x&b=y&key=k')->{headers}{'do-object-id'} // '',
+   http($p, 'GET', '/n/x-y?key=k')->{headers}{'do-object-id'},
+   'a name of several variables is the name they spell');
 
 my $o = http($p, 'GET', '/other-name?name=alpha');
 like($o->{headers}{'do-object-id'} // '', qr/^[0-9a-f]{64}$/,
