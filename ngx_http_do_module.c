@@ -40,6 +40,8 @@ static char *ngx_http_do_secret(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_do_pass(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_http_do_pass_var(ngx_conf_t *cf,
+    ngx_http_do_loc_conf_t *dlcf, ngx_str_t *expr);
 static char *ngx_http_do_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_do_init_module(ngx_cycle_t *cycle);
@@ -626,6 +628,10 @@ ngx_http_do_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
             return NGX_CONF_ERROR;
         }
+
+        if (ngx_http_do_pass_var(cf, dlcf, &expr) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
     }
 
     if (cf->args->nelts == 4) {
@@ -675,6 +681,47 @@ ngx_http_do_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     clcf->handler = ngx_http_do_pass_handler;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * An expression that is one variable ("$o", as most are) is read without
+ * the script engine and its copy: dlcf->var is its index + 1
+ */
+static ngx_int_t
+ngx_http_do_pass_var(ngx_conf_t *cf, ngx_http_do_loc_conf_t *dlcf,
+    ngx_str_t *expr)
+{
+    u_char      c;
+    ngx_int_t   index;
+    ngx_str_t   name;
+    ngx_uint_t  i;
+
+    if (expr->len < 2 || expr->data[0] != '$') {
+        return NGX_OK;
+    }
+
+    for (i = 1; i < expr->len; i++) {
+        c = expr->data[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '_'))
+        {
+            return NGX_OK;
+        }
+    }
+
+    name.data = expr->data + 1;
+    name.len = expr->len - 1;
+
+    index = ngx_http_get_variable_index(cf, &name);
+    if (index == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    dlcf->var = (ngx_uint_t) index + 1;
+
+    return NGX_OK;
 }
 
 

@@ -140,10 +140,11 @@ struct ngx_do_storage_req_s {
  * commits unconditionally (deferred state).  NGX_DECLINED: storage full.
  *
  * A synchronous backend (memory) answers everything at once; reads go
- * through version/get/list.  An asynchronous one (redis) loads a whole
- * object at activation (load), after which the object's cache is complete
- * and reads never leave the worker, and answers commits later (NGX_AGAIN,
- * then req->handler).
+ * through version/get/list (version also tells the time of the object's
+ * next alarm, 0: it has none, so that a turn need not look for any).  An
+ * asynchronous one (redis) loads a whole object at activation (load),
+ * after which the object's cache is complete and reads never leave the
+ * worker, and answers commits later (NGX_AGAIN, then req->handler).
  *
  * A backend also owns its lifecycle, so that the shell knows none by name:
  * do_storage's first argument picks the backend whose forms it matches
@@ -191,7 +192,8 @@ typedef struct {
     void                     (*usage)(ngx_do_storage_usage_t *usage);
     size_t                   (*capacity)(void *conf);
 
-    ngx_int_t                (*version)(u_char *id, uint64_t *version);
+    ngx_int_t                (*version)(u_char *id, uint64_t *version,
+                                        uint64_t *alarm);
     ngx_int_t                (*get)(u_char *id, ngx_str_t *key,
                                     ngx_str_t *value, uint64_t *version);
     ngx_int_t                (*list)(u_char *id, ngx_do_list_opts_t *opts,
@@ -299,6 +301,7 @@ typedef struct {
 } ngx_do_id_node_t;
 
 void ngx_do_id_init(u_char *secret);
+uint32_t ngx_do_id_hash(u_char *id);
 void ngx_do_id_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 ngx_do_id_node_t *ngx_do_id_rbtree_lookup(ngx_rbtree_t *tree, u_char *id);
@@ -388,6 +391,7 @@ ngx_int_t ngx_do_delete_reserved(ngx_do_turn_t *t, ngx_str_t *key);
 ngx_int_t ngx_do_list_reserved(ngx_do_turn_t *t, ngx_str_t *prefix,
     ngx_uint_t limit, ngx_array_t **keys);
 void ngx_do_turn_alarms_changed(ngx_do_turn_t *t);
+ngx_uint_t ngx_do_turn_alarm_free(ngx_do_turn_t *t);
 
 
 /* ngx_do_log.c: a kind's slot, shared by the workers (in the status zone) */

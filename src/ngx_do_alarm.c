@@ -413,7 +413,7 @@ ngx_do_alarm_found(ngx_uint_t shard, ngx_do_storage_req_t *req)
         }
 
         ngx_memcpy(ac->node.id, kv[i].value.data, NGX_DO_ID_LEN);
-        ac->node.node.key = ngx_crc32_short(ac->node.id, NGX_DO_ID_LEN);
+        ac->node.node.key = ngx_do_id_hash(ac->node.id);
         ac->ns = ns;
         ac->retry.handler = ngx_do_alarm_retry_handler;
         ac->retry.data = ac;
@@ -695,6 +695,10 @@ ngx_do_alarm_lookup(ngx_do_turn_t *t, ngx_str_t *name, uint64_t *when)
     uint64_t   version;
     ngx_int_t  rc;
     ngx_str_t  key, value;
+
+    if (ngx_do_turn_alarm_free(t)) {
+        return NGX_DECLINED;
+    }
 
     if (ngx_do_alarm_migrate(t) != NGX_OK
         || ngx_do_alarm_key(t, NGX_DO_ALARM_NAME, name, 0, &key) != NGX_OK)

@@ -720,6 +720,18 @@ ngx_do_turn_alarms_changed(ngx_do_turn_t *t)
 }
 
 
+/*
+ * No alarm can be found: storage had none as the turn began, and the turn
+ * set none since (a commit that another worker made meanwhile fails this
+ * turn's commit, which then runs again)
+ */
+ngx_uint_t
+ngx_do_turn_alarm_free(ngx_do_turn_t *t)
+{
+    return t->obj->no_alarms && !t->alarms;
+}
+
+
 /* an alarm call's call id is the data ngx_do_wire_alarm() was given */
 void *
 ngx_do_turn_alarm_data(ngx_do_turn_t *t)

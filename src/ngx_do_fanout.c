@@ -201,7 +201,7 @@ ngx_do_fanout_opened(void *data, ngx_http_do_reply_t *reply)
 
         ngx_memcpy(obj->node.id, m->id, NGX_DO_ID_LEN);
         node = &obj->node.node;
-        node->key = ngx_crc32_short(m->id, NGX_DO_ID_LEN);
+        node->key = ngx_do_id_hash(m->id);
         ngx_rbtree_insert(&ngx_do_fanout_tree, node);
         ngx_queue_init(&obj->members);
     }

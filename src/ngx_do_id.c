@@ -18,8 +18,33 @@
 #include "ngx_do.h"
 
 
+/* a power of two */
+#define NGX_DO_ID_CACHE_SIZE      256
+#define NGX_DO_ID_CACHE_NAME      63
+
+
+/*
+ * Names met lately and their IDs, per worker.  An ID from a name costs two
+ * HMACs, the same names mostly come again (a hot object is called by name
+ * on every request), and the answer is a pure function of the namespace
+ * and the name while the secret stays (the cache is emptied with each
+ * ngx_do_id_init()).  Direct mapped by a hash of both; a name longer than
+ * NGX_DO_ID_CACHE_NAME is not kept.  Names that collide only evict each
+ * other: the ID is always that of the name compared byte for byte.
+ */
+typedef struct {
+    ngx_do_namespace_t        *ns;           /* NULL: an empty slot */
+    u_char                     id[NGX_DO_ID_LEN];
+    u_char                     len;
+    u_char                     name[NGX_DO_ID_CACHE_NAME];
+} ngx_do_id_cached_t;
+
+
 static void ngx_do_id_mac(const char *label, ngx_do_namespace_t *ns,
     u_char *data, size_t len, u_char *out);
+
+
+static ngx_do_id_cached_t  ngx_do_id_cache[NGX_DO_ID_CACHE_SIZE];
 
 
 /*
@@ -61,6 +86,8 @@ ngx_do_id_init(u_char *secret)
 
     ngx_explicit_memzero(ipad, sizeof(ipad));
     ngx_explicit_memzero(opad, sizeof(opad));
+
+    ngx_memzero(ngx_do_id_cache, sizeof(ngx_do_id_cache));
 }
 
 
@@ -102,8 +129,38 @@ ngx_do_id_mac(const char *label, ngx_do_namespace_t *ns, u_char *data,
 void
 ngx_do_id_from_name(ngx_do_namespace_t *ns, ngx_str_t *name, u_char *id)
 {
+    uint32_t             h;
+    ngx_uint_t           i;
+    ngx_do_id_cached_t  *c;
+
+    if (name->len > NGX_DO_ID_CACHE_NAME) {
+        ngx_do_id_mac("name", ns, name->data, name->len, id);
+        ngx_do_id_mac("tag:", ns, id, NGX_DO_BODY_LEN, id + NGX_DO_BODY_LEN);
+        return;
+    }
+
+    h = (uint32_t) ns->index * 0x9e3779b1;
+
+    for (i = 0; i < name->len; i++) {
+        h = (h ^ name->data[i]) * 0x01000193;
+    }
+
+    c = &ngx_do_id_cache[(h ^ (h >> 16)) & (NGX_DO_ID_CACHE_SIZE - 1)];
+
+    if (c->ns == ns && c->len == name->len
+        && ngx_memcmp(c->name, name->data, name->len) == 0)
+    {
+        ngx_memcpy(id, c->id, NGX_DO_ID_LEN);
+        return;
+    }
+
     ngx_do_id_mac("name", ns, name->data, name->len, id);
     ngx_do_id_mac("tag:", ns, id, NGX_DO_BODY_LEN, id + NGX_DO_BODY_LEN);
+
+    c->ns = ns;
+    c->len = (u_char) name->len;
+    ngx_memcpy(c->name, name->data, name->len);
+    ngx_memcpy(c->id, id, NGX_DO_ID_LEN);
 }
 
 
@@ -185,6 +242,20 @@ ngx_do_id_owner(u_char *id)
 
 
 /*
+ * The key of an ID in a tree: 32 bits of its body.  An ID's body is an
+ * HMAC output or random bytes (an ID given as a string is one of those,
+ * or its tag fails), so its bits are as good as any hash of them, and
+ * cost nothing to compute.
+ */
+uint32_t
+ngx_do_id_hash(u_char *id)
+{
+    return ((uint32_t) id[4] << 24) | ((uint32_t) id[5] << 16)
+           | ((uint32_t) id[6] << 8) | id[7];
+}
+
+
+/*
  * ngx_str_rbtree_insert_value() for a key of fixed length kept in the node
  * itself: the memory backend keeps these nodes in shared memory, where an
  * ngx_str_t per object would cost 16 bytes and a pointer to itself.
@@ -232,7 +303,7 @@ ngx_do_id_rbtree_lookup(ngx_rbtree_t *tree, u_char *id)
     ngx_do_id_node_t   *n;
     ngx_rbtree_node_t  *node;
 
-    hash = ngx_crc32_short(id, NGX_DO_ID_LEN);
+    hash = ngx_do_id_hash(id);
     node = tree->root;
 
     while (node != tree->sentinel) {

@@ -58,6 +58,10 @@ static ngx_connection_t        ngx_do_object_dumb;
 static ngx_pool_t             *ngx_do_pools[8];
 static ngx_uint_t              ngx_do_npools;
 
+/* mails too: every call needs one, for as long as its turn */
+static ngx_do_mail_t          *ngx_do_mails[64];
+static ngx_uint_t              ngx_do_nmails;
+
 ngx_do_backend_t              *ngx_do_object_backend;
 ngx_do_deliver_pt              ngx_do_object_deliver;
 
@@ -122,6 +126,10 @@ ngx_do_objects_exit(void)
 
     while (ngx_do_npools) {
         ngx_destroy_pool(ngx_do_pools[--ngx_do_npools]);
+    }
+
+    while (ngx_do_nmails) {
+        ngx_free(ngx_do_mails[--ngx_do_nmails]);
     }
 }
 
@@ -211,6 +219,37 @@ ngx_do_object_pool_put(ngx_pool_t *pool)
 
     ngx_reset_pool(pool);
     ngx_do_pools[ngx_do_npools++] = pool;
+}
+
+
+/* a zeroed mail */
+ngx_do_mail_t *
+ngx_do_object_mail_get(void)
+{
+    ngx_do_mail_t  *mail;
+
+    if (ngx_do_nmails) {
+        mail = ngx_do_mails[--ngx_do_nmails];
+        ngx_memzero(mail, sizeof(ngx_do_mail_t));
+        return mail;
+    }
+
+    return ngx_calloc(sizeof(ngx_do_mail_t), ngx_cycle->log);
+}
+
+
+/* a mail of ngx_do_object_mail_get() (its buffer is the caller's) */
+void
+ngx_do_object_mail_put(ngx_do_mail_t *mail)
+{
+    if (ngx_do_nmails == sizeof(ngx_do_mails) / sizeof(ngx_do_mails[0])
+        || ngx_do_objects == NULL)
+    {
+        ngx_free(mail);
+        return;
+    }
+
+    ngx_do_mails[ngx_do_nmails++] = mail;
 }
 
 
@@ -494,14 +533,16 @@ ngx_do_object_fail_all(ngx_do_object_t *obj, const char *msg)
 void
 ngx_do_object_refresh(ngx_do_object_t *obj)
 {
-    uint64_t  version;
+    uint64_t  version, alarm;
 
     ngx_do_cache_drop(obj);
 
     if (ngx_do_object_backend->async) {
         obj->loaded = 0;
 
-    } else if (ngx_do_object_backend->version(obj->id, &version) == NGX_OK) {
+    } else if (ngx_do_object_backend->version(obj->id, &version, &alarm)
+               == NGX_OK)
+    {
         obj->version = version;
     }
 

@@ -65,7 +65,9 @@ typedef struct ngx_do_object_s  ngx_do_object_t;
  * worker runs; otherwise its turns check and commit like any other's.
  * lru: its place in the worker's queue of objects, the least recently
  * called first (do_max_objects evicts from there).  solo: so many next
- * group commits take one call each (a quota refused a group).
+ * group commits take one call each (a quota refused a group).  no_alarms:
+ * a synchronous backend said, as the turn began, that the object has no
+ * alarm (a turn then needs no look for one).
  */
 struct ngx_do_object_s {
     ngx_do_object_t           *next;          /* in its hash bucket */
@@ -105,6 +107,7 @@ struct ngx_do_object_s {
     unsigned                   placed:1;      /* the hold was decided */
     unsigned                   held:1;        /* its shard's hold */
     unsigned                   deferred:1;    /* deferred durability now */
+    unsigned                   no_alarms:1;
     ngx_msec_t                 hold_waited;
 };
 
@@ -177,6 +180,8 @@ extern ngx_do_deliver_pt       ngx_do_object_deliver;
 /* ngx_do_object.c */
 ngx_pool_t *ngx_do_object_pool_get(void);
 void ngx_do_object_pool_put(ngx_pool_t *pool);
+ngx_do_mail_t *ngx_do_object_mail_get(void);
+void ngx_do_object_mail_put(ngx_do_mail_t *mail);
 ngx_do_object_t *ngx_do_object_get(u_char *id, ngx_do_namespace_t *ns,
     ngx_uint_t transient);
 ngx_int_t ngx_do_object_place(ngx_do_object_t *obj);

@@ -58,14 +58,14 @@ ngx_do_park_wake_enqueue(ngx_do_object_t *obj)
 {
     ngx_do_mail_t  *mail;
 
-    mail = ngx_calloc(sizeof(ngx_do_mail_t), ngx_cycle->log);
+    mail = ngx_do_object_mail_get();
     if (mail == NULL) {
         return NGX_ERROR;
     }
 
     mail->buf = ngx_alloc(1, ngx_cycle->log);
     if (mail->buf == NULL) {
-        ngx_free(mail);
+        ngx_do_object_mail_put(mail);
         return NGX_ERROR;
     }
 

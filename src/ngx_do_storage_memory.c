@@ -32,6 +32,9 @@
 /* pages a zone has besides the alarm index and the zone's own header */
 #define NGX_DO_MEMORY_MIN_PAGES   8
 
+/* the writes of a batch whose commit needs no allocation of its own */
+#define NGX_DO_MEMORY_SMALL_BATCH  8
+
 
 /* do_storage memory [size=64m] */
 typedef struct {
@@ -82,7 +85,8 @@ static ngx_int_t ngx_do_memory_secret(u_char *secret);
 static void ngx_do_memory_usage(ngx_do_storage_usage_t *usage);
 static size_t ngx_do_memory_capacity(void *conf);
 
-static ngx_int_t ngx_do_memory_version(u_char *id, uint64_t *version);
+static ngx_int_t ngx_do_memory_version(u_char *id, uint64_t *version,
+    uint64_t *alarm);
 static ngx_int_t ngx_do_memory_get(u_char *id, ngx_str_t *key,
     ngx_str_t *value, uint64_t *version);
 static ngx_int_t ngx_do_memory_list(u_char *id, ngx_do_list_opts_t *opts,
@@ -337,7 +341,7 @@ ngx_do_memory_capacity(void *conf)
 
 
 static ngx_int_t
-ngx_do_memory_version(u_char *id, uint64_t *version)
+ngx_do_memory_version(u_char *id, uint64_t *version, uint64_t *alarm)
 {
     ngx_do_memory_object_t  *obj;
 
@@ -345,6 +349,7 @@ ngx_do_memory_version(u_char *id, uint64_t *version)
 
     obj = ngx_do_memory_object(id);
     *version = obj ? obj->version : 0;
+    *alarm = obj ? (uint64_t) obj->alarm.key : 0;
 
     ngx_shmtx_unlock(&ngx_do_memory_shpool->mutex);
 
@@ -424,13 +429,22 @@ ngx_do_memory_commit(ngx_do_namespace_t *ns, u_char *id, uint64_t expected,
     ngx_do_memory_kv_t      **nodes;
     ngx_do_memory_delta_t     delta;
     ngx_do_memory_object_t   *obj;
+    void                     *small[2 * (NGX_DO_MEMORY_SMALL_BATCH + 1)];
 
     n = batch->writes.nelts;
 
-    /* per write: its new value and its new key node, where it needs them */
-    values = ngx_alloc(2 * (n + 1) * sizeof(void *), ngx_cycle->log);
-    if (values == NULL) {
-        return NGX_ERROR;
+    /*
+     * per write: its new value and its new key node, where it needs them
+     * (on the stack for a small batch, as most are)
+     */
+    if (n <= NGX_DO_MEMORY_SMALL_BATCH) {
+        values = (u_char **) small;
+
+    } else {
+        values = ngx_alloc(2 * (n + 1) * sizeof(void *), ngx_cycle->log);
+        if (values == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     ngx_memzero(values, 2 * (n + 1) * sizeof(void *));
@@ -499,7 +513,9 @@ done:
 
     ngx_shmtx_unlock(&ngx_do_memory_shpool->mutex);
 
-    ngx_free(values);
+    if (values != (u_char **) small) {
+        ngx_free(values);
+    }
 
     return rc;
 }
@@ -616,7 +632,7 @@ ngx_do_memory_object_create(ngx_do_namespace_t *ns, u_char *id)
     obj->ns_len = ns->name.len;
     ngx_memcpy(obj->ns, ns->name.data, ns->name.len);
     ngx_memcpy(obj->node.id, id, NGX_DO_ID_LEN);
-    obj->node.node.key = ngx_crc32_short(id, NGX_DO_ID_LEN);
+    obj->node.node.key = ngx_do_id_hash(id);
     obj->version = 0;
     obj->expires = 0;
     obj->nkeys = 0;

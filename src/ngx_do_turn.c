@@ -303,12 +303,14 @@ ngx_int_t
 ngx_do_turn_run(ngx_do_object_t *obj, ngx_do_mail_t *mail,
     ngx_int_t (*handler)(ngx_do_turn_t *t), ngx_do_turn_t **tp)
 {
-    uint64_t               version;
+    uint64_t               version, alarm;
     ngx_int_t              rc;
     ngx_pool_t            *pool;
     ngx_do_turn_t         *t;
 
     ngx_do_stats->turns++;
+
+    obj->no_alarms = 0;
 
     /*
      * A deferred-durability object trusts its memory: its writes reach
@@ -317,9 +319,13 @@ ngx_do_turn_run(ngx_do_object_t *obj, ngx_do_mail_t *mail,
      * at commit time.
      */
     if (!obj->deferred && !ngx_do_object_backend->async) {
-        if (ngx_do_object_backend->version(obj->id, &version) != NGX_OK) {
+        if (ngx_do_object_backend->version(obj->id, &version, &alarm)
+            != NGX_OK)
+        {
             goto failed;
         }
+
+        obj->no_alarms = (alarm == 0);
 
         if (version != obj->version) {
             ngx_do_cache_drop(obj);
@@ -578,7 +584,7 @@ ngx_do_turn_mail_free(ngx_do_mail_t *mail)
     }
 
     ngx_free(mail->buf);
-    ngx_free(mail);
+    ngx_do_object_mail_put(mail);
 }
 
 

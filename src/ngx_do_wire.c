@@ -64,7 +64,7 @@ ngx_do_wire_receive(ngx_uint_t src, uint64_t call_id, u_char *buf,
         goto invalid;
     }
 
-    mail = ngx_calloc(sizeof(ngx_do_mail_t), ngx_cycle->log);
+    mail = ngx_do_object_mail_get();
     if (mail == NULL) {
         ngx_free(buf);
         ngx_do_wire_error(src, call_id, NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -107,7 +107,7 @@ ngx_do_wire_receive(ngx_uint_t src, uint64_t call_id, u_char *buf,
     obj = ngx_do_object_get(w->id, nss[w->ns], transient);
     if (obj == NULL) {
         ngx_free(buf);
-        ngx_free(mail);
+        ngx_do_object_mail_put(mail);
         ngx_do_wire_error(src, call_id, NGX_HTTP_SERVICE_UNAVAILABLE,
                           "out of memory");
         return;

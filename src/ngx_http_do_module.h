@@ -50,6 +50,7 @@ typedef struct {
     ngx_do_namespace_t        *ns;
     ngx_uint_t                 strategy;
     ngx_http_complex_value_t  *expr;
+    ngx_uint_t                 var;           /* expr is $var: its index+1 */
     ngx_http_complex_value_t  *member;        /* WebSockets: member= */
     u_char                    *file;
     ngx_uint_t                 line;

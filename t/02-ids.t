@@ -20,6 +20,7 @@ my $t = DoTest->new(workers => 2, http => <<'EOF');
         location = /id             { do_pass state id=$arg_id; }
         location = /other          { do_pass other id=$arg_id; }
         location = /other-name     { do_pass other name=$arg_name; }
+        location = /pair           { do_pass state name=$arg_a-$arg_b; }
         location = /new            { do_pass state unique; }
     }
 EOF
@@ -43,6 +44,13 @@ isnt($beta, $id, 'another name gives another ID');
 my $empty = http($p, 'GET', '/other-name?name=');
 is($empty->{status}, 400, 'an empty name is 400');
 like($empty->{body}, qr/invalid object name/, '... saying so');
+
+my $unset = http($p, 'GET', '/other-name?key=k');
+is($unset->{status}, 400, 'a name variable that is not set is 400');
+
+is(http($p, 'GET', '/pair?a=x&b=y&key=k')->{headers}{'do-object-id'} // '',
+   http($p, 'GET', '/n/x-y?key=k')->{headers}{'do-object-id'},
+   'a name of several variables is the name they spell');
 
 my $o = http($p, 'GET', '/other-name?name=alpha');
 like($o->{headers}{'do-object-id'} // '', qr/^[0-9a-f]{64}$/,
@@ -80,6 +88,25 @@ my $long = 'x' x 2000;
 is(http($p, 'GET', "/n/$long?key=k")->{status}, 400,
    'a name over 1024 bytes is 400');
 
+# each worker keeps the IDs of the names it met last, 256 of them, in
+# slots chosen by a hash: more names than slots, names that prefix each
+# other, the longest name kept and the shortest one not, each in two
+# namespaces
+my @names = ((map { "n$_" } 1 .. 600), 'ab', 'abc', 'x' x 63, 'x' x 64,
+             ('x' x 62) . 'y', 'x' x 1024);
+my (%first, %seen);
+for my $n (@names) {
+    $first{"state $n"} = http($p, 'GET', "/n/$n?key=k")->{headers}
+                         {'do-object-id'} // '';
+    $first{"other $n"} = http($p, 'GET', "/other-name?name=$n&key=k")
+                         ->{headers}{'do-object-id'} // '';
+}
+$seen{$_}++ for values %first;
+is(scalar(grep { /^[0-9a-f]{64}$/ } values %first), 2 * @names,
+   'every name has an ID in both namespaces');
+is(scalar(keys %seen), 2 * @names,
+   'no two names, nor one name in two namespaces, share an ID');
+
 # a full stop loses memory storage but not the ID a name maps to
 $t->stop;
 $t->start;
@@ -87,6 +114,17 @@ is(http($p, 'GET', '/n/alpha?key=k')->{headers}{'do-object-id'}, $id,
    'name= gives the same ID after a full restart with do_secret');
 is(http($p, 'GET', "/id?id=$uid&key=k")->{status}, 404,
    'a unique ID stays valid after a restart (its memory data is gone)');
+
+# workers that met no name yet, the names in the other order
+my $same = 0;
+for my $n (reverse @names) {
+    $same++ if (http($p, 'GET', "/n/$n?key=k")->{headers}{'do-object-id'}
+                // '') eq $first{"state $n"};
+    $same++ if (http($p, 'GET', "/other-name?name=$n&key=k")->{headers}
+                {'do-object-id'} // '') eq $first{"other $n"};
+}
+is($same, 2 * @names,
+   'each name maps to the ID it had, whichever names came before it');
 
 $t->stop;
 $t->check_logs;

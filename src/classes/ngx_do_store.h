@@ -61,6 +61,8 @@ extern ngx_do_class_t  ngx_do_store_class;
 
 ngx_int_t ngx_do_store_json_list(ngx_do_turn_t *t, ngx_do_kv_t *kv,
     ngx_uint_t n, ngx_uint_t truncated, size_t budget);
+ngx_int_t ngx_do_store_json_key(ngx_do_turn_t *t, ngx_str_t *key,
+    ngx_str_t *rest, uint64_t etag);
 const char *ngx_do_store_json_batch_scan(ngx_str_t *body);
 
 

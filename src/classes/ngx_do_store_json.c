@@ -1,6 +1,7 @@
 
 /*
- * The store's JSON where its cost must follow its size, written by hand.
+ * The store's JSON where its cost must follow its size, or where jansson
+ * would cost more than the call itself, written by hand.
  *
  * A listing is measured before it is written: each key and value is
  * counted as it will be encoded (a control byte is six bytes, \u00XX), so
@@ -88,6 +89,34 @@ ngx_do_store_json_list(ngx_do_turn_t *t, ngx_do_kv_t *kv, ngx_uint_t n,
 
     (void) ngx_sprintf(p, "],\"truncated\":%s}",
                        truncated ? "true" : "false");
+
+    return NGX_OK;
+}
+
+
+/*
+ * The reply of a key's write or increment, {"key":K<rest>, where rest
+ * holds the other members and the closing brace; written in place, as
+ * jansson would write it (a tiny reply costs less than jansson's objects,
+ * text and copies of it)
+ */
+ngx_int_t
+ngx_do_store_json_key(ngx_do_turn_t *t, ngx_str_t *key, ngx_str_t *rest,
+    uint64_t etag)
+{
+    u_char  *p;
+    size_t   len;
+
+    len = sizeof("{\"key\":") - 1 + ngx_do_store_json_len(key) + rest->len;
+
+    p = ngx_do_reply_buf(t, NGX_HTTP_OK, "application/json", len, etag);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(p, "{\"key\":", sizeof("{\"key\":") - 1);
+    p = ngx_do_store_json_write(p, key);
+    (void) ngx_cpymem(p, rest->data, rest->len);
 
     return NGX_OK;
 }
