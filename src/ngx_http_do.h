@@ -318,7 +318,7 @@ void ngx_http_do_pass_answer(ngx_http_request_t *r,
 /* registers a module's variables: a table ending with ngx_http_null_variable */
 ngx_int_t ngx_http_do_add_variables(ngx_conf_t *cf, ngx_http_variable_t *vars);
 
-/* adds a response header; the value is copied into the request pool */
+/* adds a response header; the value must live as long as the request */
 ngx_int_t ngx_http_do_add_header(ngx_http_request_t *r, const char *name,
     u_char *value, size_t len);
 

@@ -48,8 +48,6 @@ static ngx_int_t ngx_http_do_pass_read_body(ngx_http_request_t *r,
     ngx_str_t *body);
 static ngx_int_t ngx_http_do_pass_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *msg);
-static ngx_int_t ngx_http_do_pass_out(ngx_http_request_t *r,
-    const char *name, u_char *value, u_char *last);
 static u_char *ngx_http_do_pass_hex(u_char *dst, u_char *src, size_t len);
 static u_char *ngx_http_do_pass_decimal(u_char *p, uint64_t n);
 
@@ -743,7 +741,9 @@ ngx_http_do_send(ngx_http_request_t *r, ngx_uint_t status,
             v = p;
             p = ngx_http_do_pass_hex(p, ctx->id, NGX_DO_ID_LEN);
 
-            if (ngx_http_do_pass_out(r, "DO-Object-Id", v, p) != NGX_OK) {
+            if (ngx_http_do_add_header(r, "DO-Object-Id", v, p - v)
+                != NGX_OK)
+            {
                 return NGX_ERROR;
             }
         }
@@ -754,7 +754,9 @@ ngx_http_do_send(ngx_http_request_t *r, ngx_uint_t status,
             *p++ = '.';
             p = ngx_http_do_pass_decimal(p, (uint32_t) activation);
 
-            if (ngx_http_do_pass_out(r, "DO-Activation", v, p) != NGX_OK) {
+            if (ngx_http_do_add_header(r, "DO-Activation", v, p - v)
+                != NGX_OK)
+            {
                 return NGX_ERROR;
             }
         }
@@ -765,7 +767,9 @@ ngx_http_do_send(ngx_http_request_t *r, ngx_uint_t status,
             p = ngx_http_do_pass_decimal(p, etag);
             *p++ = '"';
 
-            if (ngx_http_do_pass_out(r, "ETag", v, p) != NGX_OK) {
+            if (ngx_http_do_add_header(r, "ETag", v, p - v)
+                != NGX_OK)
+            {
                 return NGX_ERROR;
             }
         }
@@ -820,31 +824,6 @@ ngx_http_do_pass_error(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_set(&ct, "application/json");
 
     return ngx_http_do_send(r, status, &ct, &body, 0, 0);
-}
-
-
-/* a response header whose value the request's pool holds already */
-static ngx_int_t
-ngx_http_do_pass_out(ngx_http_request_t *r, const char *name, u_char *value,
-    u_char *last)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-    h->key.data = (u_char *) name;
-    h->key.len = ngx_strlen(name);
-    h->value.data = value;
-    h->value.len = last - value;
-
-    return NGX_OK;
 }
 
 
@@ -913,13 +892,7 @@ ngx_http_do_add_header(ngx_http_request_t *r, const char *name, u_char *value,
 #endif
     h->key.data = (u_char *) name;
     h->key.len = ngx_strlen(name);
-
-    h->value.data = ngx_pnalloc(r->pool, len);
-    if (h->value.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(h->value.data, value, len);
+    h->value.data = value;
     h->value.len = len;
 
     return NGX_OK;

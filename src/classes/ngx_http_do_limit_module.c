@@ -639,7 +639,7 @@ ngx_http_do_limit_weigh(ngx_http_request_t *r, ngx_http_do_limit_ctx_t *ctx,
 
     if (r->connection->log->log_level >= llcf->limit_log_level) {
         len = ngx_do_log_escape(key, sizeof(key), res->key.data,
-                                    res->key.len);
+                                res->key.len);
 
         ngx_log_error(llcf->limit_log_level, r->connection->log, 0,
                       "do: limiting requests%s by \"%V\", retry in %L ms, "
