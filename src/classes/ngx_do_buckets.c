@@ -93,7 +93,7 @@ typedef struct {
 
 static ngx_int_t ngx_do_buckets_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
-static int64_t ngx_do_buckets_now(ngx_do_buckets_sh_t *sh, int64_t now);
+static int64_t ngx_do_buckets_now(ngx_do_buckets_sh_t *sh);
 static ngx_do_bucket_t *ngx_do_buckets_lookup(ngx_do_buckets_sh_t *sh,
     ngx_str_t *key, uint32_t hash);
 static ngx_do_bucket_t *ngx_do_buckets_insert(ngx_slab_pool_t *shpool,
@@ -192,16 +192,20 @@ ngx_do_buckets_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
 
 /*
- * Under the lock: the time to decide at.  Each worker's clock is the one
- * it cached at its last event loop turn, so workers lag one another by a
- * few milliseconds; a bucket's time must not go back when the next worker
- * is behind (it would see a fuller bucket as emptier and reject within
+ * Under the lock: the time to decide at, from this worker's clock.  Each
+ * worker's clock is the one it cached at its last event loop turn, so
+ * workers lag one another by a few milliseconds; a bucket's time must not
+ * go back when the next worker is behind (it would see a fuller bucket as emptier and reject within
  * the limit), as limit_req counts no negative elapsed time.  A clock set
  * back by more than a second is taken as it is.
  */
 static int64_t
-ngx_do_buckets_now(ngx_do_buckets_sh_t *sh, int64_t now)
+ngx_do_buckets_now(ngx_do_buckets_sh_t *sh)
 {
+    int64_t  now;
+
+    now = ngx_do_rate_limiter_now();
+
     if (now < sh->now && sh->now - now < 1000000) {
         return sh->now;
     }
@@ -237,11 +241,10 @@ ngx_do_buckets_take(ngx_do_namespace_t *ns, ngx_str_t *key, int64_t burst,
 
     start = ngx_do_status_usec();
     hash = ngx_crc32_short(key->data, key->len);
-    now = ngx_do_rate_limiter_now();
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    now = ngx_do_buckets_now(sh, now);
+    now = ngx_do_buckets_now(sh);
 
     b = ngx_do_buckets_lookup(sh, key, hash);
 
@@ -303,11 +306,10 @@ ngx_do_buckets_refund(ngx_do_namespace_t *ns, ngx_str_t *key)
 
     start = ngx_do_status_usec();
     hash = ngx_crc32_short(key->data, key->len);
-    now = ngx_do_rate_limiter_now();
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    now = ngx_do_buckets_now(conf->buckets->data, now);
+    now = ngx_do_buckets_now(conf->buckets->data);
 
     /* a bucket that is gone was full: there is nothing to give back */
     b = ngx_do_buckets_lookup(conf->buckets->data, key, hash);
@@ -347,12 +349,11 @@ ngx_do_buckets_tat(ngx_do_namespace_t *ns, ngx_str_t *key, int64_t *tat)
     shpool = (ngx_slab_pool_t *) conf->buckets->shm.addr;
 
     hash = ngx_crc32_short(key->data, key->len);
-    now = ngx_do_rate_limiter_now();
     rc = NGX_OK;
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    now = ngx_do_buckets_now(conf->buckets->data, now);
+    now = ngx_do_buckets_now(conf->buckets->data);
 
     b = ngx_do_buckets_lookup(conf->buckets->data, key, hash);
 
@@ -387,11 +388,10 @@ ngx_do_buckets_fill(ngx_do_namespace_t *ns, ngx_str_t *key, int64_t tat,
     sh = conf->buckets->data;
 
     hash = ngx_crc32_short(key->data, key->len);
-    now = ngx_do_rate_limiter_now();
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    now = ngx_do_buckets_now(sh, now);
+    now = ngx_do_buckets_now(sh);
 
     b = ngx_do_buckets_lookup(sh, key, hash);
 
@@ -466,13 +466,12 @@ ngx_do_buckets_collect(ngx_do_namespace_t *ns, ngx_uint_t list,
         return NGX_OK;
     }
 
-    now = ngx_do_rate_limiter_now();
     rc = NGX_OK;
     keep = 0;
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    now = ngx_do_buckets_now(sh, now);
+    now = ngx_do_buckets_now(sh);
     off = sh->dirty[list];
 
     while (off) {
