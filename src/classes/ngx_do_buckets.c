@@ -195,9 +195,10 @@ ngx_do_buckets_init_zone(ngx_shm_zone_t *shm_zone, void *data)
  * Under the lock: the time to decide at, from this worker's clock.  Each
  * worker's clock is the one it cached at its last event loop turn, so
  * workers lag one another by a few milliseconds; a bucket's time must not
- * go back when the next worker is behind (it would see a fuller bucket as emptier and reject within
- * the limit), as limit_req counts no negative elapsed time.  A clock set
- * back by more than a second is taken as it is.
+ * go back when the next worker is behind (it would see a fuller bucket as
+ * emptier and reject within the limit), as limit_req counts no negative
+ * elapsed time.  A clock set back by more than a second is taken as it
+ * is.
  */
 static int64_t
 ngx_do_buckets_now(ngx_do_buckets_sh_t *sh)
