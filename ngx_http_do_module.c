@@ -487,7 +487,6 @@ ngx_http_do_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     u_char           *p, *last, buf[NGX_HTTP_DO_SECRET_MAX + 1];
     ssize_t           n;
-    ngx_fd_t          fd;
     ngx_str_t        *value, file;
     unsigned int      len;
 
@@ -502,20 +501,8 @@ ngx_http_do_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    fd = ngx_open_file(file.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_open_file_n " \"%V\" failed", &file);
-        return NGX_CONF_ERROR;
-    }
-
-    n = ngx_read_fd(fd, buf, sizeof(buf));
-
-    (void) ngx_close_file(fd);
-
+    n = ngx_do_id_read_secret(cf, &file, buf, sizeof(buf));
     if (n == -1) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_read_fd_n " \"%V\" failed", &file);
         return NGX_CONF_ERROR;
     }
 

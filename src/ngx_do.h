@@ -301,6 +301,8 @@ typedef struct {
 } ngx_do_id_node_t;
 
 void ngx_do_id_init(u_char *secret);
+ssize_t ngx_do_id_read_secret(ngx_conf_t *cf, ngx_str_t *file, u_char *buf,
+    size_t size);
 uint32_t ngx_do_id_hash(u_char *id);
 void ngx_do_id_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);

@@ -4,7 +4,8 @@
  * tag = HMAC-SHA256(secret, namespace || body) truncated, shown as 64 hex.
  * An ID that was not minted for a namespace fails the tag check before any
  * routing or storage work, so IDs cannot be forged or moved between
- * namespaces.
+ * namespaces.  The secret files read at configuration (do_secret, and
+ * Redis's password_file=) are read here too.
  */
 
 
@@ -324,4 +325,38 @@ ngx_do_id_rbtree_lookup(ngx_rbtree_t *tree, u_char *id)
     }
 
     return NULL;
+}
+
+
+/*
+ * A secret file read at configuration (do_secret, password_file=): at
+ * most size bytes into buf, so that a caller that passes one byte more
+ * than it takes can tell a file that is too long; -1 when it cannot be
+ * opened or read (logged, with file and line).  The content is never
+ * logged.
+ */
+ssize_t
+ngx_do_id_read_secret(ngx_conf_t *cf, ngx_str_t *file, u_char *buf,
+    size_t size)
+{
+    ssize_t   n;
+    ngx_fd_t  fd;
+
+    fd = ngx_open_file(file->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%V\" failed", file);
+        return -1;
+    }
+
+    n = ngx_read_fd(fd, buf, size);
+
+    (void) ngx_close_file(fd);
+
+    if (n == -1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_read_fd_n " \"%V\" failed", file);
+    }
+
+    return n;
 }

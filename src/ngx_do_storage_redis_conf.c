@@ -343,7 +343,6 @@ ngx_do_storage_redis_conf_password_file(ngx_conf_t *cf, ngx_do_redis_conf_t *rc,
     ngx_str_t *name)
 {
     ssize_t     n;
-    ngx_fd_t    fd;
     ngx_str_t   file;
     u_char      buf[NGX_DO_REDIS_PASSWORD_MAX + 3];
 
@@ -376,20 +375,8 @@ ngx_do_storage_redis_conf_password_file(ngx_conf_t *cf, ngx_do_redis_conf_t *rc,
 
     rc->password_file = 1;
 
-    fd = ngx_open_file(file.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_open_file_n " \"%V\" failed", &file);
-        return NGX_ERROR;
-    }
-
-    n = ngx_read_fd(fd, buf, sizeof(buf));
-
-    (void) ngx_close_file(fd);
-
+    n = ngx_do_id_read_secret(cf, &file, buf, sizeof(buf));
     if (n == -1) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_read_fd_n " \"%V\" failed", &file);
         return NGX_ERROR;
     }
 
