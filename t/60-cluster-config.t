@@ -29,8 +29,9 @@ sub fails_like {
     my ($rc, $out, $file) = nginx_t($http);
     isnt($rc, 0, "$name: nginx -t fails");
     like($out, $re, "$name: the message says why") or diag $out;
-    like($out, qr/\Q$file\E:$line\b/, "$name: the message names file and line")
-        or diag $out;
+    my $lines = join '|', ref $line ? @$line : $line;
+    like($out, qr/\Q$file\E:(?:$lines)\b/,
+         "$name: the message names file and line") or diag $out;
 }
 
 {
@@ -43,7 +44,8 @@ fails_like("do_storage memory;\n$sec$ok$ns", qr/redis/i, $base + 2,
            'do_cluster on memory storage');
 fails_like("$sec$ok$ns", qr/redis/i, $base + 1,
            'do_cluster without do_storage');
-fails_like("$redis$ok$ns", qr/do_secret/, $base + 1,
+# (do_storage redis refuses to go without it too: either line says why)
+fails_like("$redis$ok$ns", qr/do_secret/, [$base, $base + 1],
            'do_cluster without do_secret');
 fails_like("$redis${sec}do_cluster listen=127.0.0.1:7946 lease=2s;\n$ns",
            qr/name=/, $base + 2, 'do_cluster without name=');
