@@ -10,7 +10,10 @@
  * one at a time and interleaved (owner, other, other, owner, ...), after
  * N / 10 of warm-up.  It prints p50 and p99 of each kind and their
  * difference: what forwarding the call to the owner adds.  Blocking
- * sockets; every response must be a 200 from the same owner.
+ * sockets; every response must be a 200 from the same owner.  With
+ * "-P PORT2" (cluster mode: PORT2 is another node) the second kind is a
+ * connection to that node instead, which forwards the call to the owner
+ * node: the difference is what a call forwarded between nodes adds.
  *
  * "-k KEYS" sends URI followed by 0, 1, 2, ... (so every key is new) over
  * C keep-alive connections, one request in flight on each, until KEYS
@@ -19,7 +22,7 @@
  * connection errors, the seconds from the first request to the last
  * response, requests per second and latency p50/p99.
  *
- *   latency -p PORT -u URI -n N
+ *   latency -p PORT [-P PORT2] -u URI -n N
  *   latency -p PORT -u URI -k KEYS [-c CONNS] [-d SECONDS]
  *
  * The result is one line of key=value pairs on stdout; failures go to
@@ -60,6 +63,7 @@ typedef struct {
 
 
 static int          port;
+static int          port2;              /* -P: another node */
 static const char  *uri = "/";
 
 
@@ -82,7 +86,7 @@ die(const char *what)
 
 
 static int
-open_conn(int nonblocking)
+open_conn_to(int to, int nonblocking)
 {
     int                 fd, one;
     struct sockaddr_in  sin;
@@ -97,7 +101,7 @@ open_conn(int nonblocking)
 
     memset(&sin, 0, sizeof(sin));
     sin.sin_family = AF_INET;
-    sin.sin_port = htons(port);
+    sin.sin_port = htons(to);
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 
     if (connect(fd, (struct sockaddr *) &sin, sizeof(sin)) == -1
@@ -108,6 +112,13 @@ open_conn(int nonblocking)
     }
 
     return fd;
+}
+
+
+static int
+open_conn(int nonblocking)
+{
+    return open_conn_to(port, nonblocking);
 }
 
 
@@ -246,7 +257,8 @@ forward_conns(int fds[2], char owners[2][32], char workers[2][32])
 
     fds[0] = fds[1] = -1;
 
-    for (tries = 0; tries < MAX_TRIES && (fds[0] == -1 || fds[1] == -1);
+    for (tries = 0;
+         tries < MAX_TRIES && (fds[0] == -1 || (!port2 && fds[1] == -1));
          tries++)
     {
         fd = open_conn(0);
@@ -263,6 +275,13 @@ forward_conns(int fds[2], char owners[2][32], char workers[2][32])
         }
 
         side = strcmp(owner, worker) != 0;
+
+        if (port2 && side == 1) {
+            /* on this node only the owner worker's connection is kept */
+            close(fd);
+            continue;
+        }
+
         if (fds[side] == -1) {
             fds[side] = fd;
             strcpy(owners[side], owner);
@@ -270,6 +289,22 @@ forward_conns(int fds[2], char owners[2][32], char workers[2][32])
         } else {
             close(fd);
         }
+    }
+
+    if (port2 && fds[0] != -1) {
+        fd = open_conn_to(port2, 0);
+        if (fd == -1) {
+            die("connect to the other node");
+        }
+
+        if (exchange(fd, buf, &len, &status) != 0 || status != 200) {
+            errno = 0;
+            die("the other node's first response is not a 200");
+        }
+
+        fds[1] = fd;
+        strcpy(owners[1], owners[0]);
+        strcpy(workers[1], "node");
     }
 
     if (fds[0] == -1 || fds[1] == -1) {
@@ -307,8 +342,9 @@ forward_cost(size_t n)
                 die("a request failed");
             }
             if (status != 200
-                || header(buf, len, "X-Owner", owner, sizeof(owner)) != 0
-                || strcmp(owner, owners[side]) != 0)
+                || (!(port2 && side == 1)
+                    && (header(buf, len, "X-Owner", owner, sizeof(owner)) != 0
+                        || strcmp(owner, owners[side]) != 0)))
             {
                 errno = 0;
                 die("a response is not a 200 from the same owner");
@@ -558,9 +594,10 @@ main(int argc, char **argv)
     conns = 64;
     seconds = 3600;
 
-    while ((opt = getopt(argc, argv, "p:u:n:k:c:d:")) != -1) {
+    while ((opt = getopt(argc, argv, "p:P:u:n:k:c:d:")) != -1) {
         switch (opt) {
         case 'p': port = atoi(optarg); break;
+        case 'P': port2 = atoi(optarg); break;
         case 'u': uri = optarg; break;
         case 'n': n = strtoull(optarg, NULL, 10); break;
         case 'k': keys = strtoull(optarg, NULL, 10); break;
@@ -578,7 +615,7 @@ main(int argc, char **argv)
 
 usage:
 
-    fprintf(stderr, "usage: latency -p PORT -u URI -n N\n"
+    fprintf(stderr, "usage: latency -p PORT [-P PORT2] -u URI -n N\n"
                     "       latency -p PORT -u URI -k KEYS [-c CONNS] "
                     "[-d SECONDS]\n");
     return 1;
