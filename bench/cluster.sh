@@ -421,6 +421,6 @@ for id in "${rows[@]}"; do
     r=-
     [ -n "$d" ] && [ -n "$p" ] && r=$(ratio "$d" "$p")
     printf '| %s | %s | %s | %s |\n' "${label[$id]}" \
-        "$(side "$id" ngx_do | tr '\n|' '  ' | head -c 160)" \
-        "$(side "$id" peer | tr '\n|' '  ' | head -c 160)" "$r"
+        "$(side "$id" ngx_do | tr -d '\n' | tr '|' ' ' | head -c 160)" \
+        "$(side "$id" peer | tr -d '\n' | tr '|' ' ' | head -c 160)" "$r"
 done
