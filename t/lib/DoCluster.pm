@@ -14,8 +14,9 @@ package DoCluster;
 # and the tests that need one owner per object fail, which shows they can.
 #
 # Placement converges when every node's status shows it in cluster mode,
-# the shards the nodes hold are every one of the 1024 exactly once, and
-# every node sees every other one live and connected.
+# the shards the nodes hold are every one of the 1024 exactly once, spread
+# over all of them (each holds at least half of 1024 / N), and every node
+# sees every other one live and connected.
 
 use strict;
 use warnings;
@@ -227,6 +228,15 @@ sub unconverged {
         }
     }
     return "the nodes hold $sum shards, not 1024" unless $sum == 1024;
+    # spread: each node at least half of its even share (rendezvous
+    # hashing over N nodes gives each 1024 / N, give or take a few dozen)
+    my %count;
+    $count{$_}++ for values %holder;
+    for my $i (@on) {
+        my $n = $count{ $self->name($i) } // 0;
+        return $self->name($i) . " holds $n shards, not its share"
+            if $n < 1024 / @on / 2;
+    }
     return '';
 }
 
