@@ -283,7 +283,7 @@ sub shard_of {
     return hex($1) % 1024;
 }
 
-# Names "<prefix><n>" of $count objects whose shard node $i holds, found
+# Names of $count new objects whose shard node $i holds, found
 # through $uri_of->($name) (a request whose answer has X-Id: the object
 # ID) on node $via; each as [name, shard].
 sub objects_held_by {
@@ -291,7 +291,8 @@ sub objects_held_by {
     my $h = $self->holders;
     my @found;
     for my $n (1 .. 2000) {
-        my $name = "o$n" . "x$$";
+        # names handed out before are not used twice
+        my $name = "o" . ++$self->{named} . "x$$";
         my $r = http($self->port($via // 0), 'GET', $uri_of->($name));
         my $s = shard_of($r->{headers}{'x-id'});
         next unless defined $s;
