@@ -210,7 +210,13 @@ cmp_ok($cl->{fenced} // 0, '>', $fenced0,
 my $e = $cl->{epochs}{$s};
 ok(!defined $e || $e > $foreign,
    "n1 does not hold shard $s at the old epoch any more");
-ok($c->converge(15), 'placement converges once the foreign lease ended');
+ok(wait_for(sub { ($c->redis_cmd('GET', $lk) // '') !~ /intruder/ }, 6),
+   'the foreign lease ends');
+ok(wait_for(sub { my $x = $c->holders->{$s};
+                  defined $x
+                  && (($c->cluster($x) // {})->{epochs}{$s} // 0) > $foreign
+              }, 10)
+   && $c->converge(10), 'placement converges once the foreign lease ended');
 my $hs = $c->holders->{$s};
 my $e2 = defined $hs ? ($c->cluster($hs) // {})->{epochs}{$s} // 0 : 0;
 cmp_ok($e2, '>', $foreign, "shard $s is held again, at a higher epoch ($e2)");
