@@ -315,8 +315,10 @@ ngx_uint_t ngx_do_shard_owner(ngx_uint_t shard);
  * handover): the deferred state that classes keep of the shard (rate
  * limiter buckets) is stored now, from this worker, under the epoch this
  * node holds.  NGX_OK: nothing was waiting; NGX_AGAIN: writes are in
- * flight, and done(data, rc) runs once when storage answered them all
- * (rc NGX_OK: all stored; NGX_ERROR: some were not).  Deferred objects
+ * flight, and done(data, rc), unless NULL, runs once when storage
+ * answered them all (rc NGX_OK: all stored; NGX_ERROR: some were not).
+ * The cluster core's leave handlers call it (ngx_do_cluster_on_leave(),
+ * registered with the first class handler).  Deferred objects
  * are not flushed here: their writes are refused by epoch once the
  * shard has gone.
  */

@@ -49,6 +49,7 @@ typedef struct {
 } ngx_do_shard_flushing_t;
 
 
+static void ngx_do_shard_leave(ngx_uint_t shard);
 static void ngx_do_shard_flushed(void *ctx, ngx_int_t rc);
 
 
@@ -78,6 +79,11 @@ ngx_do_shard_on_flush(ngx_do_shard_flush_pt handler, void *data)
     h = ngx_palloc(ngx_cycle->pool, sizeof(ngx_do_shard_hook_t));
     if (h == NULL) {
         return NGX_ERROR;
+    }
+
+    if (ngx_do_shard_hooks == NULL) {
+        /* the agent's handover calls them, a tick before it lets go */
+        ngx_do_cluster_on_leave(ngx_do_shard_leave);
     }
 
     h->handler = handler;
@@ -124,6 +130,13 @@ ngx_do_shard_flush(ngx_uint_t shard, void (*done)(void *data, ngx_int_t rc),
 
 
 static void
+ngx_do_shard_leave(ngx_uint_t shard)
+{
+    (void) ngx_do_shard_flush(shard, NULL, NULL);
+}
+
+
+static void
 ngx_do_shard_flushed(void *ctx, ngx_int_t rc)
 {
     ngx_do_shard_flushing_t  *f = ctx;
@@ -136,6 +149,9 @@ ngx_do_shard_flushed(void *ctx, ngx_int_t rc)
         return;
     }
 
-    f->done(f->data, f->rc);
+    if (f->done) {
+        f->done(f->data, f->rc);
+    }
+
     ngx_free(f);
 }
