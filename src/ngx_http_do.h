@@ -515,6 +515,8 @@ ngx_msec_t ngx_do_flush_interval(void);
  * NGX_DO_LOG_TIMEOUT      calls whose owner did not answer in time
  * NGX_DO_LOG_ALARM        alarms that could not run, or were skipped
  * NGX_DO_LOG_QUOTA        commits refused by a namespace quota
+ * NGX_DO_LOG_NODE         the channel between nodes: peers unreachable,
+ *                         refused or full
  */
 #define NGX_DO_LOG_UNAVAILABLE    0
 #define NGX_DO_LOG_FULL           1
@@ -525,7 +527,8 @@ ngx_msec_t ngx_do_flush_interval(void);
 #define NGX_DO_LOG_TIMEOUT        6
 #define NGX_DO_LOG_ALARM          7
 #define NGX_DO_LOG_QUOTA          8
-#define NGX_DO_LOG_KINDS          9
+#define NGX_DO_LOG_NODE           9
+#define NGX_DO_LOG_KINDS          10
 
 void ngx_do_log_throttled(ngx_uint_t level, ngx_log_t *log, ngx_err_t err,
     ngx_uint_t kind, const char *fmt, ...);
