@@ -43,6 +43,8 @@ static char *ngx_http_do_pass(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_do_pass_var(ngx_conf_t *cf,
     ngx_http_do_loc_conf_t *dlcf, ngx_str_t *expr);
+static char *ngx_http_do_cluster(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_do_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_do_init_module(ngx_cycle_t *cycle);
@@ -62,6 +64,13 @@ static ngx_command_t  ngx_http_do_commands[] = {
     { ngx_string("do_secret"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_do_secret,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("do_cluster"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_do_cluster,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -267,6 +276,17 @@ ngx_http_do_postconfiguration(ngx_conf_t *cf)
                       "be the same after restarts and on every node, "
                       "set do_secret in %s:%ui", &dmcf->backend->name,
                       dmcf->storage_file, dmcf->storage_line);
+        return NGX_ERROR;
+    }
+
+    if (dmcf->cluster
+        && ngx_do_cluster_init_conf(cf, dmcf->cluster,
+                                    ngx_strcmp(dmcf->backend->name.data,
+                                               "redis") == 0
+                                    ? dmcf->backend_conf : NULL,
+                                    dmcf->secret_set, &ngx_http_do_module)
+           != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -713,6 +733,16 @@ ngx_http_do_pass_var(ngx_conf_t *cf, ngx_http_do_loc_conf_t *dlcf,
 }
 
 
+/* do_cluster name= listen= [lease=]: src/ngx_do_cluster.c */
+static char *
+ngx_http_do_cluster(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_do_main_conf_t  *dmcf = conf;
+
+    return ngx_do_cluster_parse(cf, &dmcf->cluster);
+}
+
+
 static char *
 ngx_http_do_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -789,6 +819,11 @@ ngx_http_do_init_process(ngx_cycle_t *cycle)
     ngx_do_runtime.max_objects = dmcf->max_objects;
     ngx_do_runtime.generation = ngx_http_do_generation;
 
+    /* before the backend's connections: the agent's scripts load with them */
+    if (ngx_do_cluster_init_worker(cycle, dmcf->cluster) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (dmcf->backend->init_worker(cycle, dmcf->backend_conf) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -863,6 +898,7 @@ ngx_http_do_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
+    ngx_do_cluster_exit_worker();
     ngx_do_fanout_exit();
     ngx_do_router_exit(cycle);
     ngx_do_alarms_exit();

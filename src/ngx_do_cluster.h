@@ -51,12 +51,21 @@ extern ngx_do_cluster_conf_t  *ngx_do_cluster;
 /* configuration: do_cluster's arguments, then the checks and the zone */
 char *ngx_do_cluster_parse(ngx_conf_t *cf, ngx_do_cluster_conf_t **conf);
 ngx_int_t ngx_do_cluster_init_conf(ngx_conf_t *cf,
-    ngx_do_cluster_conf_t *conf, ngx_uint_t redis, void *tag);
+    ngx_do_cluster_conf_t *conf, void *redis, ngx_uint_t secret, void *tag);
 
 /* in each worker (and exit); the agent runs in worker 0 */
 ngx_int_t ngx_do_cluster_init_worker(ngx_cycle_t *cycle,
     ngx_do_cluster_conf_t *conf);
 void ngx_do_cluster_exit_worker(void);
+
+/*
+ * Handlers that the agent calls when this node is about to give a shard
+ * up (a planned handover), a tick before it releases the lease: deferred
+ * state of the shard is to be stored now, with the epoch still held.
+ */
+typedef void (*ngx_do_cluster_leave_pt)(ngx_uint_t shard);
+
+void ngx_do_cluster_on_leave(ngx_do_cluster_leave_pt handler);
 
 /*
  * Where calls for the shard go: HERE (this node holds its lease, and the

@@ -20,6 +20,7 @@
 #include <ngx_core.h>
 
 #include "ngx_do.h"
+#include "ngx_do_cluster.h"
 
 
 #define NGX_DO_STATUS_SLOTS       256
@@ -399,7 +400,7 @@ ngx_do_status_render(ngx_pool_t *pool, ngx_uint_t prometheus,
         namespaces = &none;
     }
 
-    len = 8192 + n * 2048;
+    len = 8192 + n * 2048 + ngx_do_cluster_status_size();
     ns = namespaces->elts;
 
     for (i = 0; i < namespaces->nelts; i++) {
@@ -439,6 +440,7 @@ ngx_do_status_render(ngx_pool_t *pool, ngx_uint_t prometheus,
         p = ngx_do_status_prometheus_ns(p, last, namespaces);
         p = ngx_do_status_histogram(p, last, namespaces);
         p = ngx_do_status_prometheus_tables(p, last, namespaces);
+        p = ngx_do_cluster_status_prometheus(p, last);
 
     } else {
         p = ngx_slprintf(p, last, "{\"version\":\"" NGX_DO_VERSION "\","
@@ -450,7 +452,9 @@ ngx_do_status_render(ngx_pool_t *pool, ngx_uint_t prometheus,
         p = ngx_do_status_json(p, last, n);
         p = ngx_slprintf(p, last, "],\"namespaces\":{");
         p = ngx_do_status_json_ns(p, last, namespaces);
-        p = ngx_slprintf(p, last, "}}\n");
+        p = ngx_slprintf(p, last, "}");
+        p = ngx_do_cluster_status_json(p, last);
+        p = ngx_slprintf(p, last, "}\n");
     }
 
     if (p == last) {

@@ -17,6 +17,7 @@
 
 #include "ngx_do.h"
 #include "ngx_do_ws.h"
+#include "ngx_do_cluster.h"
 
 
 #define NGX_HTTP_DO_NAME          1
@@ -42,6 +43,7 @@ typedef struct {
     ngx_int_t                  max_objects;   /* do_max_objects */
     u_char                     secret[32];
     ngx_flag_t                 secret_set;
+    ngx_do_cluster_conf_t     *cluster;       /* do_cluster, or NULL */
 } ngx_http_do_main_conf_t;
 
 
