@@ -290,6 +290,13 @@ ngx_http_do_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    /* listen=: the channel between nodes, accepted by every worker */
+    if (dmcf->cluster
+        && ngx_do_node_listen(cf, &dmcf->cluster->addr) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     if (dmcf->namespaces.nelts == 0) {
         return NGX_OK;
     }

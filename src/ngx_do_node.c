@@ -172,8 +172,8 @@ ngx_do_node_accept(ngx_connection_t *c)
         return;
     }
 
-    nc->addr_len = ngx_min(c->addr_text.len, sizeof(nc->addr));
-    ngx_memcpy(nc->addr, c->addr_text.data, nc->addr_len);
+    nc->addr_len = ngx_sock_ntop(c->sockaddr, c->socklen, nc->addr,
+                                 sizeof(nc->addr), 1);
 
     ngx_log_debug1(NGX_LOG_DEBUG_EVENT, c->log, 0,
                    "do node: connection from %V", &c->addr_text);

@@ -77,12 +77,10 @@ ngx_int_t
 ngx_do_node_hello(ngx_do_node_conn_t *nc)
 {
     u_char     msg[NGX_DO_NODE_HELLO], *p;
-    ngx_str_t  self, addr;
+    ngx_str_t  self;
 
     ngx_memzero(msg, sizeof(msg));
-    ngx_str_null(&self);
-
-    (void) ngx_do_cluster_peer(ngx_do_cluster_self(), &self, &addr);
+    self = ngx_do_cluster->name;
 
     if (RAND_bytes(nc->nonce_c, NGX_DO_NODE_NONCE) != 1
         || self.len == 0 || self.len > NGX_DO_NODE_NAME)
@@ -106,7 +104,7 @@ static ngx_int_t
 ngx_do_node_got_hello(ngx_do_node_conn_t *nc, u_char *p)
 {
     u_char     msg[NGX_DO_NODE_CHALLENGE], *m;
-    ngx_str_t  self, addr;
+    ngx_str_t  self;
 
     if (ngx_memcmp(p, NGX_DO_NODE_MAGIC, 4) != 0) {
         ngx_do_node_refuse(nc, "not a node's handshake");
@@ -127,8 +125,7 @@ ngx_do_node_got_hello(ngx_do_node_conn_t *nc, u_char *p)
 
     ngx_memcpy(nc->name, p, nc->name_len);
 
-    ngx_str_null(&self);
-    (void) ngx_do_cluster_peer(ngx_do_cluster_self(), &self, &addr);
+    self = ngx_do_cluster->name;
 
     if (RAND_bytes(nc->nonce_s, NGX_DO_NODE_NONCE) != 1
         || self.len == 0 || self.len > NGX_DO_NODE_NAME)
@@ -236,10 +233,9 @@ static void
 ngx_do_node_proof(ngx_do_node_conn_t *nc, const char *label, u_char *out)
 {
     u_char     t[4 + 2 * NGX_DO_NODE_NONCE + 2 + 2 * NGX_DO_NODE_NAME], *p;
-    ngx_str_t  self, addr, client, server;
+    ngx_str_t  self, client, server;
 
-    ngx_str_null(&self);
-    (void) ngx_do_cluster_peer(ngx_do_cluster_self(), &self, &addr);
+    self = ngx_do_cluster->name;
 
     if (nc->incoming) {
         client.data = nc->name;
