@@ -543,6 +543,8 @@ ngx_msec_t ngx_do_flush_interval(void);
  * NGX_DO_LOG_QUOTA        commits refused by a namespace quota
  * NGX_DO_LOG_FENCED       commits and flushes refused by their shard's
  *                         epoch (cluster mode)
+ * NGX_DO_LOG_NODE         the channel between nodes: peers unreachable,
+ *                         refused or full
  */
 #define NGX_DO_LOG_UNAVAILABLE    0
 #define NGX_DO_LOG_FULL           1
@@ -554,7 +556,8 @@ ngx_msec_t ngx_do_flush_interval(void);
 #define NGX_DO_LOG_ALARM          7
 #define NGX_DO_LOG_QUOTA          8
 #define NGX_DO_LOG_FENCED         9
-#define NGX_DO_LOG_KINDS          10
+#define NGX_DO_LOG_NODE           10
+#define NGX_DO_LOG_KINDS          11
 
 void ngx_do_log_throttled(ngx_uint_t level, ngx_log_t *log, ngx_err_t err,
     ngx_uint_t kind, const char *fmt, ...);
