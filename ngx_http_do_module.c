@@ -20,6 +20,7 @@
 #include <openssl/evp.h>
 
 #include "ngx_do.h"
+#include "ngx_do_node.h"
 #include "ngx_http_do_module.h"
 
 
@@ -285,6 +286,13 @@ ngx_http_do_postconfiguration(ngx_conf_t *cf)
                                     ? dmcf->backend_conf : NULL,
                                     dmcf->secret_set, &ngx_http_do_module)
            != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* listen=: the channel between nodes, accepted by every worker */
+    if (dmcf->cluster
+        && ngx_do_node_listen(cf, &dmcf->cluster->addr) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -877,6 +885,10 @@ ngx_http_do_init_process(ngx_cycle_t *cycle)
         }
     }
 
+    if (ngx_do_node_init_worker(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_do_ipc_init_worker(cycle, ngx_do_router_ipc,
                                   ngx_do_router_bounce);
 }
@@ -914,6 +926,7 @@ ngx_http_do_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_do_handover_exit_worker();
+    ngx_do_node_exit_worker();
     ngx_do_ipc_exit_worker();
     ngx_do_handover_unregister();
 }

@@ -32,6 +32,12 @@
 #define ngx_do_quota_refused(rc)                                             \
     ((rc) == NGX_DO_QUOTA_BYTES || (rc) == NGX_DO_QUOTA_OBJECTS)
 
+/*
+ * cluster mode: storage refused a commit or a flush by its epoch (this
+ * node does not hold the shard's lease at that epoch): nothing was stored
+ */
+#define NGX_DO_FENCED             -102
+
 /* an object ID's first 8 hex digits, as debug lines print it ("%08xD") */
 #define ngx_do_id_prefix(id)                                                 \
     (((uint32_t) (id)[0] << 24) | ((uint32_t) (id)[1] << 16)                 \
@@ -103,9 +109,14 @@ typedef struct {
 } ngx_do_write_t;
 
 
+/*
+ * epoch: in cluster mode, the epoch of the shard's lease the object was
+ * loaded under; storage stores nothing unless the lease is still at it
+ */
 typedef struct {
     ngx_array_t                writes;        /* ngx_do_write_t */
     ngx_msec_t                 expire;        /* 0: the state stays */
+    uint64_t                   epoch;
     uint64_t                   alarm;         /* the next alarm, 0: none */
     unsigned                   clear:1;
     unsigned                   alarm_set:1;   /* alarm goes to the index */
@@ -129,6 +140,8 @@ struct ngx_do_storage_req_s {
     uint64_t                   version;
     ngx_array_t               *kvs;           /* ngx_do_kv_t */
     ngx_pool_t                *pool;
+    ngx_uint_t                 shard;         /* cluster mode: a commit's */
+    uint64_t                   epoch;
 };
 
 
@@ -166,6 +179,11 @@ struct ngx_do_storage_req_s {
  * changes anything; a batch that does not grow a count always passes.
  * State with an expiry (batch.expire) is not counted: storage drops it on
  * its own.
+ *
+ * Fencing, in cluster mode: a commit (and a write of cells) carries the
+ * epoch of its shard's lease that its state was read or decided under
+ * (batch.epoch) and stores nothing unless the lease is still at that
+ * epoch: NGX_DO_FENCED, logged, counted and told to the cluster core.
  */
 typedef struct {
     size_t                     size;          /* a memory zone, or 0 */
@@ -225,6 +243,7 @@ typedef struct {
                                          ngx_do_cell_pt handler, void *data);
     ngx_int_t                (*cell_put)(ngx_do_namespace_t *ns,
                                          ngx_do_cell_t *cells, ngx_uint_t n,
+                                         uint64_t epoch,
                                          ngx_do_cell_pt handler, void *data);
 } ngx_do_backend_t;
 
@@ -291,6 +310,21 @@ void ngx_do_router_bounce(ngx_uint_t type, ngx_uint_t src, uint64_t call_id,
 /* ngx_do_shard.c: the one shard -> owner rule */
 ngx_uint_t ngx_do_shard_owner(ngx_uint_t shard);
 
+/*
+ * Cluster mode, when this node is about to give the shard up (a planned
+ * handover): the deferred state that classes keep of the shard (rate
+ * limiter buckets) is stored now, from this worker, under the epoch this
+ * node holds.  NGX_OK: nothing was waiting; NGX_AGAIN: writes are in
+ * flight, and done(data, rc), unless NULL, runs once when storage
+ * answered them all (rc NGX_OK: all stored; NGX_ERROR: some were not).
+ * The cluster core's leave handlers call it (ngx_do_cluster_on_leave(),
+ * registered with the first class handler).  Deferred objects
+ * are not flushed here: their writes are refused by epoch once the
+ * shard has gone.
+ */
+ngx_int_t ngx_do_shard_flush(ngx_uint_t shard,
+    void (*done)(void *data, ngx_int_t rc), void *data);
+
 
 /* ngx_do_id.c */
 
@@ -311,7 +345,6 @@ ngx_int_t ngx_do_id_unique(ngx_do_namespace_t *ns, u_char *id);
 ngx_int_t ngx_do_id_from_string(ngx_do_namespace_t *ns, ngx_str_t *hex,
     u_char *id);
 ngx_uint_t ngx_do_id_owner(u_char *id);
-ngx_uint_t ngx_do_id_shard(u_char *id);
 
 
 /* ngx_do_ipc.c */
@@ -422,6 +455,7 @@ typedef struct {
     ngx_atomic_uint_t          conflicts;
     ngx_atomic_uint_t          storage_full;
     ngx_atomic_uint_t          quota_exceeded;
+    ngx_atomic_uint_t          fenced;
     ngx_atomic_uint_t          alarms_fired;
     ngx_atomic_uint_t          alarms_failed;
     ngx_atomic_uint_t          parked;
@@ -436,6 +470,9 @@ typedef struct {
 extern ngx_do_stats_t         *ngx_do_stats;
 
 size_t ngx_do_status_zone_size(ngx_uint_t namespaces);
+
+/* cluster mode: the commits and flushes refused by epoch, every worker's */
+ngx_uint_t ngx_do_status_fenced(void);
 
 /* shm_zone->data: the namespaces (ngx_do_namespace_t *), each gets stats */
 ngx_int_t ngx_do_status_init_zone(ngx_shm_zone_t *shm_zone, void *data);

@@ -14,6 +14,11 @@
  * start (which finds what came due while nginx was down) and every 30 s
  * (which finds what other workers wrote, during a reload).
  *
+ * In cluster mode a worker scans only the shards it owns that this node
+ * holds now (ngx_do_cluster_route() says HERE): it looks at the routes at
+ * least every second, and a shard this node has just taken is scanned at
+ * once, for its alarms were scheduled by the node that held it before.
+ *
  * A due object gets a call like any other: it waits its turn.  The turn
  * removes the due alarms from the object and runs class->alarm for each;
  * its commit stores both, so an alarm is gone only once its handler's
@@ -27,11 +32,13 @@
 #include <ngx_event.h>
 
 #include "ngx_do.h"
+#include "ngx_do_cluster.h"
 
 
 #define NGX_DO_ALARM_BATCH        256
 #define NGX_DO_ALARM_RESCAN       30000
 #define NGX_DO_ALARM_RETRY        2000
+#define NGX_DO_ALARM_ROUTES       1000        /* cluster: routes looked at */
 #define NGX_DO_ALARM_TRIES        6
 #define NGX_DO_ALARM_NONE         ((uint64_t) -1)
 
@@ -67,6 +74,7 @@ typedef struct {
 
 static void ngx_do_alarm_timer_handler(ngx_event_t *ev);
 static void ngx_do_alarm_arm(void);
+static ngx_uint_t ngx_do_alarm_held(ngx_uint_t shard);
 static void ngx_do_alarm_scan(ngx_uint_t shard, uint64_t now);
 static void ngx_do_alarm_scanned(ngx_do_storage_req_t *req);
 static void ngx_do_alarm_found(ngx_uint_t shard, ngx_do_storage_req_t *req);
@@ -89,6 +97,8 @@ static uint64_t                ngx_do_alarm_due[NGX_DO_SHARDS];
 static uint64_t                ngx_do_alarm_soon[NGX_DO_SHARDS];
 static u_char                  ngx_do_alarm_scanning[NGX_DO_SHARDS];
 static ngx_uint_t              ngx_do_alarm_mine[NGX_DO_SHARDS];
+/* cluster mode: the route of the shard was HERE when last looked at */
+static u_char                  ngx_do_alarm_here[NGX_DO_SHARDS];
 static ngx_uint_t              ngx_do_alarm_nmine;
 static ngx_event_t             ngx_do_alarm_timer;
 /* the data of timers (nginx's debug lines read a timer's data as one) */
@@ -140,6 +150,7 @@ ngx_do_alarms_init(ngx_cycle_t *cycle, ngx_do_backend_t *backend)
 
         ngx_do_alarm_soon[i] = NGX_DO_ALARM_NONE;
         ngx_do_alarm_scanning[i] = 0;
+        ngx_do_alarm_here[i] = 1;
     }
 
     ngx_do_alarm_timer.handler = ngx_do_alarm_timer_handler;
@@ -193,8 +204,10 @@ ngx_do_alarm_scheduled(u_char *id, uint64_t when)
 
     shard = ngx_do_id_shard(id);
 
-    if (ngx_do_shard_owner(shard) != (ngx_uint_t) ngx_worker) {
-        /* another worker's shard (a reload): its rescan finds it */
+    if (ngx_do_shard_owner(shard) != (ngx_uint_t) ngx_worker
+        || !ngx_do_alarm_here[shard])
+    {
+        /* another worker's (a reload) or node's shard: its scans find it */
         return;
     }
 
@@ -237,12 +250,43 @@ ngx_do_alarm_timer_handler(ngx_event_t *ev)
     for (k = 0; k < ngx_do_alarm_nmine; k++) {
         i = ngx_do_alarm_mine[k];
 
+        if (!ngx_do_alarm_held(i)) {
+            continue;
+        }
+
         if (!ngx_do_alarm_scanning[i] && ngx_do_alarm_due[i] <= now) {
             ngx_do_alarm_scan(i, now);
         }
     }
 
     ngx_do_alarm_arm();
+}
+
+
+/*
+ * Cluster mode: whether this node holds the shard now; one it has just
+ * taken is due at once.  Outside cluster mode: always.
+ */
+static ngx_uint_t
+ngx_do_alarm_held(ngx_uint_t shard)
+{
+    ngx_uint_t  peer;
+
+    if (ngx_do_cluster == NULL) {
+        return 1;
+    }
+
+    if (ngx_do_cluster_route(shard, &peer) != NGX_DO_CLUSTER_HERE) {
+        ngx_do_alarm_here[shard] = 0;
+        return 0;
+    }
+
+    if (!ngx_do_alarm_here[shard]) {
+        ngx_do_alarm_here[shard] = 1;
+        ngx_do_alarm_due[shard] = 0;
+    }
+
+    return 1;
 }
 
 
@@ -262,9 +306,18 @@ ngx_do_alarm_arm(void)
     for (k = 0; k < ngx_do_alarm_nmine; k++) {
         i = ngx_do_alarm_mine[k];
 
-        if (!ngx_do_alarm_scanning[i] && ngx_do_alarm_due[i] < next) {
+        if (ngx_do_alarm_here[i] && !ngx_do_alarm_scanning[i]
+            && ngx_do_alarm_due[i] < next)
+        {
             next = ngx_do_alarm_due[i];
         }
+    }
+
+    now = ngx_do_now();
+
+    if (ngx_do_cluster) {
+        /* shards come and go with the routes: a look every second */
+        next = ngx_min(next, now + NGX_DO_ALARM_ROUTES);
     }
 
     if (next == NGX_DO_ALARM_NONE) {
@@ -274,8 +327,6 @@ ngx_do_alarm_arm(void)
     if (ngx_do_alarm_timer.timer_set && ngx_do_alarm_armed <= next) {
         return;
     }
-
-    now = ngx_do_now();
 
     ngx_add_timer(&ngx_do_alarm_timer,
                   (ngx_msec_t) (next > now ? ngx_min(next - now,

@@ -41,6 +41,7 @@
 #include "ngx_do.h"
 #include "ngx_do_redis.h"
 #include "ngx_do_cluster.h"
+#include "ngx_do_node.h"
 
 
 #define NGX_DO_CLUSTER_NOBODY     0xff
@@ -961,13 +962,15 @@ ngx_do_cluster_status_size(void)
 {
     return 1024 + NGX_DO_SHARDS * 32
            + NGX_DO_CLUSTER_PEERS * (NGX_DO_CLUSTER_NAME_LEN
-                                     + NGX_DO_CLUSTER_ADDR_LEN + 128);
+                                     + NGX_DO_CLUSTER_ADDR_LEN + 128)
+           + ngx_do_node_status_size();
 }
 
 
 /*
  * "cluster":{"node","listen","lease_ms","shards","epochs":{"<s>":e},
- * "lost","peers":[{"name","addr","live","self"}]}
+ * "lost","peers":[{"name","addr","live","self"}],
+ * "channel":[the channel to each peer: ngx_do_node_status_json()]}
  */
 u_char *
 ngx_do_cluster_status_json(u_char *p, u_char *last)
@@ -1036,7 +1039,10 @@ ngx_do_cluster_status_json(u_char *p, u_char *last)
         first = 0;
     }
 
-    return ngx_slprintf(p, last, "]}");
+    p = ngx_slprintf(p, last, "],\"channel\":");
+    p = ngx_do_node_status_json(p, last);
+
+    return ngx_slprintf(p, last, "}");
 }
 
 
@@ -1080,5 +1086,5 @@ ngx_do_cluster_status_prometheus(u_char *p, u_char *last)
         }
     }
 
-    return p;
+    return ngx_do_node_status_prometheus(p, last);
 }

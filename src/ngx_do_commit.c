@@ -71,6 +71,8 @@ ngx_do_commit_turn(ngx_do_object_t *obj, ngx_do_turn_t *t)
         t->batch.expire = obj->expire;
     }
 
+    t->batch.epoch = obj->epoch;
+
     if (!ngx_do_object_backend->async) {
         rc = ngx_do_object_backend->commit(obj->ns, obj->id, obj->version,
                                            &t->batch, &sreq);
@@ -238,6 +240,7 @@ ngx_do_commit_group_batch(ngx_do_object_t *obj, ngx_pool_t *pool,
 
     ngx_memzero(batch, sizeof(ngx_do_batch_t));
     batch->expire = obj->expire;
+    batch->epoch = obj->epoch;
 
     if (ngx_array_init(&batch->writes, pool, 8, sizeof(ngx_do_write_t))
         != NGX_OK)
@@ -392,6 +395,11 @@ ngx_do_commit_group_end(ngx_do_object_t *obj, ngx_int_t rc, uint64_t version,
         (void) ngx_do_object_stale(obj, NULL);
     }
 
+    if (rc == NGX_DO_FENCED) {
+        /* the shard went: nothing of this tenure is to be trusted */
+        ngx_do_object_refresh(obj);
+    }
+
     if (rc == NGX_BUSY && ++obj->tries < NGX_DO_TURN_TRIES) {
         ngx_do_stats->conflicts++;
 
@@ -425,8 +433,8 @@ ngx_do_commit_group_end(ngx_do_object_t *obj, ngx_int_t rc, uint64_t version,
 
     ngx_do_status_count(obj->ns, NGX_DO_STAT_COMMIT_FAILURES);
 
-    /* a quota refusal has its own line */
-    if (!ngx_do_quota_refused(rc)) {
+    /* a quota refusal and a fenced commit have their own lines */
+    if (!ngx_do_quota_refused(rc) && rc != NGX_DO_FENCED) {
         ngx_do_log_throttled(NGX_LOG_ERR, ngx_cycle->log, 0,
                              rc == NGX_BUSY ? NGX_DO_LOG_BUSY
                              : rc == NGX_DECLINED ? NGX_DO_LOG_FULL
@@ -490,6 +498,10 @@ ngx_do_commit_status(ngx_do_object_t *obj, ngx_int_t rc, const char **msg)
         *msg = "storage is full";
         return 507;
 
+    case NGX_DO_FENCED:
+        *msg = NGX_DO_MOVED;
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+
     default:
         *msg = "storage is unavailable";
         return NGX_HTTP_SERVICE_UNAVAILABLE;
@@ -526,6 +538,11 @@ ngx_do_commit_end(ngx_do_object_t *obj, ngx_do_turn_t *t, ngx_int_t rc,
     if (rc != NGX_OK) {
         ngx_do_cache_drop(obj);
         ngx_do_turn_free(t);
+
+        if (rc == NGX_DO_FENCED) {
+            ngx_do_object_refresh(obj);
+        }
+
         ngx_do_status_count(obj->ns, NGX_DO_STAT_COMMIT_FAILURES);
 
         if (rc == NGX_DECLINED) {

@@ -126,6 +126,7 @@ ngx_do_defer_flush(ngx_do_object_t *obj)
 
     ngx_memzero(&batch, sizeof(ngx_do_batch_t));
     batch.expire = obj->expire;
+    batch.epoch = obj->epoch;
 
     if (ngx_array_init(&batch.writes, pool, 4, sizeof(ngx_do_write_t))
         != NGX_OK)
@@ -195,6 +196,19 @@ ngx_do_defer_flush_done(ngx_do_object_t *obj, ngx_int_t rc)
     if (rc == NGX_OK) {
         ngx_do_defer_list_free(obj->flushing);
         obj->flushing = NULL;
+        return NGX_OK;
+    }
+
+    if (rc == NGX_DO_FENCED) {
+        /*
+         * the shard went (storage said so, and logged it): these writes
+         * and those made since will never be stored, and the memory that
+         * holds them is read again before the next call
+         */
+        ngx_do_defer_list_free(obj->flushing);
+        obj->flushing = NULL;
+        ngx_do_defer_free(obj);
+        ngx_do_object_refresh(obj);
         return NGX_OK;
     }
 

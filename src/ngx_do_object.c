@@ -23,6 +23,7 @@
 #include <ngx_event.h>
 
 #include "ngx_do_object.h"
+#include "ngx_do_cluster.h"
 
 
 static void ngx_do_object_sweep_handler(ngx_event_t *ev);
@@ -551,6 +552,48 @@ ngx_do_object_refresh(ngx_do_object_t *obj)
 
 
 /*
+ * Cluster mode, before the object's next calls: its state must have been
+ * loaded under the epoch of the shard's lease this node holds now.  Under
+ * another (the shard went and came back), what the object keeps is stale:
+ * it is loaded again and init runs again; its deferred writes, which
+ * storage would refuse, are dropped; its parked calls stay and meet the
+ * fresh state at their next wake.  Without a lease, its calls and parked
+ * calls hear 503 and the object goes.  NGX_OK, or NGX_AGAIN: it is gone.
+ */
+ngx_int_t
+ngx_do_object_epoch(ngx_do_object_t *obj)
+{
+    uint64_t  epoch;
+
+    epoch = ngx_do_cluster_epoch(ngx_do_id_shard(obj->id));
+
+    if (epoch == obj->epoch) {
+        return NGX_OK;
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
+                   "do object %08xD: epoch %uL, its shard's now %uL",
+                   ngx_do_id_prefix(obj->id), obj->epoch, epoch);
+
+    if (epoch == 0) {
+        ngx_do_park_free_all(obj, NGX_DO_MOVED);
+        ngx_do_defer_free(obj);
+        ngx_do_object_fail_all(obj, NGX_DO_MOVED);
+        return NGX_AGAIN;
+    }
+
+    if (obj->epoch) {
+        ngx_do_defer_free(obj);
+        ngx_do_object_refresh(obj);
+    }
+
+    obj->epoch = epoch;
+
+    return NGX_OK;
+}
+
+
+/*
  * Another worker or node changed the object's stored state: what the
  * class's init read into the object's memory is stale, so init runs again
  * before the next call (the turn of handler, unless it is init itself,
@@ -596,8 +639,14 @@ ngx_do_object_idle(ngx_event_t *ev)
         return;
     }
 
-    if (obj->ns->class->evict && obj->active
-        && !(ngx_do_object_backend->async && !obj->loaded))
+    if (ngx_do_cluster
+        && ngx_do_cluster_epoch(ngx_do_id_shard(obj->id)) != obj->epoch)
+    {
+        /* stale: its shard went meanwhile, and nothing of it is stored */
+        ngx_do_defer_free(obj);
+
+    } else if (obj->ns->class->evict && obj->active
+               && !(ngx_do_object_backend->async && !obj->loaded))
     {
         /*
          * a turn like any other: nothing else runs meanwhile (an object
@@ -712,7 +761,7 @@ ngx_do_object_free(ngx_do_object_t *obj)
 
     /* calls that their answers start wait in the mailbox, freed below */
     obj->busy = 1;
-    ngx_do_park_free_all(obj);
+    ngx_do_park_free_all(obj, "object was shut down");
 
     ngx_do_defer_free(obj);
     ngx_do_defer_list_free(obj->flushing);

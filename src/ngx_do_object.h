@@ -28,6 +28,9 @@
 #define NGX_DO_TURN_TRIES         32
 #define NGX_DO_GROUP_MAX          64
 
+/* cluster mode: what a call hears when its shard is not held here now */
+#define NGX_DO_MOVED              "the shard moved to another node"
+
 
 typedef ngx_int_t (*ngx_do_turn_handler_pt)(ngx_do_turn_t *t);
 
@@ -67,7 +70,9 @@ typedef struct ngx_do_object_s  ngx_do_object_t;
  * called first (do_max_objects evicts from there).  solo: so many next
  * group commits take one call each (a quota refused a group).  no_alarms:
  * a synchronous backend said, as the turn began, that the object has no
- * alarm (a turn then needs no look for one).
+ * alarm (a turn then needs no look for one).  epoch: in cluster mode,
+ * the epoch of its shard's lease its state was loaded under (0: none
+ * yet); its commits carry it (ngx_do_object_epoch()).
  */
 struct ngx_do_object_s {
     ngx_do_object_t           *next;          /* in its hash bucket */
@@ -86,6 +91,7 @@ struct ngx_do_object_s {
     size_t                     cache_size;
     uint64_t                   version;
     uint64_t                   activation;
+    uint64_t                   epoch;
     ngx_event_t                idle;
     ngx_event_t                retry;         /* a group's next try */
     ngx_event_t                wake;          /* parked calls, see below */
@@ -188,6 +194,7 @@ ngx_int_t ngx_do_object_place(ngx_do_object_t *obj);
 void ngx_do_object_loaded(ngx_do_storage_req_t *req);
 void ngx_do_object_fail_all(ngx_do_object_t *obj, const char *msg);
 void ngx_do_object_refresh(ngx_do_object_t *obj);
+ngx_int_t ngx_do_object_epoch(ngx_do_object_t *obj);
 ngx_uint_t ngx_do_object_stale(ngx_do_object_t *obj,
     ngx_int_t (*handler)(ngx_do_turn_t *t));
 ngx_msec_t ngx_do_object_idle_time(ngx_do_object_t *obj);
@@ -235,7 +242,7 @@ void ngx_do_park_wake_handler(ngx_event_t *ev);
 ngx_int_t ngx_do_park_wake_enqueue(ngx_do_object_t *obj);
 ngx_int_t ngx_do_park_wake_turn(ngx_do_turn_t *t);
 void ngx_do_park_timeout(ngx_event_t *ev);
-void ngx_do_park_free_all(ngx_do_object_t *obj);
+void ngx_do_park_free_all(ngx_do_object_t *obj, const char *msg);
 
 
 /* ngx_do_wire.c */

@@ -148,7 +148,7 @@ ngx_do_park_timeout(ngx_event_t *ev)
 
 /* the object goes: its parked calls hear so */
 void
-ngx_do_park_free_all(ngx_do_object_t *obj)
+ngx_do_park_free_all(ngx_do_object_t *obj, const char *msg)
 {
     ngx_queue_t    *q;
     ngx_do_park_t  *park;
@@ -167,8 +167,7 @@ ngx_do_park_free_all(ngx_do_object_t *obj)
         }
 
         ngx_do_wire_error(park->mail->src, park->mail->call_id,
-                          NGX_HTTP_SERVICE_UNAVAILABLE,
-                          "object was shut down");
+                          NGX_HTTP_SERVICE_UNAVAILABLE, msg);
         park->mail->park = NULL;
         ngx_do_turn_mail_free(park->mail);
         ngx_free(park);

@@ -59,7 +59,7 @@ typedef void (*ngx_do_redis_reply_pt)(void *data, void *reply);
  * and argv[1].  A NOSCRIPT answer (someone ran SCRIPT FLUSH) fails that
  * command, and the connection is made again, which loads them again.
  */
-#define NGX_DO_REDIS_SCRIPTS      8
+#define NGX_DO_REDIS_SCRIPTS      16
 
 ngx_int_t ngx_do_redis_script(const char *text, size_t len);
 void ngx_do_redis_evalsha(ngx_uint_t script, const char **argv,

@@ -9,6 +9,14 @@
  * event.  While calls wait for other workers, a watch answers those whose
  * owner died.  The shell (ngx_http_do_module.c) builds calls from requests
  * and turns replies into responses; it knows nothing of the rest.
+ *
+ * In cluster mode the shard's route comes first (ngx_do_cluster_route()):
+ * a shard another node holds gets the same bytes over the channel between
+ * nodes (ngx_do_node.c), and its reply frame comes back to the call by its
+ * id; a shard that nobody holds yet keeps the call (and its bytes) waiting,
+ * asking again every NGX_DO_ROUTER_WAIT ms until its timeout.  A call that
+ * arrives from another node is a relay: it takes the same path here, with
+ * one more hop, and its reply (or failure) goes back as the answer frame.
  */
 
 
@@ -18,38 +26,57 @@
 #include <ngx_http.h>
 
 #include "ngx_do.h"
+#include "ngx_do_cluster.h"
+#include "ngx_do_node.h"
 
 
 #define NGX_DO_ROUTER_WATCH       250
+#define NGX_DO_ROUTER_WAIT        20
+#define NGX_DO_ROUTER_NOTICE_RETRY  50
 
 
 /*
  * A call waiting for its reply, in the worker's pending tree: a request's
- * (in its pool), or a WebSocket's (request NULL, ws_handler set, in
- * memory of its own, freed once answered).
+ * (in its pool), a WebSocket's (request NULL, ws_handler set, in memory
+ * of its own, freed once answered), or a relay's (a call from another
+ * node: request NULL, relay set, in memory of its own).  buf holds the
+ * call's bytes while its shard has no holder (retry armed).
  */
 typedef struct {
     ngx_rbtree_node_t          node;          /* key: the call id */
     ngx_http_request_t        *request;
     ngx_event_t                timer;
+    ngx_event_t                retry;
     ngx_http_do_reply_pt       handler;
     ngx_do_router_ws_pt        ws_handler;
+    ngx_do_node_reply_t       *relay;
     void                      *data;
     ngx_uint_t                 owner;
+    ngx_uint_t                 shard;
+    ngx_uint_t                 hops;          /* between nodes so far */
     ngx_do_namespace_t        *ns;
+    u_char                    *buf;
+    size_t                     len;
     uint64_t                   start;         /* usec, for do_status */
     unsigned                   in_tree:1;
     unsigned                   remote:1;      /* sent over a channel */
 } ngx_do_pending_t;
 
 
-/* a call without a request, waiting for the notify event */
+/*
+ * A call without a request, waiting for the notify event: built here
+ * (buf NULL until the event builds it), or its bytes from another node
+ */
 typedef struct {
     ngx_queue_t                queue;
     ngx_do_namespace_t        *ns;
     ngx_uint_t                 method;        /* kind NGX_DO_TURN_NOTICE */
     u_char                     id[NGX_DO_ID_LEN];
     ngx_str_t                  args;
+    u_char                    *buf;
+    size_t                     len;
+    ngx_uint_t                 hops;
+    ngx_msec_t                 start;
 } ngx_do_router_notice_t;
 
 
@@ -63,6 +90,16 @@ static ngx_int_t ngx_do_router_request(ngx_http_request_t *r, u_char *id,
     ngx_http_do_reply_pt handler, void *data);
 static ngx_int_t ngx_do_router_pend(ngx_do_pending_t *pending, u_char *id,
     u_char *buf, size_t len, ngx_msec_t timeout, ngx_log_t *log);
+static void ngx_do_router_route(ngx_do_pending_t *pending);
+static void ngx_do_router_retry(ngx_event_t *ev);
+static void ngx_do_router_forward(ngx_do_pending_t *pending, ngx_uint_t peer,
+    u_char *buf, size_t len);
+static void ngx_do_router_node_answer(uint64_t id, void *data,
+    ngx_uint_t status, u_char *buf, size_t len);
+static void ngx_do_router_node(ngx_do_node_reply_t *reply, ngx_uint_t peer,
+    ngx_uint_t hops, u_char *buf, size_t len);
+static ngx_int_t ngx_do_router_notice(ngx_event_t *ev,
+    ngx_do_router_notice_t *n);
 static void ngx_do_router_answer(ngx_do_pending_t *pending,
     ngx_http_do_reply_t *reply);
 static void ngx_do_router_notify_handler(ngx_event_t *ev);
@@ -124,6 +161,8 @@ ngx_do_router_init(ngx_cycle_t *cycle)
     ngx_do_router_notify_event.cancelable = 1;
     ngx_queue_init(&ngx_do_router_notices);
 
+    ngx_do_node_handle(NGX_DO_NODE_CALL, ngx_do_router_node);
+
     ngx_do_router_enabled = 1;
 
     return NGX_OK;
@@ -134,7 +173,8 @@ ngx_do_router_init(ngx_cycle_t *cycle)
 void
 ngx_do_router_exit(ngx_cycle_t *cycle)
 {
-    ngx_queue_t  *q;
+    ngx_queue_t             *q;
+    ngx_do_router_notice_t  *n;
 
     if (!ngx_do_router_enabled) {
         return;
@@ -146,7 +186,13 @@ ngx_do_router_exit(ngx_cycle_t *cycle)
     while (!ngx_queue_empty(&ngx_do_router_notices)) {
         q = ngx_queue_head(&ngx_do_router_notices);
         ngx_queue_remove(q);
-        ngx_free(ngx_queue_data(q, ngx_do_router_notice_t, queue));
+        n = ngx_queue_data(q, ngx_do_router_notice_t, queue);
+
+        if (n->buf) {
+            ngx_free(n->buf);
+        }
+
+        ngx_free(n);
         ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
                       "do: a lock release was not sent at exit, its lease "
                       "ends it");
@@ -187,11 +233,13 @@ ngx_http_do_notify(ngx_do_namespace_t *ns, u_char *id, ngx_uint_t method,
         return NGX_ERROR;
     }
 
-    n = ngx_alloc(sizeof(ngx_do_router_notice_t) + args->len, ngx_cycle->log);
+    n = ngx_calloc(sizeof(ngx_do_router_notice_t) + args->len,
+                   ngx_cycle->log);
     if (n == NULL) {
         return NGX_ERROR;
     }
 
+    n->start = ngx_current_msec;
     n->ns = ns;
     n->method = method;
     ngx_memcpy(n->id, id, NGX_DO_ID_LEN);
@@ -213,10 +261,6 @@ ngx_http_do_notify(ngx_do_namespace_t *ns, u_char *id, ngx_uint_t method,
 static void
 ngx_do_router_notify_handler(ngx_event_t *ev)
 {
-    u_char                  *buf;
-    size_t                   len;
-    ngx_int_t                rc;
-    ngx_uint_t               owner;
     ngx_queue_t             *q;
     ngx_do_router_notice_t  *n;
 
@@ -232,50 +276,112 @@ ngx_do_router_notify_handler(ngx_event_t *ev)
         q = ngx_queue_head(&ngx_do_router_notices);
         n = ngx_queue_data(q, ngx_do_router_notice_t, queue);
 
-        buf = ngx_do_wire_call(n->ns, n->id, NGX_DO_TURN_NOTICE, n->method,
-                               &n->args, NULL, NULL, NULL, &len);
-        if (buf == NULL) {
-            if (!ngx_do_router_final) {
-                ngx_add_timer(ev, 50);
+        if (ngx_do_router_notice(ev, n) == NGX_AGAIN) {
+            /* in order: the next ones wait behind it */
+            if (!ngx_do_router_final && !ev->timer_set) {
+                ngx_add_timer(ev, NGX_DO_ROUTER_NOTICE_RETRY);
             }
 
-            break;
-        }
-
-        owner = ngx_do_id_owner(n->id);
-
-        ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ev->log, 0,
-                       "do notice to object %08xD, owner worker %ui",
-                       ngx_do_id_prefix(n->id), owner);
-
-        /* call id 0: no reply is awaited, any that comes is dropped */
-
-        if (owner != ngx_worker && ngx_do_runtime.workers > 1
-            && !ngx_exiting && !ngx_do_router_final)
-        {
-            rc = ngx_do_ipc_send(owner, NGX_DO_IPC_CALL, 0, buf, len);
-
-            if (rc == NGX_BUSY) {
-                /* the owner's queue is full: it must still be the owner */
-                ngx_free(buf);
-                ngx_add_timer(ev, 50);
-                return;
-            }
-
-            if (rc == NGX_OK) {
-                ngx_queue_remove(q);
-                ngx_free(n);
-                continue;
-            }
-
-            /* the owner is gone: run it here, as calls do */
+            return;
         }
 
         ngx_queue_remove(q);
-        ngx_free(n);
 
-        ngx_do_wire_receive(ngx_worker, 0, buf, len, owner != ngx_worker);
+        if (n->buf) {
+            ngx_free(n->buf);
+        }
+
+        ngx_free(n);
     }
+}
+
+
+/*
+ * Sends one notice: NGX_OK (gone: n->buf was taken, or dropped),
+ * NGX_AGAIN (it waits: no memory, a full queue, a shard without a holder,
+ * a peer not reachable; dropped after do_call_timeout).
+ */
+static ngx_int_t
+ngx_do_router_notice(ngx_event_t *ev, ngx_do_router_notice_t *n)
+{
+    u_char              *buf;
+    size_t               len;
+    ngx_int_t            rc;
+    ngx_uint_t           owner, peer, route;
+    ngx_do_call_wire_t  *w;
+
+    if (n->buf == NULL) {
+        n->buf = ngx_do_wire_call(n->ns, n->id, NGX_DO_TURN_NOTICE,
+                                  n->method, &n->args, NULL, NULL, NULL,
+                                  &n->len);
+        if (n->buf == NULL) {
+            return NGX_AGAIN;
+        }
+    }
+
+    w = (ngx_do_call_wire_t *) n->buf;
+    route = ngx_do_cluster_route(ngx_do_id_shard(w->id), &peer);
+
+    if (route != NGX_DO_CLUSTER_HERE) {
+        if (route == NGX_DO_CLUSTER_PEER
+            && n->hops < NGX_DO_NODE_MAX_HOPS)
+        {
+            rc = ngx_do_node_message(peer, NGX_DO_NODE_CALL, n->hops + 1,
+                                     n->buf, n->len);
+            if (rc == NGX_OK) {
+                ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ev->log, 0,
+                               "do notice to object %08xD, to node %ui",
+                               ngx_do_id_prefix(w->id), peer);
+                n->buf = NULL;
+                return NGX_OK;
+            }
+        }
+
+        if (ngx_do_router_final
+            || n->hops >= NGX_DO_NODE_MAX_HOPS
+            || ngx_current_msec - n->start >= ngx_do_runtime.call_timeout)
+        {
+            ngx_do_log_throttled(NGX_LOG_WARN, ev->log, 0, NGX_DO_LOG_NODE,
+                                 "do: a lock release found no holder of "
+                                 "its shard, its lease ends it");
+            return NGX_OK;
+        }
+
+        return NGX_AGAIN;
+    }
+
+    buf = n->buf;
+    len = n->len;
+    owner = ngx_do_id_owner(w->id);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ev->log, 0,
+                   "do notice to object %08xD, owner worker %ui",
+                   ngx_do_id_prefix(w->id), owner);
+
+    /* call id 0: no reply is awaited, any that comes is dropped */
+
+    if (owner != ngx_worker && ngx_do_runtime.workers > 1
+        && !ngx_exiting && !ngx_do_router_final)
+    {
+        rc = ngx_do_ipc_send(owner, NGX_DO_IPC_CALL, 0, buf, len);
+
+        if (rc == NGX_BUSY) {
+            /* the owner's queue is full: it must still be the owner */
+            return NGX_AGAIN;
+        }
+
+        if (rc == NGX_OK) {
+            n->buf = NULL;
+            return NGX_OK;
+        }
+
+        /* the owner is gone: run it here, as calls do */
+    }
+
+    n->buf = NULL;
+    ngx_do_wire_receive(ngx_worker, 0, buf, len, owner != ngx_worker);
+
+    return NGX_OK;
 }
 
 
@@ -407,8 +513,6 @@ ngx_do_router_pend(ngx_do_pending_t *pending, u_char *id, u_char *buf,
     size_t len, ngx_msec_t timeout, ngx_log_t *log)
 {
     uint64_t              call_id;
-    ngx_int_t             rc;
-    ngx_uint_t            local, kind;
     ngx_do_call_wire_t   *w;
     ngx_do_namespace_t  **nss;
 
@@ -417,15 +521,21 @@ ngx_do_router_pend(ngx_do_pending_t *pending, u_char *id, u_char *buf,
     }
 
     w = (ngx_do_call_wire_t *) buf;
-    kind = w->kind;
     call_id = ((uint64_t) ngx_pid << 32) | ++ngx_do_router_calls;
 
     nss = ngx_do_runtime.namespaces->elts;
     pending->ns = nss[w->ns];
     pending->start = ngx_do_status_usec();
-    ngx_do_status_count(pending->ns, NGX_DO_STAT_CALLS);
+
+    if (pending->relay == NULL) {
+        /* counted once, by the node that accepted it */
+        ngx_do_status_count(pending->ns, NGX_DO_STAT_CALLS);
+    }
 
     pending->owner = ngx_do_id_owner(id);
+    pending->shard = ngx_do_id_shard(id);
+    pending->buf = buf;
+    pending->len = len;
 
     pending->node.key = (ngx_rbtree_key_t) call_id;
     ngx_rbtree_insert(&ngx_do_router_pending, &pending->node);
@@ -435,12 +545,62 @@ ngx_do_router_pend(ngx_do_pending_t *pending, u_char *id, u_char *buf,
     pending->timer.data = pending;
     pending->timer.log = log;
 
+    pending->retry.handler = ngx_do_router_retry;
+    pending->retry.data = pending;
+    pending->retry.log = log;
+    pending->retry.cancelable = 1;
+
     /*
      * The timer is armed before the call is handed over: a local owner may
      * answer at once, and the answer may finalize the request and free its
      * pool, call included.  Nothing of the call is read after the handover.
      */
     ngx_add_timer(&pending->timer, timeout);
+
+    ngx_do_router_route(pending);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Hands the call over where its shard's route says: this node (this
+ * worker's mailbox or a channel to the owner worker), another node, or,
+ * while the shard has no holder, nowhere yet (it asks again later)
+ */
+static void
+ngx_do_router_route(ngx_do_pending_t *pending)
+{
+    u_char              *buf;
+    size_t               len;
+    uint64_t             call_id;
+    ngx_int_t            rc;
+    ngx_uint_t           local, peer, route;
+    ngx_log_t           *log;
+    ngx_do_call_wire_t  *w;
+
+    buf = pending->buf;
+    len = pending->len;
+    call_id = (uint64_t) pending->node.key;
+    log = pending->timer.log;
+    w = (ngx_do_call_wire_t *) buf;
+
+    route = ngx_do_cluster_route(pending->shard, &peer);
+
+    if (route == NGX_DO_CLUSTER_WAIT) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "do call %uL: shard %ui has no holder, waiting",
+                       call_id, pending->shard);
+        ngx_add_timer(&pending->retry, NGX_DO_ROUTER_WAIT);
+        return;
+    }
+
+    pending->buf = NULL;
+
+    if (route == NGX_DO_CLUSTER_PEER) {
+        ngx_do_router_forward(pending, peer, buf, len);
+        return;
+    }
 
     /*
      * A worker that is being replaced runs calls itself: the owner of its
@@ -452,8 +612,8 @@ ngx_do_router_pend(ngx_do_pending_t *pending, u_char *id, u_char *buf,
 
     ngx_log_debug5(NGX_LOG_DEBUG_HTTP, log, 0,
                    "do call %uL: %s to object %08xD, %s worker %ui",
-                   call_id, ngx_do_turn_kind_name(kind),
-                   ngx_do_id_prefix(id),
+                   call_id, ngx_do_turn_kind_name(w->kind),
+                   ngx_do_id_prefix(w->id),
                    local ? "here, owner" : "forwarded to", pending->owner);
 
     if (!local) {
@@ -469,13 +629,13 @@ ngx_do_router_pend(ngx_do_pending_t *pending, u_char *id, u_char *buf,
                 ngx_do_router_watch_start();
             }
 
-            return NGX_OK;
+            return;
         }
 
         if (rc == NGX_BUSY) {
             ngx_free(buf);
             ngx_do_router_fail(pending, NGX_HTTP_SERVICE_UNAVAILABLE);
-            return NGX_OK;
+            return;
         }
 
         ngx_do_log_throttled(NGX_LOG_WARN, log, 0, NGX_DO_LOG_IPC,
@@ -485,8 +645,143 @@ ngx_do_router_pend(ngx_do_pending_t *pending, u_char *id, u_char *buf,
 
     ngx_do_wire_receive(ngx_worker, call_id, buf, len,
                         pending->owner != ngx_worker);
+}
 
-    return NGX_OK;
+
+/* a call whose shard had no holder asks again */
+static void
+ngx_do_router_retry(ngx_event_t *ev)
+{
+    ngx_do_router_route(ev->data);
+}
+
+
+/*
+ * The call goes to the node that holds its shard, one hop more; a call
+ * that made its last hop finds the shard moving (503).
+ */
+static void
+ngx_do_router_forward(ngx_do_pending_t *pending, ngx_uint_t peer,
+    u_char *buf, size_t len)
+{
+    uint64_t   call_id;
+    ngx_int_t  rc;
+
+    call_id = (uint64_t) pending->node.key;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, pending->timer.log, 0,
+                   "do call %uL: to node %ui, hop %ui", call_id, peer,
+                   pending->hops + 1);
+
+    if (pending->hops >= NGX_DO_NODE_MAX_HOPS) {
+        ngx_free(buf);
+        ngx_do_log_throttled(NGX_LOG_WARN, pending->timer.log, 0,
+                             NGX_DO_LOG_NODE, "do: a call made %ui hops "
+                             "between nodes, its shard is moving",
+                             pending->hops);
+        ngx_do_router_fail(pending, NGX_HTTP_SERVICE_UNAVAILABLE);
+        return;
+    }
+
+    rc = ngx_do_node_request(peer, NGX_DO_NODE_CALL, call_id,
+                             pending->hops + 1, buf, len,
+                             ngx_do_router_node_answer, NULL);
+
+    if (rc == NGX_OK) {
+        return;
+    }
+
+    ngx_free(buf);
+    ngx_do_router_fail(pending, (rc == NGX_BUSY)
+                                ? NGX_HTTP_SERVICE_UNAVAILABLE
+                                : NGX_HTTP_BAD_GATEWAY);
+}
+
+
+/* the answer of another node to a call: its reply, or a failure */
+static void
+ngx_do_router_node_answer(uint64_t id, void *data, ngx_uint_t status,
+    u_char *buf, size_t len)
+{
+    ngx_do_pending_t  *pending;
+
+    if (status == 0) {
+        ngx_do_router_deliver(id, buf, len);
+        return;
+    }
+
+    pending = ngx_do_router_find(id);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
+                   "do call %uL: node answered %ui", id, status);
+
+    if (pending) {
+        ngx_do_router_fail(pending, status);
+    }
+}
+
+
+/*
+ * A call from another node (a request: its answer goes back through
+ * reply; a message: a notice, no answer), run as if it arrived here
+ */
+static void
+ngx_do_router_node(ngx_do_node_reply_t *reply, ngx_uint_t peer,
+    ngx_uint_t hops, u_char *buf, size_t len)
+{
+    ngx_do_pending_t        *pending;
+    ngx_do_call_wire_t      *w;
+    ngx_do_router_notice_t  *n;
+
+    w = (ngx_do_call_wire_t *) buf;
+
+    if (!ngx_do_router_enabled || len < sizeof(ngx_do_call_wire_t)
+        || w->ns >= ngx_do_runtime.namespaces->nelts)
+    {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "do: malformed call of %uz bytes from node %ui",
+                      len, peer);
+        ngx_free(buf);
+
+        if (reply) {
+            ngx_do_node_reply(reply, NGX_HTTP_INTERNAL_SERVER_ERROR, NULL,
+                              0);
+        }
+
+        return;
+    }
+
+    if (reply == NULL) {
+        n = ngx_calloc(sizeof(ngx_do_router_notice_t), ngx_cycle->log);
+        if (n == NULL) {
+            ngx_free(buf);
+            return;
+        }
+
+        n->start = ngx_current_msec;
+        n->buf = buf;
+        n->len = len;
+        n->hops = hops;
+        ngx_queue_insert_tail(&ngx_do_router_notices, &n->queue);
+
+        if (!ngx_do_router_notify_event.posted) {
+            ngx_post_event(&ngx_do_router_notify_event, &ngx_posted_events);
+        }
+
+        return;
+    }
+
+    pending = ngx_calloc(sizeof(ngx_do_pending_t), ngx_cycle->log);
+    if (pending == NULL) {
+        ngx_free(buf);
+        ngx_do_node_reply(reply, NGX_HTTP_SERVICE_UNAVAILABLE, NULL, 0);
+        return;
+    }
+
+    pending->relay = reply;
+    pending->hops = hops;
+
+    (void) ngx_do_router_pend(pending, w->id, buf, len, 0, ngx_cycle->log);
 }
 
 
@@ -514,6 +809,13 @@ ngx_do_router_deliver(uint64_t call_id, u_char *buf, size_t len)
     }
 
     ngx_do_router_unpend(pending);
+
+    if (pending->relay) {
+        /* the bytes go back to the node that sent the call, as they are */
+        ngx_do_node_reply(pending->relay, 0, buf, len);
+        ngx_free(pending);
+        return;
+    }
 
     ngx_do_status_observe(pending->ns,
                           ngx_do_status_usec() - pending->start);
@@ -597,6 +899,12 @@ ngx_do_router_fail(ngx_do_pending_t *pending, ngx_uint_t status)
 
     ngx_do_router_unpend(pending);
 
+    if (pending->relay) {
+        ngx_do_node_reply(pending->relay, status, NULL, 0);
+        ngx_free(pending);
+        return;
+    }
+
     ngx_memzero(&reply, sizeof(ngx_http_do_reply_t));
     reply.status = status;
     reply.owner = pending->owner;
@@ -658,6 +966,16 @@ ngx_do_router_unpend(ngx_do_pending_t *pending)
 
     if (pending->timer.timer_set) {
         ngx_del_timer(&pending->timer);
+    }
+
+    if (pending->retry.timer_set) {
+        ngx_del_timer(&pending->retry);
+    }
+
+    if (pending->buf) {
+        /* it waited for a holder of its shard */
+        ngx_free(pending->buf);
+        pending->buf = NULL;
     }
 }
 

@@ -337,6 +337,27 @@ ngx_do_status_observe(ngx_do_namespace_t *ns, uint64_t usec)
 }
 
 
+/* cluster mode: the sum of the workers' "fenced" counters */
+ngx_uint_t
+ngx_do_status_fenced(void)
+{
+    ngx_uint_t  i, n, sum;
+
+    if (ngx_do_status_sh == NULL) {
+        return 0;
+    }
+
+    n = ngx_min(ngx_do_status_sh->workers, NGX_DO_STATUS_SLOTS);
+    sum = 0;
+
+    for (i = 0; i < n; i++) {
+        sum += ngx_do_status_sh->slot[i].fenced;
+    }
+
+    return sum;
+}
+
+
 /* a monotonic clock in microseconds, for durations */
 uint64_t
 ngx_do_status_usec(void)
@@ -363,6 +384,7 @@ ngx_do_status_usec(void)
     F(conflicts, "counter", "commits retried after a version conflict")       \
     F(storage_full, "counter", "commits refused by full storage")         \
     F(quota_exceeded, "counter", "commits refused by a namespace quota")      \
+    F(fenced, "counter", "commits refused by their shard's epoch (cluster)")  \
     F(alarms_fired, "counter", "alarm turns run to success")                  \
     F(alarms_failed, "counter", "alarm turns that failed (retried)")        \
     F(parked, "counter", "calls parked to be answered later (lock waiters)") \

@@ -123,7 +123,7 @@ ngx_do_cell_get(ngx_do_namespace_t *ns, u_char *id, ngx_do_cell_pt handler,
 
 ngx_int_t
 ngx_do_cell_put(ngx_do_namespace_t *ns, ngx_do_cell_t *cells, ngx_uint_t n,
-    ngx_do_cell_pt handler, void *data)
+    uint64_t epoch, ngx_do_cell_pt handler, void *data)
 {
     if (ngx_do_storage_backend == NULL
         || ngx_do_storage_backend->cell_put == NULL)
@@ -131,5 +131,6 @@ ngx_do_cell_put(ngx_do_namespace_t *ns, ngx_do_cell_t *cells, ngx_uint_t n,
         return NGX_DECLINED;
     }
 
-    return ngx_do_storage_backend->cell_put(ns, cells, n, handler, data);
+    return ngx_do_storage_backend->cell_put(ns, cells, n, epoch, handler,
+                                            data);
 }

@@ -41,6 +41,15 @@
  *
  * Cells, state that a class keeps outside objects, are plain strings: a
  * GET reads one, and one script writes many at once (SET with PX, or DEL).
+ *
+ * Fencing, in cluster mode: each script that writes (the commit, the
+ * check, the cells) runs in a fenced form, which gets the shard's lease
+ * key as its last key and the epoch the writes were made under as its
+ * last argument, and writes nothing (it answers -4 and the lease's value,
+ * "<epoch> <node>") unless the lease is at that epoch: a node paused or
+ * cut off past its lease cannot store anything once another holds the
+ * shard.  Loads need no fence: a stale holder finds out at its commit.
+ * Outside cluster mode the scripts are as they were.
  */
 
 
@@ -51,12 +60,16 @@
 
 #include "ngx_do.h"
 #include "ngx_do_redis.h"
+#include "ngx_do_cluster.h"
 
 
 /* prefix and namespace name together; checked, and bounded in the config */
 #define NGX_DO_REDIS_MAX_NAMES    512
 #define NGX_DO_REDIS_KEY_LEN      (NGX_DO_ID_HEX_LEN + 16                     \
                                    + NGX_DO_REDIS_MAX_NAMES)
+
+/* a fenced script's lease key and epoch, written one after the other */
+#define NGX_DO_REDIS_FENCE_LEN    (NGX_DO_REDIS_MAX_NAMES + 64 + NGX_INT64_LEN)
 
 
 static ngx_int_t ngx_do_storage_redis_init_worker(ngx_cycle_t *cycle,
@@ -86,14 +99,23 @@ static ngx_int_t ngx_do_storage_redis_cell_get(ngx_do_namespace_t *ns,
     u_char *id, ngx_do_cell_pt handler, void *data);
 static void ngx_do_storage_redis_cell_read(void *data, void *reply);
 static ngx_int_t ngx_do_storage_redis_cell_put(ngx_do_namespace_t *ns,
-    ngx_do_cell_t *cells, ngx_uint_t n, ngx_do_cell_pt handler, void *data);
+    ngx_do_cell_t *cells, ngx_uint_t n, uint64_t epoch,
+    ngx_do_cell_pt handler, void *data);
 static void ngx_do_storage_redis_cell_written(void *data, void *reply);
+static void ngx_do_storage_redis_fence(u_char *p, ngx_uint_t shard,
+    uint64_t epoch, const char **key, size_t *key_len, const char **arg,
+    size_t *arg_len);
+static ngx_uint_t ngx_do_storage_redis_refused(redisReply *reply);
+static void ngx_do_storage_redis_fenced(const char *what, ngx_uint_t shard,
+    uint64_t epoch, redisReply *reply);
 
 
 /* a cell command's caller, until Redis answers */
 typedef struct {
     ngx_do_cell_pt             handler;
     void                      *data;
+    ngx_uint_t                 shard;         /* cluster mode: a write's */
+    uint64_t                   epoch;
 } ngx_do_storage_redis_cell_t;
 
 
@@ -134,26 +156,52 @@ static ngx_int_t             ngx_do_storage_redis_sha_load;
 static ngx_int_t             ngx_do_storage_redis_sha_cells;
 static ngx_int_t             ngx_do_storage_redis_sha_check;
 static ngx_int_t             ngx_do_storage_redis_sha_commit;
+static ngx_int_t             ngx_do_storage_redis_sha_cells_fenced;
+static ngx_int_t             ngx_do_storage_redis_sha_check_fenced;
+static ngx_int_t             ngx_do_storage_redis_sha_commit_fenced;
+
+
+/*
+ * The fence, before the body of a fenced script: the last key is the
+ * shard's lease, the last argument the epoch; both leave KEYS and ARGV,
+ * so that the body sees what it sees unfenced
+ */
+#define NGX_DO_STORAGE_REDIS_FENCE                                           \
+    "local l = redis.call('GET', table.remove(KEYS)) "                       \
+    "local e = table.remove(ARGV) "                                          \
+    "if not l or string.sub(l, 1, #e + 1) ~= e .. ' ' then "                 \
+    "  return {-4, l or ''} "                                                \
+    "end "
 
 
 static const char  ngx_do_storage_redis_load_script[] =
     "return {redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[1])}";
 
 /* cells: KEYS, and for each a value and a PX ("0": none; "": DEL) */
+#define NGX_DO_STORAGE_REDIS_CELLS                                           \
+    "for i = 1, #KEYS do "                                                   \
+    "  local v, px = ARGV[2 * i - 1], ARGV[2 * i] "                          \
+    "  if px == '' then redis.call('DEL', KEYS[i]) "                         \
+    "  elseif px == '0' then redis.call('SET', KEYS[i], v) "                 \
+    "  else redis.call('SET', KEYS[i], v, 'PX', px) end "                    \
+    "end "                                                                   \
+    "return #KEYS"
+
 static const char  ngx_do_storage_redis_cells_script[] =
-    "for i = 1, #KEYS do "
-    "  local v, px = ARGV[2 * i - 1], ARGV[2 * i] "
-    "  if px == '' then redis.call('DEL', KEYS[i]) "
-    "  elseif px == '0' then redis.call('SET', KEYS[i], v) "
-    "  else redis.call('SET', KEYS[i], v, 'PX', px) end "
-    "end "
-    "return #KEYS";
+    NGX_DO_STORAGE_REDIS_CELLS;
+static const char  ngx_do_storage_redis_cells_fenced_script[] =
+    NGX_DO_STORAGE_REDIS_FENCE NGX_DO_STORAGE_REDIS_CELLS;
 
 /* a commit with nothing to store: the version still matches, or the state */
+#define NGX_DO_STORAGE_REDIS_CHECK                                           \
+    "local v = tonumber(redis.call('GET', KEYS[2]) or '0') "                 \
+    "if tonumber(ARGV[1]) == v then return v end "                           \
+    "return {-1, redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[1])}"
+
 static const char  ngx_do_storage_redis_check_script[] =
-    "local v = tonumber(redis.call('GET', KEYS[2]) or '0') "
-    "if tonumber(ARGV[1]) == v then return v end "
-    "return {-1, redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[1])}";
+    NGX_DO_STORAGE_REDIS_CHECK;
+static const char  ngx_do_storage_redis_check_fenced_script[] =
+    NGX_DO_STORAGE_REDIS_FENCE NGX_DO_STORAGE_REDIS_CHECK;
 
 /*
  * The commit.  ARGV: the expected version ("-1": any), clear, expiry,
@@ -162,81 +210,87 @@ static const char  ngx_do_storage_redis_check_script[] =
  * "d" key).  nb and nf: the object's bytes and fields after the batch,
  * counted only without an expiry; -2 and -3: a quota refused it.
  */
+#define NGX_DO_STORAGE_REDIS_COMMIT                                          \
+    "local v = tonumber(redis.call('GET', KEYS[2]) or '0') "                 \
+    "local c = false "                                                       \
+    "if ARGV[1] ~= '-1' then "                                               \
+    "  c = redis.call('GET', KEYS[3]) "                                      \
+    "  if tonumber(ARGV[1]) ~= v or (c and c ~= ARGV[4]) then "              \
+    "    if not c then redis.call('SET', KEYS[3], ARGV[4], 'PX', 50) end "   \
+    "    return {-1, redis.call('GET', KEYS[2]), "                           \
+    "            redis.call('HGETALL', KEYS[1])} "                           \
+    "  end "                                                                 \
+    "end "                                                                   \
+    "if c then redis.call('DEL', KEYS[3]) end "                              \
+    "local cb = tonumber(redis.call('GET', KEYS[5]) or '-1') "               \
+    "local nb, nf, i = 0, 0, 9 "                                             \
+    "if ARGV[3] == '0' then "                                                \
+    "  if ARGV[2] ~= '1' then "                                              \
+    "    nf = redis.call('HLEN', KEYS[1]) "                                  \
+    "    if cb >= 0 then nb = cb else "                                      \
+    "      local a = redis.call('HGETALL', KEYS[1]) "                        \
+    "      for j = 1, #a, 2 do "                                             \
+    "        nb = nb + #a[j] + #a[j + 1] "                                   \
+    "             - string.find(a[j + 1], ':', 1, true) "                    \
+    "      end "                                                             \
+    "    end "                                                               \
+    "  end "                                                                 \
+    "  while i <= #ARGV do "                                                 \
+    "    local o = false "                                                   \
+    "    if ARGV[2] ~= '1' then "                                            \
+    "      o = redis.call('HGET', KEYS[1], ARGV[i + 1]) "                    \
+    "    end "                                                               \
+    "    if o then "                                                         \
+    "      nb = nb - #ARGV[i + 1] - #o + string.find(o, ':', 1, true) "      \
+    "      nf = nf - 1 "                                                     \
+    "    end "                                                               \
+    "    if ARGV[i] == 'p' then "                                            \
+    "      nb = nb + #ARGV[i + 1] + #ARGV[i + 2]; nf = nf + 1; i = i + 3 "   \
+    "    else i = i + 2 end "                                                \
+    "  end "                                                                 \
+    "end "                                                                   \
+    "if nf == 0 then nb = 0 end "                                            \
+    "local db, dn = nb, 0 "                                                  \
+    "if nf > 0 then dn = 1 end "                                             \
+    "if cb >= 0 then db = db - cb; dn = dn - 1 end "                         \
+    "if db > 0 and ARGV[7] ~= '0' and tonumber(redis.call('HGET', KEYS[6], " \
+    "    'bytes') or '0') + db > tonumber(ARGV[7]) then return -2 end "      \
+    "if dn > 0 and ARGV[8] ~= '0' and tonumber(redis.call('HGET', KEYS[6], " \
+    "    'objects') or '0') + dn > tonumber(ARGV[8]) then return -3 end "    \
+    "local n = v + 1 "                                                       \
+    "if ARGV[2] == '1' then redis.call('DEL', KEYS[1]) end "                 \
+    "if ARGV[5] == '0' then "                                                \
+    "  redis.call('ZREM', KEYS[4], ARGV[6]) "                                \
+    "elseif ARGV[5] ~= '-' then "                                            \
+    "  redis.call('ZADD', KEYS[4], ARGV[5], ARGV[6]) "                       \
+    "end "                                                                   \
+    "i = 9 "                                                                 \
+    "while i <= #ARGV do "                                                   \
+    "  if ARGV[i] == 'p' then "                                              \
+    "    redis.call('HSET', KEYS[1], ARGV[i + 1], n .. ':' .. ARGV[i + 2]) " \
+    "    i = i + 3 "                                                         \
+    "  else "                                                                \
+    "    redis.call('HDEL', KEYS[1], ARGV[i + 1]) "                          \
+    "    i = i + 2 "                                                         \
+    "  end "                                                                 \
+    "end "                                                                   \
+    "redis.call('SET', KEYS[2], n) "                                         \
+    "if ARGV[3] ~= '0' then "                                                \
+    "  redis.call('PEXPIRE', KEYS[1], ARGV[3]) "                             \
+    "  redis.call('PEXPIRE', KEYS[2], ARGV[3]) "                             \
+    "else "                                                                  \
+    "  redis.call('PERSIST', KEYS[1]) "                                      \
+    "end "                                                                   \
+    "if db ~= 0 then redis.call('HINCRBY', KEYS[6], 'bytes', db) end "       \
+    "if dn ~= 0 then redis.call('HINCRBY', KEYS[6], 'objects', dn) end "     \
+    "if nf > 0 then redis.call('SET', KEYS[5], nb) "                         \
+    "elseif cb >= 0 then redis.call('DEL', KEYS[5]) end "                    \
+    "return n"
+
 static const char  ngx_do_storage_redis_commit_script[] =
-    "local v = tonumber(redis.call('GET', KEYS[2]) or '0') "
-    "local c = false "
-    "if ARGV[1] ~= '-1' then "
-    "  c = redis.call('GET', KEYS[3]) "
-    "  if tonumber(ARGV[1]) ~= v or (c and c ~= ARGV[4]) then "
-    "    if not c then redis.call('SET', KEYS[3], ARGV[4], 'PX', 50) end "
-    "    return {-1, redis.call('GET', KEYS[2]), "
-    "            redis.call('HGETALL', KEYS[1])} "
-    "  end "
-    "end "
-    "if c then redis.call('DEL', KEYS[3]) end "
-    "local cb = tonumber(redis.call('GET', KEYS[5]) or '-1') "
-    "local nb, nf, i = 0, 0, 9 "
-    "if ARGV[3] == '0' then "
-    "  if ARGV[2] ~= '1' then "
-    "    nf = redis.call('HLEN', KEYS[1]) "
-    "    if cb >= 0 then nb = cb else "
-    "      local a = redis.call('HGETALL', KEYS[1]) "
-    "      for j = 1, #a, 2 do "
-    "        nb = nb + #a[j] + #a[j + 1] - string.find(a[j + 1], ':', 1, true) "
-    "      end "
-    "    end "
-    "  end "
-    "  while i <= #ARGV do "
-    "    local o = false "
-    "    if ARGV[2] ~= '1' then "
-    "      o = redis.call('HGET', KEYS[1], ARGV[i + 1]) "
-    "    end "
-    "    if o then "
-    "      nb = nb - #ARGV[i + 1] - #o + string.find(o, ':', 1, true) "
-    "      nf = nf - 1 "
-    "    end "
-    "    if ARGV[i] == 'p' then "
-    "      nb = nb + #ARGV[i + 1] + #ARGV[i + 2]; nf = nf + 1; i = i + 3 "
-    "    else i = i + 2 end "
-    "  end "
-    "end "
-    "if nf == 0 then nb = 0 end "
-    "local db, dn = nb, 0 "
-    "if nf > 0 then dn = 1 end "
-    "if cb >= 0 then db = db - cb; dn = dn - 1 end "
-    "if db > 0 and ARGV[7] ~= '0' and tonumber(redis.call('HGET', KEYS[6], "
-    "    'bytes') or '0') + db > tonumber(ARGV[7]) then return -2 end "
-    "if dn > 0 and ARGV[8] ~= '0' and tonumber(redis.call('HGET', KEYS[6], "
-    "    'objects') or '0') + dn > tonumber(ARGV[8]) then return -3 end "
-    "local n = v + 1 "
-    "if ARGV[2] == '1' then redis.call('DEL', KEYS[1]) end "
-    "if ARGV[5] == '0' then "
-    "  redis.call('ZREM', KEYS[4], ARGV[6]) "
-    "elseif ARGV[5] ~= '-' then "
-    "  redis.call('ZADD', KEYS[4], ARGV[5], ARGV[6]) "
-    "end "
-    "i = 9 "
-    "while i <= #ARGV do "
-    "  if ARGV[i] == 'p' then "
-    "    redis.call('HSET', KEYS[1], ARGV[i + 1], n .. ':' .. ARGV[i + 2]) "
-    "    i = i + 3 "
-    "  else "
-    "    redis.call('HDEL', KEYS[1], ARGV[i + 1]) "
-    "    i = i + 2 "
-    "  end "
-    "end "
-    "redis.call('SET', KEYS[2], n) "
-    "if ARGV[3] ~= '0' then "
-    "  redis.call('PEXPIRE', KEYS[1], ARGV[3]) "
-    "  redis.call('PEXPIRE', KEYS[2], ARGV[3]) "
-    "else "
-    "  redis.call('PERSIST', KEYS[1]) "
-    "end "
-    "if db ~= 0 then redis.call('HINCRBY', KEYS[6], 'bytes', db) end "
-    "if dn ~= 0 then redis.call('HINCRBY', KEYS[6], 'objects', dn) end "
-    "if nf > 0 then redis.call('SET', KEYS[5], nb) "
-    "elseif cb >= 0 then redis.call('DEL', KEYS[5]) end "
-    "return n";
+    NGX_DO_STORAGE_REDIS_COMMIT;
+static const char  ngx_do_storage_redis_commit_fenced_script[] =
+    NGX_DO_STORAGE_REDIS_FENCE NGX_DO_STORAGE_REDIS_COMMIT;
 
 
 static ngx_int_t
@@ -265,6 +319,27 @@ ngx_do_storage_redis_init_worker(ngx_cycle_t *cycle, void *conf)
         || ngx_do_storage_redis_sha_cells == NGX_ERROR
         || ngx_do_storage_redis_sha_check == NGX_ERROR
         || ngx_do_storage_redis_sha_commit == NGX_ERROR)
+    {
+        return NGX_ERROR;
+    }
+
+    /* loaded with the others: a few hundred bytes once per connection */
+    ngx_do_storage_redis_sha_cells_fenced = ngx_do_redis_script(
+                            ngx_do_storage_redis_cells_fenced_script,
+                            sizeof(ngx_do_storage_redis_cells_fenced_script)
+                            - 1);
+    ngx_do_storage_redis_sha_check_fenced = ngx_do_redis_script(
+                            ngx_do_storage_redis_check_fenced_script,
+                            sizeof(ngx_do_storage_redis_check_fenced_script)
+                            - 1);
+    ngx_do_storage_redis_sha_commit_fenced = ngx_do_redis_script(
+                            ngx_do_storage_redis_commit_fenced_script,
+                            sizeof(ngx_do_storage_redis_commit_fenced_script)
+                            - 1);
+
+    if (ngx_do_storage_redis_sha_cells_fenced == NGX_ERROR
+        || ngx_do_storage_redis_sha_check_fenced == NGX_ERROR
+        || ngx_do_storage_redis_sha_commit_fenced == NGX_ERROR)
     {
         return NGX_ERROR;
     }
@@ -463,6 +538,11 @@ ngx_do_storage_redis_state(ngx_do_storage_req_t *req, redisReply *version,
 }
 
 
+/*
+ * The commit script, or the check script for a batch with nothing to
+ * store; in cluster mode their fenced forms, with the shard's lease key
+ * last among the keys and batch->epoch last among the arguments
+ */
 static ngx_int_t
 ngx_do_storage_redis_commit(ngx_do_namespace_t *ns, u_char *id,
     uint64_t expected, ngx_do_batch_t *batch, ngx_do_storage_req_t *req)
@@ -470,9 +550,10 @@ ngx_do_storage_redis_commit(ngx_do_namespace_t *ns, u_char *id,
     u_char       *kv, *v, *c, *b, *a, *q, *e;
     size_t       *argvlen;
     ngx_int_t     rc;
-    ngx_uint_t    argc;
+    ngx_uint_t    argc, fenced, shard;
     const char  **argv;
     u_char        buf[6 * NGX_DO_REDIS_KEY_LEN + 6 * NGX_INT64_LEN];
+    u_char        fence[NGX_DO_REDIS_FENCE_LEN];
 
     if (ngx_do_storage_redis_conf->prefix.len + ns->name.len
         > NGX_DO_REDIS_MAX_NAMES)
@@ -480,7 +561,18 @@ ngx_do_storage_redis_commit(ngx_do_namespace_t *ns, u_char *id,
         return NGX_ERROR;
     }
 
-    argc = 17 + 3 * batch->writes.nelts;
+    fenced = (ngx_do_cluster != NULL);
+    shard = ngx_do_id_shard(id);
+
+    if (fenced && batch->epoch == 0) {
+        ngx_do_storage_redis_fenced("commit", shard, 0, NULL);
+        return NGX_DO_FENCED;
+    }
+
+    req->shard = shard;
+    req->epoch = batch->epoch;
+
+    argc = 19 + 3 * batch->writes.nelts;
 
     argv = ngx_alloc(argc * (sizeof(char *) + sizeof(size_t)), ngx_cycle->log);
     if (argv == NULL) {
@@ -495,33 +587,39 @@ ngx_do_storage_redis_commit(ngx_do_namespace_t *ns, u_char *id,
     b = ngx_do_storage_redis_key(c, ns, id, ":c");
     a = ngx_do_storage_redis_key(b, ns, id, ":b");
     q = ngx_sprintf(a, "%Valarms:%ui", &ngx_do_storage_redis_conf->prefix,
-                    ngx_do_id_shard(id));
+                    shard);
     e = ngx_sprintf(q, "%Vquota:%V", &ngx_do_storage_redis_conf->prefix,
                     &ns->name);
 
     if (batch->writes.nelts == 0 && !batch->clear && !batch->alarm_set
         && expected != NGX_DO_VERSION_ANY)
     {
-        ngx_do_redis_evalsha(ngx_do_storage_redis_sha_check, argv, argvlen);
-        argv[2] = "2";
+        ngx_do_redis_evalsha(fenced ? ngx_do_storage_redis_sha_check_fenced
+                                    : ngx_do_storage_redis_sha_check,
+                             argv, argvlen);
+        argv[2] = fenced ? "3" : "2";
         argvlen[2] = 1;
         argv[3] = (const char *) kv;
         argvlen[3] = v - kv;
         argv[4] = (const char *) v;
         argvlen[4] = c - v;
-        argv[5] = (const char *) e;
-        argvlen[5] = ngx_sprintf(e, "%uL", expected) - e;
+        argv[5 + fenced] = (const char *) e;
+        argvlen[5 + fenced] = ngx_sprintf(e, "%uL", expected) - e;
 
-        rc = ngx_do_redis_command(ngx_do_storage_redis_hint(id),
-                                  ngx_do_storage_redis_committed, req, 6,
-                                  argv, argvlen);
-        ngx_free(argv);
+        if (fenced) {
+            ngx_do_storage_redis_fence(fence, shard, batch->epoch, &argv[5],
+                                       &argvlen[5], &argv[7], &argvlen[7]);
+        }
 
-        return (rc == NGX_OK) ? NGX_AGAIN : NGX_ERROR;
+        argc = 6 + 2 * fenced;
+
+        goto send;
     }
 
-    ngx_do_redis_evalsha(ngx_do_storage_redis_sha_commit, argv, argvlen);
-    argv[2] = "6";
+    ngx_do_redis_evalsha(fenced ? ngx_do_storage_redis_sha_commit_fenced
+                                : ngx_do_storage_redis_sha_commit,
+                         argv, argvlen);
+    argv[2] = fenced ? "7" : "6";
     argvlen[2] = 1;
     argv[3] = (const char *) kv;
     argvlen[3] = v - kv;
@@ -536,8 +634,18 @@ ngx_do_storage_redis_commit(ngx_do_namespace_t *ns, u_char *id,
     argv[8] = (const char *) q;
     argvlen[8] = e - q;
 
-    argc = 9 + ngx_do_storage_redis_commit_args(ns, batch, expected, kv,
-                                                argv + 9, argvlen + 9, e);
+    argc = 9 + fenced;
+    argc += ngx_do_storage_redis_commit_args(ns, batch, expected, kv,
+                                             argv + argc, argvlen + argc, e);
+
+    if (fenced) {
+        /* the lease key after the other keys, the epoch after all */
+        ngx_do_storage_redis_fence(fence, shard, batch->epoch, &argv[9],
+                                   &argvlen[9], &argv[argc], &argvlen[argc]);
+        argc++;
+    }
+
+send:
 
     /* hiredis copies the command: nothing here must outlive the call */
     rc = ngx_do_redis_command(ngx_do_storage_redis_hint(id),
@@ -548,6 +656,7 @@ ngx_do_storage_redis_commit(ngx_do_namespace_t *ns, u_char *id,
 
     return (rc == NGX_OK) ? NGX_AGAIN : NGX_ERROR;
 }
+
 
 /*
  * The commit script's ARGV, into argv from 0: expected version, clear,
@@ -628,7 +737,7 @@ ngx_do_storage_redis_commit_args(ngx_do_namespace_t *ns, ngx_do_batch_t *batch,
 
 /*
  * the new version, -1 (the version moved on), -2 or -3 (a quota refused
- * it), or an error
+ * it), -4 (cluster mode: the epoch is not the lease's), or an error
  */
 static void
 ngx_do_storage_redis_committed(void *data, void *r)
@@ -642,6 +751,12 @@ ngx_do_storage_redis_committed(void *data, void *r)
     req->rc = NGX_ERROR;
 
     if (reply == NULL) {
+        goto done;
+    }
+
+    if (ngx_do_storage_redis_refused(reply)) {
+        ngx_do_storage_redis_fenced("commit", req->shard, req->epoch, reply);
+        req->rc = NGX_DO_FENCED;
         goto done;
     }
 
@@ -934,17 +1049,21 @@ ngx_do_storage_redis_cell_read(void *data, void *r)
 }
 
 
-/* one script: the keys, then a value and a PX for each */
+/*
+ * One script: the keys, then a value and a PX for each; in cluster mode
+ * its fenced form, with the lease key of the cells' shard and epoch
+ */
 static ngx_int_t
 ngx_do_storage_redis_cell_put(ngx_do_namespace_t *ns, ngx_do_cell_t *cells,
-    ngx_uint_t n, ngx_do_cell_pt handler, void *data)
+    ngx_uint_t n, uint64_t epoch, ngx_do_cell_pt handler, void *data)
 {
     u_char                       *buf, *p;
     size_t                       *argvlen;
     ngx_int_t                     rc;
-    ngx_uint_t                    i, argc;
+    ngx_uint_t                    i, argc, fenced, val;
     const char                  **argv;
     ngx_do_storage_redis_cell_t  *cell;
+    u_char                        fence[NGX_DO_REDIS_FENCE_LEN];
 
     if (ngx_do_storage_redis_conf->prefix.len + ns->name.len
         > NGX_DO_REDIS_MAX_NAMES)
@@ -952,7 +1071,15 @@ ngx_do_storage_redis_cell_put(ngx_do_namespace_t *ns, ngx_do_cell_t *cells,
         return NGX_ERROR;
     }
 
-    argc = 3 + 3 * n;
+    fenced = (ngx_do_cluster != NULL);
+
+    if (fenced && epoch == 0) {
+        ngx_do_storage_redis_fenced("write of cells",
+                                    ngx_do_id_shard(cells[0].id), 0, NULL);
+        return NGX_DECLINED;
+    }
+
+    argc = 3 + 3 * n + 2 * fenced;
 
     /* the argument vectors, then the keys and the expiries */
     buf = ngx_alloc(argc * (sizeof(char *) + sizeof(size_t))
@@ -966,34 +1093,47 @@ ngx_do_storage_redis_cell_put(ngx_do_namespace_t *ns, ngx_do_cell_t *cells,
 
     cell->handler = handler;
     cell->data = data;
+    cell->shard = ngx_do_id_shard(cells[0].id);
+    cell->epoch = epoch;
 
     argv = (const char **) buf;
     argvlen = (size_t *) (argv + argc);
     p = (u_char *) (argvlen + argc);
 
-    ngx_do_redis_evalsha(ngx_do_storage_redis_sha_cells, argv, argvlen);
+    ngx_do_redis_evalsha(fenced ? ngx_do_storage_redis_sha_cells_fenced
+                                : ngx_do_storage_redis_sha_cells,
+                         argv, argvlen);
     argv[2] = (const char *) p;
-    argvlen[2] = ngx_sprintf(p, "%ui", n) - p;
+    argvlen[2] = ngx_sprintf(p, "%ui", n + fenced) - p;
     p += argvlen[2];
+
+    /* the values after the keys (and the lease key, when fenced) */
+    val = 3 + n + fenced;
 
     for (i = 0; i < n; i++) {
         argv[3 + i] = (const char *) p;
         p = ngx_do_storage_redis_key(p, ns, cells[i].id, ":tat");
         argvlen[3 + i] = p - (u_char *) argv[3 + i];
 
-        argv[3 + n + 2 * i] = cells[i].delete ? ""
-                              : (const char *) cells[i].value.data;
-        argvlen[3 + n + 2 * i] = cells[i].delete ? 0 : cells[i].value.len;
+        argv[val + 2 * i] = cells[i].delete
+                            ? "" : (const char *) cells[i].value.data;
+        argvlen[val + 2 * i] = cells[i].delete ? 0 : cells[i].value.len;
 
         if (cells[i].delete) {
-            argv[4 + n + 2 * i] = "";
-            argvlen[4 + n + 2 * i] = 0;
+            argv[val + 2 * i + 1] = "";
+            argvlen[val + 2 * i + 1] = 0;
             continue;
         }
 
-        argv[4 + n + 2 * i] = (const char *) p;
+        argv[val + 2 * i + 1] = (const char *) p;
         p = ngx_sprintf(p, "%M", cells[i].ttl);
-        argvlen[4 + n + 2 * i] = p - (u_char *) argv[4 + n + 2 * i];
+        argvlen[val + 2 * i + 1] = p - (u_char *) argv[val + 2 * i + 1];
+    }
+
+    if (fenced) {
+        ngx_do_storage_redis_fence(fence, cell->shard, epoch, &argv[3 + n],
+                                   &argvlen[3 + n], &argv[argc - 1],
+                                   &argvlen[argc - 1]);
     }
 
     /* hiredis copies the command: nothing here must outlive the call */
@@ -1035,6 +1175,12 @@ ngx_do_storage_redis_cell_written(void *data, void *r)
 
     rc = (reply && reply->type == REDIS_REPLY_INTEGER) ? NGX_OK : NGX_ERROR;
 
+    if (reply && ngx_do_storage_redis_refused(reply)) {
+        ngx_do_storage_redis_fenced("write of cells", cell->shard,
+                                    cell->epoch, reply);
+        rc = NGX_DECLINED;
+    }
+
     if (reply && reply->type == REDIS_REPLY_ERROR) {
         n = ngx_do_log_escape(esc, sizeof(esc), (u_char *) reply->str,
                               reply->len);
@@ -1046,4 +1192,84 @@ ngx_do_storage_redis_cell_written(void *data, void *r)
     cell->handler(cell->data, rc, NULL);
 
     ngx_free(cell);
+}
+
+
+/* a fenced script's last key and last argument, written at p */
+static void
+ngx_do_storage_redis_fence(u_char *p, ngx_uint_t shard, uint64_t epoch,
+    const char **key, size_t *key_len, const char **arg, size_t *arg_len)
+{
+    u_char  *e;
+
+    e = ngx_do_cluster_lease_key(p, shard);
+
+    *key = (const char *) p;
+    *key_len = e - p;
+
+    *arg = (const char *) e;
+    *arg_len = ngx_sprintf(e, "%uL", epoch) - e;
+}
+
+
+/* a fenced script's refusal: [-4, the lease's value or ""] */
+static ngx_uint_t
+ngx_do_storage_redis_refused(redisReply *reply)
+{
+    return reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
+           && reply->element[0]->type == REDIS_REPLY_INTEGER
+           && reply->element[0]->integer == -4
+           && reply->element[1]->type == REDIS_REPLY_STRING;
+}
+
+
+/*
+ * Cluster mode: a write of the shard refused by epoch, counted and logged
+ * (a paused node may refuse many at once: throttled); reply NULL: this
+ * node held no lease on the shard, nothing was sent.  Otherwise this node
+ * lost the lease it believed it held, and the cluster core hears it.
+ */
+static void
+ngx_do_storage_redis_fenced(const char *what, ngx_uint_t shard,
+    uint64_t epoch, redisReply *reply)
+{
+    size_t   n, len;
+    u_char  *lease, *sp;
+    u_char   esc[NGX_DO_LOG_ESCAPE_LEN];
+
+    ngx_do_stats->fenced++;
+
+    if (reply == NULL) {
+        ngx_do_log_throttled(NGX_LOG_WARN, ngx_cycle->log, 0,
+                             NGX_DO_LOG_FENCED,
+                             "do: %s of shard %ui refused: this node holds "
+                             "no lease on it", what, shard);
+        return;
+    }
+
+    ngx_do_cluster_lost(shard, epoch);
+
+    lease = (u_char *) reply->element[1]->str;
+    len = reply->element[1]->len;
+
+    if (len == 0) {
+        ngx_do_log_throttled(NGX_LOG_WARN, ngx_cycle->log, 0,
+                             NGX_DO_LOG_FENCED,
+                             "do: %s of shard %ui refused: epoch %uL is not "
+                             "the lease's (no node holds it now)",
+                             what, shard, epoch);
+        return;
+    }
+
+    /* "<epoch> <node>" */
+    sp = ngx_strlchr(lease, lease + len, ' ');
+    n = ngx_do_log_escape(esc, sizeof(esc), sp ? sp + 1 : lease,
+                          sp ? len - (sp + 1 - lease) : len);
+
+    ngx_do_log_throttled(NGX_LOG_WARN, ngx_cycle->log, 0, NGX_DO_LOG_FENCED,
+                         "do: %s of shard %ui refused: epoch %uL is not the "
+                         "lease's (epoch %*s, held by \"%*s\" now)",
+                         what, shard, epoch,
+                         sp ? (size_t) (sp - lease) : (size_t) 0, lease,
+                         n, esc);
 }

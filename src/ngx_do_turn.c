@@ -23,6 +23,7 @@
 #include <ngx_event.h>
 
 #include "ngx_do_object.h"
+#include "ngx_do_cluster.h"
 
 
 static void ngx_do_turn_broadcast(ngx_do_object_t *obj, ngx_do_turn_t *t);
@@ -163,6 +164,12 @@ ngx_do_turn_ready(ngx_do_object_t *obj)
          */
         ngx_do_object_refresh(obj);
         obj->deferred = 1;
+    }
+
+    if (ngx_do_cluster && obj->ngroup == 0
+        && ngx_do_object_epoch(obj) == NGX_AGAIN)
+    {
+        return NGX_AGAIN;
     }
 
     if (ngx_do_object_backend->async && !obj->loaded) {

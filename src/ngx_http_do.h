@@ -352,6 +352,28 @@ void ngx_do_id_from_name(ngx_do_namespace_t *ns, ngx_str_t *name, u_char *id);
  */
 ngx_uint_t ngx_do_shard_mine(ngx_uint_t shard);
 
+/* the shard of an object ID (0 .. NGX_DO_SHARDS - 1) */
+ngx_uint_t ngx_do_id_shard(u_char *id);
+
+/*
+ * Cluster mode (do_cluster), for a class that keeps state of its own by
+ * shard.  ngx_do_clustered(): 1 in cluster mode.  ngx_do_shard_epoch():
+ * the epoch of this node's lease on the shard, 0 when it holds none
+ * (0 outside cluster mode); what the class keeps of a shard under
+ * another epoch is stale.  ngx_do_shard_on_flush(), in each worker:
+ * handler(data, shard, done, ctx) runs when this node is about to give
+ * the shard up, sends the writes of the shard's deferred state at once
+ * and returns how many it sent; done(ctx, rc) runs once for each as
+ * storage answers it (rc NGX_OK: stored).
+ */
+typedef void (*ngx_do_shard_done_pt)(void *ctx, ngx_int_t rc);
+typedef ngx_uint_t (*ngx_do_shard_flush_pt)(void *data, ngx_uint_t shard,
+    ngx_do_shard_done_pt done, void *ctx);
+
+ngx_uint_t ngx_do_clustered(void);
+uint64_t ngx_do_shard_epoch(ngx_uint_t shard);
+ngx_int_t ngx_do_shard_on_flush(ngx_do_shard_flush_pt handler, void *data);
+
 
 /*
  * Cells: one small value per ID of a namespace, kept by storage outside
@@ -383,10 +405,14 @@ ngx_int_t ngx_do_cell_get(ngx_do_namespace_t *ns, u_char *id,
 /*
  * Writes n cells at once (each applied whole, in order; the strings are
  * copied before this returns): NGX_OK, the handler runs later, once, with
- * NGX_OK or NGX_ERROR and no value; NGX_ERROR or NGX_DECLINED: it does not
+ * NGX_OK or NGX_ERROR and no value; NGX_ERROR or NGX_DECLINED: it does not.
+ * In cluster mode the cells' IDs are of one shard, and epoch is the epoch
+ * of its lease they were decided under (ngx_do_shard_epoch()): storage
+ * writes nothing unless the lease is still at it, and the handler gets
+ * NGX_DECLINED (0 outside cluster mode)
  */
 ngx_int_t ngx_do_cell_put(ngx_do_namespace_t *ns, ngx_do_cell_t *cells,
-    ngx_uint_t n, ngx_do_cell_pt handler, void *data);
+    ngx_uint_t n, uint64_t epoch, ngx_do_cell_pt handler, void *data);
 
 ngx_do_request_t *ngx_do_turn_request(ngx_do_turn_t *t);
 
@@ -515,6 +541,10 @@ ngx_msec_t ngx_do_flush_interval(void);
  * NGX_DO_LOG_TIMEOUT      calls whose owner did not answer in time
  * NGX_DO_LOG_ALARM        alarms that could not run, or were skipped
  * NGX_DO_LOG_QUOTA        commits refused by a namespace quota
+ * NGX_DO_LOG_FENCED       commits and flushes refused by their shard's
+ *                         epoch (cluster mode)
+ * NGX_DO_LOG_NODE         the channel between nodes: peers unreachable,
+ *                         refused or full
  */
 #define NGX_DO_LOG_UNAVAILABLE    0
 #define NGX_DO_LOG_FULL           1
@@ -525,7 +555,9 @@ ngx_msec_t ngx_do_flush_interval(void);
 #define NGX_DO_LOG_TIMEOUT        6
 #define NGX_DO_LOG_ALARM          7
 #define NGX_DO_LOG_QUOTA          8
-#define NGX_DO_LOG_KINDS          9
+#define NGX_DO_LOG_FENCED         9
+#define NGX_DO_LOG_NODE           10
+#define NGX_DO_LOG_KINDS          11
 
 void ngx_do_log_throttled(ngx_uint_t level, ngx_log_t *log, ngx_err_t err,
     ngx_uint_t kind, const char *fmt, ...);

@@ -42,6 +42,15 @@
  * forgotten there, and a full one leaves the table once it is cold.  A
  * dirty bucket is never freed elsewhere (it is linked), so the look for
  * room passes it over like a live one.
+ *
+ * In cluster mode a stored bucket also keeps, after its key, the shard of
+ * its key's ID and the epoch of the shard's lease it was loaded under: a
+ * bucket of another epoch than the one this node holds now is cold (the
+ * shard went and came back: another node may have decided the key
+ * meanwhile), the dirty lists are the shards (a write to storage carries
+ * one shard's epoch), and dirty buckets of an epoch this node no longer
+ * holds are not stored but forgotten (collect): storage would refuse
+ * them.
  */
 
 
@@ -62,6 +71,9 @@
 /* a stored table's bucket: in a dirty list; storage may hold it ahead */
 #define NGX_DO_BUCKET_DIRTY       0x01
 #define NGX_DO_BUCKET_STORED      0x02
+
+/* cluster mode: the epoch (8 bytes) and the shard (4) after the key */
+#define NGX_DO_BUCKET_LEASE_LEN   12
 
 
 /*
@@ -106,6 +118,11 @@ static void ngx_do_buckets_free(ngx_slab_pool_t *shpool,
     ngx_do_buckets_sh_t *sh, ngx_do_bucket_t *b);
 static void ngx_do_buckets_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static uint64_t ngx_do_bucket_epoch(ngx_do_bucket_t *b, ngx_uint_t *shard);
+static void ngx_do_bucket_lease(ngx_do_bucket_t *b, ngx_uint_t shard,
+    uint64_t epoch);
+static ngx_uint_t ngx_do_bucket_stale(ngx_do_rate_limiter_conf_t *conf,
+    ngx_do_bucket_t *b);
 
 
 #define ngx_do_bucket_node(b)                                                \
@@ -249,7 +266,10 @@ ngx_do_buckets_take(ngx_do_namespace_t *ns, ngx_str_t *key, int64_t burst,
 
     b = ngx_do_buckets_lookup(sh, key, hash);
 
-    if (conf->stored && (b == NULL || ngx_do_bucket_cold(b, now))) {
+    if (conf->stored
+        && (b == NULL || ngx_do_bucket_cold(b, now)
+            || ngx_do_bucket_stale(conf, b)))
+    {
         ngx_shmtx_unlock(&shpool->mutex);
 
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
@@ -315,7 +335,7 @@ ngx_do_buckets_refund(ngx_do_namespace_t *ns, ngx_str_t *key)
     /* a bucket that is gone was full: there is nothing to give back */
     b = ngx_do_buckets_lookup(conf->buckets->data, key, hash);
 
-    if (b && b->tat > now) {
+    if (b && b->tat > now && !ngx_do_bucket_stale(conf, b)) {
         ngx_do_rate_limiter_gcra_refund(conf, now, &b->tat);
 
         if (conf->stored) {
@@ -358,7 +378,10 @@ ngx_do_buckets_tat(ngx_do_namespace_t *ns, ngx_str_t *key, int64_t *tat)
 
     b = ngx_do_buckets_lookup(conf->buckets->data, key, hash);
 
-    if (conf->stored && (b == NULL || ngx_do_bucket_cold(b, now))) {
+    if (conf->stored
+        && (b == NULL || ngx_do_bucket_cold(b, now)
+            || ngx_do_bucket_stale(conf, b)))
+    {
         rc = NGX_AGAIN;
 
     } else if (b) {
@@ -372,8 +395,8 @@ ngx_do_buckets_tat(ngx_do_namespace_t *ns, ngx_str_t *key, int64_t *tat)
 
 
 void
-ngx_do_buckets_fill(ngx_do_namespace_t *ns, ngx_str_t *key, int64_t tat,
-    ngx_queue_t *waiters)
+ngx_do_buckets_fill(ngx_do_namespace_t *ns, ngx_str_t *key, ngx_uint_t shard,
+    uint64_t epoch, int64_t tat, ngx_queue_t *waiters)
 {
     int64_t                      now;
     uint32_t                     hash;
@@ -398,17 +421,29 @@ ngx_do_buckets_fill(ngx_do_namespace_t *ns, ngx_str_t *key, int64_t tat,
 
     if (b == NULL) {
         b = ngx_do_buckets_insert(shpool, sh, key, hash, now);
+
+        if (b && ngx_do_clustered()) {
+            ngx_do_bucket_lease(b, shard, epoch);
+        }
     }
 
     /*
      * a new bucket (TAT 0) or a cold one takes what was read; a warm one
-     * was filled or decided since the read: it is newer
+     * was filled or decided since the read: it is newer, unless it is of
+     * another epoch than the read's (cluster mode)
      */
-    if (b && ngx_do_bucket_cold(b, now)) {
+    if (b
+        && (ngx_do_bucket_cold(b, now)
+            || (ngx_do_clustered() && ngx_do_bucket_epoch(b, NULL) != epoch)))
+    {
         b->tat = tat;
 
         if (tat > now) {
             b->flags |= NGX_DO_BUCKET_STORED;
+        }
+
+        if (ngx_do_clustered()) {
+            ngx_do_bucket_lease(b, shard, epoch);
         }
     }
 
@@ -449,11 +484,12 @@ ngx_do_buckets_fill(ngx_do_namespace_t *ns, ngx_str_t *key, int64_t tat,
  */
 ngx_int_t
 ngx_do_buckets_collect(ngx_do_namespace_t *ns, ngx_uint_t list,
-    ngx_do_buckets_emit_pt emit, void *data)
+    uint64_t epoch, ngx_do_buckets_emit_pt emit, void *data)
 {
     int64_t                      now;
     uint32_t                     off, keep;
     ngx_int_t                    rc;
+    ngx_uint_t                   clustered;
     ngx_slab_pool_t             *shpool;
     ngx_do_bucket_t             *b;
     ngx_do_buckets_sh_t         *sh;
@@ -469,6 +505,7 @@ ngx_do_buckets_collect(ngx_do_namespace_t *ns, ngx_uint_t list,
 
     rc = NGX_OK;
     keep = 0;
+    clustered = ngx_do_clustered();
 
     ngx_shmtx_lock(&shpool->mutex);
 
@@ -477,6 +514,15 @@ ngx_do_buckets_collect(ngx_do_namespace_t *ns, ngx_uint_t list,
 
     while (off) {
         b = ngx_do_bucket_at(shpool, off);
+
+        if (clustered
+            && (epoch == 0 || ngx_do_bucket_epoch(b, NULL) != epoch))
+        {
+            /* decided under a lease this node no longer holds: forgotten */
+            off = b->next;
+            b->flags = 0;
+            continue;
+        }
 
         if (b->tat > now || (b->flags & NGX_DO_BUCKET_STORED)) {
             if (emit(data, b->data, b->len, (b->tat > now) ? b->tat : 0, now)
@@ -559,7 +605,12 @@ ngx_do_buckets_dirty(ngx_slab_pool_t *shpool, ngx_do_buckets_sh_t *sh,
         return;
     }
 
-    list = ngx_do_bucket_node(b)->key % NGX_DO_SHARDS;
+    if (ngx_do_clustered()) {
+        (void) ngx_do_bucket_epoch(b, &list);
+
+    } else {
+        list = ngx_do_bucket_node(b)->key % NGX_DO_SHARDS;
+    }
 
     b->flags |= NGX_DO_BUCKET_DIRTY;
     b->next = sh->dirty[list];
@@ -655,7 +706,8 @@ ngx_do_buckets_insert(ngx_slab_pool_t *shpool, ngx_do_buckets_sh_t *sh,
     ngx_do_buckets_expire(shpool, sh, NGX_DO_BUCKETS_LOOK, 0, now);
 
     size = offsetof(ngx_rbtree_node_t, color)
-           + offsetof(ngx_do_bucket_t, data) + key->len;
+           + offsetof(ngx_do_bucket_t, data) + key->len
+           + (ngx_do_clustered() ? NGX_DO_BUCKET_LEASE_LEN : 0);
 
     node = ngx_slab_alloc_locked(shpool, size);
 
@@ -681,6 +733,10 @@ ngx_do_buckets_insert(ngx_slab_pool_t *shpool, ngx_do_buckets_sh_t *sh,
     b->next = 0;
     b->tat = 0;
     ngx_memcpy(b->data, key->data, key->len);
+
+    if (ngx_do_clustered()) {
+        ngx_do_bucket_lease(b, 0, 0);
+    }
 
     ngx_rbtree_insert(&sh->rbtree, node);
     ngx_queue_insert_head(&sh->queue, &b->queue);
@@ -760,4 +816,55 @@ ngx_do_buckets_rbtree_insert(ngx_rbtree_node_t *temp,
     node->left = sentinel;
     node->right = sentinel;
     ngx_rbt_red(node);
+}
+
+
+/* cluster mode: the epoch a bucket was loaded under, and its shard */
+static uint64_t
+ngx_do_bucket_epoch(ngx_do_bucket_t *b, ngx_uint_t *shard)
+{
+    uint32_t  s;
+    uint64_t  epoch;
+
+    /* after the key: unaligned */
+    ngx_memcpy(&epoch, b->data + b->len, sizeof(uint64_t));
+
+    if (shard) {
+        ngx_memcpy(&s, b->data + b->len + sizeof(uint64_t), sizeof(uint32_t));
+        *shard = s % NGX_DO_SHARDS;
+    }
+
+    return epoch;
+}
+
+
+static void
+ngx_do_bucket_lease(ngx_do_bucket_t *b, ngx_uint_t shard, uint64_t epoch)
+{
+    uint32_t  s;
+
+    s = (uint32_t) shard;
+
+    ngx_memcpy(b->data + b->len, &epoch, sizeof(uint64_t));
+    ngx_memcpy(b->data + b->len + sizeof(uint64_t), &s, sizeof(uint32_t));
+}
+
+
+/*
+ * cluster mode: a bucket of a stored table loaded under another epoch
+ * than the one this node holds now is read again before it decides
+ */
+static ngx_uint_t
+ngx_do_bucket_stale(ngx_do_rate_limiter_conf_t *conf, ngx_do_bucket_t *b)
+{
+    uint64_t    epoch;
+    ngx_uint_t  shard;
+
+    if (!conf->stored || !ngx_do_clustered()) {
+        return 0;
+    }
+
+    epoch = ngx_do_bucket_epoch(b, &shard);
+
+    return epoch == 0 || epoch != ngx_do_shard_epoch(shard);
 }

@@ -103,20 +103,23 @@ void ngx_do_buckets_exit_worker(ngx_do_namespace_t *ns);
 
 /*
  * For ngx_do_buckets_store.c, under the table's lock inside.  fill: a
- * loaded TAT becomes the key's bucket unless the table has a warm one,
- * then the waiters of the load (ngx_do_buckets_wait_t) are decided.
- * collect: the dirty buckets of one list (0 .. NGX_DO_SHARDS - 1) to
- * store, each given to emit with its TAT, or with tat 0 where storage
- * must forget it; NGX_ERROR from emit leaves the rest dirty.  redirty:
- * the key is dirty again (its write failed).
+ * loaded TAT becomes the key's bucket unless the table has a warm one
+ * (of the read's epoch, in cluster mode: shard is the key's ID's, epoch
+ * the one held when the read was sent), then the waiters of the load
+ * (ngx_do_buckets_wait_t) are decided.  collect: the dirty buckets of one
+ * list (0 .. NGX_DO_SHARDS - 1; in cluster mode, a shard) to store, each
+ * given to emit with its TAT, or with tat 0 where storage must forget it;
+ * NGX_ERROR from emit leaves the rest dirty; in cluster mode only those
+ * of epoch, which the writes carry (the others are forgotten; epoch 0:
+ * all are).  redirty: the key is dirty again (its write failed).
  */
 typedef ngx_int_t (*ngx_do_buckets_emit_pt)(void *data, u_char *key,
     size_t len, int64_t tat, int64_t now);
 
 void ngx_do_buckets_fill(ngx_do_namespace_t *ns, ngx_str_t *key,
-    int64_t tat, ngx_queue_t *waiters);
+    ngx_uint_t shard, uint64_t epoch, int64_t tat, ngx_queue_t *waiters);
 ngx_int_t ngx_do_buckets_collect(ngx_do_namespace_t *ns, ngx_uint_t list,
-    ngx_do_buckets_emit_pt emit, void *data);
+    uint64_t epoch, ngx_do_buckets_emit_pt emit, void *data);
 void ngx_do_buckets_redirty(ngx_do_namespace_t *ns, ngx_str_t *key);
 
 

@@ -22,6 +22,14 @@
  * memory, so a reload changes nothing, and a worker killed and respawned
  * finds its lists as they were; a worker that exits stores every list, so
  * that the decisions of workers that exited before it are stored too.
+ *
+ * In cluster mode a list is a shard, and its write carries the epoch of
+ * the shard's lease this node holds: storage refuses it once the shard
+ * went (the buckets are then forgotten, not tried again).  Lists of
+ * shards this node does not hold are emptied by whichever worker looks
+ * first.  Before this node gives a shard up, the cluster core has its
+ * list stored at once (ngx_do_shard_flush(), through the handler this
+ * file registers), and learns when storage answered.
  */
 
 
@@ -43,6 +51,7 @@ typedef struct {
     ngx_str_node_t             node;          /* str: the key */
     ngx_do_namespace_t        *ns;
     ngx_queue_t                waiters;       /* ngx_do_buckets_wait_t */
+    uint64_t                   epoch;         /* cluster mode: as sent */
     u_char                     id[NGX_DO_ID_LEN];
 } ngx_do_buckets_load_t;
 
@@ -53,6 +62,9 @@ typedef struct {
     ngx_do_namespace_t        *ns;
     ngx_array_t               *cells;         /* ngx_do_cell_t */
     ngx_array_t               *keys;          /* ngx_str_t */
+    uint64_t                   epoch;         /* cluster mode */
+    ngx_do_shard_done_pt       done;          /* ngx_do_shard_flush() */
+    void                      *ctx;
 } ngx_do_buckets_batch_t;
 
 
@@ -63,6 +75,9 @@ typedef struct {
     ngx_rbtree_t               loads;         /* ngx_do_buckets_load_t */
     ngx_rbtree_node_t          sentinel;
     ngx_do_buckets_batch_t    *batch;         /* being filled */
+    uint64_t                   epoch;         /* of the lists collected */
+    ngx_do_shard_done_pt       done;
+    void                      *ctx;
 } ngx_do_buckets_flush_t;
 
 
@@ -70,9 +85,13 @@ static void ngx_do_buckets_loaded(void *data, ngx_int_t rc,
     ngx_str_t *value);
 static void ngx_do_buckets_flush_handler(ngx_event_t *ev);
 static void ngx_do_buckets_flush(ngx_do_buckets_flush_t *f, ngx_uint_t all);
+static ngx_uint_t ngx_do_buckets_flush_list(ngx_do_buckets_flush_t *f,
+    ngx_uint_t list);
+static ngx_uint_t ngx_do_buckets_flush_shard(void *data, ngx_uint_t shard,
+    ngx_do_shard_done_pt done, void *ctx);
 static ngx_int_t ngx_do_buckets_emit(void *data, u_char *key, size_t len,
     int64_t tat, int64_t now);
-static void ngx_do_buckets_send(ngx_do_buckets_flush_t *f);
+static ngx_uint_t ngx_do_buckets_send(ngx_do_buckets_flush_t *f);
 static void ngx_do_buckets_written(void *data, ngx_int_t rc,
     ngx_str_t *value);
 static void ngx_do_buckets_failed(ngx_do_buckets_batch_t *batch);
@@ -110,6 +129,12 @@ ngx_do_buckets_init_worker(ngx_do_namespace_t *ns, ngx_cycle_t *cycle)
 
     /* this worker's copy of the configuration */
     conf->flush = f;
+
+    if (ngx_do_clustered()
+        && ngx_do_shard_on_flush(ngx_do_buckets_flush_shard, f) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     ngx_add_timer(&f->timer, ngx_do_flush_interval());
 
@@ -204,6 +229,7 @@ ngx_do_buckets_load(ngx_do_namespace_t *ns, ngx_str_t *key,
     ngx_queue_init(&load->waiters);
 
     ngx_do_id_from_name(ns, key, load->id);
+    load->epoch = ngx_do_shard_epoch(ngx_do_id_shard(load->id));
 
     if (ngx_do_cell_get(ns, load->id, ngx_do_buckets_loaded, load) != NGX_OK)
     {
@@ -271,7 +297,9 @@ ngx_do_buckets_loaded(void *data, ngx_int_t rc, ngx_str_t *value)
                    &load->ns->name, rc);
 
     if (rc != NGX_ERROR) {
-        ngx_do_buckets_fill(load->ns, &load->node.str, tat, &load->waiters);
+        ngx_do_buckets_fill(load->ns, &load->node.str,
+                            ngx_do_id_shard(load->id), load->epoch, tat,
+                            &load->waiters);
     }
 
     now = ngx_do_status_usec();
@@ -311,38 +339,115 @@ ngx_do_buckets_flush_handler(ngx_event_t *ev)
 }
 
 
-/* the dirty lists of this worker's shards (all: every list) to storage */
+/*
+ * The dirty lists of this worker's shards (all: every list) to storage.
+ * In cluster mode each list goes in writes of its own, under the epoch
+ * this node holds; the lists of shards it does not hold are emptied.
+ */
 static void
 ngx_do_buckets_flush(ngx_do_buckets_flush_t *f, ngx_uint_t all)
 {
-    ngx_uint_t  list;
+    ngx_uint_t  list, clustered;
+
+    clustered = ngx_do_clustered();
 
     for (list = 0; list < NGX_DO_SHARDS; list++) {
+        f->epoch = clustered ? ngx_do_shard_epoch(list) : 0;
+
+        if (clustered && f->epoch == 0) {
+            (void) ngx_do_buckets_collect(f->ns, list, 0,
+                                          ngx_do_buckets_emit, f);
+            continue;
+        }
+
         if (!all && !ngx_do_shard_mine(list)) {
             continue;
         }
 
-        while (ngx_do_buckets_collect(f->ns, list, ngx_do_buckets_emit, f)
-               != NGX_OK)
-        {
-            /* a full batch, or no memory: send what there is, if any */
-            if (f->batch == NULL) {
-                return;
-            }
+        (void) ngx_do_buckets_flush_list(f, list);
 
-            if (f->batch->cells->nelts == 0) {
-                ngx_destroy_pool(f->batch->pool);
-                f->batch = NULL;
-                return;
-            }
-
-            ngx_do_buckets_send(f);
+        if (clustered && f->batch) {
+            (void) ngx_do_buckets_send(f);
         }
     }
 
     if (f->batch) {
-        ngx_do_buckets_send(f);
+        (void) ngx_do_buckets_send(f);
     }
+}
+
+
+/* a list into batches, each sent when full: the number sent */
+static ngx_uint_t
+ngx_do_buckets_flush_list(ngx_do_buckets_flush_t *f, ngx_uint_t list)
+{
+    ngx_uint_t  n;
+
+    n = 0;
+
+    while (ngx_do_buckets_collect(f->ns, list, f->epoch, ngx_do_buckets_emit,
+                                  f)
+           != NGX_OK)
+    {
+        /* a full batch, or no memory: send what there is, if any */
+        if (f->batch == NULL) {
+            break;
+        }
+
+        if (f->batch->cells->nelts == 0) {
+            ngx_destroy_pool(f->batch->pool);
+            f->batch = NULL;
+            break;
+        }
+
+        n += ngx_do_buckets_send(f);
+    }
+
+    return n;
+}
+
+
+/*
+ * Cluster mode, from ngx_do_shard_flush(): the shard's list is stored
+ * now, whichever worker's it is, under the epoch this node still holds;
+ * done(ctx) hears each write sent
+ */
+static ngx_uint_t
+ngx_do_buckets_flush_shard(void *data, ngx_uint_t shard,
+    ngx_do_shard_done_pt done, void *ctx)
+{
+    ngx_do_buckets_flush_t *f = data;
+
+    ngx_uint_t  n;
+
+    f->epoch = ngx_do_shard_epoch(shard);
+
+    if (f->epoch == 0) {
+        return 0;
+    }
+
+    if (f->batch) {
+        /* of other shards: not to be waited for */
+        (void) ngx_do_buckets_send(f);
+    }
+
+    f->done = done;
+    f->ctx = ctx;
+
+    n = ngx_do_buckets_flush_list(f, shard);
+
+    if (f->batch) {
+        n += ngx_do_buckets_send(f);
+    }
+
+    f->done = NULL;
+    f->ctx = NULL;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
+                   "do buckets \"%V\": shard %ui flushed, %ui writes",
+                   &f->ns->name, shard, n);
+
+    return n;
 }
 
 
@@ -379,6 +484,9 @@ ngx_do_buckets_emit(void *data, u_char *key, size_t len, int64_t tat,
 
         batch->pool = pool;
         batch->ns = f->ns;
+        batch->epoch = f->epoch;
+        batch->done = f->done;
+        batch->ctx = f->ctx;
         batch->cells = ngx_array_create(pool, NGX_DO_BUCKETS_BATCH,
                                         sizeof(ngx_do_cell_t));
         batch->keys = ngx_array_create(pool, NGX_DO_BUCKETS_BATCH,
@@ -421,10 +529,14 @@ ngx_do_buckets_emit(void *data, u_char *key, size_t len, int64_t tat,
 }
 
 
-/* the batch being filled goes to storage; its keys' IDs first */
-static void
+/*
+ * The batch being filled goes to storage, its keys' IDs first: 1 when it
+ * was sent (its handler runs later), 0 when it failed at once
+ */
+static ngx_uint_t
 ngx_do_buckets_send(ngx_do_buckets_flush_t *f)
 {
+    ngx_int_t                rc;
     ngx_str_t               *k;
     ngx_uint_t               i;
     ngx_do_cell_t           *cell;
@@ -440,7 +552,7 @@ ngx_do_buckets_send(ngx_do_buckets_flush_t *f)
         cell[i].id = ngx_pnalloc(batch->pool, NGX_DO_ID_LEN);
         if (cell[i].id == NULL) {
             ngx_do_buckets_failed(batch);
-            return;
+            return 0;
         }
 
         ngx_do_id_from_name(batch->ns, &k[i], cell[i].id);
@@ -450,26 +562,41 @@ ngx_do_buckets_send(ngx_do_buckets_flush_t *f)
                    "do buckets \"%V\": storing %ui keys",
                    &batch->ns->name, batch->cells->nelts);
 
-    if (ngx_do_cell_put(batch->ns, batch->cells->elts, batch->cells->nelts,
-                        ngx_do_buckets_written, batch)
-        != NGX_OK)
-    {
-        ngx_do_buckets_failed(batch);
+    rc = ngx_do_cell_put(batch->ns, batch->cells->elts, batch->cells->nelts,
+                         batch->epoch, ngx_do_buckets_written, batch);
+
+    if (rc == NGX_OK) {
+        return 1;
     }
+
+    if (rc == NGX_DECLINED && ngx_do_clustered()) {
+        /* refused by epoch at once: the shard is not held here */
+        ngx_destroy_pool(batch->pool);
+        return 0;
+    }
+
+    ngx_do_buckets_failed(batch);
+
+    return 0;
 }
 
 
+/* stored; or refused by epoch (cluster mode): forgotten, not retried */
 static void
 ngx_do_buckets_written(void *data, ngx_int_t rc, ngx_str_t *value)
 {
     ngx_do_buckets_batch_t  *batch = data;
 
-    if (rc != NGX_OK) {
-        ngx_do_buckets_failed(batch);
+    if (batch->done) {
+        batch->done(batch->ctx, rc);
+    }
+
+    if (rc == NGX_OK || rc == NGX_DECLINED) {
+        ngx_destroy_pool(batch->pool);
         return;
     }
 
-    ngx_destroy_pool(batch->pool);
+    ngx_do_buckets_failed(batch);
 }
 
 
