@@ -699,6 +699,7 @@ ngx_do_node_refuse(ngx_do_node_conn_t *nc, const char *why)
 void
 ngx_do_node_close(ngx_do_node_conn_t *nc, ngx_uint_t answer)
 {
+    uint64_t              id;
     ngx_uint_t            n;
     ngx_pool_t           *pool;
     ngx_queue_t          *q;
@@ -781,13 +782,15 @@ ngx_do_node_close(ngx_do_node_conn_t *nc, ngx_uint_t answer)
 
     while (nc->calls.root != nc->calls.sentinel) {
         node = ngx_rbtree_min(nc->calls.root, nc->calls.sentinel);
+
+        /* the id before the delete: ngx_rbtree_delete() zeroes the key */
+        id = (uint64_t) node->key;
         ngx_rbtree_delete(&nc->calls, node);
         call = (ngx_do_node_call_t *) node;
 
         if (answer) {
             ngx_do_node_count(nc->peer, NGX_DO_NODE_FAILURES);
-            call->handler((uint64_t) node->key, call->data,
-                          NGX_HTTP_BAD_GATEWAY, NULL, 0);
+            call->handler(id, call->data, NGX_HTTP_BAD_GATEWAY, NULL, 0);
             n++;
         }
 
