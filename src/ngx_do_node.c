@@ -318,7 +318,9 @@ ngx_do_node_connect(ngx_uint_t peer)
     pc.name = &addr;
     pc.get = ngx_event_get_peer;
     pc.log = ngx_cycle->log;
-    pc.log_error = NGX_ERROR_ERR;
+
+    /* nginx's own lines on this connection (a refused connect, a reset) */
+    pc.log_error = NGX_ERROR_INFO;
 
     rc = ngx_event_connect_peer(&pc);
 
@@ -353,6 +355,7 @@ ngx_do_node_connect(ngx_uint_t peer)
 
     if (rc == NGX_AGAIN) {
         nc->state = NGX_DO_NODE_CONNECTING;
+        nc->c->read->handler = ngx_do_node_connected;
         nc->c->write->handler = ngx_do_node_connected;
         return nc;
     }
@@ -366,16 +369,20 @@ ngx_do_node_connect(ngx_uint_t peer)
 }
 
 
-/* the connect finished (or failed) */
+/*
+ * The connect finished (or failed), told by either event (a refused one
+ * wakes both, the read one first); a failure is logged here, once a
+ * second, rather than as nginx's recv() error
+ */
 static void
-ngx_do_node_connected(ngx_event_t *wev)
+ngx_do_node_connected(ngx_event_t *ev)
 {
     int                  err;
     socklen_t            len;
     ngx_connection_t    *c;
     ngx_do_node_conn_t  *nc;
 
-    c = wev->data;
+    c = ev->data;
     nc = c->data;
 
     err = 0;
@@ -394,10 +401,16 @@ ngx_do_node_connected(ngx_event_t *wev)
         return;
     }
 
+    c->read->handler = ngx_do_node_read;
     c->write->handler = ngx_do_node_write;
 
     if (ngx_do_node_hello(nc) != NGX_OK) {
         ngx_do_node_close(nc, 1);
+        return;
+    }
+
+    if (c->read->ready) {
+        ngx_do_node_read(c->read);
     }
 }
 

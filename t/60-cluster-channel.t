@@ -300,6 +300,17 @@ ok((grep { /^50[234] / } @res), '... some of them failed, as the node died')
 delete $node{n3}{pid};
 $node{n3}{checked} = 1;
 
+# the dead node stays in the registry for a while, and n1 tries it again:
+# the module says so (a warning, once a second), nginx's own lines on
+# those connections are info
+my $n1_log = $node{n1}->error_log;
+like($n1_log, qr/\[warn\].*do: connect\(\) to node "n3" at .* failed/,
+     'a refused connect to a dead node is logged by the module');
+my @core = grep { /\[error\].*(?:recv|connect|writev)\(\) failed/ }
+           split /\n/, $n1_log;
+is(scalar(@core), 0, "... and not at error by nginx's core")
+    or diag explain [ @core[0 .. ($#core > 5 ? 5 : $#core)] ];
+
 for my $n (qw(n1 n2)) {
     $node{$n}->check_logs("node $n", expect => [
         qr/node channel from .* refused/,
