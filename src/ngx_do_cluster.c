@@ -49,6 +49,7 @@
 #define NGX_DO_CLUSTER_EPOCH      (NGX_DO_CLUSTER_LEAVING - 1)
 #define NGX_DO_CLUSTER_HOLDER(w)  ((ngx_uint_t) ((w) >> 56))
 #define NGX_DO_CLUSTER_LEAVES     8
+#define NGX_DO_CLUSTER_FORGET     600000      /* ms: a slot's name expires */
 
 
 typedef struct {
@@ -71,6 +72,7 @@ typedef struct {
     ngx_atomic_t               self;
     ngx_atomic_t               ticks;
     ngx_atomic_t               lost;
+    ngx_atomic_t               fresh;         /* no lease taken since start */
     ngx_do_cluster_peer_t      peers[NGX_DO_CLUSTER_PEERS];
     ngx_do_cluster_shard_t     shards[NGX_DO_SHARDS];
 } ngx_do_cluster_sh_t;
@@ -125,10 +127,13 @@ static const char  ngx_do_cluster_beat_script[] =
 /*
  * The leases.  ARGV: prefix, name, lease (ms), and a character per shard:
  * '1' take it if nobody holds it, or renew it; '2' release it; '0' only
- * tell who holds it.  Answers each shard's lease value, "" for none.
+ * tell who holds it; then "1" when this node just started: a lease still
+ * under its name is its previous life's, taken again with a new epoch.
+ * Answers each shard's lease value, "" for none.
  */
 static const char  ngx_do_cluster_lease_script[] =
     "local p, me, px, want = ARGV[1], ARGV[2], ARGV[3], ARGV[4] "
+    "local fresh = ARGV[5] == '1' "
     "local out = {} "
     "for s = 0, #want - 1 do "
     "  local k = p .. 'cluster:lease:' .. s "
@@ -137,7 +142,7 @@ static const char  ngx_do_cluster_lease_script[] =
     "  local mine = v and string.sub(v, (string.find(v, ' ', 1, true) "
     "                                    or #v) + 1) == me "
     "  if c == 49 then "
-    "    if not v then "
+    "    if not v or (mine and fresh) then "
     "      v = redis.call('INCR', p .. 'cluster:epoch:' .. s) .. ' ' .. me "
     "      redis.call('SET', k, v, 'PX', px) "
     "    elseif mine then "
@@ -345,6 +350,7 @@ ngx_do_cluster_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     sh->self = NGX_DO_CLUSTER_NONE;
+    sh->fresh = 1;
     shm_zone->data = sh;
 
     (void) conf;
@@ -607,7 +613,10 @@ ngx_do_cluster_index(ngx_str_t *name, ngx_uint_t add)
             return i;
         }
 
+        /* a name not heard of for a while gives its slot up, oldest first */
         if (!p->live && i != ngx_do_cluster_sh->self
+            && (ngx_msec_int_t) (ngx_current_msec - p->seen)
+               > NGX_DO_CLUSTER_FORGET
             && (free == NGX_DO_CLUSTER_NONE
                 || (ngx_do_cluster_sh->peers[free].name[0]
                     && p->seen < ngx_do_cluster_sh->peers[free].seen)))
@@ -683,10 +692,10 @@ ngx_do_cluster_heard(void *data, void *r)
     redisReply  *reply = r;
 
     u_char       want[NGX_DO_SHARDS], lease[NGX_INT_T_LEN];
-    size_t       argvlen[7];
+    size_t       argvlen[8];
     ngx_str_t    name;
     ngx_uint_t   i, j, live[NGX_DO_CLUSTER_PEERS], nlive;
-    const char  *argv[7];
+    const char  *argv[8];
     ngx_do_cluster_peer_t  *p;
 
     ngx_do_cluster_busy = 0;
@@ -711,10 +720,7 @@ ngx_do_cluster_heard(void *data, void *r)
 
     ngx_spinlock(&ngx_do_cluster_sh->lock, ngx_pid, 1024);
 
-    for (i = 0; i < NGX_DO_CLUSTER_PEERS; i++) {
-        ngx_do_cluster_sh->peers[i].live = 0;
-    }
-
+    /* the live flags change only once every name has its slot */
     for (i = 0; i + 1 < reply->elements; i += 2) {
         if (reply->element[i]->type != REDIS_REPLY_STRING
             || reply->element[i + 1]->type != REDIS_REPLY_STRING
@@ -742,9 +748,14 @@ ngx_do_cluster_heard(void *data, void *r)
                        reply->element[i + 1]->len);
         }
 
-        p->live = 1;
         p->seen = ngx_current_msec;
         live[nlive++] = j;
+    }
+
+    for (i = 0; i < NGX_DO_CLUSTER_PEERS; i++) {
+        for (j = 0; j < nlive && live[j] != i; j++) { /* void */ }
+
+        ngx_do_cluster_sh->peers[i].live = (j < nlive);
     }
 
     ngx_unlock(&ngx_do_cluster_sh->lock);
@@ -762,10 +773,12 @@ ngx_do_cluster_heard(void *data, void *r)
     argvlen[5] = ngx_sprintf(lease, "%M", ngx_do_cluster->lease) - lease;
     argv[6] = (const char *) want;
     argvlen[6] = NGX_DO_SHARDS;
+    argv[7] = ngx_do_cluster_sh->fresh ? "1" : "0";
+    argvlen[7] = 1;
 
     ngx_do_cluster_sent = ngx_current_msec;
 
-    if (ngx_do_redis_command(0, ngx_do_cluster_leased, NULL, 7, argv,
+    if (ngx_do_redis_command(0, ngx_do_cluster_leased, NULL, 8, argv,
                              argvlen)
         != NGX_OK)
     {
@@ -940,6 +953,7 @@ ngx_do_cluster_leased(void *data, void *r)
                    | (epoch & NGX_DO_CLUSTER_EPOCH);
     }
 
+    ngx_do_cluster_sh->fresh = 0;
     (void) ngx_atomic_fetch_add(&ngx_do_cluster_sh->ticks, 1);
 
     ngx_do_cluster_next(ngx_do_cluster->lease / 4);

@@ -56,6 +56,7 @@ static ngx_int_t ngx_do_node_send(ngx_uint_t peer, ngx_uint_t kind,
 static void ngx_do_node_backoff(ngx_do_node_peer_t *p);
 static void ngx_do_node_timeout(ngx_event_t *ev);
 static void ngx_do_node_dial(ngx_event_t *ev);
+static ngx_uint_t ngx_do_node_stale(ngx_do_node_conn_t *nc, ngx_uint_t peer);
 
 
 ngx_do_node_key_t              ngx_do_node_secret;
@@ -125,6 +126,21 @@ ngx_do_node_init_worker(ngx_cycle_t *cycle)
     ngx_add_timer(&ngx_do_node_dial_event, NGX_DO_NODE_DIAL);
 
     return NGX_OK;
+}
+
+
+/* a connection made to the node a peer's slot named before */
+static ngx_uint_t
+ngx_do_node_stale(ngx_do_node_conn_t *nc, ngx_uint_t peer)
+{
+    ngx_str_t  name, addr;
+
+    if (ngx_do_cluster_peer(peer, &name, &addr) != NGX_OK) {
+        return 0;
+    }
+
+    return name.len != nc->name_len
+           || ngx_strncmp(name.data, nc->name, name.len) != 0;
 }
 
 
@@ -559,6 +575,12 @@ ngx_do_node_send(ngx_uint_t peer, ngx_uint_t kind, ngx_uint_t type,
 
     p = &ngx_do_node_peers[peer];
     nc = p->conn;
+
+    if (nc && ngx_do_node_stale(nc, peer)) {
+        /* the slot names another node now: its calls end 502 */
+        ngx_do_node_close(nc, 1);
+        nc = p->conn;
+    }
 
     if (nc == NULL) {
         if (ngx_current_msec < p->retry_at) {

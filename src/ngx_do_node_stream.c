@@ -715,6 +715,9 @@ ngx_do_node_flush(ngx_do_node_conn_t *nc)
             err = ngx_socket_errno;
 
             if (err == NGX_EAGAIN || err == NGX_EINTR) {
+                /* as ngx_writev(): else epoll is never asked for EPOLLOUT */
+                nc->c->write->ready = 0;
+
                 if (ngx_handle_write_event(nc->c->write, 0) != NGX_OK) {
                     return NGX_ERROR;
                 }

@@ -253,6 +253,8 @@ ngx_do_buckets_remote_go(ngx_do_buckets_remote_t *rt)
     ngx_int_t   route;
     ngx_uint_t  peer;
 
+    peer = 0;
+
     if (rt->reply == NULL && ngx_queue_empty(&rt->waiters)) {
         /* every waiter went away */
         ngx_do_buckets_remote_free(rt);
@@ -262,28 +264,46 @@ ngx_do_buckets_remote_go(ngx_do_buckets_remote_t *rt)
     route = ngx_do_cluster ? ngx_do_cluster_route(rt->shard, &peer)
                            : NGX_DO_CLUSTER_HERE;
 
+    ngx_log_debug5(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
+                   "do buckets \"%V\": take of shard %ui, route %i, "
+                   "hops %ui, %M ms left", &rt->ns->name, rt->shard, route,
+                   rt->hops, rt->deadline - ngx_current_msec);
+
     if (route == NGX_DO_CLUSTER_HERE) {
         ngx_do_buckets_remote_here(rt);
         return;
     }
 
     if (route == NGX_DO_CLUSTER_PEER) {
-        if (rt->hops < NGX_DO_NODE_MAX_HOPS
-            && ngx_do_buckets_remote_ask(rt, peer) == NGX_OK)
-        {
+        if (rt->hops < NGX_DO_NODE_MAX_HOPS) {
+            if (ngx_do_buckets_remote_ask(rt, peer) == NGX_OK) {
+                return;
+            }
+
+            /*
+             * the holder cannot be reached yet (a node that just joined
+             * is refused until the others' registry has it): again, below
+             */
+
+        } else if (rt->reply) {
+            /*
+             * the last hop, and the tables of the nodes on the way do not
+             * agree yet: the node that asked first asks again (503)
+             */
+            ngx_do_node_reply(rt->reply, NGX_HTTP_SERVICE_UNAVAILABLE,
+                              NULL, 0);
+            rt->reply = NULL;
+            ngx_do_buckets_remote_free(rt);
             return;
         }
-
-        ngx_do_buckets_remote_done(rt, NGX_ERROR, 0, NULL);
-        return;
     }
 
     if ((ngx_msec_int_t) (rt->deadline - ngx_current_msec) <= 0) {
         ngx_do_log_throttled(NGX_LOG_ERR, ngx_cycle->log, 0,
                              NGX_DO_LOG_TIMEOUT,
-                             "do: rate limiter \"%V\": no node held shard "
-                             "%ui within do_call_timeout", &rt->ns->name,
-                             rt->shard);
+                             "do: rate limiter \"%V\": no node that holds "
+                             "shard %ui answered within do_call_timeout",
+                             &rt->ns->name, rt->shard);
         ngx_do_buckets_remote_done(rt, NGX_ERROR, 0, NULL);
         return;
     }
@@ -391,6 +411,16 @@ ngx_do_buckets_remote_answered(uint64_t id, void *data, ngx_uint_t status,
     ngx_do_buckets_told_t  told;
 
     rt->asked = 0;
+
+    if ((status == NGX_HTTP_BAD_GATEWAY
+         || status == NGX_HTTP_SERVICE_UNAVAILABLE)
+        && (ngx_msec_int_t) (rt->deadline - ngx_current_msec) > 0)
+    {
+        /* the connection was lost, or the holder was busy: again */
+        ngx_free(buf);
+        ngx_add_timer(&rt->timer, NGX_DO_BUCKETS_RETRY);
+        return;
+    }
 
     if (status != 0 || len != sizeof(ngx_do_buckets_told_t)) {
         ngx_do_log_throttled(NGX_LOG_ERR, ngx_cycle->log, 0,
