@@ -192,7 +192,7 @@ my ($f) = $c->objects_held_by(0, 1, \&id_uri);
 my ($fo, $s) = @$f;
 is(http($ports[0], 'PUT', uri($fo, 'a'), body => 'orig')->{status}, 200,
    "n1 stores a value in an object of its shard $s");
-my $fenced0 = ($c->cluster(0) // {})->{fenced} // 0;
+my $fenced0 = $c->fenced(0);
 my $lk = $c->lease_key($s);
 my $lv = $c->redis_cmd('GET', $lk) // '';
 my ($epoch) = $lv =~ /(\d+)/;
@@ -202,10 +202,11 @@ $c->redis_cmd('SET', $c->epoch_key($s), $foreign);
 $c->redis_cmd('SET', $lk, "$foreign intruder", 'PX', 4000);
 $r = http($ports[0], 'PUT', uri($fo, 'a'), body => 'fenced');
 my $cl = $c->cluster(0) // {};
+my $fenced1 = $c->fenced(0);
 note("lease $lk was \"$lv\"; the write got $r->{status}");
 isnt($r->{status}, 200, "the lease taken away ($lk: \"$foreign intruder\"),"
      . " n1's write is refused ($r->{status})");
-cmp_ok($cl->{fenced} // 0, '>', $fenced0,
+cmp_ok($fenced1, '>', $fenced0,
        'n1 counts the commit refused by epoch');
 my $e = $cl->{epochs}{$s};
 ok(!defined $e || $e > $foreign,
