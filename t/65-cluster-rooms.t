@@ -81,7 +81,8 @@ for my $m (sort keys %ws) {
     $got{$m} = [ messages($ws{$m}, scalar @sent) ];
 }
 # the first number: the lowest any member saw (1 in a new room)
-my ($first) = sort { $a <=> $b } map { $_->[0]{seq} // () } values %got;
+my ($first) = sort { $a <=> $b } map { @$_ ? $_->[0]{seq} : () }
+                                  values %got;
 $first //= 1;
 for my $m (sort keys %got) {
     my @m = @{ $got{$m} };
