@@ -969,8 +969,8 @@ ngx_do_cluster_status_size(void)
 
 /*
  * "cluster":{"node","listen","lease_ms","shards","epochs":{"<s>":e},
- * "lost","peers":[{"name","addr","live","self"}],
- * "channel":[the channel to each peer: ngx_do_node_status_json()]}
+ * "lost","peers":[{"name","addr","live","self","shards", and for the
+ * other nodes their channel's: ngx_do_node_status_json()}]}
  */
 u_char *
 ngx_do_cluster_status_json(u_char *p, u_char *last)
@@ -995,10 +995,11 @@ ngx_do_cluster_status_json(u_char *p, u_char *last)
 
     p = ngx_slprintf(p, last, ",\"cluster\":{\"node\":\"%V\","
                      "\"listen\":\"%V\",\"lease_ms\":%M,\"shards\":%ui,"
-                     "\"lost\":%uA,\"ticks\":%uA,\"epochs\":{",
+                     "\"fenced\":%ui,\"lost\":%uA,\"ticks\":%uA,"
+                     "\"epochs\":{",
                      &ngx_do_cluster->name, &ngx_do_cluster->addr.name,
-                     ngx_do_cluster->lease, n, ngx_do_cluster_sh->lost,
-                     ngx_do_cluster_sh->ticks);
+                     ngx_do_cluster->lease, n, ngx_do_status_fenced(),
+                     ngx_do_cluster_sh->lost, ngx_do_cluster_sh->ticks);
 
     first = 1;
 
@@ -1032,17 +1033,20 @@ ngx_do_cluster_status_json(u_char *p, u_char *last)
         }
 
         p = ngx_slprintf(p, last, "%s{\"name\":\"%s\",\"addr\":\"%s\","
-                         "\"live\":%s,\"self\":%s,\"shards\":%ui}",
+                         "\"live\":%s,\"self\":%s,\"shards\":%ui",
                          first ? "" : ",", peer->name, peer->addr,
                          peer->live ? "true" : "false",
                          i == self ? "true" : "false", n);
+
+        if (i != self) {
+            p = ngx_do_node_status_json(p, last, i);
+        }
+
+        p = ngx_slprintf(p, last, "}");
         first = 0;
     }
 
-    p = ngx_slprintf(p, last, "],\"channel\":");
-    p = ngx_do_node_status_json(p, last);
-
-    return ngx_slprintf(p, last, "}");
+    return ngx_slprintf(p, last, "]}");
 }
 
 
@@ -1068,6 +1072,10 @@ ngx_do_cluster_status_prometheus(u_char *p, u_char *last)
                      "# HELP ngx_do_cluster_shards shards this node holds\n"
                      "# TYPE ngx_do_cluster_shards gauge\n"
                      "ngx_do_cluster_shards{node=\"%V\"} %ui\n"
+                     "# HELP ngx_do_cluster_fenced_total commits and "
+                     "flushes refused by their shard's epoch\n"
+                     "# TYPE ngx_do_cluster_fenced_total counter\n"
+                     "ngx_do_cluster_fenced_total %ui\n"
                      "# HELP ngx_do_cluster_lost_total shards this node "
                      "learned it lost from a refused commit\n"
                      "# TYPE ngx_do_cluster_lost_total counter\n"
@@ -1075,7 +1083,8 @@ ngx_do_cluster_status_prometheus(u_char *p, u_char *last)
                      "# HELP ngx_do_cluster_peer_live nodes in the "
                      "registry\n"
                      "# TYPE ngx_do_cluster_peer_live gauge\n",
-                     &ngx_do_cluster->name, n, ngx_do_cluster_sh->lost);
+                     &ngx_do_cluster->name, n, ngx_do_status_fenced(),
+                     ngx_do_cluster_sh->lost);
 
     for (i = 0; i < NGX_DO_CLUSTER_PEERS; i++) {
         peer = &ngx_do_cluster_sh->peers[i];

@@ -25,6 +25,7 @@
 
 
 #define NGX_DO_NODE_HANDSHAKE     5000        /* ms to finish it */
+#define NGX_DO_NODE_DIAL          1000        /* ms between dials */
 #define NGX_DO_NODE_BACKOFF_MIN   50
 #define NGX_DO_NODE_BACKOFF_MAX   2000
 
@@ -54,6 +55,7 @@ static ngx_int_t ngx_do_node_send(ngx_uint_t peer, ngx_uint_t kind,
     ngx_do_node_answer_pt handler, void *data);
 static void ngx_do_node_backoff(ngx_do_node_peer_t *p);
 static void ngx_do_node_timeout(ngx_event_t *ev);
+static void ngx_do_node_dial(ngx_event_t *ev);
 
 
 ngx_do_node_key_t              ngx_do_node_secret;
@@ -62,6 +64,9 @@ static ngx_uint_t              ngx_do_node_enabled;
 static ngx_do_node_peer_t      ngx_do_node_peers[NGX_DO_CLUSTER_PEERS];
 static ngx_queue_t             ngx_do_node_conns;
 static ngx_do_node_handler_pt  ngx_do_node_handlers[NGX_DO_NODE_TYPES];
+static ngx_event_t             ngx_do_node_dial_event;
+/* the data of timers (nginx's debug lines read a timer's data as one) */
+static ngx_connection_t        ngx_do_node_dumb;
 
 
 /*
@@ -112,7 +117,51 @@ ngx_do_node_init_worker(ngx_cycle_t *cycle)
     ngx_do_node_key(&ngx_do_node_secret, ngx_do_runtime.secret, 32);
     ngx_do_node_enabled = 1;
 
+    ngx_do_node_dumb.fd = (ngx_socket_t) -1;
+    ngx_do_node_dial_event.handler = ngx_do_node_dial;
+    ngx_do_node_dial_event.data = &ngx_do_node_dumb;
+    ngx_do_node_dial_event.log = cycle->log;
+    ngx_do_node_dial_event.cancelable = 1;
+    ngx_add_timer(&ngx_do_node_dial_event, NGX_DO_NODE_DIAL);
+
     return NGX_OK;
+}
+
+
+/*
+ * Every NGX_DO_NODE_DIAL ms: a connection to each live peer that has none
+ * (and whose backoff ended), so that the first call finds it ready and
+ * do_status tells a peer that cannot be reached before any call does.
+ */
+static void
+ngx_do_node_dial(ngx_event_t *ev)
+{
+    ngx_str_t            name, addr;
+    ngx_uint_t           i;
+    ngx_do_node_peer_t  *p;
+
+    if (!ngx_do_node_enabled || ngx_exiting) {
+        return;
+    }
+
+    for (i = 0; i < NGX_DO_CLUSTER_PEERS; i++) {
+        p = &ngx_do_node_peers[i];
+
+        if (p->conn || i == ngx_do_cluster_self()
+            || (ngx_msec_int_t) (p->retry_at - ngx_current_msec) > 0
+            || ngx_do_cluster_peer(i, &name, &addr) != NGX_OK)
+        {
+            continue;
+        }
+
+        p->conn = ngx_do_node_connect(i);
+
+        if (p->conn == NULL) {
+            ngx_do_node_backoff(p);
+        }
+    }
+
+    ngx_add_timer(ev, NGX_DO_NODE_DIAL);
 }
 
 
@@ -128,6 +177,10 @@ ngx_do_node_exit_worker(void)
     }
 
     ngx_do_node_enabled = 0;
+
+    if (ngx_do_node_dial_event.timer_set) {
+        ngx_del_timer(&ngx_do_node_dial_event);
+    }
 
     while (!ngx_queue_empty(&ngx_do_node_conns)) {
         q = ngx_queue_head(&ngx_do_node_conns);

@@ -30,6 +30,9 @@
 
 /* the types of requests and messages */
 #define NGX_DO_NODE_CALL          1           /* a call's wire form */
+#define NGX_DO_NODE_TAKE          2           /* a bucket's take */
+#define NGX_DO_NODE_REFUND        3           /* a bucket's refund */
+#define NGX_DO_NODE_FANOUT        4           /* a room's broadcast */
 #define NGX_DO_NODE_TYPES         8
 
 /* the most hops a call makes between nodes (a forward, then one more) */
@@ -93,7 +96,7 @@ void ngx_do_node_reply(ngx_do_node_reply_t *reply, ngx_uint_t status,
 
 /* do_status: a JSON array of peer objects, and Prometheus families */
 size_t ngx_do_node_status_size(void);
-u_char *ngx_do_node_status_json(u_char *p, u_char *last);
+u_char *ngx_do_node_status_json(u_char *p, u_char *last, ngx_uint_t peer);
 u_char *ngx_do_node_status_prometheus(u_char *p, u_char *last);
 
 

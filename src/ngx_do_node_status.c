@@ -216,79 +216,62 @@ ngx_do_node_status_size(void)
 
 
 /*
- * [{"name", "address", "connected", "connections", "queue_bytes",
- * "forwards", "messages", "replies", "failures", "received",
- * "forward_duration_seconds": {"p50", "p99", "count", "sum", "buckets"}}]
- * for each peer in the registry but this node
+ * A peer's channel in its do_status object: ,"connected", "connections",
+ * "queue_bytes", "forwards", "messages", "replies", "failures",
+ * "received", "forward_duration_seconds": {"p50", "p99", "count", "sum",
+ * "buckets"}
  */
 u_char *
-ngx_do_node_status_json(u_char *p, u_char *last)
+ngx_do_node_status_json(u_char *p, u_char *last, ngx_uint_t peer)
 {
-    size_t                len;
     uint64_t              count, queued;
-    ngx_str_t             name, addr;
-    ngx_uint_t            i, w, up, first, b;
+    ngx_uint_t            w, up, b;
     ngx_do_node_stats_t  *s;
-    u_char                esc[NGX_SOCKADDR_STRLEN];
 
-    p = ngx_slprintf(p, last, "[");
-    first = 1;
-
-    for (i = 0; i < NGX_DO_CLUSTER_PEERS && ngx_do_node_sh; i++) {
-        if (i == ngx_do_cluster_self()
-            || ngx_do_cluster_peer(i, &name, &addr) != NGX_OK)
-        {
-            continue;
-        }
-
-        s = &ngx_do_node_sh->peer[i];
-        up = 0;
-        queued = 0;
-
-        for (w = 0; w < NGX_DO_NODE_SLOTS; w++) {
-            up += s->up[w];
-            queued += s->queued[w];
-        }
-
-        len = ngx_do_node_name(esc, &name);
-        p = ngx_slprintf(p, last, "%s{\"name\":\"%*s\"", first ? "" : ",",
-                         len, esc);
-        len = ngx_do_node_name(esc, &addr);
-        p = ngx_slprintf(p, last, ",\"address\":\"%*s\",\"connected\":%s,"
-                         "\"connections\":%ui,\"queue_bytes\":%uL,"
-                         "\"forwards\":%uA,\"messages\":%uA,\"replies\":%uA,"
-                         "\"failures\":%uA,\"received\":%uA,",
-                         len, esc, up ? "true" : "false", up, queued,
-                         s->forwards, s->messages, s->replies, s->failures,
-                         s->received);
-        first = 0;
-
-        count = 0;
-
-        for (b = 0; b <= NGX_DO_NODE_BUCKETS; b++) {
-            count += s->bucket[b];
-        }
-
-        p = ngx_slprintf(p, last, "\"forward_duration_seconds\":{\"p50\":");
-        p = ngx_do_node_quantile(p, last, s, count, 50);
-        p = ngx_slprintf(p, last, ",\"p99\":");
-        p = ngx_do_node_quantile(p, last, s, count, 99);
-        p = ngx_slprintf(p, last, ",\"count\":%uL,\"sum\":%uA.%06uA,"
-                         "\"buckets\":{", count, s->usec / 1000000,
-                         s->usec % 1000000);
-
-        count = 0;
-
-        for (b = 0; b <= NGX_DO_NODE_BUCKETS; b++) {
-            count += s->bucket[b];
-            p = ngx_slprintf(p, last, "%s\"%s\":%uL", b ? "," : "",
-                             ngx_do_node_le_text[b], count);
-        }
-
-        p = ngx_slprintf(p, last, "}}}");
+    if (ngx_do_node_sh == NULL || peer >= NGX_DO_CLUSTER_PEERS) {
+        return p;
     }
 
-    return ngx_slprintf(p, last, "]");
+    s = &ngx_do_node_sh->peer[peer];
+    up = 0;
+    queued = 0;
+
+    for (w = 0; w < NGX_DO_NODE_SLOTS; w++) {
+        up += s->up[w];
+        queued += s->queued[w];
+    }
+
+    p = ngx_slprintf(p, last, ",\"connected\":%s,"
+                     "\"connections\":%ui,\"queue_bytes\":%uL,"
+                     "\"forwards\":%uA,\"messages\":%uA,\"replies\":%uA,"
+                     "\"failures\":%uA,\"received\":%uA,",
+                     up ? "true" : "false", up, queued,
+                     s->forwards, s->messages, s->replies, s->failures,
+                     s->received);
+
+    count = 0;
+
+    for (b = 0; b <= NGX_DO_NODE_BUCKETS; b++) {
+        count += s->bucket[b];
+    }
+
+    p = ngx_slprintf(p, last, "\"forward_duration_seconds\":{\"p50\":");
+    p = ngx_do_node_quantile(p, last, s, count, 50);
+    p = ngx_slprintf(p, last, ",\"p99\":");
+    p = ngx_do_node_quantile(p, last, s, count, 99);
+    p = ngx_slprintf(p, last, ",\"count\":%uL,\"sum\":%uA.%06uA,"
+                     "\"buckets\":{", count, s->usec / 1000000,
+                     s->usec % 1000000);
+
+    count = 0;
+
+    for (b = 0; b <= NGX_DO_NODE_BUCKETS; b++) {
+        count += s->bucket[b];
+        p = ngx_slprintf(p, last, "%s\"%s\":%uL", b ? "," : "",
+                         ngx_do_node_le_text[b], count);
+    }
+
+    return ngx_slprintf(p, last, "}}");
 }
 
 

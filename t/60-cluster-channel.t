@@ -86,7 +86,7 @@ is_deeply(\@seen, [ ($acked) x 3 ],
 # the two nodes that do not hold the object forwarded to the one that does
 my (@fwd, %recv);
 for my $i (0 .. 2) {
-    my $ch = status($ports[$i])->{cluster}{channel} || [];
+    my $ch = [ grep { !$_->{self} } @{ status($ports[$i])->{cluster}{peers} || [] } ];
     for my $p (@$ch) {
         push @fwd, "$names[$i]>$p->{name}" if $p->{forwards} > 0;
         $recv{ $names[$i] } += $p->{received};
@@ -98,7 +98,8 @@ my ($holder) = grep { ($recv{$_} || 0) > 0 } @names;
 ok($holder && (grep { /^\w+>$holder$/ } @fwd) == 2,
    'both forwarded to the node that received them');
 
-my $st = status($ports[0])->{cluster}{channel}[0] || {};
+my ($st) = grep { !$_->{self} } @{ status($ports[0])->{cluster}{peers} || [] };
+$st ||= {};
 ok(exists $st->{connected} && exists $st->{queue_bytes}
    && exists $st->{forward_duration_seconds}{p50},
    'do_status shows a peer\'s connection, queue and latency');
@@ -248,7 +249,7 @@ ok(wait_for(sub { new_log() =~ /node "n1"\) refused: a frame out of sequence/ },
 sub received {
     my ($port) = @_;
     my $n = 0;
-    $n += $_->{received} for @{ status($port)->{cluster}{channel} || [] };
+    $n += $_->{received} // 0 for @{ status($port)->{cluster}{peers} || [] };
     return $n;
 }
 

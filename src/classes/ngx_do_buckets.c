@@ -254,6 +254,12 @@ ngx_do_buckets_take(ngx_do_namespace_t *ns, ngx_str_t *key, int64_t burst,
     }
 
     conf = ns->conf;
+
+    if (conf->clustered && !ngx_do_buckets_here(ns, key)) {
+        /* another node decides it: ngx_do_buckets_load() asks it */
+        return NGX_AGAIN;
+    }
+
     shpool = (ngx_slab_pool_t *) conf->buckets->shm.addr;
     sh = conf->buckets->data;
 
@@ -323,6 +329,13 @@ ngx_do_buckets_refund(ngx_do_namespace_t *ns, ngx_str_t *key)
     }
 
     conf = ns->conf;
+
+    if (conf->clustered && ngx_do_buckets_remote_refund(ns, key)
+                           != NGX_DECLINED)
+    {
+        return;
+    }
+
     shpool = (ngx_slab_pool_t *) conf->buckets->shm.addr;
 
     start = ngx_do_status_usec();
@@ -367,6 +380,11 @@ ngx_do_buckets_tat(ngx_do_namespace_t *ns, ngx_str_t *key, int64_t *tat)
     }
 
     conf = ns->conf;
+
+    if (conf->clustered && !ngx_do_buckets_here(ns, key)) {
+        return NGX_AGAIN;
+    }
+
     shpool = (ngx_slab_pool_t *) conf->buckets->shm.addr;
 
     hash = ngx_crc32_short(key->data, key->len);

@@ -96,6 +96,23 @@ ngx_int_t ngx_do_buckets_load(ngx_do_namespace_t *ns, ngx_str_t *key,
 /* w waits no more (its request went away); its handler will not run */
 void ngx_do_buckets_cancel(ngx_do_buckets_wait_t *w);
 
+/*
+ * Cluster mode (ngx_do_buckets_remote.c): a key is decided by the node
+ * that holds the shard of its ID.  here: this node decides the key (or
+ * not in cluster mode); remote: ngx_do_buckets_load() of a key another
+ * node decides (NGX_DECLINED: this node does, after all); remote_refund:
+ * a refund sent to the node that decides (NGX_DECLINED: it is this one);
+ * remote_init: 1 in cluster mode, where a worker takes the other nodes'
+ * takes from then on.
+ */
+ngx_uint_t ngx_do_buckets_here(ngx_do_namespace_t *ns, ngx_str_t *key);
+ngx_uint_t ngx_do_buckets_shard(ngx_do_namespace_t *ns, ngx_str_t *key);
+ngx_int_t ngx_do_buckets_remote(ngx_do_namespace_t *ns, ngx_str_t *key,
+    ngx_do_buckets_wait_t *w);
+ngx_int_t ngx_do_buckets_remote_refund(ngx_do_namespace_t *ns,
+    ngx_str_t *key);
+ngx_uint_t ngx_do_buckets_remote_init(void);
+
 ngx_int_t ngx_do_buckets_init_worker(ngx_do_namespace_t *ns,
     ngx_cycle_t *cycle);
 void ngx_do_buckets_exit_worker(ngx_do_namespace_t *ns);

@@ -129,6 +129,7 @@ ngx_do_buckets_init_worker(ngx_do_namespace_t *ns, ngx_cycle_t *cycle)
 
     /* this worker's copy of the configuration */
     conf->flush = f;
+    conf->clustered = ngx_do_buckets_remote_init();
 
     if (ngx_do_clustered()
         && ngx_do_shard_on_flush(ngx_do_buckets_flush_shard, f) != NGX_OK)
@@ -191,6 +192,7 @@ ngx_do_buckets_load(ngx_do_namespace_t *ns, ngx_str_t *key,
     ngx_do_buckets_wait_t *w)
 {
     uint32_t                     hash;
+    ngx_int_t                    rc;
     ngx_do_buckets_load_t       *load;
     ngx_do_buckets_flush_t      *f;
     ngx_do_rate_limiter_conf_t  *conf;
@@ -200,6 +202,14 @@ ngx_do_buckets_load(ngx_do_namespace_t *ns, ngx_str_t *key,
 
     if (f == NULL) {
         return NGX_ERROR;
+    }
+
+    if (conf->clustered) {
+        rc = ngx_do_buckets_remote(ns, key, w);
+
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
     }
 
     hash = ngx_crc32_short(key->data, key->len);

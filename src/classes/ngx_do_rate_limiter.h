@@ -51,6 +51,7 @@ typedef struct {
     ngx_shm_zone_t            *buckets;
     void                      *flush;         /* this worker's, if stored */
     unsigned                   stored:1;      /* storage keeps the table */
+    unsigned                   clustered:1;   /* nodes share it: remote.c */
     unsigned                   dry_run:1;
     unsigned                   fail_closed:1;
 } ngx_do_rate_limiter_conf_t;
