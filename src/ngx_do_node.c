@@ -318,7 +318,9 @@ ngx_do_node_connect(ngx_uint_t peer)
     pc.name = &addr;
     pc.get = ngx_event_get_peer;
     pc.log = ngx_cycle->log;
-    pc.log_error = NGX_ERROR_ERR;
+
+    /* nginx's own lines on this connection (a refused connect, a reset) */
+    pc.log_error = NGX_ERROR_INFO;
 
     rc = ngx_event_connect_peer(&pc);
 
@@ -353,6 +355,7 @@ ngx_do_node_connect(ngx_uint_t peer)
 
     if (rc == NGX_AGAIN) {
         nc->state = NGX_DO_NODE_CONNECTING;
+        nc->c->read->handler = ngx_do_node_connected;
         nc->c->write->handler = ngx_do_node_connected;
         return nc;
     }
@@ -366,16 +369,20 @@ ngx_do_node_connect(ngx_uint_t peer)
 }
 
 
-/* the connect finished (or failed) */
+/*
+ * The connect finished (or failed), told by either event (a refused one
+ * wakes both, the read one first); a failure is logged here, once a
+ * second, rather than as nginx's recv() error
+ */
 static void
-ngx_do_node_connected(ngx_event_t *wev)
+ngx_do_node_connected(ngx_event_t *ev)
 {
     int                  err;
     socklen_t            len;
     ngx_connection_t    *c;
     ngx_do_node_conn_t  *nc;
 
-    c = wev->data;
+    c = ev->data;
     nc = c->data;
 
     err = 0;
@@ -394,10 +401,16 @@ ngx_do_node_connected(ngx_event_t *wev)
         return;
     }
 
+    c->read->handler = ngx_do_node_read;
     c->write->handler = ngx_do_node_write;
 
     if (ngx_do_node_hello(nc) != NGX_OK) {
         ngx_do_node_close(nc, 1);
+        return;
+    }
+
+    if (c->read->ready) {
+        ngx_do_node_read(c->read);
     }
 }
 
@@ -699,6 +712,7 @@ ngx_do_node_refuse(ngx_do_node_conn_t *nc, const char *why)
 void
 ngx_do_node_close(ngx_do_node_conn_t *nc, ngx_uint_t answer)
 {
+    uint64_t              id;
     ngx_uint_t            n;
     ngx_pool_t           *pool;
     ngx_queue_t          *q;
@@ -781,13 +795,15 @@ ngx_do_node_close(ngx_do_node_conn_t *nc, ngx_uint_t answer)
 
     while (nc->calls.root != nc->calls.sentinel) {
         node = ngx_rbtree_min(nc->calls.root, nc->calls.sentinel);
+
+        /* the id before the delete: ngx_rbtree_delete() zeroes the key */
+        id = (uint64_t) node->key;
         ngx_rbtree_delete(&nc->calls, node);
         call = (ngx_do_node_call_t *) node;
 
         if (answer) {
             ngx_do_node_count(nc->peer, NGX_DO_NODE_FAILURES);
-            call->handler((uint64_t) node->key, call->data,
-                          NGX_HTTP_BAD_GATEWAY, NULL, 0);
+            call->handler(id, call->data, NGX_HTTP_BAD_GATEWAY, NULL, 0);
             n++;
         }
 
