@@ -188,12 +188,24 @@ sub peers {
     return grep { !$_->{self} } @{ $c->{peers} || [] };
 }
 
-# the sum over the node's peers of a counter ("forwards", "failures")
+# the sum over the node's peers of a counter ("forwards", "failures"):
+# in the peers (the registry) or the channel (the connections) entries
 sub peer_sum {
     my ($self, $i, $field) = @_;
     my $c = $self->cluster($i) or return 0;
     my $n = 0;
-    $n += $_->{$field} // 0 for peers($c);
+    $n += $_->{$field} // 0 for peers($c), @{ $c->{channel} || [] };
+    return $n;
+}
+
+# commits the node refused by epoch: the cluster's "fenced", or the sum of
+# the workers' (as built)
+sub fenced {
+    my ($self, $i) = @_;
+    my $s = $self->status($i) or return 0;
+    return $s->{cluster}{fenced} if defined $s->{cluster}{fenced};
+    my $n = 0;
+    $n += $_->{fenced} // 0 for @{ $s->{workers} || [] };
     return $n;
 }
 
