@@ -7,8 +7,9 @@
  * reply; its ngx_do_ws_broadcast() frames are released after its commit
  * (ngx_do_turn.c) and fanned out: one channel message per worker, each
  * carrying the object's ID, the sequence number and the frame.  This is
- * the one place where a broadcast leaves its owner, so cluster mode adds
- * nodes here.
+ * the one place where a broadcast leaves its owner; in cluster mode it
+ * also goes, once, to every other live node, whose receiving worker fans
+ * it out to its node's workers the same way (ngx_do_fanout_node()).
  *
  * Worker side: each worker keeps a tree of the objects its connections
  * are members of, and the members of each.  A fan-out is written to each
@@ -34,6 +35,8 @@
 
 #include "ngx_do_object.h"
 #include "ngx_do_ws.h"
+#include "ngx_do_cluster.h"
+#include "ngx_do_node.h"
 
 
 #define NGX_DO_FANOUT_INFLIGHT    16
@@ -73,6 +76,10 @@ typedef struct {
 
 
 static void ngx_do_fanout_deliver(ngx_do_fanout_wire_t *w, u_char *frame);
+static void ngx_do_fanout_workers(ngx_do_fanout_wire_t *hdr, u_char *frame);
+static void ngx_do_fanout_nodes(u_char *buf, size_t len);
+static void ngx_do_fanout_node(ngx_do_node_reply_t *reply, ngx_uint_t peer,
+    ngx_uint_t hops, u_char *buf, size_t len);
 static void ngx_do_fanout_message(ngx_do_ws_t *ws, ngx_uint_t opcode,
     u_char *data, size_t len);
 static void ngx_do_fanout_answered(void *data, ngx_http_do_reply_t *reply);
@@ -96,6 +103,10 @@ ngx_do_fanout_init(ngx_cycle_t *cycle)
                     ngx_do_id_rbtree_insert);
 
     ngx_do_fanout_enabled = 1;
+
+    if (ngx_do_cluster) {
+        ngx_do_node_handle(NGX_DO_NODE_FANOUT, ngx_do_fanout_node);
+    }
 
     return NGX_OK;
 }
@@ -366,7 +377,6 @@ ngx_do_fanout_send(ngx_do_namespace_t *ns, u_char *id, uint64_t seq,
 {
     u_char                *buf;
     size_t                 len;
-    ngx_uint_t             w;
     ngx_do_fanout_wire_t   hdr;
 
     ngx_memcpy(hdr.id, id, NGX_DO_ID_LEN);
@@ -374,12 +384,43 @@ ngx_do_fanout_send(ngx_do_namespace_t *ns, u_char *id, uint64_t seq,
     hdr.ns = (uint32_t) ns->index;
     hdr.len = (uint32_t) frame->len;
 
+    ngx_do_fanout_workers(&hdr, frame->data);
+
+    if (ngx_do_cluster == NULL) {
+        return NGX_OK;
+    }
+
     len = sizeof(ngx_do_fanout_wire_t) + frame->len;
+
+    buf = ngx_alloc(len, ngx_cycle->log);
+    if (buf == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_memcpy(buf, &hdr, sizeof(ngx_do_fanout_wire_t));
+    ngx_memcpy(buf + sizeof(ngx_do_fanout_wire_t), frame->data, frame->len);
+
+    ngx_do_fanout_nodes(buf, len);
+    ngx_free(buf);
+
+    return NGX_OK;
+}
+
+
+/* a fan-out to this worker's members, and to the other workers' */
+static void
+ngx_do_fanout_workers(ngx_do_fanout_wire_t *hdr, u_char *frame)
+{
+    u_char      *buf;
+    size_t       len;
+    ngx_uint_t   w;
+
+    len = sizeof(ngx_do_fanout_wire_t) + hdr->len;
 
     for (w = 0; w < ngx_do_runtime.workers; w++) {
 
         if (w == ngx_worker) {
-            ngx_do_fanout_deliver(&hdr, frame->data);
+            ngx_do_fanout_deliver(hdr, frame);
             continue;
         }
 
@@ -388,16 +429,77 @@ ngx_do_fanout_send(ngx_do_namespace_t *ns, u_char *id, uint64_t seq,
             continue;
         }
 
-        ngx_memcpy(buf, &hdr, sizeof(ngx_do_fanout_wire_t));
-        ngx_memcpy(buf + sizeof(ngx_do_fanout_wire_t), frame->data,
-                   frame->len);
+        ngx_memcpy(buf, hdr, sizeof(ngx_do_fanout_wire_t));
+        ngx_memcpy(buf + sizeof(ngx_do_fanout_wire_t), frame, hdr->len);
 
         if (ngx_do_ipc_send(w, NGX_DO_IPC_FANOUT, 0, buf, len) != NGX_OK) {
             ngx_free(buf);
         }
     }
+}
 
-    return NGX_OK;
+
+/*
+ * Cluster mode: one copy of a fan-out to each other live node.  A node
+ * whose channel refuses it misses that number, and its members find out
+ * at the next one, as a worker's do.
+ */
+static void
+ngx_do_fanout_nodes(u_char *buf, size_t len)
+{
+    u_char      *copy;
+    ngx_str_t    name, addr;
+    ngx_uint_t   peer;
+
+    for (peer = 0; peer < NGX_DO_CLUSTER_PEERS; peer++) {
+
+        if (peer == ngx_do_cluster_self()
+            || ngx_do_cluster_peer(peer, &name, &addr) != NGX_OK)
+        {
+            continue;
+        }
+
+        copy = ngx_alloc(len, ngx_cycle->log);
+        if (copy == NULL) {
+            continue;
+        }
+
+        ngx_memcpy(copy, buf, len);
+
+        if (ngx_do_node_message(peer, NGX_DO_NODE_FANOUT, 0, copy, len)
+            != NGX_OK)
+        {
+            ngx_free(copy);
+        }
+    }
+}
+
+
+/* a fan-out from an owner on another node, for this node's workers */
+static void
+ngx_do_fanout_node(ngx_do_node_reply_t *reply, ngx_uint_t peer,
+    ngx_uint_t hops, u_char *buf, size_t len)
+{
+    ngx_do_fanout_wire_t  *w;
+
+    w = (ngx_do_fanout_wire_t *) buf;
+
+    if (len < sizeof(ngx_do_fanout_wire_t)
+        || len - sizeof(ngx_do_fanout_wire_t) != w->len)
+    {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "do: malformed fan-out of %uz bytes from node %ui",
+                      len, peer);
+
+    } else {
+        ngx_do_fanout_workers(w, buf + sizeof(ngx_do_fanout_wire_t));
+    }
+
+    ngx_free(buf);
+
+    if (reply) {
+        ngx_do_node_reply(reply, NGX_HTTP_BAD_REQUEST, NULL, 0);
+    }
 }
 
 
@@ -591,6 +693,14 @@ ngx_do_ws_alive(ngx_do_turn_t *t, uint64_t conn)
 
     if (pid <= 0) {
         return 0;
+    }
+
+    if (ngx_do_cluster) {
+        /*
+         * the member may be on another node, where this PID means
+         * nothing: its close call tells the object it left
+         */
+        return 1;
     }
 
     return kill(pid, 0) == 0 || ngx_errno == NGX_EPERM;
