@@ -167,8 +167,8 @@ is(value($ports[1], $p, 'n'), 8, '... and n1 and n2 count to 8');
 
 $c->resume_node(2);
 my @got = map { [ split / /, $_, 3 ] } collect($queued);
-my ($put) = grep { $_->[0] == 0 } @got;
-my ($inc) = grep { $_->[0] == 1 } @got;
+my ($put) = grep { ($_->[0] // -1) == 0 } @got;
+my ($inc) = grep { ($_->[0] // -1) == 1 } @got;
 # its lease ran out by its own clock: it forwards them, and the holder
 # answers (a commit it tried anyway would be refused by epoch)
 is($put->[1], 412, 'SIGCONT: the queued PUT with the If-Match of v0 is '
