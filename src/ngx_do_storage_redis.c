@@ -39,8 +39,8 @@
  * anything; an object without :b (written before counts existed, or
  * with an expiry until now) is counted whole when it is next written.
  *
- * Cells, state that a class keeps outside objects, are plain strings: a
- * GET reads one, and one script writes many at once (SET with PX, or DEL).
+ * Cells, state that a class keeps outside objects, are plain strings
+ * (ngx_do_storage_redis_cells.c).
  *
  * Fencing, in cluster mode: each script that writes (the commit, the
  * check, the cells) runs in a fenced form, which gets the shard's lease
@@ -63,15 +63,6 @@
 #include "ngx_do_cluster.h"
 
 
-/* prefix and namespace name together; checked, and bounded in the config */
-#define NGX_DO_REDIS_MAX_NAMES    512
-#define NGX_DO_REDIS_KEY_LEN      (NGX_DO_ID_HEX_LEN + 16                     \
-                                   + NGX_DO_REDIS_MAX_NAMES)
-
-/* a fenced script's lease key and epoch, written one after the other */
-#define NGX_DO_REDIS_FENCE_LEN    (NGX_DO_REDIS_MAX_NAMES + 64 + NGX_INT64_LEN)
-
-
 static ngx_int_t ngx_do_storage_redis_init_worker(ngx_cycle_t *cycle,
     void *conf);
 static void ngx_do_storage_redis_usage(ngx_do_storage_usage_t *usage);
@@ -88,35 +79,10 @@ static ngx_uint_t ngx_do_storage_redis_commit_args(ngx_do_namespace_t *ns,
     ngx_do_batch_t *batch, uint64_t expected, u_char *kv, const char **argv,
     size_t *argvlen, u_char *e);
 static void ngx_do_storage_redis_committed(void *data, void *reply);
-static u_char *ngx_do_storage_redis_key(u_char *p, ngx_do_namespace_t *ns,
-    u_char *id, const char *suffix);
-static ngx_uint_t ngx_do_storage_redis_hint(u_char *id);
 static ngx_int_t ngx_do_storage_redis_alarms(ngx_uint_t shard,
     uint64_t now, ngx_uint_t limit, ngx_do_storage_req_t *req);
 static void ngx_do_storage_redis_alarms_read(void *data, void *reply);
 static ngx_int_t ngx_do_storage_redis_unhex(u_char *hex, u_char *id);
-static ngx_int_t ngx_do_storage_redis_cell_get(ngx_do_namespace_t *ns,
-    u_char *id, ngx_do_cell_pt handler, void *data);
-static void ngx_do_storage_redis_cell_read(void *data, void *reply);
-static ngx_int_t ngx_do_storage_redis_cell_put(ngx_do_namespace_t *ns,
-    ngx_do_cell_t *cells, ngx_uint_t n, uint64_t epoch,
-    ngx_do_cell_pt handler, void *data);
-static void ngx_do_storage_redis_cell_written(void *data, void *reply);
-static void ngx_do_storage_redis_fence(u_char *p, ngx_uint_t shard,
-    uint64_t epoch, const char **key, size_t *key_len, const char **arg,
-    size_t *arg_len);
-static ngx_uint_t ngx_do_storage_redis_refused(redisReply *reply);
-static void ngx_do_storage_redis_fenced(const char *what, ngx_uint_t shard,
-    uint64_t epoch, redisReply *reply);
-
-
-/* a cell command's caller, until Redis answers */
-typedef struct {
-    ngx_do_cell_pt             handler;
-    void                      *data;
-    ngx_uint_t                 shard;         /* cluster mode: a write's */
-    uint64_t                   epoch;
-} ngx_do_storage_redis_cell_t;
 
 
 static const char  *ngx_do_storage_redis_forms[] = {
@@ -149,48 +115,18 @@ ngx_do_backend_t  ngx_do_storage_redis_backend = {
 };
 
 
-static ngx_do_redis_conf_t  *ngx_do_storage_redis_conf;
+ngx_do_redis_conf_t         *ngx_do_storage_redis_conf;
 
 /* the scripts' indexes for ngx_do_redis_evalsha() */
 static ngx_int_t             ngx_do_storage_redis_sha_load;
-static ngx_int_t             ngx_do_storage_redis_sha_cells;
 static ngx_int_t             ngx_do_storage_redis_sha_check;
 static ngx_int_t             ngx_do_storage_redis_sha_commit;
-static ngx_int_t             ngx_do_storage_redis_sha_cells_fenced;
 static ngx_int_t             ngx_do_storage_redis_sha_check_fenced;
 static ngx_int_t             ngx_do_storage_redis_sha_commit_fenced;
 
 
-/*
- * The fence, before the body of a fenced script: the last key is the
- * shard's lease, the last argument the epoch; both leave KEYS and ARGV,
- * so that the body sees what it sees unfenced
- */
-#define NGX_DO_STORAGE_REDIS_FENCE                                           \
-    "local l = redis.call('GET', table.remove(KEYS)) "                       \
-    "local e = table.remove(ARGV) "                                          \
-    "if not l or string.sub(l, 1, #e + 1) ~= e .. ' ' then "                 \
-    "  return {-4, l or ''} "                                                \
-    "end "
-
-
 static const char  ngx_do_storage_redis_load_script[] =
     "return {redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[1])}";
-
-/* cells: KEYS, and for each a value and a PX ("0": none; "": DEL) */
-#define NGX_DO_STORAGE_REDIS_CELLS                                           \
-    "for i = 1, #KEYS do "                                                   \
-    "  local v, px = ARGV[2 * i - 1], ARGV[2 * i] "                          \
-    "  if px == '' then redis.call('DEL', KEYS[i]) "                         \
-    "  elseif px == '0' then redis.call('SET', KEYS[i], v) "                 \
-    "  else redis.call('SET', KEYS[i], v, 'PX', px) end "                    \
-    "end "                                                                   \
-    "return #KEYS"
-
-static const char  ngx_do_storage_redis_cells_script[] =
-    NGX_DO_STORAGE_REDIS_CELLS;
-static const char  ngx_do_storage_redis_cells_fenced_script[] =
-    NGX_DO_STORAGE_REDIS_FENCE NGX_DO_STORAGE_REDIS_CELLS;
 
 /* a commit with nothing to store: the version still matches, or the state */
 #define NGX_DO_STORAGE_REDIS_CHECK                                           \
@@ -302,10 +238,6 @@ ngx_do_storage_redis_init_worker(ngx_cycle_t *cycle, void *conf)
                                    ngx_do_storage_redis_load_script,
                                    sizeof(ngx_do_storage_redis_load_script)
                                    - 1);
-    ngx_do_storage_redis_sha_cells = ngx_do_redis_script(
-                                   ngx_do_storage_redis_cells_script,
-                                   sizeof(ngx_do_storage_redis_cells_script)
-                                   - 1);
     ngx_do_storage_redis_sha_check = ngx_do_redis_script(
                                    ngx_do_storage_redis_check_script,
                                    sizeof(ngx_do_storage_redis_check_script)
@@ -316,7 +248,6 @@ ngx_do_storage_redis_init_worker(ngx_cycle_t *cycle, void *conf)
                                    - 1);
 
     if (ngx_do_storage_redis_sha_load == NGX_ERROR
-        || ngx_do_storage_redis_sha_cells == NGX_ERROR
         || ngx_do_storage_redis_sha_check == NGX_ERROR
         || ngx_do_storage_redis_sha_commit == NGX_ERROR)
     {
@@ -324,10 +255,6 @@ ngx_do_storage_redis_init_worker(ngx_cycle_t *cycle, void *conf)
     }
 
     /* loaded with the others: a few hundred bytes once per connection */
-    ngx_do_storage_redis_sha_cells_fenced = ngx_do_redis_script(
-                            ngx_do_storage_redis_cells_fenced_script,
-                            sizeof(ngx_do_storage_redis_cells_fenced_script)
-                            - 1);
     ngx_do_storage_redis_sha_check_fenced = ngx_do_redis_script(
                             ngx_do_storage_redis_check_fenced_script,
                             sizeof(ngx_do_storage_redis_check_fenced_script)
@@ -337,7 +264,7 @@ ngx_do_storage_redis_init_worker(ngx_cycle_t *cycle, void *conf)
                             sizeof(ngx_do_storage_redis_commit_fenced_script)
                             - 1);
 
-    if (ngx_do_storage_redis_sha_cells_fenced == NGX_ERROR
+    if (ngx_do_storage_redis_cells_init() != NGX_OK
         || ngx_do_storage_redis_sha_check_fenced == NGX_ERROR
         || ngx_do_storage_redis_sha_commit_fenced == NGX_ERROR)
     {
@@ -356,14 +283,14 @@ ngx_do_storage_redis_usage(ngx_do_storage_usage_t *usage)
 
 
 /* one object's commands go over one connection, in order */
-static ngx_uint_t
+ngx_uint_t
 ngx_do_storage_redis_hint(u_char *id)
 {
     return ((ngx_uint_t) id[4] << 8) | id[5];
 }
 
 
-static u_char *
+u_char *
 ngx_do_storage_redis_key(u_char *p, ngx_do_namespace_t *ns, u_char *id,
     const char *suffix)
 {
@@ -974,229 +901,8 @@ ngx_do_storage_redis_unhex(u_char *hex, u_char *id)
 }
 
 
-static ngx_int_t
-ngx_do_storage_redis_cell_get(ngx_do_namespace_t *ns, u_char *id,
-    ngx_do_cell_pt handler, void *data)
-{
-    size_t                        argvlen[2];
-    const char                   *argv[2];
-    ngx_do_storage_redis_cell_t  *cell;
-    u_char                        key[NGX_DO_REDIS_KEY_LEN];
-
-    if (ngx_do_storage_redis_conf->prefix.len + ns->name.len
-        > NGX_DO_REDIS_MAX_NAMES)
-    {
-        return NGX_ERROR;
-    }
-
-    cell = ngx_alloc(sizeof(ngx_do_storage_redis_cell_t), ngx_cycle->log);
-    if (cell == NULL) {
-        return NGX_ERROR;
-    }
-
-    cell->handler = handler;
-    cell->data = data;
-
-    argv[0] = "GET";
-    argvlen[0] = 3;
-    argv[1] = (const char *) key;
-    argvlen[1] = ngx_do_storage_redis_key(key, ns, id, ":tat") - key;
-
-    if (ngx_do_redis_command(ngx_do_storage_redis_hint(id),
-                             ngx_do_storage_redis_cell_read, cell, 2, argv,
-                             argvlen)
-        != NGX_OK)
-    {
-        ngx_free(cell);
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
-/* a string, nil (no value), or an error */
-static void
-ngx_do_storage_redis_cell_read(void *data, void *r)
-{
-    ngx_do_storage_redis_cell_t  *cell = data;
-    redisReply                   *reply = r;
-
-    ngx_str_t  value;
-
-    ngx_str_null(&value);
-
-    if (reply && reply->type == REDIS_REPLY_STRING) {
-        value.data = (u_char *) reply->str;
-        value.len = reply->len;
-        cell->handler(cell->data, NGX_OK, &value);
-
-    } else if (reply && reply->type == REDIS_REPLY_NIL) {
-        cell->handler(cell->data, NGX_DECLINED, &value);
-
-    } else {
-        if (reply) {
-            ngx_do_log_throttled(NGX_LOG_ERR, ngx_cycle->log, 0,
-                                 NGX_DO_LOG_REPLY,
-                                 "do: redis: unexpected reply type %d to "
-                                 "a read", reply->type);
-        }
-
-        cell->handler(cell->data, NGX_ERROR, &value);
-    }
-
-    ngx_free(cell);
-}
-
-
-/*
- * One script: the keys, then a value and a PX for each; in cluster mode
- * its fenced form, with the lease key of the cells' shard and epoch
- */
-static ngx_int_t
-ngx_do_storage_redis_cell_put(ngx_do_namespace_t *ns, ngx_do_cell_t *cells,
-    ngx_uint_t n, uint64_t epoch, ngx_do_cell_pt handler, void *data)
-{
-    u_char                       *buf, *p;
-    size_t                       *argvlen;
-    ngx_int_t                     rc;
-    ngx_uint_t                    i, argc, fenced, val;
-    const char                  **argv;
-    ngx_do_storage_redis_cell_t  *cell;
-    u_char                        fence[NGX_DO_REDIS_FENCE_LEN];
-
-    if (ngx_do_storage_redis_conf->prefix.len + ns->name.len
-        > NGX_DO_REDIS_MAX_NAMES)
-    {
-        return NGX_ERROR;
-    }
-
-    fenced = (ngx_do_cluster != NULL);
-
-    if (fenced && epoch == 0) {
-        ngx_do_storage_redis_fenced("write of cells",
-                                    ngx_do_id_shard(cells[0].id), 0, NULL);
-        return NGX_DECLINED;
-    }
-
-    argc = 3 + 3 * n + 2 * fenced;
-
-    /* the argument vectors, then the keys and the expiries */
-    buf = ngx_alloc(argc * (sizeof(char *) + sizeof(size_t))
-                    + n * (NGX_DO_REDIS_KEY_LEN + NGX_INT64_LEN)
-                    + NGX_INT_T_LEN, ngx_cycle->log);
-    cell = ngx_alloc(sizeof(ngx_do_storage_redis_cell_t), ngx_cycle->log);
-
-    if (buf == NULL || cell == NULL) {
-        goto failed;
-    }
-
-    cell->handler = handler;
-    cell->data = data;
-    cell->shard = ngx_do_id_shard(cells[0].id);
-    cell->epoch = epoch;
-
-    argv = (const char **) buf;
-    argvlen = (size_t *) (argv + argc);
-    p = (u_char *) (argvlen + argc);
-
-    ngx_do_redis_evalsha(fenced ? ngx_do_storage_redis_sha_cells_fenced
-                                : ngx_do_storage_redis_sha_cells,
-                         argv, argvlen);
-    argv[2] = (const char *) p;
-    argvlen[2] = ngx_sprintf(p, "%ui", n + fenced) - p;
-    p += argvlen[2];
-
-    /* the values after the keys (and the lease key, when fenced) */
-    val = 3 + n + fenced;
-
-    for (i = 0; i < n; i++) {
-        argv[3 + i] = (const char *) p;
-        p = ngx_do_storage_redis_key(p, ns, cells[i].id, ":tat");
-        argvlen[3 + i] = p - (u_char *) argv[3 + i];
-
-        argv[val + 2 * i] = cells[i].delete
-                            ? "" : (const char *) cells[i].value.data;
-        argvlen[val + 2 * i] = cells[i].delete ? 0 : cells[i].value.len;
-
-        if (cells[i].delete) {
-            argv[val + 2 * i + 1] = "";
-            argvlen[val + 2 * i + 1] = 0;
-            continue;
-        }
-
-        argv[val + 2 * i + 1] = (const char *) p;
-        p = ngx_sprintf(p, "%M", cells[i].ttl);
-        argvlen[val + 2 * i + 1] = p - (u_char *) argv[val + 2 * i + 1];
-    }
-
-    if (fenced) {
-        ngx_do_storage_redis_fence(fence, cell->shard, epoch, &argv[3 + n],
-                                   &argvlen[3 + n], &argv[argc - 1],
-                                   &argvlen[argc - 1]);
-    }
-
-    /* hiredis copies the command: nothing here must outlive the call */
-    rc = ngx_do_redis_command(ngx_do_storage_redis_hint(cells[0].id),
-                              ngx_do_storage_redis_cell_written, cell,
-                              (int) argc, argv, argvlen);
-    ngx_free(buf);
-
-    if (rc != NGX_OK) {
-        ngx_free(cell);
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-
-failed:
-
-    if (buf) {
-        ngx_free(buf);
-    }
-
-    if (cell) {
-        ngx_free(cell);
-    }
-
-    return NGX_ERROR;
-}
-
-
-static void
-ngx_do_storage_redis_cell_written(void *data, void *r)
-{
-    ngx_do_storage_redis_cell_t  *cell = data;
-    redisReply                   *reply = r;
-
-    size_t     n;
-    ngx_int_t  rc;
-    u_char     esc[NGX_DO_REDIS_ERROR_LEN];
-
-    rc = (reply && reply->type == REDIS_REPLY_INTEGER) ? NGX_OK : NGX_ERROR;
-
-    if (reply && ngx_do_storage_redis_refused(reply)) {
-        ngx_do_storage_redis_fenced("write of cells", cell->shard,
-                                    cell->epoch, reply);
-        rc = NGX_DECLINED;
-    }
-
-    if (reply && reply->type == REDIS_REPLY_ERROR) {
-        n = ngx_do_log_escape(esc, sizeof(esc), (u_char *) reply->str,
-                              reply->len);
-        ngx_do_log_throttled(NGX_LOG_ERR, ngx_cycle->log, 0,
-                             NGX_DO_LOG_REPLY, "do: redis: a write of "
-                             "cells failed: %*s", n, esc);
-    }
-
-    cell->handler(cell->data, rc, NULL);
-
-    ngx_free(cell);
-}
-
-
 /* a fenced script's last key and last argument, written at p */
-static void
+void
 ngx_do_storage_redis_fence(u_char *p, ngx_uint_t shard, uint64_t epoch,
     const char **key, size_t *key_len, const char **arg, size_t *arg_len)
 {
@@ -1213,7 +919,7 @@ ngx_do_storage_redis_fence(u_char *p, ngx_uint_t shard, uint64_t epoch,
 
 
 /* a fenced script's refusal: [-4, the lease's value or ""] */
-static ngx_uint_t
+ngx_uint_t
 ngx_do_storage_redis_refused(redisReply *reply)
 {
     return reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
@@ -1229,7 +935,7 @@ ngx_do_storage_redis_refused(redisReply *reply)
  * node held no lease on the shard, nothing was sent.  Otherwise this node
  * lost the lease it believed it held, and the cluster core hears it.
  */
-static void
+void
 ngx_do_storage_redis_fenced(const char *what, ngx_uint_t shard,
     uint64_t epoch, redisReply *reply)
 {

@@ -29,7 +29,7 @@ use POSIX qw(:sys_wait_h);
 use Test::More;
 use Time::HiRes qw(sleep time);
 
-use DoTest qw(http wait_for free_port);
+use DoTest qw(http wait_for free_port spawn collect);
 
 our @EXPORT_OK = qw(shard_of spawn collect peers);
 
@@ -345,39 +345,6 @@ sub redis_cmd {
     }
     $line =~ s/\r\n$//;
     return $line;
-}
-
-# spawn($n, $code): $n children of $code->($i) in the background, each
-# returning a list of lines; collect($handle): waits for them, all lines
-sub spawn {
-    my ($n, $code) = @_;
-    my $dir = tempdir('ngx_do_load_XXXXXX', TMPDIR => 1, CLEANUP => 1);
-    my @pids;
-    for my $i (0 .. $n - 1) {
-        my $pid = fork() // die "fork: $!";
-        if ($pid == 0) {
-            my @out = eval { $code->($i) };
-            push @out, "ERROR $@" if $@;
-            open my $fh, '>', "$dir/$i" or POSIX::_exit(1);
-            print $fh map { "$_\n" } @out;
-            close $fh;
-            POSIX::_exit(0);
-        }
-        push @pids, $pid;
-    }
-    return { dir => $dir, pids => \@pids };
-}
-
-sub collect {
-    my ($h) = @_;
-    waitpid($_, 0) for @{ $h->{pids} };
-    my @lines;
-    for my $i (0 .. $#{ $h->{pids} }) {
-        open my $fh, '<', "$h->{dir}/$i" or next;
-        chomp(my @l = <$fh>);
-        push @lines, @l;
-    }
-    return @lines;
 }
 
 # every node stopped gracefully and its logs checked; @expect: patterns of

@@ -15,7 +15,7 @@ use POSIX qw(:sys_wait_h);
 use Test::More;
 use Time::HiRes qw(sleep time);
 
-our @EXPORT_OK = qw(free_port http header_count parallel wait_for nginx_t
+our @EXPORT_OK = qw(free_port http header_count parallel spawn collect wait_for nginx_t
                     worker_conns);
 
 my $ROOT = abs_path(__FILE__) =~ s{/t/lib/DoTest\.pm$}{}r;
@@ -532,9 +532,9 @@ sub header_count {
     return scalar(() = ($r->{head} // '') =~ /^\Q$name\E:/mgi);
 }
 
-# Runs $n children of $code->($i); each returns a list of lines; returns
-# all lines of all children.
-sub parallel {
+# spawn($n, $code): $n children of $code->($i) in the background, each
+# returning a list of lines; collect($handle): waits for them, all lines
+sub spawn {
     my ($n, $code) = @_;
     my $dir = tempdir('ngx_do_par_XXXXXX', TMPDIR => 1, CLEANUP => 1);
     my @pids;
@@ -550,15 +550,23 @@ sub parallel {
         }
         push @pids, $pid;
     }
-    waitpid($_, 0) for @pids;
+    return { dir => $dir, pids => \@pids };
+}
+
+sub collect {
+    my ($h) = @_;
+    waitpid($_, 0) for @{ $h->{pids} };
     my @lines;
-    for my $i (0 .. $n - 1) {
-        open my $fh, '<', "$dir/$i" or next;
+    for my $i (0 .. $#{ $h->{pids} }) {
+        open my $fh, '<', "$h->{dir}/$i" or next;
         chomp(my @l = <$fh>);
         push @lines, @l;
     }
     return @lines;
 }
+
+# Runs $n children of $code->($i) and waits: all lines of all children
+sub parallel { collect(spawn(@_)) }
 
 
 
