@@ -98,6 +98,7 @@ static ngx_int_t               ngx_do_cluster_sha_lease = NGX_ERROR;
 static ngx_event_t             ngx_do_cluster_event;
 static ngx_msec_t              ngx_do_cluster_sent;
 static ngx_uint_t              ngx_do_cluster_busy;
+static ngx_uint_t              ngx_do_cluster_stopped;
 static ngx_do_cluster_leave_pt ngx_do_cluster_leaves[NGX_DO_CLUSTER_LEAVES];
 static ngx_uint_t              ngx_do_cluster_nleaves;
 /* the data of timers (nginx's debug lines read a timer's data as one) */
@@ -415,11 +416,15 @@ ngx_do_cluster_init_worker(ngx_cycle_t *cycle, ngx_do_cluster_conf_t *conf)
 void
 ngx_do_cluster_exit_worker(void)
 {
+    /*
+     * The agent stops; the table stays readable, so that what the worker
+     * stores on its way out (deferred state) is fenced as ever
+     */
+    ngx_do_cluster_stopped = 1;
+
     if (ngx_do_cluster_event.timer_set) {
         ngx_del_timer(&ngx_do_cluster_event);
     }
-
-    ngx_do_cluster = NULL;
 }
 
 
@@ -700,7 +705,7 @@ ngx_do_cluster_heard(void *data, void *r)
 
     ngx_do_cluster_busy = 0;
 
-    if (ngx_do_cluster == NULL) {
+    if (ngx_do_cluster == NULL || ngx_do_cluster_stopped) {
         return;
     }
 
@@ -891,7 +896,7 @@ ngx_do_cluster_leased(void *data, void *r)
 
     ngx_do_cluster_busy = 0;
 
-    if (ngx_do_cluster == NULL) {
+    if (ngx_do_cluster == NULL || ngx_do_cluster_stopped) {
         return;
     }
 
@@ -963,7 +968,9 @@ ngx_do_cluster_leased(void *data, void *r)
 static void
 ngx_do_cluster_next(ngx_msec_t delay)
 {
-    if (ngx_exiting || ngx_terminate || ngx_quit || ngx_do_cluster == NULL) {
+    if (ngx_exiting || ngx_terminate || ngx_quit || ngx_do_cluster == NULL
+        || ngx_do_cluster_stopped)
+    {
         return;
     }
 
