@@ -80,7 +80,10 @@ typedef struct {
 
 static ngx_int_t ngx_do_cluster_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
+static uint32_t ngx_do_cluster_namespaces(void);
 static ngx_uint_t ngx_do_cluster_index(ngx_str_t *name, ngx_uint_t add);
+static ngx_uint_t ngx_do_cluster_alike(ngx_str_t *name, u_char *value,
+    size_t len, size_t *addr_len);
 static void ngx_do_cluster_tick(ngx_event_t *ev);
 static void ngx_do_cluster_heard(void *data, void *r);
 static void ngx_do_cluster_place(ngx_uint_t *live, ngx_uint_t nlive,
@@ -99,6 +102,7 @@ static ngx_event_t             ngx_do_cluster_event;
 static ngx_msec_t              ngx_do_cluster_sent;
 static ngx_uint_t              ngx_do_cluster_busy;
 static ngx_uint_t              ngx_do_cluster_stopped;
+static uint32_t                ngx_do_cluster_digest;
 static ngx_do_cluster_leave_pt ngx_do_cluster_leaves[NGX_DO_CLUSTER_LEAVES];
 static ngx_uint_t              ngx_do_cluster_nleaves;
 /* the data of timers (nginx's debug lines read a timer's data as one) */
@@ -360,6 +364,36 @@ ngx_do_cluster_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 }
 
 
+/*
+ * The digest of this node's do_namespace lines, in their order: calls name
+ * a namespace by its index, so nodes whose lines differ must not share
+ * shards.  The heartbeat publishes it beside the address.
+ */
+static uint32_t
+ngx_do_cluster_namespaces(void)
+{
+    uint32_t              crc;
+    ngx_uint_t            i;
+    ngx_do_namespace_t  **nss;
+
+    ngx_crc32_init(crc);
+
+    nss = ngx_do_runtime.namespaces->elts;
+
+    for (i = 0; i < ngx_do_runtime.namespaces->nelts; i++) {
+        ngx_crc32_update(&crc, nss[i]->name.data, nss[i]->name.len);
+        ngx_crc32_update(&crc, (u_char *) " ", 1);
+        ngx_crc32_update(&crc, nss[i]->class->name.data,
+                         nss[i]->class->name.len);
+        ngx_crc32_update(&crc, (u_char *) "\n", 1);
+    }
+
+    ngx_crc32_final(crc);
+
+    return crc;
+}
+
+
 /* scripts are registered before the Redis connections are made */
 ngx_int_t
 ngx_do_cluster_init_worker(ngx_cycle_t *cycle, ngx_do_cluster_conf_t *conf)
@@ -386,6 +420,8 @@ ngx_do_cluster_init_worker(ngx_cycle_t *cycle, ngx_do_cluster_conf_t *conf)
     if (ngx_worker != 0 || ngx_process != NGX_PROCESS_WORKER) {
         return NGX_OK;
     }
+
+    ngx_do_cluster_digest = ngx_do_cluster_namespaces();
 
     ngx_do_cluster_sha_beat = ngx_do_redis_script(
                                   ngx_do_cluster_beat_script,
@@ -651,7 +687,7 @@ ngx_do_cluster_index(ngx_str_t *name, ngx_uint_t add)
 static void
 ngx_do_cluster_tick(ngx_event_t *ev)
 {
-    u_char       exp[NGX_INT_T_LEN];
+    u_char       exp[NGX_INT_T_LEN], addr[NGX_DO_CLUSTER_ADDR_LEN + 10];
     size_t       argvlen[7];
     const char  *argv[7];
 
@@ -672,8 +708,10 @@ ngx_do_cluster_tick(ngx_event_t *ev)
     argvlen[3] = ngx_do_cluster_redis->prefix.len;
     argv[4] = (const char *) ngx_do_cluster->name.data;
     argvlen[4] = ngx_do_cluster->name.len;
-    argv[5] = (const char *) ngx_do_cluster->addr.name.data;
-    argvlen[5] = ngx_do_cluster->addr.name.len;
+    argv[5] = (const char *) addr;
+    argvlen[5] = ngx_sprintf(addr, "%V %08xD", &ngx_do_cluster->addr.name,
+                             ngx_do_cluster_digest)
+                 - addr;
     argv[6] = (const char *) exp;
     argvlen[6] = ngx_sprintf(exp, "%M", ngx_do_cluster->lease) - exp;
 
@@ -696,8 +734,8 @@ ngx_do_cluster_heard(void *data, void *r)
 {
     redisReply  *reply = r;
 
-    u_char       want[NGX_DO_SHARDS], lease[NGX_INT_T_LEN];
-    size_t       argvlen[8];
+    u_char       want[NGX_DO_SHARDS], lease[NGX_INT_T_LEN], *v;
+    size_t       argvlen[8], len;
     ngx_str_t    name;
     ngx_uint_t   i, j, live[NGX_DO_CLUSTER_PEERS], nlive;
     const char  *argv[8];
@@ -737,6 +775,13 @@ ngx_do_cluster_heard(void *data, void *r)
         name.data = (u_char *) reply->element[i]->str;
         name.len = reply->element[i]->len;
 
+        v = (u_char *) reply->element[i + 1]->str;
+
+        if (!ngx_do_cluster_alike(&name, v, reply->element[i + 1]->len, &len))
+        {
+            continue;
+        }
+
         j = ngx_do_cluster_index(&name, 1);
         if (j == NGX_DO_CLUSTER_NONE) {
             continue;
@@ -744,13 +789,11 @@ ngx_do_cluster_heard(void *data, void *r)
 
         p = &ngx_do_cluster_sh->peers[j];
 
-        if (reply->element[i + 1]->len <= NGX_DO_CLUSTER_ADDR_LEN
-            && ngx_strncmp(p->addr, reply->element[i + 1]->str,
-                           reply->element[i + 1]->len + 1) != 0)
+        if (len <= NGX_DO_CLUSTER_ADDR_LEN
+            && (ngx_strncmp(p->addr, v, len) != 0 || p->addr[len] != '\0'))
         {
             ngx_memzero(p->addr, sizeof(p->addr));
-            ngx_memcpy(p->addr, reply->element[i + 1]->str,
-                       reply->element[i + 1]->len);
+            ngx_memcpy(p->addr, v, len);
         }
 
         p->seen = ngx_current_msec;
@@ -792,6 +835,41 @@ ngx_do_cluster_heard(void *data, void *r)
     }
 
     ngx_do_cluster_busy = 1;
+}
+
+
+/*
+ * A registry entry, "<address> <digest>": the address's length, and 1 when
+ * the node has this node's do_namespace lines (a node that does not takes
+ * no part in this node's placement, loudly)
+ */
+static ngx_uint_t
+ngx_do_cluster_alike(ngx_str_t *name, u_char *value, size_t len,
+    size_t *addr_len)
+{
+    u_char  *sp;
+
+    sp = ngx_strlchr(value, value + len, ' ');
+
+    if (sp == NULL || value + len - (sp + 1) != 8) {
+        *addr_len = len;
+        return 1;
+    }
+
+    *addr_len = sp - value;
+
+    if (ngx_hextoi(sp + 1, 8) == (ngx_int_t) ngx_do_cluster_digest) {
+        return 1;
+    }
+
+    ngx_do_log_throttled(NGX_LOG_ERR, ngx_cycle->log, 0, NGX_DO_LOG_NODE,
+                         "do: cluster: node \"%V\" has other do_namespace "
+                         "lines than this node (digest %*s, here %08xD): "
+                         "every node needs the same ones in the same order; "
+                         "it is left out of this node's placement",
+                         name, (size_t) 8, sp + 1, ngx_do_cluster_digest);
+
+    return 0;
 }
 
 
