@@ -84,6 +84,8 @@ static uint32_t ngx_do_cluster_namespaces(void);
 static ngx_uint_t ngx_do_cluster_index(ngx_str_t *name, ngx_uint_t add);
 static ngx_uint_t ngx_do_cluster_alike(ngx_str_t *name, u_char *value,
     size_t len, size_t *addr_len);
+static void ngx_do_cluster_args(ngx_int_t script, const char **argv,
+    size_t *argvlen);
 static void ngx_do_cluster_tick(ngx_event_t *ev);
 static void ngx_do_cluster_heard(void *data, void *r);
 static void ngx_do_cluster_place(ngx_uint_t *live, ngx_uint_t nlive,
@@ -333,9 +335,6 @@ ngx_do_cluster_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_uint_t              s;
     ngx_slab_pool_t        *shpool;
     ngx_do_cluster_sh_t    *sh;
-    ngx_do_cluster_conf_t  *conf;
-
-    conf = shm_zone->data;
 
     if (data) {
         /* a reload: the leases this node holds stay held */
@@ -357,8 +356,6 @@ ngx_do_cluster_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     sh->self = NGX_DO_CLUSTER_NONE;
     sh->fresh = 1;
     shm_zone->data = sh;
-
-    (void) conf;
 
     return NGX_OK;
 }
@@ -683,6 +680,20 @@ ngx_do_cluster_index(ngx_str_t *name, ngx_uint_t add)
 }
 
 
+/* the agent's scripts begin alike: no keys, the prefix, this node's name */
+static void
+ngx_do_cluster_args(ngx_int_t script, const char **argv, size_t *argvlen)
+{
+    ngx_do_redis_evalsha(script, argv, argvlen);
+    argv[2] = "0";
+    argvlen[2] = 1;
+    argv[3] = (const char *) ngx_do_cluster_redis->prefix.data;
+    argvlen[3] = ngx_do_cluster_redis->prefix.len;
+    argv[4] = (const char *) ngx_do_cluster->name.data;
+    argvlen[4] = ngx_do_cluster->name.len;
+}
+
+
 /* a tick of the agent: the heartbeat, then (ngx_do_cluster_heard) leases */
 static void
 ngx_do_cluster_tick(ngx_event_t *ev)
@@ -701,13 +712,7 @@ ngx_do_cluster_tick(ngx_event_t *ev)
         return;
     }
 
-    ngx_do_redis_evalsha(ngx_do_cluster_sha_beat, argv, argvlen);
-    argv[2] = "0";
-    argvlen[2] = 1;
-    argv[3] = (const char *) ngx_do_cluster_redis->prefix.data;
-    argvlen[3] = ngx_do_cluster_redis->prefix.len;
-    argv[4] = (const char *) ngx_do_cluster->name.data;
-    argvlen[4] = ngx_do_cluster->name.len;
+    ngx_do_cluster_args(ngx_do_cluster_sha_beat, argv, argvlen);
     argv[5] = (const char *) addr;
     argvlen[5] = ngx_sprintf(addr, "%V %08xD", &ngx_do_cluster->addr.name,
                              ngx_do_cluster_digest)
@@ -810,13 +815,7 @@ ngx_do_cluster_heard(void *data, void *r)
 
     ngx_do_cluster_place(live, nlive, want);
 
-    ngx_do_redis_evalsha(ngx_do_cluster_sha_lease, argv, argvlen);
-    argv[2] = "0";
-    argvlen[2] = 1;
-    argv[3] = (const char *) ngx_do_cluster_redis->prefix.data;
-    argvlen[3] = ngx_do_cluster_redis->prefix.len;
-    argv[4] = (const char *) ngx_do_cluster->name.data;
-    argvlen[4] = ngx_do_cluster->name.len;
+    ngx_do_cluster_args(ngx_do_cluster_sha_lease, argv, argvlen);
     argv[5] = (const char *) lease;
     argvlen[5] = ngx_sprintf(lease, "%M", ngx_do_cluster->lease) - lease;
     argv[6] = (const char *) want;

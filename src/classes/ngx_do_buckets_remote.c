@@ -67,7 +67,6 @@ typedef struct {
     ngx_do_node_reply_t           *reply;
     ngx_do_buckets_wait_t          local;     /* a cold key here */
     unsigned                       inspect:1;
-    unsigned                       asked:1;   /* a request is out */
 } ngx_do_buckets_remote_t;
 
 
@@ -396,8 +395,6 @@ ngx_do_buckets_remote_ask(ngx_do_buckets_remote_t *rt, ngx_uint_t peer)
         return NGX_ERROR;
     }
 
-    rt->asked = 1;
-
     return NGX_OK;
 }
 
@@ -409,8 +406,6 @@ ngx_do_buckets_remote_answered(uint64_t id, void *data, ngx_uint_t status,
     ngx_do_buckets_remote_t  *rt = data;
 
     ngx_do_buckets_told_t  told;
-
-    rt->asked = 0;
 
     if ((status == NGX_HTTP_BAD_GATEWAY
          || status == NGX_HTTP_SERVICE_UNAVAILABLE)
