@@ -54,6 +54,30 @@ fails_like("$redis${sec}do_cluster name=n1 lease=2s;\n$ns",
 fails_like("$redis${sec}do_cluster name=n1 listen=127.0.0.1:7946"
            . " lease=soon;\n$ns",
            qr/lease=|soon/, $base + 2, 'do_cluster with lease= not a time');
+# the bounds the README gives: lease= from 400ms to 10m, a listen= that
+# other nodes can reach, a name of letters, digits, ".", "-", "_"
+for my $lease (qw(399ms 11m)) {
+    fails_like("$redis${sec}do_cluster name=n1 listen=127.0.0.1:7946"
+               . " lease=$lease;\n$ns",
+               qr/lease=.*400ms to 10m/, $base + 2,
+               "do_cluster with lease=$lease");
+}
+for my $lease (qw(400ms 10m)) {
+    my ($rc, $out) = nginx_t("$redis${sec}do_cluster name=n1"
+                             . " listen=127.0.0.1:7946 lease=$lease;\n$ns");
+    is($rc, 0, "do_cluster with lease=$lease passes nginx -t") or diag $out;
+}
+fails_like("$redis${sec}do_cluster name=n1 listen=0.0.0.0:7946;\n$ns",
+           qr/listen=.*other nodes reach/, $base + 2,
+           'do_cluster with a wildcard listen=');
+fails_like("$redis${sec}do_cluster name=n/1 listen=127.0.0.1:7946;\n$ns",
+           qr/invalid node name/, $base + 2,
+           'do_cluster with a name of other characters');
+{
+    my ($rc, $out) = nginx_t("$redis${sec}do_cluster name=\$hostname"
+                             . " listen=127.0.0.1:7946;\n$ns");
+    is($rc, 0, 'do_cluster name=$hostname passes nginx -t') or diag $out;
+}
 fails_like("$redis$sec$ok$ok$ns", qr/duplicate|twice|more than once|already/i,
            $base + 3, 'do_cluster twice');
 
