@@ -316,6 +316,16 @@ ngx_do_ws_start_handler(ngx_event_t *ev)
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
                    "do ws: started, %uz bytes queued", ws->queued);
 
+    if (ngx_exiting || ngx_terminate) {
+        /*
+         * the join was answered after this worker closed its idle
+         * connections: closed now like those (nginx does the same with
+         * a request that ends in an exiting worker instead of keeping
+         * its connection alive), or the worker would never exit
+         */
+        c->close = 1;
+    }
+
     ngx_do_ws_flush(ws);
     ngx_do_ws_read_handler(c->read);
 }

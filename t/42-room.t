@@ -283,7 +283,9 @@ while ($sent < 300 && time < $deadline) {
 ok(wait_for(sub {
     drain($_) for @readers, $snd;
     !grep { $_->[1] < $snd->[1] } @readers
-}, 10), 'the readers catch up with the last message the sender saw');
+}, 10), 'the readers catch up with the last message the sender saw')
+    or diag(join "\n", "the sender is at $snd->[1]",
+            map { "reader $_ is at $readers[$_][1]" } 0 .. $#readers);
 my $stored = $J->decode(http($p, 'GET', '/big/rl?since=0')->{body});
 my %stored = map { $_->{data} => $_->{seq} } @{ $stored->{messages} };
 my $acked = keys %acked;
@@ -303,6 +305,25 @@ is($missing, 0, "no reader misses any of the $top stored messages");
 is($dups, 0, '... and none gets one twice');
 ok($closed{1012}, 'the old workers closed their members with 1012 ('
    . join(', ', map { "$_: $closed{$_}" } sort keys %closed) . ')');
+
+# 7b. a join still waiting for its room when its worker starts to exit
+# (Redis paused across a reload): the member is not left behind with the
+# old worker, which would never exit; it is closed with 1012 like the rest
+if (DoTest::redis_backend()) {
+    my $redis = $t->redis;
+    kill 'STOP', $redis->{pid};
+    my $j = DoWs->connect($p, '/big/inflight?member=late', pending => 1);
+    select(undef, undef, undef, 0.3);
+    my %old = map { $_ => 1 } $t->workers;
+    $t->reload;
+    select(undef, undef, undef, 0.3);
+    kill 'CONT', $redis->{pid};
+    my $late = $j->answer;
+    is(ref $late eq 'DoWs' ? $late->close_code(5) : $late->{status}, 1012,
+       'a join answered by a worker on its way out: closed with 1012');
+    ok(wait_for(sub { !grep { $old{$_} } $t->workers }, 10),
+       '... and the old workers exit');
+}
 
 # 8. kill -9 of the room's owner: no acknowledged message is lost
 my $w = DoTest::worker_conns($p, '/big/k', other => 1);

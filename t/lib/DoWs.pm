@@ -17,8 +17,9 @@ our %OP = (cont => 0, text => 1, binary => 2, close => 8, ping => 9,
            pong => 10);
 
 # DoWs->connect($port, $uri, headers => {...}, key => ..., version => ...,
-#               tls => 1)
-# Returns the client after a 101, or {status, head} of the refusal.
+#               tls => 1, pending => 1)
+# Returns the client after a 101, or {status, head} of the refusal; with
+# pending, the client as soon as the handshake is sent (see answer).
 sub connect {
     my ($class, $port, $uri, %a) = @_;
     my $s;
@@ -49,6 +50,15 @@ sub connect {
 
     my $self = bless { sock => $s, buf => '', sel => IO::Select->new($s),
                        timeout => $a{timeout} // 10 }, $class;
+    return $self if $a{pending};
+    return $self->answer;
+}
+
+# the server's answer to a handshake sent with connect(..., pending => 1):
+# the client after a 101, or {status, head} of the refusal
+sub answer {
+    my ($self) = @_;
+    my $s = $self->{sock};
     my $deadline = time + $self->{timeout};
     while ((my $i = index($self->{buf}, "\r\n\r\n")) < 0) {
         return { status => 0, error => 'no answer' }
