@@ -50,6 +50,7 @@ static char *ngx_http_do_status(ngx_conf_t *cf, ngx_command_t *cmd,
 static ngx_int_t ngx_http_do_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_do_init_process(ngx_cycle_t *cycle);
 static void ngx_http_do_exit_process(ngx_cycle_t *cycle);
+static void ngx_http_do_exit_master(ngx_cycle_t *cycle);
 
 
 static ngx_command_t  ngx_http_do_commands[] = {
@@ -189,7 +190,7 @@ ngx_module_t  ngx_http_do_module = {
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     ngx_http_do_exit_process,              /* exit process */
-    NULL,                                  /* exit master */
+    ngx_http_do_exit_master,               /* exit master */
     NGX_MODULE_V1_PADDING
 };
 
@@ -929,4 +930,18 @@ ngx_http_do_exit_process(ngx_cycle_t *cycle)
     ngx_do_node_exit_worker();
     ngx_do_ipc_exit_worker();
     ngx_do_handover_unregister();
+}
+
+
+/* nginx stops: every worker is gone, and this node leaves its cluster */
+static void
+ngx_http_do_exit_master(ngx_cycle_t *cycle)
+{
+    ngx_http_do_main_conf_t  *dmcf;
+
+    dmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_do_module);
+
+    if (dmcf && dmcf->cluster) {
+        ngx_do_cluster_exit_master(cycle, dmcf->cluster);
+    }
 }

@@ -313,6 +313,7 @@ ngx_do_cluster_init_conf(ngx_conf_t *cf, ngx_do_cluster_conf_t *conf,
     }
 
     ngx_do_cluster_redis = redis;
+    conf->redis = redis;
 
     conf->zone = ngx_shared_memory_add(cf, &name,
                                        ngx_align(sizeof(ngx_do_cluster_sh_t),

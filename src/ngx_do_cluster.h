@@ -39,6 +39,7 @@ typedef struct {
     ngx_addr_t                 addr;          /* listen=, resolved */
     ngx_msec_t                 lease;         /* lease= */
     ngx_shm_zone_t            *zone;
+    void                      *redis;         /* ngx_do_redis_conf_t */
     u_char                    *file;          /* of the directive */
     ngx_uint_t                 line;
 } ngx_do_cluster_conf_t;
@@ -57,6 +58,10 @@ ngx_int_t ngx_do_cluster_init_conf(ngx_conf_t *cf,
 ngx_int_t ngx_do_cluster_init_worker(ngx_cycle_t *cycle,
     ngx_do_cluster_conf_t *conf);
 void ngx_do_cluster_exit_worker(void);
+
+/* in the master when nginx stops: the leases released (ngx_do_cluster_leave.c) */
+void ngx_do_cluster_exit_master(ngx_cycle_t *cycle,
+    ngx_do_cluster_conf_t *conf);
 
 /*
  * Handlers that the agent calls when this node is about to give a shard
