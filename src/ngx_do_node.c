@@ -57,6 +57,8 @@ static void ngx_do_node_backoff(ngx_do_node_peer_t *p);
 static void ngx_do_node_timeout(ngx_event_t *ev);
 static void ngx_do_node_dial(ngx_event_t *ev);
 static ngx_uint_t ngx_do_node_stale(ngx_do_node_conn_t *nc, ngx_uint_t peer);
+static ngx_do_node_call_t *ngx_do_node_call(ngx_do_node_conn_t *nc,
+    uint64_t id);
 
 
 ngx_do_node_key_t              ngx_do_node_secret;
@@ -463,8 +465,6 @@ ngx_do_node_dispatch(ngx_do_node_conn_t *nc, ngx_uint_t kind,
     ngx_uint_t type, ngx_uint_t hops, ngx_uint_t status, uint64_t id,
     u_char *buf, size_t len)
 {
-    ngx_rbtree_key_t         key;
-    ngx_rbtree_node_t       *node;
     ngx_do_node_call_t      *call;
     ngx_do_node_reply_t     *reply;
     ngx_do_node_handler_pt   handler;
@@ -475,20 +475,12 @@ ngx_do_node_dispatch(ngx_do_node_conn_t *nc, ngx_uint_t kind,
                    nc->incoming ? "from" : "to", nc->name_len, nc->name);
 
     if (kind == NGX_DO_NODE_REPLY) {
-        key = (ngx_rbtree_key_t) id;
-        node = nc->calls.root;
+        call = ngx_do_node_call(nc, id);
 
-        while (node != nc->calls.sentinel && node->key != key) {
-            node = (key < node->key) ? node->left : node->right;
-        }
-
-        if (node == nc->calls.sentinel) {
+        if (call == NULL) {
             ngx_free(buf);
             return;
         }
-
-        call = (ngx_do_node_call_t *) node;
-        ngx_rbtree_delete(&nc->calls, node);
 
         ngx_do_node_observe(nc->peer, ngx_do_status_usec() - call->start);
 
@@ -737,7 +729,7 @@ ngx_do_node_close(ngx_do_node_conn_t *nc, ngx_uint_t answer)
     uint64_t              id;
     ngx_uint_t            n;
     ngx_pool_t           *pool;
-    ngx_queue_t          *q;
+    ngx_queue_t          *q, unsent;
     ngx_rbtree_node_t    *node;
     ngx_do_node_out_t    *out;
     ngx_do_node_call_t   *call;
@@ -767,10 +759,18 @@ ngx_do_node_close(ngx_do_node_conn_t *nc, ngx_uint_t answer)
     nc->keyed = 0;
     ngx_do_node_gauges(nc);
 
+    ngx_queue_init(&unsent);
+
     while (!ngx_queue_empty(&nc->out)) {
         q = ngx_queue_head(&nc->out);
         ngx_queue_remove(q);
         out = ngx_queue_data(q, ngx_do_node_out_t, queue);
+
+        if (answer && out->request && out->sent == 0) {
+            /* nothing of it reached the peer: back to its caller, below */
+            ngx_queue_insert_tail(&unsent, q);
+            continue;
+        }
 
         if (!out->raw) {
             ngx_free(out->buf);
@@ -812,7 +812,29 @@ ngx_do_node_close(ngx_do_node_conn_t *nc, ngx_uint_t answer)
     ngx_free(nc->rbuf);
     nc->rbuf = NULL;
 
-    /* the calls last: their handlers may send on a new connection */
+    /*
+     * The calls last: their handlers may send on a new connection.  First
+     * those never written: they get their bytes back, to send them again.
+     */
+    while (!ngx_queue_empty(&unsent)) {
+        q = ngx_queue_head(&unsent);
+        ngx_queue_remove(q);
+        out = ngx_queue_data(q, ngx_do_node_out_t, queue);
+
+        call = ngx_do_node_call(nc, out->id);
+
+        if (call) {
+            call->handler(out->id, call->data, NGX_DO_NODE_UNSENT, out->buf,
+                          out->len);
+            ngx_free(call);
+
+        } else {
+            ngx_free(out->buf);
+        }
+
+        ngx_free(out);
+    }
+
     n = 0;
 
     while (nc->calls.root != nc->calls.sentinel) {
@@ -839,6 +861,30 @@ ngx_do_node_close(ngx_do_node_conn_t *nc, ngx_uint_t answer)
     }
 
     ngx_free(nc);
+}
+
+
+/* the call of a request on the connection, taken out of its tree */
+static ngx_do_node_call_t *
+ngx_do_node_call(ngx_do_node_conn_t *nc, uint64_t id)
+{
+    ngx_rbtree_key_t    key;
+    ngx_rbtree_node_t  *node;
+
+    key = (ngx_rbtree_key_t) id;
+    node = nc->calls.root;
+
+    while (node != nc->calls.sentinel && node->key != key) {
+        node = (key < node->key) ? node->left : node->right;
+    }
+
+    if (node == nc->calls.sentinel) {
+        return NULL;
+    }
+
+    ngx_rbtree_delete(&nc->calls, node);
+
+    return (ngx_do_node_call_t *) node;
 }
 
 

@@ -44,10 +44,15 @@ typedef struct ngx_do_node_reply_s  ngx_do_node_reply_t;
 /*
  * The answer to a request, exactly once: status 0 and the reply's bytes
  * (buf is the handler's, to ngx_free()), or a failure status and no
- * bytes: 502 (the peer could not be reached or the connection was lost
- * before the answer), 503 (the peer could not take it), or the status
- * the peer answered with ngx_do_node_reply().
+ * bytes: 502 (the connection was lost after the request was written, so
+ * the peer may have run it), 503 (the peer could not take it), or the
+ * status the peer answered with ngx_do_node_reply().  NGX_DO_NODE_UNSENT:
+ * the connection failed before any byte of the request was written, and
+ * buf and len are the request's own bytes, back to the handler (to send
+ * again, or to ngx_free()).
  */
+#define NGX_DO_NODE_UNSENT        1
+
 typedef void (*ngx_do_node_answer_pt)(uint64_t id, void *data,
     ngx_uint_t status, u_char *buf, size_t len);
 

@@ -66,8 +66,10 @@ typedef struct {
     u_char                    *buf;
     size_t                     len;
     size_t                     sent;          /* of the whole frame */
+    uint64_t                   id;            /* a request's */
     unsigned                   raw:1;         /* buf alone, no head/tail */
     unsigned                   sealed:1;
+    unsigned                   request:1;
 } ngx_do_node_out_t;
 
 

@@ -549,6 +549,8 @@ ngx_do_node_queue(ngx_do_node_conn_t *nc, ngx_uint_t kind, ngx_uint_t type,
 
     out->buf = buf;
     out->len = len;
+    out->id = id;
+    out->request = (kind == NGX_DO_NODE_REQUEST);
 
     ngx_queue_insert_tail(&nc->out, &out->queue);
     nc->queued += len;

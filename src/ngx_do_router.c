@@ -92,6 +92,8 @@ static ngx_int_t ngx_do_router_pend(ngx_do_pending_t *pending, u_char *id,
     u_char *buf, size_t len, ngx_msec_t timeout, ngx_log_t *log);
 static void ngx_do_router_route(ngx_do_pending_t *pending);
 static void ngx_do_router_retry(ngx_event_t *ev);
+static void ngx_do_router_wait(ngx_do_pending_t *pending, u_char *buf,
+    size_t len);
 static void ngx_do_router_forward(ngx_do_pending_t *pending, ngx_uint_t peer,
     u_char *buf, size_t len);
 static void ngx_do_router_node_answer(uint64_t id, void *data,
@@ -691,10 +693,35 @@ ngx_do_router_forward(ngx_do_pending_t *pending, ngx_uint_t peer,
         return;
     }
 
+    if (rc == NGX_DECLINED) {
+        /*
+         * The holder cannot be reached now (it stopped or died, and the
+         * placement does not know yet): nothing was sent, so the call
+         * waits for the shard's next holder as when it has none
+         */
+        ngx_do_router_wait(pending, buf, len);
+        return;
+    }
+
     ngx_free(buf);
     ngx_do_router_fail(pending, (rc == NGX_BUSY)
                                 ? NGX_HTTP_SERVICE_UNAVAILABLE
                                 : NGX_HTTP_BAD_GATEWAY);
+}
+
+
+/* the call keeps its bytes and asks its shard's route again later */
+static void
+ngx_do_router_wait(ngx_do_pending_t *pending, u_char *buf, size_t len)
+{
+    pending->buf = buf;
+    pending->len = len;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, pending->timer.log, 0,
+                   "do call %uL: the holder of shard %ui is unreachable, "
+                   "waiting", (uint64_t) pending->node.key, pending->shard);
+
+    ngx_add_timer(&pending->retry, NGX_DO_ROUTER_WAIT);
 }
 
 
@@ -711,6 +738,18 @@ ngx_do_router_node_answer(uint64_t id, void *data, ngx_uint_t status,
     }
 
     pending = ngx_do_router_find(id);
+
+    if (status == NGX_DO_NODE_UNSENT) {
+        /* its connection failed before it was written: it waits again */
+        if (pending && pending->buf == NULL) {
+            ngx_do_router_wait(pending, buf, len);
+
+        } else {
+            ngx_free(buf);
+        }
+
+        return;
+    }
 
     ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
                    "do call %uL: node answered %ui", id, status);

@@ -5,8 +5,11 @@
 # exited, its master releases its leases and takes its name out of the
 # registry: Redis holds no lease under its name the moment it is gone,
 # n1 and n2 hold every shard long before its leases would have run out,
-# and every key let exactly 30 through across the move.  Its error log
-# says how many leases it released.
+# and every key let exactly 30 through across the move; increments of
+# objects in its shards, sent through the other two all along, never
+# fail (the calls that find it gone wait for the shard's next holder) and
+# all of them are stored.  Its error log says how many leases it
+# released.
 
 use strict;
 use warnings;
@@ -20,6 +23,7 @@ use DoCluster qw(spawn collect shard_of);
 my $c = DoCluster->new(nodes => 3, lease => '10s',
                        http => <<'EOF', locations => <<'EOF');
     do_namespace per_key rate_limiter rate=1r/m burst=29;
+    do_namespace state store;
 EOF
         location /limited {
             do_limit per_key key=$arg_key;
@@ -27,6 +31,10 @@ EOF
         }
         location ~ ^/inspect/(?<k>[\w-]+)$ {
             do_pass per_key name=$k;
+            add_header X-Id $do_object_id always;
+        }
+        location ~ ^/s/(?<o>[\w-]+)$ {
+            do_pass state name=$o;
             add_header X-Id $do_object_id always;
         }
 EOF
@@ -55,6 +63,10 @@ sub leases_of {
 }
 is(leases_of('n3'), $n3_shards, "Redis holds n3's $n3_shards leases");
 
+# objects of shards n3 holds, incremented through n1 and n2 all along
+my @objs = map { $_->[0] } $c->objects_held_by(2, 4, sub { "/s/$_[0]?key=x" });
+is(scalar @objs, 4, "four objects of shards n3 holds");
+
 my $flag = $c->{dir} . '/left';
 my $t0 = time + 0.2;
 my $load = spawn(6, sub {
@@ -77,6 +89,20 @@ my $load = spawn(6, sub {
         }
         my $wait = $t0 + 0.15 * ($round + 1) - time;
         sleep $wait if $wait > 0;
+    }
+    return @out;
+});
+
+my $incr = spawn(2, sub {
+    my ($i) = @_;
+    my @out;
+    while (time < $t0 + 6) {
+        for my $o (@objs) {
+            my $r = http($ports[$i], 'POST', "/s/$o?key=n&op=incr",
+                         timeout => 15);
+            push @out, "$o $r->{status}";
+        }
+        sleep 0.02;
     }
     return @out;
 });
@@ -113,6 +139,21 @@ ok($via{2}, "n3 took requests before it left ($via{2})")
 is(join(' ', map { $pass{$_} // 0 } 0 .. $#keys), join(' ', (30) x 30),
    'burst=29: exactly 30 passed for every key, across the leave')
     or diag explain \%by_status;
+
+my (%acked, %status);
+for (collect($incr)) {
+    my ($o, $st) = split / /;
+    $status{$st}++;
+    $acked{$o}++ if $st == 200;
+}
+my $calls = 0;
+$calls += $_ for values %status;
+is($status{200} // 0, $calls, "increments of n3's objects through n1 and "
+   . "n2 never failed across the leave ($calls calls)")
+    or diag explain \%status;
+is(join(' ', map { http($ports[0], 'GET', "/s/$_?key=n")->{body} } @objs),
+   join(' ', map { $acked{$_} // 0 } @objs),
+   '... and each object holds exactly the acknowledged increments');
 
 $c->check_logs;
 done_testing;

@@ -408,7 +408,8 @@ ngx_do_buckets_remote_answered(uint64_t id, void *data, ngx_uint_t status,
     ngx_do_buckets_told_t  told;
 
     if ((status == NGX_HTTP_BAD_GATEWAY
-         || status == NGX_HTTP_SERVICE_UNAVAILABLE)
+         || status == NGX_HTTP_SERVICE_UNAVAILABLE
+         || status == NGX_DO_NODE_UNSENT)
         && (ngx_msec_int_t) (rt->deadline - ngx_current_msec) > 0)
     {
         /* the connection was lost, or the holder was busy: again */
