@@ -25,6 +25,7 @@
 
 
 #define NGX_DO_NODE_HANDSHAKE     5000        /* ms to finish it */
+#define NGX_DO_NODE_DRAIN         2000        /* ms to wait for a GOAWAY */
 #define NGX_DO_NODE_DIAL          1000        /* ms between dials */
 #define NGX_DO_NODE_BACKOFF_MIN   50
 #define NGX_DO_NODE_BACKOFF_MAX   2000
@@ -59,6 +60,8 @@ static void ngx_do_node_dial(ngx_event_t *ev);
 static ngx_uint_t ngx_do_node_stale(ngx_do_node_conn_t *nc, ngx_uint_t peer);
 static ngx_do_node_call_t *ngx_do_node_call(ngx_do_node_conn_t *nc,
     uint64_t id);
+static void ngx_do_node_goaway(ngx_do_node_conn_t *nc);
+static void ngx_do_node_drained(ngx_event_t *ev);
 
 
 ngx_do_node_key_t              ngx_do_node_secret;
@@ -251,6 +254,9 @@ ngx_do_node_accept(ngx_connection_t *c)
 
     nc->state = NGX_DO_NODE_WAIT_HELLO;
     ngx_add_timer(&nc->timer, NGX_DO_NODE_HANDSHAKE);
+
+    /* when the worker begins to exit, nginx tells it (c->close) */
+    c->idle = 1;
 
     ngx_do_node_read(c->read);
 }
@@ -456,6 +462,108 @@ ngx_do_node_ready(ngx_do_node_conn_t *nc)
     if (!ngx_queue_empty(&nc->out) && !nc->post.posted) {
         ngx_post_event(&nc->post, &ngx_posted_events);
     }
+
+    if (nc->incoming && ngx_exiting) {
+        /* accepted before the listener closed: a GOAWAY at once */
+        nc->c->close = 1;
+        ngx_post_event(nc->c->read, &ngx_posted_events);
+    }
+}
+
+
+/*
+ * The worker is exiting (nginx closes its idle connections at the start
+ * of a graceful shutdown, and an incoming node connection counts as one):
+ * a peer's connection that brings its requests here gets a GOAWAY, so
+ * that the peer sends its next requests on a new connection (to a worker
+ * of the next generation after a reload; after a stop, they wait for the
+ * shard's next holder), and what it sent before is run and answered.
+ * The worker waits for the peer's GOAWAY back, at most NGX_DO_NODE_DRAIN
+ * ms: the stream is ordered, so after it nothing more comes.  A second
+ * close (worker_shutdown_timeout), or one of an outgoing connection or of
+ * a handshake, closes it.  NGX_ERROR: closed.
+ */
+ngx_int_t
+ngx_do_node_shutdown(ngx_do_node_conn_t *nc)
+{
+    if (!nc->incoming || nc->goaway || nc->state != NGX_DO_NODE_READY) {
+        ngx_do_node_close(nc, 1);
+        return NGX_ERROR;
+    }
+
+    if (ngx_do_node_queue(nc, NGX_DO_NODE_GOAWAY, 0, 0, 0, 0, NULL, 0)
+        != NGX_OK)
+    {
+        ngx_do_node_close(nc, 1);
+        return NGX_ERROR;
+    }
+
+    nc->goaway = 1;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
+                   "do node: GOAWAY to \"%*s\"", nc->name_len, nc->name);
+
+    /* not cancelable: the worker stays until the peer answered */
+    nc->timer.handler = ngx_do_node_drained;
+    nc->timer.cancelable = 0;
+    ngx_add_timer(&nc->timer, NGX_DO_NODE_DRAIN);
+
+    return NGX_OK;
+}
+
+
+/* the peer never answered the GOAWAY: the worker may exit all the same */
+static void
+ngx_do_node_drained(ngx_event_t *ev)
+{
+    ngx_connection_t    *c;
+    ngx_do_node_conn_t  *nc;
+
+    c = ev->data;
+    nc = c->data;
+
+    ngx_do_log_throttled(NGX_LOG_WARN, ngx_cycle->log, 0, NGX_DO_LOG_NODE,
+                         "do: node \"%*s\" did not answer the GOAWAY of an "
+                         "exiting worker within %d ms", nc->name_len,
+                         nc->name, NGX_DO_NODE_DRAIN);
+}
+
+
+/*
+ * A GOAWAY: on a connection to a peer, the peer's worker exits; the
+ * connection takes no new request (it stays for the replies) and the
+ * answer says so.  On a connection from a peer, that answer.
+ */
+static void
+ngx_do_node_goaway(ngx_do_node_conn_t *nc)
+{
+    ngx_do_node_peer_t  *p;
+
+    if (nc->incoming) {
+        if (nc->goaway && nc->timer.timer_set) {
+            ngx_del_timer(&nc->timer);
+        }
+
+        return;
+    }
+
+    if (nc->goaway) {
+        return;
+    }
+
+    nc->goaway = 1;
+
+    p = &ngx_do_node_peers[nc->peer];
+
+    if (p->conn == nc) {
+        p->conn = NULL;
+        p->retry_at = ngx_current_msec;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
+                   "do node: GOAWAY from \"%*s\"", nc->name_len, nc->name);
+
+    (void) ngx_do_node_queue(nc, NGX_DO_NODE_GOAWAY, 0, 0, 0, 0, NULL, 0);
 }
 
 
@@ -473,6 +581,12 @@ ngx_do_node_dispatch(ngx_do_node_conn_t *nc, ngx_uint_t kind,
                    "do node: frame %ui type %ui id %uL, %uz bytes, %s "
                    "\"%*s\"", kind, type, id, len,
                    nc->incoming ? "from" : "to", nc->name_len, nc->name);
+
+    if (kind == NGX_DO_NODE_GOAWAY) {
+        ngx_free(buf);
+        ngx_do_node_goaway(nc);
+        return;
+    }
 
     if (kind == NGX_DO_NODE_REPLY) {
         call = ngx_do_node_call(nc, id);

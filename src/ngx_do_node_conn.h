@@ -26,6 +26,7 @@
 #define NGX_DO_NODE_REQUEST       1           /* frame kinds */
 #define NGX_DO_NODE_REPLY         2
 #define NGX_DO_NODE_MESSAGE       3
+#define NGX_DO_NODE_GOAWAY        4           /* no more requests here */
 
 #define NGX_DO_NODE_NONCE         32
 #define NGX_DO_NODE_NAME          NGX_DO_CLUSTER_NAME_LEN
@@ -97,6 +98,7 @@ typedef struct {
     ngx_uint_t                 state;
     unsigned                   incoming:1;
     unsigned                   keyed:1;
+    unsigned                   goaway:1;      /* sent, or heard */
 
     u_char                     nonce_c[NGX_DO_NODE_NONCE];
     u_char                     nonce_s[NGX_DO_NODE_NONCE];
@@ -137,6 +139,7 @@ void ngx_do_node_dispatch(ngx_do_node_conn_t *nc, ngx_uint_t kind,
     ngx_uint_t type, ngx_uint_t hops, ngx_uint_t status, uint64_t id,
     u_char *buf, size_t len);
 void ngx_do_node_refuse(ngx_do_node_conn_t *nc, const char *why);
+ngx_int_t ngx_do_node_shutdown(ngx_do_node_conn_t *nc);
 void ngx_do_node_close(ngx_do_node_conn_t *nc, ngx_uint_t answer);
 
 /*

@@ -296,6 +296,15 @@ ngx_do_node_read(ngx_event_t *rev)
     c = rev->data;
     nc = c->data;
 
+    if (c->close) {
+        /* the worker is exiting (an incoming connection is "idle") */
+        c->close = 0;
+
+        if (ngx_do_node_shutdown(nc) != NGX_OK) {
+            return;
+        }
+    }
+
     for ( ;; ) {
 
         if (nc->frame && nc->rpos == nc->rlast) {
@@ -474,7 +483,13 @@ ngx_do_node_header(ngx_do_node_conn_t *nc, u_char *p)
     if ((nc->incoming ? kind != NGX_DO_NODE_REQUEST
                         && kind != NGX_DO_NODE_MESSAGE
                       : kind != NGX_DO_NODE_REPLY)
-        || len > NGX_DO_NODE_MAX_FRAME)
+        && !(kind == NGX_DO_NODE_GOAWAY && len == 0))
+    {
+        ngx_do_node_refuse(nc, "an invalid frame");
+        return NGX_ERROR;
+    }
+
+    if (len > NGX_DO_NODE_MAX_FRAME)
     {
         ngx_do_node_refuse(nc, "an invalid frame");
         return NGX_ERROR;

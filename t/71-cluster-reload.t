@@ -2,7 +2,10 @@
 # 10 each (rate=1r/m burst=9) take paced requests through both nodes while
 # each node is reloaded twice; every key lets exactly 10 through, and
 # every node still holds its shards (no handover was needed: a reload
-# keeps the node's zones and leases).
+# keeps the node's zones and leases).  Increments of store objects of
+# both nodes' shards, sent through both nodes all along, are all answered
+# 200 and all stored: a call forwarded to a node whose worker exits is
+# run and answered by it, or sent to its next worker (GOAWAY).
 
 use strict;
 use warnings;
@@ -15,10 +18,15 @@ use DoCluster qw(spawn collect);
 
 my $c = DoCluster->new(nodes => 2, http => <<'EOF', locations => <<'EOF');
     do_namespace per_key rate_limiter rate=1r/m burst=9;
+    do_namespace state store;
 EOF
         location /limited {
             do_limit per_key key=$arg_key;
             alias %%PREFIX%%/ok.txt;
+        }
+        location ~ ^/s/(?<o>[\w-]+)$ {
+            do_pass state name=$o;
+            add_header X-Id $do_object_id always;
         }
 EOF
 $c->start_all;
@@ -26,8 +34,25 @@ $c->converge_or_end(20, 'placement converges over 2 nodes');
 my @ports = map { $c->port($_) } 0 .. 1;
 my $before = { map { $_ => $c->cluster($_)->{shards} } 0 .. 1 };
 
+my @objs = map { $_->[0] }
+           map { $c->objects_held_by($_, 3, sub { "/s/$_[0]?key=x" }) } 0, 1;
+is(scalar @objs, 6, 'three objects of shards each node holds');
+
 my @keys = map { "r$$-$_" } 0 .. 19;
 my $t0 = time;
+my $incr = spawn(2, sub {
+    my ($i) = @_;
+    my @out;
+    while (time < $t0 + 3.2) {
+        for my $o (@objs) {
+            my $r = http($ports[$i], 'POST', "/s/$o?key=n&op=incr",
+                         timeout => 15);
+            push @out, "$o $r->{status}";
+        }
+        sleep 0.02;
+    }
+    return @out;
+});
 my $load = spawn(4, sub {
     my ($i) = @_;
     my @out;
@@ -60,6 +85,20 @@ is(join(' ', map { $pass{$_} // 0 } 0 .. $#keys), join(' ', (10) x 20),
     or diag explain \%st;
 is(($st{200} // 0) + ($st{429} // 0), 600, 'every request was answered')
     or diag explain \%st;
+my (%acked, %status);
+for (collect($incr)) {
+    my ($o, $st) = split / /;
+    $status{$st}++;
+    $acked{$o}++ if $st == 200;
+}
+my $calls = 0;
+$calls += $_ for values %status;
+is($status{200} // 0, $calls, "increments through both nodes never failed "
+   . "across the reloads ($calls calls)")
+    or diag explain \%status;
+is(join(' ', map { http($ports[0], 'GET', "/s/$_?key=n")->{body} } @objs),
+   join(' ', map { $acked{$_} // 0 } @objs),
+   '... and each object holds exactly the acknowledged increments');
 ok($c->converge(10), 'placement still converges');
 is($c->cluster($_)->{shards}, $before->{$_},
    $c->name($_) . ' holds the shards it held before') for 0 .. 1;
