@@ -2,7 +2,9 @@
 # Cluster mode on this machine: 2 and 3 nginx nodes (do_cluster, one
 # worker each) on one redis-server, beside as many nginx nodes running the
 # Lua + Redis limiter (a GCRA script per request, Debian's lua-nginx-redis)
-# on the same Redis, then one table: case | ngx_do | Lua+Redis | ratio.
+# on the same Redis, and as many nginx nodes without a gate (the same
+# static file: the ceiling of both), then one table: case | ngx_do |
+# Lua+Redis | ratio | no gate, and the share of it each side reaches.
 # Everything on 127.0.0.1; nodes and redis-server unpinned, the load from
 # core 1: one wrk per node at once (CONNS / nodes connections each), the
 # req/s summed, the p99 the worst node's.  The limits never reject in the
@@ -83,12 +85,13 @@ cleanup() {
     lib_cleanup
 }
 
-# node_conf SIDE I N: nginx.conf of node I of N (ngx_do or peer)
+# node_conf SIDE I N: nginx.conf of node I of N (ngx_do, peer, or none:
+# the same nginx and file without a gate, the ceiling of both)
 node_conf() {
     local side=$1 i=$2 n=$3 d="$dir/n$2"
     if [ "$side" = peer ]; then
         echo "$lua_modules"
-    else
+    elif [ "$side" = ngx_do ]; then
         echo "load_module $module;"
     fi
     cat <<CONF
@@ -101,6 +104,17 @@ http {
     client_body_temp_path $d/body;
     keepalive_requests 1000000;
 CONF
+    if [ "$side" = none ]; then
+        cat <<CONF
+    server {
+        listen 127.0.0.1:${hport[$i]};
+        root $dir/html;
+        location / { }
+    }
+}
+CONF
+        return
+    fi
     if [ "$side" = peer ]; then
         cat <<CONF
     $lua_http
@@ -160,7 +174,7 @@ start_nodes() {
             sleep 0.05
         done
     done
-    [ "$side" = peer ] && return 0
+    [ "$side" != ngx_do ] && return 0
     # converged: every shard held, and spread over every node (the first
     # node up holds them all until the others registered, then hands
     # most over: a run that started then would measure the handovers)
@@ -305,7 +319,8 @@ cluster_runs() {
             args=("/" -s "$dir/keys.lua")
         fi
         read -r r p b e < <(measure_nodes "$n" "${args[@]}")
-        ex=$(exact "$n")
+        ex=-
+        [ "$side" != none ] && ex=$(exact "$n")
         if [ "$r" = - ]; then
             fails[$id.$side]="wrk measured nothing"
             raw "$id" "$side" "$rep" "failed: wrk measured nothing"
@@ -339,6 +354,7 @@ limit_rows() {
         for rep in $(seq "$reps"); do
             cluster_runs ngx_do "$n" "$rep"
             cluster_runs peer "$n" "$rep"
+            cluster_runs none "$n" "$rep"
         done
     done
 }
@@ -407,6 +423,11 @@ echo "nodes: one worker each, unpinned; redis-server unpinned; wrk on core 1;" \
 wants limit && limit_rows
 wants forward && forward_rows
 
+# share A C: A as a percentage of C
+share() {
+    awk -v a="$1" -v c="$2" 'BEGIN { printf "%.0f%%", 100 * a / c }'
+}
+
 # side ID SIDE: "51.2k req/s, p99 1.25 ms, exact 20/200" from the medians
 side() {
     local v p
@@ -419,15 +440,16 @@ side() {
 }
 
 echo
-printf '| %s | %s | %s | %s |\n' case ngx_do Lua+Redis "ratio (req/s)"
-printf '|---|---|---|---|\n'
+printf '| %s | %s | %s | %s | %s |\n' case ngx_do Lua+Redis "ratio (req/s)" \
+    "no gate: req/s (ngx_do, Lua+Redis: their share)"
+printf '|---|---|---|---|---|\n'
 for id in "${rows[@]}"; do
     if [[ $id == forward.* ]]; then
         if [ -n "${vals[$id.ngx_do]:-}" ]; then
-            printf '| %s | %s | %s | - |\n' "${label[$id]}" \
+            printf '| %s | %s | %s | - | - |\n' "${label[$id]}" \
                 "$(us "${vals[$id.ngx_do]}")" "(${label[$id.detail]})"
         else
-            printf '| %s | failed: %s | - | - |\n' "${label[$id]}" \
+            printf '| %s | failed: %s | - | - | - |\n' "${label[$id]}" \
                 "$(echo "${fails[$id.ngx_do]:-no run}" | tr '\n|' '  ' \
                    | head -c 160)"
         fi
@@ -437,9 +459,15 @@ for id in "${rows[@]}"; do
     d=$(median ${vals[$id.ngx_do]:-})
     # shellcheck disable=SC2086
     p=$(median ${vals[$id.peer]:-})
+    # shellcheck disable=SC2086
+    c=$(median ${vals[$id.none]:-})
     r=-
     [ -n "$d" ] && [ -n "$p" ] && r=$(ratio "$d" "$p")
-    printf '| %s | %s | %s | %s |\n' "${label[$id]}" \
+    ceil=-
+    [ -n "$c" ] && [ -n "$d" ] && [ -n "$p" ] \
+        && ceil="$(k "$c") req/s ($(share "$d" "$c"), $(share "$p" "$c"))"
+    printf '| %s | %s | %s | %s | %s |\n' "${label[$id]}" \
         "$(side "$id" ngx_do | tr -d '\n' | tr '|' ' ' | head -c 160)" \
-        "$(side "$id" peer | tr -d '\n' | tr '|' ' ' | head -c 160)" "$r"
+        "$(side "$id" peer | tr -d '\n' | tr '|' ' ' | head -c 160)" "$r" \
+        "$ceil"
 done
