@@ -7,6 +7,7 @@
 #   make fuzz       build the libFuzzer targets (fuzz/) with clang
 #   make fuzz-run   run each for FUZZ_SECONDS (60) on its seed corpus
 #   make static NGINX_SRC=/path/to/nginx   build nginx with the module inside
+#   make test-static  that, from Debian's nginx source package, and tests
 #   make lint       cppcheck
 #   make install    the module in Debian's layout (DESTDIR= to stage it)
 #   make deb        a Debian package of it, in build/
@@ -47,8 +48,8 @@ DEB_PKGS   := nginx nginx-dev libhiredis-dev libjansson-dev libssl-dev \
               valgrind chromium chromium-driver python3-selenium \
               libio-socket-ssl-perl openssl
 
-.PHONY: all deps build run test test-asan test-valgrind static lint clean \
-        fuzz fuzz-deps fuzz-run install uninstall deb
+.PHONY: all deps build run test test-asan test-valgrind static test-static \
+        lint clean fuzz fuzz-deps fuzz-run install uninstall deb
 
 all: build
 
@@ -198,8 +199,39 @@ static:
 	@test -n "$(NGINX_SRC)" || { echo "usage: make static NGINX_SRC=/path/to/nginx"; exit 1; }
 	cd $(NGINX_SRC) && if [ -x configure ]; then conf=./configure; \
 	    else conf=auto/configure; fi && \
-	    $$conf --with-http_ssl_module --with-cc-opt="$(CC_OPT)" \
-	        --add-module=$(CURDIR) && $(MAKE) -f objs/Makefile
+	    $$conf --with-http_ssl_module --with-http_auth_request_module \
+	        --with-cc-opt="$(CC_OPT)" --add-module=$(CURDIR) \
+	    && $(MAKE) -f objs/Makefile
+
+# make static into the upstream source of Debian's nginx package (apt-get
+# source, with a sources list of this build's own: the system's apt
+# configuration is left alone), then tests of every class, of WebSockets
+# and of cluster mode against that nginx, which is built without
+# --with-debug (so debug-only code paths are compiled out, as in most
+# nginx builds).
+STATIC_BUILD := build-static
+STATIC_APT   := -o Dir::Etc::SourceList=$(CURDIR)/$(STATIC_BUILD)/apt/sources.list \
+                -o Dir::Etc::SourceParts=/dev/null \
+                -o Dir::State::Lists=$(CURDIR)/$(STATIC_BUILD)/apt/lists
+STATIC_T     := t/01-config.t t/03-store.t t/07-reload.t t/10-rate-limit.t \
+                t/13-store-redis.t t/31-lock.t t/36-do-lock-gate.t \
+                t/42-room.t t/52-room-auth.t t/61-cluster-limits.t \
+                t/72-cluster-leave.t
+
+$(STATIC_BUILD)/nginx/configure:
+	rm -rf $(STATIC_BUILD) && mkdir -p $(STATIC_BUILD)/apt/lists/partial
+	. /etc/os-release && echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $$VERSION_CODENAME main" \
+	    > $(STATIC_BUILD)/apt/sources.list
+	apt-get $(STATIC_APT) -qq update
+	cd $(STATIC_BUILD) && apt-get $(STATIC_APT) -qq source --download-only nginx
+	mkdir $(STATIC_BUILD)/nginx
+	tar -xzf $(STATIC_BUILD)/nginx_*.orig.tar.gz -C $(STATIC_BUILD)/nginx \
+	    --strip-components=1
+
+test-static: deps $(WS_TEST) $(STATIC_BUILD)/nginx/configure
+	$(MAKE) --no-print-directory static NGINX_SRC=$(CURDIR)/$(STATIC_BUILD)/nginx
+	DO_STATIC=1 NGINX_BIN=$(CURDIR)/$(STATIC_BUILD)/nginx/objs/nginx \
+	    DO_WS_TEST=$(CURDIR)/$(WS_TEST) prove -j$(PROVE_J) $(STATIC_T)
 
 # cppcheck over the module's sources, with nginx's headers
 lint: build
@@ -209,4 +241,4 @@ lint: build
 	    *.c src/*.c src/classes/*.c
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(STATIC_BUILD)

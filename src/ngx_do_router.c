@@ -579,13 +579,11 @@ ngx_do_router_route(ngx_do_pending_t *pending)
     ngx_int_t            rc;
     ngx_uint_t           local, peer, route;
     ngx_log_t           *log;
-    ngx_do_call_wire_t  *w;
 
     buf = pending->buf;
     len = pending->len;
     call_id = (uint64_t) pending->node.key;
     log = pending->timer.log;
-    w = (ngx_do_call_wire_t *) buf;
 
     route = ngx_do_cluster_route(pending->shard, &peer);
 
@@ -614,8 +612,9 @@ ngx_do_router_route(ngx_do_pending_t *pending)
 
     ngx_log_debug5(NGX_LOG_DEBUG_HTTP, log, 0,
                    "do call %uL: %s to object %08xD, %s worker %ui",
-                   call_id, ngx_do_turn_kind_name(w->kind),
-                   ngx_do_id_prefix(w->id),
+                   call_id,
+                   ngx_do_turn_kind_name(((ngx_do_call_wire_t *) buf)->kind),
+                   ngx_do_id_prefix(((ngx_do_call_wire_t *) buf)->id),
                    local ? "here, owner" : "forwarded to", pending->owner);
 
     if (!local) {

@@ -38,6 +38,12 @@ sub nginx_cmd {
            . ' ' . nginx_bin();
 }
 
+# nginx built --with-debug (Debian's is): debug lines are written
+sub nginx_debug {
+    my $v = `@{[ nginx_bin() ]} -V 2>&1`;
+    return $v =~ /--with-debug/;
+}
+
 sub module_path { $ENV{DO_MODULE} || "$ROOT/build/ngx_http_do_module.so" }
 
 # DO_STATIC=1: NGINX has the module built in, nothing to load
