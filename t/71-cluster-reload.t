@@ -40,19 +40,7 @@ is(scalar @objs, 6, 'three objects of shards each node holds');
 
 my @keys = map { "r$$-$_" } 0 .. 19;
 my $t0 = time;
-my $incr = spawn(2, sub {
-    my ($i) = @_;
-    my @out;
-    while (time < $t0 + 3.2) {
-        for my $o (@objs) {
-            my $r = http($ports[$i], 'POST', "/s/$o?key=n&op=incr",
-                         timeout => 15);
-            push @out, "$o $r->{status}";
-        }
-        sleep 0.02;
-    }
-    return @out;
-});
+my $incr = $c->increments($t0 + 3.2, \@objs, 0, 1);
 my $load = spawn(4, sub {
     my ($i) = @_;
     my @out;
@@ -85,20 +73,8 @@ is(join(' ', map { $pass{$_} // 0 } 0 .. $#keys), join(' ', (10) x 20),
     or diag explain \%st;
 is(($st{200} // 0) + ($st{429} // 0), 600, 'every request was answered')
     or diag explain \%st;
-my (%acked, %status);
-for (collect($incr)) {
-    my ($o, $st) = split / /;
-    $status{$st}++;
-    $acked{$o}++ if $st == 200;
-}
-my $calls = 0;
-$calls += $_ for values %status;
-is($status{200} // 0, $calls, "increments through both nodes never failed "
-   . "across the reloads ($calls calls)")
-    or diag explain \%status;
-is(join(' ', map { http($ports[0], 'GET', "/s/$_?key=n")->{body} } @objs),
-   join(' ', map { $acked{$_} // 0 } @objs),
-   '... and each object holds exactly the acknowledged increments');
+$c->increments_ok($incr, \@objs, 0, 'increments through both nodes never '
+                  . 'failed across the reloads');
 ok($c->converge(10), 'placement still converges');
 is($c->cluster($_)->{shards}, $before->{$_},
    $c->name($_) . ' holds the shards it held before') for 0 .. 1;

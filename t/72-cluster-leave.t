@@ -93,19 +93,7 @@ my $load = spawn(6, sub {
     return @out;
 });
 
-my $incr = spawn(2, sub {
-    my ($i) = @_;
-    my @out;
-    while (time < $t0 + 6) {
-        for my $o (@objs) {
-            my $r = http($ports[$i], 'POST', "/s/$o?key=n&op=incr",
-                         timeout => 15);
-            push @out, "$o $r->{status}";
-        }
-        sleep 0.02;
-    }
-    return @out;
-});
+my $incr = $c->increments($t0 + 6, \@objs, 0, 1);
 
 sleep 1.2;
 open my $fh, '>', $flag or die;
@@ -140,20 +128,8 @@ is(join(' ', map { $pass{$_} // 0 } 0 .. $#keys), join(' ', (30) x 30),
    'burst=29: exactly 30 passed for every key, across the leave')
     or diag explain \%by_status;
 
-my (%acked, %status);
-for (collect($incr)) {
-    my ($o, $st) = split / /;
-    $status{$st}++;
-    $acked{$o}++ if $st == 200;
-}
-my $calls = 0;
-$calls += $_ for values %status;
-is($status{200} // 0, $calls, "increments of n3's objects through n1 and "
-   . "n2 never failed across the leave ($calls calls)")
-    or diag explain \%status;
-is(join(' ', map { http($ports[0], 'GET', "/s/$_?key=n")->{body} } @objs),
-   join(' ', map { $acked{$_} // 0 } @objs),
-   '... and each object holds exactly the acknowledged increments');
+$c->increments_ok($incr, \@objs, 0, "increments of n3's objects through n1 "
+                  . 'and n2 never failed across the leave');
 
 $c->check_logs;
 done_testing;

@@ -359,6 +359,48 @@ sub check_logs {
     }
 }
 
+# Increments of store objects (a location /s/NAME with do_pass, key n)
+# through the nodes @via, one child each, until $until (a time()): the
+# load's handle, for increments_ok()
+sub increments {
+    my ($self, $until, $objs, @via) = @_;
+    my @ports = map { $self->port($_) } @via;
+    return spawn(scalar @ports, sub {
+        my ($i) = @_;
+        my @out;
+        while (time < $until) {
+            for my $o (@$objs) {
+                my $r = http($ports[$i], 'POST', "/s/$o?key=n&op=incr",
+                             timeout => 15);
+                push @out, "$o $r->{status}";
+            }
+            sleep 0.02;
+        }
+        return @out;
+    });
+}
+
+# Two tests of the load: every increment was answered 200 (the test's
+# name: $name and the count), and each object holds exactly the
+# acknowledged ones (read through node $read)
+sub increments_ok {
+    my ($self, $load, $objs, $read, $name) = @_;
+    my (%acked, %status);
+    for (collect($load)) {
+        my ($o, $st) = split / /;
+        $status{$st}++;
+        $acked{$o}++ if $st == 200;
+    }
+    my $calls = 0;
+    $calls += $_ for values %status;
+    is($status{200} // 0, $calls, "$name ($calls calls)")
+        or diag explain \%status;
+    is(join(' ', map { http($self->port($read), 'GET', "/s/$_?key=n")
+                       ->{body} } @$objs),
+       join(' ', map { $acked{$_} // 0 } @$objs),
+       '... and each object holds exactly the acknowledged increments');
+}
+
 # graceful stop of every node, one by one (true if all stopped in time)
 sub stop_all {
     my ($self) = @_;
