@@ -40,22 +40,10 @@ is(scalar(grep { defined } values %shard), 30, 'the 30 keys have IDs');
 
 my $flag = $c->{dir} . '/joined';
 my $t0 = time + 0.2;
-my $load = spawn(6, sub {
-    my ($i) = @_;
-    my @mine = grep { $_ % 6 == $i } 0 .. $#keys;
-    my @out;
-    for my $round (0 .. 39) {
-        my $nodes = -e $flag ? 4 : 3;
-        for my $k (@mine) {
-            my $n = ($k + $round) % $nodes;
-            my $r = http($ports[$n], 'GET', "/limited?key=$keys[$k]",
-                         timeout => 15);
-            push @out, "$k $n $r->{status}";
-        }
-        my $wait = $t0 + 0.15 * ($round + 1) - time;
-        sleep $wait if $wait > 0;
-    }
-    return @out;
+my $load = $c->paced_takes(\@keys, procs => 6, rounds => 40, period => 0.15,
+                           t0 => $t0, pick => sub {
+    my ($k, $round) = @_;
+    return ($k + $round) % (-e $flag ? 4 : 3);
 });
 
 sleep 1.2;

@@ -359,6 +359,38 @@ sub check_logs {
     }
 }
 
+# Paced takes of limited keys (a location /limited with do_limit, key=
+# $arg_key): @$keys split over $a{procs} children; in each of $a{rounds}
+# rounds every key is asked once, through node $a{pick}->($k, $round),
+# then the child waits for the next round's slot ($a{period} s apart from
+# $a{t0}).  A connection refused by that node (its listener closed: not
+# taken there) is asked again through node $a{fallback} when given.  The
+# load's handle; its lines are "<key index> <node> <status>".
+sub paced_takes {
+    my ($self, $keys, %a) = @_;
+    my @ports = map { $_->port } $self->nodes;
+    return spawn($a{procs}, sub {
+        my ($i) = @_;
+        my @out;
+        for my $round (0 .. $a{rounds} - 1) {
+            for my $k (grep { $_ % $a{procs} == $i } 0 .. $#$keys) {
+                my $n = $a{pick}->($k, $round);
+                my $r = http($ports[$n], 'GET', "/limited?key=$keys->[$k]",
+                             timeout => 15);
+                if (!$r->{status} && defined $a{fallback}) {
+                    $n = $a{fallback};
+                    $r = http($ports[$n], 'GET', "/limited?key=$keys->[$k]",
+                              timeout => 15);
+                }
+                push @out, "$k $n $r->{status}";
+            }
+            my $wait = $a{t0} + $a{period} * ($round + 1) - time;
+            sleep $wait if $wait > 0;
+        }
+        return @out;
+    });
+}
+
 # Increments of store objects (a location /s/NAME with do_pass, key n)
 # through the nodes @via, one child each, until $until (a time()): the
 # load's handle, for increments_ok()
