@@ -57,19 +57,12 @@ my $joined_at = time;
 
 my @lines = collect($load);
 ok(time > $joined_at, 'the load went on after placement converged');
-my (%pass, %by_status, %via);
-for (@lines) {
-    my ($k, $n, $s) = split / /;
-    next unless defined $s;
-    $pass{$k}++ if $s == 200;
-    $by_status{$s}++;
-    $via{$n}++;
-}
+my ($pass, $by_status, $via) = DoCluster::tally(@lines);
 is(scalar @lines, 1200, '40 requests for each of 30 keys');
-ok($via{3}, "n4 took requests too ($via{3})") or diag explain \%via;
-is(join(' ', map { $pass{$_} // 0 } 0 .. $#keys), join(' ', (30) x 30),
+ok($via->{3}, "n4 took requests too ($via->{3})") or diag explain $via;
+is(join(' ', map { $pass->{$_} // 0 } 0 .. $#keys), join(' ', (30) x 30),
    'burst=29: exactly 30 passed for every key, across the move')
-    or diag explain \%by_status;
+    or diag explain $by_status;
 
 my $cl = $c->cluster($new) // {};
 my $held = $cl->{shards} // 0;

@@ -96,20 +96,13 @@ ok($c->converge($lease - 1 - $stopped, 0, 1),
            . "n3's leases would have run out (lease=10s)", time - $t_stop));
 
 my @lines = collect($load);
-my (%pass, %by_status, %via);
-for (@lines) {
-    my ($k, $n, $s) = split / /;
-    next unless defined $s;
-    $pass{$k}++ if $s == 200;
-    $by_status{$s}++;
-    $via{$n}++;
-}
+my ($pass, $by_status, $via) = DoCluster::tally(@lines);
 is(scalar @lines, 1200, '40 requests for each of 30 keys');
-ok($via{2}, "n3 took requests before it left ($via{2})")
-    or diag explain \%via;
-is(join(' ', map { $pass{$_} // 0 } 0 .. $#keys), join(' ', (30) x 30),
+ok($via->{2}, "n3 took requests before it left ($via->{2})")
+    or diag explain $via;
+is(join(' ', map { $pass->{$_} // 0 } 0 .. $#keys), join(' ', (30) x 30),
    'burst=29: exactly 30 passed for every key, across the leave')
-    or diag explain \%by_status;
+    or diag explain $by_status;
 
 $c->increments_ok($incr, \@objs, 0, "increments of n3's objects through n1 "
                   . 'and n2 never failed across the leave');

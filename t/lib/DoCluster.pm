@@ -391,6 +391,20 @@ sub paced_takes {
     });
 }
 
+# The lines of paced_takes() counted: passes by key index, and the
+# requests by status and by node (hash references)
+sub tally {
+    my (%pass, %by_status, %via);
+    for (@_) {
+        my ($k, $n, $s) = split / /;
+        next unless defined $s;
+        $pass{$k}++ if $s == 200;
+        $by_status{$s}++;
+        $via{$n}++;
+    }
+    return (\%pass, \%by_status, \%via);
+}
+
 # Increments of store objects (a location /s/NAME with do_pass, key n)
 # through the nodes @via, one child each, until $until (a time()): the
 # load's handle, for increments_ok()
