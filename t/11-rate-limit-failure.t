@@ -30,17 +30,14 @@ my $t = DoTest->new(workers => 2, http => <<"EOF");
     do_namespace closed rate_limiter rate=1r/m burst=100 fail=closed;
 
     server {
-        listen 127.0.0.1:%%PORT2%%;
-        location / { return 200 "origin\\n"; }
-    }
-
-    server {
         listen 127.0.0.1:%%PORT%%;
         keepalive_timeout 60s;
+        # the origin: a file (a server of this nginx could be accepted
+        # by the stopped worker, and the request would wait for it)
         location /open   { do_limit open key=\$arg_k;
-                           proxy_pass http://127.0.0.1:%%PORT2%%; }
+                           alias %%PREFIX%%/origin.txt; }
         location /closed { do_limit closed key=\$arg_k;
-                           proxy_pass http://127.0.0.1:%%PORT2%%; }
+                           alias %%PREFIX%%/origin.txt; }
         location = /w      { return 200 \$do_worker; }
         location = /id     { do_pass open name=\$arg_k; }
         location = /id-closed { do_pass closed name=\$arg_k; }
@@ -49,6 +46,9 @@ my $t = DoTest->new(workers => 2, http => <<"EOF");
 EOF
 open my $fh, '>', $t->prefix . '/do.secret' or die;
 print $fh "a test secret of some length\n";
+close $fh;
+open $fh, '>', $t->prefix . '/origin.txt' or die;
+print $fh "origin\n";
 close $fh;
 $t->start;
 my $p = $t->port;
