@@ -848,7 +848,8 @@ ngx_http_do_init_process(ngx_cycle_t *cycle)
 
     ngx_do_id_init(ngx_do_runtime.secret);
 
-    if (ngx_do_objects_init(cycle, dmcf->backend, ngx_do_router_deliver)
+    if (ngx_do_objects_init(cycle, dmcf->backend, ngx_do_router_deliver,
+                            ngx_do_router_resend)
         != NGX_OK)
     {
         return NGX_ERROR;

@@ -287,6 +287,8 @@ ngx_int_t ngx_do_router_dispatch(ngx_http_request_t *r,
     ngx_str_t *if_match, ngx_str_t *if_none_match, ngx_str_t *body,
     ngx_msec_t timeout, ngx_http_do_reply_pt handler, void *data);
 void ngx_do_router_deliver(uint64_t call_id, u_char *buf, size_t len);
+ngx_int_t ngx_do_router_resend(ngx_uint_t src, uint64_t call_id, u_char *buf,
+    size_t len);
 
 /*
  * WebSocket calls: the open carries the handshake's request; a message or
@@ -365,15 +367,26 @@ char *ngx_do_turn_kind_name(ngx_uint_t kind);
 
 /* ngx_do_object.c */
 typedef void (*ngx_do_deliver_pt)(uint64_t call_id, u_char *buf, size_t len);
+/* a call its object cannot run here, sent on: NGX_OK (buf taken) */
+typedef ngx_int_t (*ngx_do_resend_pt)(ngx_uint_t src, uint64_t call_id,
+    u_char *buf, size_t len);
 
 ngx_int_t ngx_do_objects_init(ngx_cycle_t *cycle, ngx_do_backend_t *backend,
-    ngx_do_deliver_pt deliver);
+    ngx_do_deliver_pt deliver, ngx_do_resend_pt resend);
 void ngx_do_objects_exit(void);
 void ngx_do_objects_hand_over(void);
 
 /* ngx_do_wire.c */
 void ngx_do_wire_receive(ngx_uint_t src, uint64_t call_id, u_char *buf,
     size_t len, ngx_uint_t transient);
+/* an answer, or an error answer, to the call call_id of worker src */
+void ngx_do_wire_deliver(ngx_uint_t src, uint64_t call_id,
+    u_char *buf, size_t len);
+void ngx_do_wire_error(ngx_uint_t src, uint64_t call_id,
+    ngx_uint_t status, const char *msg);
+
+/* cluster mode: what a call hears when its shard is not held here now */
+#define NGX_DO_MOVED              "the shard moved to another node"
 u_char *ngx_do_wire_call(ngx_do_namespace_t *ns, u_char *id,
     ngx_uint_t kind, ngx_uint_t method, ngx_str_t *args, ngx_str_t *if_match,
     ngx_str_t *if_none_match, ngx_str_t *body, size_t *len);

@@ -33,6 +33,7 @@ static void ngx_do_objects_grow(void);
 static void ngx_do_objects_trim(void);
 static ngx_uint_t ngx_do_object_evictable(ngx_do_object_t *obj);
 static void ngx_do_object_idle(ngx_event_t *ev);
+static void ngx_do_object_follow(ngx_do_object_t *obj);
 
 
 /*
@@ -65,11 +66,12 @@ static ngx_uint_t              ngx_do_nmails;
 
 ngx_do_backend_t              *ngx_do_object_backend;
 ngx_do_deliver_pt              ngx_do_object_deliver;
+ngx_do_resend_pt               ngx_do_object_resend;
 
 
 ngx_int_t
 ngx_do_objects_init(ngx_cycle_t *cycle, ngx_do_backend_t *backend,
-    ngx_do_deliver_pt deliver)
+    ngx_do_deliver_pt deliver, ngx_do_resend_pt resend)
 {
     ngx_do_objects_mask = 1023;
     ngx_do_objects = ngx_calloc((ngx_do_objects_mask + 1)
@@ -82,6 +84,7 @@ ngx_do_objects_init(ngx_cycle_t *cycle, ngx_do_backend_t *backend,
 
     ngx_do_object_backend = backend;
     ngx_do_object_deliver = deliver;
+    ngx_do_object_resend = resend;
 
     if (backend->sweep && ngx_worker == 0) {
         ngx_do_sweep_event.handler = ngx_do_object_sweep_handler;
@@ -497,6 +500,66 @@ done:
 }
 
 
+/*
+ * Cluster mode: this node no longer holds the object's shard, and the
+ * calls in its mailbox, not run, go where the shard is now
+ */
+static void
+ngx_do_object_follow(ngx_do_object_t *obj)
+{
+    ngx_queue_t    *q, *next;
+    ngx_do_mail_t  *mail;
+
+    for (q = ngx_queue_head(&obj->mailbox);
+         q != ngx_queue_sentinel(&obj->mailbox);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        mail = ngx_queue_data(q, ngx_do_mail_t, queue);
+
+        if (ngx_do_object_resend_mail(mail)) {
+            ngx_queue_remove(q);
+            ngx_do_turn_mail_free(mail);
+        }
+    }
+}
+
+
+/*
+ * A call of a worker (not an alarm, a wake or a notice) sent on by the
+ * router, the way it came: its bytes taken, its reply to the worker that
+ * sent it as the owner's would be.  1: sent; 0: it is to be answered here.
+ */
+ngx_uint_t
+ngx_do_object_resend_mail(ngx_do_mail_t *mail)
+{
+    size_t               len;
+    ngx_do_call_wire_t  *w;
+
+    if (ngx_do_object_resend == NULL || mail->call_id == 0
+        || mail->src == NGX_DO_ALARM_SRC || mail->src == NGX_DO_WAKE_SRC
+        || mail->buf == NULL)
+    {
+        return 0;
+    }
+
+    w = (ngx_do_call_wire_t *) mail->buf;
+    len = sizeof(ngx_do_call_wire_t) + (size_t) w->args_len
+          + w->if_match_len + w->if_none_match_len + w->body_len
+          + w->member_len;
+
+    if (ngx_do_object_resend(mail->src, mail->call_id, mail->buf, len)
+        != NGX_OK)
+    {
+        return 0;
+    }
+
+    mail->buf = NULL;
+
+    return 1;
+}
+
+
 /* storage failed before the object could run: every waiting call hears it */
 void
 ngx_do_object_fail_all(ngx_do_object_t *obj, const char *msg)
@@ -576,8 +639,10 @@ ngx_do_object_epoch(ngx_do_object_t *obj)
                    ngx_do_id_prefix(obj->id), obj->epoch, epoch);
 
     if (epoch == 0) {
-        ngx_do_park_free_all(obj, NGX_DO_MOVED);
+        /* its calls follow the shard, parked ones first (they came first) */
+        ngx_do_park_free_all(obj, NGX_DO_MOVED, 1);
         ngx_do_defer_free(obj);
+        ngx_do_object_follow(obj);
         ngx_do_object_fail_all(obj, NGX_DO_MOVED);
         return NGX_AGAIN;
     }
@@ -761,7 +826,7 @@ ngx_do_object_free(ngx_do_object_t *obj)
 
     /* calls that their answers start wait in the mailbox, freed below */
     obj->busy = 1;
-    ngx_do_park_free_all(obj, "object was shut down");
+    ngx_do_park_free_all(obj, "object was shut down", 0);
 
     ngx_do_defer_free(obj);
     ngx_do_defer_list_free(obj->flushing);

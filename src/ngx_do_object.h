@@ -28,9 +28,6 @@
 #define NGX_DO_TURN_TRIES         32
 #define NGX_DO_GROUP_MAX          64
 
-/* cluster mode: what a call hears when its shard is not held here now */
-#define NGX_DO_MOVED              "the shard moved to another node"
-
 
 typedef ngx_int_t (*ngx_do_turn_handler_pt)(ngx_do_turn_t *t);
 
@@ -181,6 +178,7 @@ struct ngx_do_turn_s {
 
 extern ngx_do_backend_t       *ngx_do_object_backend;
 extern ngx_do_deliver_pt       ngx_do_object_deliver;
+extern ngx_do_resend_pt        ngx_do_object_resend;
 
 
 /* ngx_do_object.c */
@@ -193,6 +191,7 @@ ngx_do_object_t *ngx_do_object_get(u_char *id, ngx_do_namespace_t *ns,
 ngx_int_t ngx_do_object_place(ngx_do_object_t *obj);
 void ngx_do_object_loaded(ngx_do_storage_req_t *req);
 void ngx_do_object_fail_all(ngx_do_object_t *obj, const char *msg);
+ngx_uint_t ngx_do_object_resend_mail(ngx_do_mail_t *mail);
 void ngx_do_object_refresh(ngx_do_object_t *obj);
 ngx_int_t ngx_do_object_epoch(ngx_do_object_t *obj);
 ngx_uint_t ngx_do_object_stale(ngx_do_object_t *obj,
@@ -242,7 +241,8 @@ void ngx_do_park_wake_handler(ngx_event_t *ev);
 ngx_int_t ngx_do_park_wake_enqueue(ngx_do_object_t *obj);
 ngx_int_t ngx_do_park_wake_turn(ngx_do_turn_t *t);
 void ngx_do_park_timeout(ngx_event_t *ev);
-void ngx_do_park_free_all(ngx_do_object_t *obj, const char *msg);
+void ngx_do_park_free_all(ngx_do_object_t *obj, const char *msg,
+    ngx_uint_t follow);
 
 
 /* ngx_do_wire.c */
@@ -252,10 +252,6 @@ u_char *ngx_do_wire_reply_alloc(ngx_do_object_t *obj, ngx_uint_t status,
     ngx_str_t *content_type, size_t body_len, uint64_t etag, size_t *len);
 void ngx_do_wire_send(ngx_do_object_t *obj, ngx_do_mail_t *mail,
     ngx_do_turn_t *t, uint64_t version);
-void ngx_do_wire_deliver(ngx_uint_t src, uint64_t call_id,
-    u_char *buf, size_t len);
-void ngx_do_wire_error(ngx_uint_t src, uint64_t call_id,
-    ngx_uint_t status, const char *msg);
 
 
 /* ngx_do_cache.c */

@@ -146,9 +146,13 @@ ngx_do_park_timeout(ngx_event_t *ev)
 }
 
 
-/* the object goes: its parked calls hear so */
+/*
+ * The object goes: its parked calls hear so, or, with follow, are sent
+ * where its shard is now (cluster mode), to be run there again
+ */
 void
-ngx_do_park_free_all(ngx_do_object_t *obj, const char *msg)
+ngx_do_park_free_all(ngx_do_object_t *obj, const char *msg,
+    ngx_uint_t follow)
 {
     ngx_queue_t    *q;
     ngx_do_park_t  *park;
@@ -166,8 +170,11 @@ ngx_do_park_free_all(ngx_do_object_t *obj, const char *msg)
             ngx_free(park->reply);
         }
 
-        ngx_do_wire_error(park->mail->src, park->mail->call_id,
-                          NGX_HTTP_SERVICE_UNAVAILABLE, msg);
+        if (!follow || !ngx_do_object_resend_mail(park->mail)) {
+            ngx_do_wire_error(park->mail->src, park->mail->call_id,
+                              NGX_HTTP_SERVICE_UNAVAILABLE, msg);
+        }
+
         park->mail->park = NULL;
         ngx_do_turn_mail_free(park->mail);
         ngx_free(park);

@@ -58,8 +58,11 @@ typedef struct {
     u_char                    *buf;
     size_t                     len;
     uint64_t                   start;         /* usec, for do_status */
+    ngx_uint_t                 back_src;      /* back: who waits for it */
+    uint64_t                   back_id;
     unsigned                   in_tree:1;
     unsigned                   remote:1;      /* sent over a channel */
+    unsigned                   back:1;        /* sent on (resend) */
 } ngx_do_pending_t;
 
 
@@ -93,6 +96,8 @@ static ngx_int_t ngx_do_router_pend(ngx_do_pending_t *pending, u_char *id,
 static void ngx_do_router_route(ngx_do_pending_t *pending);
 static void ngx_do_router_retry(ngx_event_t *ev);
 static void ngx_do_router_wait(ngx_do_pending_t *pending, u_char *buf,
+    size_t len);
+static void ngx_do_router_back(ngx_do_pending_t *pending, u_char *buf,
     size_t len);
 static void ngx_do_router_forward(ngx_do_pending_t *pending, ngx_uint_t peer,
     u_char *buf, size_t len);
@@ -529,7 +534,7 @@ ngx_do_router_pend(ngx_do_pending_t *pending, u_char *id, u_char *buf,
     pending->ns = nss[w->ns];
     pending->start = ngx_do_status_usec();
 
-    if (pending->relay == NULL) {
+    if (pending->relay == NULL && !pending->back) {
         /* counted once, by the node that accepted it */
         ngx_do_status_count(pending->ns, NGX_DO_STAT_CALLS);
     }
@@ -823,6 +828,53 @@ ngx_do_router_node(ngx_do_node_reply_t *reply, ngx_uint_t peer,
 }
 
 
+/*
+ * Cluster mode: a call that an object of this worker cannot run (its
+ * shard is no longer this node's) goes where the shard is now, as a call
+ * of this worker; its reply, or failure, goes to the worker src as the
+ * owner's answer to its call_id.  NGX_OK: buf is taken.
+ */
+ngx_int_t
+ngx_do_router_resend(ngx_uint_t src, uint64_t call_id, u_char *buf,
+    size_t len)
+{
+    ngx_do_pending_t  *pending;
+
+    if (!ngx_do_router_enabled || ngx_do_router_final || ngx_exiting
+        || len < sizeof(ngx_do_call_wire_t))
+    {
+        return NGX_DECLINED;
+    }
+
+    pending = ngx_calloc(sizeof(ngx_do_pending_t), ngx_cycle->log);
+    if (pending == NULL) {
+        return NGX_DECLINED;
+    }
+
+    pending->back = 1;
+    pending->back_src = src;
+    pending->back_id = call_id;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
+                   "do call %uL of worker %ui: its shard moved, sent on",
+                   call_id, src);
+
+    (void) ngx_do_router_pend(pending, ((ngx_do_call_wire_t *) buf)->id, buf,
+                              len, 0, ngx_cycle->log);
+
+    return NGX_OK;
+}
+
+
+/* the answer of a call sent on goes to the worker that waits for it */
+static void
+ngx_do_router_back(ngx_do_pending_t *pending, u_char *buf, size_t len)
+{
+    ngx_do_wire_deliver(pending->back_src, pending->back_id, buf, len);
+    ngx_free(pending);
+}
+
+
 /* a reply came back for a call this worker sent; takes ownership of buf */
 void
 ngx_do_router_deliver(uint64_t call_id, u_char *buf, size_t len)
@@ -852,6 +904,11 @@ ngx_do_router_deliver(uint64_t call_id, u_char *buf, size_t len)
         /* the bytes go back to the node that sent the call, as they are */
         ngx_do_node_reply(pending->relay, 0, buf, len);
         ngx_free(pending);
+        return;
+    }
+
+    if (pending->back) {
+        ngx_do_router_back(pending, buf, len);
         return;
     }
 
@@ -939,6 +996,14 @@ ngx_do_router_fail(ngx_do_pending_t *pending, ngx_uint_t status)
 
     if (pending->relay) {
         ngx_do_node_reply(pending->relay, status, NULL, 0);
+        ngx_free(pending);
+        return;
+    }
+
+    if (pending->back) {
+        ngx_do_wire_error(pending->back_src, pending->back_id, status,
+                          status == NGX_HTTP_GATEWAY_TIME_OUT
+                          ? "the call timed out" : NGX_DO_MOVED);
         ngx_free(pending);
         return;
     }
