@@ -379,6 +379,7 @@ void ngx_do_objects_hand_over(void);
 /* ngx_do_wire.c */
 void ngx_do_wire_receive(ngx_uint_t src, uint64_t call_id, u_char *buf,
     size_t len, ngx_uint_t transient);
+size_t ngx_do_wire_call_len(ngx_do_call_wire_t *w);
 /* an answer, or an error answer, to the call call_id of worker src */
 void ngx_do_wire_deliver(ngx_uint_t src, uint64_t call_id,
     u_char *buf, size_t len);

@@ -533,8 +533,7 @@ ngx_do_object_follow(ngx_do_object_t *obj)
 ngx_uint_t
 ngx_do_object_resend_mail(ngx_do_mail_t *mail)
 {
-    size_t               len;
-    ngx_do_call_wire_t  *w;
+    size_t  len;
 
     if (ngx_do_object_resend == NULL || mail->call_id == 0
         || mail->src == NGX_DO_ALARM_SRC || mail->src == NGX_DO_WAKE_SRC
@@ -543,10 +542,7 @@ ngx_do_object_resend_mail(ngx_do_mail_t *mail)
         return 0;
     }
 
-    w = (ngx_do_call_wire_t *) mail->buf;
-    len = sizeof(ngx_do_call_wire_t) + (size_t) w->args_len
-          + w->if_match_len + w->if_none_match_len + w->body_len
-          + w->member_len;
+    len = ngx_do_wire_call_len((ngx_do_call_wire_t *) mail->buf);
 
     if (ngx_do_object_resend(mail->src, mail->call_id, mail->buf, len)
         != NGX_OK)

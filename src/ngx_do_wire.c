@@ -48,9 +48,7 @@ ngx_do_wire_receive(ngx_uint_t src, uint64_t call_id, u_char *buf,
         goto invalid;
     }
 
-    need = sizeof(ngx_do_call_wire_t) + (size_t) w->args_len
-           + w->if_match_len + w->if_none_match_len + w->body_len
-           + w->member_len;
+    need = ngx_do_wire_call_len(w);
 
     if (need != len || w->ns >= ngx_do_runtime.namespaces->nelts) {
         goto invalid;
@@ -229,6 +227,16 @@ ngx_do_wire_alarm(ngx_do_namespace_t *ns, u_char *id, void *data)
     }
 
     ngx_do_wire_receive(NGX_DO_ALARM_SRC, (uintptr_t) data, buf, len, 0);
+}
+
+
+/* the length of a call's wire form, from its header */
+size_t
+ngx_do_wire_call_len(ngx_do_call_wire_t *w)
+{
+    return sizeof(ngx_do_call_wire_t) + (size_t) w->args_len
+           + w->if_match_len + w->if_none_match_len + w->body_len
+           + w->member_len;
 }
 
 
