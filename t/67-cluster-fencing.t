@@ -19,6 +19,7 @@ use Test::More;
 use JSON::PP;
 use Time::HiRes qw(sleep);
 use DoTest qw(http wait_for);
+use DoCluster ();
 
 my $J = JSON::PP->new;
 my $redis = DoTest::Redis->new->start;
@@ -39,17 +40,11 @@ my $t = DoTest->new(workers => 2, http => <<"EOF");
         location = /status { do_status; }
     }
 EOF
-open my $fh, '>', $t->prefix . '/do.secret' or die;
-print $fh "one secret for every node of this test\n";
-close $fh;
-open $fh, '>', $t->prefix . '/ok.txt' or die;
-print $fh "ok\n";
-close $fh;
-$t->start;
+DoCluster::lone_start($t);
 my $p = $t->port;
 
 sub status { $J->decode(http($p, 'GET', '/status')->{body}) }
-sub cluster { status()->{cluster} // {} }
+sub cluster { DoCluster::lone_cluster($t) }
 sub fenced {
     my $n = 0;
     $n += $_->{fenced} // 0 for @{ status()->{workers} };
@@ -64,22 +59,10 @@ sub object_id {
     return @k == 1 && $k[0] =~ /^do:\{\Q$ns\E:([0-9a-f]{64})\}/ ? $1 : undef;
 }
 sub shard_of { hex(substr($_[0], 0, 8)) % 1024 }
-sub lease { my $v = $redis->cli('GET', "do:cluster:lease:$_[0]"); chomp $v; $v }
+sub lease { DoCluster::lease_of($redis, $_[0]) }
 
-# just after the agent's tick: the next one is a quarter lease away
-sub after_tick {
-    my $n = cluster()->{ticks};
-    wait_for(sub { cluster()->{ticks} != $n }, 15);
-}
-
-# another node takes the shard: its epoch, its lease (for ms)
-sub take_over {
-    my ($s, $ms) = @_;
-    my $e = $redis->cli('INCR', "do:cluster:epoch:$s");
-    chomp $e;
-    $redis->cli('SET', "do:cluster:lease:$s", "$e other", 'PX', $ms);
-    return $e;
-}
+# another node takes the shard just after the agent's tick: its epoch
+sub take_over { DoCluster::take_lease($t, $redis, @_) }
 
 # the node holds the shard again, at an epoch above $above
 sub taken_back {
@@ -105,7 +88,6 @@ my ($e) = lease($s) =~ /^(\d+) n1$/;
 ok($e, "the node holds the object's shard $s at epoch " . ($e // '?'));
 
 my $f0 = fenced();
-after_tick();
 my $e2 = take_over($s, 3000);
 my $r = http($p, 'PUT', '/s/fence1?key=k', body => 'v2');
 is($r->{status}, 503, 'a write after another node took the shard is 503');
@@ -140,7 +122,6 @@ my $tat = $redis->cli('GET', "do:{lim:$lid}:tat");
 ($e) = lease($ls) =~ /^(\d+) n1$/;
 
 $f0 = fenced();
-after_tick();
 $e2 = take_over($ls, 3000);
 is(http($p, 'GET', '/lim?k=a')->{status}, 200,
    'the key is decided on the node (its bucket is warm)');
@@ -162,7 +143,6 @@ is($st, 429, 'the key is exhausted there');
 ok(wait_for(sub { $redis->cli('GET', "do:{lim:$lid}:tat") ne $tat }),
    'and stored under the new epoch');
 ($e) = lease($ls) =~ /^(\d+) n1$/;
-after_tick();
 $e2 = take_over($ls, 1500);
 $redis->cli('DEL', "do:{lim:$lid}:tat");
 ok(taken_back($ls, $e2), 'the other node reset the key; the node takes the '

@@ -10,10 +10,9 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
-use JSON::PP;
 use DoTest qw(http wait_for);
+use DoCluster ();
 
-my $J = JSON::PP->new;
 my $redis = DoTest::Redis->new->start;
 my $rport = $redis->port;
 
@@ -34,19 +33,10 @@ my $t = DoTest->new(workers => 2, http => <<"EOF");
         location = /status { do_status; }
     }
 EOF
-open my $fh, '>', $t->prefix . '/do.secret' or die;
-print $fh "one secret for every node of this test\n";
-close $fh;
-open $fh, '>', $t->prefix . '/ok.txt' or die;
-print $fh "ok\n";
-close $fh;
-$t->start;
+DoCluster::lone_start($t);
 my $p = $t->port;
 
-sub cluster {
-    my $s = eval { $J->decode(http($p, 'GET', '/status')->{body}) } || {};
-    return $s->{cluster} // {};
-}
+sub cluster { DoCluster::lone_cluster($t) }
 
 ok(wait_for(sub { (cluster()->{shards} // 0) == 1024 }, 30),
    'the node holds all 1024 shards');
@@ -60,11 +50,7 @@ is($redis->cli('EXISTS', "do:{lim:$id}:tat") + 0, 0,
    '... and its bucket is not stored yet (a flush a minute)');
 
 # another node takes the key's shard, just after this node's agent ticked
-my $n = cluster()->{ticks};
-ok(wait_for(sub { (cluster()->{ticks} // 0) != $n }, 15), 'an agent tick');
-my $e = $redis->cli('INCR', "do:cluster:epoch:$s");
-chomp $e;
-$redis->cli('SET', "do:cluster:lease:$s", "$e other", 'PX', 60000);
+ok(DoCluster::take_lease($t, $redis, $s, 60000), 'an agent tick');
 $redis->cli('SET', "do:{lim:$id}:tat", 'the other node', 'PX', 60000);
 
 $t->stop;

@@ -16,6 +16,7 @@ use Test::More;
 use JSON::PP;
 use Time::HiRes qw(sleep time);
 use DoTest qw(http wait_for spawn collect);
+use DoCluster ();
 
 my $J = JSON::PP->new;
 my $redis = DoTest::Redis->new->start;
@@ -37,14 +38,11 @@ my $t = DoTest->new(workers => 2, http => <<"EOF");
         location = /status { do_status; }
     }
 EOF
-open my $fh, '>', $t->prefix . '/do.secret' or die;
-print $fh "one secret for every node of this test\n";
-close $fh;
-$t->start;
+DoCluster::lone_start($t);
 my $p = $t->port;
 
-sub cluster { ($J->decode(http($p, 'GET', '/status')->{body}))->{cluster} // {} }
-sub lease { my $v = $redis->cli('GET', "do:cluster:lease:$_[0]"); chomp $v; $v }
+sub cluster { DoCluster::lone_cluster($t) }
+sub lease { DoCluster::lease_of($redis, $_[0]) }
 
 ok(wait_for(sub { (cluster()->{shards} // 0) == 1024 }, 30),
    'the node holds all 1024 shards');
@@ -70,11 +68,7 @@ ok(wait_for(sub {
 }, 5), 'the three waiters are parked');
 
 # just after the agent's tick, another node takes the shard for 3 s
-my $n = cluster()->{ticks};
-wait_for(sub { cluster()->{ticks} != $n }, 15);
-my $e2 = $redis->cli('INCR', "do:cluster:epoch:$s");
-chomp $e2;
-$redis->cli('SET', "do:cluster:lease:$s", "$e2 other", 'PX', 3000);
+my $e2 = DoCluster::take_lease($t, $redis, $s, 3000);
 ok(wait_for(sub { !exists cluster()->{epochs}{$s} }, 10),
    'the node sees that it no longer holds the shard');
 ok(wait_for(sub {

@@ -447,6 +447,50 @@ sub increments_ok {
        '... and each object holds exactly the acknowledged increments');
 }
 
+# One node on its own (t/67, t/69, t/73): a DoTest whose http text has
+# "do_secret %%PREFIX%%/do.secret" and a do_cluster named n1, on a
+# DoTest::Redis.  lone_start() writes the secret (and an ok.txt) and
+# starts it; lone_cluster() is its do_status "cluster" object; lease_of()
+# the value of a shard's lease in Redis; take_lease() plays another node:
+# just after the node's agent ticked (so that the node still believes it
+# holds the shard for a quarter lease), a new epoch of the shard and a
+# lease under the name "other" for $ms; the new epoch, or undef when the
+# agent did not tick.
+sub lone_start {
+    my ($t) = @_;
+    for (['do.secret', "one secret for every node of this test\n"],
+         ['ok.txt', "ok\n"]) {
+        open my $fh, '>', $t->prefix . "/$_->[0]" or die;
+        print $fh $_->[1];
+        close $fh;
+    }
+    return $t->start;
+}
+
+sub lone_cluster {
+    my ($t) = @_;
+    my $s = eval { $J->decode(http($t->port, 'GET', '/status')->{body}) };
+    return ($s || {})->{cluster} // {};
+}
+
+sub lease_of {
+    my ($redis, $s) = @_;
+    my $v = $redis->cli('GET', "do:cluster:lease:$s");
+    chomp $v;
+    return $v;
+}
+
+sub take_lease {
+    my ($t, $redis, $s, $ms) = @_;
+    my $n = lone_cluster($t)->{ticks};
+    return undef
+        unless wait_for(sub { (lone_cluster($t)->{ticks} // 0) != $n }, 15);
+    my $e = $redis->cli('INCR', "do:cluster:epoch:$s");
+    chomp $e;
+    $redis->cli('SET', "do:cluster:lease:$s", "$e other", 'PX', $ms);
+    return $e;
+}
+
 # graceful stop of every node, one by one (true if all stopped in time)
 sub stop_all {
     my ($self) = @_;
