@@ -15,7 +15,7 @@ use IO::Socket::INET;
 use IO::Select;
 use Digest::SHA qw(hmac_sha256 sha256);
 use Time::HiRes qw(sleep time);
-use DoTest qw(http parallel wait_for);
+use DoTest qw(http parallel spawn collect wait_for);
 
 my $redis = DoTest::Redis->new->start;
 my $rport = $redis->port;
@@ -33,9 +33,11 @@ sub node {
     do_cluster name=$name listen=127.0.0.1:$cport{$name} lease=2s;
     do_call_timeout 10s;
     do_namespace kv store;
+    do_namespace locks lock;
     server {
         listen 127.0.0.1:%%PORT%%;
         location ~ ^/kv/(?<o>[\\w-]+)\$ { do_pass kv name=\$o; }
+        location ~ ^/l/(?<o>[\\w-]+)\$ { do_pass locks name=\$o; }
         location = /status { do_status; }
     }
 EOF
@@ -244,8 +246,6 @@ ok(wait_for(sub { new_log() =~ /node "n1"\) refused: a frame out of sequence/ },
 
 # -- a node killed while calls are forwarded to it ----------------------
 
-# an object that n3 holds, reached through n1: the first one whose call
-# n3 receives
 sub received {
     my ($port) = @_;
     my $n = 0;
@@ -253,16 +253,34 @@ sub received {
     return $n;
 }
 
-my $target;
-for my $i (1 .. 200) {
-    my $before3 = received($ports[2]);
-    http($ports[0], 'POST', "/kv/o$i?key=k&op=incr");
-    if (received($ports[2]) > $before3) {
-        $target = "o$i";
-        last;
+# an object that n3 holds, reached through n1: the first one whose call
+# n3 receives
+sub held_by_n3 {
+    my ($fmt) = @_;
+    for my $i (1 .. 200) {
+        my $before3 = received($ports[2]);
+        my $r = http($ports[0], 'POST', sprintf($fmt, $i));
+        return ($r, $i) if received($ports[2]) > $before3;
     }
+    return;
 }
+
+my (undef, $ti) = held_by_n3('/kv/o%d?key=k&op=incr');
+my $target = defined $ti ? "o$ti" : undef;
 ok($target, 'an object that n3 holds');
+
+# a lock that n3 holds, held, and a waiter parked there through n1: a call
+# surely in flight when n3 dies
+my ($lr, $li) = held_by_n3('/l/lk%d?ttl=60s');
+is($lr && $lr->{status}, 200, 'a lock that n3 holds is acquired through n1');
+my $waiter = spawn(1, sub {
+    my $r = http($ports[0], 'POST', "/l/lk$li?ttl=1s&wait=9s", timeout => 20);
+    return sprintf('%d %.3f', $r->{status}, time);
+});
+ok(wait_for(sub {
+    (eval { $J->decode(http($ports[0], 'GET', "/l/lk$li")->{body})->{waiters} }
+     // 0) == 1
+}, 5), '... and a waiter is parked at n3');
 
 my @victims = ($node{n3}->workers, $node{n3}->pid);
 $node{n3}->expect_killed(@victims);
@@ -272,7 +290,7 @@ my @res = parallel(9, sub {
     if ($i == 8) {
         sleep 1;
         kill 'KILL', @victims;
-        return;
+        return sprintf('killed %.3f', time);
     }
     my @out;
     while (time - $t0 < 4) {
@@ -282,6 +300,8 @@ my @res = parallel(9, sub {
     }
     return @out;
 });
+my ($killed) = map { /^killed (\S+)/ ? $1 : () } @res;
+@res = grep { !/^killed / } @res;
 my @bad = grep { !/^(200|502|503|504) / } @res;
 is(scalar(@bad), 0, 'calls to a killed node end with 200, 502, 503 or 504')
     or diag explain [ @bad[0 .. ($#bad > 10 ? 10 : $#bad)] ];
@@ -294,8 +314,12 @@ my @late = grep { (split / /)[1] > 5 } @res;
 is(scalar(@late), 0, '... none waits for its timeout: a lost connection '
                      . 'answers the calls it carried')
     or diag explain [ @late[0 .. ($#late > 10 ? 10 : $#late)] ];
-ok((grep { /^50[234] / } @res), '... some of them failed, as the node died')
-    or diag explain [ @res[0 .. 5] ];
+# the waiter's call was in flight at n3: lost with its connection, it
+# ends 502 at once, long before its wait or do_call_timeout
+my ($wstatus, $wend) = split / /, (collect($waiter))[0] // '- 0';
+ok($wstatus eq '502' && $wend - $killed < 2,
+   'the waiter parked at the killed node ends 502 at once')
+    or diag sprintf('%s, %.2f s after the kill', $wstatus, $wend - $killed);
 
 delete $node{n3}{pid};
 $node{n3}{checked} = 1;
