@@ -245,9 +245,10 @@ $t->check_logs('quotas', expect => []);
 my $c = DoTest->new(workers => 2, http => <<'EOF' . $gates)->start;
     %%STORAGE%%
     do_max_objects 100;
+    do_call_timeout 150s;
     do_namespace kv    store;
     do_namespace api   rate_limiter rate=1r/m burst=9;
-    do_namespace locks lock ttl=30s;
+    do_namespace locks lock ttl=600s;
     server {
         listen 127.0.0.1:%%PORT%%;
         location ~ ^/kv/(?<o>[\w-]+)$ { do_pass kv name=$o; }
@@ -272,11 +273,12 @@ sub most {
 }
 
 # a lock with a parked waiter is not idle: it must stay through it all
+# (its lease and the wait long enough for 3000 requests under ASan)
 my $grant = j(http($cp, 'POST', '/lock/held'));
 ok($grant->{token}, 'a lock is held');
 my $waiter = fork() // die;
 if ($waiter == 0) {
-    my $w = http($cp, 'POST', '/lock/held?wait=8s');
+    my $w = http($cp, 'POST', '/lock/held?wait=140s', timeout => 160);
     POSIX::_exit($w->{status} == 200 ? 0 : 1);
 }
 ok(wait_for(sub { j(http($cp, 'GET', '/lock/held'))->{waiters} == 1 }),
@@ -306,6 +308,8 @@ my @lim = map { http($cp, 'GET', "/limited?k=kept")->{status} } 1 .. 8;
 is(scalar(grep { $_ == 200 } @lim), 5,
    'the limiter key kept its count (5 more of 10)');
 
+is(j(http($cp, 'GET', '/lock/held'))->{waiters}, 1,
+   'the waiter is still parked');
 is(http($cp, 'DELETE', "/lock/held?token=$grant->{token}")->{status}, 200,
    'the lock is released');
 waitpid($waiter, 0);
