@@ -50,6 +50,8 @@
 #define NGX_DO_CLUSTER_HOLDER(w)  ((ngx_uint_t) ((w) >> 56))
 #define NGX_DO_CLUSTER_LEAVES     8
 #define NGX_DO_CLUSTER_FORGET     600000      /* ms: a slot's name expires */
+#define NGX_DO_CLUSTER_LATE       2           /* ms after an expiry to tick */
+#define NGX_DO_CLUSTER_SOONEST    5           /* ms: the shortest tick */
 
 
 typedef struct {
@@ -91,6 +93,7 @@ static void ngx_do_cluster_heard(void *data, void *r);
 static void ngx_do_cluster_place(ngx_uint_t *live, ngx_uint_t nlive,
     u_char *want);
 static void ngx_do_cluster_leased(void *data, void *r);
+static ngx_msec_t ngx_do_cluster_delay(long long soon);
 static void ngx_do_cluster_next(ngx_msec_t delay);
 
 
@@ -102,6 +105,8 @@ static ngx_int_t               ngx_do_cluster_sha_beat = NGX_ERROR;
 static ngx_int_t               ngx_do_cluster_sha_lease = NGX_ERROR;
 static ngx_event_t             ngx_do_cluster_event;
 static ngx_msec_t              ngx_do_cluster_sent;
+/* when the first other node's registry entry expires, 0: none */
+static ngx_msec_t              ngx_do_cluster_due;
 static ngx_uint_t              ngx_do_cluster_busy;
 static ngx_uint_t              ngx_do_cluster_stopped;
 static uint32_t                ngx_do_cluster_digest;
@@ -113,22 +118,29 @@ static ngx_connection_t        ngx_do_cluster_dumb;
 
 /*
  * The heartbeat.  ARGV: prefix, name, address, the registry's expiry
- * (ms).  Answers the live nodes: name, address, name, address, ...
+ * (ms).  Answers the live nodes: name, address, name, address, ..., then
+ * the ms until the first other node's entry expires (-1: none).
  */
 static const char  ngx_do_cluster_beat_script[] =
     "local t = redis.call('TIME') "
     "local now = t[1] * 1000 + math.floor(t[2] / 1000) "
+    "local exp = tonumber(ARGV[4]) "
     "local z, h = ARGV[1] .. 'cluster:nodes', ARGV[1] .. 'cluster:addrs' "
     "redis.call('ZADD', z, now, ARGV[2]) "
     "redis.call('HSET', h, ARGV[2], ARGV[3]) "
-    "for _, n in ipairs(redis.call('ZRANGEBYSCORE', z, '-inf', "
-    "                              now - tonumber(ARGV[4]))) do "
+    "for _, n in ipairs(redis.call('ZRANGEBYSCORE', z, '-inf', now - exp)) "
+    "do "
     "  redis.call('ZREM', z, n) redis.call('HDEL', h, n) "
     "end "
-    "local out = {} "
-    "for _, n in ipairs(redis.call('ZRANGE', z, 0, -1)) do "
+    "local out, soon = {}, -1 "
+    "local all = redis.call('ZRANGE', z, 0, -1, 'WITHSCORES') "
+    "for i = 1, #all, 2 do "
+    "  local n = all[i] "
     "  out[#out + 1] = n out[#out + 1] = redis.call('HGET', h, n) or '' "
+    "  local left = tonumber(all[i + 1]) + exp - now "
+    "  if n ~= ARGV[2] and (soon < 0 or left < soon) then soon = left end "
     "end "
+    "out[#out + 1] = soon "
     "return out";
 
 /*
@@ -136,12 +148,14 @@ static const char  ngx_do_cluster_beat_script[] =
  * '1' take it if nobody holds it, or renew it; '2' release it; '0' only
  * tell who holds it; then "1" when this node just started: a lease still
  * under its name is its previous life's, taken again with a new epoch.
- * Answers each shard's lease value, "" for none.
+ * Answers each shard's lease value, "" for none, then the ms until the
+ * first lease of another node on a shard this node wins runs out (-1:
+ * none), so that the agent takes it then rather than a tick later.
  */
 static const char  ngx_do_cluster_lease_script[] =
     "local p, me, px, want = ARGV[1], ARGV[2], ARGV[3], ARGV[4] "
     "local fresh = ARGV[5] == '1' "
-    "local out = {} "
+    "local out, soon = {}, -1 "
     "for s = 0, #want - 1 do "
     "  local k = p .. 'cluster:lease:' .. s "
     "  local v = redis.call('GET', k) "
@@ -154,12 +168,16 @@ static const char  ngx_do_cluster_lease_script[] =
     "      redis.call('SET', k, v, 'PX', px) "
     "    elseif mine then "
     "      redis.call('PEXPIRE', k, px) "
+    "    else "
+    "      local left = redis.call('PTTL', k) "
+    "      if left >= 0 and (soon < 0 or left < soon) then soon = left end "
     "    end "
     "  elseif c == 50 and mine then "
     "    redis.call('DEL', k) v = false "
     "  end "
     "  out[s + 1] = v or '' "
     "end "
+    "out[#want + 1] = soon "
     "return out";
 
 
@@ -742,6 +760,7 @@ ngx_do_cluster_heard(void *data, void *r)
 
     u_char       want[NGX_DO_SHARDS], lease[NGX_INT_T_LEN], *v;
     size_t       argvlen[8], len;
+    long long    soon;
     ngx_str_t    name;
     ngx_uint_t   i, j, live[NGX_DO_CLUSTER_PEERS], nlive;
     const char  *argv[8];
@@ -754,7 +773,8 @@ ngx_do_cluster_heard(void *data, void *r)
     }
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements % 2)
+        || reply->elements % 2 == 0
+        || reply->element[reply->elements - 1]->type != REDIS_REPLY_INTEGER)
     {
         ngx_do_log_throttled(NGX_LOG_ERR, ngx_cycle->log, 0,
                              NGX_DO_LOG_REPLY,
@@ -765,12 +785,18 @@ ngx_do_cluster_heard(void *data, void *r)
         return;
     }
 
+    soon = reply->element[reply->elements - 1]->integer;
+    ngx_do_cluster_due = (soon >= 0)
+                         ? ngx_current_msec + (ngx_msec_t) soon
+                           + NGX_DO_CLUSTER_LATE
+                         : 0;
+
     nlive = 0;
 
     ngx_spinlock(&ngx_do_cluster_sh->lock, ngx_pid, 1024);
 
     /* the live flags change only once every name has its slot */
-    for (i = 0; i + 1 < reply->elements; i += 2) {
+    for (i = 0; i + 2 < reply->elements; i += 2) {
         if (reply->element[i]->type != REDIS_REPLY_STRING
             || reply->element[i + 1]->type != REDIS_REPLY_STRING
             || nlive == NGX_DO_CLUSTER_PEERS)
@@ -979,7 +1005,8 @@ ngx_do_cluster_leased(void *data, void *r)
     }
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != NGX_DO_SHARDS)
+        || reply->elements != NGX_DO_SHARDS + 1
+        || reply->element[NGX_DO_SHARDS]->type != REDIS_REPLY_INTEGER)
     {
         ngx_do_log_throttled(NGX_LOG_ERR, ngx_cycle->log, 0,
                              NGX_DO_LOG_REPLY,
@@ -1039,7 +1066,48 @@ ngx_do_cluster_leased(void *data, void *r)
     ngx_do_cluster_sh->fresh = 0;
     (void) ngx_atomic_fetch_add(&ngx_do_cluster_sh->ticks, 1);
 
-    ngx_do_cluster_next(ngx_do_cluster->lease / 4);
+    ngx_do_cluster_next(
+                  ngx_do_cluster_delay(reply->element[NGX_DO_SHARDS]->integer));
+}
+
+
+/*
+ * The next tick: in lease/4, or sooner just after another node's registry
+ * entry or a lease of another node on a shard this node wins runs out
+ * (soon, ms; -1: none).  So a dead node's shards are taken about a lease
+ * after its last renewal, not up to a tick or two later.
+ */
+static ngx_msec_t
+ngx_do_cluster_delay(long long soon)
+{
+    ngx_msec_t  d;
+
+    d = ngx_do_cluster->lease / 4;
+
+    if (ngx_do_cluster_due) {
+        if ((ngx_msec_int_t) (ngx_do_cluster_due - ngx_current_msec) <= 0) {
+            d = 0;
+
+        } else if (ngx_do_cluster_due - ngx_current_msec < d) {
+            d = ngx_do_cluster_due - ngx_current_msec;
+        }
+    }
+
+    if (soon >= 0 && (ngx_msec_t) soon + NGX_DO_CLUSTER_LATE < d) {
+        d = (ngx_msec_t) soon + NGX_DO_CLUSTER_LATE;
+    }
+
+    if (d < NGX_DO_CLUSTER_SOONEST) {
+        d = NGX_DO_CLUSTER_SOONEST;
+    }
+
+    if (d < ngx_do_cluster->lease / 4) {
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
+                       "do: cluster: next tick in %M ms, as an entry or "
+                       "a lease runs out", d);
+    }
+
+    return d;
 }
 
 
