@@ -12,7 +12,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use JSON::PP;
 use Time::HiRes qw(sleep time);
-use DoTest qw(http parallel);
+use DoTest qw(http parallel wait_for);
 use DoCluster;
 
 my $J = JSON::PP->new;
@@ -38,6 +38,22 @@ sub j { my $r = shift; eval { $J->decode($r->{body}) } || {} }
 
 my $N = 6;
 
+# the waiters of a lock, as a node reports them
+sub queued {
+    my ($port, $key) = @_;
+    return j(http($port, 'GET', "/lock/$key"))->{waiters} // 0;
+}
+
+# waiter $i sends at its time, once the $i before it queued (a slow fork
+# must not swap two of them; without cluster mode a node sees only its
+# own, and the wait ends after 5 s); the last child, once all queued
+sub arrive {
+    my ($t0, $i, $key) = @_;
+    my $d = $t0 + 0.2 * $i - time;
+    sleep($d) if $d > 0;
+    wait_for(sub { queued($ports[$i % 3], $key) >= $i }, 5);
+}
+
 # 1. the lock API: a holder through n1, then waiter i through node i % 3
 # at 0.2 s intervals; the holder lets go once all arrived
 my $key = "fifo$$";
@@ -47,13 +63,13 @@ my $t0 = time + 0.3;
 my @got = parallel($N + 1, sub {
     my ($i) = @_;
     if ($i == $N) {
-        sleep($t0 + 0.2 * $N + 0.2 - time);
+        arrive($t0, $N, $key);
         my @q = map { j(http($_, 'GET', "/lock/$key"))->{waiters} // -1 }
                 @ports;
         http($ports[0], 'DELETE', "/lock/$key?token=$h->{token}");
         return "queue @q";
     }
-    sleep($t0 + 0.2 * $i - time);
+    arrive($t0, $i, $key);
     my $r = http($ports[$i % 3], 'POST', "/lock/$key?wait=8s&ttl=5s");
     my $at = time;
     my $g = j($r);
@@ -81,11 +97,11 @@ $t0 = time + 0.3;
 my @st = parallel($N + 1, sub {
     my ($i) = @_;
     if ($i == $N) {
-        sleep($t0 + 0.2 * $N + 0.2 - time);
+        arrive($t0, $N, $key);
         http($ports[1], 'DELETE', "/lock/$key?token=$h->{token}");
         return ();
     }
-    sleep($t0 + 0.2 * $i - time);
+    arrive($t0, $i, $key);
     my $r = http($ports[$i % 3], 'GET', "/ok/x?key=$key&c=$i&sleep=20");
     return "$i $r->{status}";
 });

@@ -202,6 +202,9 @@ my $lv = $c->redis_cmd('GET', $lk) // '';
 my ($epoch) = $lv =~ /(\d+)/;
 $epoch //= 0;
 my $foreign = $epoch + 1000;
+# just after n1's agent ticked, so that n1 writes before it reads the lease
+my $tk = ($c->cluster(0) // {})->{ticks} // 0;
+wait_for(sub { (($c->cluster(0) // {})->{ticks} // 0) != $tk }, 15);
 $c->redis_cmd('SET', $c->epoch_key($s), $foreign);
 $c->redis_cmd('SET', $lk, "$foreign intruder", 'PX', 4000);
 $r = http($ports[0], 'PUT', uri($fo, 'a'), body => 'fenced');
