@@ -86,8 +86,8 @@ if (!$redis_backend) {
     $t->kill_worker('KILL', @old);
     wait_for(sub { my %o = map { $_ => 1 } @old;
                    my @w = grep { !$o{$_} } $t->workers; @w == 2 }, 10);
-    sleep 2;
-    is(keys_of('t2'), '', 'an alarm fires after every worker was killed');
+    ok(wait_for(sub { keys_of('t2') eq '' }, 10),
+       'an alarm fires after every worker was killed');
 
     # stopped (SIGSTOP) for 5 s past the due time: it fires on waking
     http($p, 'PUT', '/s/t3?key=a&ttl=2s', body => 'x');

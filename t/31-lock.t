@@ -82,7 +82,7 @@ my @lines = parallel(20, sub {
 });
 my @reqs = sort { $a->[0] <=> $b->[0] } $origin->requests;
 my $ok200 = grep { $_ eq 'status 200' } @lines;
-cmp_ok(scalar @reqs, '>=', 40, scalar(@reqs) . ' requests reached the origin');
+cmp_ok(scalar @reqs, '>=', 10, scalar(@reqs) . ' requests reached the origin');
 is($ok200, scalar @reqs, 'every request that reached the origin answered 200');
 is(scalar(grep { !/^status (200|409|423)$/ } @lines), 0,
    'no request failed otherwise') or diag join ' ', grep { !/status 200/ } @lines;
@@ -208,7 +208,8 @@ cmp_ok(j(http($p, 'POST', '/lock/kill'))->{fence}, '>', $h->{fence},
 my $c = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $p)
     or die "connect: $!";
 print {$c} "GET /critical/abort?key=k6&sleep=4000 HTTP/1.1\r\nHost: x\r\n\r\n";
-sleep 0.5;
+ok(wait_for(sub { j(http($p, 'GET', '/lock/k6'))->{held} }, 5),
+   'a do_lock request holds k6 while its origin takes 4 s');
 $s = time;
 $r = http($p, 'GET', '/short/other?key=k7');
 is($r->{status}, 200, 'another key is not held up');
@@ -237,7 +238,8 @@ is(j(http($p, 'GET', '/lock/kw'))->{held}, JSON::PP::false,
 # a request that runs longer than the lease keeps it: do_lock renews it
 my @two = parallel(2, sub {
     my ($i) = @_;
-    sleep 0.3 * $i;
+    # the second once the first holds the lock
+    wait_for(sub { j(http($p, 'GET', '/lock/k8'))->{held} }, 5) if $i;
     my $r = http($p, 'GET', "/renewed/r$i?key=k8&sleep=" . ($i ? 10 : 2500));
     return "$i $r->{status}";
 });
@@ -291,9 +293,14 @@ my @both = parallel(2, sub {
         my $r = http($t->port_n(2), 'GET', '/other/y?key=k10&sleep=1500');
         return "request $r->{status}";
     }
-    sleep 0.7;
-    return 'held ' . join ',', map { j(http($p, 'GET', "/lock/$_"))->{held} ? 1 : 0 }
-                               qw(k10 zk10);
+    # both held while the request runs (1.5 s at the origin)
+    my $held = '';
+    wait_for(sub {
+        $held = join ',', map { j(http($p, 'GET', "/lock/$_"))->{held} ? 1 : 0 }
+                          qw(k10 zk10);
+        $held eq '1,1';
+    }, 1.2);
+    return "held $held";
 });
 is(join(' ', sort @both), 'held 1,1 request 200',
    'redirected to a location with another do_lock, it holds both locks');

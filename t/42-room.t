@@ -311,12 +311,29 @@ ok($closed{1012}, 'the old workers closed their members with 1012 ('
 # old worker, which would never exit; it is closed with 1012 like the rest
 if (DoTest::redis_backend()) {
     my $redis = $t->redis;
+    # the sockets each worker has open: one more once it accepted the join
+    my $sockets = sub {
+        join ',', map {
+            my $pid = $_;
+            opendir my $d, "/proc/$pid/fd" or return 0;
+            scalar grep { (readlink("/proc/$pid/fd/$_") // '') =~ /^socket:/ }
+                   readdir $d;
+        } $t->workers;
+    };
     kill 'STOP', $redis->{pid};
+    my $before = $sockets->();
     my $j = DoWs->connect($p, '/big/inflight?member=late', pending => 1);
+    ok(wait_for(sub { $sockets->() ne $before }, 5),
+       'a join accepted by a worker while Redis is paused');
     select(undef, undef, undef, 0.3);
     my %old = map { $_ => 1 } $t->workers;
     $t->reload;
-    select(undef, undef, undef, 0.3);
+    # the old workers are on their way out before Redis answers
+    my $exiting = sub {
+        open my $fh, '<', "/proc/$_[0]/cmdline" or return 1;
+        return (<$fh> // '') =~ /shutting down/;
+    };
+    wait_for(sub { !grep { !$exiting->($_) } keys %old }, 5);
     kill 'CONT', $redis->{pid};
     my $late = $j->answer;
     is(ref $late eq 'DoWs' ? $late->close_code(5) : $late->{status}, 1012,

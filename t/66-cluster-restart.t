@@ -17,7 +17,7 @@ use DoCluster;
 my $J = JSON::PP->new;
 my $c = DoCluster->new(nodes => 3, http => <<'EOF', locations => <<'EOF');
     do_namespace state store;
-    do_namespace per_key rate_limiter rate=1r/m burst=4;
+    do_namespace per_key rate_limiter rate=0.1r/m burst=4;
     do_namespace locks lock ttl=10s;
 EOF
         location ~ ^/s/(?<o>[\w-]+)$ { do_pass state name=$o; }
@@ -54,8 +54,8 @@ is($acked, 9 + 45, 'every write acknowledged');
 my @limited = map { "lk$$-$_" } 0 .. 5;
 is(statuses($_, 6), '200 200 200 200 200 429',
    "$_: 5 pass through three nodes, then it is limited") for @limited;
-my $lock = j(http($ports[1], 'POST', "/lock/door$$?ttl=60s"));
-ok($lock->{token} && $lock->{fence}, 'n2 holds a lock for a minute');
+my $lock = j(http($ports[1], 'POST', "/lock/door$$?ttl=600s"));
+ok($lock->{token} && $lock->{fence}, 'n2 holds a lock for ten minutes');
 
 my %before;
 for my $i (0 .. 2) {

@@ -59,6 +59,10 @@ my $t0 = time;
 my $waiters = spawn(3, sub {
     my ($i) = @_;
     sleep 0.2 * $i;
+    # in order: once the ones before it are parked
+    wait_for(sub {
+        ($J->decode(http($p, 'GET', '/l/job')->{body})->{waiters} // 0) >= $i
+    }, 5);
     my $w = http($p, 'POST', '/l/job?ttl=1s&wait=25s', timeout => 40);
     my $f = eval { $J->decode($w->{body})->{fence} } // '-';
     return sprintf('%d %s %s %.2f', $i, $w->{status}, $f, time - $t0);
