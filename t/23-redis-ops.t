@@ -112,7 +112,7 @@ EOF
     close $listen;
 
     my $attempts = sub {
-        open my $fh, '<', "$dir/accepts" or return ();
+        open my $fh, '<', "$dir/accepts" or return wantarray ? () : 0;
         chomp(my @a = <$fh>);
         return @a;
     };
