@@ -629,7 +629,17 @@ ngx_do_router_route(ngx_do_pending_t *pending)
         if (rc == NGX_OK) {
             ngx_do_stats->forwarded++;
             pending->remote = 1;
-            ngx_do_router_remote[pending->owner]++;
+
+            if (ngx_do_router_remote[pending->owner]++ == 0) {
+                /*
+                 * The owner's PID as the first call waits for it: the
+                 * one noted when nothing waited may be of a worker that
+                 * died since, and its successor's PID would look like
+                 * the death of this call's owner
+                 */
+                ngx_do_router_owner_pid[pending->owner] =
+                                         ngx_do_handover_peer(pending->owner);
+            }
 
             if (!ngx_do_router_watch_event.timer_set) {
                 ngx_do_router_watch_start();
