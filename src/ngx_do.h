@@ -515,7 +515,7 @@ ngx_int_t ngx_do_handover_hold(u_char *id, ngx_uint_t transient,
 ngx_int_t ngx_do_handover_deferred(u_char *id);
 void ngx_do_handover_unregister(void);
 void ngx_do_handover_release(u_char *id);
-ngx_pid_t ngx_do_handover_peer(ngx_uint_t worker);
+ngx_pid_t ngx_do_handover_peer(ngx_uint_t worker, ngx_uint_t exact);
 
 
 /*

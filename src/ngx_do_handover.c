@@ -411,9 +411,13 @@ ngx_do_handover_drop(ngx_uint_t shard)
 /*
  * The PID of the live worker numbered worker in this generation, or 0: a
  * worker killed and not yet replaced has none, its replacement another.
+ * With exact, a PID is also checked against the worker's start time (a
+ * /proc read: a PID reused since is not taken for the worker); without,
+ * only that a process of that PID exists (one system call, for the hot
+ * path).
  */
 ngx_pid_t
-ngx_do_handover_peer(ngx_uint_t worker)
+ngx_do_handover_peer(ngx_uint_t worker, ngx_uint_t exact)
 {
     ngx_uint_t                 i;
     ngx_atomic_uint_t          pid;
@@ -429,7 +433,9 @@ ngx_do_handover_peer(ngx_uint_t worker)
 
         if (pid != 0 && pid != NGX_DO_HANDOVER_CLAIMING
             && w->generation == ngx_do_runtime.generation
-            && w->worker == worker && ngx_do_handover_runs(w, pid))
+            && w->worker == worker
+            && (exact ? ngx_do_handover_runs(w, pid)
+                      : ngx_do_handover_alive(pid)))
         {
             return (ngx_pid_t) pid;
         }

@@ -630,15 +630,17 @@ ngx_do_router_route(ngx_do_pending_t *pending)
             ngx_do_stats->forwarded++;
             pending->remote = 1;
 
-            if (ngx_do_router_remote[pending->owner]++ == 0) {
+            if (ngx_do_router_remote[pending->owner]++ == 0
+                && ngx_do_router_watch_event.timer_set)
+            {
                 /*
                  * The owner's PID as the first call waits for it: the
-                 * one noted when nothing waited may be of a worker that
-                 * died since, and its successor's PID would look like
-                 * the death of this call's owner
+                 * one the running watch noted when nothing waited may be
+                 * of a worker that died since, and its successor's PID
+                 * would look like the death of this call's owner
                  */
                 ngx_do_router_owner_pid[pending->owner] =
-                                         ngx_do_handover_peer(pending->owner);
+                                    ngx_do_handover_peer(pending->owner, 0);
             }
 
             if (!ngx_do_router_watch_event.timer_set) {
@@ -1100,7 +1102,7 @@ ngx_do_router_watch_start(void)
     ngx_uint_t  w;
 
     for (w = 0; w < ngx_do_runtime.workers; w++) {
-        ngx_do_router_owner_pid[w] = ngx_do_handover_peer(w);
+        ngx_do_router_owner_pid[w] = ngx_do_handover_peer(w, 1);
     }
 
     ngx_add_timer(&ngx_do_router_watch_event, NGX_DO_ROUTER_WATCH);
@@ -1123,7 +1125,7 @@ ngx_do_router_watch(ngx_event_t *ev)
     waiting = 0;
 
     for (w = 0; w < ngx_do_runtime.workers; w++) {
-        pid = ngx_do_handover_peer(w);
+        pid = ngx_do_handover_peer(w, 1);
 
         if (ngx_do_router_remote[w] == 0) {
             /* nothing waits for it: whatever happened, this is its PID */
