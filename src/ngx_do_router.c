@@ -116,7 +116,6 @@ static void ngx_do_router_fail(ngx_do_pending_t *pending,
 static void ngx_do_router_timeout(ngx_event_t *ev);
 static void ngx_do_router_cleanup(void *data);
 static void ngx_do_router_unpend(ngx_do_pending_t *pending);
-static void ngx_do_router_watch_start(void);
 static void ngx_do_router_watch(ngx_event_t *ev);
 
 
@@ -630,21 +629,20 @@ ngx_do_router_route(ngx_do_pending_t *pending)
             ngx_do_stats->forwarded++;
             pending->remote = 1;
 
-            if (ngx_do_router_remote[pending->owner]++ == 0
-                && ngx_do_router_watch_event.timer_set)
-            {
+            if (ngx_do_router_remote[pending->owner]++ == 0) {
                 /*
-                 * The owner's PID as the first call waits for it: the
-                 * one the running watch noted when nothing waited may be
-                 * of a worker that died since, and its successor's PID
-                 * would look like the death of this call's owner
+                 * The owner's PID as the first call waits for it (a PID
+                 * noted while nothing waited may be of a worker that
+                 * died since: its successor's would look like the death
+                 * of this call's owner)
                  */
                 ngx_do_router_owner_pid[pending->owner] =
                                     ngx_do_handover_peer(pending->owner, 0);
             }
 
             if (!ngx_do_router_watch_event.timer_set) {
-                ngx_do_router_watch_start();
+                ngx_add_timer(&ngx_do_router_watch_event,
+                              NGX_DO_ROUTER_WATCH);
             }
 
             return;
@@ -1095,20 +1093,6 @@ ngx_do_router_unpend(ngx_do_pending_t *pending)
 }
 
 
-/* the first call to wait for another worker: note the owners' PIDs */
-static void
-ngx_do_router_watch_start(void)
-{
-    ngx_uint_t  w;
-
-    for (w = 0; w < ngx_do_runtime.workers; w++) {
-        ngx_do_router_owner_pid[w] = ngx_do_handover_peer(w, 1);
-    }
-
-    ngx_add_timer(&ngx_do_router_watch_event, NGX_DO_ROUTER_WATCH);
-}
-
-
 /*
  * While calls wait for other workers: an owner whose PID changed or that
  * is gone died with them, and they are answered 502 now.
@@ -1125,13 +1109,12 @@ ngx_do_router_watch(ngx_event_t *ev)
     waiting = 0;
 
     for (w = 0; w < ngx_do_runtime.workers; w++) {
-        pid = ngx_do_handover_peer(w, 1);
-
         if (ngx_do_router_remote[w] == 0) {
-            /* nothing waits for it: whatever happened, this is its PID */
-            ngx_do_router_owner_pid[w] = pid;
+            /* nothing waits for it: its first call notes its PID */
             continue;
         }
+
+        pid = ngx_do_handover_peer(w, 1);
 
         if (pid == ngx_do_router_owner_pid[w]) {
             waiting = 1;
